@@ -1,0 +1,114 @@
+//! Building and running the daemon: `App::build` prepares everything and binds the
+//! listener (port 0 works in tests); `run_until_stopped` serves until shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+
+use crate::config::Settings;
+use crate::db::Db;
+use crate::server::{self, AppState, auth};
+
+/// A ready-to-run forgehand: database migrated, admin token loaded, listener bound.
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl App {
+    /// Creates `data_dir`, opens and migrates the database, loads or generates the admin
+    /// token, and binds `server.listen`.
+    pub async fn build(settings: Settings) -> anyhow::Result<App> {
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("cannot create data_dir {}", settings.data_dir.display()))?;
+        let db = open_database(&settings).await?;
+        let (admin_token, source) = auth::load_or_generate(&settings.auth.admin_token, &settings.data_dir)
+            .with_context(|| format!("cannot store the admin token in {}", settings.data_dir.display()))?;
+        let listener = TcpListener::bind(settings.server.listen).await.with_context(|| {
+            format!(
+                "cannot listen on {} (server.listen); is another process using it?",
+                settings.server.listen
+            )
+        })?;
+        let app = App { listener, state: AppState::new(settings, db, admin_token) };
+        app.announce(&source);
+        Ok(app)
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The shared state, for tests and tools that run beside the server.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then finishes the requests in flight.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let router = server::router(self.state.clone());
+        axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await?;
+        tracing::info!("forgehand stopped");
+        Ok(())
+    }
+
+    fn announce(&self, source: &auth::TokenSource) {
+        let settings = &self.state.settings;
+        let addr = self.local_addr();
+        tracing::info!(%addr, public_url = %settings.server.public_url, data_dir = %settings.data_dir.display(), "forgehand listening");
+        for forge in &settings.forges {
+            if forge.webhook_secret.is_empty() {
+                tracing::warn!(forge = %forge.name, "forge has no webhook_secret: every delivery to /webhooks/{} is refused", forge.name);
+            } else {
+                tracing::info!(forge = %forge.name, kind = %forge.kind, "webhooks accepted at {}/webhooks/{}", settings.server.public_url, forge.name);
+            }
+        }
+        if settings.forges.is_empty() {
+            tracing::warn!(
+                "no forge configured: add a [[forges]] entry to your config file (see README.md), then restart"
+            );
+        }
+        if let auth::TokenSource::Generated(path, token) = source {
+            // Shown once, on the terminal that started forgehand, never in a log line.
+            println!(
+                "\nforgehand generated an admin token and stored it in {} (mode 0600):\n\n    {}\n\n\
+                 Use it as `Authorization: Bearer <token>` for {}/api/tasks.\n",
+                path.display(),
+                token.expose_secret(),
+                settings.server.public_url
+            );
+        }
+    }
+}
+
+/// Opens the configured database and applies pending migrations.
+pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
+    let db = Db::connect(settings).await.context("cannot open the database (database.url)")?;
+    db.migrate().await.context("cannot apply database migrations")?;
+    Ok(db)
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot listen for SIGTERM; only Ctrl-C stops forgehand");
+            let _ = ctrl_c.await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutdown requested");
+}

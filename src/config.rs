@@ -1,0 +1,543 @@
+//! Typed settings, read from layered sources.
+//!
+//! Later sources win: the built-in `config/default.toml` (embedded), the file given by
+//! `--config PATH` or `FORGEHAND_CONFIG`, then environment variables
+//! `FORGEHAND__SECTION__KEY`. Forge entries live in an array, so their keys are set from the
+//! environment by name instead: `FORGEHAND__FORGES__<NAME>__<KEY>`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// The built-in defaults, embedded so that `forgehand serve` works with no file at all.
+pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
+
+const ENV_PREFIX: &str = "FORGEHAND__";
+const FORGE_ENV_PREFIX: &str = "FORGEHAND__FORGES__";
+
+/// Everything forgehand can be configured with. See `docs/configuration.md`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Where the database, the admin token, workspaces and transcripts live.
+    pub data_dir: PathBuf,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub auth: AuthSettings,
+    #[serde(default)]
+    pub forges: Vec<ForgeSettings>,
+    pub trigger: TriggerSettings,
+    pub executor: ExecutorSettings,
+    pub agent: AgentSettings,
+    pub git: GitSettings,
+}
+
+/// `[server]`: the HTTP listener.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub public_url: String,
+    pub max_body_bytes: usize,
+}
+
+/// `[database]`: empty `url` means an SQLite file in `data_dir`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    #[serde(serialize_with = "serialize_database_url")]
+    pub url: SecretString,
+    pub max_connections: u32,
+}
+
+/// `[auth]`: the admin token for the dashboard and the API.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    #[serde(serialize_with = "serialize_secret")]
+    pub admin_token: SecretString,
+}
+
+/// Which API and webhook dialect a forge speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForgeKind {
+    Github,
+    /// Gitea and Forgejo.
+    #[serde(alias = "forgejo")]
+    Gitea,
+}
+
+/// One `[[forges]]` entry.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForgeSettings {
+    pub name: String,
+    pub kind: ForgeKind,
+    pub api_url: String,
+    #[serde(default = "empty_secret", serialize_with = "serialize_secret")]
+    pub token: SecretString,
+    #[serde(default, serialize_with = "serialize_secrets")]
+    pub webhook_secret: WebhookSecrets,
+    /// Login of the bot account; events it causes are ignored.
+    #[serde(default)]
+    pub bot_login: String,
+}
+
+/// One webhook secret, or several while rotating; empty strings count as absent.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookSecrets(pub Vec<SecretString>);
+
+impl WebhookSecrets {
+    /// True when no usable secret is configured: such a forge refuses every delivery.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'de> Deserialize<'de> for WebhookSecrets {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
+        }
+        let all = match OneOrMany::deserialize(deserializer)? {
+            OneOrMany::One(one) => vec![one],
+            OneOrMany::Many(many) => many,
+        };
+        Ok(WebhookSecrets::from_strings(all))
+    }
+}
+
+impl WebhookSecrets {
+    fn from_strings(all: impl IntoIterator<Item = String>) -> Self {
+        WebhookSecrets(all.into_iter().filter(|secret| !secret.is_empty()).map(SecretString::from).collect())
+    }
+}
+
+/// The least permission a person needs on a repository to trigger forgehand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Permission {
+    None,
+    Read,
+    Write,
+    Admin,
+}
+
+/// `[trigger]`: what starts a task.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerSettings {
+    pub label: String,
+    pub command: String,
+    pub repos: Vec<String>,
+    pub min_permission: Permission,
+}
+
+/// `[executor]`: how tasks run.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutorSettings {
+    pub max_concurrent: usize,
+    pub timeout_secs: u64,
+    pub max_attempts: u32,
+}
+
+/// `[agent]`: the Claude Code CLI invocation.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSettings {
+    pub command: String,
+    pub args: Vec<String>,
+    pub model: String,
+    pub max_turns: u32,
+}
+
+/// `[git]`: commits and branches.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitSettings {
+    pub author_name: String,
+    pub author_email: String,
+    pub branch_prefix: String,
+}
+
+/// Why the configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration: {0}")]
+    Load(String),
+    #[error("the configuration is invalid:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<String>),
+}
+
+impl Settings {
+    /// Loads the layered configuration from the real environment and validates it.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        Self::load_with_env(file, std::env::vars().collect())
+    }
+
+    /// Loads the layered configuration with the given environment, then validates it.
+    pub fn load_with_env(file: Option<&Path>, env: HashMap<String, String>) -> Result<Settings, ConfigError> {
+        let (section_env, forge_env): (HashMap<_, _>, HashMap<_, _>) = env
+            .into_iter()
+            .filter(|(key, _)| key.starts_with(ENV_PREFIX))
+            .partition(|(key, _)| !key.starts_with(FORGE_ENV_PREFIX));
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULT_CONFIG, config::FileFormat::Toml));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::Load(format!(
+                    "config file {} does not exist or is not a file; check --config or FORGEHAND_CONFIG",
+                    path.display()
+                )));
+            }
+            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+        }
+        let environment = config::Environment::with_prefix("FORGEHAND")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",")
+            .with_list_parse_key("trigger.repos")
+            .with_list_parse_key("agent.args")
+            .source(Some(section_env.into_iter().collect()));
+        let mut settings: Settings = builder
+            .add_source(environment)
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| ConfigError::Load(e.to_string()))?;
+        settings.apply_forge_env(forge_env)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Applies `FORGEHAND__FORGES__<NAME>__<KEY>` variables to the forge named NAME.
+    fn apply_forge_env(&mut self, vars: HashMap<String, String>) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        for (var, value) in vars {
+            let rest = &var[FORGE_ENV_PREFIX.len()..];
+            let Some(forge) =
+                self.forges.iter_mut().find(|f| rest.starts_with(&format!("{}__", env_name(&f.name))))
+            else {
+                problems.push(format!(
+                    "{var}: no configured forge matches; the part after FORGEHAND__FORGES__ must be a forge name in capitals (- becomes _)"
+                ));
+                continue;
+            };
+            let key = &rest[env_name(&forge.name).len() + 2..];
+            match key {
+                "TOKEN" => forge.token = SecretString::from(value),
+                "WEBHOOK_SECRET" => {
+                    forge.webhook_secret = WebhookSecrets::from_strings(value.split(',').map(str::to_owned))
+                }
+                "API_URL" => forge.api_url = value,
+                "BOT_LOGIN" => forge.bot_login = value,
+                _ => problems.push(format!(
+                    "{var}: unknown forge key {key}; use TOKEN, WEBHOOK_SECRET, API_URL or BOT_LOGIN"
+                )),
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(problems)) }
+    }
+
+    /// Checks what serde cannot: values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        self.validate_server(&mut problems);
+        self.validate_forges(&mut problems);
+        self.validate_trigger(&mut problems);
+        self.validate_limits(&mut problems);
+        let url = self.database.url.expose_secret();
+        if !(url.is_empty() || url.starts_with("sqlite:") || url.starts_with("postgres")) {
+            problems.push(
+                "database.url: must be empty (SQLite in data_dir), sqlite://PATH or postgres://USER:PASSWORD@HOST/DB".into(),
+            );
+        }
+        if problems.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(problems)) }
+    }
+
+    fn validate_server(&self, problems: &mut Vec<String>) {
+        if !is_http_url(&self.server.public_url) {
+            problems.push(format!(
+                "server.public_url: {:?} is not an http(s) URL; set the address people reach forgehand at, e.g. https://forgehand.example.com",
+                self.server.public_url
+            ));
+        }
+        if self.server.max_body_bytes < 1024 {
+            problems.push(
+                "server.max_body_bytes: must be at least 1024; GitHub sends up to 26214400 (25 MiB)".into(),
+            );
+        }
+    }
+
+    fn validate_forges(&self, problems: &mut Vec<String>) {
+        let mut seen = std::collections::HashSet::new();
+        for (i, forge) in self.forges.iter().enumerate() {
+            let key = format!("forges[{i}]");
+            if !is_forge_name(&forge.name) {
+                problems.push(format!(
+                    "{key}.name: {:?} must be 1-64 characters of a-z, 0-9, - or _ (it is the webhook path /webhooks/<name>)",
+                    forge.name
+                ));
+            }
+            if !seen.insert(forge.name.as_str()) {
+                problems.push(format!(
+                    "{key}.name: {:?} is used by two forges; names must be unique",
+                    forge.name
+                ));
+            }
+            if !is_http_url(&forge.api_url) {
+                problems.push(format!(
+                    "{key}.api_url: {:?} is not an http(s) URL; use https://api.github.com for GitHub or https://HOST/api/v1 for Gitea/Forgejo",
+                    forge.api_url
+                ));
+            }
+        }
+    }
+
+    fn validate_trigger(&self, problems: &mut Vec<String>) {
+        let trigger = &self.trigger;
+        if trigger.label.trim().is_empty() {
+            problems.push("trigger.label: must not be empty; the default is \"forgehand\"".into());
+        }
+        if trigger.command.is_empty() || trigger.command.chars().any(char::is_whitespace) {
+            problems.push(format!(
+                "trigger.command: {:?} must be one word without spaces, e.g. \"/forgehand\"",
+                trigger.command
+            ));
+        }
+        for repo in &trigger.repos {
+            if !is_repo_name(repo) {
+                problems.push(format!("trigger.repos: {repo:?} is not of the form \"owner/name\""));
+            }
+        }
+        if !is_branch_prefix(&self.git.branch_prefix) {
+            problems.push(format!(
+                "git.branch_prefix: {:?} is not usable in a branch name; use letters, digits, '-', '_', '.' and '/', e.g. \"forgehand/\"",
+                self.git.branch_prefix
+            ));
+        }
+    }
+
+    fn validate_limits(&self, problems: &mut Vec<String>) {
+        let positive = [
+            ("executor.max_concurrent", self.executor.max_concurrent as u64),
+            ("executor.timeout_secs", self.executor.timeout_secs),
+            ("executor.max_attempts", u64::from(self.executor.max_attempts)),
+            ("agent.max_turns", u64::from(self.agent.max_turns)),
+            ("database.max_connections", u64::from(self.database.max_connections)),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                problems.push(format!("{key}: must be at least 1"));
+            }
+        }
+        if self.agent.command.trim().is_empty() {
+            problems.push("agent.command: must name the Claude Code CLI program, e.g. \"claude\"".into());
+        }
+    }
+
+    /// The forge with this name, if configured.
+    pub fn forge(&self, name: &str) -> Option<&ForgeSettings> {
+        self.forges.iter().find(|f| f.name == name)
+    }
+
+    /// The effective configuration as TOML, with every secret masked.
+    pub fn to_masked_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
+    }
+}
+
+impl fmt::Display for ForgeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ForgeKind::Github => "github",
+            ForgeKind::Gitea => "gitea",
+        })
+    }
+}
+
+impl fmt::Display for Permission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Permission::None => "none",
+            Permission::Read => "read",
+            Permission::Write => "write",
+            Permission::Admin => "admin",
+        })
+    }
+}
+
+fn env_name(forge_name: &str) -> String {
+    forge_name.to_ascii_uppercase().replace('-', "_")
+}
+
+fn empty_secret() -> SecretString {
+    SecretString::from("")
+}
+
+fn is_http_url(url: &str) -> bool {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    rest.is_some_and(|r| !r.is_empty() && !r.contains(char::is_whitespace))
+}
+
+fn is_forge_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn is_repo_name(repo: &str) -> bool {
+    let mut parts = repo.split('/');
+    let (Some(owner), Some(name), None) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    [owner, name].iter().all(|p| !p.is_empty() && !p.contains(char::is_whitespace))
+}
+
+fn is_branch_prefix(prefix: &str) -> bool {
+    prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
+        && !prefix.starts_with('/')
+        && !prefix.starts_with('-')
+        && !prefix.contains("..")
+        && !prefix.contains("//")
+}
+
+/// The text printed in place of a configured secret.
+pub const MASK: &str = "********";
+
+fn mask(secret: &SecretString) -> &'static str {
+    if secret.expose_secret().is_empty() { "" } else { MASK }
+}
+
+fn serialize_secret<S: Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(mask(secret))
+}
+
+fn serialize_secrets<S: Serializer>(secrets: &WebhookSecrets, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(secrets.0.iter().map(mask))
+}
+
+fn serialize_database_url<S: Serializer>(url: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&mask_url_password(url.expose_secret()))
+}
+
+/// Replaces the password of `scheme://user:password@host/...` with a mask.
+pub fn mask_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((credentials, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    let user = credentials.split(':').next().unwrap_or_default();
+    format!("{scheme}://{user}:{MASK}@{host}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(file_text: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("forgehand.toml");
+        std::fs::write(&path, file_text).unwrap();
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::load_with_env(Some(&path), env)
+    }
+
+    const TWO_FORGES: &str = r#"
+        [[forges]]
+        name = "github"
+        kind = "github"
+        api_url = "https://api.github.com"
+        webhook_secret = "s1"
+        [[forges]]
+        name = "my-gitea"
+        kind = "forgejo"
+        api_url = "https://gitea.example.com/api/v1"
+        webhook_secret = ["new", "old", ""]
+    "#;
+
+    #[test]
+    fn defaults_alone_are_valid() {
+        let settings = Settings::load_with_env(None, HashMap::new()).unwrap();
+        assert_eq!(settings.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(settings.trigger.label, "forgehand");
+        assert_eq!(settings.trigger.min_permission, Permission::Write);
+        assert!(settings.forges.is_empty());
+    }
+
+    #[test]
+    fn file_and_environment_layer_over_defaults() {
+        let settings = load(
+            TWO_FORGES,
+            &[
+                ("FORGEHAND__SERVER__LISTEN", "127.0.0.1:9999"),
+                ("FORGEHAND__EXECUTOR__MAX_CONCURRENT", "5"),
+                ("FORGEHAND__TRIGGER__REPOS", "a/b,c/d"),
+                ("FORGEHAND__FORGES__MY_GITEA__TOKEN", "tok"),
+                ("FORGEHAND_CONFIG", "/ignored/because/single/underscore"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(settings.server.listen.port(), 9999);
+        assert_eq!(settings.executor.max_concurrent, 5);
+        assert_eq!(settings.trigger.repos, ["a/b", "c/d"]);
+        let gitea = settings.forge("my-gitea").unwrap();
+        assert_eq!(gitea.kind, ForgeKind::Gitea);
+        assert_eq!(gitea.token.expose_secret(), "tok");
+        assert_eq!(gitea.webhook_secret.0.len(), 2, "empty secrets are dropped");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = load("[server]\nlisen = \"x\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("lisen"), "{err}");
+        let err = load("", &[("FORGEHAND__AGENT__MODLE", "x")]).unwrap_err().to_string();
+        assert!(err.contains("modle"), "{err}");
+        let err = load(TWO_FORGES, &[("FORGEHAND__FORGES__NOPE__TOKEN", "x")]).unwrap_err().to_string();
+        assert!(err.contains("FORGEHAND__FORGES__NOPE__TOKEN"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_name_key_and_fix() {
+        let err = load(
+            "[trigger]\ncommand = \"/forge hand\"\nrepos = [\"nope\"]\n[executor]\nmax_concurrent = 0\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        for expected in ["trigger.command", "trigger.repos", "executor.max_concurrent: must be at least 1"] {
+            assert!(err.contains(expected), "{expected} missing in {err}");
+        }
+        let err = load("[server]\nlisten = \"localhost\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("server.listen"), "{err}");
+        let err = load("[[forges]]\nname = \"x\"\nkind = \"gitlab\"\napi_url = \"https://x\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("gitlab"), "{err}");
+    }
+
+    #[test]
+    fn masked_output_hides_every_secret() {
+        let settings = load(
+            &format!("{TWO_FORGES}\n[auth]\nadmin_token = \"admintok\"\n[database]\nurl = \"postgres://u:pw@db/x\"\n"),
+            &[("FORGEHAND__FORGES__GITHUB__TOKEN", "ghp_secret")],
+        )
+        .unwrap();
+        let shown = settings.to_masked_toml();
+        for secret in ["admintok", "pw@", "ghp_secret", "s1", "\"new\"", "\"old\""] {
+            assert!(!shown.contains(secret), "{secret} leaked in\n{shown}");
+        }
+        assert!(shown.contains("postgres://u:********@db/x"), "{shown}");
+        assert!(!format!("{settings:?}").contains("ghp_secret"));
+    }
+}

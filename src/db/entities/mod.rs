@@ -1,0 +1,6 @@
+//! One sea-orm entity per table; see `migrations/` for the schema itself.
+
+pub mod deliveries;
+pub mod label_states;
+pub mod task_events;
+pub mod tasks;

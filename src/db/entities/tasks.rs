@@ -1,0 +1,38 @@
+//! `tasks`: one unit of work on an issue or pull request.
+
+use sea_orm::entity::prelude::*;
+use serde::Serialize;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize)]
+#[sea_orm(table_name = "tasks")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub forge: String,
+    pub repo: String,
+    pub number: i64,
+    pub kind: String,
+    pub trigger: String,
+    pub requested_by: String,
+    pub title: String,
+    pub instructions: String,
+    pub clone_url: String,
+    pub status: String,
+    pub attempt: i32,
+    pub branch: Option<String>,
+    pub pr_url: Option<String>,
+    pub error: Option<String>,
+    pub cancel_requested: bool,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+    pub started_at: Option<DateTimeUtc>,
+    pub finished_at: Option<DateTimeUtc>,
+    pub cost_usd: Option<f64>,
+    pub turns: Option<i32>,
+    pub agent_session_id: Option<String>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

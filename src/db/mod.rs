@@ -1,0 +1,326 @@
+//! The database: entities, query functions, and [`Db`], the one facade the rest of
+//! forgehand uses. SQLite by default, PostgreSQL by URL; the same code runs on both.
+
+pub mod entities;
+pub mod queries;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::Utc;
+use migrations::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ActiveValue::Set, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, TransactionTrait,
+};
+use secrecy::ExposeSecret;
+
+use crate::config::Settings;
+use crate::trigger::{Decision, IssueContext};
+use entities::{deliveries, task_events, tasks};
+
+/// The file name of the default SQLite database inside `data_dir`.
+pub const SQLITE_FILE: &str = "forgehand.db";
+
+/// Where a task stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    Queued,
+    Running,
+    Done,
+    NoChanges,
+    Failed,
+    Cancelled,
+    Rejected,
+}
+
+impl TaskStatus {
+    /// Statuses of a task that is still to run or running: at most one per issue.
+    pub const ACTIVE: [TaskStatus; 2] = [TaskStatus::Queued, TaskStatus::Running];
+    /// Every status, in lifecycle order.
+    pub const ALL: [TaskStatus; 7] = [
+        TaskStatus::Queued,
+        TaskStatus::Running,
+        TaskStatus::Done,
+        TaskStatus::NoChanges,
+        TaskStatus::Failed,
+        TaskStatus::Cancelled,
+        TaskStatus::Rejected,
+    ];
+
+    /// The name stored in the database and shown to people.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Queued => "queued",
+            TaskStatus::Running => "running",
+            TaskStatus::Done => "done",
+            TaskStatus::NoChanges => "no_changes",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Cancelled => "cancelled",
+            TaskStatus::Rejected => "rejected",
+        }
+    }
+}
+
+impl FromStr for TaskStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        TaskStatus::ALL.into_iter().find(|status| status.as_str() == s).ok_or_else(|| {
+            let names: Vec<_> = TaskStatus::ALL.iter().map(|s| s.as_str()).collect();
+            format!("unknown status {s:?}; use one of {}", names.join(", "))
+        })
+    }
+}
+
+/// Identifies an issue or pull request across forges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueKey {
+    pub forge: String,
+    pub repo: String,
+    pub number: i64,
+}
+
+/// Which tasks to list.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub status: Option<TaskStatus>,
+    pub repo: Option<String>,
+    pub forge: Option<String>,
+    /// Only tasks with a smaller id (keyset pagination, newest first).
+    pub before: Option<i64>,
+    pub limit: u64,
+}
+
+/// A verified delivery about to be recorded.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub forge: String,
+    pub delivery_id: String,
+    pub event: String,
+    pub action: Option<String>,
+    pub repo: Option<String>,
+    pub number: Option<u32>,
+    pub sender: Option<String>,
+    /// For label events: whether the issue carries the trigger label afterwards.
+    pub label_present: Option<bool>,
+}
+
+/// What recording a delivery led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// The delivery id was seen before; nothing new was written.
+    Duplicate,
+    Outcome {
+        outcome: Outcome,
+        reason: String,
+        task_id: Option<i64>,
+    },
+}
+
+/// The fate of a recorded delivery, as stored in `deliveries.outcome`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    TaskCreated,
+    Ignored,
+    Coalesced,
+    CancelledTask,
+}
+
+impl Outcome {
+    /// The name stored in the database and answered to the forge.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::TaskCreated => "task_created",
+            Outcome::Ignored => "ignored",
+            Outcome::Coalesced => "coalesced",
+            Outcome::CancelledTask => "cancelled_task",
+        }
+    }
+}
+
+/// The database facade.
+#[derive(Clone, Debug)]
+pub struct Db {
+    conn: DatabaseConnection,
+}
+
+impl Db {
+    /// Connects to the configured database, creating the SQLite file when none is set.
+    pub async fn connect(settings: &Settings) -> Result<Db, DbErr> {
+        let url = settings.database.url.expose_secret();
+        let mut options = if url.is_empty() {
+            sqlite_options(&settings.data_dir.join(SQLITE_FILE))
+        } else {
+            ConnectOptions::new(url.to_owned())
+        };
+        options
+            .max_connections(settings.database.max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .sqlx_logging(false);
+        let conn = Database::connect(options).await?;
+        Ok(Db { conn })
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate(&self) -> Result<(), DbErr> {
+        Migrator::up(&self.conn, None).await
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), DbErr> {
+        self.conn.ping().await
+    }
+
+    /// Records a verified delivery and whatever `decide` makes of it, in one transaction
+    /// that is committed before this returns: a delivery answered 2xx is never lost.
+    pub async fn record_delivery(
+        &self,
+        delivery: NewDelivery,
+        decide: impl FnOnce(&IssueContext) -> Decision + Send,
+    ) -> Result<Recorded, DbErr> {
+        let txn = self.conn.begin().await?;
+        // The insert comes first so that the transaction holds the write lock from its
+        // start: on SQLite a read-then-write transaction can fail instead of waiting.
+        let Some(row_id) = queries::insert_delivery(&txn, delivery_row(&delivery)).await? else {
+            txn.rollback().await?;
+            return Ok(Recorded::Duplicate);
+        };
+        let key = issue_key(&delivery);
+        let ctx = match &key {
+            Some(key) => queries::issue_context(&txn, key).await?,
+            None => IssueContext::default(),
+        };
+        let (outcome, reason, task_id) = apply_decision(&txn, &delivery, key.as_ref(), decide(&ctx)).await?;
+        if let (Some(key), Some(present)) = (&key, delivery.label_present) {
+            queries::set_label_state(&txn, key, present).await?;
+        }
+        queries::set_delivery_outcome(&txn, row_id, outcome.as_str(), &reason, task_id).await?;
+        txn.commit().await?;
+        Ok(Recorded::Outcome { outcome, reason, task_id })
+    }
+
+    /// Tasks matching `filter`, newest first.
+    pub async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<tasks::Model>, DbErr> {
+        queries::list_tasks(&self.conn, filter).await
+    }
+
+    /// One task with its timeline.
+    pub async fn task(&self, id: i64) -> Result<Option<(tasks::Model, Vec<task_events::Model>)>, DbErr> {
+        queries::task_with_events(&self.conn, id).await
+    }
+
+    /// The deliveries that created or joined a task.
+    pub async fn deliveries_of_task(&self, task_id: i64) -> Result<Vec<deliveries::Model>, DbErr> {
+        queries::deliveries_of_task(&self.conn, task_id).await
+    }
+
+    /// The most recent deliveries, newest first.
+    pub async fn recent_deliveries(&self, limit: u64) -> Result<Vec<deliveries::Model>, DbErr> {
+        queries::recent_deliveries(&self.conn, limit).await
+    }
+
+    /// The underlying connection, for code that composes its own queries.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+}
+
+fn sqlite_options(path: &Path) -> ConnectOptions {
+    let mut options = ConnectOptions::new(format!("sqlite://{}", path.display()));
+    let path = path.to_owned();
+    options.map_sqlx_sqlite_opts(move |_| {
+        SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit is on disk before forgehand answers the forge.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+    });
+    options
+}
+
+fn delivery_row(delivery: &NewDelivery) -> deliveries::ActiveModel {
+    deliveries::ActiveModel {
+        forge: Set(delivery.forge.clone()),
+        delivery_id: Set(clean(&delivery.delivery_id, 200)),
+        event: Set(clean(&delivery.event, 100)),
+        action: Set(delivery.action.as_deref().map(|a| clean(a, 100))),
+        repo: Set(delivery.repo.as_deref().map(|r| clean(r, 300))),
+        number: Set(delivery.number.map(i64::from)),
+        sender: Set(delivery.sender.as_deref().map(|s| clean(s, 200))),
+        received_at: Set(Utc::now()),
+        outcome: Set("pending".to_owned()),
+        reason: Set(String::new()),
+        ..Default::default()
+    }
+}
+
+fn issue_key(delivery: &NewDelivery) -> Option<IssueKey> {
+    Some(IssueKey {
+        forge: delivery.forge.clone(),
+        repo: delivery.repo.clone()?,
+        number: i64::from(delivery.number?),
+    })
+}
+
+async fn apply_decision(
+    txn: &impl ConnectionTrait,
+    delivery: &NewDelivery,
+    key: Option<&IssueKey>,
+    decision: Decision,
+) -> Result<(Outcome, String, Option<i64>), DbErr> {
+    let from = format!("delivery {} ({}", delivery.delivery_id, delivery.event);
+    let by = delivery.sender.as_deref().unwrap_or("unknown");
+    match decision {
+        Decision::Ignore(reason) => Ok((Outcome::Ignored, reason, None)),
+        Decision::Create(request) => match queries::insert_task(txn, &delivery.forge, &request).await? {
+            Some(id) => {
+                let message = format!("queued by {from} by {by})");
+                queries::add_task_event(txn, id, TaskStatus::Queued.as_str(), &message).await?;
+                Ok((Outcome::TaskCreated, format!("task {id} queued"), Some(id)))
+            }
+            None => {
+                let active = match key {
+                    Some(key) => queries::active_task(txn, key).await?.map(|t| t.id),
+                    None => None,
+                };
+                coalesce(txn, active, &from, by).await
+            }
+        },
+        Decision::Coalesce { task_id } => coalesce(txn, Some(task_id), &from, by).await,
+        Decision::Cancel { task_id, reason } => {
+            let status = queries::cancel_task(txn, task_id, &reason).await?;
+            let what = if status == TaskStatus::Cancelled { "cancelled" } else { "asked to stop" };
+            Ok((Outcome::CancelledTask, format!("task {task_id} {what}: {reason}"), Some(task_id)))
+        }
+    }
+}
+
+async fn coalesce(
+    txn: &impl ConnectionTrait,
+    task_id: Option<i64>,
+    from: &str,
+    by: &str,
+) -> Result<(Outcome, String, Option<i64>), DbErr> {
+    let Some(task_id) = task_id else {
+        return Err(DbErr::Custom("a task for this issue appeared and vanished during the delivery".into()));
+    };
+    let message = format!("{from} by {by}) joined this task");
+    queries::add_task_event(txn, task_id, queries::NOTE, &message).await?;
+    Ok((
+        Outcome::Coalesced,
+        format!("task {task_id} is already queued or running for this issue"),
+        Some(task_id),
+    ))
+}
+
+/// Makes forge-supplied text safe to store on every backend: PostgreSQL refuses NUL
+/// characters, and nothing gains from keeping a 25 MB title.
+pub fn clean(text: &str, max_chars: usize) -> String {
+    text.chars().filter(|&c| c != '\0').take(max_chars).collect()
+}

@@ -1,0 +1,144 @@
+//! forgehand's own view of a webhook: the few facts it acts on, the same for every forge.
+
+/// The repository an event happened in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repo {
+    /// `owner/name`.
+    pub full_name: String,
+    /// Where the executor clones from.
+    pub clone_url: String,
+}
+
+/// The account that caused an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub login: String,
+    /// The forge marks the account as a bot (GitHub `type: Bot`, or a `[bot]` login).
+    pub is_bot: bool,
+}
+
+/// An issue or pull request, as the event saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issue {
+    pub number: u32,
+    pub title: String,
+    /// Label names after the change the event reports.
+    pub labels: Vec<String>,
+    pub is_open: bool,
+    pub is_pull_request: bool,
+}
+
+/// What happened to an issue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IssueChange {
+    /// GitHub: this label was added.
+    Labeled(String),
+    /// GitHub: this label was removed.
+    Unlabeled(String),
+    /// Gitea/Forgejo: labels changed; only the new set is known.
+    LabelsUpdated,
+    /// Gitea/Forgejo: every label was removed.
+    LabelsCleared,
+    Closed,
+    /// Anything else (opened, edited, ...).
+    Other,
+}
+
+/// What a pull-request review asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReviewVerdict {
+    Approved,
+    ChangesRequested,
+    Commented,
+}
+
+/// A webhook payload reduced to what forgehand acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForgeEvent {
+    Ping,
+    Issue {
+        action: String,
+        change: IssueChange,
+        repo: Repo,
+        issue: Issue,
+        sender: Actor,
+    },
+    Comment {
+        action: String,
+        repo: Repo,
+        issue: Issue,
+        body: String,
+        sender: Actor,
+    },
+    Review {
+        action: String,
+        repo: Repo,
+        pr_number: u32,
+        pr_title: String,
+        head_ref: String,
+        verdict: ReviewVerdict,
+        body: String,
+        sender: Actor,
+    },
+    /// An event forgehand never acts on (push, release, ...).
+    Unsupported {
+        event: String,
+        action: Option<String>,
+    },
+}
+
+impl ForgeEvent {
+    /// The payload's `action`, if it has one.
+    pub fn action(&self) -> Option<&str> {
+        match self {
+            ForgeEvent::Ping => None,
+            ForgeEvent::Issue { action, .. }
+            | ForgeEvent::Comment { action, .. }
+            | ForgeEvent::Review { action, .. } => Some(action),
+            ForgeEvent::Unsupported { action, .. } => action.as_deref(),
+        }
+    }
+
+    /// The repository, for events that name one.
+    pub fn repo(&self) -> Option<&Repo> {
+        match self {
+            ForgeEvent::Issue { repo, .. }
+            | ForgeEvent::Comment { repo, .. }
+            | ForgeEvent::Review { repo, .. } => Some(repo),
+            ForgeEvent::Ping | ForgeEvent::Unsupported { .. } => None,
+        }
+    }
+
+    /// The issue or pull-request number the event is about.
+    pub fn number(&self) -> Option<u32> {
+        match self {
+            ForgeEvent::Issue { issue, .. } | ForgeEvent::Comment { issue, .. } => Some(issue.number),
+            ForgeEvent::Review { pr_number, .. } => Some(*pr_number),
+            ForgeEvent::Ping | ForgeEvent::Unsupported { .. } => None,
+        }
+    }
+
+    /// Who caused the event.
+    pub fn sender(&self) -> Option<&Actor> {
+        match self {
+            ForgeEvent::Issue { sender, .. }
+            | ForgeEvent::Comment { sender, .. }
+            | ForgeEvent::Review { sender, .. } => Some(sender),
+            ForgeEvent::Ping | ForgeEvent::Unsupported { .. } => None,
+        }
+    }
+
+    /// For label changes: whether the issue carries `label` afterwards.
+    pub fn label_present_after(&self, label: &str) -> Option<bool> {
+        match self {
+            ForgeEvent::Issue { change, issue, .. } => match change {
+                IssueChange::Labeled(_) | IssueChange::Unlabeled(_) | IssueChange::LabelsUpdated => {
+                    Some(issue.labels.iter().any(|l| l == label))
+                }
+                IssueChange::LabelsCleared => Some(false),
+                IssueChange::Closed | IssueChange::Other => None,
+            },
+            _ => None,
+        }
+    }
+}

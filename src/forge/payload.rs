@@ -1,0 +1,339 @@
+//! Webhook payloads of GitHub and Gitea/Forgejo, parsed into [`ForgeEvent`].
+//!
+//! Only the fields forgehand uses are read; everything else is ignored. A field that is
+//! missing or has the wrong type is reported with its JSON path.
+
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, IgnoredAny};
+
+use super::event::{Actor, ForgeEvent, Issue, IssueChange, Repo, ReviewVerdict};
+use crate::config::ForgeKind;
+
+/// A payload that cannot be read, with the JSON path of the offending field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed {event} payload at {path}: {message}")]
+pub struct PayloadError {
+    pub event: String,
+    pub path: String,
+    pub message: String,
+}
+
+/// Parses the JSON body of a delivery of `event` sent by a forge of `kind`.
+pub fn parse(kind: ForgeKind, event: &str, json: &[u8]) -> Result<ForgeEvent, PayloadError> {
+    match (kind, event) {
+        (_, "ping") => read::<IgnoredAny>(event, json).map(|_| ForgeEvent::Ping),
+        (_, "issues") => read::<IssuesPayload>(event, json).map(IssuesPayload::into_event),
+        (_, "issue_comment") => read::<CommentPayload>(event, json).map(CommentPayload::into_event),
+        (ForgeKind::Github, "pull_request_review") => {
+            read::<GithubReviewPayload>(event, json).map(GithubReviewPayload::into_event)
+        }
+        (ForgeKind::Gitea, "pull_request_approved" | "pull_request_rejected" | "pull_request_comment") => {
+            read::<GiteaReviewPayload>(event, json).map(|p| p.into_event(event))
+        }
+        _ => read::<Envelope>(event, json)
+            .map(|envelope| ForgeEvent::Unsupported { event: event.to_owned(), action: envelope.action }),
+    }
+}
+
+fn read<T: DeserializeOwned>(event: &str, json: &[u8]) -> Result<T, PayloadError> {
+    let deserializer = &mut serde_json::Deserializer::from_slice(json);
+    serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        PayloadError {
+            event: event.to_owned(),
+            path: if path == "." { "the top level".into() } else { path },
+            message: err.into_inner().to_string(),
+        }
+    })
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    action: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RepoPayload {
+    full_name: String,
+    clone_url: String,
+}
+
+#[derive(Deserialize)]
+struct UserPayload {
+    login: String,
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct LabelPayload {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct IssuePayload {
+    number: u32,
+    title: String,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    labels: Vec<LabelPayload>,
+    state: String,
+    #[serde(default)]
+    pull_request: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct IssuesPayload {
+    action: String,
+    issue: IssuePayload,
+    label: Option<LabelPayload>,
+    repository: RepoPayload,
+    sender: UserPayload,
+}
+
+#[derive(Deserialize)]
+struct CommentBody {
+    #[serde(default, deserialize_with = "null_as_empty")]
+    body: String,
+}
+
+#[derive(Deserialize)]
+struct CommentPayload {
+    action: String,
+    issue: IssuePayload,
+    comment: CommentBody,
+    repository: RepoPayload,
+    sender: UserPayload,
+    /// Gitea/Forgejo only: the comment is on a pull request.
+    #[serde(default)]
+    is_pull: bool,
+}
+
+#[derive(Deserialize)]
+struct HeadPayload {
+    #[serde(rename = "ref")]
+    git_ref: String,
+}
+
+#[derive(Deserialize)]
+struct PullPayload {
+    number: u32,
+    title: String,
+    head: HeadPayload,
+}
+
+#[derive(Deserialize)]
+struct GithubReview {
+    #[serde(default, deserialize_with = "null_as_empty")]
+    body: String,
+    state: String,
+}
+
+#[derive(Deserialize)]
+struct GithubReviewPayload {
+    action: String,
+    review: GithubReview,
+    pull_request: PullPayload,
+    repository: RepoPayload,
+    sender: UserPayload,
+}
+
+#[derive(Deserialize)]
+struct GiteaReview {
+    #[serde(default, deserialize_with = "null_as_empty")]
+    content: String,
+}
+
+#[derive(Deserialize)]
+struct GiteaReviewPayload {
+    action: String,
+    review: GiteaReview,
+    pull_request: PullPayload,
+    repository: RepoPayload,
+    sender: UserPayload,
+}
+
+fn null_as_empty<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+impl From<RepoPayload> for Repo {
+    fn from(repo: RepoPayload) -> Repo {
+        Repo { full_name: repo.full_name, clone_url: repo.clone_url }
+    }
+}
+
+impl From<UserPayload> for Actor {
+    fn from(user: UserPayload) -> Actor {
+        let is_bot = user.kind.as_deref() == Some("Bot") || user.login.ends_with("[bot]");
+        Actor { login: user.login, is_bot }
+    }
+}
+
+impl IssuePayload {
+    fn into_issue(self, is_pull_request: bool) -> Issue {
+        Issue {
+            number: self.number,
+            title: self.title,
+            labels: self.labels.into_iter().map(|l| l.name).collect(),
+            is_open: self.state == "open",
+            is_pull_request: is_pull_request || self.pull_request.is_some(),
+        }
+    }
+}
+
+impl IssuesPayload {
+    fn into_event(self) -> ForgeEvent {
+        let label = self.label.map(|l| l.name);
+        let change = match (self.action.as_str(), label) {
+            ("labeled", Some(name)) => IssueChange::Labeled(name),
+            ("unlabeled", Some(name)) => IssueChange::Unlabeled(name),
+            ("label_updated", _) => IssueChange::LabelsUpdated,
+            ("label_cleared", _) => IssueChange::LabelsCleared,
+            ("closed", _) => IssueChange::Closed,
+            _ => IssueChange::Other,
+        };
+        ForgeEvent::Issue {
+            action: self.action,
+            change,
+            repo: self.repository.into(),
+            issue: self.issue.into_issue(false),
+            sender: self.sender.into(),
+        }
+    }
+}
+
+impl CommentPayload {
+    fn into_event(self) -> ForgeEvent {
+        ForgeEvent::Comment {
+            action: self.action,
+            repo: self.repository.into(),
+            issue: self.issue.into_issue(self.is_pull),
+            body: self.comment.body,
+            sender: self.sender.into(),
+        }
+    }
+}
+
+impl GithubReviewPayload {
+    fn into_event(self) -> ForgeEvent {
+        let verdict = match self.review.state.to_ascii_lowercase().as_str() {
+            "approved" => ReviewVerdict::Approved,
+            "changes_requested" => ReviewVerdict::ChangesRequested,
+            _ => ReviewVerdict::Commented,
+        };
+        ForgeEvent::Review {
+            action: self.action,
+            repo: self.repository.into(),
+            pr_number: self.pull_request.number,
+            pr_title: self.pull_request.title,
+            head_ref: self.pull_request.head.git_ref,
+            verdict,
+            body: self.review.body,
+            sender: self.sender.into(),
+        }
+    }
+}
+
+impl GiteaReviewPayload {
+    fn into_event(self, event: &str) -> ForgeEvent {
+        let verdict = match event {
+            "pull_request_approved" => ReviewVerdict::Approved,
+            "pull_request_rejected" => ReviewVerdict::ChangesRequested,
+            _ => ReviewVerdict::Commented,
+        };
+        // Gitea has no "submitted" action; "reviewed" is its equivalent.
+        let action = if self.action == "reviewed" { "submitted".to_owned() } else { self.action };
+        ForgeEvent::Review {
+            action,
+            repo: self.repository.into(),
+            pr_number: self.pull_request.number,
+            pr_title: self.pull_request.title,
+            head_ref: self.pull_request.head.git_ref,
+            verdict,
+            body: self.review.content,
+            sender: self.sender.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(path: &str) -> Vec<u8> {
+        std::fs::read(format!("{}/tests/data/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    #[test]
+    fn github_labeled() {
+        let event = parse(ForgeKind::Github, "issues", &fixture("github/issues_labeled.json")).unwrap();
+        let ForgeEvent::Issue { change, issue, repo, sender, .. } = event else { panic!("{event:?}") };
+        assert_eq!(change, IssueChange::Labeled("forgehand".into()));
+        assert_eq!(issue.number, 42);
+        assert!(issue.is_open && !issue.is_pull_request);
+        assert_eq!(repo.full_name, "octo-org/hello-world");
+        assert_eq!(sender, Actor { login: "alice".into(), is_bot: false });
+    }
+
+    #[test]
+    fn gitea_label_updated_has_only_the_label_set() {
+        let event = parse(ForgeKind::Gitea, "issues", &fixture("gitea/issues_label_updated.json")).unwrap();
+        assert_eq!(event.label_present_after("forgehand"), Some(true));
+        let ForgeEvent::Issue { change, .. } = event else { panic!() };
+        assert_eq!(change, IssueChange::LabelsUpdated);
+    }
+
+    #[test]
+    fn comments_on_pull_requests_are_marked() {
+        for (kind, path) in [
+            (ForgeKind::Github, "github/issue_comment_pr.json"),
+            (ForgeKind::Gitea, "gitea/issue_comment_pr.json"),
+        ] {
+            let event = parse(kind, "issue_comment", &fixture(path)).unwrap();
+            let ForgeEvent::Comment { issue, body, .. } = event else { panic!() };
+            assert!(issue.is_pull_request, "{path}");
+            assert!(body.starts_with("/forgehand"), "{path}");
+        }
+    }
+
+    #[test]
+    fn reviews_of_both_forges() {
+        let github =
+            parse(ForgeKind::Github, "pull_request_review", &fixture("github/pull_request_review.json"))
+                .unwrap();
+        let gitea =
+            parse(ForgeKind::Gitea, "pull_request_rejected", &fixture("gitea/pull_request_rejected.json"))
+                .unwrap();
+        for event in [github, gitea] {
+            let ForgeEvent::Review { verdict, head_ref, pr_number, action, .. } = event else { panic!() };
+            assert_eq!(
+                (verdict, pr_number, action.as_str()),
+                (ReviewVerdict::ChangesRequested, 43, "submitted")
+            );
+            assert!(head_ref.starts_with("forgehand/"));
+        }
+    }
+
+    #[test]
+    fn errors_name_the_json_path() {
+        let err = parse(ForgeKind::Github, "issues", br#"{"action":"labeled","issue":{"number":"x"}}"#)
+            .unwrap_err();
+        assert_eq!(err.path, "issue.number");
+        let err = parse(ForgeKind::Github, "issues", br#"{"action":"labeled"}"#).unwrap_err();
+        assert!(err.message.contains("missing field `issue`"), "{err}");
+        let err = parse(ForgeKind::Github, "ping", b"{\"zen\":").unwrap_err();
+        assert!(err.to_string().starts_with("malformed ping payload"), "{err}");
+        let err = parse(ForgeKind::Github, "push", b"[1,2").unwrap_err();
+        assert_eq!(err.event, "push");
+    }
+
+    #[test]
+    fn unknown_events_are_unsupported_not_errors() {
+        let event = parse(ForgeKind::Gitea, "push", &fixture("gitea/push.json")).unwrap();
+        assert_eq!(event, ForgeEvent::Unsupported { event: "push".into(), action: None });
+    }
+}

@@ -1,0 +1,290 @@
+//! `POST /webhooks/{forge}`: extract, verify, record, answer. Nothing here waits on a forge.
+
+use axum::Json;
+use axum::body::{Body, to_bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::AppState;
+use crate::config::{ForgeKind, ForgeSettings};
+use crate::db::{NewDelivery, Outcome, Recorded};
+use crate::forge::event::ForgeEvent;
+use crate::forge::{payload, signature};
+use crate::trigger;
+
+/// Why a delivery was refused. Every message says what is wrong and is safe to send back.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("no forge named {0:?} is configured; webhook URLs are /webhooks/<forges[].name>")]
+    UnknownForge(String),
+    #[error(
+        "forge {0:?} has no webhook_secret configured, so forgehand refuses every delivery; set forges[].webhook_secret and the same secret in the forge's webhook settings"
+    )]
+    NoSecret(String),
+    #[error("the body exceeds server.max_body_bytes ({0} bytes)")]
+    TooLarge(usize),
+    #[error("the body could not be read: {0}")]
+    BodyRead(String),
+    #[error(
+        "missing signature: the {0} header is absent or empty; set the webhook secret in the forge's webhook settings"
+    )]
+    MissingSignature(&'static str),
+    #[error("the {0} header was sent more than once")]
+    RepeatedHeader(&'static str),
+    #[error("{0}")]
+    BadSignature(signature::SignatureError),
+    #[error("missing the {0} header")]
+    MissingHeader(&'static str),
+    #[error(
+        "content type {0:?} is not supported; choose application/json (or application/x-www-form-urlencoded) in the webhook settings"
+    )]
+    UnsupportedContentType(String),
+    #[error("the form-encoded body has no payload field")]
+    MissingFormPayload,
+    #[error("{0}")]
+    Payload(#[from] payload::PayloadError),
+    #[error(
+        "the delivery could not be recorded; it is not accepted, redeliver it once forgehand's database is back"
+    )]
+    Database,
+}
+
+impl WebhookError {
+    fn status(&self) -> StatusCode {
+        match self {
+            WebhookError::UnknownForge(_) => StatusCode::NOT_FOUND,
+            WebhookError::NoSecret(_) => StatusCode::FORBIDDEN,
+            WebhookError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            WebhookError::MissingSignature(_) | WebhookError::BadSignature(_) => StatusCode::UNAUTHORIZED,
+            WebhookError::UnsupportedContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            WebhookError::Database => StatusCode::SERVICE_UNAVAILABLE,
+            WebhookError::BodyRead(_)
+            | WebhookError::RepeatedHeader(_)
+            | WebhookError::MissingHeader(_)
+            | WebhookError::MissingFormPayload
+            | WebhookError::Payload(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+impl IntoResponse for WebhookError {
+    fn into_response(self) -> Response {
+        (self.status(), Json(json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+/// The header names a forge kind uses, most specific first.
+struct HeaderNames {
+    event: &'static [&'static str],
+    delivery: &'static [&'static str],
+    signature: &'static [&'static str],
+}
+
+const GITHUB_HEADERS: HeaderNames = HeaderNames {
+    event: &["x-github-event"],
+    delivery: &["x-github-delivery"],
+    signature: &["x-hub-signature-256"],
+};
+
+// Gitea and Forgejo also send GitHub-style copies; their own headers come first.
+const GITEA_HEADERS: HeaderNames = HeaderNames {
+    event: &["x-forgejo-event", "x-gitea-event", "x-github-event"],
+    delivery: &["x-forgejo-delivery", "x-gitea-delivery", "x-github-delivery"],
+    signature: &["x-forgejo-signature", "x-gitea-signature", "x-hub-signature-256"],
+};
+
+fn header_names(kind: ForgeKind) -> &'static HeaderNames {
+    match kind {
+        ForgeKind::Github => &GITHUB_HEADERS,
+        ForgeKind::Gitea => &GITEA_HEADERS,
+    }
+}
+
+/// A verified, parsed delivery.
+struct Verified {
+    delivery_id: String,
+    event_name: String,
+    event: ForgeEvent,
+}
+
+/// Handles one webhook delivery.
+pub async fn receive(
+    State(state): State<AppState>,
+    Path(forge_name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(forge) = state.settings.forge(&forge_name) else {
+        tracing::warn!(forge = %printable(&forge_name), "webhook for an unknown forge");
+        return WebhookError::UnknownForge(printable(&forge_name)).into_response();
+    };
+    let names = header_names(forge.kind);
+    let delivery_for_log = first_header(&headers, names.delivery).map(printable).unwrap_or_default();
+    let result = match verify_and_parse(&state, forge, &headers, body).await {
+        Ok(verified) => record(&state, forge, verified).await,
+        Err(err) => Err(err),
+    };
+    match result {
+        Ok(response) => response,
+        Err(err) => {
+            tracing::warn!(
+                delivery = %delivery_for_log,
+                forge = %forge.name,
+                status = err.status().as_u16(),
+                reason = %err,
+                "delivery refused"
+            );
+            err.into_response()
+        }
+    }
+}
+
+async fn verify_and_parse(
+    state: &AppState,
+    forge: &ForgeSettings,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Verified, WebhookError> {
+    if forge.webhook_secret.is_empty() {
+        return Err(WebhookError::NoSecret(forge.name.clone()));
+    }
+    let body = read_body(headers, body, state.settings.server.max_body_bytes).await?;
+    let names = header_names(forge.kind);
+    let signature = signature_header(headers, names.signature)?;
+    signature::verify(&forge.webhook_secret.0, &body, signature).map_err(WebhookError::BadSignature)?;
+    let event_name = first_header(headers, names.event).ok_or(WebhookError::MissingHeader(names.event[0]))?;
+    let delivery_id =
+        first_header(headers, names.delivery).ok_or(WebhookError::MissingHeader(names.delivery[0]))?;
+    let json = json_payload(headers, &body)?;
+    let event = payload::parse(forge.kind, event_name, &json)?;
+    Ok(Verified { delivery_id: delivery_id.to_owned(), event_name: event_name.to_owned(), event })
+}
+
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, WebhookError> {
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(WebhookError::TooLarge(limit));
+    }
+    match to_bytes(body, limit).await {
+        Ok(bytes) => Ok(bytes.to_vec()),
+        Err(err) if is_length_limit(&err) => Err(WebhookError::TooLarge(limit)),
+        Err(err) => Err(WebhookError::BodyRead(err.to_string())),
+    }
+}
+
+fn is_length_limit(err: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// The first of `names` present with a non-empty value.
+fn first_header<'h>(headers: &'h HeaderMap, names: &[&'static str]) -> Option<&'h str> {
+    names.iter().find_map(|name| {
+        let value = headers.get(*name)?.to_str().ok()?.trim();
+        (!value.is_empty()).then_some(value)
+    })
+}
+
+fn signature_header<'h>(headers: &'h HeaderMap, names: &[&'static str]) -> Result<&'h str, WebhookError> {
+    for name in names {
+        let mut values = headers.get_all(*name).iter();
+        let Some(value) = values.next() else { continue };
+        if values.next().is_some() {
+            return Err(WebhookError::RepeatedHeader(name));
+        }
+        let value = value.to_str().unwrap_or("").trim();
+        // Gitea sends empty signature headers (and a bare "sha256=") when no secret is set.
+        if !value.is_empty() && value != "sha256=" {
+            return Ok(value);
+        }
+    }
+    Err(WebhookError::MissingSignature(names[0]))
+}
+
+fn json_payload(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, WebhookError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
+    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match mime.as_str() {
+        "application/json" => Ok(body.to_vec()),
+        "application/x-www-form-urlencoded" => form_urlencoded::parse(body)
+            .find(|(key, _)| key == "payload")
+            .map(|(_, value)| value.into_owned().into_bytes())
+            .ok_or(WebhookError::MissingFormPayload),
+        _ => Err(WebhookError::UnsupportedContentType(printable(&content_type))),
+    }
+}
+
+async fn record(
+    state: &AppState,
+    forge: &ForgeSettings,
+    verified: Verified,
+) -> Result<Response, WebhookError> {
+    let Verified { delivery_id, event_name, event } = verified;
+    let settings = &state.settings;
+    let delivery = NewDelivery {
+        forge: forge.name.clone(),
+        delivery_id: delivery_id.clone(),
+        event: event_name.clone(),
+        action: event.action().map(str::to_owned),
+        repo: event.repo().map(|r| r.full_name.clone()),
+        number: event.number(),
+        sender: event.sender().map(|s| s.login.clone()),
+        label_present: event.label_present_after(&settings.trigger.label),
+    };
+    let span = tracing::info_span!(
+        "delivery",
+        delivery = %printable(&delivery_id),
+        forge = %forge.name,
+        event = %printable(&event_name),
+        repo = %delivery.repo.as_deref().map(printable).unwrap_or_default(),
+    );
+    let _entered = span.enter();
+    let recorded = state
+        .db
+        .record_delivery(delivery, |ctx| {
+            trigger::decide(&event, forge, &settings.trigger, &settings.git.branch_prefix, ctx)
+        })
+        .await
+        .map_err(|err| {
+            tracing::error!(error = %err, "cannot record delivery");
+            WebhookError::Database
+        })?;
+    Ok(answer(&delivery_id, recorded))
+}
+
+fn answer(delivery_id: &str, recorded: Recorded) -> Response {
+    match recorded {
+        Recorded::Duplicate => {
+            tracing::info!(outcome = "duplicate", "delivery already recorded");
+            let body = json!({ "delivery": delivery_id, "outcome": "duplicate", "reason": "this delivery id was already recorded" });
+            (StatusCode::OK, Json(body)).into_response()
+        }
+        Recorded::Outcome { outcome, reason, task_id } => {
+            tracing::info!(outcome = outcome.as_str(), task = ?task_id, reason = %reason, "delivery recorded");
+            let status = if outcome == Outcome::TaskCreated { StatusCode::ACCEPTED } else { StatusCode::OK };
+            let body = json!({ "delivery": delivery_id, "outcome": outcome.as_str(), "reason": reason, "task_id": task_id });
+            (status, Json(body)).into_response()
+        }
+    }
+}
+
+/// Forge-supplied text made safe for a log line or an error message: printable, short.
+fn printable(text: &str) -> String {
+    let mut out: String = text.chars().take(120).map(|c| if c.is_control() { '?' } else { c }).collect();
+    if text.chars().count() > 120 {
+        out.push('…');
+    }
+    out
+}

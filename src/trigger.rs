@@ -1,0 +1,538 @@
+//! Whether an event starts, joins or cancels a task: a pure function of the event, the
+//! configuration and what the database knows about the issue.
+//!
+//! Permission checks need the forge's API and happen when a task is picked up, never here.
+
+use crate::config::{ForgeSettings, TriggerSettings};
+use crate::forge::event::{Actor, ForgeEvent, Issue, IssueChange, Repo, ReviewVerdict};
+
+/// What the database knows about the issue or PR an event is about.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IssueContext {
+    /// The queued or running task for this issue or PR, if any.
+    pub active_task: Option<i64>,
+    /// Whether the trigger label was on the issue when forgehand last saw its labels.
+    pub label_was_present: Option<bool>,
+}
+
+/// The kind of work a task does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskKind {
+    /// Implement an issue and open a pull request.
+    Implement,
+    /// Push more commits to one of forgehand's pull requests.
+    FollowUp,
+}
+
+/// What started a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TriggerKind {
+    Label,
+    Comment,
+    Review,
+}
+
+/// A task to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRequest {
+    pub kind: TaskKind,
+    pub trigger: TriggerKind,
+    pub repo: String,
+    pub clone_url: String,
+    pub number: u32,
+    pub title: String,
+    pub requested_by: String,
+    /// Text the person added after the command, or the review's body.
+    pub instructions: String,
+    /// The branch to work on, when already known (follow-ups on a review).
+    pub branch: Option<String>,
+}
+
+/// The outcome of one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Nothing to do; the reason is recorded and answered.
+    Ignore(String),
+    /// Queue a new task.
+    Create(TaskRequest),
+    /// A task for this issue is already queued or running; the delivery joins it.
+    Coalesce { task_id: i64 },
+    /// Cancel the issue's queued or running task.
+    Cancel { task_id: i64, reason: String },
+}
+
+/// Decides what `event` means for forgehand.
+pub fn decide(
+    event: &ForgeEvent,
+    forge: &ForgeSettings,
+    trigger: &TriggerSettings,
+    branch_prefix: &str,
+    ctx: &IssueContext,
+) -> Decision {
+    if let Some(reason) = event
+        .sender()
+        .and_then(|sender| ignored_sender(sender, forge))
+        .or_else(|| event.repo().and_then(|repo| ignored_repo(repo, trigger)))
+    {
+        return Decision::Ignore(reason);
+    }
+    match event {
+        ForgeEvent::Ping => Decision::Ignore("ping: the webhook works".into()),
+        ForgeEvent::Issue { change, repo, issue, sender, .. } => {
+            issue_change(change, repo, issue, sender, trigger, ctx)
+        }
+        ForgeEvent::Comment { action, repo, issue, body, sender } => {
+            comment(action, repo, issue, body, sender, trigger, ctx)
+        }
+        ForgeEvent::Review { .. } => review(event, branch_prefix, ctx),
+        ForgeEvent::Unsupported { event, action } => Decision::Ignore(match action {
+            Some(action) => format!("event {event}/{action} is not one forgehand acts on"),
+            None => format!("event {event} is not one forgehand acts on"),
+        }),
+    }
+}
+
+fn ignored_sender(sender: &Actor, forge: &ForgeSettings) -> Option<String> {
+    if !forge.bot_login.is_empty() && sender.login.eq_ignore_ascii_case(&forge.bot_login) {
+        Some(format!("caused by forgehand's own account {}", sender.login))
+    } else if sender.is_bot {
+        Some(format!("caused by the bot account {}", sender.login))
+    } else {
+        None
+    }
+}
+
+fn ignored_repo(repo: &Repo, trigger: &TriggerSettings) -> Option<String> {
+    let allowed =
+        trigger.repos.is_empty() || trigger.repos.iter().any(|r| r.eq_ignore_ascii_case(&repo.full_name));
+    (!allowed).then(|| format!("repository {} is not in trigger.repos", repo.full_name))
+}
+
+fn issue_change(
+    change: &IssueChange,
+    repo: &Repo,
+    issue: &Issue,
+    sender: &Actor,
+    trigger: &TriggerSettings,
+    ctx: &IssueContext,
+) -> Decision {
+    let label = trigger.label.as_str();
+    match change {
+        IssueChange::Closed => cancel_active(ctx, "the issue was closed"),
+        IssueChange::Unlabeled(name) if name == label => {
+            cancel_active(ctx, &format!("the label {label:?} was removed"))
+        }
+        IssueChange::LabelsCleared => cancel_active(ctx, "all labels were removed"),
+        IssueChange::LabelsUpdated if !issue.labels.iter().any(|l| l == label) => {
+            if ctx.label_was_present == Some(true) {
+                cancel_active(ctx, &format!("the label {label:?} was removed"))
+            } else {
+                Decision::Ignore(format!("the issue does not carry the label {label:?}"))
+            }
+        }
+        IssueChange::Labeled(name) if name != label => {
+            Decision::Ignore(format!("label {name:?} is not the trigger label {label:?}"))
+        }
+        IssueChange::Unlabeled(name) => {
+            Decision::Ignore(format!("label {name:?} is not the trigger label {label:?}"))
+        }
+        IssueChange::Labeled(_) | IssueChange::LabelsUpdated => {
+            label_added(change, repo, issue, sender, trigger, ctx)
+        }
+        IssueChange::Other => Decision::Ignore("this issue action starts nothing".into()),
+    }
+}
+
+fn label_added(
+    change: &IssueChange,
+    repo: &Repo,
+    issue: &Issue,
+    sender: &Actor,
+    trigger: &TriggerSettings,
+    ctx: &IssueContext,
+) -> Decision {
+    if issue.is_pull_request {
+        return Decision::Ignore(format!(
+            "labels on pull requests start nothing; comment {} on the pull request instead",
+            trigger.command
+        ));
+    }
+    if !issue.is_open {
+        return Decision::Ignore("the issue is closed".into());
+    }
+    if let Some(task_id) = ctx.active_task {
+        return Decision::Coalesce { task_id };
+    }
+    // Gitea reports every label change with the full set only: the trigger label must be
+    // newly present, or any later label edit would start the issue again.
+    if *change == IssueChange::LabelsUpdated && ctx.label_was_present == Some(true) {
+        return Decision::Ignore(format!(
+            "the label {:?} was already on the issue; remove it and add it again to start a new task",
+            trigger.label
+        ));
+    }
+    Decision::Create(TaskRequest {
+        kind: TaskKind::Implement,
+        trigger: TriggerKind::Label,
+        repo: repo.full_name.clone(),
+        clone_url: repo.clone_url.clone(),
+        number: issue.number,
+        title: issue.title.clone(),
+        requested_by: sender.login.clone(),
+        instructions: String::new(),
+        branch: None,
+    })
+}
+
+fn cancel_active(ctx: &IssueContext, why: &str) -> Decision {
+    match ctx.active_task {
+        Some(task_id) => Decision::Cancel { task_id, reason: why.to_owned() },
+        None => Decision::Ignore(format!("{why}; no queued or running task to cancel")),
+    }
+}
+
+fn comment(
+    action: &str,
+    repo: &Repo,
+    issue: &Issue,
+    body: &str,
+    sender: &Actor,
+    trigger: &TriggerSettings,
+    ctx: &IssueContext,
+) -> Decision {
+    if action != "created" {
+        return Decision::Ignore(format!("comment {action}: only new comments start tasks"));
+    }
+    let Some(instructions) = parse_command(body, &trigger.command) else {
+        return Decision::Ignore(format!("the comment does not start with {}", trigger.command));
+    };
+    if !issue.is_open {
+        return Decision::Ignore("the issue is closed".into());
+    }
+    if let Some(task_id) = ctx.active_task {
+        return Decision::Coalesce { task_id };
+    }
+    let kind = if issue.is_pull_request { TaskKind::FollowUp } else { TaskKind::Implement };
+    Decision::Create(TaskRequest {
+        kind,
+        trigger: TriggerKind::Comment,
+        repo: repo.full_name.clone(),
+        clone_url: repo.clone_url.clone(),
+        number: issue.number,
+        title: issue.title.clone(),
+        requested_by: sender.login.clone(),
+        instructions,
+        branch: None,
+    })
+}
+
+/// The instructions after `command` when `body` starts with it (leading blank space
+/// allowed), or `None` when the comment is not a command.
+pub fn parse_command(body: &str, command: &str) -> Option<String> {
+    let rest = body.trim_start().strip_prefix(command)?;
+    if rest.chars().next().is_some_and(|c| !c.is_whitespace()) {
+        return None;
+    }
+    Some(rest.trim().to_owned())
+}
+
+fn review(event: &ForgeEvent, branch_prefix: &str, ctx: &IssueContext) -> Decision {
+    let ForgeEvent::Review { action, repo, pr_number, pr_title, head_ref, verdict, body, sender } = event
+    else {
+        unreachable!("review() is only called with reviews")
+    };
+    if action != "submitted" {
+        return Decision::Ignore(format!("review {action}: only submitted reviews start follow-ups"));
+    }
+    if !head_ref.starts_with(branch_prefix) {
+        return Decision::Ignore(format!(
+            "pull request #{pr_number} is not forgehand's (its branch {head_ref:?} does not start with {branch_prefix:?})"
+        ));
+    }
+    if *verdict == ReviewVerdict::Approved {
+        return Decision::Ignore("an approval asks for no change".into());
+    }
+    if body.trim().is_empty() {
+        return Decision::Ignore("the review has no text to act on".into());
+    }
+    if let Some(task_id) = ctx.active_task {
+        return Decision::Coalesce { task_id };
+    }
+    Decision::Create(TaskRequest {
+        kind: TaskKind::FollowUp,
+        trigger: TriggerKind::Review,
+        repo: repo.full_name.clone(),
+        clone_url: repo.clone_url.clone(),
+        number: *pr_number,
+        title: pr_title.clone(),
+        requested_by: sender.login.clone(),
+        instructions: body.trim().to_owned(),
+        branch: Some(head_ref.clone()),
+    })
+}
+
+impl TaskKind {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Implement => "implement",
+            TaskKind::FollowUp => "follow_up",
+        }
+    }
+}
+
+impl TriggerKind {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggerKind::Label => "label",
+            TriggerKind::Comment => "comment",
+            TriggerKind::Review => "review",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ForgeKind, Permission, WebhookSecrets};
+
+    fn forge() -> ForgeSettings {
+        ForgeSettings {
+            name: "github".into(),
+            kind: ForgeKind::Github,
+            api_url: "https://api.github.com".into(),
+            token: "".into(),
+            webhook_secret: WebhookSecrets::default(),
+            bot_login: "forgehand-bot".into(),
+        }
+    }
+
+    fn trigger() -> TriggerSettings {
+        TriggerSettings {
+            label: "forgehand".into(),
+            command: "/forgehand".into(),
+            repos: vec![],
+            min_permission: Permission::Write,
+        }
+    }
+
+    fn alice() -> Actor {
+        Actor { login: "alice".into(), is_bot: false }
+    }
+
+    fn repo() -> Repo {
+        Repo { full_name: "o/r".into(), clone_url: "file:///r.git".into() }
+    }
+
+    fn issue(labels: &[&str]) -> Issue {
+        Issue {
+            number: 7,
+            title: "Fix it".into(),
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+            is_open: true,
+            is_pull_request: false,
+        }
+    }
+
+    fn issue_event(change: IssueChange, issue: Issue) -> ForgeEvent {
+        ForgeEvent::Issue { action: "x".into(), change, repo: repo(), issue, sender: alice() }
+    }
+
+    fn comment_event(action: &str, body: &str, issue: Issue) -> ForgeEvent {
+        ForgeEvent::Comment { action: action.into(), repo: repo(), issue, body: body.into(), sender: alice() }
+    }
+
+    fn review_event(verdict: ReviewVerdict, head_ref: &str, body: &str) -> ForgeEvent {
+        ForgeEvent::Review {
+            action: "submitted".into(),
+            repo: repo(),
+            pr_number: 9,
+            pr_title: "PR".into(),
+            head_ref: head_ref.into(),
+            verdict,
+            body: body.into(),
+            sender: alice(),
+        }
+    }
+
+    fn run(event: &ForgeEvent, ctx: IssueContext) -> Decision {
+        decide(event, &forge(), &trigger(), "forgehand/", &ctx)
+    }
+
+    const NONE: IssueContext = IssueContext { active_task: None, label_was_present: None };
+    const ACTIVE: IssueContext = IssueContext { active_task: Some(3), label_was_present: Some(true) };
+
+    fn created(decision: Decision) -> TaskRequest {
+        match decision {
+            Decision::Create(request) => request,
+            other => panic!("expected a task, got {other:?}"),
+        }
+    }
+
+    fn ignored(decision: Decision) -> String {
+        match decision {
+            Decision::Ignore(reason) => reason,
+            other => panic!("expected ignore, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn github_trigger_label_creates_an_implement_task() {
+        let request =
+            created(run(&issue_event(IssueChange::Labeled("forgehand".into()), issue(&["forgehand"])), NONE));
+        assert_eq!(
+            (request.kind, request.trigger, request.number),
+            (TaskKind::Implement, TriggerKind::Label, 7)
+        );
+        assert_eq!((request.requested_by.as_str(), request.repo.as_str()), ("alice", "o/r"));
+    }
+
+    #[test]
+    fn other_labels_and_actions_are_ignored() {
+        let reason = ignored(run(&issue_event(IssueChange::Labeled("bug".into()), issue(&["bug"])), NONE));
+        assert!(reason.contains("\"bug\" is not the trigger label"), "{reason}");
+        ignored(run(&issue_event(IssueChange::Unlabeled("bug".into()), issue(&[])), ACTIVE));
+        ignored(run(&issue_event(IssueChange::Other, issue(&["forgehand"])), NONE));
+    }
+
+    #[test]
+    fn label_on_closed_issue_or_pull_request_is_ignored() {
+        let mut closed = issue(&["forgehand"]);
+        closed.is_open = false;
+        assert!(
+            ignored(run(&issue_event(IssueChange::Labeled("forgehand".into()), closed), NONE))
+                .contains("closed")
+        );
+        let mut pr = issue(&["forgehand"]);
+        pr.is_pull_request = true;
+        assert!(
+            ignored(run(&issue_event(IssueChange::Labeled("forgehand".into()), pr), NONE))
+                .contains("pull requests")
+        );
+    }
+
+    #[test]
+    fn a_second_trigger_joins_the_active_task() {
+        let label = issue_event(IssueChange::Labeled("forgehand".into()), issue(&["forgehand"]));
+        assert_eq!(run(&label, ACTIVE), Decision::Coalesce { task_id: 3 });
+        let comment = comment_event("created", "/forgehand", issue(&[]));
+        assert_eq!(run(&comment, ACTIVE), Decision::Coalesce { task_id: 3 });
+    }
+
+    #[test]
+    fn gitea_label_set_triggers_only_when_the_label_is_new() {
+        let event = issue_event(IssueChange::LabelsUpdated, issue(&["bug", "forgehand"]));
+        created(run(&event, NONE));
+        created(run(&event, IssueContext { active_task: None, label_was_present: Some(false) }));
+        let reason = ignored(run(&event, IssueContext { active_task: None, label_was_present: Some(true) }));
+        assert!(reason.contains("already on the issue"), "{reason}");
+        let without = issue_event(IssueChange::LabelsUpdated, issue(&["bug"]));
+        assert!(ignored(run(&without, NONE)).contains("does not carry"));
+    }
+
+    #[test]
+    fn removing_the_label_or_closing_cancels() {
+        let cases = [
+            issue_event(IssueChange::Unlabeled("forgehand".into()), issue(&[])),
+            issue_event(IssueChange::LabelsCleared, issue(&[])),
+            issue_event(IssueChange::LabelsUpdated, issue(&["bug"])),
+            issue_event(IssueChange::Closed, issue(&["forgehand"])),
+        ];
+        for event in &cases {
+            assert!(matches!(run(event, ACTIVE), Decision::Cancel { task_id: 3, .. }), "{event:?}");
+            let reason = ignored(run(event, IssueContext::default()));
+            assert!(
+                reason.contains("no queued or running task") || reason.contains("does not carry"),
+                "{reason}"
+            );
+        }
+        // A Gitea label edit on an issue whose task came from a comment cancels nothing.
+        let comment_task = IssueContext { active_task: Some(3), label_was_present: None };
+        ignored(run(&cases[2], comment_task));
+    }
+
+    #[test]
+    fn command_comments() {
+        let on_issue =
+            created(run(&comment_event("created", "/forgehand  also the README\n", issue(&[])), NONE));
+        assert_eq!((on_issue.kind, on_issue.trigger), (TaskKind::Implement, TriggerKind::Comment));
+        assert_eq!(on_issue.instructions, "also the README");
+        let mut pr = issue(&[]);
+        pr.is_pull_request = true;
+        let on_pr = created(run(&comment_event("created", "/forgehand rename it", pr), NONE));
+        assert_eq!(on_pr.kind, TaskKind::FollowUp);
+        ignored(run(&comment_event("edited", "/forgehand", issue(&[])), NONE));
+        ignored(run(&comment_event("created", "LGTM /forgehand", issue(&[])), NONE));
+        let mut closed = issue(&[]);
+        closed.is_open = false;
+        ignored(run(&comment_event("created", "/forgehand", closed), NONE));
+    }
+
+    #[test]
+    fn command_parsing() {
+        assert_eq!(parse_command("/forgehand", "/forgehand"), Some(String::new()));
+        assert_eq!(parse_command("  /forgehand\tdo it ", "/forgehand"), Some("do it".into()));
+        assert_eq!(parse_command("/forgehand\nline 1\nline 2", "/forgehand"), Some("line 1\nline 2".into()));
+        assert_eq!(parse_command("/forgehandx", "/forgehand"), None);
+        assert_eq!(parse_command("/Forgehand", "/forgehand"), None);
+        assert_eq!(parse_command("", "/forgehand"), None);
+        assert_eq!(parse_command("please /forgehand", "/forgehand"), None);
+    }
+
+    #[test]
+    fn reviews_on_forgehands_pull_requests_start_follow_ups() {
+        let request = created(run(
+            &review_event(ReviewVerdict::ChangesRequested, "forgehand/issue-7-x", " add a test "),
+            NONE,
+        ));
+        assert_eq!(
+            (request.kind, request.trigger, request.number),
+            (TaskKind::FollowUp, TriggerKind::Review, 9)
+        );
+        assert_eq!(
+            (request.instructions.as_str(), request.branch.as_deref()),
+            ("add a test", Some("forgehand/issue-7-x"))
+        );
+        created(run(&review_event(ReviewVerdict::Commented, "forgehand/issue-7-x", "nit"), NONE));
+        assert!(
+            ignored(run(&review_event(ReviewVerdict::ChangesRequested, "feature/x", "y"), NONE))
+                .contains("not forgehand's")
+        );
+        ignored(run(&review_event(ReviewVerdict::Approved, "forgehand/issue-7-x", "great"), NONE));
+        ignored(run(&review_event(ReviewVerdict::Commented, "forgehand/issue-7-x", "  "), NONE));
+        assert_eq!(
+            run(&review_event(ReviewVerdict::Commented, "forgehand/a", "x"), ACTIVE),
+            Decision::Coalesce { task_id: 3 }
+        );
+    }
+
+    #[test]
+    fn bots_and_other_repositories_are_ignored() {
+        let mut event = issue_event(IssueChange::Labeled("forgehand".into()), issue(&["forgehand"]));
+        if let ForgeEvent::Issue { sender, .. } = &mut event {
+            *sender = Actor { login: "Forgehand-Bot".into(), is_bot: false };
+        }
+        assert!(ignored(run(&event, NONE)).contains("own account"));
+        if let ForgeEvent::Issue { sender, .. } = &mut event {
+            *sender = Actor { login: "renovate[bot]".into(), is_bot: true };
+        }
+        assert!(ignored(run(&event, NONE)).contains("bot account"));
+        let labeled = issue_event(IssueChange::Labeled("forgehand".into()), issue(&["forgehand"]));
+        let mut only_other = trigger();
+        only_other.repos = vec!["O/other".into()];
+        assert!(
+            ignored(decide(&labeled, &forge(), &only_other, "forgehand/", &NONE))
+                .contains("not in trigger.repos")
+        );
+        only_other.repos.push("O/R".into());
+        created(decide(&labeled, &forge(), &only_other, "forgehand/", &NONE));
+    }
+
+    #[test]
+    fn ping_and_unsupported_events() {
+        assert!(ignored(run(&ForgeEvent::Ping, NONE)).contains("ping"));
+        let push = ForgeEvent::Unsupported { event: "push".into(), action: None };
+        assert_eq!(ignored(run(&push, NONE)), "event push is not one forgehand acts on");
+    }
+}
