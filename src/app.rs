@@ -62,6 +62,16 @@ impl App {
     fn announce(&self, source: &auth::TokenSource) {
         let settings = &self.state.settings;
         let addr = self.local_addr();
+        if let auth::TokenSource::Generated(path, token) = source {
+            // Shown once, on the terminal that started forgehand, never in a log line.
+            println!(
+                "\nforgehand generated an admin token and stored it in {} (mode 0600):\n\n    {}\n\n\
+                 Use it as `Authorization: Bearer <token>` for {}/api/tasks.\n",
+                path.display(),
+                token.expose_secret(),
+                settings.server.public_url
+            );
+        }
         tracing::info!(%addr, public_url = %settings.server.public_url, data_dir = %settings.data_dir.display(), "forgehand listening");
         for forge in &settings.forges {
             if forge.webhook_secret.is_empty() {
@@ -73,16 +83,6 @@ impl App {
         if settings.forges.is_empty() {
             tracing::warn!(
                 "no forge configured: add a [[forges]] entry to your config file (see README.md), then restart"
-            );
-        }
-        if let auth::TokenSource::Generated(path, token) = source {
-            // Shown once, on the terminal that started forgehand, never in a log line.
-            println!(
-                "\nforgehand generated an admin token and stored it in {} (mode 0600):\n\n    {}\n\n\
-                 Use it as `Authorization: Bearer <token>` for {}/api/tasks.\n",
-                path.display(),
-                token.expose_secret(),
-                settings.server.public_url
             );
         }
     }

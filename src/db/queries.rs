@@ -1,7 +1,7 @@
 //! Query functions that take any connection, so they compose inside a transaction.
 
 use chrono::Utc;
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     TryInsertResult,
@@ -86,6 +86,9 @@ pub async fn set_label_state(db: &impl ConnectionTrait, key: &IssueKey, present:
     Ok(())
 }
 
+/// The predicate of the `tasks_one_active_per_issue` index, word for word.
+const ACTIVE_TASK_PREDICATE: &str = "status IN ('queued', 'running')";
+
 /// Queues a task; `None` when another task for the issue became active first (the
 /// database's one-active-task-per-issue index decides).
 pub async fn insert_task(
@@ -113,7 +116,9 @@ pub async fn insert_task(
         ..Default::default()
     };
     let on_conflict = OnConflict::columns([tasks::Column::Forge, tasks::Column::Repo, tasks::Column::Number])
-        .target_and_where(Expr::col(tasks::Column::Status).is_in(TaskStatus::ACTIVE.map(TaskStatus::as_str)))
+        // Literal values: SQLite matches a partial index only when it can prove the WHERE
+        // clauses equal, which it cannot do through bound parameters.
+        .target_and_where(Expr::cust(ACTIVE_TASK_PREDICATE))
         .do_nothing()
         .to_owned();
     match tasks::Entity::insert(row).on_conflict(on_conflict).try_insert().exec(db).await? {

@@ -30,13 +30,13 @@ pub enum WebhookError {
     #[error(
         "missing signature: the {0} header is absent or empty; set the webhook secret in the forge's webhook settings"
     )]
-    MissingSignature(&'static str),
+    MissingSignature(String),
     #[error("the {0} header was sent more than once")]
-    RepeatedHeader(&'static str),
+    RepeatedHeader(String),
     #[error("{0}")]
     BadSignature(signature::SignatureError),
     #[error("missing the {0} header")]
-    MissingHeader(&'static str),
+    MissingHeader(String),
     #[error(
         "content type {0:?} is not supported; choose application/json (or application/x-www-form-urlencoded) in the webhook settings"
     )]
@@ -154,9 +154,10 @@ async fn verify_and_parse(
     let names = header_names(forge.kind);
     let signature = signature_header(headers, names.signature)?;
     signature::verify(&forge.webhook_secret.0, &body, signature).map_err(WebhookError::BadSignature)?;
-    let event_name = first_header(headers, names.event).ok_or(WebhookError::MissingHeader(names.event[0]))?;
-    let delivery_id =
-        first_header(headers, names.delivery).ok_or(WebhookError::MissingHeader(names.delivery[0]))?;
+    let event_name = first_header(headers, names.event)
+        .ok_or_else(|| WebhookError::MissingHeader(canonical(names.event[0])))?;
+    let delivery_id = first_header(headers, names.delivery)
+        .ok_or_else(|| WebhookError::MissingHeader(canonical(names.delivery[0])))?;
     let json = json_payload(headers, &body)?;
     let event = payload::parse(forge.kind, event_name, &json)?;
     Ok(Verified { delivery_id: delivery_id.to_owned(), event_name: event_name.to_owned(), event })
@@ -199,7 +200,7 @@ fn signature_header<'h>(headers: &'h HeaderMap, names: &[&'static str]) -> Resul
         let mut values = headers.get_all(*name).iter();
         let Some(value) = values.next() else { continue };
         if values.next().is_some() {
-            return Err(WebhookError::RepeatedHeader(name));
+            return Err(WebhookError::RepeatedHeader(canonical(name)));
         }
         let value = value.to_str().unwrap_or("").trim();
         // Gitea sends empty signature headers (and a bare "sha256=") when no secret is set.
@@ -207,7 +208,7 @@ fn signature_header<'h>(headers: &'h HeaderMap, names: &[&'static str]) -> Resul
             return Ok(value);
         }
     }
-    Err(WebhookError::MissingSignature(names[0]))
+    Err(WebhookError::MissingSignature(canonical(names[0])))
 }
 
 fn json_payload(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, WebhookError> {
@@ -278,6 +279,18 @@ fn answer(delivery_id: &str, recorded: Recorded) -> Response {
             (status, Json(body)).into_response()
         }
     }
+}
+
+/// A header name as forges document it: `x-hub-signature-256` → `X-Hub-Signature-256`.
+fn canonical(name: &str) -> String {
+    name.split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+        .replace("Github", "GitHub")
 }
 
 /// Forge-supplied text made safe for a log line or an error message: printable, short.

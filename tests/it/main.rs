@@ -1,1 +1,9 @@
+//! The one integration test binary: every capability through the real router, on a real
+//! SQLite file, and the real `forgehand` binary where processes matter.
 
+mod harness;
+
+mod api;
+mod intake;
+mod process;
+mod triggers;

@@ -1,0 +1,222 @@
+//! Test harness: a real forgehand on 127.0.0.1:0 with its own temp dir and SQLite file,
+//! and signed deliveries built from the payloads in tests/data.
+
+use std::path::{Path, PathBuf};
+
+use forgehand::app::App;
+use forgehand::config::Settings;
+use forgehand::db::{Db, TaskFilter, entities::deliveries, entities::tasks};
+use forgehand::forge::signature::sign;
+
+pub const GITHUB_SECRET: &str = "github test secret";
+pub const GITEA_SECRET: &str = "gitea test secret";
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// A running forgehand with a GitHub forge (`github`) and a Gitea forge (`gitea`).
+pub struct TestApp {
+    pub base: String,
+    pub db: Db,
+    pub client: reqwest::Client,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// The config file every test app starts from; `extra` is appended.
+pub fn config_text(data_dir: &Path, extra: &str) -> String {
+    format!(
+        r#"
+data_dir = "{data_dir}"
+[server]
+listen = "127.0.0.1:0"
+max_body_bytes = 65536
+[auth]
+admin_token = "{ADMIN_TOKEN}"
+[[forges]]
+name = "github"
+kind = "github"
+api_url = "https://api.github.com"
+webhook_secret = ["an old secret", "{GITHUB_SECRET}"]
+bot_login = "forgehand-bot"
+[[forges]]
+name = "gitea"
+kind = "gitea"
+api_url = "https://gitea.example.com/api/v1"
+webhook_secret = "{GITEA_SECRET}"
+[[forges]]
+name = "unsigned"
+kind = "github"
+api_url = "https://api.github.com"
+{extra}
+"#,
+        data_dir = data_dir.display()
+    )
+}
+
+impl TestApp {
+    /// Starts an app with the default test configuration.
+    pub async fn spawn() -> TestApp {
+        TestApp::spawn_with("").await
+    }
+
+    /// Starts an app whose config file ends with `extra` (TOML).
+    pub async fn spawn_with(extra: &str) -> TestApp {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter(filter).try_init();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("forgehand.toml");
+        std::fs::write(&path, config_text(&dir.path().join("data"), extra)).unwrap();
+        let settings = Settings::load_with_env(Some(&path), Default::default()).unwrap();
+        let app = App::build(settings).await.unwrap();
+        let base = format!("http://{}", app.local_addr());
+        let db = app.state().db.clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        TestApp { base, db, client: reqwest::Client::new(), _dir: dir, _stop: stop }
+    }
+
+    /// Sends a delivery to `/webhooks/{forge}`.
+    pub async fn deliver(&self, forge: &str, delivery: Delivery) -> Answer {
+        let mut request = self.client.post(format!("{}/webhooks/{forge}", self.base)).body(delivery.body);
+        for (name, value) in delivery.headers {
+            request = request.header(name, value);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        Answer { status, json, text }
+    }
+
+    /// GET with the admin token.
+    pub async fn api(&self, path: &str) -> (u16, serde_json::Value) {
+        let response =
+            self.client.get(format!("{}{path}", self.base)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Every task, newest first.
+    pub async fn tasks(&self) -> Vec<tasks::Model> {
+        self.db.list_tasks(&TaskFilter { limit: 10_000, ..Default::default() }).await.unwrap()
+    }
+
+    /// Every recorded delivery, newest first.
+    pub async fn deliveries(&self) -> Vec<deliveries::Model> {
+        self.db.recent_deliveries(10_000).await.unwrap()
+    }
+}
+
+/// A forge's answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub json: serde_json::Value,
+    pub text: String,
+}
+
+impl Answer {
+    /// The `outcome` field of a 2xx answer.
+    pub fn outcome(&self) -> &str {
+        self.json["outcome"].as_str().unwrap_or_default()
+    }
+
+    /// The `error` field of a refusal.
+    pub fn error(&self) -> &str {
+        self.json["error"].as_str().unwrap_or_default()
+    }
+}
+
+/// A delivery under construction: body plus headers.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub body: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+}
+
+/// Reads a payload from tests/data.
+pub fn fixture(path: &str) -> Vec<u8> {
+    std::fs::read(data_path(path)).unwrap_or_else(|e| panic!("tests/data/{path}: {e}"))
+}
+
+/// The path of a file in tests/data.
+pub fn data_path(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(path)
+}
+
+/// A fresh delivery id.
+pub fn new_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!("test-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+impl Delivery {
+    /// A GitHub delivery of `event` with `body`, signed with the test secret, as JSON.
+    pub fn github(event: &str, body: Vec<u8>) -> Delivery {
+        let signature = format!("sha256={}", sign(GITHUB_SECRET.as_bytes(), &body));
+        Delivery {
+            body,
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("x-github-event".into(), event.into()),
+                ("x-github-delivery".into(), new_id()),
+                ("x-hub-signature-256".into(), signature),
+                ("user-agent".into(), "GitHub-Hookshot/test".into()),
+            ],
+        }
+    }
+
+    /// A Gitea delivery of `event` (with its fine-grained `event_type`), signed as Gitea
+    /// does: bare hex in X-Gitea-Signature, plus the GitHub-style copies.
+    pub fn gitea(event: &str, event_type: &str, body: Vec<u8>) -> Delivery {
+        let signature = sign(GITEA_SECRET.as_bytes(), &body);
+        let id = new_id();
+        Delivery {
+            body,
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("x-gitea-event".into(), event.into()),
+                ("x-gitea-event-type".into(), event_type.into()),
+                ("x-gitea-delivery".into(), id.clone()),
+                ("x-gitea-signature".into(), signature.clone()),
+                ("x-github-event".into(), event.into()),
+                ("x-github-delivery".into(), id),
+                ("x-hub-signature-256".into(), format!("sha256={signature}")),
+            ],
+        }
+    }
+
+    /// The delivery id header's value.
+    pub fn id(&self) -> String {
+        self.header("x-gitea-delivery").or_else(|| self.header("x-github-delivery")).unwrap_or_default()
+    }
+
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+    }
+
+    /// Replaces (or, with `None`, removes) every header named `name`.
+    pub fn set_header(mut self, name: &str, value: Option<&str>) -> Delivery {
+        self.headers.retain(|(n, _)| n != name);
+        if let Some(value) = value {
+            self.headers.push((name.into(), value.into()));
+        }
+        self
+    }
+
+    /// Adds one more header, keeping any with the same name.
+    pub fn add_header(mut self, name: &str, value: &str) -> Delivery {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// A JSON payload from tests/data with a JSON pointer replaced by `value`.
+pub fn edited(path: &str, pointer: &str, value: serde_json::Value) -> Vec<u8> {
+    let mut json: serde_json::Value = serde_json::from_slice(&fixture(path)).unwrap();
+    *json.pointer_mut(pointer).unwrap_or_else(|| panic!("{pointer} not in {path}")) = value;
+    serde_json::to_vec(&json).unwrap()
+}

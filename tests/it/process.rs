@@ -1,0 +1,218 @@
+//! The real `forgehand` binary: first start with no config, broken configs, and kill -9.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+use crate::harness::*;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_forgehand");
+
+/// A running daemon and what it printed.
+struct Daemon {
+    child: Child,
+    stdout: Lines<BufReader<ChildStdout>>,
+    base: String,
+    /// Lines printed before the server said it listens.
+    printed: Vec<String>,
+}
+
+fn command(cwd: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(BINARY);
+    command
+        .args(args)
+        .current_dir(cwd)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "info")
+        .kill_on_drop(true);
+    command
+}
+
+/// Starts `forgehand --log-format json serve` and waits until it listens.
+async fn start(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+    let mut all_args = vec!["--log-format", "json"];
+    all_args.extend_from_slice(args);
+    all_args.push("serve");
+    let mut command = command(cwd, &all_args);
+    command.envs(env.iter().copied()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let mut child = command.spawn().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    let addr = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = stdout.next_line().await.unwrap() {
+            if let Ok(json) = serde_json::from_str::<serde_json::Value>(&line)
+                && json["message"] == "forgehand listening"
+            {
+                return json["addr"].as_str().unwrap().to_owned();
+            }
+            printed.push(line);
+        }
+        panic!("forgehand exited before listening: {printed:?}")
+    })
+    .await
+    .expect("forgehand did not start listening within 30 s");
+    Daemon { child, stdout, base: format!("http://{addr}"), printed }
+}
+
+fn write_config(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("forgehand.toml");
+    std::fs::write(&path, config_text(&dir.join("data"), "")).unwrap();
+    path
+}
+
+async fn send(base: &str, delivery: Delivery) -> u16 {
+    let mut request = reqwest::Client::new().post(format!("{base}/webhooks/github")).body(delivery.body);
+    for (name, value) in delivery.headers {
+        request = request.header(name, value);
+    }
+    match request.send().await {
+        Ok(response) => response.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+#[tokio::test]
+async fn a_delivery_answered_2xx_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let config = config.to_str().unwrap();
+    let mut daemon = start(dir.path(), &["--config", config], &[]).await;
+
+    // A burst in flight; the process dies the moment the first one is answered.
+    let (answered_tx, mut answered_rx) = tokio::sync::mpsc::unbounded_channel();
+    for n in 0..40 {
+        let base = daemon.base.clone();
+        let answered = answered_tx.clone();
+        tokio::spawn(async move {
+            let body = edited("github/issues_labeled.json", "/issue/number", serde_json::json!(500 + n));
+            let delivery = Delivery::github("issues", body);
+            let id = delivery.id();
+            let status = send(&base, delivery).await;
+            let _ = answered.send((id, status));
+        });
+    }
+    drop(answered_tx);
+    let (first_id, first_status) = answered_rx.recv().await.unwrap();
+    daemon.child.start_kill().unwrap();
+    assert_eq!(first_status, 202);
+    let mut accepted = vec![first_id];
+    while let Some((id, status)) = answered_rx.recv().await {
+        if status == 202 {
+            accepted.push(id);
+        }
+    }
+    daemon.child.wait().await.unwrap();
+
+    let restarted = start(dir.path(), &["--config", config], &[]).await;
+    let response = reqwest::Client::new()
+        .get(format!("{}/api/tasks?limit=500", restarted.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let tasks: serde_json::Value = response.json().await.unwrap();
+    let recorded = tasks["tasks"].as_array().unwrap().len();
+    assert!(
+        recorded >= accepted.len(),
+        "{} deliveries answered 202, only {recorded} tasks recorded",
+        accepted.len()
+    );
+
+    let listed =
+        command(dir.path(), &["--config", config, "tasks", "list", "--status", "queued", "--limit", "100"])
+            .output()
+            .await
+            .unwrap();
+    let table = String::from_utf8(listed.stdout).unwrap();
+    assert!(listed.status.success());
+    assert_eq!(table.lines().filter(|l| l.contains("octo-org/hello-world")).count(), recorded, "{table}");
+}
+
+#[tokio::test]
+async fn first_start_with_no_config_creates_database_and_admin_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = start(dir.path(), &[], &[("FORGEHAND__SERVER__LISTEN", "127.0.0.1:0")]).await;
+    let data = dir.path().join("data");
+    assert!(data.join("forgehand.db").is_file());
+    let token_file = data.join("admin_token");
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777, 0o600);
+    let shown = daemon.printed.join("\n");
+    assert!(shown.contains("generated an admin token") && shown.contains(&token), "{shown}");
+    let logs: Vec<&String> = daemon.printed.iter().filter(|l| l.starts_with('{')).collect();
+    assert!(logs.iter().all(|l| !l.contains(&token)), "the token reached a log line");
+
+    let api = reqwest::Client::new()
+        .get(format!("{}/api/tasks", daemon.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 200);
+
+    // SIGTERM stops it cleanly.
+    let pid = daemon.child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = tokio::time::timeout(Duration::from_secs(10), daemon.child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "{status}");
+    let mut rest = Vec::new();
+    while let Ok(Some(line)) = daemon.stdout.next_line().await {
+        rest.push(line);
+    }
+    assert!(rest.iter().any(|l| l.contains("forgehand stopped")), "{rest:?}");
+
+    // The second start reuses the stored token and prints it no more.
+    let again = start(dir.path(), &[], &[("FORGEHAND__SERVER__LISTEN", "127.0.0.1:0")]).await;
+    assert!(!again.printed.join("\n").contains(&token));
+    assert_eq!(std::fs::read_to_string(&token_file).unwrap(), token);
+}
+
+#[tokio::test]
+async fn a_broken_config_fails_at_once_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    let cases = [
+        ("[executor]\nmax_concurent = 2\n", "max_concurent"),
+        ("[server]\nlisten = \"nowhere\"\n", "server.listen"),
+        ("[trigger]\nmin_permission = \"owner\"\n", "owner"),
+        (
+            "[[forges]]\nname = \"GitHub\"\nkind = \"github\"\napi_url = \"https://api.github.com\"\n",
+            "forges[0].name",
+        ),
+    ];
+    for (text, key) in cases {
+        std::fs::write(&path, text).unwrap();
+        let output = command(dir.path(), &["--config", path.to_str().unwrap()]).output().await.unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{text}: {stderr}");
+        assert!(stderr.contains(key), "{key} not named in: {stderr}");
+        assert!(!dir.path().join("data").exists(), "a broken config still created data_dir");
+    }
+    let missing =
+        command(dir.path(), &["--config", "/no/such/file.toml", "check-config"]).output().await.unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/no/such/file.toml"));
+}
+
+#[tokio::test]
+async fn check_config_masks_every_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let output = command(dir.path(), &["--config", config.to_str().unwrap(), "check-config"])
+        .env("FORGEHAND__FORGES__GITEA__TOKEN", "gitea-token-value")
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success());
+    let shown = String::from_utf8(output.stdout).unwrap();
+    for secret in [GITHUB_SECRET, GITEA_SECRET, ADMIN_TOKEN, "gitea-token-value", "an old secret"] {
+        assert!(!shown.contains(secret), "{secret} shown in:\n{shown}");
+    }
+    assert!(shown.contains("webhook_secret = [\n    \"********\",\n    \"********\",\n]"), "{shown}");
+    assert!(shown.contains("name = \"gitea\""));
+}

@@ -1,0 +1,174 @@
+//! Trigger flows through the real router: comments, reviews, cancelling, Gitea's label sets.
+
+use sea_orm::ConnectionTrait;
+use serde_json::json;
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn command_comments_on_issues_and_pull_requests() {
+    let app = TestApp::spawn().await;
+    let cases = [
+        (
+            "github",
+            Delivery::github("issue_comment", fixture("github/issue_comment_issue.json")),
+            42,
+            "implement",
+            "please also update the README",
+        ),
+        (
+            "github",
+            Delivery::github("issue_comment", fixture("github/issue_comment_pr.json")),
+            43,
+            "follow_up",
+            "rename the flag to --loud",
+        ),
+        (
+            "gitea",
+            Delivery::gitea("issue_comment", "issue_comment", fixture("gitea/issue_comment_issue.json")),
+            42,
+            "implement",
+            "please also update the README",
+        ),
+        (
+            "gitea",
+            Delivery::gitea("issue_comment", "pull_request_comment", fixture("gitea/issue_comment_pr.json")),
+            43,
+            "follow_up",
+            "rename the flag to --loud",
+        ),
+    ];
+    for (forge, delivery, number, kind, instructions) in cases {
+        let answer = app.deliver(forge, delivery).await;
+        assert_eq!(answer.status, 202, "{forge} {kind}: {}", answer.text);
+        let task = app.tasks().await.into_iter().find(|t| t.forge == forge && t.number == number).unwrap();
+        assert_eq!(
+            (task.kind.as_str(), task.trigger.as_str(), task.instructions.as_str()),
+            (kind, "comment", instructions)
+        );
+    }
+    let plain = app
+        .deliver("github", Delivery::github("issue_comment", fixture("github/issue_comment_plain.json")))
+        .await;
+    assert_eq!((plain.status, plain.outcome()), (200, "ignored"));
+    assert_eq!(plain.json["reason"], "the comment does not start with /forgehand");
+}
+
+#[tokio::test]
+async fn change_requests_on_forgehands_pull_requests_queue_follow_ups() {
+    let app = TestApp::spawn().await;
+    let github = app
+        .deliver(
+            "github",
+            Delivery::github("pull_request_review", fixture("github/pull_request_review.json")),
+        )
+        .await;
+    assert_eq!(github.status, 202, "{}", github.text);
+    let gitea = Delivery::gitea(
+        "pull_request_rejected",
+        "pull_request_review_rejected",
+        fixture("gitea/pull_request_rejected.json"),
+    );
+    assert_eq!(app.deliver("gitea", gitea).await.status, 202);
+    for task in app.tasks().await {
+        assert_eq!((task.kind.as_str(), task.trigger.as_str(), task.number), ("follow_up", "review", 43));
+        assert_eq!(task.branch.as_deref(), Some("forgehand/issue-42-add-a-verbose-flag-to-the-cli"));
+        assert_eq!(task.instructions, "Please add a test for the new flag");
+    }
+    let foreign = edited("github/pull_request_review.json", "/pull_request/head/ref", json!("feature/x"));
+    let answer = app.deliver("github", Delivery::github("pull_request_review", foreign)).await;
+    assert_eq!(answer.outcome(), "ignored");
+    assert!(answer.json["reason"].as_str().unwrap().contains("not forgehand's"));
+}
+
+#[tokio::test]
+async fn removing_the_label_cancels_the_queued_task() {
+    let app = TestApp::spawn().await;
+    let created =
+        app.deliver("github", Delivery::github("issues", fixture("github/issues_labeled.json"))).await;
+    let removed =
+        app.deliver("github", Delivery::github("issues", fixture("github/issues_unlabeled.json"))).await;
+    assert_eq!((removed.status, removed.outcome()), (200, "cancelled_task"), "{}", removed.text);
+    assert_eq!(removed.json["task_id"], created.json["task_id"]);
+    let task = &app.tasks().await[0];
+    assert_eq!(task.status, "cancelled");
+    assert!(task.finished_at.is_some());
+    let again =
+        app.deliver("github", Delivery::github("issues", fixture("github/issues_unlabeled.json"))).await;
+    assert!(again.json["reason"].as_str().unwrap().contains("no queued or running task"));
+    // Labelling again starts a fresh task.
+    assert_eq!(
+        app.deliver("github", Delivery::github("issues", fixture("github/issues_labeled.json"))).await.status,
+        202
+    );
+    assert_eq!(app.tasks().await.len(), 2);
+}
+
+#[tokio::test]
+async fn closing_the_issue_asks_a_running_task_to_stop() {
+    let app = TestApp::spawn().await;
+    let created = app
+        .deliver(
+            "gitea",
+            Delivery::gitea("issues", "issue_label", fixture("gitea/issues_label_updated.json")),
+        )
+        .await;
+    let id = created.json["task_id"].as_i64().unwrap();
+    set_status(&app, id, "running").await;
+    let closed =
+        app.deliver("gitea", Delivery::gitea("issues", "issues", fixture("gitea/issues_closed.json"))).await;
+    assert_eq!(closed.outcome(), "cancelled_task", "{}", closed.text);
+    let task = &app.tasks().await[0];
+    assert_eq!((task.status.as_str(), task.cancel_requested), ("running", true));
+}
+
+#[tokio::test]
+async fn gitea_label_edits_start_a_task_only_when_the_trigger_label_is_new() {
+    let app = TestApp::spawn().await;
+    let label_set = || Delivery::gitea("issues", "issue_label", fixture("gitea/issues_label_updated.json"));
+    let first = app.deliver("gitea", label_set()).await;
+    assert_eq!(first.outcome(), "task_created");
+    assert_eq!(app.deliver("gitea", label_set()).await.outcome(), "coalesced");
+    set_status(&app, first.json["task_id"].as_i64().unwrap(), "done").await;
+    // Another label edit while the trigger label stays on must not start the issue again.
+    let edit = app.deliver("gitea", label_set()).await;
+    assert_eq!(edit.outcome(), "ignored");
+    assert!(edit.json["reason"].as_str().unwrap().contains("already on the issue"), "{}", edit.text);
+    // Removing the label and adding it back does.
+    let cleared = app
+        .deliver(
+            "gitea",
+            Delivery::gitea("issues", "issue_label", fixture("gitea/issues_label_cleared.json")),
+        )
+        .await;
+    assert_eq!(cleared.outcome(), "ignored");
+    assert_eq!(app.deliver("gitea", label_set()).await.outcome(), "task_created");
+    assert_eq!(app.tasks().await.len(), 2);
+}
+
+#[tokio::test]
+async fn events_from_bots_and_other_repositories_are_ignored() {
+    let app = TestApp::spawn_with("[trigger]\nrepos = [\"octo-org/hello-world\"]\n").await;
+    let bot =
+        app.deliver("github", Delivery::github("issues", fixture("github/issues_labeled_by_bot.json"))).await;
+    assert_eq!(bot.outcome(), "ignored");
+    assert!(bot.json["reason"].as_str().unwrap().contains("bot account"));
+    let own = edited("github/issues_labeled.json", "/sender/login", json!("forgehand-bot"));
+    let own = app.deliver("github", Delivery::github("issues", own)).await;
+    assert!(own.json["reason"].as_str().unwrap().contains("own account"), "{}", own.text);
+    let other = app
+        .deliver(
+            "gitea",
+            Delivery::gitea("issues", "issue_label", fixture("gitea/issues_label_updated.json")),
+        )
+        .await;
+    assert_eq!(other.json["reason"], "repository acme/widgets is not in trigger.repos");
+    assert!(app.tasks().await.is_empty());
+    assert_eq!(app.deliveries().await.len(), 3);
+}
+
+/// Moves a task along as the executor would.
+async fn set_status(app: &TestApp, id: i64, status: &str) {
+    let sql = format!("UPDATE tasks SET status = '{status}' WHERE id = {id}");
+    app.db.connection().execute_unprepared(&sql).await.unwrap();
+}
