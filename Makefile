@@ -1,0 +1,46 @@
+# forgehand — common tasks. `make help` lists them.
+
+PREFIX ?= /usr/local
+CONFIG_DIR ?= /etc/forgehand
+UNIT_DIR ?= /etc/systemd/system
+CARGO ?= cargo
+
+.PHONY: help build run test lint fmt install bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+build: ## build the release binary (target/release/forgehand)
+	$(CARGO) build --release --locked
+
+run: ## run the daemon on the embedded defaults (SQLite in ./data)
+	$(CARGO) run --release --locked
+
+test: ## run every test (the command CI runs)
+	$(CARGO) test --workspace --locked
+
+lint: ## formatting and clippy, warnings are errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+install: build ## install binary, systemd unit and example config (as root)
+	install -D -m 0755 target/release/forgehand $(DESTDIR)$(PREFIX)/bin/forgehand
+	install -D -m 0644 systemd/forgehand.service $(DESTDIR)$(UNIT_DIR)/forgehand.service
+	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/forgehand/README.md
+	@if [ ! -e $(DESTDIR)$(CONFIG_DIR)/forgehand.toml ]; then \
+		install -D -m 0600 config/example.toml $(DESTDIR)$(CONFIG_DIR)/forgehand.toml; \
+		echo "wrote $(DESTDIR)$(CONFIG_DIR)/forgehand.toml: edit it, then systemctl enable --now forgehand"; \
+	fi
+	@if [ -z "$(DESTDIR)" ] && ! id forgehand >/dev/null 2>&1; then \
+		useradd --system --home-dir /var/lib/forgehand --shell /usr/sbin/nologin forgehand; \
+	fi
+	@if [ -z "$(DESTDIR)" ]; then chown forgehand:forgehand $(CONFIG_DIR)/forgehand.toml; fi
+
+bench: ## benchmarks (the suite arrives with the performance issue)
+	@echo "make bench: no benchmarks yet; see docs/benchmarks.md"
+
+clean: ## remove build output
+	$(CARGO) clean
