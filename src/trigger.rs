@@ -81,7 +81,7 @@ pub fn decide(
         ForgeEvent::Issue { change, repo, issue, sender, .. } => {
             issue_change(change, repo, issue, sender, trigger, ctx)
         }
-        ForgeEvent::Comment { action, repo, issue, body, sender } => {
+        ForgeEvent::Comment { action, repo, issue, body, sender, .. } => {
             comment(action, repo, issue, body, sender, trigger, ctx)
         }
         ForgeEvent::Review { .. } => review(event, branch_prefix, ctx),
@@ -123,6 +123,9 @@ fn issue_change(
             cancel_active(ctx, &format!("the label {label:?} was removed"))
         }
         IssueChange::LabelsCleared => cancel_active(ctx, "all labels were removed"),
+        IssueChange::Opened if !issue.labels.iter().any(|l| l == label) => {
+            Decision::Ignore("opened without the trigger label".into())
+        }
         IssueChange::LabelsUpdated if !issue.labels.iter().any(|l| l == label) => {
             if ctx.label_was_present == Some(true) {
                 cancel_active(ctx, &format!("the label {label:?} was removed"))
@@ -136,7 +139,7 @@ fn issue_change(
         IssueChange::Unlabeled(name) => {
             Decision::Ignore(format!("label {name:?} is not the trigger label {label:?}"))
         }
-        IssueChange::Labeled(_) | IssueChange::LabelsUpdated => {
+        IssueChange::Labeled(_) | IssueChange::LabelsUpdated | IssueChange::Opened => {
             label_added(change, repo, issue, sender, trigger, ctx)
         }
         IssueChange::Other => Decision::Ignore("this issue action starts nothing".into()),
@@ -163,9 +166,10 @@ fn label_added(
     if let Some(task_id) = ctx.active_task {
         return Decision::Coalesce { task_id };
     }
-    // Gitea reports every label change with the full set only: the trigger label must be
-    // newly present, or any later label edit would start the issue again.
-    if *change == IssueChange::LabelsUpdated && ctx.label_was_present == Some(true) {
+    // Gitea reports every label change with the full set only (and an issue opened with
+    // labels reports them at once): the trigger label must be newly present, or any later
+    // label edit would start the issue again.
+    if *change != IssueChange::Labeled(trigger.label.clone()) && ctx.label_was_present == Some(true) {
         return Decision::Ignore(format!(
             "the label {:?} was already on the issue; remove it and add it again to start a new task",
             trigger.label
@@ -237,7 +241,7 @@ pub fn parse_command(body: &str, command: &str) -> Option<String> {
 }
 
 fn review(event: &ForgeEvent, branch_prefix: &str, ctx: &IssueContext) -> Decision {
-    let ForgeEvent::Review { action, repo, pr_number, pr_title, head_ref, verdict, body, sender } = event
+    let ForgeEvent::Review { action, repo, pr_number, pr_title, head_ref, verdict, body, sender, .. } = event
     else {
         unreachable!("review() is only called with reviews")
     };
@@ -340,12 +344,20 @@ mod tests {
     }
 
     fn comment_event(action: &str, body: &str, issue: Issue) -> ForgeEvent {
-        ForgeEvent::Comment { action: action.into(), repo: repo(), issue, body: body.into(), sender: alice() }
+        ForgeEvent::Comment {
+            action: action.into(),
+            comment_id: Some(1),
+            repo: repo(),
+            issue,
+            body: body.into(),
+            sender: alice(),
+        }
     }
 
     fn review_event(verdict: ReviewVerdict, head_ref: &str, body: &str) -> ForgeEvent {
         ForgeEvent::Review {
             action: "submitted".into(),
+            review_id: Some(2),
             repo: repo(),
             pr_number: 9,
             pr_title: "PR".into(),
@@ -429,6 +441,18 @@ mod tests {
         assert!(reason.contains("already on the issue"), "{reason}");
         let without = issue_event(IssueChange::LabelsUpdated, issue(&["bug"]));
         assert!(ignored(run(&without, NONE)).contains("does not carry"));
+    }
+
+    #[test]
+    fn an_issue_opened_with_the_label_starts_once() {
+        let opened = issue_event(IssueChange::Opened, issue(&["forgehand"]));
+        created(run(&opened, NONE));
+        assert_eq!(run(&opened, ACTIVE), Decision::Coalesce { task_id: 3 });
+        ignored(run(&opened, IssueContext { active_task: None, label_was_present: Some(true) }));
+        assert!(ignored(run(&issue_event(IssueChange::Opened, issue(&["bug"])), NONE)).contains("without"));
+        // GitHub sends labeled after opened: that one still counts when no task is active.
+        let labeled = issue_event(IssueChange::Labeled("forgehand".into()), issue(&["forgehand"]));
+        created(run(&labeled, IssueContext { active_task: None, label_was_present: Some(true) }));
     }
 
     #[test]

@@ -39,6 +39,7 @@ enum Deliveries {
     Id,
     Forge,
     DeliveryId,
+    EventKey,
     Event,
     Action,
     Repo,
@@ -145,6 +146,7 @@ fn deliveries_table() -> TableCreateStatement {
         .col(big_pk_auto(Deliveries::Id))
         .col(string(Deliveries::Forge))
         .col(string(Deliveries::DeliveryId))
+        .col(string_null(Deliveries::EventKey))
         .col(string(Deliveries::Event))
         .col(string_null(Deliveries::Action))
         .col(string_null(Deliveries::Repo))
@@ -199,6 +201,14 @@ fn indexes() -> Vec<IndexCreateStatement> {
             .table(Deliveries::Table)
             .col(Deliveries::Forge)
             .col(Deliveries::DeliveryId)
+            .unique()
+            .to_owned(),
+        // A replayed Gitea delivery gets a new id; the comment or review it carries does not.
+        Index::create()
+            .name("deliveries_forge_event_key")
+            .table(Deliveries::Table)
+            .col(Deliveries::Forge)
+            .col(Deliveries::EventKey)
             .unique()
             .to_owned(),
         Index::create()

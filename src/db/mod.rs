@@ -99,6 +99,8 @@ pub struct TaskFilter {
 pub struct NewDelivery {
     pub forge: String,
     pub delivery_id: String,
+    /// The comment or review carried, so that a replay with a new id is still a duplicate.
+    pub event_key: Option<String>,
     pub event: String,
     pub action: Option<String>,
     pub repo: Option<String>,
@@ -248,6 +250,7 @@ fn delivery_row(delivery: &NewDelivery) -> deliveries::ActiveModel {
     deliveries::ActiveModel {
         forge: Set(delivery.forge.clone()),
         delivery_id: Set(clean(&delivery.delivery_id, 200)),
+        event_key: Set(delivery.event_key.clone()),
         event: Set(clean(&delivery.event, 100)),
         action: Set(delivery.action.as_deref().map(|a| clean(a, 100))),
         repo: Set(delivery.repo.as_deref().map(|r| clean(r, 300))),

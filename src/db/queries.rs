@@ -11,15 +11,14 @@ use super::entities::{deliveries, label_states, task_events, tasks};
 use super::{IssueKey, TaskFilter, TaskStatus, clean};
 use crate::trigger::{IssueContext, TaskRequest};
 
-/// Inserts a delivery unless one with the same forge and id exists; returns its row id,
-/// or `None` for a duplicate.
+/// Inserts a delivery unless one with the same forge and id, or carrying the same comment
+/// or review, exists; returns its row id, or `None` for a duplicate.
 pub async fn insert_delivery(
     db: &impl ConnectionTrait,
     row: deliveries::ActiveModel,
 ) -> Result<Option<i64>, DbErr> {
-    let on_conflict = OnConflict::columns([deliveries::Column::Forge, deliveries::Column::DeliveryId])
-        .do_nothing()
-        .to_owned();
+    // No conflict target: either unique index (delivery id, event key) makes a duplicate.
+    let on_conflict = OnConflict::new().do_nothing().to_owned();
     match deliveries::Entity::insert(row).on_conflict(on_conflict).try_insert().exec(db).await? {
         TryInsertResult::Inserted(done) => Ok(Some(done.last_insert_id)),
         TryInsertResult::Conflicted | TryInsertResult::Empty => Ok(None),

@@ -40,6 +40,8 @@ pub enum IssueChange {
     /// Gitea/Forgejo: every label was removed.
     LabelsCleared,
     Closed,
+    /// Opened, possibly with labels already on it.
+    Opened,
     /// Anything else (opened, edited, ...).
     Other,
 }
@@ -65,6 +67,7 @@ pub enum ForgeEvent {
     },
     Comment {
         action: String,
+        comment_id: Option<u64>,
         repo: Repo,
         issue: Issue,
         body: String,
@@ -72,6 +75,8 @@ pub enum ForgeEvent {
     },
     Review {
         action: String,
+        /// GitHub's review id; Gitea sends none.
+        review_id: Option<u64>,
         repo: Repo,
         pr_number: u32,
         pr_title: String,
@@ -96,6 +101,17 @@ impl ForgeEvent {
             | ForgeEvent::Comment { action, .. }
             | ForgeEvent::Review { action, .. } => Some(action),
             ForgeEvent::Unsupported { action, .. } => action.as_deref(),
+        }
+    }
+
+    /// What the delivery carries that a replay with a new delivery id still carries.
+    pub fn event_key(&self) -> Option<String> {
+        match self {
+            ForgeEvent::Comment { action, comment_id: Some(id), .. } => {
+                Some(format!("comment:{id}:{action}"))
+            }
+            ForgeEvent::Review { action, review_id: Some(id), .. } => Some(format!("review:{id}:{action}")),
+            _ => None,
         }
     }
 
@@ -132,9 +148,10 @@ impl ForgeEvent {
     pub fn label_present_after(&self, label: &str) -> Option<bool> {
         match self {
             ForgeEvent::Issue { change, issue, .. } => match change {
-                IssueChange::Labeled(_) | IssueChange::Unlabeled(_) | IssueChange::LabelsUpdated => {
-                    Some(issue.labels.iter().any(|l| l == label))
-                }
+                IssueChange::Labeled(_)
+                | IssueChange::Unlabeled(_)
+                | IssueChange::LabelsUpdated
+                | IssueChange::Opened => Some(issue.labels.iter().any(|l| l == label)),
                 IssueChange::LabelsCleared => Some(false),
                 IssueChange::Closed | IssueChange::Other => None,
             },

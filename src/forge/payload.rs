@@ -92,6 +92,8 @@ struct IssuesPayload {
 
 #[derive(Deserialize)]
 struct CommentBody {
+    #[serde(default)]
+    id: Option<u64>,
     #[serde(default, deserialize_with = "null_as_empty")]
     body: String,
 }
@@ -123,6 +125,8 @@ struct PullPayload {
 
 #[derive(Deserialize)]
 struct GithubReview {
+    #[serde(default)]
+    id: Option<u64>,
     #[serde(default, deserialize_with = "null_as_empty")]
     body: String,
     state: String,
@@ -194,6 +198,7 @@ impl IssuesPayload {
             ("label_updated", _) => IssueChange::LabelsUpdated,
             ("label_cleared", _) => IssueChange::LabelsCleared,
             ("closed", _) => IssueChange::Closed,
+            ("opened", _) => IssueChange::Opened,
             _ => IssueChange::Other,
         };
         ForgeEvent::Issue {
@@ -210,6 +215,7 @@ impl CommentPayload {
     fn into_event(self) -> ForgeEvent {
         ForgeEvent::Comment {
             action: self.action,
+            comment_id: self.comment.id,
             repo: self.repository.into(),
             issue: self.issue.into_issue(self.is_pull),
             body: self.comment.body,
@@ -227,6 +233,7 @@ impl GithubReviewPayload {
         };
         ForgeEvent::Review {
             action: self.action,
+            review_id: self.review.id,
             repo: self.repository.into(),
             pr_number: self.pull_request.number,
             pr_title: self.pull_request.title,
@@ -249,6 +256,7 @@ impl GiteaReviewPayload {
         let action = if self.action == "reviewed" { "submitted".to_owned() } else { self.action };
         ForgeEvent::Review {
             action,
+            review_id: None,
             repo: self.repository.into(),
             pr_number: self.pull_request.number,
             pr_title: self.pull_request.title,

@@ -237,6 +237,7 @@ async fn record(
     let delivery = NewDelivery {
         forge: forge.name.clone(),
         delivery_id: delivery_id.clone(),
+        event_key: event.event_key(),
         event: event_name.clone(),
         action: event.action().map(str::to_owned),
         repo: event.repo().map(|r| r.full_name.clone()),
@@ -269,7 +270,7 @@ fn answer(delivery_id: &str, recorded: Recorded) -> Response {
     match recorded {
         Recorded::Duplicate => {
             tracing::info!(outcome = "duplicate", "delivery already recorded");
-            let body = json!({ "delivery": delivery_id, "outcome": "duplicate", "reason": "this delivery id was already recorded" });
+            let body = json!({ "delivery": delivery_id, "outcome": "duplicate", "reason": "this delivery (or the comment or review it carries) was already recorded" });
             (StatusCode::OK, Json(body)).into_response()
         }
         Recorded::Outcome { outcome, reason, task_id } => {

@@ -75,7 +75,11 @@ async fn change_requests_on_forgehands_pull_requests_queue_follow_ups() {
         assert_eq!(task.branch.as_deref(), Some("forgehand/issue-42-add-a-verbose-flag-to-the-cli"));
         assert_eq!(task.instructions, "Please add a test for the new flag");
     }
-    let foreign = edited("github/pull_request_review.json", "/pull_request/head/ref", json!("feature/x"));
+    let mut foreign: serde_json::Value =
+        serde_json::from_slice(&fixture("github/pull_request_review.json")).unwrap();
+    foreign["pull_request"]["head"]["ref"] = json!("feature/x");
+    foreign["review"]["id"] = json!(1);
+    let foreign = serde_json::to_vec(&foreign).unwrap();
     let answer = app.deliver("github", Delivery::github("pull_request_review", foreign)).await;
     assert_eq!(answer.outcome(), "ignored");
     assert!(answer.json["reason"].as_str().unwrap().contains("not forgehand's"));
@@ -171,4 +175,37 @@ async fn events_from_bots_and_other_repositories_are_ignored() {
 async fn set_status(app: &TestApp, id: i64, status: &str) {
     let sql = format!("UPDATE tasks SET status = '{status}' WHERE id = {id}");
     app.db.connection().execute_unprepared(&sql).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_gitea_replay_with_a_new_delivery_id_is_still_a_duplicate() {
+    let app = TestApp::spawn().await;
+    let comment =
+        || Delivery::gitea("issue_comment", "issue_comment", fixture("gitea/issue_comment_issue.json"));
+    let first = app.deliver("gitea", comment()).await;
+    assert_eq!(first.status, 202);
+    set_status(&app, first.json["task_id"].as_i64().unwrap(), "done").await;
+    // Gitea's "Replay" sends the same comment under a new delivery id.
+    let replay = app.deliver("gitea", comment()).await;
+    assert_eq!((replay.status, replay.outcome()), (200, "duplicate"), "{}", replay.text);
+    assert_eq!(app.tasks().await.len(), 1);
+    assert_eq!(app.deliveries().await.len(), 1);
+    // An edit of that comment is another event.
+    let edited = edited("gitea/issue_comment_issue.json", "/action", json!("edited"));
+    let edit = app.deliver("gitea", Delivery::gitea("issue_comment", "issue_comment", edited)).await;
+    assert_eq!(edit.outcome(), "ignored");
+}
+
+#[tokio::test]
+async fn an_issue_opened_with_the_label_starts_one_task() {
+    let app = TestApp::spawn().await;
+    let opened =
+        edited("github/issues_opened.json", "/issue/labels", json!([{ "id": 1, "name": "forgehand" }]));
+    let first = app.deliver("github", Delivery::github("issues", opened)).await;
+    assert_eq!(first.outcome(), "task_created", "{}", first.text);
+    // GitHub follows with a labeled event for the same label.
+    let labeled =
+        app.deliver("github", Delivery::github("issues", fixture("github/issues_labeled.json"))).await;
+    assert_eq!(labeled.outcome(), "coalesced");
+    assert_eq!(app.tasks().await.len(), 1);
 }

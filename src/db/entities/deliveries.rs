@@ -10,6 +10,8 @@ pub struct Model {
     pub id: i64,
     pub forge: String,
     pub delivery_id: String,
+    /// The comment or review the delivery carries, e.g. `comment:123:created`.
+    pub event_key: Option<String>,
     pub event: String,
     pub action: Option<String>,
     pub repo: Option<String>,
