@@ -21,11 +21,27 @@ pub struct TestApp {
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
+/// With `FORGEHAND_TEST_POSTGRES=postgres://USER@HOST:PORT` set, every test app gets a
+/// fresh PostgreSQL database there instead of an SQLite file: the suite's one switch.
+pub async fn database_section() -> String {
+    let Ok(base) = std::env::var("FORGEHAND_TEST_POSTGRES") else {
+        return String::new();
+    };
+    let name = format!("forgehand_{}", new_id().replace('-', "_"));
+    let admin = sea_orm::Database::connect(format!("{base}/postgres")).await.unwrap();
+    use sea_orm::ConnectionTrait;
+    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
+    admin.close().await.unwrap();
+    format!("[database]\nurl = \"{base}/{name}\"\n")
+}
+
 /// The config file every test app starts from; `extra` is appended.
-pub fn config_text(data_dir: &Path, extra: &str) -> String {
+pub async fn config_text(data_dir: &Path, extra: &str) -> String {
+    let database = database_section().await;
     format!(
         r#"
 data_dir = "{data_dir}"
+{database}
 [server]
 listen = "127.0.0.1:0"
 max_body_bytes = 65536
@@ -65,7 +81,7 @@ impl TestApp {
         let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter(filter).try_init();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("forgehand.toml");
-        std::fs::write(&path, config_text(&dir.path().join("data"), extra)).unwrap();
+        std::fs::write(&path, config_text(&dir.path().join("data"), extra).await).unwrap();
         let settings = Settings::load_with_env(Some(&path), Default::default()).unwrap();
         let app = App::build(settings).await.unwrap();
         let base = format!("http://{}", app.local_addr());

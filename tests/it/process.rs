@@ -58,9 +58,9 @@ async fn start(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
     Daemon { child, stdout, base: format!("http://{addr}"), printed }
 }
 
-fn write_config(dir: &Path) -> std::path::PathBuf {
+async fn write_config(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("forgehand.toml");
-    std::fs::write(&path, config_text(&dir.join("data"), "")).unwrap();
+    std::fs::write(&path, config_text(&dir.join("data"), "").await).unwrap();
     path
 }
 
@@ -78,7 +78,7 @@ async fn send(base: &str, delivery: Delivery) -> u16 {
 #[tokio::test]
 async fn a_delivery_answered_2xx_survives_kill_9() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path());
+    let config = write_config(dir.path()).await;
     let config = config.to_str().unwrap();
     let mut daemon = start(dir.path(), &["--config", config], &[]).await;
 
@@ -202,7 +202,7 @@ async fn a_broken_config_fails_at_once_naming_the_key() {
 #[tokio::test]
 async fn check_config_masks_every_secret() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path());
+    let config = write_config(dir.path()).await;
     let output = command(dir.path(), &["--config", config.to_str().unwrap(), "check-config"])
         .env("FORGEHAND__FORGES__GITEA__TOKEN", "gitea-token-value")
         .output()
