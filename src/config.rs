@@ -213,7 +213,7 @@ impl Settings {
             .add_source(environment)
             .build()
             .and_then(|c| c.try_deserialize())
-            .map_err(|e| ConfigError::Load(e.to_string()))?;
+            .map_err(|e| ConfigError::Load(with_hint(e.to_string())))?;
         settings.apply_forge_env(forge_env)?;
         settings.validate()?;
         Ok(settings)
@@ -373,6 +373,24 @@ impl fmt::Display for Permission {
             Permission::Write => "write",
             Permission::Admin => "admin",
         })
+    }
+}
+
+/// Fixes for the values serde refuses, keyed by the config key its message names.
+const HINTS: &[(&str, &str)] = &[
+    ("server.listen", "write IP:PORT, e.g. \"127.0.0.1:8080\""),
+    ("trigger.min_permission", "use \"read\", \"write\" or \"admin\""),
+    ("kind", "use \"github\" or \"gitea\" (Forgejo is \"gitea\")"),
+    ("webhook_secret", "use a string, or a list of strings while rotating"),
+];
+
+fn with_hint(message: String) -> String {
+    let hint = HINTS
+        .iter()
+        .find(|(key, _)| message.contains(&format!("key `{key}`")) || message.contains(&format!("]{key}`")));
+    match hint {
+        Some((_, hint)) => format!("{message}: {hint}"),
+        None => format!("{message}; every key is described in docs/configuration.md"),
     }
 }
 
