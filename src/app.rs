@@ -66,10 +66,9 @@ impl App {
             // Shown once, on the terminal that started forgehand, never in a log line.
             println!(
                 "\nforgehand generated an admin token and stored it in {} (mode 0600):\n\n    {}\n\n\
-                 Use it as `Authorization: Bearer <token>` for {}/api/tasks.\n",
+                 Use it as `Authorization: Bearer <token>` for http://{addr}/api/tasks.\n",
                 path.display(),
                 token.expose_secret(),
-                settings.server.public_url
             );
         }
         tracing::info!(%addr, public_url = %settings.server.public_url, data_dir = %settings.data_dir.display(), "forgehand listening");

@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use tracing::Instrument;
 
 use super::AppState;
 use crate::config::{ForgeKind, ForgeSettings};
@@ -252,18 +253,21 @@ async fn record(
         event = %printable(&event_name),
         repo = %delivery.repo.as_deref().map(printable).unwrap_or_default(),
     );
-    let _entered = span.enter();
-    let recorded = state
-        .db
-        .record_delivery(delivery, |ctx| {
-            trigger::decide(&event, forge, &settings.trigger, &settings.git.branch_prefix, ctx)
-        })
-        .await
-        .map_err(|err| {
-            tracing::error!(error = %err, "cannot record delivery");
-            WebhookError::Database
-        })?;
-    Ok(answer(&delivery_id, recorded))
+    async {
+        let recorded = state
+            .db
+            .record_delivery(delivery, |ctx| {
+                trigger::decide(&event, forge, &settings.trigger, &settings.git.branch_prefix, ctx)
+            })
+            .await
+            .map_err(|err| {
+                tracing::error!(error = %err, "cannot record delivery");
+                WebhookError::Database
+            })?;
+        Ok(answer(&delivery_id, recorded))
+    }
+    .instrument(span)
+    .await
 }
 
 fn answer(delivery_id: &str, recorded: Recorded) -> Response {
@@ -274,7 +278,8 @@ fn answer(delivery_id: &str, recorded: Recorded) -> Response {
             (StatusCode::OK, Json(body)).into_response()
         }
         Recorded::Outcome { outcome, reason, task_id } => {
-            tracing::info!(outcome = outcome.as_str(), task = ?task_id, reason = %reason, "delivery recorded");
+            let task = task_id.map(|id| id.to_string()).unwrap_or_default();
+            tracing::info!(outcome = outcome.as_str(), %task, %reason, "delivery recorded");
             let status = if outcome == Outcome::TaskCreated { StatusCode::ACCEPTED } else { StatusCode::OK };
             let body = json!({ "delivery": delivery_id, "outcome": outcome.as_str(), "reason": reason, "task_id": task_id });
             (status, Json(body)).into_response()
