@@ -9,6 +9,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod executor;
 pub mod forge;
 pub mod server;
 pub mod telemetry;

@@ -1,6 +1,7 @@
 //! The one integration test binary: every capability through the real router, on a real
 //! SQLite file, and the real `forgehand` binary where processes matter.
 
+mod fake_forge;
 mod harness;
 
 mod api;

@@ -1,0 +1,1 @@
+//! Git workspaces (git2): one bare mirror per repository, one worktree per task.
