@@ -2,6 +2,7 @@
 //! listener (port 0 works in tests); `run_until_stopped` serves until shutdown.
 
 use std::future::Future;
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 
 use anyhow::Context;
@@ -60,10 +61,16 @@ impl App {
     }
 
     fn announce(&self, source: &auth::TokenSource) {
-        let settings = &self.state.settings;
         let addr = self.local_addr();
         if let auth::TokenSource::Generated(path, token) = source {
-            // Shown once, on the terminal that started forgehand, never in a log line.
+            // Shown once, and only on a terminal: under systemd stdout is the journal.
+            if !std::io::stdout().is_terminal() {
+                tracing::info!(
+                    "generated an admin token and stored it in {} (mode 0600); read it there",
+                    path.display()
+                );
+                return self.announce_listening();
+            }
             println!(
                 "\nforgehand generated an admin token and stored it in {} (mode 0600):\n\n    {}\n\n\
                  Use it as `Authorization: Bearer <token>` for http://{addr}/api/tasks.\n",
@@ -71,6 +78,12 @@ impl App {
                 token.expose_secret(),
             );
         }
+        self.announce_listening();
+    }
+
+    fn announce_listening(&self) {
+        let settings = &self.state.settings;
+        let addr = self.local_addr();
         tracing::info!(%addr, public_url = %settings.server.public_url, data_dir = %settings.data_dir.display(), "forgehand listening");
         for forge in &settings.forges {
             if forge.webhook_secret.is_empty() {

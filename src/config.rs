@@ -18,6 +18,9 @@ pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
 
 const ENV_PREFIX: &str = "FORGEHAND__";
 const FORGE_ENV_PREFIX: &str = "FORGEHAND__FORGES__";
+/// Environment variables holding comma-separated lists, and their keys.
+const LIST_ENV_KEYS: &[(&str, &str)] =
+    &[("FORGEHAND__TRIGGER__REPOS", "trigger.repos"), ("FORGEHAND__AGENT__ARGS", "agent.args")];
 
 /// Everything forgehand can be configured with. See `docs/configuration.md`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -186,10 +189,20 @@ impl Settings {
 
     /// Loads the layered configuration with the given environment, then validates it.
     pub fn load_with_env(file: Option<&Path>, env: HashMap<String, String>) -> Result<Settings, ConfigError> {
-        let (section_env, forge_env): (HashMap<_, _>, HashMap<_, _>) = env
+        let (mut section_env, forge_env): (HashMap<_, _>, HashMap<_, _>) = env
             .into_iter()
             .filter(|(key, _)| key.starts_with(ENV_PREFIX))
             .partition(|(key, _)| !key.starts_with(FORGE_ENV_PREFIX));
+        // Values stay strings (no type guessing: a token of digits must stay as written);
+        // only the list keys are split, on commas.
+        let mut list_overrides = Vec::new();
+        for (var, key) in LIST_ENV_KEYS {
+            if let Some(value) = section_env.remove(*var) {
+                let items: Vec<String> =
+                    value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+                list_overrides.push((*key, items));
+            }
+        }
         let mut builder = config::Config::builder()
             .add_source(config::File::from_str(DEFAULT_CONFIG, config::FileFormat::Toml));
         if let Some(path) = file {
@@ -204,13 +217,12 @@ impl Settings {
         let environment = config::Environment::with_prefix("FORGEHAND")
             .prefix_separator("__")
             .separator("__")
-            .try_parsing(true)
-            .list_separator(",")
-            .with_list_parse_key("trigger.repos")
-            .with_list_parse_key("agent.args")
             .source(Some(section_env.into_iter().collect()));
+        builder = builder.add_source(environment);
+        for (key, items) in list_overrides {
+            builder = builder.set_override(key, items).map_err(|e| ConfigError::Load(e.to_string()))?;
+        }
         let mut settings: Settings = builder
-            .add_source(environment)
             .build()
             .and_then(|c| c.try_deserialize())
             .map_err(|e| ConfigError::Load(with_hint(e.to_string())))?;
@@ -256,7 +268,8 @@ impl Settings {
         self.validate_trigger(&mut problems);
         self.validate_limits(&mut problems);
         let url = self.database.url.expose_secret();
-        if !(url.is_empty() || url.starts_with("sqlite:") || url.starts_with("postgres")) {
+        let known = ["sqlite:", "postgres://", "postgresql://"];
+        if !(url.is_empty() || known.iter().any(|scheme| url.starts_with(scheme))) {
             problems.push(
                 "database.url: must be empty (SQLite in data_dir), sqlite://PATH or postgres://USER:PASSWORD@HOST/DB".into(),
             );
@@ -447,16 +460,30 @@ fn serialize_database_url<S: Serializer>(url: &SecretString, s: S) -> Result<S::
     s.serialize_str(&mask_url_password(url.expose_secret()))
 }
 
-/// Replaces the password of `scheme://user:password@host/...` with a mask.
+/// Masks the password of `scheme://user:password@host/...?password=...` wherever it is.
 pub fn mask_url_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
     };
-    let Some((credentials, host)) = rest.rsplit_once('@') else {
-        return url.to_owned();
+    let mut masked = match base.split_once("://").and_then(|(s, rest)| Some((s, rest.rsplit_once('@')?))) {
+        Some((scheme, (credentials, host))) if credentials.contains(':') => {
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:{MASK}@{host}")
+        }
+        _ => base.to_owned(),
     };
-    let user = credentials.split(':').next().unwrap_or_default();
-    format!("{scheme}://{user}:{MASK}@{host}")
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|param| match param.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}={MASK}"),
+                _ => param.to_owned(),
+            })
+            .collect();
+        masked = format!("{masked}?{}", params.join("&"));
+    }
+    masked
 }
 
 #[cfg(test)]
@@ -503,6 +530,7 @@ mod tests {
                 ("FORGEHAND__TRIGGER__REPOS", "a/b,c/d"),
                 ("FORGEHAND__FORGES__MY_GITEA__TOKEN", "tok"),
                 ("FORGEHAND_CONFIG", "/ignored/because/single/underscore"),
+                ("FORGEHAND__AUTH__ADMIN_TOKEN", "0123456789"),
             ],
         )
         .unwrap();
@@ -513,6 +541,7 @@ mod tests {
         assert_eq!(gitea.kind, ForgeKind::Gitea);
         assert_eq!(gitea.token.expose_secret(), "tok");
         assert_eq!(gitea.webhook_secret.0.len(), 2, "empty secrets are dropped");
+        assert_eq!(settings.auth.admin_token.expose_secret(), "0123456789", "digits stay as written");
     }
 
     #[test]
@@ -556,6 +585,11 @@ mod tests {
             assert!(!shown.contains(secret), "{secret} leaked in\n{shown}");
         }
         assert!(shown.contains("postgres://u:********@db/x"), "{shown}");
+        assert_eq!(
+            mask_url_password("postgres://db/fh?user=a&password=hunter2"),
+            "postgres://db/fh?user=a&password=********"
+        );
+        assert_eq!(mask_url_password("postgres://u@db/fh"), "postgres://u@db/fh");
         assert!(!format!("{settings:?}").contains("ghp_secret"));
     }
 }

@@ -122,7 +122,13 @@ fn issue_change(
         IssueChange::Unlabeled(name) if name == label => {
             cancel_active(ctx, &format!("the label {label:?} was removed"))
         }
-        IssueChange::LabelsCleared => cancel_active(ctx, "all labels were removed"),
+        // Only a task the label started (or joined) is the label's to cancel.
+        IssueChange::LabelsCleared if ctx.label_was_present == Some(true) => {
+            cancel_active(ctx, "all labels were removed")
+        }
+        IssueChange::LabelsCleared => {
+            Decision::Ignore(format!("labels cleared; the issue did not carry the label {label:?}"))
+        }
         IssueChange::Opened if !issue.labels.iter().any(|l| l == label) => {
             Decision::Ignore("opened without the trigger label".into())
         }
@@ -241,16 +247,32 @@ pub fn parse_command(body: &str, command: &str) -> Option<String> {
 }
 
 fn review(event: &ForgeEvent, branch_prefix: &str, ctx: &IssueContext) -> Decision {
-    let ForgeEvent::Review { action, repo, pr_number, pr_title, head_ref, verdict, body, sender, .. } = event
+    let ForgeEvent::Review {
+        action,
+        repo,
+        pr_number,
+        pr_title,
+        pr_open,
+        head_ref,
+        head_in_repo,
+        verdict,
+        body,
+        sender,
+        ..
+    } = event
     else {
         unreachable!("review() is only called with reviews")
     };
     if action != "submitted" {
         return Decision::Ignore(format!("review {action}: only submitted reviews start follow-ups"));
     }
-    if !head_ref.starts_with(branch_prefix) {
+    if !pr_open {
+        return Decision::Ignore(format!("pull request #{pr_number} is not open"));
+    }
+    if !head_ref.starts_with(branch_prefix) || !head_in_repo {
         return Decision::Ignore(format!(
-            "pull request #{pr_number} is not forgehand's (its branch {head_ref:?} does not start with {branch_prefix:?})"
+            "pull request #{pr_number} is not forgehand's (its branch {head_ref:?} is not a {branch_prefix:?} branch of {})",
+            repo.full_name
         ));
     }
     if *verdict == ReviewVerdict::Approved {
@@ -357,11 +379,13 @@ mod tests {
     fn review_event(verdict: ReviewVerdict, head_ref: &str, body: &str) -> ForgeEvent {
         ForgeEvent::Review {
             action: "submitted".into(),
-            review_id: Some(2),
+            review_key: Some("2".into()),
             repo: repo(),
             pr_number: 9,
             pr_title: "PR".into(),
+            pr_open: true,
             head_ref: head_ref.into(),
+            head_in_repo: true,
             verdict,
             body: body.into(),
             sender: alice(),
@@ -466,13 +490,11 @@ mod tests {
         for event in &cases {
             assert!(matches!(run(event, ACTIVE), Decision::Cancel { task_id: 3, .. }), "{event:?}");
             let reason = ignored(run(event, IssueContext::default()));
-            assert!(
-                reason.contains("no queued or running task") || reason.contains("does not carry"),
-                "{reason}"
-            );
+            assert!(reason.contains("no queued or running task") || reason.contains("not carry"), "{reason}");
         }
         // A Gitea label edit on an issue whose task came from a comment cancels nothing.
         let comment_task = IssueContext { active_task: Some(3), label_was_present: None };
+        ignored(run(&cases[1], comment_task));
         ignored(run(&cases[2], comment_task));
     }
 
@@ -529,6 +551,20 @@ mod tests {
             run(&review_event(ReviewVerdict::Commented, "forgehand/a", "x"), ACTIVE),
             Decision::Coalesce { task_id: 3 }
         );
+    }
+
+    #[test]
+    fn reviews_on_closed_or_forked_pull_requests_are_ignored() {
+        let mut closed = review_event(ReviewVerdict::ChangesRequested, "forgehand/issue-7-x", "fix");
+        if let ForgeEvent::Review { pr_open, .. } = &mut closed {
+            *pr_open = false;
+        }
+        assert!(ignored(run(&closed, NONE)).contains("not open"));
+        let mut fork = review_event(ReviewVerdict::ChangesRequested, "forgehand/issue-7-x", "fix");
+        if let ForgeEvent::Review { head_in_repo, .. } = &mut fork {
+            *head_in_repo = false;
+        }
+        assert!(ignored(run(&fork, NONE)).contains("not forgehand's"));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 pub mod entities;
 pub mod queries;
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -154,7 +154,10 @@ impl Db {
     pub async fn connect(settings: &Settings) -> Result<Db, DbErr> {
         let url = settings.database.url.expose_secret();
         let mut options = if url.is_empty() {
-            sqlite_options(&settings.data_dir.join(SQLITE_FILE))
+            let path = settings.data_dir.join(SQLITE_FILE);
+            sqlite_options(format!("sqlite://{}", path.display()), Some(path))
+        } else if url.starts_with("sqlite:") {
+            sqlite_options(url.to_owned(), None)
         } else {
             ConnectOptions::new(url.to_owned())
         };
@@ -162,7 +165,7 @@ impl Db {
             .max_connections(settings.database.max_connections)
             .acquire_timeout(Duration::from_secs(5))
             .sqlx_logging(false);
-        let conn = Database::connect(options).await?;
+        let conn = Database::connect(options).await.map_err(|err| redact(err, url))?;
         Ok(Db { conn })
     }
 
@@ -230,13 +233,16 @@ impl Db {
     }
 }
 
-fn sqlite_options(path: &Path) -> ConnectOptions {
-    let mut options = ConnectOptions::new(format!("sqlite://{}", path.display()));
-    let path = path.to_owned();
-    options.map_sqlx_sqlite_opts(move |_| {
-        SqliteConnectOptions::new()
-            .filename(&path)
-            .create_if_missing(true)
+/// SQLite the way forgehand needs it, for the default file (`path`) or a `sqlite:` URL.
+fn sqlite_options(url: String, path: Option<PathBuf>) -> ConnectOptions {
+    let mut options = ConnectOptions::new(url);
+    options.map_sqlx_sqlite_opts(move |parsed| {
+        let opts = match &path {
+            // Set directly: a data_dir with spaces or '?' would not survive a URL.
+            Some(path) => SqliteConnectOptions::new().filename(path),
+            None => parsed,
+        };
+        opts.create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: a commit is on disk before forgehand answers the forge.
             .synchronous(SqliteSynchronous::Full)
@@ -244,6 +250,15 @@ fn sqlite_options(path: &Path) -> ConnectOptions {
             .foreign_keys(true)
     });
     options
+}
+
+/// Database errors can quote the connection URL: never let its password through.
+fn redact(err: DbErr, url: &str) -> DbErr {
+    let text = err.to_string();
+    if url.is_empty() || !text.contains(url) {
+        return err;
+    }
+    DbErr::Custom(text.replace(url, &crate::config::mask_url_password(url)))
 }
 
 fn delivery_row(delivery: &NewDelivery) -> deliveries::ActiveModel {

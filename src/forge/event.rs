@@ -75,12 +75,16 @@ pub enum ForgeEvent {
     },
     Review {
         action: String,
-        /// GitHub's review id; Gitea sends none.
-        review_id: Option<u64>,
+        /// Identifies the review across replays: GitHub's review id, or for Gitea (which
+        /// sends none) the pull request, head commit and a digest of the text.
+        review_key: Option<String>,
         repo: Repo,
         pr_number: u32,
         pr_title: String,
+        pr_open: bool,
         head_ref: String,
+        /// The head branch lives in the repository itself, not in a fork.
+        head_in_repo: bool,
         verdict: ReviewVerdict,
         body: String,
         sender: Actor,
@@ -110,7 +114,9 @@ impl ForgeEvent {
             ForgeEvent::Comment { action, comment_id: Some(id), .. } => {
                 Some(format!("comment:{id}:{action}"))
             }
-            ForgeEvent::Review { action, review_id: Some(id), .. } => Some(format!("review:{id}:{action}")),
+            ForgeEvent::Review { action, review_key: Some(key), .. } => {
+                Some(format!("review:{key}:{action}"))
+            }
             _ => None,
         }
     }

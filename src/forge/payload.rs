@@ -111,16 +111,33 @@ struct CommentPayload {
 }
 
 #[derive(Deserialize)]
+struct RepoNamePayload {
+    full_name: String,
+}
+
+#[derive(Deserialize)]
 struct HeadPayload {
     #[serde(rename = "ref")]
     git_ref: String,
+    #[serde(default)]
+    sha: String,
+    #[serde(default)]
+    repo: Option<RepoNamePayload>,
 }
 
 #[derive(Deserialize)]
 struct PullPayload {
     number: u32,
     title: String,
+    #[serde(default)]
+    state: String,
     head: HeadPayload,
+}
+
+impl PullPayload {
+    fn head_in(&self, repo: &RepoPayload) -> bool {
+        self.head.repo.as_ref().is_some_and(|head| head.full_name.eq_ignore_ascii_case(&repo.full_name))
+    }
 }
 
 #[derive(Deserialize)]
@@ -154,6 +171,13 @@ struct GiteaReviewPayload {
     pull_request: PullPayload,
     repository: RepoPayload,
     sender: UserPayload,
+}
+
+/// Gitea reviews carry no id: the same review on the same commit is the same event.
+fn gitea_review_key(pull: &PullPayload, content: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = hex::encode(Sha256::digest(content.as_bytes()));
+    format!("{}:{}:{}", pull.number, pull.head.sha, &digest[..16])
 }
 
 fn null_as_empty<'de, D, T>(deserializer: D) -> Result<T, D::Error>
@@ -233,7 +257,9 @@ impl GithubReviewPayload {
         };
         ForgeEvent::Review {
             action: self.action,
-            review_id: self.review.id,
+            review_key: self.review.id.map(|id| id.to_string()),
+            head_in_repo: self.pull_request.head_in(&self.repository),
+            pr_open: self.pull_request.state == "open",
             repo: self.repository.into(),
             pr_number: self.pull_request.number,
             pr_title: self.pull_request.title,
@@ -256,7 +282,9 @@ impl GiteaReviewPayload {
         let action = if self.action == "reviewed" { "submitted".to_owned() } else { self.action };
         ForgeEvent::Review {
             action,
-            review_id: None,
+            review_key: Some(gitea_review_key(&self.pull_request, &self.review.content)),
+            head_in_repo: self.pull_request.head_in(&self.repository),
+            pr_open: self.pull_request.state == "open",
             repo: self.repository.into(),
             pr_number: self.pull_request.number,
             pr_title: self.pull_request.title,

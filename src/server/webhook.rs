@@ -29,7 +29,7 @@ pub enum WebhookError {
     #[error("the body could not be read: {0}")]
     BodyRead(String),
     #[error(
-        "missing signature: the {0} header is absent or empty; set the webhook secret in the forge's webhook settings"
+        "missing signature: no {0} header with a value; set the webhook secret in the forge's webhook settings"
     )]
     MissingSignature(String),
     #[error("the {0} header was sent more than once")]
@@ -151,14 +151,15 @@ async fn verify_and_parse(
     if forge.webhook_secret.is_empty() {
         return Err(WebhookError::NoSecret(forge.name.clone()));
     }
-    let body = read_body(headers, body, state.settings.server.max_body_bytes).await?;
     let names = header_names(forge.kind);
+    // An unsigned request is refused before its body is read.
     let signature = signature_header(headers, names.signature)?;
+    let body = read_body(headers, body, state.settings.server.max_body_bytes).await?;
     signature::verify(&forge.webhook_secret.0, &body, signature).map_err(WebhookError::BadSignature)?;
     let event_name = first_header(headers, names.event)
-        .ok_or_else(|| WebhookError::MissingHeader(canonical(names.event[0])))?;
+        .ok_or_else(|| WebhookError::MissingHeader(alternatives(names.event)))?;
     let delivery_id = first_header(headers, names.delivery)
-        .ok_or_else(|| WebhookError::MissingHeader(canonical(names.delivery[0])))?;
+        .ok_or_else(|| WebhookError::MissingHeader(alternatives(names.delivery)))?;
     let json = json_payload(headers, &body)?;
     let event = payload::parse(forge.kind, event_name, &json)?;
     Ok(Verified { delivery_id: delivery_id.to_owned(), event_name: event_name.to_owned(), event })
@@ -209,7 +210,7 @@ fn signature_header<'h>(headers: &'h HeaderMap, names: &[&'static str]) -> Resul
             return Ok(value);
         }
     }
-    Err(WebhookError::MissingSignature(canonical(names[0])))
+    Err(WebhookError::MissingSignature(alternatives(names)))
 }
 
 fn json_payload(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, WebhookError> {
@@ -285,6 +286,11 @@ fn answer(delivery_id: &str, recorded: Recorded) -> Response {
             (status, Json(body)).into_response()
         }
     }
+}
+
+/// The accepted header names, for a message: `X-Gitea-Event or X-GitHub-Event`.
+fn alternatives(names: &[&str]) -> String {
+    names.iter().map(|name| canonical(name)).collect::<Vec<_>>().join(" or ")
 }
 
 /// A header name as forges document it: `x-hub-signature-256` → `X-Hub-Signature-256`.

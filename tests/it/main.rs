@@ -7,4 +7,5 @@ mod harness;
 mod api;
 mod intake;
 mod process;
+mod storage;
 mod triggers;

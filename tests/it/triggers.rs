@@ -209,3 +209,50 @@ async fn an_issue_opened_with_the_label_starts_one_task() {
     assert_eq!(labeled.outcome(), "coalesced");
     assert_eq!(app.tasks().await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_replayed_gitea_review_is_a_duplicate() {
+    let app = TestApp::spawn().await;
+    let review = || {
+        Delivery::gitea(
+            "pull_request_rejected",
+            "pull_request_review_rejected",
+            fixture("gitea/pull_request_rejected.json"),
+        )
+    };
+    let first = app.deliver("gitea", review()).await;
+    assert_eq!(first.status, 202);
+    set_status(&app, first.json["task_id"].as_i64().unwrap(), "done").await;
+    let replay = app.deliver("gitea", review()).await;
+    assert_eq!(replay.outcome(), "duplicate", "{}", replay.text);
+    // The same words on a new commit are a new review.
+    let newer = edited("gitea/pull_request_rejected.json", "/pull_request/head/sha", json!("f".repeat(40)));
+    let again = app
+        .deliver("gitea", Delivery::gitea("pull_request_rejected", "pull_request_review_rejected", newer))
+        .await;
+    assert_eq!(again.outcome(), "task_created", "{}", again.text);
+}
+
+#[tokio::test]
+async fn reviews_on_fork_pull_requests_are_not_forgehands() {
+    let app = TestApp::spawn().await;
+    let fork = edited(
+        "github/pull_request_review.json",
+        "/pull_request/head/repo/full_name",
+        json!("mallory/hello-world"),
+    );
+    let answer = app.deliver("github", Delivery::github("pull_request_review", fork)).await;
+    assert_eq!(answer.outcome(), "ignored");
+    assert!(answer.json["reason"].as_str().unwrap().contains("not forgehand's"), "{}", answer.text);
+}
+
+#[tokio::test]
+async fn clearing_labels_leaves_a_comment_started_task_alone() {
+    let app = TestApp::spawn().await;
+    let comment =
+        Delivery::gitea("issue_comment", "issue_comment", fixture("gitea/issue_comment_issue.json"));
+    assert_eq!(app.deliver("gitea", comment).await.status, 202);
+    let cleared = Delivery::gitea("issues", "issue_label", fixture("gitea/issues_label_cleared.json"));
+    assert_eq!(app.deliver("gitea", cleared).await.outcome(), "ignored");
+    assert_eq!(app.tasks().await[0].status, "queued");
+}
