@@ -37,6 +37,8 @@ pub struct Settings {
     pub executor: ExecutorSettings,
     pub agent: AgentSettings,
     pub git: GitSettings,
+    pub labels: LabelSettings,
+    pub pr: PrSettings,
 }
 
 /// `[server]`: the HTTP listener.
@@ -151,6 +153,10 @@ pub struct ExecutorSettings {
     pub max_concurrent: usize,
     pub timeout_secs: u64,
     pub max_attempts: u32,
+    pub lease_secs: u64,
+    pub shutdown_grace_secs: u64,
+    pub poll_interval_secs: u64,
+    pub keep_failed_workspaces: usize,
 }
 
 /// `[agent]`: the Claude Code CLI invocation.
@@ -161,6 +167,25 @@ pub struct AgentSettings {
     pub args: Vec<String>,
     pub model: String,
     pub max_turns: u32,
+    /// Extra variables for the agent's environment; values may be keys, so they are masked.
+    #[serde(serialize_with = "serialize_env")]
+    pub env: std::collections::BTreeMap<String, String>,
+}
+
+/// `[labels]`: the status labels forgehand sets on issues.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelSettings {
+    pub working: String,
+    pub done: String,
+    pub failed: String,
+}
+
+/// `[pr]`: how pull requests are opened.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrSettings {
+    pub draft: bool,
 }
 
 /// `[git]`: commits and branches.
@@ -347,6 +372,8 @@ impl Settings {
             ("executor.max_attempts", u64::from(self.executor.max_attempts)),
             ("agent.max_turns", u64::from(self.agent.max_turns)),
             ("database.max_connections", u64::from(self.database.max_connections)),
+            ("executor.lease_secs", self.executor.lease_secs),
+            ("executor.poll_interval_secs", self.executor.poll_interval_secs),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -454,6 +481,13 @@ fn serialize_secret<S: Serializer>(secret: &SecretString, s: S) -> Result<S::Ok,
 
 fn serialize_secrets<S: Serializer>(secrets: &WebhookSecrets, s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(secrets.0.iter().map(mask))
+}
+
+fn serialize_env<S: Serializer>(
+    env: &std::collections::BTreeMap<String, String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(env.keys().map(|key| (key, MASK)))
 }
 
 fn serialize_database_url<S: Serializer>(url: &SecretString, s: S) -> Result<S::Ok, S::Error> {
@@ -571,6 +605,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("gitlab"), "{err}");
+    }
+
+    #[test]
+    fn agent_env_keeps_the_case_of_its_names() {
+        let settings = load("[agent]\nenv = { ANTHROPIC_BASE_URL = \"http://127.0.0.1:9\" }\n", &[]).unwrap();
+        assert_eq!(settings.agent.env["ANTHROPIC_BASE_URL"], "http://127.0.0.1:9");
+        assert!(!settings.to_masked_toml().contains("127.0.0.1:9"));
     }
 
     #[test]

@@ -1,5 +1,9 @@
-//! Everything that speaks a forge's language: payloads, signatures and our normalized events.
+//! Everything that speaks a forge's language: payloads, signatures, our normalized events,
+//! and the REST clients.
 
+pub mod client;
 pub mod event;
+pub mod gitea;
+pub mod github;
 pub mod payload;
 pub mod signature;

@@ -30,6 +30,18 @@ pub struct Model {
     pub cost_usd: Option<f64>,
     pub turns: Option<i32>,
     pub agent_session_id: Option<String>,
+    /// The executor instance running the task, and until when its claim holds.
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<DateTimeUtc>,
+    /// A retry waits until then.
+    pub next_attempt_at: Option<DateTimeUtc>,
+    /// Why the task waits (rate limit, forge down), for people.
+    pub wait_reason: Option<String>,
+    /// The status comment forgehand edits through the task's life.
+    pub status_comment_id: Option<i64>,
+    pub pr_number: Option<i32>,
+    /// The agent's final text.
+    pub result_text: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

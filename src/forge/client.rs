@@ -1,0 +1,289 @@
+//! The `Forge` trait: what the executor asks of a forge's REST API, with a GitHub
+//! (octocrab) and a Gitea/Forgejo (reqwest) implementation.
+//!
+//! Errors say what failed and whether trying again later can help; they never contain
+//! the token.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::http::{HeaderMap, StatusCode};
+use serde::de::DeserializeOwned;
+
+use crate::config::{ForgeKind, ForgeSettings, Permission};
+
+/// A repository as the executor needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoInfo {
+    pub default_branch: String,
+    pub clone_url: String,
+}
+
+/// An issue (or pull request) read back from the forge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueInfo {
+    pub number: u32,
+    pub title: String,
+    pub body: String,
+    pub is_open: bool,
+    pub labels: Vec<String>,
+    pub is_pull_request: bool,
+}
+
+/// A pull request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullInfo {
+    pub number: u32,
+    /// The page people open.
+    pub url: String,
+    pub head_ref: String,
+    pub is_open: bool,
+}
+
+/// A pull request to open.
+#[derive(Debug, Clone)]
+pub struct NewPull<'a> {
+    pub title: &'a str,
+    pub head: &'a str,
+    pub base: &'a str,
+    pub body: &'a str,
+    pub draft: bool,
+}
+
+/// Whether a failed call can succeed later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Network trouble, a 5xx, or a rate limit: try again, after `retry_after` if known.
+    Transient {
+        retry_after: Option<Duration>,
+    },
+    /// The token was refused (401).
+    Unauthorized,
+    /// The token lacks a right (403).
+    Forbidden,
+    NotFound,
+    /// The forge refused the request as it stands (409, 422, other 4xx).
+    Rejected,
+}
+
+/// A failed forge call.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{operation}: {message}")]
+pub struct ForgeError {
+    pub operation: String,
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl ForgeError {
+    /// Whether trying again later can help.
+    pub fn is_transient(&self) -> bool {
+        matches!(self.kind, ErrorKind::Transient { .. })
+    }
+
+    /// How long the forge asked us to wait, if it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self.kind {
+            ErrorKind::Transient { retry_after } => retry_after,
+            _ => None,
+        }
+    }
+
+    pub(crate) fn transport(operation: &str, message: impl std::fmt::Display) -> ForgeError {
+        ForgeError {
+            operation: operation.to_owned(),
+            kind: ErrorKind::Transient { retry_after: None },
+            message: format!("the forge could not be reached: {message}"),
+        }
+    }
+
+    pub(crate) fn invalid_answer(operation: &str, message: impl std::fmt::Display) -> ForgeError {
+        ForgeError {
+            operation: operation.to_owned(),
+            kind: ErrorKind::Transient { retry_after: None },
+            message: format!("the forge's answer could not be read: {message}"),
+        }
+    }
+}
+
+/// Result of a forge call.
+pub type ForgeResult<T> = Result<T, ForgeError>;
+
+/// What forgehand asks of a forge.
+#[async_trait]
+pub trait Forge: Send + Sync {
+    /// Which dialect this forge speaks.
+    fn kind(&self) -> ForgeKind;
+    /// The login of the account the token belongs to.
+    async fn current_login(&self) -> ForgeResult<String>;
+    /// Default branch and clone URL.
+    async fn repository(&self, repo: &str) -> ForgeResult<RepoInfo>;
+    /// The permission `login` has on `repo`.
+    async fn permission(&self, repo: &str, login: &str) -> ForgeResult<Permission>;
+    /// An issue or pull request as it is now.
+    async fn issue(&self, repo: &str, number: u32) -> ForgeResult<IssueInfo>;
+    /// Posts a comment; returns its id.
+    async fn create_comment(&self, repo: &str, number: u32, body: &str) -> ForgeResult<u64>;
+    /// Replaces a comment's text.
+    async fn edit_comment(&self, repo: &str, comment_id: u64, body: &str) -> ForgeResult<()>;
+    /// Adds a label to an issue, creating it in the repository when missing.
+    async fn add_label(&self, repo: &str, number: u32, label: &str) -> ForgeResult<()>;
+    /// Removes a label from an issue; a label that is not there is fine.
+    async fn remove_label(&self, repo: &str, number: u32, label: &str) -> ForgeResult<()>;
+    /// Adds a reaction (`eyes`, `rocket`, ...) to an issue.
+    async fn react(&self, repo: &str, number: u32, content: &str) -> ForgeResult<()>;
+    /// The open pull request from `head` into `base`, if any.
+    async fn find_pull(&self, repo: &str, head: &str, base: &str) -> ForgeResult<Option<PullInfo>>;
+    /// Opens a pull request, or returns the open one for the same head: never two.
+    async fn create_pull(&self, repo: &str, pull: &NewPull<'_>) -> ForgeResult<PullInfo>;
+    /// A pull request by number.
+    async fn pull(&self, repo: &str, number: u32) -> ForgeResult<PullInfo>;
+}
+
+/// Builds the client for a configured forge.
+pub fn connect(settings: &ForgeSettings) -> anyhow::Result<Arc<dyn Forge>> {
+    Ok(match settings.kind {
+        ForgeKind::Github => Arc::new(super::github::GithubClient::new(settings)?),
+        ForgeKind::Gitea => Arc::new(super::gitea::GiteaClient::new(settings)?),
+    })
+}
+
+/// An HTTP answer before interpretation.
+pub(crate) struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// The body as `T` when the status is a success, else the error it describes.
+    pub fn json<T: DeserializeOwned>(self, operation: &str) -> ForgeResult<T> {
+        let body = self.ok(operation)?;
+        serde_json::from_slice(&body).map_err(|e| ForgeError::invalid_answer(operation, e))
+    }
+
+    /// The body when the status is a success, else the error it describes.
+    pub fn ok(self, operation: &str) -> ForgeResult<Vec<u8>> {
+        if self.status.is_success() { Ok(self.body) } else { Err(self.error(operation)) }
+    }
+
+    /// The error a non-success answer describes.
+    pub fn error(&self, operation: &str) -> ForgeError {
+        ForgeError { operation: operation.to_owned(), kind: self.kind(), message: self.message() }
+    }
+
+    fn kind(&self) -> ErrorKind {
+        let header = |name: &str| self.headers.get(name).and_then(|v| v.to_str().ok());
+        let rate_limited = header("x-ratelimit-remaining") == Some("0");
+        match self.status.as_u16() {
+            429 => ErrorKind::Transient { retry_after: retry_after(&self.headers) },
+            403 if rate_limited || header("retry-after").is_some() => {
+                ErrorKind::Transient { retry_after: retry_after(&self.headers) }
+            }
+            401 => ErrorKind::Unauthorized,
+            403 => ErrorKind::Forbidden,
+            404 => ErrorKind::NotFound,
+            408 | 500..=599 => ErrorKind::Transient { retry_after: None },
+            _ => ErrorKind::Rejected,
+        }
+    }
+
+    fn message(&self) -> String {
+        let said = serde_json::from_slice::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let said: String = said.chars().take(200).filter(|c| !c.is_control()).collect();
+        let status = self.status.as_u16();
+        match self.kind() {
+            ErrorKind::Unauthorized => {
+                format!("the forge refused the token ({status}); check forges[].token")
+            }
+            ErrorKind::Transient { retry_after: Some(wait) } => {
+                format!("rate limited ({status}); retry in {} s", wait.as_secs())
+            }
+            _ if said.is_empty() => format!("the forge answered {status}"),
+            _ => format!("the forge answered {status}: {said}"),
+        }
+    }
+}
+
+/// `Retry-After` seconds, else the time until `X-RateLimit-Reset` (epoch seconds).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let number = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<u64>().ok();
+    if let Some(seconds) = number("retry-after") {
+        return Some(Duration::from_secs(seconds));
+    }
+    let reset = number("x-ratelimit-reset")?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    Some(Duration::from_secs(reset.saturating_sub(now).max(1)))
+}
+
+/// Percent-encodes one URL path segment (a label or branch name).
+pub(crate) fn segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// `owner/name` as two encoded path segments.
+pub(crate) fn repo_path(repo: &str) -> String {
+    repo.split('/').map(segment).collect::<Vec<_>>().join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, headers: &[(&'static str, &str)], body: &str) -> Answer {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.insert(*name, value.parse().unwrap());
+        }
+        Answer { status: StatusCode::from_u16(status).unwrap(), headers: map, body: body.as_bytes().to_vec() }
+    }
+
+    #[test]
+    fn rate_limits_are_transient_with_the_wait() {
+        let limited = answer(429, &[("retry-after", "7")], "{}").error("x");
+        assert_eq!(limited.retry_after(), Some(Duration::from_secs(7)));
+        let reset =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 60;
+        let exhausted =
+            answer(403, &[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", &reset.to_string())], "{}")
+                .error("x");
+        assert!(exhausted.is_transient());
+        assert!((55..=60).contains(&exhausted.retry_after().unwrap().as_secs()));
+    }
+
+    #[test]
+    fn other_statuses() {
+        assert!(answer(502, &[], "").error("x").is_transient());
+        assert_eq!(
+            answer(401, &[], r#"{"message":"Bad credentials"}"#).error("x").kind,
+            ErrorKind::Unauthorized
+        );
+        assert_eq!(answer(403, &[], "{}").error("x").kind, ErrorKind::Forbidden);
+        let rejected =
+            answer(422, &[], r#"{"message":"Validation Failed"}"#).error("opening the pull request");
+        assert_eq!(rejected.kind, ErrorKind::Rejected);
+        assert_eq!(
+            rejected.to_string(),
+            "opening the pull request: the forge answered 422: Validation Failed"
+        );
+    }
+
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(segment("forgehand:working"), "forgehand%3Aworking");
+        assert_eq!(segment("a b/c"), "a%20b%2Fc");
+        assert_eq!(repo_path("octo-org/hello.world"), "octo-org/hello.world");
+    }
+}
