@@ -278,10 +278,10 @@ impl Forge for GiteaClient {
         let answer = self
             .send(Method::POST, &format!("/repos/{}/pulls", repo_path(repo)), Some(&body), &operation)
             .await?;
-        if answer.status.as_u16() == 409 {
-            if let Some(existing) = self.find_pull(repo, pull.head, pull.base).await? {
-                return Ok(existing);
-            }
+        if answer.status.as_u16() == 409
+            && let Some(existing) = self.find_pull(repo, pull.head, pull.base).await?
+        {
+            return Ok(existing);
         }
         Ok(answer.json::<Pull>(&operation)?.into())
     }

@@ -271,11 +271,11 @@ impl Forge for GithubClient {
         let answer = self
             .send(Method::POST, &format!("/repos/{}/pulls", repo_path(repo)), Some(&body), &operation)
             .await?;
-        if answer.status.as_u16() == 422 {
-            // GitHub refuses a second pull request for the same head: reuse the first.
-            if let Some(existing) = self.find_pull(repo, pull.head, pull.base).await? {
-                return Ok(existing);
-            }
+        // GitHub refuses a second pull request for the same head: reuse the first.
+        if answer.status.as_u16() == 422
+            && let Some(existing) = self.find_pull(repo, pull.head, pull.base).await?
+        {
+            return Ok(existing);
         }
         Ok(answer.json::<Pull>(&operation)?.into())
     }
