@@ -1,10 +1,10 @@
 //! Query functions that take any connection, so they compose inside a transaction.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TryInsertResult,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement, TryInsertResult, Value,
 };
 
 use super::entities::{deliveries, label_states, task_events, tasks};
@@ -225,4 +225,150 @@ pub async fn recent_deliveries(
     limit: u64,
 ) -> Result<Vec<deliveries::Model>, DbErr> {
     deliveries::Entity::find().order_by_desc(deliveries::Column::Id).limit(limit).all(db).await
+}
+
+/// A statement written with `?` placeholders, numbered for PostgreSQL.
+fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
+    let sql = match backend {
+        DbBackend::Postgres => {
+            let mut numbered = String::with_capacity(sql.len() + 8);
+            let mut n = 0;
+            for c in sql.chars() {
+                if c == '?' {
+                    n += 1;
+                    numbered.push_str(&format!("${n}"));
+                } else {
+                    numbered.push(c);
+                }
+            }
+            numbered
+        }
+        _ => sql.to_owned(),
+    };
+    Statement::from_sql_and_values(backend, sql, values)
+}
+
+/// Claims the oldest queued task that is due: one statement, so two claimers never get the
+/// same task (PostgreSQL skips rows another transaction is claiming).
+pub async fn claim_next(
+    db: &impl ConnectionTrait,
+    owner: &str,
+    lease_until: DateTime<Utc>,
+) -> Result<Option<tasks::Model>, DbErr> {
+    let backend = db.get_database_backend();
+    let lock = if backend == DbBackend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+    let now = Utc::now();
+    let sql = format!(
+        "UPDATE tasks SET status = 'running', lease_owner = ?, lease_expires_at = ?, attempt = attempt + 1, \
+         started_at = COALESCE(started_at, ?), updated_at = ?, wait_reason = NULL \
+         WHERE id = (SELECT id FROM tasks WHERE status = 'queued' \
+         AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY id LIMIT 1{lock}) \
+         AND status = 'queued' RETURNING *"
+    );
+    let values = vec![owner.into(), lease_until.into(), now.into(), now.into(), now.into()];
+    tasks::Entity::find().from_raw_sql(statement(backend, &sql, values)).one(db).await
+}
+
+/// Extends a lease. `None` when the task is no longer ours (fenced); otherwise whether a
+/// cancel was requested.
+pub async fn heartbeat(
+    db: &impl ConnectionTrait,
+    id: i64,
+    owner: &str,
+    lease_until: DateTime<Utc>,
+) -> Result<Option<bool>, DbErr> {
+    let extended = tasks::Entity::update_many()
+        .col_expr(tasks::Column::LeaseExpiresAt, Expr::value(lease_until))
+        .filter(tasks::Column::Id.eq(id))
+        .filter(tasks::Column::LeaseOwner.eq(owner))
+        .filter(tasks::Column::Status.eq(TaskStatus::Running.as_str()))
+        .exec(db)
+        .await?;
+    if extended.rows_affected == 0 {
+        return Ok(None);
+    }
+    let task = tasks::Entity::find_by_id(id).one(db).await?;
+    Ok(Some(task.is_some_and(|t| t.cancel_requested)))
+}
+
+/// Changes columns of a task the caller still holds the lease of; false when it does not.
+pub async fn update_owned(
+    db: &impl ConnectionTrait,
+    id: i64,
+    owner: &str,
+    changes: Vec<(tasks::Column, Value)>,
+) -> Result<bool, DbErr> {
+    let mut update = tasks::Entity::update_many()
+        .col_expr(tasks::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(tasks::Column::Id.eq(id))
+        .filter(tasks::Column::LeaseOwner.eq(owner));
+    for (column, value) in changes {
+        update = update.col_expr(column, Expr::value(value));
+    }
+    Ok(update.exec(db).await?.rows_affected == 1)
+}
+
+/// Puts running tasks whose lease expired (or, with `owner_prefix`, that an earlier life of
+/// this instance held) back in the queue, or fails them when their attempts are used up.
+/// Returns the ids requeued and the ids failed.
+pub async fn requeue_abandoned(
+    db: &impl ConnectionTrait,
+    owner_prefix: Option<&str>,
+    max_attempts: u32,
+) -> Result<(Vec<i64>, Vec<i64>), DbErr> {
+    let mut query = tasks::Entity::find().filter(tasks::Column::Status.eq(TaskStatus::Running.as_str()));
+    query = match owner_prefix {
+        Some(prefix) => query.filter(tasks::Column::LeaseOwner.starts_with(prefix)),
+        None => query.filter(tasks::Column::LeaseExpiresAt.lt(Utc::now())),
+    };
+    let (mut requeued, mut failed) = (Vec::new(), Vec::new());
+    for task in query.all(db).await? {
+        let exhausted = task.attempt >= max_attempts as i32;
+        let status = if exhausted { TaskStatus::Failed } else { TaskStatus::Queued };
+        let mut update = tasks::Entity::update_many()
+            .col_expr(tasks::Column::Status, Expr::value(status.as_str()))
+            .col_expr(tasks::Column::LeaseOwner, Expr::value(Option::<String>::None))
+            .col_expr(tasks::Column::LeaseExpiresAt, Expr::value(Option::<DateTime<Utc>>::None))
+            .col_expr(tasks::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(tasks::Column::Id.eq(task.id))
+            .filter(tasks::Column::Status.eq(TaskStatus::Running.as_str()));
+        if exhausted {
+            update = update
+                .col_expr(tasks::Column::Error, Expr::value("the executor stopped during every attempt"))
+                .col_expr(tasks::Column::FinishedAt, Expr::value(Utc::now()));
+        }
+        if update.exec(db).await?.rows_affected == 1 {
+            let message = if exhausted {
+                "failed: its executor stopped and no attempt is left".to_owned()
+            } else {
+                "requeued: its executor stopped before it finished".to_owned()
+            };
+            add_task_event(db, task.id, status.as_str(), &message).await?;
+            if exhausted { failed.push(task.id) } else { requeued.push(task.id) }
+        }
+    }
+    Ok((requeued, failed))
+}
+
+/// The newest agent session of the task that opened pull request `pr_number`, or of an
+/// earlier follow-up on it, for `--resume`.
+pub async fn last_session_for_pull(
+    db: &impl ConnectionTrait,
+    forge: &str,
+    repo: &str,
+    pr_number: i64,
+) -> Result<Option<String>, DbErr> {
+    let task = tasks::Entity::find()
+        .filter(tasks::Column::Forge.eq(forge))
+        .filter(tasks::Column::Repo.eq(repo))
+        .filter(
+            sea_orm::Condition::any()
+                .add(tasks::Column::PrNumber.eq(pr_number as i32))
+                .add(tasks::Column::Number.eq(pr_number)),
+        )
+        .filter(tasks::Column::AgentSessionId.is_not_null())
+        .order_by_desc(tasks::Column::Id)
+        .one(db)
+        .await?;
+    Ok(task.and_then(|t| t.agent_session_id))
 }

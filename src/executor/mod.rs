@@ -2,4 +2,6 @@
 //! opens the pull request and reports on the issue.
 
 pub mod agent;
+pub mod prompt;
+pub mod report;
 pub mod workspace;

@@ -1,0 +1,137 @@
+//! What forgehand says on the issue: one status comment per task, edited through its life,
+//! and the pull request's description. Never raw stderr, tokens or local paths.
+
+use std::time::Duration;
+
+/// A task's state as people see it on the issue.
+pub enum Status<'a> {
+    Working { attempt: i32, max_attempts: u32 },
+    Retrying { attempt: i32, max_attempts: u32, reason: &'a str, wait: Duration },
+    Done { pr_number: u32, pr_url: &'a str, follow_up: bool },
+    NoChanges { agent_text: &'a str },
+    Failed { reason: &'a str, partial_branch: Option<&'a str> },
+    Rejected { reason: &'a str },
+    Cancelled { reason: &'a str },
+}
+
+/// The status comment for task `task_id`.
+pub fn status_comment(task_id: i64, task_url: &str, status: &Status<'_>) -> String {
+    let task = format!("[task #{task_id}]({task_url})");
+    let text = match status {
+        Status::Working { attempt, max_attempts } if *attempt > 1 => {
+            format!("🤖 forgehand is working on this ({task}, attempt {attempt} of {max_attempts}).")
+        }
+        Status::Working { .. } => format!("🤖 forgehand is working on this ({task})."),
+        Status::Retrying { attempt, max_attempts, reason, wait } => format!(
+            "⏳ forgehand hit a temporary problem on attempt {attempt} of {max_attempts} and will try again in {}: {reason} ({task}).",
+            human_duration(*wait)
+        ),
+        Status::Done { pr_number, pr_url, follow_up: false } => {
+            format!("✅ forgehand opened pull request [#{pr_number}]({pr_url}) ({task}).")
+        }
+        Status::Done { follow_up: true, .. } => format!("✅ forgehand pushed the requested changes ({task})."),
+        Status::NoChanges { agent_text } => {
+            format!("ℹ️ forgehand found nothing to change ({task}).{}", quoted(agent_text))
+        }
+        Status::Failed { reason, partial_branch: Some(branch) } => format!(
+            "❌ forgehand could not finish: {reason}. The work so far is on the branch `{branch}` ({task})."
+        ),
+        Status::Failed { reason, partial_branch: None } => {
+            format!("❌ forgehand could not finish: {reason} ({task}).")
+        }
+        Status::Rejected { reason } => format!("🚫 forgehand did not start: {reason} ({task})."),
+        Status::Cancelled { reason } => format!("⏹️ forgehand stopped: {reason} ({task})."),
+    };
+    format!("{text}\n\n<!-- forgehand:task:{task_id} -->")
+}
+
+/// Facts for a pull request's description.
+pub struct PullFacts<'a> {
+    pub summary: &'a str,
+    pub issue: Option<u32>,
+    pub task_id: i64,
+    pub task_url: &'a str,
+    pub requested_by: &'a str,
+    pub turns: Option<u32>,
+    pub cost_usd: Option<f64>,
+    pub duration: Duration,
+}
+
+/// The pull request's description.
+pub fn pull_body(facts: &PullFacts<'_>) -> String {
+    let mut body = String::new();
+    let summary = facts.summary.trim();
+    body.push_str(if summary.is_empty() { "forgehand made the changes below." } else { summary });
+    body.push_str("\n\n");
+    if let Some(issue) = facts.issue {
+        body.push_str(&format!("Closes #{issue}\n\n"));
+    }
+    let mut facts_line = vec![
+        format!("forgehand [task #{}]({})", facts.task_id, facts.task_url),
+        format!("requested by @{}", facts.requested_by),
+    ];
+    if let Some(turns) = facts.turns {
+        facts_line.push(format!("{turns} turns"));
+    }
+    if let Some(cost) = facts.cost_usd {
+        facts_line.push(format!("${cost:.4}"));
+    }
+    facts_line.push(human_duration(facts.duration));
+    body.push_str(&format!("---\n{}\n", facts_line.join(" · ")));
+    body
+}
+
+fn quoted(text: &str) -> String {
+    let text: String = text.trim().chars().take(1500).collect();
+    if text.is_empty() {
+        return String::new();
+    }
+    let lines: Vec<String> = text.lines().map(|line| format!("> {line}")).collect();
+    format!("\n\n{}", lines.join("\n"))
+}
+
+/// `1h 2m`, `3m 4s`, `5s`.
+pub fn human_duration(duration: Duration) -> String {
+    let s = duration.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {}s", s / 60, s % 60),
+        _ => format!("{}h {}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comments_link_the_task_and_carry_a_marker() {
+        let text = status_comment(12, "http://h/tasks/12", &Status::Working { attempt: 1, max_attempts: 3 });
+        assert!(text.starts_with("🤖 forgehand is working on this ([task #12](http://h/tasks/12))."));
+        assert!(text.ends_with("<!-- forgehand:task:12 -->"));
+        let retry = status_comment(
+            1,
+            "u",
+            &Status::Retrying { attempt: 1, max_attempts: 3, reason: "the forge answered 502", wait: Duration::from_secs(90) },
+        );
+        assert!(retry.contains("try again in 1m 30s: the forge answered 502"), "{retry}");
+        let none = status_comment(1, "u", &Status::NoChanges { agent_text: "Already done.\nSee main.rs" });
+        assert!(none.contains("\n\n> Already done.\n> See main.rs"), "{none}");
+    }
+
+    #[test]
+    fn pull_bodies_close_the_issue_and_state_the_cost() {
+        let body = pull_body(&PullFacts {
+            summary: "Added --verbose.",
+            issue: Some(42),
+            task_id: 3,
+            task_url: "http://h/tasks/3",
+            requested_by: "alice",
+            turns: Some(4),
+            cost_usd: Some(0.01234),
+            duration: Duration::from_secs(75),
+        });
+        assert!(body.starts_with("Added --verbose.\n\nCloses #42\n\n---\n"), "{body}");
+        assert!(body.contains("[task #3](http://h/tasks/3) · requested by @alice · 4 turns · $0.0123 · 1m 15s"), "{body}");
+    }
+}
