@@ -1,1 +1,1332 @@
 //! The agent process: the Claude Code CLI (or a stand-in) run in a worktree.
+//!
+//! [`run`] starts the program in its own process group with a scrubbed environment,
+//! reads its `stream-json` output line by line as it arrives (into a capped transcript
+//! file and an optional live event channel), and stops the whole group on timeout, on
+//! cancellation and after the program exits. [`outcome`] turns the finished run into a
+//! verdict with a reason that is safe to post on an issue.
+
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+use tokio::fs::{File, OpenOptions};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::process::{Child, ChildStderr, ChildStdout, Command};
+use tokio::sync::{mpsc, watch};
+
+/// Longest stdout line kept in memory; the rest of a longer line is dropped.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+/// How much of the agent's stderr is kept for diagnostics.
+pub const STDERR_TAIL_BYTES: usize = 64 << 10;
+/// How long output is still read after the process group was stopped.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(5);
+/// Longest summary or preview carried by an [`AgentEvent`], in characters.
+const PREVIEW_CHARS: usize = 200;
+
+/// Variables passed to the agent by exact name.
+const PASS_NAMES: &[&str] = &[
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "TMPDIR",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "TERM",
+    "DISABLE_TELEMETRY",
+    "DISABLE_AUTOUPDATER",
+    "IS_SANDBOX",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+];
+/// Variables passed to the agent by prefix.
+const PASS_PREFIXES: &[&str] = &["ANTHROPIC_", "CLAUDE_"];
+
+/// What to run. `program` + `args` exactly ([`build_args`] produces `args`).
+#[derive(Debug, Clone)]
+pub struct AgentSpec {
+    pub program: String,
+    pub args: Vec<String>,
+    pub cwd: PathBuf,
+    /// The whole environment of the agent (see [`agent_env`]); nothing else is inherited.
+    pub env: Vec<(String, String)>,
+    pub timeout: Duration,
+    /// Time between SIGTERM and SIGKILL when the agent is stopped.
+    pub kill_grace: Duration,
+    /// Raw stdout lines are appended here (a resumed run may share the file); the file
+    /// never grows past `max_transcript_bytes`.
+    pub transcript_path: PathBuf,
+    pub max_transcript_bytes: u64,
+}
+
+/// A finished agent process.
+#[derive(Debug, Clone)]
+pub struct AgentRun {
+    pub end: AgentEnd,
+    /// From the init line, replaced by the result line's if that has one.
+    pub session_id: Option<String>,
+    pub result: Option<AgentResult>,
+    /// The last [`STDERR_TAIL_BYTES`] of stderr, for logs only: never show it to users.
+    pub stderr_tail: String,
+    /// Bytes this run appended to the transcript file.
+    pub transcript_bytes: u64,
+    pub duration: Duration,
+}
+
+/// How the agent process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentEnd {
+    Exited(i32),
+    Signalled(i32),
+    TimedOut,
+    Cancelled,
+}
+
+/// The final `result` line of a run.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AgentResult {
+    pub subtype: String,
+    pub is_error: bool,
+    pub num_turns: Option<u32>,
+    pub total_cost_usd: Option<f64>,
+    /// The agent's final text (`result`); empty when the line has none.
+    pub text: String,
+    pub permission_denials: usize,
+    /// Distinct tool names among the permission denials, in order of appearance.
+    pub denied_tools: Vec<String>,
+    /// `terminal_reason` when present, e.g. `completed`, `max_turns`, `api_error`.
+    pub terminal_reason: Option<String>,
+    pub session_id: Option<String>,
+}
+
+/// What one stdout line (or one content block of it) says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentEvent {
+    Init {
+        session_id: Option<String>,
+        model: Option<String>,
+    },
+    AssistantText(String),
+    /// `summary` is one line: the tool and its file path, command or pattern.
+    ToolUse {
+        name: String,
+        summary: String,
+    },
+    ToolResult {
+        is_error: bool,
+        preview: String,
+    },
+    Result(AgentResult),
+    /// A line of another type; `system` lines carry their subtype (`system/api_retry`).
+    Other(String),
+    Unparsable,
+}
+
+/// The verdict on a finished run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentOutcome {
+    Success,
+    /// No result line: the CLI crashed or was killed. Worth retrying.
+    NoResult(AgentEnd),
+    MaxTurns {
+        turns: Option<u32>,
+    },
+    PermissionDenied {
+        count: usize,
+        tools: Vec<String>,
+    },
+    Failed(String),
+    TimedOut(Duration),
+    Cancelled,
+}
+
+/// Why the agent could not be run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("cannot start the agent program `{program}`: {message}")]
+    Spawn { program: String, message: String },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Builds the argv after the program: `-p <prompt> --output-format stream-json --verbose
+/// --max-turns <n>`, then `--model` if non-empty, `--resume` if given, then `extra`.
+pub fn build_args(
+    prompt: &str,
+    max_turns: u32,
+    model: &str,
+    resume: Option<&str>,
+    extra: &[String],
+) -> Vec<String> {
+    // The CLI's option parser would take a prompt starting with `-` for an option.
+    let prompt = if prompt.starts_with('-') { format!(" {prompt}") } else { prompt.to_owned() };
+    let mut args = vec!["-p".to_owned(), prompt];
+    for arg in ["--output-format", "stream-json", "--verbose", "--max-turns"] {
+        args.push(arg.to_owned());
+    }
+    args.push(max_turns.to_string());
+    if !model.is_empty() {
+        args.extend(["--model".to_owned(), model.to_owned()]);
+    }
+    if let Some(session) = resume {
+        args.extend(["--resume".to_owned(), session.to_owned()]);
+    }
+    args.extend(extra.iter().cloned());
+    args
+}
+
+/// The agent's whole environment: the allowed variables of `parent_env` (locale, paths,
+/// proxies, `ANTHROPIC_*`, `CLAUDE_*`, …), then `extra` (config `agent.env`), which wins.
+/// Forge tokens, `FORGEHAND_*` and names containing `SECRET` or `PASSWORD` (outside
+/// `ANTHROPIC_*`) are never passed on from the parent.
+pub fn agent_env(
+    parent_env: impl IntoIterator<Item = (String, String)>,
+    extra: &[(String, String)],
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> =
+        parent_env.into_iter().filter(|(name, _)| passes_to_agent(name)).collect();
+    for (name, value) in extra {
+        env.retain(|(existing, _)| existing != name);
+        env.push((name.clone(), value.clone()));
+    }
+    env
+}
+
+fn passes_to_agent(name: &str) -> bool {
+    if name.starts_with("ANTHROPIC_") {
+        return true;
+    }
+    let upper = name.to_ascii_uppercase();
+    let sensitive = upper.contains("SECRET") || upper.contains("PASSWORD");
+    let allowed = PASS_NAMES.contains(&name) || PASS_PREFIXES.iter().any(|p| name.starts_with(p));
+    allowed && !sensitive
+}
+
+/// Parses one stdout line into its first event; see [`parse_events`] for all of them.
+pub fn parse_line(line: &[u8]) -> AgentEvent {
+    parse_events(line).into_iter().next().unwrap_or(AgentEvent::Unparsable)
+}
+
+/// Parses one stdout line. Assistant and user lines give one event per content block
+/// (text, tool use, tool result); every other line gives exactly one event.
+pub fn parse_events(line: &[u8]) -> Vec<AgentEvent> {
+    let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(line) else {
+        return vec![AgentEvent::Unparsable];
+    };
+    let kind = str_field(&object, "type").unwrap_or_default();
+    let events = match kind {
+        "system" => vec![system_event(&object)],
+        "assistant" | "user" => content_events(&object),
+        "result" => vec![AgentEvent::Result(parse_result(&object))],
+        _ => Vec::new(),
+    };
+    if events.is_empty() { vec![AgentEvent::Other(kind.to_owned())] } else { events }
+}
+
+fn str_field<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    object.get(key).and_then(Value::as_str)
+}
+
+fn string_field(object: &Map<String, Value>, key: &str) -> Option<String> {
+    str_field(object, key).map(str::to_owned)
+}
+
+fn system_event(object: &Map<String, Value>) -> AgentEvent {
+    match str_field(object, "subtype").unwrap_or_default() {
+        "init" => AgentEvent::Init {
+            session_id: string_field(object, "session_id"),
+            model: string_field(object, "model"),
+        },
+        subtype => AgentEvent::Other(format!("system/{subtype}")),
+    }
+}
+
+fn content_events(object: &Map<String, Value>) -> Vec<AgentEvent> {
+    let blocks = object.get("message").and_then(|m| m.get("content")).and_then(Value::as_array);
+    blocks.into_iter().flatten().filter_map(Value::as_object).filter_map(block_event).collect()
+}
+
+fn block_event(block: &Map<String, Value>) -> Option<AgentEvent> {
+    match str_field(block, "type")? {
+        "text" => Some(AgentEvent::AssistantText(string_field(block, "text")?)),
+        "tool_use" => {
+            let name = string_field(block, "name").unwrap_or_default();
+            let summary = tool_summary(&name, block.get("input"));
+            Some(AgentEvent::ToolUse { name, summary })
+        }
+        "tool_result" => Some(AgentEvent::ToolResult {
+            is_error: block.get("is_error").and_then(Value::as_bool).unwrap_or(false),
+            preview: one_line(&tool_result_text(block.get("content"))),
+        }),
+        _ => None,
+    }
+}
+
+fn tool_summary(name: &str, input: Option<&Value>) -> String {
+    let keys = ["file_path", "notebook_path", "command", "pattern", "path", "url"];
+    let detail = keys.iter().find_map(|key| input?.get(key)?.as_str());
+    one_line(&match detail {
+        Some(detail) => format!("{name} {detail}"),
+        None => name.to_owned(),
+    })
+}
+
+fn tool_result_text(content: Option<&Value>) -> String {
+    match content {
+        Some(Value::String(text)) => text.clone(),
+        Some(Value::Array(parts)) => {
+            let texts = parts.iter().filter_map(|part| part.get("text")?.as_str());
+            texts.collect::<Vec<_>>().join(" ")
+        }
+        _ => String::new(),
+    }
+}
+
+/// Collapses whitespace runs (newlines included) and cuts to [`PREVIEW_CHARS`].
+fn one_line(text: &str) -> String {
+    let mut joined = String::new();
+    // A char is at most 4 bytes: past this length the cut below is certain.
+    for word in text.split_whitespace() {
+        if joined.len() > PREVIEW_CHARS * 4 {
+            break;
+        }
+        if !joined.is_empty() {
+            joined.push(' ');
+        }
+        joined.push_str(word);
+    }
+    if joined.chars().count() <= PREVIEW_CHARS {
+        return joined;
+    }
+    let mut cut: String = joined.chars().take(PREVIEW_CHARS - 1).collect();
+    cut.push('…');
+    cut
+}
+
+fn parse_result(object: &Map<String, Value>) -> AgentResult {
+    let subtype = string_field(object, "subtype").unwrap_or_default();
+    let denials = object.get("permission_denials").and_then(Value::as_array);
+    let mut denied_tools: Vec<String> = Vec::new();
+    for tool in denials.into_iter().flatten().filter_map(|d| d.get("tool_name")?.as_str()) {
+        if !denied_tools.iter().any(|seen| seen == tool) {
+            denied_tools.push(tool.to_owned());
+        }
+    }
+    AgentResult {
+        // A result line without `is_error` is judged by its subtype as the only hint left.
+        is_error: object.get("is_error").and_then(Value::as_bool).unwrap_or(subtype != "success"),
+        subtype,
+        num_turns: object.get("num_turns").and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok()),
+        total_cost_usd: object.get("total_cost_usd").and_then(Value::as_f64),
+        text: string_field(object, "result").unwrap_or_default(),
+        permission_denials: denials.map_or(0, Vec::len),
+        denied_tools,
+        terminal_reason: string_field(object, "terminal_reason"),
+        session_id: string_field(object, "session_id"),
+    }
+}
+
+/// Runs the agent to its end (exit, timeout or `cancel` turning true) and reports what
+/// it said. Whatever the end, no process of its group outlives this call. `events` is
+/// unbounded: its receiver must keep up, or drop it to stop live display.
+pub async fn run(
+    spec: &AgentSpec,
+    cancel: watch::Receiver<bool>,
+    events: Option<mpsc::UnboundedSender<AgentEvent>>,
+) -> Result<AgentRun, AgentError> {
+    let transcript = Transcript::open(&spec.transcript_path, spec.max_transcript_bytes).await?;
+    let started = Instant::now();
+    let mut child = spawn(spec)?;
+    let mut group = ProcessGroup::of(&child);
+    tracing::debug!(program = %spec.program, pgid = group.pgid, "agent started");
+    let mut pump = Pump::new(&mut child, transcript, events);
+    let stop = Stop { timeout: spec.timeout, kill_grace: spec.kill_grace, cancel };
+    let end = pump.run(supervise(&mut child, group.pgid, stop)).await;
+    let end = end.map_err(|source| io_error("cannot wait for the agent", source))?;
+    group.disarm();
+    Ok(pump.finish(end, started.elapsed()).await)
+}
+
+fn spawn(spec: &AgentSpec) -> Result<Child, AgentError> {
+    let spawn_error = |message: String| AgentError::Spawn { program: spec.program.clone(), message };
+    if !spec.cwd.is_dir() {
+        return Err(spawn_error("its working directory does not exist".to_owned()));
+    }
+    let mut command = Command::new(&spec.program);
+    command
+        .args(&spec.args)
+        .current_dir(&spec.cwd)
+        .env_clear()
+        .envs(spec.env.iter().map(|(name, value)| (name, value)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    command.spawn().map_err(|error| spawn_error(spawn_message(&spec.program, &error)))
+}
+
+fn spawn_message(program: &str, error: &io::Error) -> String {
+    match error.kind() {
+        io::ErrorKind::NotFound if program.contains('/') => {
+            "the file or its interpreter does not exist; check agent.command".to_owned()
+        }
+        io::ErrorKind::NotFound => "not found on PATH; set agent.command".to_owned(),
+        io::ErrorKind::PermissionDenied => {
+            "permission denied; is it executable? check agent.command".to_owned()
+        }
+        _ if error.raw_os_error() == Some(libc::E2BIG) => {
+            "the prompt is too long to pass as a command-line argument".to_owned()
+        }
+        _ => error.to_string(),
+    }
+}
+
+fn io_error(context: &str, source: io::Error) -> AgentError {
+    AgentError::Io { context: context.to_owned(), source }
+}
+
+/// What ends a run early.
+struct Stop {
+    timeout: Duration,
+    kill_grace: Duration,
+    cancel: watch::Receiver<bool>,
+}
+
+/// Waits for the main process, the timeout or cancellation; then makes sure the whole
+/// group is gone.
+async fn supervise(child: &mut Child, pgid: i32, mut stop: Stop) -> io::Result<AgentEnd> {
+    let end = tokio::select! {
+        status = child.wait() => {
+            // Children it left behind (`sleep 1000 &`) would hold stdout open forever.
+            signal_group(pgid, libc::SIGKILL);
+            return Ok(exit_end(status?));
+        }
+        () = tokio::time::sleep(stop.timeout) => AgentEnd::TimedOut,
+        () = cancelled(&mut stop.cancel) => AgentEnd::Cancelled,
+    };
+    signal_group(pgid, libc::SIGTERM);
+    let _ = tokio::time::timeout(stop.kill_grace, child.wait()).await;
+    signal_group(pgid, libc::SIGKILL);
+    child.wait().await?;
+    Ok(end)
+}
+
+async fn cancelled(cancel: &mut watch::Receiver<bool>) {
+    if cancel.wait_for(|cancelled| *cancelled).await.is_err() {
+        // The sender is gone without cancelling: nobody can cancel any more.
+        std::future::pending::<()>().await;
+    }
+}
+
+fn exit_end(status: ExitStatus) -> AgentEnd {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => AgentEnd::Exited(code),
+        (None, Some(signal)) => AgentEnd::Signalled(signal),
+        (None, None) => AgentEnd::Exited(-1),
+    }
+}
+
+/// The agent's process group, killed on drop unless disarmed (e.g. `run` itself dropped).
+struct ProcessGroup {
+    pgid: i32,
+    armed: bool,
+}
+
+impl ProcessGroup {
+    fn of(child: &Child) -> ProcessGroup {
+        let pgid = child.id().and_then(|pid| i32::try_from(pid).ok()).unwrap_or(0);
+        ProcessGroup { pgid, armed: true }
+    }
+
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        if self.armed {
+            signal_group(self.pgid, libc::SIGKILL);
+        }
+    }
+}
+
+fn signal_group(pgid: i32, signal: libc::c_int) {
+    // kill(-1) and kill(0) would reach far more than the agent's group.
+    if pgid > 1 {
+        // SAFETY: kill(2) has no memory effects; a negative pid names the agent's group.
+        unsafe { libc::kill(-pgid, signal) };
+    }
+}
+
+/// Reads stdout and stderr while the process runs and collects what they say.
+struct Pump {
+    lines: Option<LineReader<ChildStdout>>,
+    stderr: Option<ChildStderr>,
+    stderr_tail: Tail,
+    sink: Sink,
+}
+
+impl Pump {
+    fn new(
+        child: &mut Child,
+        transcript: Transcript,
+        events: Option<mpsc::UnboundedSender<AgentEvent>>,
+    ) -> Pump {
+        Pump {
+            lines: child.stdout.take().map(|out| LineReader::new(out, MAX_LINE_BYTES)),
+            stderr: child.stderr.take(),
+            stderr_tail: Tail::new(STDERR_TAIL_BYTES),
+            sink: Sink { transcript, events, session_id: None, result: None },
+        }
+    }
+
+    /// Pumps output until both streams end after `supervise` has finished, or until
+    /// [`DRAIN_AFTER_EXIT`] has passed since (a process that left the group may hold them).
+    async fn run(&mut self, supervise: impl Future<Output = io::Result<AgentEnd>>) -> io::Result<AgentEnd> {
+        tokio::pin!(supervise);
+        let drain = tokio::time::sleep(DRAIN_AFTER_EXIT);
+        tokio::pin!(drain);
+        let mut end = None;
+        let mut chunk = vec![0; 8192];
+        while end.is_none() || self.lines.is_some() || self.stderr.is_some() {
+            tokio::select! {
+                read = next_line(&mut self.lines) => self.on_stdout(read).await,
+                read = read_some(&mut self.stderr, &mut chunk) => self.on_stderr(read, &chunk),
+                done = &mut supervise, if end.is_none() => {
+                    end = Some(done?);
+                    drain.as_mut().reset(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
+                }
+                () = &mut drain, if end.is_some() => break,
+            }
+        }
+        Ok(end.expect("the loop only ends after supervise"))
+    }
+
+    async fn on_stdout(&mut self, read: io::Result<Filled>) {
+        let Some(lines) = self.lines.as_mut() else { return };
+        match read {
+            Ok(Filled::Line) => {
+                self.sink.line(lines.line()).await;
+                lines.clear();
+            }
+            Ok(Filled::Partial) => {}
+            Ok(Filled::End) => self.lines = None,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the agent's output");
+                self.lines = None;
+            }
+        }
+    }
+
+    fn on_stderr(&mut self, read: io::Result<usize>, chunk: &[u8]) {
+        match read {
+            Ok(0) | Err(_) => self.stderr = None,
+            Ok(n) => self.stderr_tail.push(&chunk[..n]),
+        }
+    }
+
+    async fn finish(self, end: AgentEnd, duration: Duration) -> AgentRun {
+        let transcript_bytes = self.sink.transcript.finish().await;
+        AgentRun {
+            end,
+            session_id: self.sink.session_id,
+            result: self.sink.result,
+            stderr_tail: String::from_utf8_lossy(&self.stderr_tail.bytes).into_owned(),
+            transcript_bytes,
+            duration,
+        }
+    }
+}
+
+async fn next_line<R: AsyncRead + Unpin>(lines: &mut Option<LineReader<R>>) -> io::Result<Filled> {
+    match lines {
+        Some(lines) => lines.fill().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn read_some(stream: &mut Option<ChildStderr>, chunk: &mut [u8]) -> io::Result<usize> {
+    match stream {
+        Some(stream) => stream.read(chunk).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Where parsed lines go: the transcript, the live channel and the run's summary.
+struct Sink {
+    transcript: Transcript,
+    events: Option<mpsc::UnboundedSender<AgentEvent>>,
+    session_id: Option<String>,
+    result: Option<AgentResult>,
+}
+
+impl Sink {
+    async fn line(&mut self, line: &[u8]) {
+        if line.trim_ascii().is_empty() {
+            return;
+        }
+        self.transcript.append(line).await;
+        for event in parse_events(line) {
+            self.observe(&event);
+            if let Some(events) = &self.events {
+                // A closed channel only means nobody watches live any more.
+                let _ = events.send(event);
+            }
+        }
+    }
+
+    fn observe(&mut self, event: &AgentEvent) {
+        match event {
+            AgentEvent::Init { session_id: Some(id), .. } => self.session_id = Some(id.clone()),
+            AgentEvent::Result(result) => {
+                if let Some(id) = &result.session_id {
+                    self.session_id = Some(id.clone());
+                }
+                self.result = Some(result.clone());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The transcript file: whole lines appended until the next one would pass the cap.
+struct Transcript {
+    file: Option<BufWriter<File>>,
+    room: u64,
+    written: u64,
+}
+
+impl Transcript {
+    async fn open(path: &Path, max_bytes: u64) -> Result<Transcript, AgentError> {
+        let context = || format!("cannot open the agent transcript {}", path.display());
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(parent).await.map_err(|e| io_error(&context(), e))?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path).await;
+        let file = file.map_err(|e| io_error(&context(), e))?;
+        let existing = file.metadata().await.map_err(|e| io_error(&context(), e))?.len();
+        let room = max_bytes.saturating_sub(existing);
+        Ok(Transcript { file: Some(BufWriter::new(file)), room, written: 0 })
+    }
+
+    async fn append(&mut self, line: &[u8]) {
+        let Some(file) = self.file.as_mut() else { return };
+        let len = line.len() as u64 + 1;
+        if self.written + len > self.room {
+            self.close().await;
+            return;
+        }
+        let write = async {
+            file.write_all(line).await?;
+            file.write_all(b"\n").await
+        };
+        match write.await {
+            Ok(()) => self.written += len,
+            Err(error) => {
+                tracing::warn!(%error, "cannot append to the agent transcript; it stops here");
+                self.file = None;
+            }
+        }
+    }
+
+    async fn close(&mut self) {
+        if let Some(mut file) = self.file.take()
+            && let Err(error) = file.flush().await
+        {
+            tracing::warn!(%error, "cannot write the agent transcript");
+        }
+    }
+
+    async fn finish(mut self) -> u64 {
+        self.close().await;
+        self.written
+    }
+}
+
+/// What [`LineReader::fill`] found.
+enum Filled {
+    /// A whole line (or the last, unterminated one) is ready in [`LineReader::line`].
+    Line,
+    /// More of the current line was read; call again.
+    Partial,
+    End,
+}
+
+/// Splits a byte stream into lines of at most `cap` bytes, dropping the rest of longer
+/// lines. `fill` is cancel-safe: its state lives here, not in the future.
+struct LineReader<R> {
+    reader: BufReader<R>,
+    line: Vec<u8>,
+    cap: usize,
+    ready: bool,
+}
+
+impl<R: AsyncRead + Unpin> LineReader<R> {
+    fn new(inner: R, cap: usize) -> LineReader<R> {
+        LineReader { reader: BufReader::with_capacity(64 << 10, inner), line: Vec::new(), cap, ready: false }
+    }
+
+    async fn fill(&mut self) -> io::Result<Filled> {
+        if self.ready {
+            self.clear();
+        }
+        let chunk = self.reader.fill_buf().await?;
+        if chunk.is_empty() {
+            self.ready = !self.line.is_empty();
+            return Ok(if self.ready { Filled::Line } else { Filled::End });
+        }
+        let newline = chunk.iter().position(|&b| b == b'\n');
+        let take = newline.map_or(chunk.len(), |at| at + 1);
+        let keep = newline.unwrap_or(take).min(self.cap - self.line.len());
+        self.line.extend_from_slice(&chunk[..keep]);
+        self.reader.consume(take);
+        self.ready = newline.is_some();
+        Ok(if self.ready { Filled::Line } else { Filled::Partial })
+    }
+
+    /// The current line without its line ending.
+    fn line(&self) -> &[u8] {
+        self.line.strip_suffix(b"\r").unwrap_or(&self.line)
+    }
+
+    fn clear(&mut self) {
+        self.line.clear();
+        self.ready = false;
+    }
+}
+
+/// The last `cap` bytes written to it.
+struct Tail {
+    bytes: Vec<u8>,
+    cap: usize,
+}
+
+impl Tail {
+    fn new(cap: usize) -> Tail {
+        Tail { bytes: Vec::new(), cap }
+    }
+
+    fn push(&mut self, data: &[u8]) {
+        let data = &data[data.len().saturating_sub(self.cap)..];
+        let overflow = (self.bytes.len() + data.len()).saturating_sub(self.cap);
+        self.bytes.drain(..overflow);
+        self.bytes.extend_from_slice(data);
+    }
+}
+
+/// Classifies a finished run. The reason ([`AgentOutcome::reason`]) never quotes stderr
+/// or paths.
+pub fn outcome(run: &AgentRun) -> AgentOutcome {
+    match run.end {
+        AgentEnd::Cancelled => return AgentOutcome::Cancelled,
+        AgentEnd::TimedOut => return AgentOutcome::TimedOut(run.duration),
+        AgentEnd::Exited(_) | AgentEnd::Signalled(_) => {}
+    }
+    let Some(result) = &run.result else { return AgentOutcome::NoResult(run.end) };
+    if result.subtype == "error_max_turns" || result.terminal_reason.as_deref() == Some("max_turns") {
+        return AgentOutcome::MaxTurns { turns: result.num_turns };
+    }
+    if result.permission_denials > 0 {
+        let tools = result.denied_tools.clone();
+        return AgentOutcome::PermissionDenied { count: result.permission_denials, tools };
+    }
+    match failure(run.end, result) {
+        Some(reason) => AgentOutcome::Failed(reason),
+        None => AgentOutcome::Success,
+    }
+}
+
+fn failure(end: AgentEnd, result: &AgentResult) -> Option<String> {
+    let reason = result.terminal_reason.as_deref().filter(|reason| *reason != "completed");
+    let what = match (reason, result.subtype.as_str()) {
+        (Some(reason), _) => format!(" ({reason})"),
+        (None, "success" | "") => String::new(),
+        (None, subtype) => format!(" ({subtype})"),
+    };
+    match end {
+        AgentEnd::Signalled(signal) => Some(format!("the agent was killed by signal {signal}{what}")),
+        _ if result.is_error => Some(format!("the agent reported an error{what}")),
+        AgentEnd::Exited(code) if code != 0 => Some(format!("the agent exited with code {code}{what}")),
+        _ if reason.is_some() => Some(format!("the agent stopped early{what}")),
+        _ => None,
+    }
+}
+
+impl AgentOutcome {
+    /// A short sentence for an issue comment.
+    pub fn reason(&self) -> String {
+        match self {
+            AgentOutcome::Success => "the agent finished".to_owned(),
+            AgentOutcome::NoResult(end) => {
+                format!("the agent stopped without a final result ({})", end_words(*end))
+            }
+            AgentOutcome::MaxTurns { turns } => format!(
+                "the agent used all its turns{} without finishing; raise agent.max_turns or narrow the issue",
+                turns.map(|n| format!(" ({n})")).unwrap_or_default()
+            ),
+            AgentOutcome::PermissionDenied { count, tools } => format!(
+                "the agent was refused permission {count} time{}{}; allow the tools it needs in agent.args",
+                if *count == 1 { "" } else { "s" },
+                if tools.is_empty() { String::new() } else { format!(" ({})", tools.join(", ")) }
+            ),
+            AgentOutcome::Failed(reason) => reason.clone(),
+            AgentOutcome::TimedOut(after) => {
+                format!("the agent did not finish in time and was stopped after {}", human_duration(*after))
+            }
+            AgentOutcome::Cancelled => "the run was cancelled".to_owned(),
+        }
+    }
+
+    /// True when running again as it is may well succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, AgentOutcome::NoResult(_))
+    }
+
+    /// True only for [`AgentOutcome::Success`].
+    pub fn is_success(&self) -> bool {
+        matches!(self, AgentOutcome::Success)
+    }
+}
+
+fn end_words(end: AgentEnd) -> String {
+    match end {
+        AgentEnd::Exited(code) => format!("exit code {code}"),
+        AgentEnd::Signalled(signal) => format!("killed by signal {signal}"),
+        AgentEnd::TimedOut => "timed out".to_owned(),
+        AgentEnd::Cancelled => "cancelled".to_owned(),
+    }
+}
+
+fn human_duration(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    match (secs / 3600, secs % 3600 / 60, secs % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m {s}s"),
+        (h, m, _) => format!("{h}h {m}m"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::future::Future;
+
+    use tempfile::TempDir;
+
+    const FAKE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/agent/fake-claude");
+    const PROMPT: &str = "Fix the README typo\nIt says 'teh'.";
+
+    /// A temporary working directory and transcript for one run of the stand-in.
+    struct Fixture {
+        dir: TempDir,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir(dir.path().join("work")).unwrap();
+            Fixture { dir }
+        }
+
+        fn path(&self, name: &str) -> PathBuf {
+            self.dir.path().join(name)
+        }
+
+        fn spec(&self, mode: &str, extra_env: &[(&str, &str)]) -> AgentSpec {
+            let mut extra = vec![("FAKE_CLAUDE_MODE".to_owned(), mode.to_owned())];
+            extra.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            AgentSpec {
+                program: FAKE.to_owned(),
+                args: build_args(PROMPT, 5, "", None, &[]),
+                cwd: self.path("work"),
+                env: agent_env(std::env::vars(), &extra),
+                timeout: Duration::from_secs(60),
+                kill_grace: Duration::from_secs(2),
+                transcript_path: self.path("logs/transcript.jsonl"),
+                max_transcript_bytes: 1 << 20,
+            }
+        }
+
+        fn pidfile(&self) -> String {
+            self.path("sleep.pid").display().to_string()
+        }
+
+        fn background_pid(&self) -> i32 {
+            let text =
+                std::fs::read_to_string(self.path("sleep.pid")).expect("the stand-in wrote no pid file");
+            text.trim().parse().unwrap()
+        }
+    }
+
+    fn never_cancelled() -> watch::Receiver<bool> {
+        watch::channel(false).1
+    }
+
+    async fn run_mode(fixture: &Fixture, mode: &str) -> AgentRun {
+        run(&fixture.spec(mode, &[]), never_cancelled(), None).await.unwrap()
+    }
+
+    /// Polls `check` until it holds or `within` has passed.
+    async fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + within;
+        while !check() {
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
+    /// Gone or a zombie: orphans are reparented to a PID 1 that may never reap them.
+    fn process_gone(pid: i32) -> bool {
+        // SAFETY: signal 0 only checks that the process exists.
+        if unsafe { libc::kill(pid, 0) } != 0 {
+            return true;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z'))
+    }
+
+    async fn with_deadline<T>(future: impl Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(60), future).await.expect("the run did not end in time")
+    }
+
+    #[tokio::test]
+    async fn success_reports_session_turns_cost_and_text() {
+        let fixture = Fixture::new();
+        let run = run_mode(&fixture, "edit").await;
+        assert_eq!(run.end, AgentEnd::Exited(0));
+        let result = run.result.as_ref().unwrap();
+        assert_eq!((result.num_turns, result.total_cost_usd), (Some(3), Some(0.0123)));
+        assert_eq!(result.text, "Added FORGEHAND_DEMO.md");
+        assert!(!run.session_id.as_deref().unwrap_or_default().is_empty());
+        assert_eq!(outcome(&run), AgentOutcome::Success);
+        let written = std::fs::read_to_string(fixture.path("work/FORGEHAND_DEMO.md")).unwrap();
+        assert_eq!(written, "Fix the README typo\n");
+    }
+
+    #[tokio::test]
+    async fn transcript_holds_every_line() {
+        let fixture = Fixture::new();
+        let run = run_mode(&fixture, "edit").await;
+        let transcript = std::fs::read_to_string(fixture.path("logs/transcript.jsonl")).unwrap();
+        assert_eq!(transcript.len() as u64, run.transcript_bytes);
+        assert_eq!(transcript.lines().count(), 6);
+        assert!(transcript.lines().last().unwrap().contains(r#""type": "result""#));
+    }
+
+    #[tokio::test]
+    async fn transcript_stops_at_its_cap_while_parsing_goes_on() {
+        let fixture = Fixture::new();
+        let mut spec = fixture.spec("edit", &[]);
+        spec.max_transcript_bytes = 700;
+        let run = run(&spec, never_cancelled(), None).await.unwrap();
+        let len = std::fs::metadata(&spec.transcript_path).unwrap().len();
+        assert!(len <= 700 && len > 0, "transcript is {len} bytes");
+        assert_eq!(len, run.transcript_bytes);
+        assert_eq!(outcome(&run), AgentOutcome::Success);
+    }
+
+    #[tokio::test]
+    async fn events_arrive_live() {
+        let fixture = Fixture::new();
+        let (sender, mut receiver) = mpsc::unbounded_channel();
+        run(&fixture.spec("edit", &[]), never_cancelled(), Some(sender)).await.unwrap();
+        let mut events = Vec::new();
+        while let Ok(event) = receiver.try_recv() {
+            events.push(event);
+        }
+        assert!(matches!(&events[0], AgentEvent::Init { model: Some(m), .. } if m == "claude-sonnet-4-5"));
+        let tool = events.iter().find_map(|e| match e {
+            AgentEvent::ToolUse { name, summary } => Some((name.clone(), summary.clone())),
+            _ => None,
+        });
+        let (name, summary) = tool.unwrap();
+        assert_eq!(name, "Write");
+        assert!(summary.starts_with("Write /") && summary.ends_with("/work/FORGEHAND_DEMO.md"), "{summary}");
+        assert!(events.contains(&AgentEvent::AssistantText("Done.".to_owned())));
+        assert!(matches!(events.last(), Some(AgentEvent::Result(r)) if !r.is_error));
+    }
+
+    #[tokio::test]
+    async fn nothing_to_change_is_a_success_without_changes() {
+        let fixture = Fixture::new();
+        let run = run_mode(&fixture, "nothing").await;
+        assert_eq!(outcome(&run), AgentOutcome::Success);
+        assert_eq!(run.result.unwrap().text, "Nothing to change");
+        assert_eq!(std::fs::read_dir(fixture.path("work")).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn reported_error_is_a_permanent_failure() {
+        let fixture = Fixture::new();
+        let run = run_mode(&fixture, "fail").await;
+        assert_eq!(run.end, AgentEnd::Exited(1));
+        assert!(run.stderr_tail.contains("simulated failure"));
+        let verdict = outcome(&run);
+        assert_eq!(
+            verdict,
+            AgentOutcome::Failed("the agent reported an error (aborted_streaming)".to_owned())
+        );
+        assert!(!verdict.is_transient());
+        assert!(!verdict.reason().contains("simulated"), "stderr must not reach the reason");
+    }
+
+    #[tokio::test]
+    async fn crash_without_result_is_transient() {
+        let fixture = Fixture::new();
+        let run = run_mode(&fixture, "crash").await;
+        assert!(run.session_id.is_some());
+        let verdict = outcome(&run);
+        assert_eq!(verdict, AgentOutcome::NoResult(AgentEnd::Exited(2)));
+        assert!(verdict.is_transient());
+        assert_eq!(verdict.reason(), "the agent stopped without a final result (exit code 2)");
+    }
+
+    #[tokio::test]
+    async fn max_turns_is_permanent() {
+        let fixture = Fixture::new();
+        let run = run_mode(&fixture, "max_turns").await;
+        assert_eq!(run.end, AgentEnd::Exited(1));
+        let verdict = outcome(&run);
+        assert_eq!(verdict, AgentOutcome::MaxTurns { turns: Some(6) });
+        assert!(!verdict.is_transient() && verdict.reason().contains("agent.max_turns"));
+    }
+
+    #[tokio::test]
+    async fn permission_denials_with_exit_zero_are_not_success() {
+        let fixture = Fixture::new();
+        let run = run_mode(&fixture, "denied").await;
+        assert_eq!(run.end, AgentEnd::Exited(0));
+        let tools = vec!["Write".to_owned(), "Bash".to_owned()];
+        let verdict = outcome(&run);
+        assert_eq!(verdict, AgentOutcome::PermissionDenied { count: 2, tools });
+        assert_eq!(
+            verdict.reason(),
+            "the agent was refused permission 2 times (Write, Bash); allow the tools it needs in agent.args"
+        );
+    }
+
+    #[tokio::test]
+    async fn timeout_kills_the_whole_group() {
+        let fixture = Fixture::new();
+        let mut spec = fixture.spec("hang", &[("FAKE_CLAUDE_PIDFILE", &fixture.pidfile())]);
+        spec.timeout = Duration::from_secs(3);
+        spec.kill_grace = Duration::from_millis(500);
+        let started = Instant::now();
+        let run = with_deadline(run(&spec, never_cancelled(), None)).await.unwrap();
+        assert!(started.elapsed() < spec.timeout + spec.kill_grace + Duration::from_secs(3));
+        assert_eq!(run.end, AgentEnd::TimedOut);
+        assert!(matches!(outcome(&run), AgentOutcome::TimedOut(_)));
+        let pid = fixture.background_pid();
+        assert!(eventually(Duration::from_secs(5), || process_gone(pid)).await, "sleep {pid} survived");
+    }
+
+    #[tokio::test]
+    async fn cancel_kills_the_whole_group() {
+        let fixture = Fixture::new();
+        let mut spec = fixture.spec("hang", &[("FAKE_CLAUDE_PIDFILE", &fixture.pidfile())]);
+        spec.kill_grace = Duration::from_millis(300);
+        let (cancel, cancelled) = watch::channel(false);
+        let running = tokio::spawn(async move { run(&spec, cancelled, None).await });
+        let pidfile = fixture.path("sleep.pid");
+        assert!(eventually(Duration::from_secs(30), || pidfile.exists()).await);
+        cancel.send(true).unwrap();
+        let run = with_deadline(running).await.unwrap().unwrap();
+        assert_eq!(run.end, AgentEnd::Cancelled);
+        assert_eq!(outcome(&run), AgentOutcome::Cancelled);
+        let pid = fixture.background_pid();
+        assert!(eventually(Duration::from_secs(5), || process_gone(pid)).await, "sleep {pid} survived");
+    }
+
+    #[tokio::test]
+    async fn children_left_behind_are_killed_after_exit() {
+        let fixture = Fixture::new();
+        let spec = fixture.spec("orphan", &[("FAKE_CLAUDE_PIDFILE", &fixture.pidfile())]);
+        let started = Instant::now();
+        let run = with_deadline(run(&spec, never_cancelled(), None)).await.unwrap();
+        assert!(started.elapsed() < DRAIN_AFTER_EXIT, "waited for the orphan's stdout");
+        assert_eq!(outcome(&run), AgentOutcome::Success);
+        let pid = fixture.background_pid();
+        assert!(eventually(Duration::from_secs(5), || process_gone(pid)).await, "sleep {pid} survived");
+    }
+
+    #[tokio::test]
+    async fn flood_stays_bounded() {
+        let fixture = Fixture::new();
+        let spec = fixture.spec("flood", &[("FAKE_CLAUDE_FLOOD_MB", "20")]);
+        let run = with_deadline(run(&spec, never_cancelled(), None)).await.unwrap();
+        assert_eq!(run.result.as_ref().unwrap().text, "Flooded");
+        assert!(run.transcript_bytes <= spec.max_transcript_bytes);
+        assert!(std::fs::metadata(&spec.transcript_path).unwrap().len() <= spec.max_transcript_bytes);
+        assert!(run.stderr_tail.len() <= STDERR_TAIL_BYTES && run.stderr_tail.ends_with("eee\n"));
+        assert_eq!(outcome(&run), AgentOutcome::Success);
+    }
+
+    #[tokio::test]
+    async fn garbage_lines_are_tolerated() {
+        let fixture = Fixture::new();
+        let (sender, mut receiver) = mpsc::unbounded_channel();
+        let run = run(&fixture.spec("garbage", &[]), never_cancelled(), Some(sender)).await.unwrap();
+        assert_eq!(outcome(&run), AgentOutcome::Success);
+        assert_eq!(run.result.unwrap().text, "Survived the garbage");
+        let mut unparsable = 0;
+        while let Ok(event) = receiver.try_recv() {
+            unparsable += usize::from(event == AgentEvent::Unparsable);
+        }
+        assert_eq!(unparsable, 5);
+    }
+
+    #[tokio::test]
+    async fn resume_and_environment_reach_the_agent() {
+        let fixture = Fixture::new();
+        let log = fixture.path("invocations.jsonl").display().to_string();
+        let mut spec = fixture.spec("edit", &[]);
+        let parent = std::env::vars().chain(
+            [("GITHUB_TOKEN", "ghp_x"), ("FORGEHAND_FORGE__TOKEN", "x"), ("ANTHROPIC_API_KEY", "sk")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        );
+        let extra = [("FAKE_CLAUDE_LOG".to_owned(), log.clone())];
+        spec.env = agent_env(parent, &extra);
+        spec.args = build_args(PROMPT, 5, "claude-opus-4-1", Some("session-42"), &[]);
+        let run = run(&spec, never_cancelled(), None).await.unwrap();
+        assert_eq!(run.session_id.as_deref(), Some("session-42"));
+        let entry: Value = serde_json::from_str(std::fs::read_to_string(&log).unwrap().trim()).unwrap();
+        assert_eq!(entry["resume"], "session-42");
+        let names = entry["env_names"].as_array().unwrap();
+        assert!(names.contains(&Value::from("ANTHROPIC_API_KEY")));
+        assert!(!names.contains(&Value::from("GITHUB_TOKEN")));
+        assert!(!names.contains(&Value::from("FORGEHAND_FORGE__TOKEN")));
+    }
+
+    #[tokio::test]
+    async fn stand_in_refuses_a_missing_max_turns() {
+        let fixture = Fixture::new();
+        let mut spec = fixture.spec("edit", &[]);
+        spec.args =
+            vec!["-p".into(), "x".into(), "--output-format".into(), "stream-json".into(), "--verbose".into()];
+        let run = run(&spec, never_cancelled(), None).await.unwrap();
+        assert_eq!(run.end, AgentEnd::Exited(1));
+        assert!(run.stderr_tail.contains("--max-turns"));
+        assert_eq!(outcome(&run), AgentOutcome::NoResult(AgentEnd::Exited(1)));
+    }
+
+    #[tokio::test]
+    async fn stand_in_can_commit_its_change() {
+        let fixture = Fixture::new();
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git").args(args).current_dir(fixture.path("work")).output();
+            String::from_utf8(out.unwrap().stdout).unwrap()
+        };
+        git(&["init", "-q"]);
+        let run = run_mode(&fixture, "commit").await;
+        assert_eq!(outcome(&run), AgentOutcome::Success);
+        assert_eq!(git(&["log", "--format=%s"]).trim(), "Add FORGEHAND_DEMO.md");
+    }
+
+    #[tokio::test]
+    async fn missing_program_is_a_spawn_error_with_a_fix() {
+        let fixture = Fixture::new();
+        let mut spec = fixture.spec("edit", &[]);
+        spec.program = "forgehand-no-such-agent".to_owned();
+        let error = run(&spec, never_cancelled(), None).await.unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "cannot start the agent program `forgehand-no-such-agent`: not found on PATH; set agent.command"
+        );
+    }
+
+    #[test]
+    fn agent_env_keeps_only_what_the_agent_needs() {
+        let parent = [
+            ("PATH", "/usr/bin"),
+            ("HOME", "/root"),
+            ("https_proxy", "http://proxy"),
+            ("ANTHROPIC_API_KEY", "sk"),
+            ("ANTHROPIC_SECRET_THING", "kept"),
+            ("CLAUDE_CODE_USE_BEDROCK", "1"),
+            ("CLAUDE_PASSWORD", "dropped"),
+            ("GITHUB_TOKEN", "ghp"),
+            ("GH_TOKEN", "ghp"),
+            ("GITEA_TOKEN", "g"),
+            ("FORGEHAND_WEBHOOK_SECRET", "s"),
+            ("AWS_SECRET_ACCESS_KEY", "a"),
+            ("RUST_LOG", "debug"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let extra =
+            [("PATH".to_owned(), "/opt/bin".to_owned()), ("FAKE_CLAUDE_MODE".to_owned(), "edit".to_owned())];
+        let env = agent_env(parent, &extra);
+        let names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+        let expected = [
+            "HOME",
+            "https_proxy",
+            "ANTHROPIC_API_KEY",
+            "ANTHROPIC_SECRET_THING",
+            "CLAUDE_CODE_USE_BEDROCK",
+            "PATH",
+            "FAKE_CLAUDE_MODE",
+        ];
+        assert_eq!(names, expected);
+        assert!(env.contains(&("PATH".to_owned(), "/opt/bin".to_owned())));
+    }
+
+    #[test]
+    fn build_args_always_passes_max_turns() {
+        let args = build_args("Do it", 50, "", None, &[]);
+        assert_eq!(args, ["-p", "Do it", "--output-format", "stream-json", "--verbose", "--max-turns", "50"]);
+        let extra = ["--permission-mode".to_owned(), "acceptEdits".to_owned()];
+        let args = build_args("Do it", 7, "opus", Some("abc"), &extra);
+        let tail =
+            ["--max-turns", "7", "--model", "opus", "--resume", "abc", "--permission-mode", "acceptEdits"];
+        assert_eq!(args[5..], tail);
+    }
+
+    #[test]
+    fn build_args_keeps_a_dash_prompt_from_looking_like_an_option() {
+        assert_eq!(build_args("--help me", 1, "", None, &[])[1], " --help me");
+    }
+
+    #[test]
+    fn parse_line_reads_the_known_types() {
+        let init = br#"{"type":"system","subtype":"init","session_id":"s1","model":"m","tools":[],"new":1}"#;
+        let init_event = AgentEvent::Init { session_id: Some("s1".into()), model: Some("m".into()) };
+        assert_eq!(parse_line(init), init_event);
+        let retry = br#"{"type":"system","subtype":"api_retry","attempt":2}"#;
+        assert_eq!(parse_line(retry), AgentEvent::Other("system/api_retry".into()));
+        let tool = br#"{"type":"assistant","message":{"content":[{"type":"tool_use","name":"Bash","input":{"command":"cargo\ntest"}}]}}"#;
+        assert_eq!(
+            parse_line(tool),
+            AgentEvent::ToolUse { name: "Bash".into(), summary: "Bash cargo test".into() }
+        );
+        let result = br#"{"type":"user","message":{"content":[{"type":"tool_result","content":[{"type":"text","text":"ok"}],"is_error":true}]}}"#;
+        assert_eq!(parse_line(result), AgentEvent::ToolResult { is_error: true, preview: "ok".into() });
+        assert_eq!(
+            parse_line(br#"{"type":"stream_event","event":{}}"#),
+            AgentEvent::Other("stream_event".into())
+        );
+        assert_eq!(parse_line(b"\xff\xfe{"), AgentEvent::Unparsable);
+        assert_eq!(parse_line(b"[1]"), AgentEvent::Unparsable);
+    }
+
+    #[test]
+    fn parse_events_splits_content_blocks() {
+        let line = br#"{"type":"assistant","message":{"content":[{"type":"text","text":"Hi"},{"type":"tool_use","name":"Read","input":{}}]}}"#;
+        let events = parse_events(line);
+        let tool = AgentEvent::ToolUse { name: "Read".into(), summary: "Read".into() };
+        assert_eq!(events, [AgentEvent::AssistantText("Hi".into()), tool]);
+    }
+
+    #[test]
+    fn summaries_are_one_short_line() {
+        let long = format!(
+            r#"{{"type":"assistant","message":{{"content":[{{"type":"tool_use","name":"Grep","input":{{"pattern":"{}"}}}}]}}}}"#,
+            "é".repeat(500)
+        );
+        let AgentEvent::ToolUse { summary, .. } = parse_line(long.as_bytes()) else {
+            panic!("not a tool use")
+        };
+        assert_eq!(summary.chars().count(), PREVIEW_CHARS);
+        assert!(summary.starts_with("Grep éé") && summary.ends_with('…'));
+    }
+
+    #[test]
+    fn result_fields_are_optional() {
+        let AgentEvent::Result(result) =
+            parse_line(br#"{"type":"result","subtype":"error_during_execution"}"#)
+        else {
+            panic!("not a result")
+        };
+        let expected = AgentResult {
+            subtype: "error_during_execution".into(),
+            is_error: true,
+            ..AgentResult::default()
+        };
+        assert_eq!(result, expected);
+    }
+
+    fn finished(end: AgentEnd, result: AgentResult) -> AgentRun {
+        AgentRun {
+            end,
+            session_id: None,
+            result: Some(result),
+            stderr_tail: String::new(),
+            transcript_bytes: 0,
+            duration: Duration::from_secs(75),
+        }
+    }
+
+    fn success() -> AgentResult {
+        AgentResult {
+            subtype: "success".into(),
+            terminal_reason: Some("completed".into()),
+            ..AgentResult::default()
+        }
+    }
+
+    #[test]
+    fn outcome_needs_exit_zero_and_no_error() {
+        assert_eq!(outcome(&finished(AgentEnd::Exited(0), success())), AgentOutcome::Success);
+        let exit_one = outcome(&finished(AgentEnd::Exited(1), success()));
+        assert_eq!(exit_one, AgentOutcome::Failed("the agent exited with code 1".into()));
+        let flagged = AgentResult { is_error: true, ..success() };
+        let error = outcome(&finished(AgentEnd::Exited(0), flagged));
+        assert_eq!(error, AgentOutcome::Failed("the agent reported an error".into()));
+        let aborted = AgentResult { terminal_reason: Some("api_error".into()), ..success() };
+        let early = outcome(&finished(AgentEnd::Exited(0), aborted));
+        assert_eq!(early, AgentOutcome::Failed("the agent stopped early (api_error)".into()));
+        let killed = outcome(&finished(AgentEnd::Signalled(9), success()));
+        assert_eq!(killed, AgentOutcome::Failed("the agent was killed by signal 9".into()));
+    }
+
+    #[test]
+    fn timeout_reason_says_how_long() {
+        let run =
+            AgentRun { end: AgentEnd::TimedOut, result: None, ..finished(AgentEnd::TimedOut, success()) };
+        let reason = outcome(&run).reason();
+        assert_eq!(reason, "the agent did not finish in time and was stopped after 1m 15s");
+    }
+
+    #[tokio::test]
+    async fn line_reader_cuts_long_lines_and_keeps_the_last_one() {
+        let input: &[u8] = b"short\r\n0123456789abcdef\nlast";
+        let mut reader = LineReader::new(input, 8);
+        let mut lines = Vec::new();
+        loop {
+            match reader.fill().await.unwrap() {
+                Filled::Line => lines.push(String::from_utf8(reader.line().to_vec()).unwrap()),
+                Filled::Partial => {}
+                Filled::End => break,
+            }
+        }
+        assert_eq!(lines, ["short", "01234567", "last"]);
+    }
+
+    #[test]
+    fn tail_keeps_the_last_bytes() {
+        let mut tail = Tail::new(4);
+        tail.push(b"abc");
+        tail.push(b"def");
+        assert_eq!(tail.bytes, b"cdef");
+        tail.push(b"0123456789");
+        assert_eq!(tail.bytes, b"6789");
+    }
+}
