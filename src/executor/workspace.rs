@@ -242,6 +242,80 @@ impl Workspaces {
         Ok(path)
     }
 
+    /// Prepares the working directory `root/tasks/task-<id>` on `spec.branch`, after
+    /// syncing the mirror. A directory left by an earlier attempt is replaced.
+    pub fn prepare(&self, spec: &PrepareSpec<'_>) -> Result<Worktree, WorkspaceError> {
+        self.prepare_task(spec).map_err(|e| e.redacted(&Redactor::new(&self.root, spec.creds)))
+    }
+
+    fn prepare_task(&self, spec: &PrepareSpec<'_>) -> Result<Worktree, WorkspaceError> {
+        let start = match &spec.start {
+            BranchStart::FromBase(base) => base.as_str(),
+            BranchStart::Existing => spec.branch,
+        };
+        check_branch(spec.branch)?;
+        check_branch(start)?;
+        let mirror = self.sync(spec.repo_key, spec.clone_url, spec.creds)?;
+        let base = mirror_head(&mirror, start)?;
+        self.remove(spec.task_id)?;
+        let path = self.task_path(spec.task_id);
+        let repo = create_task_repo(&path, &mirror, spec.clone_url)?;
+        check_out(&repo, spec.branch, start, base)?;
+        tracing::info!(task_id = spec.task_id, branch = spec.branch, %base, "prepared a workspace");
+        Ok(Worktree { path, branch: spec.branch.to_owned(), base })
+    }
+
+    /// Removes the directory of task `task_id`, if there is one.
+    pub fn remove_task(&self, task_id: i64) -> Result<(), WorkspaceError> {
+        self.remove(task_id).map_err(|e| e.redacted(&Redactor::new(&self.root, None)))
+    }
+
+    fn remove(&self, task_id: i64) -> Result<(), WorkspaceError> {
+        let path = self.task_path(task_id);
+        remove_dir_if_present(&path, || format!("removing the directory of task {task_id}"))?;
+        Ok(())
+    }
+
+    /// Keeps the `max` most recently modified task directories and deletes the others;
+    /// returns how many were deleted.
+    pub fn prune_tasks(&self, max: usize) -> Result<usize, WorkspaceError> {
+        self.prune(max).map_err(|e| e.redacted(&Redactor::new(&self.root, None)))
+    }
+
+    fn prune(&self, max: usize) -> Result<usize, WorkspaceError> {
+        let mut tasks = self.task_dirs()?;
+        // Newest first; the name breaks ties so the order never depends on read_dir.
+        tasks.sort_by(|a, b| b.cmp(a));
+        for (_, name) in tasks.iter().skip(max) {
+            let path = self.root.join("tasks").join(name);
+            remove_dir_if_present(&path, || format!("removing the directory {name}"))?;
+        }
+        Ok(tasks.len().saturating_sub(max))
+    }
+
+    /// The task directories with their modification times.
+    fn task_dirs(&self) -> Result<Vec<(std::time::SystemTime, String)>, WorkspaceError> {
+        let action = || "listing the task directories".to_owned();
+        let entries = match fs::read_dir(self.root.join("tasks")) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            entries => entries.context(action)?,
+        };
+        let mut tasks = Vec::new();
+        for entry in entries {
+            let entry = entry.context(action)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let metadata = entry.metadata().context(action)?;
+            if name.starts_with("task-") && metadata.is_dir() {
+                tasks.push((metadata.modified().context(action)?, name));
+            }
+        }
+        Ok(tasks)
+    }
+
+    fn task_path(&self, task_id: i64) -> PathBuf {
+        self.root.join("tasks").join(format!("task-{task_id}"))
+    }
+
     fn mirror_path(&self, repo_key: &str) -> Result<PathBuf, WorkspaceError> {
         Ok(self.root.join("mirrors").join(mirror_dir_name(repo_key)?))
     }
@@ -250,6 +324,193 @@ impl Workspaces {
         let mut locks = self.mirror_locks.lock().unwrap_or_else(PoisonError::into_inner);
         locks.entry(path.to_path_buf()).or_default().clone()
     }
+}
+
+/// What [`Workspaces::prepare`] sets up.
+#[derive(Debug, Clone)]
+pub struct PrepareSpec<'a> {
+    /// The task's id; its directory is `tasks/task-<id>`.
+    pub task_id: i64,
+    /// Identifies the repository, e.g. `github/octo-org/hello-world`.
+    pub repo_key: &'a str,
+    /// The remote to fetch from and push to.
+    pub clone_url: &'a str,
+    /// Credentials for the remote, if it needs any.
+    pub creds: Option<&'a GitCredentials>,
+    /// The branch the task works on.
+    pub branch: &'a str,
+    /// Where that branch starts.
+    pub start: BranchStart,
+}
+
+/// Where a task's branch starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BranchStart {
+    /// A new branch at the head of this branch of the remote (its default branch).
+    FromBase(String),
+    /// The branch exists on the remote (a follow-up on forgehand's own pull request).
+    Existing,
+}
+
+/// A task's checkout: an ordinary repository whose `origin` is the real remote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Worktree {
+    /// The working directory.
+    pub path: PathBuf,
+    /// The branch checked out.
+    pub branch: String,
+    /// The commit the branch started at.
+    pub base: git2::Oid,
+}
+
+/// What a task changed, for pull request bodies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeSummary {
+    /// Commits on HEAD that the base does not have.
+    pub commits: usize,
+    /// Paths that differ between the base and HEAD, sorted.
+    pub files: Vec<String>,
+}
+
+fn check_branch(branch: &str) -> Result<(), WorkspaceError> {
+    if git2::Reference::is_valid_name(&format!("refs/heads/{branch}")) {
+        Ok(())
+    } else {
+        Err(WorkspaceError::InvalidBranch(branch.to_owned()))
+    }
+}
+
+fn mirror_head(mirror: &Path, branch: &str) -> Result<git2::Oid, WorkspaceError> {
+    let repo = Repository::open_bare(mirror).context(|| "opening the mirror".to_owned())?;
+    let reference = repo.find_reference(&format!("refs/heads/{branch}"));
+    match reference.ok().and_then(|r| r.target()) {
+        Some(oid) => Ok(oid),
+        None => Err(WorkspaceError::MissingBranch(branch.to_owned())),
+    }
+}
+
+/// A fresh repository at `path` that reads its objects from the mirror and has `origin`
+/// pointing at the real remote.
+fn create_task_repo(path: &Path, mirror: &Path, clone_url: &str) -> Result<Repository, WorkspaceError> {
+    let action = || "creating the task repository".to_owned();
+    Repository::init(path).context(action)?;
+    let mirror_name = mirror.file_name().unwrap_or_default().to_string_lossy();
+    // Relative to tasks/task-<id>/.git/objects, so moving the data directory keeps it
+    // working; libgit2 and git both accept alternates starting with "."
+    let alternate = format!("../../../../mirrors/{mirror_name}/objects\n");
+    let alternates = path.join(".git/objects/info/alternates");
+    fs::write(alternates, alternate).context(action)?;
+    // Reopened: alternates are read when the repository is opened.
+    let repo = Repository::open(path).context(action)?;
+    repo.remote("origin", clone_url).context(action)?;
+    Ok(repo)
+}
+
+/// Puts `branch` at `base`, records the mirror's `start` as `origin/<start>`, and checks
+/// the branch out.
+fn check_out(repo: &Repository, branch: &str, start: &str, base: git2::Oid) -> Result<(), WorkspaceError> {
+    let action = || format!("checking out {branch}");
+    let commit = repo.find_commit(base).context(action)?;
+    let mut local = repo.branch(branch, &commit, true).context(action)?;
+    let tracking = format!("refs/remotes/origin/{start}");
+    repo.reference(&tracking, base, true, "forgehand: from the mirror").context(action)?;
+    if start == branch {
+        local.set_upstream(Some(&format!("origin/{branch}"))).context(action)?;
+    }
+    repo.set_head(&format!("refs/heads/{branch}")).context(action)?;
+    let mut checkout = git2::build::CheckoutBuilder::new();
+    repo.checkout_head(Some(checkout.force())).context(action)
+}
+
+impl Worktree {
+    /// Commits every uncommitted change (new, modified and deleted files; ignored files
+    /// stay out) as `identity`. Returns the new commit, or `None` when nothing changed.
+    /// Commits the agent made itself stay as they are.
+    pub fn commit_all(
+        &self,
+        message: &str,
+        identity: &Identity,
+    ) -> Result<Option<git2::Oid>, WorkspaceError> {
+        self.commit(message, identity).map_err(|e| self.redacted(e, None))
+    }
+
+    fn commit(&self, message: &str, identity: &Identity) -> Result<Option<git2::Oid>, WorkspaceError> {
+        let action = || format!("committing on {}", self.branch);
+        let repo = self.open()?;
+        let mut index = repo.index().context(action)?;
+        index.add_all(["*"], git2::IndexAddOption::DEFAULT, None).context(action)?;
+        index.update_all(["*"], None).context(action)?;
+        index.write().context(action)?;
+        let tree = repo.find_tree(index.write_tree().context(action)?).context(action)?;
+        let head = repo.head().and_then(|h| h.peel_to_commit()).context(action)?;
+        if head.tree_id() == tree.id() {
+            return Ok(None);
+        }
+        let signature = git2::Signature::now(&identity.name, &identity.email).context(action)?;
+        let oid =
+            repo.commit(Some("HEAD"), &signature, &signature, message, &tree, &[&head]).context(action)?;
+        Ok(Some(oid))
+    }
+
+    /// Makes `identity` the author of commits made in this checkout with plain `git`
+    /// (the agent's), through the task repository's own config.
+    pub fn set_identity(&self, identity: &Identity) -> Result<(), WorkspaceError> {
+        let action = || "setting the commit identity".to_owned();
+        let set = || -> Result<(), git2::Error> {
+            let mut config = Repository::open(&self.path)?.config()?.open_level(git2::ConfigLevel::Local)?;
+            config.set_str("user.name", &identity.name)?;
+            config.set_str("user.email", &identity.email)
+        };
+        set().context(action).map_err(|e| self.redacted(e, None))
+    }
+
+    /// True when HEAD is no longer the commit the branch started at.
+    pub fn has_new_commits(&self) -> Result<bool, WorkspaceError> {
+        let repo = self.open().map_err(|e| self.redacted(e, None))?;
+        let head = head_id(&repo).map_err(|e| self.redacted(e, None))?;
+        Ok(head != self.base)
+    }
+
+    /// The commits on HEAD since the base, and the files they change.
+    pub fn summary(&self) -> Result<ChangeSummary, WorkspaceError> {
+        self.summarize().map_err(|e| self.redacted(e, None))
+    }
+
+    fn summarize(&self) -> Result<ChangeSummary, WorkspaceError> {
+        let action = || format!("summarizing the changes on {}", self.branch);
+        let repo = self.open()?;
+        let head = head_id(&repo)?;
+        let mut walk = repo.revwalk().context(action)?;
+        walk.push(head).context(action)?;
+        walk.hide(self.base).context(action)?;
+        let commits = walk.collect::<Result<Vec<_>, _>>().context(action)?.len();
+        let tree = |oid| repo.find_commit(oid).and_then(|c| c.tree());
+        let (old, new) = (tree(self.base).context(action)?, tree(head).context(action)?);
+        let diff = repo.diff_tree_to_tree(Some(&old), Some(&new), None).context(action)?;
+        let mut files: Vec<String> = diff
+            .deltas()
+            .filter_map(|d| d.new_file().path().or_else(|| d.old_file().path()))
+            .map(|path| path.to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        files.dedup();
+        Ok(ChangeSummary { commits, files })
+    }
+
+    fn open(&self) -> Result<Repository, WorkspaceError> {
+        Repository::open(&self.path).context(|| format!("opening the checkout of {}", self.branch))
+    }
+
+    /// Scrubs like [`Workspaces`] does; the root is two levels above the task directory.
+    fn redacted(&self, error: WorkspaceError, creds: Option<&GitCredentials>) -> WorkspaceError {
+        let root = self.path.parent().and_then(Path::parent).unwrap_or(&self.path);
+        error.redacted(&Redactor::new(root, creds))
+    }
+}
+
+fn head_id(repo: &Repository) -> Result<git2::Oid, WorkspaceError> {
+    let head = repo.head().and_then(|h| h.peel_to_commit());
+    Ok(head.context(|| "reading HEAD".to_owned())?.id())
 }
 
 /// Clones into a sibling `.partial` directory renamed at the end, so a crash mid-clone
@@ -629,6 +890,194 @@ mod tests {
         };
         let text = err.redacted(&Redactor::new(&f.workspaces.root, Some(&creds))).to_string();
         assert_eq!(text, "fetching https://github.com/o/r.git: token <token> at <workspaces>/mirrors/x");
+    }
+
+    const BRANCH: &str = "forgehand/issue-1-fix-the-bug";
+
+    fn spec<'a>(f: &'a Fixture, task_id: i64, start: BranchStart) -> PrepareSpec<'a> {
+        PrepareSpec { task_id, repo_key: KEY, clone_url: &f.url, creds: None, branch: BRANCH, start }
+    }
+
+    fn from_main() -> BranchStart {
+        BranchStart::FromBase("main".into())
+    }
+
+    fn bot() -> Identity {
+        Identity { name: "forgehand[bot]".into(), email: "bot@forgehand.invalid".into() }
+    }
+
+    fn is_clean(repo: &Repository) -> bool {
+        let mut options = git2::StatusOptions::new();
+        options.include_ignored(false).include_untracked(true);
+        repo.statuses(Some(&mut options)).unwrap().is_empty()
+    }
+
+    /// Loose objects and packs stored in the task repository itself.
+    fn own_objects(worktree: &Path) -> usize {
+        let objects = worktree.join(".git/objects");
+        let mut count = 0;
+        for entry in fs::read_dir(&objects).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_name() != "info" {
+                count += fs::read_dir(entry.path()).unwrap().count();
+            }
+        }
+        count
+    }
+
+    #[test]
+    fn prepare_from_base_starts_a_branch_at_the_head_of_main() {
+        let f = fixture();
+        let main = upstream_commit(&f.upstream, "main", &[("a.txt", "a")], &[], "more");
+        let worktree = f.workspaces.prepare(&spec(&f, 1, from_main())).unwrap();
+
+        assert_eq!(worktree.path, f.workspaces.root.join("tasks/task-1"));
+        assert_eq!((worktree.branch.as_str(), worktree.base), (BRANCH, main));
+        let repo = Repository::open(&worktree.path).unwrap();
+        assert!(!repo.is_bare());
+        assert_eq!(repo.head().unwrap().name().ok(), Some("refs/heads/forgehand/issue-1-fix-the-bug"));
+        assert_eq!(repo.head().unwrap().target(), Some(main));
+        assert_eq!(origin_url(&worktree.path), f.url);
+        let readme = fs::read_to_string(worktree.path.join("README.md")).unwrap();
+        assert_eq!(readme, "hello\n");
+        assert!(is_clean(&repo));
+        assert_eq!(own_objects(&worktree.path), 0, "the object database was copied");
+    }
+
+    #[test]
+    fn plain_git_works_in_the_checkout() {
+        let f = fixture();
+        let worktree = f.workspaces.prepare(&spec(&f, 1, from_main())).unwrap();
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git").args(args).current_dir(&worktree.path).output();
+            out.map(|o| (o.status.success(), String::from_utf8_lossy(&o.stdout).into_owned()))
+        };
+        let Ok((ok, log)) = git(&["log", "--format=%s", "origin/main"]) else {
+            return; // no git binary here; libgit2 reads the alternates in the other tests
+        };
+        assert!(ok && log.trim() == "initial commit", "{log}");
+        assert!(git(&["fsck", "--connectivity-only"]).unwrap().0);
+    }
+
+    #[test]
+    fn commit_all_commits_new_modified_and_deleted_files_as_the_identity() {
+        let f = fixture();
+        let worktree = f.workspaces.prepare(&spec(&f, 1, from_main())).unwrap();
+        let dir = &worktree.path;
+        fs::write(dir.join("README.md"), "hello, world\n").unwrap();
+        fs::remove_file(dir.join("src/lib.rs")).unwrap();
+        fs::create_dir_all(dir.join("docs")).unwrap();
+        fs::write(dir.join("docs/new.md"), "new\n").unwrap();
+        fs::write(dir.join(".gitignore"), "target/\n").unwrap();
+        fs::create_dir_all(dir.join("target")).unwrap();
+        fs::write(dir.join("target/junk"), "ignored").unwrap();
+
+        let oid = worktree.commit_all("Fix the bug", &bot()).unwrap().unwrap();
+
+        let repo = Repository::open(dir).unwrap();
+        let commit = repo.find_commit(oid).unwrap();
+        assert_eq!(commit.message().ok(), Some("Fix the bug"));
+        assert_eq!(commit.parent_ids().collect::<Vec<_>>(), [worktree.base]);
+        for person in [commit.author(), commit.committer()] {
+            assert_eq!(
+                (person.name().ok(), person.email().ok()),
+                (Some("forgehand[bot]"), Some("bot@forgehand.invalid"))
+            );
+        }
+        let tree = commit.tree().unwrap();
+        assert!(tree.get_path(Path::new("target/junk")).is_err(), "ignored file committed");
+        assert!(is_clean(&repo));
+        assert!(worktree.has_new_commits().unwrap());
+        let summary = worktree.summary().unwrap();
+        assert_eq!(summary.commits, 1);
+        assert_eq!(summary.files, [".gitignore", "README.md", "docs/new.md", "src/lib.rs"]);
+    }
+
+    #[test]
+    fn a_clean_tree_commits_nothing() {
+        let f = fixture();
+        let worktree = f.workspaces.prepare(&spec(&f, 1, from_main())).unwrap();
+        assert_eq!(worktree.commit_all("nothing", &bot()).unwrap(), None);
+        assert!(!worktree.has_new_commits().unwrap());
+        let summary = worktree.summary().unwrap();
+        assert_eq!((summary.commits, summary.files.len()), (0, 0));
+    }
+
+    #[test]
+    fn commits_the_agent_made_are_kept() {
+        let f = fixture();
+        let worktree = f.workspaces.prepare(&spec(&f, 1, from_main())).unwrap();
+        worktree.set_identity(&bot()).unwrap();
+        let repo = Repository::open(&worktree.path).unwrap();
+        assert_eq!(repo.config().unwrap().get_string("user.name").unwrap(), "forgehand[bot]");
+        fs::write(worktree.path.join("agent.txt"), "by the agent").unwrap();
+        let mut index = repo.index().unwrap();
+        index.add_path(Path::new("agent.txt")).unwrap();
+        index.write().unwrap();
+        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+        let head = repo.head().unwrap().peel_to_commit().unwrap();
+        let agent = Signature::now("Claude", "claude@example.com").unwrap();
+        let own = repo.commit(Some("HEAD"), &agent, &agent, "agent", &tree, &[&head]).unwrap();
+
+        assert_eq!(worktree.commit_all("leftovers", &bot()).unwrap(), None);
+        assert!(worktree.has_new_commits().unwrap());
+        fs::write(worktree.path.join("left.txt"), "not committed").unwrap();
+        let leftovers = worktree.commit_all("leftovers", &bot()).unwrap().unwrap();
+        let parent = repo.find_commit(leftovers).unwrap().parent_id(0).unwrap();
+        assert_eq!(parent, own);
+        assert_eq!(worktree.summary().unwrap().commits, 2);
+    }
+
+    #[test]
+    fn preparing_a_task_again_starts_fresh() {
+        let f = fixture();
+        let first = f.workspaces.prepare(&spec(&f, 3, from_main())).unwrap();
+        fs::write(first.path.join("stray.txt"), "from a crashed run").unwrap();
+        first.commit_all("half done", &bot()).unwrap();
+
+        let second = f.workspaces.prepare(&spec(&f, 3, from_main())).unwrap();
+        assert_eq!(second.path, first.path);
+        assert!(!second.path.join("stray.txt").exists());
+        assert!(!second.has_new_commits().unwrap());
+    }
+
+    #[test]
+    fn a_missing_branch_is_a_permanent_error() {
+        let f = fixture();
+        for start in [BranchStart::Existing, BranchStart::FromBase("develop".into())] {
+            let err = f.workspaces.prepare(&spec(&f, 1, start)).unwrap_err();
+            assert!(matches!(err, WorkspaceError::MissingBranch(_)), "{err:?}");
+            assert!(!err.is_transient());
+        }
+        let mut bad = spec(&f, 1, from_main());
+        bad.branch = "../evil.lock";
+        let err = f.workspaces.prepare(&bad).unwrap_err();
+        assert!(matches!(err, WorkspaceError::InvalidBranch(_)), "{err:?}");
+    }
+
+    #[test]
+    fn remove_and_prune_task_directories() {
+        let f = fixture();
+        assert_eq!(f.workspaces.prune_tasks(2).unwrap(), 0);
+        let now = std::time::SystemTime::now();
+        for id in 1..=4 {
+            let worktree = f.workspaces.prepare(&spec(&f, id, from_main())).unwrap();
+            let age = std::time::Duration::from_secs(60 * (10 - id as u64));
+            let dir = fs::File::open(&worktree.path).unwrap();
+            dir.set_modified(now - age).unwrap();
+        }
+        f.workspaces.remove_task(2).unwrap();
+        f.workspaces.remove_task(2).unwrap();
+        assert_eq!(f.workspaces.prune_tasks(2).unwrap(), 1);
+
+        let tasks = f.workspaces.root.join("tasks");
+        let mut left: Vec<_> =
+            fs::read_dir(&tasks).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        assert_eq!(left, ["task-3", "task-4"]);
+        assert_eq!(f.workspaces.prune_tasks(0).unwrap(), 2);
+        // The mirror survives: the next task only fetches.
+        assert!(f.workspaces.prepare(&spec(&f, 5, from_main())).is_ok());
     }
 
     const NASTY_TITLES: &[&str] = &[
