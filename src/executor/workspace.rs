@@ -497,6 +497,43 @@ impl Worktree {
         Ok(ChangeSummary { commits, files })
     }
 
+    /// Pushes HEAD to `refs/heads/<branch>` on `origin`, authenticating with `creds`
+    /// through the credential callback. Without `force`, a remote branch that moved on
+    /// is a [`WorkspaceError::PushRejected`], as is any update the remote refuses.
+    pub fn push(&self, creds: Option<&GitCredentials>, force: bool) -> Result<(), WorkspaceError> {
+        self.push_head(creds, force).map_err(|e| self.redacted(e, creds))
+    }
+
+    fn push_head(&self, creds: Option<&GitCredentials>, force: bool) -> Result<(), WorkspaceError> {
+        let repo = self.open()?;
+        let mut remote = repo.find_remote("origin").context(|| "finding the origin remote".to_owned())?;
+        let url = display_url(remote.url().unwrap_or_default());
+        let plus = if force { "+" } else { "" };
+        let refspec = format!("{plus}HEAD:refs/heads/{}", self.branch);
+        let mut refused = None;
+        let mut callbacks = callbacks(creds);
+        callbacks.push_update_reference(|_refname, status| {
+            refused = status.map(str::to_owned);
+            Ok(())
+        });
+        let mut options = git2::PushOptions::new();
+        options.remote_callbacks(callbacks);
+        let pushed = remote.push(&[refspec], Some(&mut options));
+        drop(options);
+        match (pushed, refused) {
+            (Err(error), _) if error.code() == ErrorCode::NotFastForward => {
+                Err(self.rejected(error.message()))
+            }
+            (Err(error), _) => Err(error).context(|| format!("pushing {} to {url}", self.branch)),
+            (Ok(()), Some(message)) => Err(self.rejected(&message)),
+            (Ok(()), None) => Ok(()),
+        }
+    }
+
+    fn rejected(&self, message: &str) -> WorkspaceError {
+        WorkspaceError::PushRejected { branch: self.branch.clone(), message: message.to_owned() }
+    }
+
     fn open(&self) -> Result<Repository, WorkspaceError> {
         Repository::open(&self.path).context(|| format!("opening the checkout of {}", self.branch))
     }
@@ -1078,6 +1115,201 @@ mod tests {
         assert_eq!(f.workspaces.prune_tasks(0).unwrap(), 2);
         // The mirror survives: the next task only fetches.
         assert!(f.workspaces.prepare(&spec(&f, 5, from_main())).is_ok());
+    }
+
+    fn upstream_file(f: &Fixture, branch: &str, path: &str) -> Option<String> {
+        let repo = Repository::open_bare(&f.upstream).unwrap();
+        let reference = repo.find_reference(&format!("refs/heads/{branch}")).ok()?;
+        let tree = reference.peel_to_tree().unwrap();
+        let entry = tree.get_path(Path::new(path)).ok()?;
+        let blob = entry.to_object(&repo).unwrap().peel_to_blob().unwrap();
+        Some(String::from_utf8(blob.content().to_vec()).unwrap())
+    }
+
+    /// Prepares task `id` on `BRANCH`, writes `files`, commits and returns the commit.
+    fn task_with_change(f: &Fixture, id: i64, start: BranchStart, files: &[(&str, &str)]) -> (Worktree, Oid) {
+        let worktree = f.workspaces.prepare(&spec(f, id, start)).unwrap();
+        for (path, content) in files {
+            fs::write(worktree.path.join(path), content).unwrap();
+        }
+        let oid = worktree.commit_all("change", &bot()).unwrap().unwrap();
+        (worktree, oid)
+    }
+
+    #[test]
+    fn push_creates_the_branch_upstream() {
+        let f = fixture();
+        let (worktree, oid) = task_with_change(&f, 1, from_main(), &[("fix.txt", "fixed\n")]);
+        fs::remove_file(worktree.path.join("src/lib.rs")).unwrap();
+        let second = worktree.commit_all("delete", &bot()).unwrap().unwrap();
+        worktree.push(None, false).unwrap();
+
+        assert_eq!(branch_head(&f.upstream, BRANCH), Some(second));
+        let repo = Repository::open_bare(&f.upstream).unwrap();
+        assert_eq!(repo.find_commit(second).unwrap().parent_id(0).unwrap(), oid);
+        assert_eq!(upstream_file(&f, BRANCH, "fix.txt").as_deref(), Some("fixed\n"));
+        assert_eq!(upstream_file(&f, BRANCH, "README.md").as_deref(), Some("hello\n"));
+        assert_eq!(upstream_file(&f, BRANCH, "src/lib.rs"), None);
+        assert_eq!(branch_head(&f.upstream, "main"), Some(worktree.base));
+    }
+
+    #[test]
+    fn a_follow_up_checks_out_the_existing_branch_and_fast_forwards() {
+        let f = fixture();
+        let (first, oid) = task_with_change(&f, 1, from_main(), &[("fix.txt", "v1\n")]);
+        first.push(None, false).unwrap();
+
+        let (follow_up, newer) = task_with_change(&f, 2, BranchStart::Existing, &[("fix.txt", "v2\n")]);
+        assert_eq!(follow_up.base, oid);
+        let repo = Repository::open(&follow_up.path).unwrap();
+        assert_eq!(repo.find_commit(newer).unwrap().parent_id(0).unwrap(), oid);
+        follow_up.push(None, false).unwrap();
+
+        assert_eq!(branch_head(&f.upstream, BRANCH), Some(newer));
+        assert_eq!(upstream_file(&f, BRANCH, "fix.txt").as_deref(), Some("v2\n"));
+        assert_eq!(follow_up.summary().unwrap().files, ["fix.txt"]);
+    }
+
+    #[test]
+    fn a_push_over_a_moved_branch_is_refused_unless_forced() {
+        let f = fixture();
+        let (first, _) = task_with_change(&f, 1, from_main(), &[("fix.txt", "v1\n")]);
+        first.push(None, false).unwrap();
+        let (follow_up, ours) = task_with_change(&f, 2, BranchStart::Existing, &[("fix.txt", "v2\n")]);
+        let theirs = upstream_commit(&f.upstream, BRANCH, &[("human.txt", "h")], &[], "human");
+
+        let err = follow_up.push(None, false).unwrap_err();
+        assert!(matches!(err, WorkspaceError::PushRejected { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.starts_with(&format!("the remote refused the push of {BRANCH}: ")), "{text}");
+        assert!(!err.is_transient());
+        assert_eq!(branch_head(&f.upstream, BRANCH), Some(theirs));
+
+        follow_up.push(None, true).unwrap();
+        assert_eq!(branch_head(&f.upstream, BRANCH), Some(ours));
+    }
+
+    #[test]
+    fn an_update_the_remote_refuses_is_reported() {
+        let f = fixture();
+        let (worktree, _) = task_with_change(&f, 1, from_main(), &[("fix.txt", "v1\n")]);
+        // A lock on the ref makes the (local) remote refuse the update with a status.
+        let lock = f.upstream.join(format!("refs/heads/{BRANCH}.lock"));
+        fs::create_dir_all(lock.parent().unwrap()).unwrap();
+        fs::write(&lock, "").unwrap();
+
+        let err = worktree.push(None, false).unwrap_err();
+        assert!(matches!(err, WorkspaceError::PushRejected { .. }), "{err:?}");
+        assert!(!err.is_transient());
+        assert_eq!(branch_head(&f.upstream, BRANCH), None);
+    }
+
+    /// Every file under `dir` whose bytes contain `needle`.
+    fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        let Ok(entries) = fs::read_dir(dir) else {
+            return found;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                found.extend(files_containing(&path, needle));
+            } else if let Ok(bytes) = fs::read(&path)
+                && bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+            {
+                found.push(path);
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn credentials_never_reach_a_config_file() {
+        let f = fixture();
+        let creds = creds("ghp_NEVER_ON_DISK");
+        let mut spec = spec(&f, 1, from_main());
+        spec.creds = Some(&creds);
+        let worktree = f.workspaces.prepare(&spec).unwrap();
+        fs::write(worktree.path.join("fix.txt"), "fixed").unwrap();
+        worktree.commit_all("fix", &bot()).unwrap();
+        worktree.push(Some(&creds), false).unwrap();
+
+        let mirror = f.workspaces.sync_mirror(KEY, &f.url, Some(&creds)).unwrap();
+        assert_eq!(origin_url(&mirror), f.url);
+        assert_eq!(origin_url(&worktree.path), f.url);
+        assert!(fs::read_to_string(mirror.join("config")).unwrap().contains(&f.url));
+        let leaks = files_containing(f.tmp.path(), "ghp_NEVER_ON_DISK");
+        assert!(leaks.is_empty(), "{leaks:?}");
+    }
+
+    /// A forge on 127.0.0.1 that answers every request with 401, recording the requests.
+    struct RefusingForge {
+        url: String,
+        requests: Arc<Mutex<Vec<String>>>,
+    }
+
+    fn refusing_forge() -> RefusingForge {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/octo-org/hello-world.git", listener.local_addr().unwrap());
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        // Exits with the test process; each request is answered whole, so none hangs.
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let mut stream = stream.unwrap();
+                let mut request = String::new();
+                let mut reader = BufReader::new(&stream);
+                while reader.read_line(&mut request).unwrap_or(0) > 2 {}
+                seen.lock().unwrap().push(request);
+                let response = "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"forge\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+                let _ = stream.write_all(response.as_bytes());
+            }
+        });
+        RefusingForge { url, requests }
+    }
+
+    fn base64(bytes: &[u8]) -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+            for i in 0..4 {
+                let c = if i <= chunk.len() { ALPHABET[(n >> (18 - 6 * i) & 63) as usize] } else { b'=' };
+                out.push(c.into());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_refused_token_is_a_permanent_error_and_goes_only_through_the_callback() {
+        let f = fixture();
+        let forge = refusing_forge();
+        let creds = creds("ghp_REFUSED");
+
+        let err = f.workspaces.sync_mirror(KEY, &forge.url, Some(&creds)).unwrap_err();
+
+        assert!(!err.is_transient(), "{err:?}");
+        let text = format!("{err} {err:?}");
+        assert!(text.contains(&format!("fetching {}", forge.url)), "{text}");
+        assert!(!text.contains("ghp_REFUSED"), "{text}");
+        let root = std::path::absolute(&f.workspaces.root).unwrap();
+        assert!(!text.contains(root.to_str().unwrap()), "{text}");
+        let requests = forge.requests.lock().unwrap();
+        let expected = format!("Authorization: Basic {}", base64(b"x-access-token:ghp_REFUSED"));
+        assert!(requests.iter().any(|r| r.contains(&expected)), "{requests:?}");
+        assert!(requests.iter().all(|r| !r.contains("ghp_REFUSED")));
+        assert!(files_containing(f.tmp.path(), "ghp_REFUSED").is_empty());
+        assert_eq!(fs::read_dir(f.workspaces.root.join("mirrors")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_forge_asking_for_credentials_without_any_is_a_permanent_error() {
+        let f = fixture();
+        let forge = refusing_forge();
+        let err = f.workspaces.sync_mirror(KEY, &forge.url, None).unwrap_err();
+        assert!(!err.is_transient(), "{err:?}");
     }
 
     const NASTY_TITLES: &[&str] = &[
