@@ -237,7 +237,12 @@ impl Workspaces {
         let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
         match Repository::open_bare(&path) {
             Ok(mirror) => fetch_mirror(&mirror, clone_url, creds)?,
-            Err(_) => clone_mirror(&path, repo_key, clone_url, creds)?,
+            // Only what is certainly not a repository is replaced: running tasks read
+            // the mirror's objects.
+            Err(error) if error.code() == ErrorCode::NotFound => {
+                clone_mirror(&path, repo_key, clone_url, creds)?
+            }
+            Err(error) => Err(error).context(|| format!("opening the mirror of {repo_key}"))?,
         }
         Ok(path)
     }
@@ -636,7 +641,26 @@ fn remove_dir_if_present(path: &Path, action: impl FnOnce() -> String) -> Result
     match fs::remove_dir_all(path) {
         Ok(()) => Ok(true),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => {
+            // Build tools leave read-only directories behind (Go's module cache, for one).
+            make_dirs_writable(path);
+            fs::remove_dir_all(path).context(action).map(|()| true)
+        }
         Err(error) => Err(error).context(action),
+    }
+}
+
+fn make_dirs_writable(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        // file_type does not follow symbolic links, so nothing outside is touched.
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            make_dirs_writable(&entry.path());
+        }
     }
 }
 
@@ -738,7 +762,7 @@ mod tests {
     use super::*;
     use git2::build::TreeUpdateBuilder;
     use git2::{FileMode, Oid, Signature};
-    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     use tempfile::TempDir;
 
     /// An upstream bare repository with one commit on `main`, and workspaces beside it.
@@ -855,6 +879,19 @@ mod tests {
         assert!(err.to_string().starts_with("fetching file://"), "{err}");
         let mirrors = fs::read_dir(f.workspaces.root.join("mirrors")).unwrap();
         assert_eq!(mirrors.count(), 0);
+    }
+
+    #[test]
+    fn leftovers_of_a_crashed_clone_are_replaced() {
+        let f = fixture();
+        let mirrors = f.workspaces.root.join("mirrors");
+        let name = mirror_dir_name(KEY).unwrap();
+        fs::create_dir_all(mirrors.join(&name)).unwrap();
+        fs::create_dir_all(mirrors.join(format!("{name}.partial/objects"))).unwrap();
+
+        let mirror = f.workspaces.sync_mirror(KEY, &f.url, None).unwrap();
+        assert_eq!(branch_head(&mirror, "main"), branch_head(&f.upstream, "main"));
+        assert_eq!(fs::read_dir(&mirrors).unwrap().count(), 1);
     }
 
     #[test]
@@ -1072,9 +1109,17 @@ mod tests {
         fs::write(first.path.join("stray.txt"), "from a crashed run").unwrap();
         first.commit_all("half done", &bot()).unwrap();
 
+        let read_only = first.path.join("vendor/pkg");
+        fs::create_dir_all(&read_only).unwrap();
+        fs::write(read_only.join("mod.go"), "package pkg").unwrap();
+        for dir in [&read_only, &first.path.join("vendor")] {
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o555)).unwrap();
+        }
+
         let second = f.workspaces.prepare(&spec(&f, 3, from_main())).unwrap();
         assert_eq!(second.path, first.path);
         assert!(!second.path.join("stray.txt").exists());
+        assert!(!second.path.join("vendor").exists());
         assert!(!second.has_new_commits().unwrap());
     }
 
