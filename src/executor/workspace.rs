@@ -471,9 +471,8 @@ impl Worktree {
 
     /// True when HEAD is no longer the commit the branch started at.
     pub fn has_new_commits(&self) -> Result<bool, WorkspaceError> {
-        let repo = self.open().map_err(|e| self.redacted(e, None))?;
-        let head = head_id(&repo).map_err(|e| self.redacted(e, None))?;
-        Ok(head != self.base)
+        let head = self.open().and_then(|repo| head_id(&repo));
+        Ok(head.map_err(|e| self.redacted(e, None))? != self.base)
     }
 
     /// The commits on HEAD since the base, and the files they change.
@@ -518,7 +517,9 @@ impl Worktree {
         let mut refused = None;
         let mut callbacks = callbacks(creds);
         callbacks.push_update_reference(|_refname, status| {
-            refused = status.map(str::to_owned);
+            if let Some(message) = status {
+                refused = Some(message.to_owned());
+            }
             Ok(())
         });
         let mut options = git2::PushOptions::new();
@@ -531,7 +532,10 @@ impl Worktree {
             }
             (Err(error), _) => Err(error).context(|| format!("pushing {} to {url}", self.branch)),
             (Ok(()), Some(message)) => Err(self.rejected(&message)),
-            (Ok(()), None) => Ok(()),
+            (Ok(()), None) => {
+                tracing::info!(branch = %self.branch, force, "pushed");
+                Ok(())
+            }
         }
     }
 
