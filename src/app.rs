@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Settings;
 use crate::db::Db;
+use crate::executor::Executor;
 use crate::server::{self, AppState, auth};
 
 /// A ready-to-run forgehand: database migrated, admin token loaded, listener bound.
@@ -49,15 +50,40 @@ impl App {
         &self.state
     }
 
-    /// Serves until `shutdown` completes, then finishes the requests in flight.
+    /// Serves and runs tasks until `shutdown` completes, then finishes the requests in
+    /// flight and gives running tasks their grace period.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let executor = self.start_executor(stop_rx)?;
         let router = server::router(self.state.clone());
-        axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await?;
+        let served = axum::serve(self.listener, router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                let _ = stop_tx.send(true);
+            })
+            .await;
+        if let Some(executor) = executor {
+            let _ = executor.await;
+        }
+        served?;
         tracing::info!("forgehand stopped");
         Ok(())
+    }
+
+    fn start_executor(
+        &self,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+        let settings = &self.state.settings;
+        if !settings.executor.enabled {
+            tracing::info!("executor disabled (executor.enabled = false): tasks wait for another instance");
+            return Ok(None);
+        }
+        let executor = Executor::new(settings.clone(), self.state.db.clone(), self.state.wake.clone())?;
+        Ok(Some(tokio::spawn(executor.run(stop))))
     }
 
     fn announce(&self, source: &auth::TokenSource) {

@@ -150,12 +150,14 @@ pub struct TriggerSettings {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecutorSettings {
+    pub enabled: bool,
     pub max_concurrent: usize,
     pub timeout_secs: u64,
     pub max_attempts: u32,
     pub lease_secs: u64,
     pub shutdown_grace_secs: u64,
     pub poll_interval_secs: u64,
+    pub retry_base_secs: u64,
     pub keep_failed_workspaces: usize,
 }
 

@@ -1,7 +1,7 @@
 //! Query functions that take any connection, so they compose inside a transaction.
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Statement, TryInsertResult, Value,
@@ -371,4 +371,20 @@ pub async fn last_session_for_pull(
         .one(db)
         .await?;
     Ok(task.and_then(|t| t.agent_session_id))
+}
+
+/// Puts the tasks `owner` is running back in the queue without counting the attempt: the
+/// daemon is shutting down, not failing.
+pub async fn release_owned(db: &impl ConnectionTrait, owner: &str) -> Result<u64, DbErr> {
+    let released = tasks::Entity::update_many()
+        .col_expr(tasks::Column::Status, Expr::value(TaskStatus::Queued.as_str()))
+        .col_expr(tasks::Column::Attempt, Expr::col(tasks::Column::Attempt).sub(1))
+        .col_expr(tasks::Column::LeaseOwner, Expr::value(Option::<String>::None))
+        .col_expr(tasks::Column::LeaseExpiresAt, Expr::value(Option::<DateTime<Utc>>::None))
+        .col_expr(tasks::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(tasks::Column::Status.eq(TaskStatus::Running.as_str()))
+        .filter(tasks::Column::LeaseOwner.eq(owner))
+        .exec(db)
+        .await?;
+    Ok(released.rows_affected)
 }

@@ -1,7 +1,186 @@
 //! The executor: claims queued tasks, prepares a git workspace, runs the agent, pushes,
 //! opens the pull request and reports on the issue.
+//!
+//! At most `executor.max_concurrent` tasks run at once (a semaphore). A claim is one
+//! database statement; a running task holds a lease that a heartbeat extends, and every
+//! outward step checks that the lease is still ours (fencing). Intake wakes the executor
+//! at once; a slow poll is the fallback and also requeues tasks whose lease expired.
 
 pub mod agent;
+pub mod finish;
+pub mod guard;
+pub mod pipeline;
 pub mod prompt;
 pub mod report;
 pub mod workspace;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::config::Settings;
+use crate::db::{Db, entities::tasks, queries};
+use crate::forge::client::{self, Forge};
+use guard::Guard;
+use workspace::Workspaces;
+
+/// What every task run shares.
+pub struct Context {
+    pub settings: Settings,
+    pub db: Db,
+    pub forges: HashMap<String, Arc<dyn Forge>>,
+    pub workspaces: Workspaces,
+    /// This process's lease owner: `<instance>/<random>`.
+    pub owner: String,
+    /// This instance across restarts (host and data_dir), the prefix of `owner`.
+    pub instance: String,
+}
+
+/// The executor, ready to run.
+pub struct Executor {
+    ctx: Arc<Context>,
+    wake: Arc<Notify>,
+}
+
+impl Executor {
+    /// Builds the forge clients; nothing runs until [`Executor::run`].
+    pub fn new(settings: Settings, db: Db, wake: Arc<Notify>) -> anyhow::Result<Executor> {
+        let mut forges = HashMap::new();
+        for forge in &settings.forges {
+            forges.insert(forge.name.clone(), client::connect(forge)?);
+        }
+        let instance = instance_name(&settings);
+        let owner = format!("{instance}/{}", crate::server::auth::generate_token()?.get(..12).unwrap_or("0"));
+        let workspaces = Workspaces::new(settings.data_dir.join("workspaces"));
+        std::fs::create_dir_all(settings.data_dir.join("transcripts"))
+            .context("cannot create data_dir/transcripts")?;
+        Ok(Executor { ctx: Arc::new(Context { settings, db, forges, workspaces, owner, instance }), wake })
+    }
+
+    /// The shared context, for tests.
+    pub fn context(&self) -> &Arc<Context> {
+        &self.ctx
+    }
+
+    /// Runs until `stop` turns true, then lets running tasks finish for
+    /// `executor.shutdown_grace_secs`, stops the rest and puts them back in the queue.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let ctx = self.ctx;
+        let prefix = format!("{}/", ctx.instance);
+        match queries::requeue_abandoned(
+            ctx.db.connection(),
+            Some(&prefix),
+            ctx.settings.executor.max_attempts,
+        )
+        .await
+        {
+            Ok((requeued, failed)) if !(requeued.is_empty() && failed.is_empty()) => {
+                tracing::info!(?requeued, ?failed, "tasks interrupted by the last stop were requeued");
+            }
+            Ok(_) => {}
+            Err(err) => tracing::error!(error = %err, "cannot requeue interrupted tasks"),
+        }
+        let semaphore = Arc::new(Semaphore::new(ctx.settings.executor.max_concurrent));
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let mut running = JoinSet::new();
+        let poll = Duration::from_secs(ctx.settings.executor.poll_interval_secs);
+        loop {
+            while running.try_join_next().is_some() {}
+            let permit = tokio::select! {
+                permit = semaphore.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+                _ = stop.changed() => break,
+            };
+            match claim(&ctx).await {
+                Ok(Some(task)) => {
+                    let ctx = ctx.clone();
+                    let shutdown = shutdown_rx.clone();
+                    running.spawn(async move {
+                        run_task(ctx, task, shutdown).await;
+                        drop(permit);
+                    });
+                }
+                Ok(None) => {
+                    drop(permit);
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(poll) => requeue_expired(&ctx).await,
+                        _ = stop.changed() => break,
+                    }
+                }
+                Err(err) => {
+                    drop(permit);
+                    tracing::error!(error = %err, "cannot claim a task; trying again");
+                    tokio::select! {
+                        _ = tokio::time::sleep(poll) => {}
+                        _ = stop.changed() => break,
+                    }
+                }
+            }
+        }
+        shut_down(&ctx, running, shutdown_tx).await;
+    }
+}
+
+async fn claim(ctx: &Context) -> Result<Option<tasks::Model>, sea_orm::DbErr> {
+    let lease = chrono::Duration::seconds(ctx.settings.executor.lease_secs as i64);
+    queries::claim_next(ctx.db.connection(), &ctx.owner, chrono::Utc::now() + lease).await
+}
+
+async fn requeue_expired(ctx: &Context) {
+    match queries::requeue_abandoned(ctx.db.connection(), None, ctx.settings.executor.max_attempts).await {
+        Ok((requeued, failed)) if !(requeued.is_empty() && failed.is_empty()) => {
+            tracing::warn!(?requeued, ?failed, "tasks whose lease expired were requeued");
+        }
+        Ok(_) => {}
+        Err(err) => tracing::error!(error = %err, "cannot requeue tasks whose lease expired"),
+    }
+}
+
+async fn run_task(ctx: Arc<Context>, task: tasks::Model, shutdown: watch::Receiver<bool>) {
+    let span = tracing::info_span!("task", id = task.id, repo = %task.repo, number = task.number, attempt = task.attempt);
+    let _ = tracing::Instrument::instrument(
+        async {
+            tracing::info!("task started");
+            let guard = Guard::start(ctx.clone(), task.id, shutdown);
+            let result = pipeline::execute(&ctx, &task, &guard).await;
+            let stop = guard.stop_reason();
+            guard.finish().await;
+            finish::record(&ctx, &task, result, stop).await;
+        },
+        span,
+    )
+    .await;
+}
+
+async fn shut_down(ctx: &Context, mut running: JoinSet<()>, shutdown: watch::Sender<bool>) {
+    if running.is_empty() {
+        return;
+    }
+    let grace = Duration::from_secs(ctx.settings.executor.shutdown_grace_secs);
+    tracing::info!(running = running.len(), "waiting for running tasks to finish");
+    let all_done = async { while running.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, all_done).await.is_ok() {
+        return;
+    }
+    tracing::warn!(running = running.len(), "stopping the tasks still running; they will run again");
+    let _ = shutdown.send(true);
+    let stopped = async { while running.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(15), stopped).await.is_err() {
+        running.abort_all();
+    }
+    if let Err(err) = queries::release_owned(ctx.db.connection(), &ctx.owner).await {
+        tracing::error!(error = %err, "cannot requeue the stopped tasks; they will be requeued at the next start");
+    }
+}
+
+/// Names this instance so that its next life can requeue what this one left running.
+fn instance_name(settings: &Settings) -> String {
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+    let dir = std::fs::canonicalize(&settings.data_dir).unwrap_or_else(|_| settings.data_dir.clone());
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(dir.to_string_lossy().as_bytes());
+    format!("{}:{}", if host.is_empty() { "localhost" } else { &host }, &hex::encode(digest)[..8])
+}

@@ -45,7 +45,13 @@ mod tests {
     #[test]
     fn implement_prompt_names_issue_body_and_rules() {
         let text = prompt(false, "");
-        for expected in ["o/r", "forgehand/issue-7-x", "issue #7: Add a flag", "The CLI needs --verbose.", "Never write secrets"] {
+        for expected in [
+            "o/r",
+            "forgehand/issue-7-x",
+            "issue #7: Add a flag",
+            "The CLI needs --verbose.",
+            "Never write secrets",
+        ] {
             assert!(text.contains(expected), "{expected} missing in {text}");
         }
         assert!(!text.contains("Further instructions"));

@@ -29,7 +29,9 @@ pub fn status_comment(task_id: i64, task_url: &str, status: &Status<'_>) -> Stri
         Status::Done { pr_number, pr_url, follow_up: false } => {
             format!("✅ forgehand opened pull request [#{pr_number}]({pr_url}) ({task}).")
         }
-        Status::Done { follow_up: true, .. } => format!("✅ forgehand pushed the requested changes ({task})."),
+        Status::Done { follow_up: true, .. } => {
+            format!("✅ forgehand pushed the requested changes ({task}).")
+        }
         Status::NoChanges { agent_text } => {
             format!("ℹ️ forgehand found nothing to change ({task}).{}", quoted(agent_text))
         }
@@ -112,7 +114,12 @@ mod tests {
         let retry = status_comment(
             1,
             "u",
-            &Status::Retrying { attempt: 1, max_attempts: 3, reason: "the forge answered 502", wait: Duration::from_secs(90) },
+            &Status::Retrying {
+                attempt: 1,
+                max_attempts: 3,
+                reason: "the forge answered 502",
+                wait: Duration::from_secs(90),
+            },
         );
         assert!(retry.contains("try again in 1m 30s: the forge answered 502"), "{retry}");
         let none = status_comment(1, "u", &Status::NoChanges { agent_text: "Already done.\nSee main.rs" });
@@ -132,6 +139,9 @@ mod tests {
             duration: Duration::from_secs(75),
         });
         assert!(body.starts_with("Added --verbose.\n\nCloses #42\n\n---\n"), "{body}");
-        assert!(body.contains("[task #3](http://h/tasks/3) · requested by @alice · 4 turns · $0.0123 · 1m 15s"), "{body}");
+        assert!(
+            body.contains("[task #3](http://h/tasks/3) · requested by @alice · 4 turns · $0.0123 · 1m 15s"),
+            "{body}"
+        );
     }
 }

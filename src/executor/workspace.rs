@@ -270,6 +270,14 @@ impl Workspaces {
         Ok(Worktree { path, branch: spec.branch.to_owned(), base })
     }
 
+    /// The head of `branch` in the mirror as last synced, if the branch exists there.
+    pub fn mirror_branch(&self, repo_key: &str, branch: &str) -> Result<Option<git2::Oid>, WorkspaceError> {
+        let path = self.mirror_path(repo_key)?;
+        let Ok(mirror) = Repository::open_bare(&path) else { return Ok(None) };
+        let head = mirror.find_reference(&format!("refs/heads/{branch}")).ok().and_then(|r| r.target());
+        Ok(head)
+    }
+
     /// Removes the directory of task `task_id`, if there is one.
     pub fn remove_task(&self, task_id: i64) -> Result<(), WorkspaceError> {
         self.remove(task_id).map_err(|e| e.redacted(&Redactor::new(&self.root, None)))

@@ -24,6 +24,8 @@ pub struct Inner {
     pub settings: Settings,
     pub db: Db,
     pub admin_token: auth::AdminToken,
+    /// Wakes the executor when intake queues a task.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 impl std::ops::Deref for AppState {
@@ -37,7 +39,8 @@ impl std::ops::Deref for AppState {
 impl AppState {
     /// Wraps the shared state.
     pub fn new(settings: Settings, db: Db, admin_token: auth::AdminToken) -> AppState {
-        AppState(Arc::new(Inner { settings, db, admin_token }))
+        let wake = Arc::new(tokio::sync::Notify::new());
+        AppState(Arc::new(Inner { settings, db, admin_token, wake }))
     }
 }
 

@@ -265,13 +265,13 @@ async fn record(
                 tracing::error!(error = %err, "cannot record delivery");
                 WebhookError::Database
             })?;
-        Ok(answer(&delivery_id, recorded))
+        Ok(answer(&delivery_id, recorded, &state.wake))
     }
     .instrument(span)
     .await
 }
 
-fn answer(delivery_id: &str, recorded: Recorded) -> Response {
+fn answer(delivery_id: &str, recorded: Recorded, wake: &tokio::sync::Notify) -> Response {
     match recorded {
         Recorded::Duplicate => {
             tracing::info!(outcome = "duplicate", "delivery already recorded");
@@ -279,6 +279,9 @@ fn answer(delivery_id: &str, recorded: Recorded) -> Response {
             (StatusCode::OK, Json(body)).into_response()
         }
         Recorded::Outcome { outcome, reason, task_id } => {
+            if outcome == Outcome::TaskCreated {
+                wake.notify_one();
+            }
             let task = task_id.map(|id| id.to_string()).unwrap_or_default();
             tracing::info!(outcome = outcome.as_str(), %task, %reason, "delivery recorded");
             let status = if outcome == Outcome::TaskCreated { StatusCode::ACCEPTED } else { StatusCode::OK };

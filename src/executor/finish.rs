@@ -1,0 +1,230 @@
+//! Recording how a task ended: its row (fenced by the lease), its timeline, its status
+//! comment and its labels.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use sea_orm::Value;
+
+use super::Context;
+use super::guard::StopReason;
+use super::pipeline::{Failure, Success, task_url};
+use super::report::{Status, status_comment};
+use crate::db::entities::tasks::{self, Column};
+use crate::db::{TaskStatus, clean, queries};
+use crate::forge::client::Forge;
+
+/// Writes the end of a task and tells the issue.
+pub async fn record(
+    ctx: &Context,
+    task: &tasks::Model,
+    result: Result<Success, Failure>,
+    stop: Option<StopReason>,
+) {
+    let result = match (result, stop) {
+        // The agent was stopped from outside; its failure is the stop's doing.
+        (Err(_), Some(StopReason::LostLease)) | (Err(Failure::Stopped), _) => {
+            return stopped(ctx, task, stop).await;
+        }
+        (Err(_), Some(StopReason::Shutdown)) => return stopped(ctx, task, stop).await,
+        (result, _) => result,
+    };
+    let ending = Ending::of(ctx, task, result);
+    let mut changes = vec![
+        (Column::Status, Value::from(ending.status.as_str())),
+        (Column::Error, Value::from(ending.error.clone())),
+        (Column::LeaseOwner, Value::from(Option::<String>::None)),
+        (Column::LeaseExpiresAt, Value::from(Option::<chrono::DateTime<Utc>>::None)),
+    ];
+    if ending.status == TaskStatus::Queued {
+        changes.push((Column::NextAttemptAt, Value::from(Some(Utc::now() + ending.wait))));
+        changes.push((Column::WaitReason, Value::from(ending.error.clone())));
+    } else {
+        changes.push((Column::FinishedAt, Value::from(Some(Utc::now()))));
+    }
+    if let Some(Success::Done { pr_number, pr_url }) = &ending.success {
+        changes.push((Column::PrUrl, Value::from(Some(pr_url.clone()))));
+        changes.push((Column::PrNumber, Value::from(Some(*pr_number as i32))));
+    }
+    match queries::update_owned(ctx.db.connection(), task.id, &ctx.owner, changes).await {
+        Ok(true) => {}
+        Ok(false) => return tracing::warn!("the task was taken over before its end was recorded"),
+        Err(err) => {
+            return tracing::error!(error = %err, "cannot record the task's end; its lease will expire");
+        }
+    }
+    let _ =
+        queries::add_task_event(ctx.db.connection(), task.id, ending.status.as_str(), &ending.message).await;
+    tracing::info!(status = ending.status.as_str(), message = %ending.message, "task ended");
+    if let Some(forge) = ctx.forges.get(&task.forge) {
+        let fresh = reload(ctx, task).await;
+        post_status(ctx, forge.as_ref(), &fresh, &ending.comment()).await;
+        set_labels(ctx, forge.as_ref(), &fresh, ending.status).await;
+    }
+    if ending.status != TaskStatus::Queued
+        && let Err(err) = ctx.workspaces.prune_tasks(ctx.settings.executor.keep_failed_workspaces)
+    {
+        tracing::warn!(error = %err, "cannot prune old workspaces");
+    }
+}
+
+/// The task's row as stored now (status comment id, PR).
+async fn reload(ctx: &Context, task: &tasks::Model) -> tasks::Model {
+    ctx.db.task(task.id).await.ok().flatten().map(|(t, _)| t).unwrap_or_else(|| task.clone())
+}
+
+/// A task stopped from outside: on shutdown it goes back to the queue; a lost lease means
+/// another executor owns it now, so nothing is said.
+async fn stopped(ctx: &Context, task: &tasks::Model, stop: Option<StopReason>) {
+    if stop == Some(StopReason::LostLease) {
+        return tracing::warn!("another executor took this task over");
+    }
+    if let Err(err) = queries::release_owned(ctx.db.connection(), &ctx.owner).await {
+        tracing::error!(error = %err, "cannot requeue the stopped task; the next start will");
+    }
+    tracing::info!(task = task.id, "task stopped by shutdown; requeued");
+}
+
+/// The end of a task, decided.
+struct Ending {
+    status: TaskStatus,
+    success: Option<Success>,
+    failure: Option<Failure>,
+    error: Option<String>,
+    message: String,
+    wait: chrono::Duration,
+    attempt: i32,
+    max_attempts: u32,
+    follow_up: bool,
+}
+
+impl Ending {
+    fn of(ctx: &Context, task: &tasks::Model, result: Result<Success, Failure>) -> Ending {
+        let max_attempts = ctx.settings.executor.max_attempts;
+        let mut ending = Ending {
+            status: TaskStatus::Done,
+            success: None,
+            failure: None,
+            error: None,
+            message: String::new(),
+            wait: chrono::Duration::zero(),
+            attempt: task.attempt,
+            max_attempts,
+            follow_up: task.kind == "follow_up",
+        };
+        match result {
+            Ok(Success::Done { ref pr_url, .. }) => ending.message = format!("done: {pr_url}"),
+            Ok(Success::NoChanges { .. }) => {
+                ending.status = TaskStatus::NoChanges;
+                ending.message = "no changes: the agent changed nothing".into();
+            }
+            Err(ref failure) => ending.fail(ctx, task, failure),
+        }
+        match result {
+            Ok(success) => ending.success = Some(success),
+            Err(failure) => ending.failure = Some(failure),
+        }
+        ending
+    }
+
+    fn fail(&mut self, ctx: &Context, task: &tasks::Model, failure: &Failure) {
+        let (status, reason) = match failure {
+            Failure::Transient { reason, after } if (task.attempt as u32) < self.max_attempts => {
+                self.wait = chrono::Duration::from_std(after.unwrap_or_else(|| backoff(ctx, task.attempt)))
+                    .unwrap_or(chrono::Duration::minutes(15));
+                (TaskStatus::Queued, reason.clone())
+            }
+            Failure::Transient { reason, .. } => {
+                (TaskStatus::Failed, format!("{reason} (gave up after {} attempts)", task.attempt))
+            }
+            Failure::Permanent { reason, .. } => (TaskStatus::Failed, reason.clone()),
+            Failure::Rejected { reason } => (TaskStatus::Rejected, reason.clone()),
+            Failure::Cancelled { reason } => (TaskStatus::Cancelled, reason.clone()),
+            Failure::Stopped => (TaskStatus::Queued, "stopped".to_owned()),
+        };
+        self.status = status;
+        self.message = match status {
+            TaskStatus::Queued => format!("retrying in {}s: {reason}", self.wait.num_seconds()),
+            _ => format!("{}: {reason}", status.as_str()),
+        };
+        self.error = Some(clean(&reason, 2000));
+    }
+
+    fn comment(&self) -> Status<'_> {
+        let reason = self.error.as_deref().unwrap_or_default();
+        match (&self.success, &self.failure) {
+            (Some(Success::Done { pr_number, pr_url }), _) => {
+                Status::Done { pr_number: *pr_number, pr_url, follow_up: self.follow_up }
+            }
+            (Some(Success::NoChanges { agent_text }), _) => Status::NoChanges { agent_text },
+            (_, Some(Failure::Permanent { partial_branch, .. })) if self.status == TaskStatus::Failed => {
+                Status::Failed { reason, partial_branch: partial_branch.as_deref() }
+            }
+            _ => match self.status {
+                TaskStatus::Queued => Status::Retrying {
+                    attempt: self.attempt,
+                    max_attempts: self.max_attempts,
+                    reason,
+                    wait: self.wait.to_std().unwrap_or_default(),
+                },
+                TaskStatus::Rejected => Status::Rejected { reason },
+                TaskStatus::Cancelled => Status::Cancelled { reason },
+                _ => Status::Failed { reason, partial_branch: None },
+            },
+        }
+    }
+}
+
+/// Exponential backoff: 30 s, 60 s, 120 s, ... at most 15 minutes.
+fn backoff(ctx: &Context, attempt: i32) -> Duration {
+    let base = ctx.settings.executor.retry_base_secs;
+    let factor = 2u64.saturating_pow(attempt.saturating_sub(1).max(0) as u32);
+    Duration::from_secs(base.saturating_mul(factor).min(900))
+}
+
+/// Creates or edits the task's status comment; remembers a new comment's id.
+pub async fn post_status(ctx: &Context, forge: &dyn Forge, task: &tasks::Model, status: &Status<'_>) {
+    let body = status_comment(task.id, &task_url(ctx, task.id), status);
+    let number = task.number as u32;
+    let result = match task.status_comment_id {
+        Some(id) => forge.edit_comment(&task.repo, id as u64, &body).await,
+        None => match forge.create_comment(&task.repo, number, &body).await {
+            Ok(id) => {
+                let change = vec![(Column::StatusCommentId, Value::from(Some(id as i64)))];
+                if let Err(err) =
+                    queries::update_owned(ctx.db.connection(), task.id, &ctx.owner, change).await
+                {
+                    tracing::warn!(error = %err, "cannot remember the status comment");
+                }
+                Ok(())
+            }
+            Err(err) => Err(err),
+        },
+    };
+    if let Err(err) = result {
+        tracing::warn!(error = %err, "cannot update the status comment");
+        let note = format!("could not update the status comment: {err}");
+        let _ = queries::add_task_event(ctx.db.connection(), task.id, queries::NOTE, &note).await;
+    }
+}
+
+async fn set_labels(ctx: &Context, forge: &dyn Forge, task: &tasks::Model, status: TaskStatus) {
+    let labels = &ctx.settings.labels;
+    let number = task.number as u32;
+    let add = match status {
+        TaskStatus::Done | TaskStatus::NoChanges => Some(&labels.done),
+        TaskStatus::Failed => Some(&labels.failed),
+        _ => None,
+    };
+    if status == TaskStatus::Queued {
+        return;
+    }
+    if let Err(err) = forge.remove_label(&task.repo, number, &labels.working).await {
+        tracing::warn!(error = %err, "cannot remove the working label");
+    }
+    if let Some(label) = add
+        && let Err(err) = forge.add_label(&task.repo, number, label).await
+    {
+        tracing::warn!(error = %err, "cannot set the status label");
+    }
+}

@@ -1,0 +1,487 @@
+//! The steps of one task: check who asked, re-read the issue, prepare the branch, run the
+//! agent, commit, push, open the pull request. Reporting the end is `finish`'s job.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sea_orm::Value;
+use secrecy::SecretString;
+
+use super::Context;
+use super::agent::{self, AgentOutcome, AgentRun, AgentSpec};
+use super::guard::{Guard, StopReason};
+use super::prompt::Prompt;
+use super::report::{self, PullFacts, Status};
+use super::workspace::{
+    BranchStart, GitCredentials, Identity, PrepareSpec, WorkspaceError, Worktree, branch_name,
+};
+use crate::config::ForgeKind;
+use crate::db::entities::tasks;
+use crate::db::queries;
+use crate::forge::client::{ErrorKind, Forge, ForgeError, NewPull};
+
+/// How a task ended well.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Success {
+    /// A pull request was opened (or, for a follow-up, new commits pushed to it).
+    Done {
+        pr_number: u32,
+        pr_url: String,
+    },
+    NoChanges {
+        agent_text: String,
+    },
+}
+
+/// How a task ended otherwise.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    /// Worth another attempt, after `after` if the forge said.
+    Transient {
+        reason: String,
+        after: Option<Duration>,
+    },
+    Permanent {
+        reason: String,
+        partial_branch: Option<String>,
+    },
+    /// The person behind the trigger may not trigger, or the issue is not workable.
+    Rejected {
+        reason: String,
+    },
+    Cancelled {
+        reason: String,
+    },
+    /// A stop from outside (shutdown, lease lost): `finish` decides what to do.
+    Stopped,
+}
+
+impl From<ForgeError> for Failure {
+    fn from(err: ForgeError) -> Failure {
+        match err.kind {
+            ErrorKind::Transient { retry_after } => {
+                Failure::Transient { reason: err.to_string(), after: retry_after }
+            }
+            _ => Failure::Permanent { reason: err.to_string(), partial_branch: None },
+        }
+    }
+}
+
+impl From<WorkspaceError> for Failure {
+    fn from(err: WorkspaceError) -> Failure {
+        if err.is_transient() {
+            Failure::Transient { reason: err.to_string(), after: None }
+        } else {
+            Failure::Permanent { reason: err.to_string(), partial_branch: None }
+        }
+    }
+}
+
+impl From<sea_orm::DbErr> for Failure {
+    fn from(err: sea_orm::DbErr) -> Failure {
+        Failure::Transient { reason: format!("the database failed: {err}"), after: None }
+    }
+}
+
+type Step<T> = Result<T, Failure>;
+
+/// Where a task's work happens.
+struct Plan {
+    branch: String,
+    start: BranchStart,
+    /// The branch pull requests go into.
+    base: String,
+    clone_url: String,
+    issue_body: String,
+}
+
+/// Runs a claimed task to its end (but does not record the end).
+pub async fn execute(ctx: &Arc<Context>, task: &tasks::Model, guard: &Guard) -> Step<Success> {
+    let forge = ctx.forges.get(&task.forge).cloned().ok_or_else(|| Failure::Permanent {
+        reason: format!("the forge {:?} is no longer configured", task.forge),
+        partial_branch: None,
+    })?;
+    announce(ctx, forge.as_ref(), task).await;
+    check_permission(ctx, forge.as_ref(), task).await?;
+    let plan = plan(ctx, forge.as_ref(), task).await?;
+    stop_if_asked(guard)?;
+    let creds = credentials(ctx, task);
+    let repo_key = format!("{}/{}", task.forge, task.repo);
+    let already_pushed =
+        task.kind == "implement" && previous_push(ctx, task, &repo_key, &plan, creds.as_ref()).await?;
+    let started = Instant::now();
+    let (summary, run) = if already_pushed {
+        // An earlier attempt pushed the branch and stopped before the pull request.
+        (task.result_text.clone().unwrap_or_default(), None)
+    } else {
+        let worktree = prepare(ctx, task, &repo_key, &plan, creds.clone()).await?;
+        let run = run_agent(ctx, task, &plan, &worktree, guard).await?;
+        let text = run.result.as_ref().map(|r| r.text.clone()).unwrap_or_default();
+        match commit_and_push(ctx, task, &worktree, &run, creds).await? {
+            Pushed::Nothing => {
+                remove_workspace(ctx, task.id).await;
+                return Ok(Success::NoChanges { agent_text: text });
+            }
+            Pushed::Branch => {}
+        }
+        remove_workspace(ctx, task.id).await;
+        (text, Some(run))
+    };
+    ensure_lease(ctx, task).await?;
+    open_pull(ctx, forge.as_ref(), task, &plan, &summary, run.as_ref(), started.elapsed()).await
+}
+
+/// Posts (or updates) the status comment and the working label; failures here are logged,
+/// never fatal.
+async fn announce(ctx: &Context, forge: &dyn Forge, task: &tasks::Model) {
+    let status = Status::Working { attempt: task.attempt, max_attempts: ctx.settings.executor.max_attempts };
+    super::finish::post_status(ctx, forge, task, &status).await;
+    let number = task.number as u32;
+    if let Err(err) = forge.add_label(&task.repo, number, &ctx.settings.labels.working).await {
+        tracing::warn!(error = %err, "cannot set the working label");
+    }
+}
+
+async fn check_permission(ctx: &Context, forge: &dyn Forge, task: &tasks::Model) -> Step<()> {
+    let needed = ctx.settings.trigger.min_permission;
+    let has = match forge.permission(&task.repo, &task.requested_by).await {
+        Ok(has) => has,
+        Err(err) if err.kind == ErrorKind::Forbidden || err.kind == ErrorKind::NotFound => {
+            return Err(Failure::Rejected { reason: format!("cannot check who may trigger: {err}") });
+        }
+        Err(err) => return Err(err.into()),
+    };
+    if has < needed {
+        return Err(Failure::Rejected {
+            reason: format!(
+                "@{} has {has} permission on {}; {needed} is needed",
+                task.requested_by, task.repo
+            ),
+        });
+    }
+    Ok(())
+}
+
+async fn plan(ctx: &Context, forge: &dyn Forge, task: &tasks::Model) -> Step<Plan> {
+    let number = task.number as u32;
+    let issue = forge.issue(&task.repo, number).await?;
+    if !issue.is_open {
+        return Err(Failure::Cancelled { reason: format!("#{number} was closed") });
+    }
+    let label = &ctx.settings.trigger.label;
+    if task.trigger == "label" && !issue.labels.iter().any(|l| l == label) {
+        return Err(Failure::Cancelled { reason: format!("the label {label:?} is no longer on #{number}") });
+    }
+    let repo = forge.repository(&task.repo).await?;
+    if task.kind == "follow_up" {
+        let pull = forge.pull(&task.repo, number).await?;
+        let prefix = &ctx.settings.git.branch_prefix;
+        if !pull.is_open || !pull.head_ref.starts_with(prefix.as_str()) {
+            return Err(Failure::Rejected {
+                reason: format!("#{number} is not an open pull request on a {prefix:?} branch"),
+            });
+        }
+        return Ok(Plan {
+            branch: pull.head_ref,
+            start: BranchStart::Existing,
+            base: repo.default_branch,
+            clone_url: repo.clone_url,
+            issue_body: issue.body,
+        });
+    }
+    Ok(Plan {
+        branch: branch_name(&ctx.settings.git.branch_prefix, number, &issue.title),
+        start: BranchStart::FromBase(repo.default_branch.clone()),
+        base: repo.default_branch,
+        clone_url: repo.clone_url,
+        issue_body: issue.body,
+    })
+}
+
+fn stop_if_asked(guard: &Guard) -> Step<()> {
+    match guard.stop_reason() {
+        None => Ok(()),
+        Some(StopReason::Cancelled) => Err(Failure::Cancelled { reason: "a cancel was requested".into() }),
+        Some(_) => Err(Failure::Stopped),
+    }
+}
+
+/// The forge token, offered to git only through the credential callback.
+fn credentials(ctx: &Context, task: &tasks::Model) -> Option<GitCredentials> {
+    let forge = ctx.settings.forge(&task.forge)?;
+    let token: &str = secrecy::ExposeSecret::expose_secret(&forge.token);
+    if token.is_empty() {
+        return None;
+    }
+    let username = match forge.kind {
+        ForgeKind::Github => "x-access-token".to_owned(),
+        ForgeKind::Gitea if !forge.bot_login.is_empty() => forge.bot_login.clone(),
+        ForgeKind::Gitea => "forgehand".to_owned(),
+    };
+    Some(GitCredentials { username, token: SecretString::from(token.to_owned()) })
+}
+
+/// Whether an earlier attempt of this task already pushed its branch.
+async fn previous_push(
+    ctx: &Arc<Context>,
+    task: &tasks::Model,
+    repo_key: &str,
+    plan: &Plan,
+    creds: Option<&GitCredentials>,
+) -> Step<bool> {
+    if task.attempt <= 1 {
+        return Ok(false);
+    }
+    let (ctx2, key, url, branch, creds) =
+        (ctx.clone(), repo_key.to_owned(), plan.clone_url.clone(), plan.branch.clone(), creds.cloned());
+    let head = blocking(move || {
+        ctx2.workspaces.sync_mirror(&key, &url, creds.as_ref())?;
+        ctx2.workspaces.mirror_branch(&key, &branch)
+    })
+    .await?;
+    Ok(head.is_some())
+}
+
+async fn prepare(
+    ctx: &Arc<Context>,
+    task: &tasks::Model,
+    repo_key: &str,
+    plan: &Plan,
+    creds: Option<GitCredentials>,
+) -> Step<Worktree> {
+    let ctx2 = ctx.clone();
+    let (task_id, key, url, branch, start) =
+        (task.id, repo_key.to_owned(), plan.clone_url.clone(), plan.branch.clone(), plan.start.clone());
+    let identity = identity(ctx);
+    let worktree = blocking(move || {
+        let spec = PrepareSpec {
+            task_id,
+            repo_key: &key,
+            clone_url: &url,
+            creds: creds.as_ref(),
+            branch: &branch,
+            start,
+        };
+        let worktree = ctx2.workspaces.prepare(&spec)?;
+        worktree.set_identity(&identity)?;
+        Ok(worktree)
+    })
+    .await?;
+    let branch = Value::from(Some(plan.branch.clone()));
+    queries::update_owned(ctx.db.connection(), task.id, &ctx.owner, vec![(tasks::Column::Branch, branch)])
+        .await?;
+    Ok(worktree)
+}
+
+fn identity(ctx: &Context) -> Identity {
+    Identity { name: ctx.settings.git.author_name.clone(), email: ctx.settings.git.author_email.clone() }
+}
+
+async fn run_agent(
+    ctx: &Arc<Context>,
+    task: &tasks::Model,
+    plan: &Plan,
+    worktree: &Worktree,
+    guard: &Guard,
+) -> Step<AgentRun> {
+    let follow_up = task.kind == "follow_up";
+    let prompt = Prompt {
+        repo: &task.repo,
+        branch: &plan.branch,
+        number: task.number as u32,
+        title: &task.title,
+        body: &plan.issue_body,
+        requested_by: &task.requested_by,
+        instructions: &task.instructions,
+        follow_up,
+    }
+    .text();
+    let resume = if follow_up {
+        queries::last_session_for_pull(ctx.db.connection(), &task.forge, &task.repo, task.number).await?
+    } else {
+        None
+    };
+    let settings = &ctx.settings.agent;
+    let extra: Vec<(String, String)> = settings.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let parent =
+        std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+    let spec = AgentSpec {
+        program: settings.command.clone(),
+        args: agent::build_args(
+            &prompt,
+            settings.max_turns,
+            &settings.model,
+            resume.as_deref(),
+            &settings.args,
+        ),
+        cwd: worktree.path.clone(),
+        env: agent::agent_env(parent, &extra),
+        timeout: Duration::from_secs(ctx.settings.executor.timeout_secs),
+        kill_grace: Duration::from_secs(5),
+        transcript_path: ctx.settings.data_dir.join("transcripts").join(format!("task-{}.jsonl", task.id)),
+        max_transcript_bytes: 32 * 1024 * 1024,
+    };
+    let run = agent::run(&spec, guard.stop_signal(), None)
+        .await
+        .map_err(|err| Failure::Permanent { reason: err.to_string(), partial_branch: None })?;
+    record_run(ctx, task, &run).await?;
+    match agent::outcome(&run) {
+        AgentOutcome::Success => Ok(run),
+        AgentOutcome::Cancelled => Err(stop_if_asked(guard).err().unwrap_or(Failure::Stopped)),
+        outcome if outcome.is_transient() => {
+            Err(Failure::Transient { reason: outcome.reason(), after: None })
+        }
+        outcome => {
+            // Keep what the agent did: push it so that people can look at it.
+            let partial = push_partial(ctx, task, worktree).await;
+            Err(Failure::Permanent {
+                reason: outcome.reason(),
+                partial_branch: partial.then(|| plan.branch.clone()),
+            })
+        }
+    }
+}
+
+async fn record_run(ctx: &Context, task: &tasks::Model, run: &AgentRun) -> Step<()> {
+    let result = run.result.as_ref();
+    let changes = vec![
+        (tasks::Column::AgentSessionId, Value::from(run.session_id.clone())),
+        (tasks::Column::Turns, Value::from(result.and_then(|r| r.num_turns).map(|n| n as i32))),
+        (tasks::Column::CostUsd, Value::from(result.and_then(|r| r.total_cost_usd))),
+        (tasks::Column::ResultText, Value::from(result.map(|r| crate::db::clean(&r.text, 65_536)))),
+    ];
+    queries::update_owned(ctx.db.connection(), task.id, &ctx.owner, changes).await?;
+    Ok(())
+}
+
+enum Pushed {
+    Nothing,
+    Branch,
+}
+
+async fn commit_and_push(
+    ctx: &Arc<Context>,
+    task: &tasks::Model,
+    worktree: &Worktree,
+    run: &AgentRun,
+    creds: Option<GitCredentials>,
+) -> Step<Pushed> {
+    let message = commit_message(task);
+    let identity = identity(ctx);
+    let tree = worktree.clone();
+    let changed = blocking(move || {
+        tree.commit_all(&message, &identity)?;
+        tree.has_new_commits()
+    })
+    .await?;
+    if !changed {
+        return Ok(Pushed::Nothing);
+    }
+    ensure_lease(ctx, task).await?;
+    let tree = worktree.clone();
+    blocking(move || tree.push(creds.as_ref(), false)).await?;
+    tracing::info!(turns = ?run.result.as_ref().and_then(|r| r.num_turns), "pushed the branch");
+    Ok(Pushed::Branch)
+}
+
+fn commit_message(task: &tasks::Model) -> String {
+    format!(
+        "{} (#{})\n\nforgehand-task: {}",
+        task.title.lines().next().unwrap_or("forgehand"),
+        task.number,
+        task.id
+    )
+}
+
+/// Commits and pushes whatever a failed run left; true when a branch was pushed.
+async fn push_partial(ctx: &Arc<Context>, task: &tasks::Model, worktree: &Worktree) -> bool {
+    if ensure_lease(ctx, task).await.is_err() {
+        return false;
+    }
+    let (message, identity, tree, creds) =
+        (commit_message(task), identity(ctx), worktree.clone(), credentials(ctx, task));
+    let pushed = blocking(move || {
+        tree.commit_all(&message, &identity)?;
+        if !tree.has_new_commits()? {
+            return Ok(false);
+        }
+        tree.push(creds.as_ref(), false)?;
+        Ok(true)
+    })
+    .await;
+    pushed.unwrap_or_else(|err| {
+        tracing::warn!(error = ?err, "cannot push the partial work");
+        false
+    })
+}
+
+async fn open_pull(
+    ctx: &Context,
+    forge: &dyn Forge,
+    task: &tasks::Model,
+    plan: &Plan,
+    summary: &str,
+    run: Option<&AgentRun>,
+    duration: Duration,
+) -> Step<Success> {
+    let number = task.number as u32;
+    if task.kind == "follow_up" {
+        let pull = forge.pull(&task.repo, number).await?;
+        return Ok(Success::Done { pr_number: pull.number, pr_url: pull.url });
+    }
+    let result = run.and_then(|r| r.result.as_ref());
+    let task_url = task_url(ctx, task.id);
+    let body = report::pull_body(&PullFacts {
+        summary,
+        issue: Some(number),
+        task_id: task.id,
+        task_url: &task_url,
+        requested_by: &task.requested_by,
+        turns: result.and_then(|r| r.num_turns).or(task.turns.map(|t| t as u32)),
+        cost_usd: result.and_then(|r| r.total_cost_usd).or(task.cost_usd),
+        duration,
+    });
+    let title = task.title.lines().next().unwrap_or("forgehand").to_owned();
+    let pull = NewPull {
+        title: &title,
+        head: &plan.branch,
+        base: &plan.base,
+        body: &body,
+        draft: ctx.settings.pr.draft,
+    };
+    let opened = forge.create_pull(&task.repo, &pull).await?;
+    Ok(Success::Done { pr_number: opened.number, pr_url: opened.url })
+}
+
+/// The task's page, as linked from the forge.
+pub fn task_url(ctx: &Context, task_id: i64) -> String {
+    format!("{}/tasks/{task_id}", ctx.settings.server.public_url.trim_end_matches('/'))
+}
+
+/// Fails with `Stopped` when the task's lease is no longer ours (another executor took it).
+pub async fn ensure_lease(ctx: &Context, task: &tasks::Model) -> Step<()> {
+    let lease = chrono::Duration::seconds(ctx.settings.executor.lease_secs as i64);
+    match queries::heartbeat(ctx.db.connection(), task.id, &ctx.owner, chrono::Utc::now() + lease).await? {
+        Some(_) => Ok(()),
+        None => Err(Failure::Stopped),
+    }
+}
+
+async fn remove_workspace(ctx: &Arc<Context>, task_id: i64) {
+    let ctx = ctx.clone();
+    if let Err(err) = blocking(move || ctx.workspaces.remove_task(task_id)).await {
+        tracing::warn!(error = ?err, "cannot remove the workspace");
+    }
+}
+
+/// Runs git work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, WorkspaceError> + Send + 'static,
+) -> Step<T> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result.map_err(Failure::from),
+        Err(err) => {
+            Err(Failure::Permanent { reason: format!("git work stopped: {err}"), partial_branch: None })
+        }
+    }
+}
