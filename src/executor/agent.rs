@@ -1109,7 +1109,8 @@ mod tests {
         spec.args = build_args(PROMPT, 5, "claude-opus-4-1", Some("session-42"), &[]);
         let run = run(&spec, never_cancelled(), None).await.unwrap();
         assert_eq!(run.session_id.as_deref(), Some("session-42"));
-        let entry: Value = serde_json::from_str(std::fs::read_to_string(&log).unwrap().trim()).unwrap();
+        let written = std::fs::read_to_string(&log).unwrap();
+        let entry: Value = serde_json::from_str(written.lines().next().unwrap()).unwrap();
         assert_eq!(entry["resume"], "session-42");
         let names = entry["env_names"].as_array().unwrap();
         assert!(names.contains(&Value::from("ANTHROPIC_API_KEY")));
