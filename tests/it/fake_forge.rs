@@ -1,2 +1,2122 @@
 //! A fake forge: a real HTTP server holding repositories, issues, comments, labels, pull
 //! requests and permissions in memory, answering GitHub's or Gitea's REST API from that state.
+//!
+//! Tests arrange state (`add_repo`, `add_issue`, `set_permission`), point forgehand at
+//! `base_url()` with `token()`, then assert on the state (`pulls`, `comments`, `labels`) or on
+//! the request log. `wait_for` wakes on every change of state: nothing sleeps or polls.
+//! A request no route answers gets a 404 and is logged as unexpected; dropping the forge
+//! fails the test if one was never looked at through `unexpected()`.
+
+// A toolkit: every test uses only some of it.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+/// The token every fake forge accepts, as `Bearer <token>` or `token <token>`.
+pub const TOKEN: &str = "fake-forge-token";
+
+/// The bot's login unless a test sets another.
+pub const BOT_LOGIN: &str = "forgehand-bot";
+
+/// Which forge's REST API the fake speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Github,
+    Gitea,
+}
+
+/// Whether an issue or pull request is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssueState {
+    Open,
+    Closed,
+}
+
+/// A repository and everything in it.
+#[derive(Debug, Clone)]
+pub struct FakeRepo {
+    pub id: u64,
+    pub owner: String,
+    pub name: String,
+    /// A `file://` URL of a bare repository on disk (a plain path is turned into one).
+    pub clone_url: String,
+    pub default_branch: String,
+    pub private: bool,
+    pub labels: Vec<FakeLabel>,
+    /// Issues and pull requests share one number space, as on both forges.
+    pub issues: BTreeMap<u64, FakeIssue>,
+    /// Login → role: `admin`, `maintain`, `write`, `triage`, `read`, `none` (Gitea: `owner`).
+    pub permissions: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeLabel {
+    pub id: u64,
+    pub name: String,
+    pub color: String,
+    pub description: String,
+}
+
+/// An issue, or the issue half of a pull request.
+#[derive(Debug, Clone)]
+pub struct FakeIssue {
+    pub id: u64,
+    pub number: u64,
+    pub title: String,
+    pub body: String,
+    pub state: IssueState,
+    /// Label names, in the order they were added.
+    pub labels: Vec<String>,
+    pub user: String,
+    pub comments: Vec<FakeComment>,
+    pub reactions: Vec<FakeReaction>,
+    /// Present when this is a pull request.
+    pub pull: Option<PullPart>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
+/// What a pull request has beyond its issue.
+#[derive(Debug, Clone)]
+pub struct PullPart {
+    pub id: u64,
+    pub head: String,
+    pub base: String,
+    /// The head and base commits when the pull request was opened; answers re-read the
+    /// bare repository so later pushes show.
+    pub head_sha: String,
+    pub base_sha: String,
+    pub draft: bool,
+    pub reviews: Vec<FakeReview>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeComment {
+    pub id: u64,
+    pub body: String,
+    pub user: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub reactions: Vec<FakeReaction>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeReaction {
+    pub id: u64,
+    pub content: String,
+    pub user: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeReview {
+    pub id: u64,
+    pub user: String,
+    /// `approved`, `changes_requested` or `commented`.
+    pub state: String,
+    pub body: String,
+    pub commit_id: String,
+    pub submitted_at: DateTime<Utc>,
+}
+
+/// A pull request as tests look at it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakePull {
+    pub number: u64,
+    pub title: String,
+    pub body: String,
+    pub head: String,
+    pub base: String,
+    pub state: IssueState,
+    pub draft: bool,
+    pub html_url: String,
+    pub user: String,
+}
+
+/// One request the fake received.
+#[derive(Debug, Clone)]
+pub struct LoggedRequest {
+    pub method: String,
+    /// Relative to `base_url()` (`/repos/o/r/pulls`); in full when outside the API.
+    pub path: String,
+    pub query: String,
+    /// The JSON body, `Null` when empty, a string when not JSON.
+    pub body: Value,
+    pub status: u16,
+    /// No route answers it.
+    pub unexpected: bool,
+    /// Answered by `fail_next`.
+    pub injected: bool,
+}
+
+/// Everything the fake knows; tests read it through `with_state` and `wait_until`.
+#[derive(Debug)]
+pub struct ForgeState {
+    pub bot_login: String,
+    /// Gitea: the bot is a site administrator, so it may read anyone's permission.
+    pub bot_is_site_admin: bool,
+    pub repos: BTreeMap<String, FakeRepo>,
+    pub requests: Vec<LoggedRequest>,
+    dialect: Dialect,
+    api: String,
+    web: String,
+    faults: Vec<Fault>,
+    unexpected_seen: usize,
+}
+
+impl ForgeState {
+    /// The pull requests of `repo`, lowest number first.
+    pub fn pulls_of(&self, repo: &str) -> Vec<FakePull> {
+        let Some(r) = self.repos.get(repo) else { return Vec::new() };
+        r.issues.values().filter(|i| i.pull.is_some()).map(|i| fake_pull(&self.ctx(), r, i)).collect()
+    }
+
+    /// The comments on issue or pull request `n`.
+    pub fn comments_of(&self, repo: &str, n: u64) -> Vec<FakeComment> {
+        self.issue(repo, n).map(|i| i.comments.clone()).unwrap_or_default()
+    }
+
+    /// The label names on issue or pull request `n`.
+    pub fn labels_of(&self, repo: &str, n: u64) -> Vec<String> {
+        self.issue(repo, n).map(|i| i.labels.clone()).unwrap_or_default()
+    }
+
+    pub fn issue(&self, repo: &str, n: u64) -> Option<&FakeIssue> {
+        self.repos.get(repo)?.issues.get(&n)
+    }
+
+    fn issue_mut(&mut self, repo: &str, n: u64) -> &mut FakeIssue {
+        let issues = &mut self.repo_mut(repo).issues;
+        issues.get_mut(&n).unwrap_or_else(|| panic!("no issue {n} in {repo}"))
+    }
+
+    fn repo_mut(&mut self, repo: &str) -> &mut FakeRepo {
+        self.repos.get_mut(repo).unwrap_or_else(|| panic!("no repository {repo}"))
+    }
+
+    fn ctx(&self) -> Ctx {
+        Ctx {
+            dialect: self.dialect,
+            api: self.api.clone(),
+            web: self.web.clone(),
+            bot: self.bot_login.clone(),
+            site_admin: self.bot_is_site_admin,
+        }
+    }
+}
+
+/// A running fake forge; the server stops when it is dropped.
+pub struct FakeForge {
+    shared: Arc<Shared>,
+    server: tokio::task::JoinHandle<()>,
+    base_url: String,
+}
+
+struct Shared {
+    dialect: Dialect,
+    state: Mutex<ForgeState>,
+    changed: Notify,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, ForgeState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Changes the state and wakes every `wait_until`.
+    fn mutate<T>(&self, change: impl FnOnce(&mut ForgeState) -> T) -> T {
+        let result = change(&mut self.lock());
+        self.changed.notify_waiters();
+        result
+    }
+}
+
+impl FakeForge {
+    /// A fake GitHub at `http://127.0.0.1:PORT`.
+    pub async fn github() -> FakeForge {
+        FakeForge::start(Dialect::Github).await
+    }
+
+    /// A fake Gitea whose API lives at `http://127.0.0.1:PORT/api/v1`.
+    pub async fn gitea() -> FakeForge {
+        FakeForge::start(Dialect::Gitea).await
+    }
+
+    async fn start(dialect: Dialect) -> FakeForge {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the fake forge");
+        let web = format!("http://{}", listener.local_addr().unwrap());
+        let api = match dialect {
+            Dialect::Github => web.clone(),
+            Dialect::Gitea => format!("{web}/api/v1"),
+        };
+        let state = ForgeState {
+            bot_login: BOT_LOGIN.into(),
+            bot_is_site_admin: false,
+            repos: BTreeMap::new(),
+            requests: Vec::new(),
+            dialect,
+            api: api.clone(),
+            web,
+            faults: Vec::new(),
+            unexpected_seen: 0,
+        };
+        let shared = Arc::new(Shared { dialect, state: Mutex::new(state), changed: Notify::new() });
+        let router = axum::Router::new().fallback(serve).with_state(shared.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        FakeForge { shared, server, base_url: api }
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.shared.dialect
+    }
+
+    /// The API base forgehand is given as `api_url`.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    pub fn token(&self) -> &'static str {
+        TOKEN
+    }
+
+    pub fn bot_login(&self) -> String {
+        self.shared.lock().bot_login.clone()
+    }
+
+    pub fn set_bot_login(&self, login: &str) {
+        self.shared.mutate(|s| s.bot_login = login.into());
+    }
+
+    /// Gitea: makes the bot a site administrator (or not).
+    pub fn set_site_admin(&self, admin: bool) {
+        self.shared.mutate(|s| s.bot_is_site_admin = admin);
+    }
+
+    /// A `[[forges]]` entry pointing forgehand at this fake.
+    pub fn config_toml(&self, name: &str, webhook_secret: &str) -> String {
+        let kind = match self.dialect() {
+            Dialect::Github => "github",
+            Dialect::Gitea => "gitea",
+        };
+        format!(
+            "[[forges]]\nname = \"{name}\"\nkind = \"{kind}\"\napi_url = \"{}\"\ntoken = \"{TOKEN}\"\n\
+             webhook_secret = \"{webhook_secret}\"\nbot_login = \"{}\"\n",
+            self.base_url,
+            self.bot_login()
+        )
+    }
+
+    /// Adds `owner/name`, public, whose git data lives at `clone_url` (a bare repository's
+    /// path or `file://` URL). The bot gets `write` on it.
+    pub fn add_repo(&self, full_name: &str, clone_url: &str, default_branch: &str) {
+        let (owner, name) = full_name.split_once('/').expect("owner/name");
+        let repo = FakeRepo {
+            id: new_id(),
+            owner: owner.into(),
+            name: name.into(),
+            clone_url: file_url(clone_url),
+            default_branch: default_branch.into(),
+            private: false,
+            labels: Vec::new(),
+            issues: BTreeMap::new(),
+            permissions: BTreeMap::new(),
+        };
+        self.shared.mutate(|s| {
+            let mut repo = repo;
+            repo.permissions.insert(s.bot_login.clone(), "write".into());
+            s.repos.insert(full_name.into(), repo);
+        });
+    }
+
+    /// Defines a label on `repo` and returns its id.
+    pub fn add_label(&self, repo: &str, name: &str, color: &str, description: &str) -> u64 {
+        self.shared.mutate(|s| {
+            let label = FakeLabel {
+                id: new_id(),
+                name: name.into(),
+                color: color.into(),
+                description: description.into(),
+            };
+            let id = label.id;
+            s.repo_mut(repo).labels.push(label);
+            id
+        })
+    }
+
+    /// Adds an open issue; labels it names that `repo` lacks are created.
+    pub fn add_issue(&self, repo: &str, number: u64, title: &str, body: &str, labels: &[&str], author: &str) {
+        self.shared.mutate(|s| {
+            let r = s.repo_mut(repo);
+            let mut issue = new_issue(number, title, body, author);
+            for label in labels {
+                issue.labels.push(r.ensure_label(label).name.clone());
+            }
+            r.issues.insert(number, issue);
+        });
+    }
+
+    /// Adds an open pull request from `head` into `base`, opened by the bot.
+    pub fn add_pull(&self, repo: &str, number: u64, title: &str, head: &str, base: &str) {
+        self.shared.mutate(|s| {
+            let bot = s.bot_login.clone();
+            let r = s.repo_mut(repo);
+            let mut issue = new_issue(number, title, "", &bot);
+            issue.pull = Some(new_pull_part(r, head, base, false));
+            r.issues.insert(number, issue);
+        });
+    }
+
+    /// Sets `login`'s role on `repo` (see [`FakeRepo::permissions`]).
+    pub fn set_permission(&self, repo: &str, login: &str, role: &str) {
+        assert!(legacy_permission(role).is_some(), "unknown role {role}");
+        self.shared.mutate(|s| s.repo_mut(repo).permissions.insert(login.into(), role.into()));
+    }
+
+    /// Closes issue or pull request `n`.
+    pub fn set_closed(&self, repo: &str, n: u64) {
+        self.shared.mutate(|s| s.issue_mut(repo, n).close());
+    }
+
+    pub fn comments(&self, repo: &str, n: u64) -> Vec<FakeComment> {
+        self.shared.lock().comments_of(repo, n)
+    }
+
+    pub fn labels(&self, repo: &str, n: u64) -> Vec<String> {
+        self.shared.lock().labels_of(repo, n)
+    }
+
+    /// Reactions on issue or pull request `n` itself.
+    pub fn reactions(&self, repo: &str, n: u64) -> Vec<FakeReaction> {
+        self.shared.lock().issue(repo, n).map(|i| i.reactions.clone()).unwrap_or_default()
+    }
+
+    pub fn pulls(&self, repo: &str) -> Vec<FakePull> {
+        self.shared.lock().pulls_of(repo)
+    }
+
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        self.shared.lock().requests.clone()
+    }
+
+    /// The requests no route answered; looking at them satisfies the check on drop.
+    pub fn unexpected(&self) -> Vec<LoggedRequest> {
+        let mut state = self.shared.lock();
+        let unexpected: Vec<_> = state.requests.iter().filter(|r| r.unexpected).cloned().collect();
+        state.unexpected_seen = unexpected.len();
+        unexpected
+    }
+
+    /// Reads the state.
+    pub fn with_state<T>(&self, read: impl FnOnce(&ForgeState) -> T) -> T {
+        read(&self.shared.lock())
+    }
+
+    /// Waits until `condition` holds, re-checking on every change of state; false when
+    /// `timeout` passes first.
+    pub async fn wait_until(&self, condition: impl Fn(&ForgeState) -> bool, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let changed = self.shared.changed.notified();
+            tokio::pin!(changed);
+            // Register before checking, so a change between the check and the wait wakes us.
+            changed.as_mut().enable();
+            if condition(&self.shared.lock()) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return condition(&self.shared.lock());
+            }
+        }
+    }
+
+    /// Waits up to 10 s for `condition`, failing the test with the request log otherwise.
+    pub async fn wait_for(&self, condition: impl Fn(&ForgeState) -> bool) {
+        if !self.wait_until(condition, Duration::from_secs(10)).await {
+            let log: Vec<String> =
+                self.requests().iter().map(|r| format!("{} {} -> {}", r.method, r.path, r.status)).collect();
+            panic!("the fake forge never reached the awaited state; requests:\n{}", log.join("\n"));
+        }
+    }
+
+    /// The next `times` requests whose method is `method` (`*`: any) and whose path (relative
+    /// to `base_url()`) starts with `path_prefix` are answered `status` with `headers`,
+    /// before anything else happens.
+    pub fn fail_next(
+        &self,
+        method: &str,
+        path_prefix: &str,
+        status: u16,
+        headers: &[(&str, &str)],
+        times: usize,
+    ) {
+        let headers = headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+        self.push_fault(method, path_prefix, times, FaultAction::Fail { status, headers });
+    }
+
+    /// The next `times` matching requests (as in `fail_next`) are answered after `delay`.
+    pub fn delay_next(&self, method: &str, path_prefix: &str, delay: Duration, times: usize) {
+        self.push_fault(method, path_prefix, times, FaultAction::Delay(delay));
+    }
+
+    fn push_fault(&self, method: &str, prefix: &str, times: usize, action: FaultAction) {
+        let fault = Fault { method: method.to_ascii_uppercase(), prefix: prefix.into(), times, action };
+        self.shared.mutate(|s| s.faults.push(fault));
+    }
+}
+
+impl Drop for FakeForge {
+    fn drop(&mut self) {
+        self.server.abort();
+        if std::thread::panicking() {
+            return;
+        }
+        let state = self.shared.lock();
+        let unexpected: Vec<_> = state.requests.iter().filter(|r| r.unexpected).collect();
+        if unexpected.len() > state.unexpected_seen {
+            let list: Vec<String> = unexpected.iter().map(|r| format!("{} {}", r.method, r.path)).collect();
+            panic!("the fake forge has no route for: {}", list.join(", "));
+        }
+    }
+}
+
+impl FakeRepo {
+    pub fn full_name(&self) -> String {
+        format!("{}/{}", self.owner, self.name)
+    }
+
+    /// The label named `name` (case-insensitively, as both forges match).
+    pub fn label(&self, name: &str) -> Option<&FakeLabel> {
+        self.labels.iter().find(|l| l.name.eq_ignore_ascii_case(name))
+    }
+
+    fn ensure_label(&mut self, name: &str) -> &FakeLabel {
+        if let Some(index) = self.labels.iter().position(|l| l.name.eq_ignore_ascii_case(name)) {
+            return &self.labels[index];
+        }
+        let label =
+            FakeLabel { id: new_id(), name: name.into(), color: "ededed".into(), description: String::new() };
+        self.labels.push(label);
+        self.labels.last().unwrap()
+    }
+
+    /// `login`'s role: set explicitly, `admin` for the owner, else what anyone has on a
+    /// public repository (`read`) or a private one (`none`).
+    fn role_of(&self, login: &str) -> String {
+        if let Some(role) = self.permissions.iter().find(|(l, _)| l.eq_ignore_ascii_case(login)) {
+            return role.1.clone();
+        }
+        let role = if login.eq_ignore_ascii_case(&self.owner) {
+            "admin"
+        } else if self.private {
+            "none"
+        } else {
+            "read"
+        };
+        role.into()
+    }
+
+    fn next_number(&self) -> u64 {
+        self.issues.keys().next_back().map_or(1, |n| n + 1)
+    }
+}
+
+impl FakeIssue {
+    fn close(&mut self) {
+        self.state = IssueState::Closed;
+        self.closed_at = Some(Utc::now());
+        self.updated_at = Utc::now();
+    }
+}
+
+fn new_issue(number: u64, title: &str, body: &str, author: &str) -> FakeIssue {
+    let now = Utc::now();
+    FakeIssue {
+        id: new_id(),
+        number,
+        title: title.into(),
+        body: body.into(),
+        state: IssueState::Open,
+        labels: Vec::new(),
+        user: author.into(),
+        comments: Vec::new(),
+        reactions: Vec::new(),
+        pull: None,
+        created_at: now,
+        updated_at: now,
+        closed_at: None,
+    }
+}
+
+fn new_pull_part(repo: &FakeRepo, head: &str, base: &str, draft: bool) -> PullPart {
+    let sha =
+        |branch| branch_tip(&repo.clone_url, branch).map_or_else(|| ZERO_SHA.to_string(), |o| o.to_string());
+    PullPart {
+        id: new_id(),
+        head: head.into(),
+        base: base.into(),
+        head_sha: sha(head),
+        base_sha: sha(base),
+        draft,
+        reviews: Vec::new(),
+    }
+}
+
+fn fake_pull(ctx: &Ctx, repo: &FakeRepo, issue: &FakeIssue) -> FakePull {
+    let pull = issue.pull.as_ref().expect("a pull request");
+    FakePull {
+        number: issue.number,
+        title: issue.title.clone(),
+        body: issue.body.clone(),
+        head: pull.head.clone(),
+        base: pull.base.clone(),
+        state: issue.state,
+        draft: pull.draft,
+        html_url: ctx.html_url(repo, issue),
+        user: issue.user.clone(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Serving: log, inject faults, authenticate, route.
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug)]
+struct Fault {
+    method: String,
+    prefix: String,
+    times: usize,
+    action: FaultAction,
+}
+
+#[derive(Debug)]
+enum FaultAction {
+    Fail { status: u16, headers: Vec<(String, String)> },
+    Delay(Duration),
+}
+
+/// A request, reduced to what routing needs.
+struct Incoming {
+    method: String,
+    /// Relative to the API base; `None` outside it.
+    api_path: Option<String>,
+    raw_path: String,
+    query: Vec<(String, String)>,
+    raw_query: String,
+    token: Option<String>,
+    body: Value,
+}
+
+impl Incoming {
+    fn new(dialect: Dialect, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Incoming {
+        let prefix = match dialect {
+            Dialect::Github => "",
+            Dialect::Gitea => "/api/v1",
+        };
+        let raw_query = uri.query().unwrap_or_default().to_owned();
+        Incoming {
+            method: method.as_str().to_owned(),
+            api_path: uri.path().strip_prefix(prefix).filter(|p| p.starts_with('/')).map(str::to_owned),
+            raw_path: uri.path().to_owned(),
+            query: form_urlencoded::parse(raw_query.as_bytes()).into_owned().collect(),
+            raw_query,
+            token: headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(token_of),
+            body: if body.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(body).unwrap_or_else(|_| String::from_utf8_lossy(body).into())
+            },
+        }
+    }
+
+    fn path(&self) -> &str {
+        self.api_path.as_deref().unwrap_or(&self.raw_path)
+    }
+
+    fn param(&self, name: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// A string field of the JSON body.
+    fn field(&self, name: &str) -> Option<&str> {
+        self.body.get(name).and_then(Value::as_str)
+    }
+
+    fn matches(&self, fault: &Fault) -> bool {
+        (fault.method == "*" || fault.method == self.method) && self.path().starts_with(&fault.prefix)
+    }
+}
+
+/// The token of an `Authorization` header: `Bearer <t>` or `token <t>`.
+fn token_of(header: &str) -> Option<String> {
+    let (scheme, token) = header.split_once(' ')?;
+    let known = scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token");
+    known.then(|| token.trim().to_owned())
+}
+
+/// A response under construction.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    body: Option<Value>,
+    headers: Vec<(String, String)>,
+}
+
+/// Handlers return `Err` for refusals so `?` can short-circuit.
+type Answer = Result<Reply, Reply>;
+
+impl Reply {
+    fn json(status: u16, body: Value) -> Reply {
+        Reply { status, body: Some(body), headers: Vec::new() }
+    }
+
+    fn ok(body: Value) -> Reply {
+        Reply::json(200, body)
+    }
+
+    fn empty(status: u16) -> Reply {
+        Reply { status, body: None, headers: Vec::new() }
+    }
+
+    fn header(mut self, name: &str, value: impl ToString) -> Reply {
+        self.headers.push((name.into(), value.to_string()));
+        self
+    }
+}
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = match self.body {
+            Some(body) => (status, axum::Json(body)).into_response(),
+            None => status.into_response(),
+        };
+        for (name, value) in self.headers {
+            if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+                response.headers_mut().append(name, value);
+            }
+        }
+        response
+    }
+}
+
+async fn serve(
+    extract::State(shared): extract::State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request = Incoming::new(shared.dialect, &method, &uri, &headers, &body);
+    if let Some(delay) = shared.mutate(|s| s.take_fault(&request, true)).map(|f| f.delay) {
+        tokio::time::sleep(delay).await;
+    }
+    shared.mutate(|s| s.answer(&request)).into_response()
+}
+
+/// A fault that fired: how long to wait, or what to answer.
+struct Fired {
+    delay: Duration,
+    reply: Option<Reply>,
+}
+
+impl ForgeState {
+    /// Consumes one use of the first fault of the wanted kind matching `request`.
+    fn take_fault(&mut self, request: &Incoming, delay: bool) -> Option<Fired> {
+        let index = self.faults.iter().position(|f| {
+            request.matches(f) && f.times > 0 && matches!(f.action, FaultAction::Delay(_)) == delay
+        })?;
+        let fault = &mut self.faults[index];
+        fault.times -= 1;
+        let fired = match &fault.action {
+            FaultAction::Delay(delay) => Fired { delay: *delay, reply: None },
+            FaultAction::Fail { status, headers } => {
+                Fired { delay: Duration::ZERO, reply: Some(failure(*status, headers)) }
+            }
+        };
+        self.faults.retain(|f| f.times > 0);
+        Some(fired)
+    }
+
+    fn answer(&mut self, request: &Incoming) -> Reply {
+        let (reply, unexpected, injected) = self.reply_to(request);
+        self.requests.push(LoggedRequest {
+            method: request.method.clone(),
+            path: request.path().to_owned(),
+            query: request.raw_query.clone(),
+            body: request.body.clone(),
+            status: reply.status,
+            unexpected,
+            injected,
+        });
+        reply
+    }
+
+    /// The reply, whether no route knew the request, and whether a fault answered it.
+    fn reply_to(&mut self, request: &Incoming) -> (Reply, bool, bool) {
+        if let Some(reply) = self.take_fault(request, false).and_then(|f| f.reply) {
+            return (reply, false, true);
+        }
+        let Some(target) = request.api_path.as_deref().and_then(|p| route(self.dialect, &request.method, p))
+        else {
+            return (Reply::json(404, json!({ "message": "Not Found" })), true, false);
+        };
+        let ctx = self.ctx();
+        if request.token.as_deref() != Some(TOKEN) {
+            return (ctx.unauthorized(request.token.is_some()), false, false);
+        }
+        (self.execute(&ctx, request, target), false, false)
+    }
+
+    fn execute(&mut self, ctx: &Ctx, request: &Incoming, (repo, route): (Option<String>, Route)) -> Reply {
+        let Some(full_name) = repo else { return Reply::ok(ctx.current_user()) };
+        let Some(repo) = self.repos.get_mut(&full_name) else { return ctx.not_found() };
+        let exchange = Exchange { ctx, request };
+        exchange.run(repo, route).unwrap_or_else(|refusal| refusal)
+    }
+}
+
+/// The answer of an injected failure, shaped like the forge's own.
+fn failure(status: u16, headers: &[(String, String)]) -> Reply {
+    let rate_limited =
+        headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("x-ratelimit-remaining") && v == "0");
+    let message = match status {
+        403 if rate_limited => "API rate limit exceeded for user ID 1.",
+        429 => "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+        _ => {
+            StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Injected failure")
+        }
+    };
+    let mut reply = Reply::json(status, json!({ "message": message }));
+    reply.headers = headers.to_vec();
+    reply
+}
+
+/// One endpoint of either dialect.
+#[derive(Debug)]
+enum Route {
+    CurrentUser,
+    Repo,
+    Permission(String),
+    Issue(String),
+    Comments(String),
+    PostComment(String),
+    EditComment(String),
+    CommentReaction(String),
+    RepoLabels,
+    Label(String),
+    CreateLabel,
+    IssueLabels(String),
+    AddLabels(String),
+    RemoveLabel(String, String),
+    IssueReaction(String),
+    ListPulls,
+    CreatePull,
+    Pull(String),
+    EditPull(String),
+    PullByBaseHead(String, String),
+}
+
+/// The repository (`owner/name`, if any) and endpoint `method path` addresses.
+fn route(dialect: Dialect, method: &str, path: &str) -> Option<(Option<String>, Route)> {
+    use Route::*;
+    let segments: Vec<String> = path.trim_matches('/').split('/').map(percent_decode).collect();
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    if let ("GET", ["user"]) = (method, segments.as_slice()) {
+        return Some((None, CurrentUser));
+    }
+    let ["repos", owner, name, rest @ ..] = segments.as_slice() else { return None };
+    let s = |x: &&str| x.to_string();
+    let gitea = dialect == Dialect::Gitea;
+    let route = match (method, rest) {
+        ("GET", []) => Repo,
+        ("GET", ["collaborators", user, "permission"]) => Permission(s(user)),
+        ("GET", ["issues", n]) => Issue(s(n)),
+        ("GET", ["issues", n, "comments"]) => Comments(s(n)),
+        ("POST", ["issues", n, "comments"]) => PostComment(s(n)),
+        ("PATCH", ["issues", "comments", id]) => EditComment(s(id)),
+        // GitHub takes POST for PATCH (octocrab's `update_comment` relies on it); Gitea does not.
+        ("POST", ["issues", "comments", id]) if !gitea => EditComment(s(id)),
+        ("POST", ["issues", "comments", id, "reactions"]) => CommentReaction(s(id)),
+        ("GET", ["labels"]) => RepoLabels,
+        ("GET", ["labels", name]) if !gitea => Label(s(name)),
+        ("POST", ["labels"]) => CreateLabel,
+        ("GET", ["issues", n, "labels"]) => IssueLabels(s(n)),
+        ("POST", ["issues", n, "labels"]) => AddLabels(s(n)),
+        ("DELETE", ["issues", n, "labels", label]) => RemoveLabel(s(n), s(label)),
+        ("POST", ["issues", n, "reactions"]) => IssueReaction(s(n)),
+        ("GET", ["pulls"]) => ListPulls,
+        ("POST", ["pulls"]) => CreatePull,
+        ("GET", ["pulls", n]) => Pull(s(n)),
+        ("PATCH", ["pulls", n]) => EditPull(s(n)),
+        ("POST", ["pulls", n]) if !gitea => EditPull(s(n)),
+        // Gitea's route is `pulls/{base}/*`: a head with slashes spans several segments.
+        ("GET", ["pulls", base, head @ ..]) if gitea && !head.is_empty() => {
+            PullByBaseHead(s(base), head.join("/"))
+        }
+        _ => return None,
+    };
+    Some((Some(format!("{owner}/{name}")), route))
+}
+
+// ---------------------------------------------------------------------------------------
+// Endpoints: one state change each, rendered in the forge's dialect.
+// ---------------------------------------------------------------------------------------
+
+/// One request being answered.
+struct Exchange<'a> {
+    ctx: &'a Ctx,
+    request: &'a Incoming,
+}
+
+impl Exchange<'_> {
+    fn run(&self, repo: &mut FakeRepo, route: Route) -> Answer {
+        let ctx = self.ctx;
+        match route {
+            Route::CurrentUser => Ok(Reply::ok(ctx.current_user())),
+            Route::Repo => Ok(Reply::ok(ctx.repo(repo))),
+            Route::Permission(login) => self.permission(repo, &login),
+            Route::Issue(n) => Ok(Reply::ok(ctx.issue(repo, issue(ctx, repo, &n)?))),
+            Route::Comments(n) => self.comments(repo, &n),
+            Route::PostComment(n) => self.post_comment(repo, &n),
+            Route::EditComment(id) => self.edit_comment(repo, &id),
+            Route::CommentReaction(id) => self.react_to_comment(repo, &id),
+            Route::RepoLabels => {
+                let labels = repo.labels.iter().map(|l| ctx.label(repo, l)).collect();
+                Ok(self.page(labels))
+            }
+            Route::Label(name) => {
+                let label = repo.label(&name).ok_or_else(|| ctx.not_found())?;
+                Ok(Reply::ok(ctx.label(repo, label)))
+            }
+            Route::CreateLabel => self.create_label(repo),
+            Route::IssueLabels(n) => Ok(Reply::ok(ctx.labels(repo, issue(ctx, repo, &n)?))),
+            Route::AddLabels(n) => self.add_labels(repo, &n),
+            Route::RemoveLabel(n, label) => self.remove_label(repo, &n, &label),
+            Route::IssueReaction(n) => self.react_to_issue(repo, &n),
+            Route::ListPulls => self.list_pulls(repo),
+            Route::CreatePull => self.create_pull(repo),
+            Route::Pull(n) => Ok(Reply::ok(ctx.pull(repo, pull(ctx, repo, &n)?))),
+            Route::EditPull(n) => self.edit_pull(repo, &n),
+            Route::PullByBaseHead(base, head) => self.pull_by_base_head(repo, &base, &head),
+        }
+    }
+
+    fn permission(&self, repo: &FakeRepo, login: &str) -> Answer {
+        let ctx = self.ctx;
+        let bot_role = repo.role_of(&ctx.bot);
+        let bot = legacy_permission(&bot_role).unwrap_or("none");
+        match ctx.dialect {
+            Dialect::Github if !matches!(bot, "admin" | "write") => {
+                Err(ctx.error(403, "Must have push access to view collaborator permission."))
+            }
+            Dialect::Gitea if !(ctx.site_admin || login.eq_ignore_ascii_case(&ctx.bot) || bot == "admin") => {
+                Err(ctx.error(
+                    403,
+                    "Only admins can query all permissions, repo admins can query all repo permissions, \
+                     collaborators can query only their own",
+                ))
+            }
+            _ => Ok(Reply::ok(ctx.permission(repo, login))),
+        }
+    }
+
+    fn comments(&self, repo: &FakeRepo, n: &str) -> Answer {
+        let issue = issue(self.ctx, repo, n)?;
+        Ok(self.page(issue.comments.iter().map(|c| self.ctx.comment(repo, issue, c)).collect()))
+    }
+
+    fn post_comment(&self, repo: &mut FakeRepo, n: &str) -> Answer {
+        let body = self.required("body")?.to_owned();
+        let bot = self.ctx.bot.clone();
+        let issue = issue_mut(self.ctx, repo, n)?;
+        let now = Utc::now();
+        let comment = FakeComment {
+            id: new_id(),
+            body,
+            user: bot,
+            created_at: now,
+            updated_at: now,
+            reactions: vec![],
+        };
+        issue.comments.push(comment);
+        issue.updated_at = now;
+        let issue = &repo.issues[&issue_number(n)];
+        Ok(Reply::json(201, self.ctx.comment(repo, issue, issue.comments.last().unwrap())))
+    }
+
+    fn edit_comment(&self, repo: &mut FakeRepo, id: &str) -> Answer {
+        let body = self.required("body")?.to_owned();
+        let (number, index) = find_comment(repo, id).ok_or_else(|| self.ctx.not_found())?;
+        let issue = repo.issues.get_mut(&number).unwrap();
+        issue.comments[index].body = body;
+        issue.comments[index].updated_at = Utc::now();
+        let issue = &repo.issues[&number];
+        Ok(Reply::ok(self.ctx.comment(repo, issue, &issue.comments[index])))
+    }
+
+    fn react_to_issue(&self, repo: &mut FakeRepo, n: &str) -> Answer {
+        let content = self.reaction_content()?;
+        let bot = self.ctx.bot.clone();
+        let issue = issue_mut(self.ctx, repo, n)?;
+        let (created, reaction) = add_reaction(&mut issue.reactions, &content, &bot);
+        Ok(Reply::json(if created { 201 } else { 200 }, self.ctx.reaction(&reaction)))
+    }
+
+    fn react_to_comment(&self, repo: &mut FakeRepo, id: &str) -> Answer {
+        let content = self.reaction_content()?;
+        let (number, index) = find_comment(repo, id).ok_or_else(|| self.ctx.not_found())?;
+        let comment = &mut repo.issues.get_mut(&number).unwrap().comments[index];
+        let (created, reaction) = add_reaction(&mut comment.reactions, &content, &self.ctx.bot);
+        Ok(Reply::json(if created { 201 } else { 200 }, self.ctx.reaction(&reaction)))
+    }
+
+    fn reaction_content(&self) -> Result<String, Reply> {
+        let content = self.required("content")?;
+        if REACTIONS.contains(&content) {
+            return Ok(content.to_owned());
+        }
+        Err(match self.ctx.dialect {
+            Dialect::Github => self
+                .ctx
+                .validation(json!([{ "resource": "Reaction", "field": "content", "code": "invalid" }])),
+            Dialect::Gitea => self.ctx.error(403, &format!("'{content}' is not an allowed reaction")),
+        })
+    }
+
+    fn create_label(&self, repo: &mut FakeRepo) -> Answer {
+        let ctx = self.ctx;
+        let name = self.required("name")?.to_owned();
+        let color = self.request.field("color").unwrap_or_default();
+        let color = normalize_color(color).ok_or_else(|| match ctx.dialect {
+            Dialect::Github => {
+                ctx.validation(json!([{ "resource": "Label", "field": "color", "code": "invalid" }]))
+            }
+            Dialect::Gitea => ctx.error(422, &format!("invalid color: {color}")),
+        })?;
+        // GitHub keeps names unique; Gitea happily creates a second label of the same name.
+        if ctx.dialect == Dialect::Github && repo.label(&name).is_some() {
+            return Err(
+                ctx.validation(json!([{ "resource": "Label", "code": "already_exists", "field": "name" }]))
+            );
+        }
+        let description = self.request.field("description").unwrap_or_default().to_owned();
+        repo.labels.push(FakeLabel { id: new_id(), name, color, description });
+        Ok(Reply::json(201, ctx.label(repo, repo.labels.last().unwrap())))
+    }
+
+    fn add_labels(&self, repo: &mut FakeRepo, n: &str) -> Answer {
+        issue(self.ctx, repo, n)?;
+        let names = match self.ctx.dialect {
+            Dialect::Github => self.github_label_names(repo)?,
+            Dialect::Gitea => self.gitea_label_names(repo)?,
+        };
+        let issue = repo.issues.get_mut(&issue_number(n)).unwrap();
+        for name in names {
+            if !issue.labels.iter().any(|l| l.eq_ignore_ascii_case(&name)) {
+                issue.labels.push(name);
+            }
+        }
+        issue.updated_at = Utc::now();
+        Ok(Reply::ok(self.ctx.labels(repo, &repo.issues[&issue_number(n)])))
+    }
+
+    /// GitHub: names (or `{name}` objects), as `{labels: [...]}` or a bare array; labels the
+    /// repository lacks are created.
+    fn github_label_names(&self, repo: &mut FakeRepo) -> Result<Vec<String>, Reply> {
+        let list = self.request.body.get("labels").unwrap_or(&self.request.body);
+        let names: Option<Vec<&str>> =
+            list.as_array().map(|l| l.iter().filter_map(|v| v.as_str().or(v["name"].as_str())).collect());
+        let names =
+            names.ok_or_else(|| self.ctx.validation(json!([{ "resource": "Label", "code": "invalid" }])))?;
+        Ok(names.into_iter().map(|name| repo.ensure_label(name).name.clone()).collect())
+    }
+
+    /// Gitea: ids or names, not both; unknown ones are silently skipped.
+    fn gitea_label_names(&self, repo: &FakeRepo) -> Result<Vec<String>, Reply> {
+        let list = self.request.body.get("labels").and_then(Value::as_array).cloned().unwrap_or_default();
+        let ids: Vec<u64> = list.iter().filter_map(Value::as_u64).collect();
+        let names: Vec<&str> = list.iter().filter_map(Value::as_str).collect();
+        if ids.len() + names.len() != list.len() {
+            return Err(self.ctx.error(400, "a label must be an integer or a string"));
+        }
+        if !ids.is_empty() && !names.is_empty() {
+            return Err(self.ctx.error(400, "labels should be an array of strings or integers"));
+        }
+        let known = repo.labels.iter().filter(|l| ids.contains(&l.id) || names.contains(&l.name.as_str()));
+        Ok(known.map(|l| l.name.clone()).collect())
+    }
+
+    fn remove_label(&self, repo: &mut FakeRepo, n: &str, label: &str) -> Answer {
+        let ctx = self.ctx;
+        issue(ctx, repo, n)?;
+        let name = match ctx.dialect {
+            Dialect::Github => label.to_owned(),
+            Dialect::Gitea => {
+                let found = repo.labels.iter().find(|l| label.parse() == Ok(l.id));
+                let label =
+                    found.ok_or_else(|| ctx.error(422, &format!("label does not exist [id: {label}]")))?;
+                label.name.clone()
+            }
+        };
+        let issue = repo.issues.get_mut(&issue_number(n)).unwrap();
+        let position = issue.labels.iter().position(|l| l.eq_ignore_ascii_case(&name));
+        match (ctx.dialect, position) {
+            (Dialect::Github, None) => return Err(ctx.error(404, "Label does not exist")),
+            (_, Some(index)) => {
+                issue.labels.remove(index);
+                issue.updated_at = Utc::now();
+            }
+            (Dialect::Gitea, None) => {}
+        }
+        Ok(match ctx.dialect {
+            Dialect::Github => Reply::ok(ctx.labels(repo, &repo.issues[&issue_number(n)])),
+            Dialect::Gitea => Reply::empty(204),
+        })
+    }
+
+    fn list_pulls(&self, repo: &FakeRepo) -> Answer {
+        let state = self.request.param("state").unwrap_or("open");
+        // GitHub ignores a `head` filter without the `owner:` part: it filters nothing.
+        let head = match self.ctx.dialect {
+            Dialect::Github => self.request.param("head").and_then(|h| h.split_once(':')),
+            Dialect::Gitea => None,
+        };
+        let base = self.request.param("base");
+        let pulls = repo.issues.values().rev().filter(|i| {
+            let Some(pull) = &i.pull else { return false };
+            let open = i.state == IssueState::Open;
+            let state_ok = state == "all" || (state == "open") == open;
+            let head_ok = head.is_none_or(|(owner, branch)| owner == repo.owner && branch == pull.head);
+            state_ok && head_ok && base.is_none_or(|b| b == pull.base)
+        });
+        Ok(self.page(pulls.map(|i| self.ctx.pull(repo, i)).collect()))
+    }
+
+    fn create_pull(&self, repo: &mut FakeRepo) -> Answer {
+        let request = self.request;
+        let title = self.required("title")?.to_owned();
+        let head = self.required("head")?;
+        let base = self.required("base")?;
+        let branch = match head.split_once(':') {
+            Some((owner, branch)) if owner == repo.owner => branch,
+            Some(_) => "",
+            None => head,
+        };
+        self.check_new_pull(repo, branch, base)?;
+        let draft = match self.ctx.dialect {
+            Dialect::Github => request.body.get("draft").and_then(Value::as_bool).unwrap_or(false),
+            Dialect::Gitea => title.starts_with("WIP:") || title.starts_with("[WIP]"),
+        };
+        let number = repo.next_number();
+        let mut issue = new_issue(number, &title, request.field("body").unwrap_or_default(), &self.ctx.bot);
+        issue.pull = Some(new_pull_part(repo, branch, base, draft));
+        repo.issues.insert(number, issue);
+        Ok(Reply::json(201, self.ctx.pull(repo, &repo.issues[&number])))
+    }
+
+    /// Refuses a pull request the forge would refuse, with the forge's status and message.
+    fn check_new_pull(&self, repo: &FakeRepo, head: &str, base: &str) -> Result<(), Reply> {
+        let ctx = self.ctx;
+        let invalid = |field: &str| json!([{ "resource": "PullRequest", "field": field, "code": "invalid" }]);
+        if ctx.dialect == Dialect::Gitea && head == base {
+            return Err(
+                ctx.error(422, "Invalid PullRequest: There are no changes between the head and the base")
+            );
+        }
+        let head_tip = branch_tip(&repo.clone_url, head);
+        let base_tip = branch_tip(&repo.clone_url, base);
+        match (ctx.dialect, head_tip, base_tip) {
+            (Dialect::Github, None, _) => return Err(ctx.validation(invalid("head"))),
+            (Dialect::Github, _, None) => return Err(ctx.validation(invalid("base"))),
+            (Dialect::Gitea, None, _) | (Dialect::Gitea, _, None) => return Err(ctx.not_found()),
+            _ => {}
+        }
+        if let Some(existing) = open_pull(repo, head, base) {
+            return Err(match ctx.dialect {
+                Dialect::Github => {
+                    let message = format!("A pull request already exists for {}:{head}.", repo.owner);
+                    ctx.validation(
+                        json!([{ "resource": "PullRequest", "code": "custom", "message": message }]),
+                    )
+                }
+                Dialect::Gitea => ctx.error(409, &already_exists_message(repo, existing)),
+            });
+        }
+        if ctx.dialect == Dialect::Github && commits_ahead(&repo.clone_url, head, base) == Some(0) {
+            let message = format!("No commits between {base} and {head}");
+            return Err(
+                ctx.validation(json!([{ "resource": "PullRequest", "code": "custom", "message": message }]))
+            );
+        }
+        Ok(())
+    }
+
+    fn edit_pull(&self, repo: &mut FakeRepo, n: &str) -> Answer {
+        let ctx = self.ctx;
+        pull(ctx, repo, n)?;
+        let issue = repo.issues.get_mut(&issue_number(n)).unwrap();
+        if let Some(title) = self.request.field("title").filter(|t| !t.is_empty()) {
+            issue.title = title.into();
+        }
+        if let Some(body) = self.request.field("body") {
+            issue.body = body.into();
+        }
+        if let Some(base) = self.request.field("base") {
+            issue.pull.as_mut().unwrap().base = base.into();
+        }
+        match self.request.field("state") {
+            Some("closed") => issue.close(),
+            Some("open") => {
+                issue.state = IssueState::Open;
+                issue.closed_at = None;
+            }
+            _ => {}
+        }
+        issue.updated_at = Utc::now();
+        // Gitea answers an edit with 201 (a known quirk of its API).
+        let status = if ctx.dialect == Dialect::Gitea { 201 } else { 200 };
+        Ok(Reply::json(status, ctx.pull(repo, &repo.issues[&issue_number(n)])))
+    }
+
+    fn pull_by_base_head(&self, repo: &FakeRepo, base: &str, head: &str) -> Answer {
+        let branch = head.split_once(':').map_or(head, |(_, branch)| branch);
+        let matching = |i: &&FakeIssue| i.pull.as_ref().is_some_and(|p| p.base == base && p.head == branch);
+        let candidates: Vec<&FakeIssue> = repo.issues.values().rev().filter(matching).collect();
+        let found = candidates.iter().find(|i| i.state == IssueState::Open).or(candidates.first());
+        let found = found.ok_or_else(|| self.ctx.not_found())?;
+        Ok(Reply::ok(self.ctx.pull(repo, found)))
+    }
+
+    /// A required string field of the body, or the forge's refusal.
+    fn required(&self, name: &str) -> Result<&str, Reply> {
+        self.request.field(name).ok_or_else(|| match self.ctx.dialect {
+            Dialect::Github => {
+                self.ctx.error(422, &format!("Invalid request.\n\n\"{name}\" wasn't supplied."))
+            }
+            Dialect::Gitea => self.ctx.error(422, &format!("[{name}]: Required")),
+        })
+    }
+
+    /// One page of `items`, with the forge's paging parameters and headers.
+    fn page(&self, items: Vec<Value>) -> Reply {
+        let (size_key, default, max) = match self.ctx.dialect {
+            Dialect::Github => ("per_page", 30, 100),
+            Dialect::Gitea => ("limit", 30, 50),
+        };
+        let number = |key: &str| self.request.param(key).and_then(|v| v.parse::<usize>().ok());
+        let size = number(size_key).unwrap_or(default).clamp(1, max);
+        let page = number("page").unwrap_or(1).max(1);
+        let total = items.len();
+        let last = total.div_ceil(size).max(1);
+        let shown: Vec<Value> = items.into_iter().skip((page - 1) * size).take(size).collect();
+        let mut links = Vec::new();
+        let mut link = |page: usize, rel: &str| {
+            links.push(format!("<{}>; rel=\"{rel}\"", self.page_url(size_key, size, page)))
+        };
+        if page < last {
+            link(page + 1, "next");
+            link(last, "last");
+        }
+        if page > 1 {
+            link(1, "first");
+            link(page - 1, "prev");
+        }
+        let mut reply = Reply::ok(Value::Array(shown));
+        if !links.is_empty() {
+            reply = reply.header("link", links.join(", "));
+        }
+        if self.ctx.dialect == Dialect::Gitea {
+            reply = reply.header("x-total-count", total);
+        }
+        reply
+    }
+
+    fn page_url(&self, size_key: &str, size: usize, page: usize) -> String {
+        let kept = self.request.query.iter().filter(|(k, _)| k != "page" && k != size_key);
+        let query = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(kept)
+            .append_pair(size_key, &size.to_string())
+            .append_pair("page", &page.to_string())
+            .finish();
+        format!("{}{}?{query}", self.ctx.api, self.request.path())
+    }
+}
+
+/// The reactions both forges allow by default.
+const REACTIONS: [&str; 8] = ["+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"];
+
+fn issue_number(n: &str) -> u64 {
+    n.parse().unwrap_or(0)
+}
+
+fn issue<'r>(ctx: &Ctx, repo: &'r FakeRepo, n: &str) -> Result<&'r FakeIssue, Reply> {
+    repo.issues.get(&issue_number(n)).ok_or_else(|| ctx.not_found())
+}
+
+fn issue_mut<'r>(ctx: &Ctx, repo: &'r mut FakeRepo, n: &str) -> Result<&'r mut FakeIssue, Reply> {
+    repo.issues.get_mut(&issue_number(n)).ok_or_else(|| ctx.not_found())
+}
+
+fn pull<'r>(ctx: &Ctx, repo: &'r FakeRepo, n: &str) -> Result<&'r FakeIssue, Reply> {
+    issue(ctx, repo, n).ok().filter(|i| i.pull.is_some()).ok_or_else(|| ctx.not_found())
+}
+
+/// The issue number and index of comment `id`.
+fn find_comment(repo: &FakeRepo, id: &str) -> Option<(u64, usize)> {
+    let id: u64 = id.parse().ok()?;
+    repo.issues
+        .values()
+        .find_map(|i| i.comments.iter().position(|c| c.id == id).map(|index| (i.number, index)))
+}
+
+/// Adds `user`'s reaction unless it is there already; true when added.
+fn add_reaction(reactions: &mut Vec<FakeReaction>, content: &str, user: &str) -> (bool, FakeReaction) {
+    if let Some(existing) = reactions.iter().find(|r| r.content == content && r.user == user) {
+        return (false, existing.clone());
+    }
+    let reaction =
+        FakeReaction { id: new_id(), content: content.into(), user: user.into(), created_at: Utc::now() };
+    reactions.push(reaction.clone());
+    (true, reaction)
+}
+
+fn open_pull<'r>(repo: &'r FakeRepo, head: &str, base: &str) -> Option<&'r FakeIssue> {
+    repo.issues.values().find(|i| {
+        i.state == IssueState::Open && i.pull.as_ref().is_some_and(|p| p.head == head && p.base == base)
+    })
+}
+
+fn already_exists_message(repo: &FakeRepo, existing: &FakeIssue) -> String {
+    let pull = existing.pull.as_ref().unwrap();
+    format!(
+        "pull request already exists for these targets [id: {}, issue_id: {}, head_repo_id: {}, \
+         base_repo_id: {}, head_branch: {}, base_branch: {}]",
+        pull.id, existing.number, repo.id, repo.id, pull.head, pull.base
+    )
+}
+
+/// `rrggbb` from `#rrggbb`, `rrggbb`, `#rgb` or `rgb`, lowercase.
+fn normalize_color(color: &str) -> Option<String> {
+    let hex = color.trim_start_matches('#');
+    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    match hex.len() {
+        6 => Some(hex.to_ascii_lowercase()),
+        3 => Some(hex.chars().flat_map(|c| [c, c]).collect::<String>().to_ascii_lowercase()),
+        _ => None,
+    }
+}
+
+/// The legacy permission of a role: maintain → write, triage → read, owner → admin.
+fn legacy_permission(role: &str) -> Option<&'static str> {
+    Some(match role {
+        "owner" | "admin" => "admin",
+        "maintain" | "write" => "write",
+        "triage" | "read" => "read",
+        "none" => "none",
+        _ => return None,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Git: the bare repository behind a fake repository.
+// ---------------------------------------------------------------------------------------
+
+const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
+
+fn open_git(clone_url: &str) -> Option<git2::Repository> {
+    let path = clone_url.strip_prefix("file://").unwrap_or(clone_url);
+    git2::Repository::open_bare(path).or_else(|_| git2::Repository::open(path)).ok()
+}
+
+/// The commit branch `branch` points at, if the repository and the branch exist.
+fn branch_tip(clone_url: &str, branch: &str) -> Option<git2::Oid> {
+    let git = open_git(clone_url)?;
+    let reference = git.find_reference(&format!("refs/heads/{branch}")).ok()?;
+    reference.peel_to_commit().ok().map(|c| c.id())
+}
+
+/// How many commits `head` has that `base` lacks.
+fn commits_ahead(clone_url: &str, head: &str, base: &str) -> Option<usize> {
+    let git = open_git(clone_url)?;
+    let (head, base) = (branch_tip(clone_url, head)?, branch_tip(clone_url, base)?);
+    git.graph_ahead_behind(head, base).ok().map(|(ahead, _)| ahead)
+}
+
+/// The sha a pull request shows for `branch`: the branch's tip now, else when opened.
+fn shown_sha(repo: &FakeRepo, branch: &str, recorded: &str) -> String {
+    branch_tip(&repo.clone_url, branch).map_or_else(|| recorded.to_owned(), |oid| oid.to_string())
+}
+
+/// A `file://` URL for a path; URLs pass through.
+fn file_url(location: &str) -> String {
+    if location.contains("://") {
+        return location.to_owned();
+    }
+    let path = std::path::absolute(location).unwrap_or_else(|_| location.into());
+    format!("file://{}", path.display())
+}
+
+// ---------------------------------------------------------------------------------------
+// Rendering: state as each forge's JSON.
+// ---------------------------------------------------------------------------------------
+
+/// What rendering needs besides the objects themselves.
+#[derive(Debug, Clone)]
+struct Ctx {
+    dialect: Dialect,
+    /// API base: `http://host:port` (GitHub) or `http://host:port/api/v1` (Gitea).
+    api: String,
+    /// Web origin, for `html_url`s.
+    web: String,
+    bot: String,
+    site_admin: bool,
+}
+
+impl Ctx {
+    fn repo_api(&self, repo: &FakeRepo) -> String {
+        format!("{}/repos/{}", self.api, repo.full_name())
+    }
+
+    fn repo_html(&self, repo: &FakeRepo) -> String {
+        format!("{}/{}", self.web, repo.full_name())
+    }
+
+    fn html_url(&self, repo: &FakeRepo, issue: &FakeIssue) -> String {
+        let kind = match (self.dialect, issue.pull.is_some()) {
+            (_, false) => "issues",
+            (Dialect::Github, true) => "pull",
+            (Dialect::Gitea, true) => "pulls",
+        };
+        format!("{}/{kind}/{}", self.repo_html(repo), issue.number)
+    }
+
+    fn error(&self, status: u16, message: &str) -> Reply {
+        Reply::json(
+            status,
+            match self.dialect {
+                Dialect::Github => {
+                    json!({ "message": message, "documentation_url": "https://docs.github.com/rest" })
+                }
+                Dialect::Gitea => json!({ "message": message, "url": format!("{}/api/swagger", self.web) }),
+            },
+        )
+    }
+
+    fn not_found(&self) -> Reply {
+        match self.dialect {
+            Dialect::Github => self.error(404, "Not Found"),
+            Dialect::Gitea => self.error(404, "The target couldn't be found."),
+        }
+    }
+
+    fn unauthorized(&self, had_token: bool) -> Reply {
+        match (self.dialect, had_token) {
+            (Dialect::Github, _) => self.error(401, "Bad credentials"),
+            (Dialect::Gitea, true) => self.error(401, "user does not exist [uid: 0, name: ]"),
+            (Dialect::Gitea, false) => self.error(401, "token is required"),
+        }
+    }
+
+    /// GitHub's 422 with a list of errors.
+    fn validation(&self, errors: Value) -> Reply {
+        let body = json!({
+            "message": "Validation Failed",
+            "errors": errors,
+            "documentation_url": "https://docs.github.com/rest",
+            "status": "422",
+        });
+        Reply::json(422, body)
+    }
+
+    fn current_user(&self) -> Value {
+        match self.dialect {
+            Dialect::Github => github::current_user(self),
+            Dialect::Gitea => gitea::user(self, &self.bot),
+        }
+    }
+
+    fn repo(&self, repo: &FakeRepo) -> Value {
+        match self.dialect {
+            Dialect::Github => github::repo(self, repo),
+            Dialect::Gitea => gitea::repo(self, repo),
+        }
+    }
+
+    fn label(&self, repo: &FakeRepo, label: &FakeLabel) -> Value {
+        match self.dialect {
+            Dialect::Github => github::label(self, repo, label),
+            Dialect::Gitea => gitea::label(self, repo, label),
+        }
+    }
+
+    /// The labels on `issue`.
+    fn labels(&self, repo: &FakeRepo, issue: &FakeIssue) -> Value {
+        issue_labels(repo, issue).iter().map(|l| self.label(repo, l)).collect()
+    }
+
+    fn issue(&self, repo: &FakeRepo, issue: &FakeIssue) -> Value {
+        match self.dialect {
+            Dialect::Github => github::issue(self, repo, issue),
+            Dialect::Gitea => gitea::issue(self, repo, issue),
+        }
+    }
+
+    fn comment(&self, repo: &FakeRepo, issue: &FakeIssue, comment: &FakeComment) -> Value {
+        match self.dialect {
+            Dialect::Github => github::comment(self, repo, issue, comment),
+            Dialect::Gitea => gitea::comment(self, repo, issue, comment),
+        }
+    }
+
+    fn pull(&self, repo: &FakeRepo, issue: &FakeIssue) -> Value {
+        match self.dialect {
+            Dialect::Github => github::pull(self, repo, issue),
+            Dialect::Gitea => gitea::pull(self, repo, issue),
+        }
+    }
+
+    fn reaction(&self, reaction: &FakeReaction) -> Value {
+        match self.dialect {
+            Dialect::Github => github::reaction(self, reaction),
+            Dialect::Gitea => gitea::reaction(self, reaction),
+        }
+    }
+
+    fn permission(&self, repo: &FakeRepo, login: &str) -> Value {
+        let role = repo.role_of(login);
+        let permission = legacy_permission(&role).unwrap_or("none");
+        match self.dialect {
+            Dialect::Github => github::permission(self, login, &role, permission),
+            Dialect::Gitea => {
+                json!({ "permission": role, "role_name": role, "user": gitea::user(self, login) })
+            }
+        }
+    }
+}
+
+/// The labels on `issue`, as the repository defines them.
+fn issue_labels<'r>(repo: &'r FakeRepo, issue: &FakeIssue) -> Vec<&'r FakeLabel> {
+    issue.labels.iter().filter_map(|name| repo.label(name)).collect()
+}
+
+/// GitHub's JSON, with every field octocrab's models require.
+mod github {
+    use super::*;
+
+    pub(super) fn user(ctx: &Ctx, login: &str) -> Value {
+        let id = user_id(login);
+        let url = format!("{}/users/{login}", ctx.api);
+        json!({
+            "login": login,
+            "id": id,
+            "node_id": format!("U_kgDO{id}"),
+            "avatar_url": format!("{}/avatars/u/{id}?v=4", ctx.web),
+            "gravatar_id": "",
+            "url": url,
+            "html_url": format!("{}/{login}", ctx.web),
+            "followers_url": format!("{url}/followers"),
+            "following_url": format!("{url}/following{{/other_user}}"),
+            "gists_url": format!("{url}/gists{{/gist_id}}"),
+            "starred_url": format!("{url}/starred{{/owner}}{{/repo}}"),
+            "subscriptions_url": format!("{url}/subscriptions"),
+            "organizations_url": format!("{url}/orgs"),
+            "repos_url": format!("{url}/repos"),
+            "events_url": format!("{url}/events{{/privacy}}"),
+            "received_events_url": format!("{url}/received_events"),
+            "type": if is_bot(login) { "Bot" } else { "User" },
+            "user_view_type": "public",
+            "site_admin": false,
+        })
+    }
+
+    pub(super) fn current_user(ctx: &Ctx) -> Value {
+        let profile = json!({
+            "name": ctx.bot, "company": null, "blog": "", "location": null, "email": null,
+            "hireable": null, "bio": null, "twitter_username": null, "public_repos": 0,
+            "public_gists": 0, "followers": 0, "following": 0,
+            "created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-01-01T00:00:00Z",
+        });
+        merge(user(ctx, &ctx.bot), profile)
+    }
+
+    pub(super) fn repo(ctx: &Ctx, repo: &FakeRepo) -> Value {
+        let url = ctx.repo_api(repo);
+        let html = ctx.repo_html(repo);
+        let host = ctx.web.trim_start_matches("http://");
+        let bot = legacy_permission(&repo.role_of(&ctx.bot)).unwrap_or("none");
+        let open = repo.issues.values().filter(|i| i.state == IssueState::Open).count();
+        let json = json!({
+            "id": repo.id,
+            "node_id": format!("R_kgDO{}", repo.id),
+            "name": repo.name,
+            "full_name": repo.full_name(),
+            "private": repo.private,
+            "owner": user(ctx, &repo.owner),
+            "html_url": html,
+            "description": null,
+            "fork": false,
+            "url": url,
+            "clone_url": repo.clone_url,
+            "default_branch": repo.default_branch,
+            "permissions": permissions(bot),
+            "visibility": if repo.private { "private" } else { "public" },
+            "open_issues_count": open,
+            "open_issues": open,
+        });
+        // Split in two: one `json!` this size exceeds the macro recursion limit.
+        let urls = json!({
+            "archive_url": format!("{url}/{{archive_format}}{{/ref}}"),
+            "branches_url": format!("{url}/branches{{/branch}}"),
+            "collaborators_url": format!("{url}/collaborators{{/collaborator}}"),
+            "comments_url": format!("{url}/comments{{/number}}"),
+            "commits_url": format!("{url}/commits{{/sha}}"),
+            "events_url": format!("{url}/events"),
+            "hooks_url": format!("{url}/hooks"),
+            "issue_comment_url": format!("{url}/issues/comments{{/number}}"),
+            "issues_url": format!("{url}/issues{{/number}}"),
+            "labels_url": format!("{url}/labels{{/name}}"),
+            "pulls_url": format!("{url}/pulls{{/number}}"),
+            "git_url": format!("git://{host}/{}.git", repo.full_name()),
+            "ssh_url": format!("git@{host}:{}.git", repo.full_name()),
+            "svn_url": html,
+            "homepage": null,
+            "size": 0,
+            "stargazers_count": 0,
+            "watchers_count": 0,
+            "language": null,
+            "has_issues": true,
+            "has_projects": false,
+            "has_downloads": true,
+            "has_wiki": false,
+            "has_pages": false,
+            "forks_count": 0,
+            "archived": false,
+            "disabled": false,
+            "license": null,
+            "allow_forking": true,
+            "is_template": false,
+            "topics": [],
+            "forks": 0,
+            "watchers": 0,
+            "created_at": "2024-01-01T00:00:00Z",
+            "updated_at": "2024-01-01T00:00:00Z",
+            "pushed_at": "2024-01-01T00:00:00Z",
+        });
+        merge(json, urls)
+    }
+
+    fn permissions(permission: &str) -> Value {
+        let at_least = |level: usize| {
+            ["none", "read", "write", "admin"].iter().position(|p| *p == permission) >= Some(level)
+        };
+        json!({
+            "admin": at_least(3), "maintain": at_least(3), "push": at_least(2),
+            "triage": at_least(2), "pull": at_least(1),
+        })
+    }
+
+    pub(super) fn label(ctx: &Ctx, repo: &FakeRepo, label: &FakeLabel) -> Value {
+        json!({
+            "id": label.id,
+            "node_id": format!("LA_kwDO{}", label.id),
+            "url": format!("{}/labels/{}", ctx.repo_api(repo), percent_encode(&label.name)),
+            "name": label.name,
+            "color": label.color,
+            "default": false,
+            "description": (!label.description.is_empty()).then_some(&label.description),
+        })
+    }
+
+    pub(super) fn issue(ctx: &Ctx, repo: &FakeRepo, issue: &FakeIssue) -> Value {
+        let url = format!("{}/issues/{}", ctx.repo_api(repo), issue.number);
+        let html = ctx.html_url(repo, issue);
+        let mut json = json!({
+            "url": url,
+            "repository_url": ctx.repo_api(repo),
+            "labels_url": format!("{url}/labels{{/name}}"),
+            "comments_url": format!("{url}/comments"),
+            "events_url": format!("{url}/events"),
+            "html_url": html,
+            "id": issue.id,
+            "node_id": format!("I_kwDO{}", issue.id),
+            "number": issue.number,
+            "title": issue.title,
+            "user": user(ctx, &issue.user),
+            "labels": ctx.labels(repo, issue),
+            "state": state(issue),
+            "locked": false,
+            "assignee": null,
+            "assignees": [],
+            "milestone": null,
+            "comments": issue.comments.len(),
+            "created_at": time(&issue.created_at),
+            "updated_at": time(&issue.updated_at),
+            "closed_at": issue.closed_at.as_ref().map(time),
+            "author_association": association(repo, &issue.user),
+            "active_lock_reason": null,
+            "body": issue.body,
+            "reactions": reaction_summary(&format!("{url}/reactions"), &issue.reactions),
+            "timeline_url": format!("{url}/timeline"),
+            "performed_via_github_app": null,
+            "state_reason": issue.closed_at.map(|_| "completed"),
+        });
+        if let Some(pull) = &issue.pull {
+            json["draft"] = pull.draft.into();
+            json["pull_request"] = json!({
+                "url": format!("{}/pulls/{}", ctx.repo_api(repo), issue.number),
+                "html_url": html,
+                "diff_url": format!("{html}.diff"),
+                "patch_url": format!("{html}.patch"),
+                "merged_at": null,
+            });
+        }
+        json
+    }
+
+    pub(super) fn comment(ctx: &Ctx, repo: &FakeRepo, issue: &FakeIssue, comment: &FakeComment) -> Value {
+        let url = format!("{}/issues/comments/{}", ctx.repo_api(repo), comment.id);
+        json!({
+            "url": url,
+            "html_url": format!("{}#issuecomment-{}", ctx.html_url(repo, issue), comment.id),
+            "issue_url": format!("{}/issues/{}", ctx.repo_api(repo), issue.number),
+            "id": comment.id,
+            "node_id": format!("IC_kwDO{}", comment.id),
+            "user": user(ctx, &comment.user),
+            "created_at": time(&comment.created_at),
+            "updated_at": time(&comment.updated_at),
+            "author_association": association(repo, &comment.user),
+            "body": comment.body,
+            "reactions": reaction_summary(&format!("{url}/reactions"), &comment.reactions),
+            "performed_via_github_app": null,
+        })
+    }
+
+    pub(super) fn pull(ctx: &Ctx, repo: &FakeRepo, issue: &FakeIssue) -> Value {
+        let part = issue.pull.as_ref().expect("a pull request");
+        let api = ctx.repo_api(repo);
+        let url = format!("{api}/pulls/{}", issue.number);
+        let issue_url = format!("{api}/issues/{}", issue.number);
+        let html = ctx.html_url(repo, issue);
+        let head_sha = shown_sha(repo, &part.head, &part.head_sha);
+        let href = |href: String| json!({ "href": href });
+        let json = json!({
+            "url": url,
+            "id": part.id,
+            "node_id": format!("PR_kwDO{}", part.id),
+            "html_url": html,
+            "diff_url": format!("{html}.diff"),
+            "patch_url": format!("{html}.patch"),
+            "issue_url": issue_url,
+            "commits_url": format!("{url}/commits"),
+            "review_comments_url": format!("{url}/comments"),
+            "review_comment_url": format!("{api}/pulls/comments{{/number}}"),
+            "comments_url": format!("{issue_url}/comments"),
+            "statuses_url": format!("{api}/statuses/{head_sha}"),
+            "number": issue.number,
+            "state": state(issue),
+            "locked": false,
+            "title": issue.title,
+            "user": user(ctx, &issue.user),
+            "body": issue.body,
+            "labels": ctx.labels(repo, issue),
+            "milestone": null,
+            "active_lock_reason": null,
+            "created_at": time(&issue.created_at),
+            "updated_at": time(&issue.updated_at),
+            "closed_at": issue.closed_at.as_ref().map(time),
+            "merged_at": null,
+            "merge_commit_sha": null,
+            "assignee": null,
+            "assignees": [],
+            "requested_reviewers": [],
+            "requested_teams": [],
+            "draft": part.draft,
+        });
+        let more = json!({
+            "head": git_ref(ctx, repo, &part.head, &head_sha),
+            "base": git_ref(ctx, repo, &part.base, &shown_sha(repo, &part.base, &part.base_sha)),
+            "_links": {
+                "self": href(url.clone()),
+                "html": href(html.clone()),
+                "issue": href(issue_url.clone()),
+                "comments": href(format!("{issue_url}/comments")),
+                "review_comments": href(format!("{url}/comments")),
+                "review_comment": href(format!("{api}/pulls/comments{{/number}}")),
+                "commits": href(format!("{url}/commits")),
+                "statuses": href(format!("{api}/statuses/{head_sha}")),
+            },
+            "author_association": association(repo, &issue.user),
+            "auto_merge": null,
+            "merged": false,
+            "mergeable": null,
+            "rebaseable": null,
+            "mergeable_state": "unknown",
+            "merged_by": null,
+            "comments": issue.comments.len(),
+            "review_comments": 0,
+            "maintainer_can_modify": false,
+            "commits": 1,
+            "additions": 0,
+            "deletions": 0,
+            "changed_files": 0,
+        });
+        merge(json, more)
+    }
+
+    fn git_ref(ctx: &Ctx, repo: &FakeRepo, branch: &str, sha: &str) -> Value {
+        json!({
+            "label": format!("{}:{branch}", repo.owner),
+            "ref": branch,
+            "sha": sha,
+            "user": user(ctx, &repo.owner),
+            "repo": self::repo(ctx, repo),
+        })
+    }
+
+    pub(super) fn reaction(ctx: &Ctx, reaction: &FakeReaction) -> Value {
+        json!({
+            "id": reaction.id,
+            "node_id": format!("REA_lADO{}", reaction.id),
+            "user": user(ctx, &reaction.user),
+            "content": reaction.content,
+            "created_at": time(&reaction.created_at),
+        })
+    }
+
+    fn reaction_summary(url: &str, reactions: &[FakeReaction]) -> Value {
+        let mut summary = json!({ "url": url, "total_count": reactions.len() });
+        for content in REACTIONS {
+            summary[content] = reactions.iter().filter(|r| r.content == content).count().into();
+        }
+        summary
+    }
+
+    pub(super) fn permission(ctx: &Ctx, login: &str, role: &str, permission: &str) -> Value {
+        let extra = json!({ "permissions": permissions(permission), "role_name": role });
+        json!({ "permission": permission, "role_name": role, "user": merge(user(ctx, login), extra) })
+    }
+
+    /// Never trust it for authorization; it is here because GitHub sends it.
+    fn association(repo: &FakeRepo, login: &str) -> &'static str {
+        if login.eq_ignore_ascii_case(&repo.owner) {
+            "OWNER"
+        } else if repo.permissions.keys().any(|l| l.eq_ignore_ascii_case(login)) {
+            "COLLABORATOR"
+        } else {
+            "NONE"
+        }
+    }
+
+    fn state(issue: &FakeIssue) -> &'static str {
+        match issue.state {
+            IssueState::Open => "open",
+            IssueState::Closed => "closed",
+        }
+    }
+}
+
+/// Gitea's JSON, shaped like its `modules/structs`.
+mod gitea {
+    use super::*;
+
+    pub(super) fn user(ctx: &Ctx, login: &str) -> Value {
+        let id = user_id(login);
+        json!({
+            "id": id,
+            "login": login,
+            "login_name": "",
+            "source_id": 0,
+            "full_name": "",
+            "email": format!("{login}@noreply.localhost"),
+            "avatar_url": format!("{}/avatars/{id}", ctx.web),
+            "html_url": format!("{}/{login}", ctx.web),
+            "language": "",
+            "is_admin": ctx.site_admin && login.eq_ignore_ascii_case(&ctx.bot),
+            "last_login": "0001-01-01T00:00:00Z",
+            "created": "2024-01-01T00:00:00Z",
+            "restricted": false,
+            "active": false,
+            "prohibit_login": false,
+            "location": "",
+            "website": "",
+            "description": "",
+            "visibility": "public",
+            "followers_count": 0,
+            "following_count": 0,
+            "starred_repos_count": 0,
+            "username": login,
+        })
+    }
+
+    pub(super) fn repo(ctx: &Ctx, repo: &FakeRepo) -> Value {
+        let host = ctx.web.trim_start_matches("http://");
+        let bot = legacy_permission(&repo.role_of(&ctx.bot)).unwrap_or("none");
+        let open = |pulls: bool| {
+            repo.issues.values().filter(|i| i.state == IssueState::Open && i.pull.is_some() == pulls).count()
+        };
+        let json = json!({
+            "id": repo.id,
+            "owner": user(ctx, &repo.owner),
+            "name": repo.name,
+            "full_name": repo.full_name(),
+            "description": "",
+            "empty": false,
+            "private": repo.private,
+            "fork": false,
+            "template": false,
+            "parent": null,
+            "mirror": false,
+            "size": 0,
+            "language": "",
+            "html_url": ctx.repo_html(repo),
+            "url": ctx.repo_api(repo),
+            "link": "",
+            "ssh_url": format!("git@{host}:{}.git", repo.full_name()),
+            "clone_url": repo.clone_url,
+            "original_url": "",
+            "website": "",
+            "stars_count": 0,
+            "forks_count": 0,
+            "watchers_count": 0,
+            "open_issues_count": open(false),
+            "open_pr_counter": open(true),
+            "release_counter": 0,
+        });
+        let more = json!({
+            "default_branch": repo.default_branch,
+            "archived": false,
+            "created_at": "2024-01-01T00:00:00Z",
+            "updated_at": "2024-01-01T00:00:00Z",
+            "permissions": { "admin": bot == "admin", "push": matches!(bot, "admin" | "write"), "pull": bot != "none" },
+            "has_issues": true,
+            "has_wiki": false,
+            "has_pull_requests": true,
+            "has_projects": false,
+            "has_releases": true,
+            "has_actions": false,
+            "default_merge_style": "merge",
+            "avatar_url": "",
+            "internal": false,
+            "object_format_name": "sha1",
+            "topics": [],
+        });
+        merge(json, more)
+    }
+
+    pub(super) fn label(ctx: &Ctx, repo: &FakeRepo, label: &FakeLabel) -> Value {
+        json!({
+            "id": label.id,
+            "name": label.name,
+            "exclusive": false,
+            "is_archived": false,
+            "color": label.color,
+            "description": label.description,
+            "url": format!("{}/labels/{}", ctx.repo_api(repo), label.id),
+        })
+    }
+
+    pub(super) fn issue(ctx: &Ctx, repo: &FakeRepo, issue: &FakeIssue) -> Value {
+        let html = ctx.html_url(repo, issue);
+        let pull_request = issue
+            .pull
+            .as_ref()
+            .map(|p| json!({ "merged": false, "merged_at": null, "draft": p.draft, "html_url": html }));
+        json!({
+            "id": issue.id,
+            "url": format!("{}/issues/{}", ctx.repo_api(repo), issue.number),
+            "html_url": html,
+            "number": issue.number,
+            "user": user(ctx, &issue.user),
+            "original_author": "",
+            "original_author_id": 0,
+            "title": issue.title,
+            "body": issue.body,
+            "ref": "",
+            "assets": [],
+            "labels": ctx.labels(repo, issue),
+            "milestone": null,
+            "assignee": null,
+            "assignees": null,
+            "state": state(issue),
+            "is_locked": false,
+            "comments": issue.comments.len(),
+            "created_at": time(&issue.created_at),
+            "updated_at": time(&issue.updated_at),
+            "closed_at": issue.closed_at.as_ref().map(time),
+            "due_date": null,
+            "time_estimate": 0,
+            "pull_request": pull_request,
+            "repository": { "id": repo.id, "name": repo.name, "owner": repo.owner, "full_name": repo.full_name() },
+            "pin_order": 0,
+        })
+    }
+
+    pub(super) fn comment(ctx: &Ctx, repo: &FakeRepo, issue: &FakeIssue, comment: &FakeComment) -> Value {
+        let html = ctx.html_url(repo, issue);
+        // On a pull request Gitea fills `pull_request_url` and leaves `issue_url` empty.
+        let (pull_url, issue_url) =
+            if issue.pull.is_some() { (html.as_str(), "") } else { ("", html.as_str()) };
+        json!({
+            "id": comment.id,
+            "html_url": format!("{html}#issuecomment-{}", comment.id),
+            "pull_request_url": pull_url,
+            "issue_url": issue_url,
+            "user": user(ctx, &comment.user),
+            "original_author": "",
+            "original_author_id": 0,
+            "body": comment.body,
+            "assets": [],
+            "created_at": time(&comment.created_at),
+            "updated_at": time(&comment.updated_at),
+        })
+    }
+
+    pub(super) fn pull(ctx: &Ctx, repo: &FakeRepo, issue: &FakeIssue) -> Value {
+        let part = issue.pull.as_ref().expect("a pull request");
+        let html = ctx.html_url(repo, issue);
+        let base_sha = shown_sha(repo, &part.base, &part.base_sha);
+        let git_ref = |branch: &str, sha: &str| {
+            let repo_json = json!({
+                "id": repo.id, "owner": user(ctx, &repo.owner), "name": repo.name,
+                "full_name": repo.full_name(), "private": repo.private, "fork": false,
+                "html_url": ctx.repo_html(repo), "clone_url": repo.clone_url,
+                "default_branch": repo.default_branch,
+            });
+            json!({ "label": branch, "ref": branch, "sha": sha, "repo_id": repo.id, "repo": repo_json })
+        };
+        json!({
+            "id": part.id,
+            "url": html,
+            "number": issue.number,
+            "user": user(ctx, &issue.user),
+            "title": issue.title,
+            "body": issue.body,
+            "labels": ctx.labels(repo, issue),
+            "milestone": null,
+            "assignee": null,
+            "assignees": null,
+            "requested_reviewers": null,
+            "requested_reviewers_teams": null,
+            "state": state(issue),
+            "draft": part.draft,
+            "is_locked": false,
+            "comments": issue.comments.len(),
+            "review_comments": 0,
+            "additions": 0,
+            "deletions": 0,
+            "changed_files": 0,
+            "html_url": html,
+            "diff_url": format!("{html}.diff"),
+            "patch_url": format!("{html}.patch"),
+            "mergeable": true,
+            "merged": false,
+            "merged_at": null,
+            "merge_commit_sha": null,
+            "merged_by": null,
+            "allow_maintainer_edit": false,
+            "base": git_ref(&part.base, &base_sha),
+            "head": git_ref(&part.head, &shown_sha(repo, &part.head, &part.head_sha)),
+            "merge_base": base_sha,
+            "due_date": null,
+            "created_at": time(&issue.created_at),
+            "updated_at": time(&issue.updated_at),
+            "closed_at": issue.closed_at.as_ref().map(time),
+            "pin_order": 0,
+        })
+    }
+
+    pub(super) fn reaction(ctx: &Ctx, reaction: &FakeReaction) -> Value {
+        json!({
+            "user": user(ctx, &reaction.user),
+            "content": reaction.content,
+            "created_at": time(&reaction.created_at),
+        })
+    }
+
+    fn state(issue: &FakeIssue) -> &'static str {
+        match issue.state {
+            IssueState::Open => "open",
+            IssueState::Closed => "closed",
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Small helpers.
+// ---------------------------------------------------------------------------------------
+
+/// Ids for every object: unique across all fakes of the process.
+fn new_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1000);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A stable id per login, so the same user looks the same everywhere.
+fn user_id(login: &str) -> u64 {
+    let hash = login
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    hash % 90_000_000 + 10_000_000
+}
+
+fn is_bot(login: &str) -> bool {
+    login.ends_with("[bot]")
+}
+
+fn time(at: &DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// `base` with the fields of `extra` added.
+fn merge(mut base: Value, extra: Value) -> Value {
+    if let (Some(base), Value::Object(extra)) = (base.as_object_mut(), extra) {
+        base.extend(extra);
+    }
+    base
+}
+
+fn percent_decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit));
+        match (bytes[i], hex) {
+            (b'%', Some(hex)) => {
+                out.push(u8::from_str_radix(std::str::from_utf8(hex).unwrap(), 16).unwrap());
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn percent_encode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

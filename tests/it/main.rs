@@ -2,6 +2,7 @@
 //! SQLite file, and the real `forgehand` binary where processes matter.
 
 mod fake_forge;
+mod fake_forge_selftest;
 mod harness;
 
 mod api;
