@@ -18,7 +18,8 @@ pub struct TestApp {
     pub db: Db,
     pub client: reqwest::Client,
     _dir: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _stop: Option<tokio::sync::oneshot::Sender<()>>,
+    running: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 /// With `FORGEHAND_TEST_POSTGRES=postgres://USER@HOST:PORT` set, every test app gets a
@@ -79,21 +80,55 @@ impl TestApp {
 
     /// Starts an app whose config file ends with `extra` (TOML).
     pub async fn spawn_with(extra: &str) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let text = config_text(&dir.path().join("data"), extra).await;
+        TestApp::spawn_config(dir, &text).await
+    }
+
+    /// Starts an app in `dir` with exactly this configuration.
+    pub async fn spawn_config(dir: tempfile::TempDir, config: &str) -> TestApp {
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
         let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter(filter).try_init();
-        let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("forgehand.toml");
-        std::fs::write(&path, config_text(&dir.path().join("data"), extra).await).unwrap();
+        std::fs::write(&path, config).unwrap();
         let settings = Settings::load_with_env(Some(&path), Default::default()).unwrap();
         let app = App::build(settings).await.unwrap();
         let base = format!("http://{}", app.local_addr());
         let db = app.state().db.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel();
-        tokio::spawn(app.run_until_stopped(async move {
+        let running = tokio::spawn(app.run_until_stopped(async move {
             let _ = stopped.await;
         }));
-        TestApp { base, db, client: reqwest::Client::new(), _dir: dir, _stop: stop }
+        TestApp { base, db, client: reqwest::Client::new(), _dir: dir, _stop: Some(stop), running: Some(running) }
+    }
+
+    /// Stops the app as SIGTERM would and waits until it has; gives back its directory.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(stop) = self._stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(running) = self.running.take() {
+            running.await.unwrap().unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self._dir, dir)
+    }
+
+    /// Waits until task `id` satisfies `done`; panics with the task after `timeout`.
+    pub async fn wait_task(&self, id: i64, timeout: std::time::Duration, done: impl Fn(&tasks::Model) -> bool) -> tasks::Model {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let task = self.db.task(id).await.unwrap().map(|(t, _)| t);
+            if let Some(task) = task.filter(|t| done(t)) {
+                return task;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let (task, events) = self.db.task(id).await.unwrap().unwrap();
+                panic!("task {id} did not get there in {timeout:?}: {task:?}\n{events:#?}");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
     }
 
     /// Sends a delivery to `/webhooks/{forge}`.

@@ -1,0 +1,408 @@
+//! The executor end to end: signed webhook → task → stand-in agent in a real checkout →
+//! push to a real bare remote → pull request and status comment on the fake forge.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::fake_forge::{Dialect, FakeForge};
+use crate::harness::*;
+
+const LONG: Duration = Duration::from_secs(60);
+const AGENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/agent/fake-claude");
+
+/// How a test wants the executor and the stand-in agent.
+struct Setup {
+    dialect: Dialect,
+    mode: &'static str,
+    timeout_secs: u64,
+    max_concurrent: usize,
+    hold_ms: u64,
+}
+
+impl Setup {
+    fn new(dialect: Dialect) -> Setup {
+        Setup { dialect, mode: "edit", timeout_secs: 60, max_concurrent: 2, hold_ms: 0 }
+    }
+
+    fn mode(mut self, mode: &'static str) -> Setup {
+        self.mode = mode;
+        self
+    }
+}
+
+/// A forgehand with its executor, a fake forge, and a bare remote holding `main`.
+struct World {
+    app: TestApp,
+    forge: FakeForge,
+    remote: PathBuf,
+    repo: &'static str,
+    log: PathBuf,
+    pidfile: PathBuf,
+    setup_dialect: Dialect,
+}
+
+impl World {
+    async fn start(setup: Setup) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let forge = match setup.dialect {
+            Dialect::Github => FakeForge::github().await,
+            Dialect::Gitea => FakeForge::gitea().await,
+        };
+        let repo = match setup.dialect {
+            Dialect::Github => "octo-org/hello-world",
+            Dialect::Gitea => "acme/widgets",
+        };
+        let remote = dir.path().join("remote.git");
+        bare_remote(&remote);
+        forge.add_repo(repo, &format!("file://{}", remote.display()), "main");
+        forge.add_issue(repo, 42, "Add a --verbose flag to the CLI", "The CLI needs --verbose.", &["forgehand"], "alice");
+        forge.set_permission(repo, "alice", "write");
+        let (log, pidfile) = (dir.path().join("agent.log"), dir.path().join("agent.pid"));
+        let config = config(&dir, &forge, &setup, &log, &pidfile).await;
+        let app = TestApp::spawn_config(dir, &config).await;
+        World { app, forge, remote, repo, log, pidfile, setup_dialect: setup.dialect }
+    }
+
+    /// The label webhook for issue 42, as the forge sends it.
+    fn labeled(&self) -> (String, Delivery) {
+        match self.setup_dialect {
+            Dialect::Github => ("github".into(), Delivery::github("issues", fixture("github/issues_labeled.json"))),
+            Dialect::Gitea => (
+                "gitea".into(),
+                Delivery::gitea("issues", "issue_label", fixture("gitea/issues_label_updated.json")),
+            ),
+        }
+    }
+
+    async fn deliver_label(&self) -> i64 {
+        let (forge, delivery) = self.labeled();
+        let answer = self.app.deliver(&forge, delivery).await;
+        assert_eq!(answer.status, 202, "{}", answer.text);
+        answer.json["task_id"].as_i64().unwrap()
+    }
+
+    async fn deliver(&self, delivery: Delivery) -> crate::harness::Answer {
+        let forge = if self.setup_dialect == Dialect::Github { "github" } else { "gitea" };
+        self.app.deliver(forge, delivery).await
+    }
+
+    async fn finished(&self, id: i64) -> forgehand::db::entities::tasks::Model {
+        self.app.wait_task(id, LONG, |t| !["queued", "running"].contains(&t.status.as_str())).await
+    }
+
+    fn bot_comments(&self, number: u64) -> Vec<String> {
+        let bot = self.forge.bot_login();
+        self.forge.comments(self.repo, number).into_iter().filter(|c| c.user == bot).map(|c| c.body).collect()
+    }
+
+    /// One entry per agent run, in start order.
+    fn agent_runs(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).filter(|e| e.get("argv").is_some()).collect()
+    }
+}
+
+async fn config(dir: &tempfile::TempDir, forge: &FakeForge, setup: &Setup, log: &Path, pidfile: &Path) -> String {
+    let (name, secret) = match setup.dialect {
+        Dialect::Github => ("github", GITHUB_SECRET),
+        Dialect::Gitea => ("gitea", GITEA_SECRET),
+    };
+    format!(
+        r#"
+data_dir = "{data}"
+{database}
+[server]
+listen = "127.0.0.1:0"
+public_url = "http://forgehand.test"
+[auth]
+admin_token = "{ADMIN_TOKEN}"
+[executor]
+max_concurrent = {max_concurrent}
+timeout_secs = {timeout}
+lease_secs = 3
+poll_interval_secs = 1
+retry_base_secs = 1
+shutdown_grace_secs = 1
+[agent]
+command = "{AGENT}"
+env = {{ FAKE_CLAUDE_MODE = "{mode}", FAKE_CLAUDE_LOG = "{log}", FAKE_CLAUDE_PIDFILE = "{pidfile}", FAKE_CLAUDE_HOLD_MS = "{hold}" }}
+[git]
+author_name = "forgehand-test"
+author_email = "forgehand@test"
+{forge}"#,
+        data = dir.path().join("data").display(),
+        database = database_section().await,
+        max_concurrent = setup.max_concurrent,
+        timeout = setup.timeout_secs,
+        mode = setup.mode,
+        log = log.display(),
+        pidfile = pidfile.display(),
+        hold = setup.hold_ms,
+        forge = forge.config_toml(name, secret),
+    )
+}
+
+/// A bare repository with one commit on `main`.
+fn bare_remote(path: &Path) {
+    let repo = git2::Repository::init_bare(path).unwrap();
+    let blob = repo.blob(b"# hello\n").unwrap();
+    let mut tree = repo.treebuilder(None).unwrap();
+    tree.insert("README.md", blob, 0o100644).unwrap();
+    let tree = repo.find_tree(tree.write().unwrap()).unwrap();
+    let sig = git2::Signature::now("upstream", "upstream@test").unwrap();
+    repo.commit(Some("refs/heads/main"), &sig, &sig, "initial", &tree, &[]).unwrap();
+    repo.set_head("refs/heads/main").unwrap();
+}
+
+/// The file `name` on `branch` of the bare remote, and the branch head's author.
+fn remote_file(remote: &Path, branch: &str, name: &str) -> Option<(String, String)> {
+    let repo = git2::Repository::open_bare(remote).unwrap();
+    let commit = repo.find_reference(&format!("refs/heads/{branch}")).ok()?.peel_to_commit().ok()?;
+    let entry = commit.tree().ok()?.get_path(Path::new(name)).ok()?;
+    let blob = repo.find_blob(entry.id()).ok()?;
+    Some((String::from_utf8_lossy(blob.content()).into_owned(), commit.author().name().unwrap_or("").to_owned()))
+}
+
+const BRANCH: &str = "forgehand/issue-42-add-a-verbose-flag-to-the-cli";
+
+async fn happy_path(dialect: Dialect) {
+    let world = World::start(Setup::new(dialect)).await;
+    let id = world.deliver_label().await;
+    let task = world.finished(id).await;
+    assert_eq!(task.status, "done", "{task:?}");
+    assert_eq!((task.turns, task.cost_usd), (Some(3), Some(0.0123)));
+    assert_eq!(task.branch.as_deref(), Some(BRANCH));
+
+    let pulls = world.forge.pulls(world.repo);
+    assert_eq!(pulls.len(), 1, "{pulls:?}");
+    let pull = &pulls[0];
+    assert_eq!((pull.head.as_str(), pull.base.as_str()), (BRANCH, "main"));
+    assert_eq!(pull.title, "Add a --verbose flag to the CLI");
+    assert!(pull.body.contains("Closes #42"), "{}", pull.body);
+    assert!(pull.body.contains("3 turns · $0.0123"), "{}", pull.body);
+    assert!(pull.body.contains(&format!("[task #{id}](http://forgehand.test/tasks/{id})")), "{}", pull.body);
+    assert_eq!(task.pr_url.as_deref(), Some(pull.html_url.as_str()));
+
+    let (content, author) = remote_file(&world.remote, BRANCH, "FORGEHAND_DEMO.md").expect("the branch was pushed");
+    assert!(content.starts_with("You are working in a git checkout of the repository"), "{content}");
+    assert_eq!(author, "forgehand-test");
+
+    let comments = world.bot_comments(42);
+    assert_eq!(comments.len(), 1, "one status comment, edited in place: {comments:?}");
+    assert!(comments[0].contains(&format!("opened pull request [#{}]", pull.number)), "{}", comments[0]);
+    let labels = world.forge.labels(world.repo, 42);
+    assert!(labels.contains(&"forgehand:done".to_owned()) && !labels.contains(&"forgehand:working".to_owned()), "{labels:?}");
+
+    // The agent saw no token, and no forgehand variable.
+    let runs = world.agent_runs();
+    assert_eq!(runs.len(), 1);
+    let names: Vec<&str> = runs[0]["env_names"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(names.iter().all(|n| !n.starts_with("FORGEHAND") && !n.contains("TOKEN")), "{names:?}");
+    assert!(runs[0]["argv"].as_array().unwrap().contains(&json!("--max-turns")));
+    assert!(world.forge.unexpected().is_empty(), "{:?}", world.forge.unexpected());
+}
+
+#[tokio::test]
+async fn a_labelled_github_issue_becomes_a_pull_request() {
+    happy_path(Dialect::Github).await;
+}
+
+#[tokio::test]
+async fn a_labelled_gitea_issue_becomes_a_pull_request() {
+    happy_path(Dialect::Gitea).await;
+}
+
+#[tokio::test]
+async fn nothing_to_change_opens_no_pull_request() {
+    let world = World::start(Setup::new(Dialect::Github).mode("nothing")).await;
+    let task = world.finished(world.deliver_label().await).await;
+    assert_eq!(task.status, "no_changes");
+    assert!(world.forge.pulls(world.repo).is_empty());
+    let comments = world.bot_comments(42);
+    assert!(comments[0].contains("found nothing to change") && comments[0].contains("> Nothing to change"), "{comments:?}");
+    assert!(world.forge.labels(world.repo, 42).contains(&"forgehand:done".to_owned()));
+}
+
+#[tokio::test]
+async fn a_failing_agent_fails_the_task_and_says_so() {
+    let world = World::start(Setup::new(Dialect::Gitea).mode("fail")).await;
+    let task = world.finished(world.deliver_label().await).await;
+    assert_eq!(task.status, "failed");
+    assert_eq!(task.attempt, 1, "a reported failure is not retried");
+    let comments = world.bot_comments(42);
+    assert!(comments[0].starts_with("❌ forgehand could not finish: the agent reported an error"), "{comments:?}");
+    let labels = world.forge.labels(world.repo, 42);
+    assert!(labels.contains(&"forgehand:failed".to_owned()) && !labels.contains(&"forgehand:working".to_owned()));
+    assert!(world.forge.pulls(world.repo).is_empty());
+}
+
+#[tokio::test]
+async fn a_hanging_agent_is_stopped_at_the_timeout_with_its_children() {
+    let mut setup = Setup::new(Dialect::Github).mode("hang");
+    setup.timeout_secs = 1;
+    let world = World::start(setup).await;
+    let task = world.finished(world.deliver_label().await).await;
+    assert_eq!(task.status, "failed");
+    assert!(task.error.as_deref().unwrap().contains("did not finish in time"), "{task:?}");
+    assert_child_gone(&world.pidfile);
+    assert!(world.bot_comments(42)[0].contains("did not finish in time"));
+}
+
+fn assert_child_gone(pidfile: &Path) {
+    let pid: i32 = std::fs::read_to_string(pidfile).unwrap().trim().parse().unwrap();
+    let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| !stat.split_whitespace().nth(2).is_some_and(|state| state == "Z"))
+        .unwrap_or(false);
+    assert!(!alive, "the agent's child {pid} outlived it");
+}
+
+#[tokio::test]
+async fn removing_the_label_stops_a_running_agent() {
+    let world = World::start(Setup::new(Dialect::Github).mode("hang")).await;
+    let id = world.deliver_label().await;
+    world.app.wait_task(id, LONG, |t| t.status == "running").await;
+    wait_for_file(&world.pidfile).await;
+    let removed = world.deliver(Delivery::github("issues", fixture("github/issues_unlabeled.json"))).await;
+    assert_eq!(removed.outcome(), "cancelled_task", "{}", removed.text);
+    let task = world.finished(id).await;
+    assert_eq!(task.status, "cancelled", "{task:?}");
+    assert_child_gone(&world.pidfile);
+    assert!(world.bot_comments(42)[0].starts_with("⏹️ forgehand stopped"), "{:?}", world.bot_comments(42));
+    assert!(!world.forge.labels(world.repo, 42).contains(&"forgehand:working".to_owned()));
+}
+
+async fn wait_for_file(path: &Path) {
+    let deadline = tokio::time::Instant::now() + LONG;
+    while !path.exists() {
+        assert!(tokio::time::Instant::now() < deadline, "{} never appeared", path.display());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_failed_pull_request_call_is_retried_without_a_second_run_or_pull() {
+    let world = World::start(Setup::new(Dialect::Github)).await;
+    // The forge fails right after the push, as if forgehand had crashed between the two.
+    let pulls_path = format!("/repos/{}/pulls", world.repo);
+    world.forge.fail_next("POST", &pulls_path, 502, &[], 1);
+    let task = world.finished(world.deliver_label().await).await;
+    assert_eq!((task.status.as_str(), task.attempt), ("done", 2), "{task:?}");
+    assert_eq!(world.forge.pulls(world.repo).len(), 1);
+    assert_eq!(world.agent_runs().len(), 1, "the second attempt reused the pushed branch");
+}
+
+#[tokio::test]
+async fn a_read_only_users_command_is_rejected() {
+    let world = World::start(Setup::new(Dialect::Github)).await;
+    world.forge.set_permission(world.repo, "bob", "read");
+    let mut comment: serde_json::Value = serde_json::from_slice(&fixture("github/issue_comment_issue.json")).unwrap();
+    comment["sender"]["login"] = json!("bob");
+    comment["comment"]["user"]["login"] = json!("bob");
+    let answer = world.deliver(Delivery::github("issue_comment", serde_json::to_vec(&comment).unwrap())).await;
+    let task = world.finished(answer.json["task_id"].as_i64().unwrap()).await;
+    assert_eq!(task.status, "rejected");
+    assert!(task.error.as_deref().unwrap().contains("@bob has read permission"), "{task:?}");
+    assert!(world.agent_runs().is_empty(), "the agent never ran");
+    assert!(world.bot_comments(42)[0].starts_with("🚫 forgehand did not start"));
+}
+
+#[tokio::test]
+async fn a_review_on_forgehands_pull_request_pushes_to_it() {
+    let world = World::start(Setup::new(Dialect::Github)).await;
+    let first = world.finished(world.deliver_label().await).await;
+    assert_eq!(first.status, "done");
+    let pull = world.forge.pulls(world.repo).remove(0);
+    let head_before = remote_head(&world.remote, BRANCH);
+
+    let mut review: serde_json::Value = serde_json::from_slice(&fixture("github/pull_request_review.json")).unwrap();
+    review["pull_request"]["number"] = json!(pull.number);
+    review["pull_request"]["head"]["ref"] = json!(BRANCH);
+    let answer = world.deliver(Delivery::github("pull_request_review", serde_json::to_vec(&review).unwrap())).await;
+    assert_eq!(answer.status, 202, "{}", answer.text);
+    let follow_up = world.finished(answer.json["task_id"].as_i64().unwrap()).await;
+    assert_eq!(follow_up.status, "done", "{follow_up:?}");
+
+    assert_eq!(world.forge.pulls(world.repo).len(), 1, "still one pull request");
+    let repo = git2::Repository::open_bare(&world.remote).unwrap();
+    let head_after = remote_head(&world.remote, BRANCH);
+    assert!(repo.graph_descendant_of(head_after, head_before).unwrap(), "new commits on top of the old ones");
+    let runs = world.agent_runs();
+    assert_eq!(runs[1]["resume"], runs_session(&first), "the follow-up resumed the first session");
+    let answered = world.bot_comments(pull.number);
+    assert!(answered.iter().any(|c| c.contains("pushed the requested changes")), "{answered:?}");
+}
+
+fn runs_session(task: &forgehand::db::entities::tasks::Model) -> serde_json::Value {
+    json!(task.agent_session_id.clone().unwrap())
+}
+
+fn remote_head(remote: &Path, branch: &str) -> git2::Oid {
+    let repo = git2::Repository::open_bare(remote).unwrap();
+    repo.find_reference(&format!("refs/heads/{branch}")).unwrap().target().unwrap()
+}
+
+#[tokio::test]
+async fn never_more_agents_than_max_concurrent() {
+    let mut setup = Setup::new(Dialect::Github);
+    setup.hold_ms = 700;
+    let world = World::start(setup).await;
+    let mut ids = Vec::new();
+    for n in 1..=6u64 {
+        world.forge.add_issue(world.repo, n, &format!("Issue {n}"), "", &["forgehand"], "alice");
+        let body = edited("github/issues_labeled.json", "/issue/number", json!(n));
+        let answer = world.deliver(Delivery::github("issues", body)).await;
+        ids.push(answer.json["task_id"].as_i64().unwrap());
+    }
+    for id in ids {
+        assert_eq!(world.finished(id).await.status, "done");
+    }
+    let text = std::fs::read_to_string(&world.log).unwrap();
+    let mut edges: Vec<(f64, i32)> = Vec::new();
+    for line in text.lines() {
+        let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+        if let Some(started) = entry["started"].as_f64() {
+            edges.push((started, 1));
+        } else if let Some(ended) = entry["ended"].as_f64() {
+            edges.push((ended, -1));
+        }
+    }
+    edges.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let (mut now, mut most) = (0, 0);
+    for (_, step) in edges {
+        now += step;
+        most = most.max(now);
+    }
+    assert_eq!(most, 2, "at most two agents at once, and two did overlap");
+    assert_eq!(world.forge.pulls(world.repo).len(), 6);
+}
+
+#[tokio::test]
+async fn a_task_interrupted_by_a_restart_is_finished_once() {
+    let mut setup = Setup::new(Dialect::Github);
+    setup.hold_ms = 3000;
+    let world = World::start(setup).await;
+    let id = world.deliver_label().await;
+    world.app.wait_task(id, LONG, |t| t.status == "running").await;
+    wait_for_file(&world.log).await;
+    // SIGTERM: the grace period (1 s) is shorter than the agent's work.
+    let World { app, forge, remote, repo, log, .. } = world;
+    let dir = app.stop().await;
+    let interrupted = forgehand::db::Db::connect(&settings_in(&dir)).await.unwrap();
+    let (task, _) = interrupted.task(id).await.unwrap().unwrap();
+    assert_eq!((task.status.as_str(), task.attempt), ("queued", 0), "requeued without using up an attempt");
+
+    let config = std::fs::read_to_string(dir.path().join("forgehand.toml")).unwrap();
+    let app = TestApp::spawn_config(dir, &config).await;
+    let task = app.wait_task(id, LONG, |t| t.status == "done").await;
+    assert_eq!(task.attempt, 1);
+    assert_eq!(forge.pulls(repo).len(), 1);
+    assert!(remote_file(&remote, BRANCH, "FORGEHAND_DEMO.md").is_some());
+    let starts = std::fs::read_to_string(&log).unwrap().lines().filter(|l| l.contains("\"argv\"")).count();
+    assert_eq!(starts, 2, "one interrupted run, one complete run");
+}
+
+fn settings_in(dir: &tempfile::TempDir) -> forgehand::config::Settings {
+    forgehand::config::Settings::load_with_env(Some(&dir.path().join("forgehand.toml")), Default::default()).unwrap()
+}
