@@ -6,6 +6,16 @@
 //! the request log. `wait_for` wakes on every change of state: nothing sleeps or polls.
 //! A request no route answers gets a 404 and is logged as unexpected; dropping the forge
 //! fails the test if one was never looked at through `unexpected()`.
+//!
+//! ```text
+//! let forge = FakeForge::github().await;          // or FakeForge::gitea()
+//! forge.add_repo("acme/widgets", &bare_repo_path, "main");
+//! forge.add_issue("acme/widgets", 1, "Title", "Body", &["bug"], "alice");
+//! forge.set_permission("acme/widgets", "alice", "write");
+//! let app = TestApp::spawn_with(&forge.config_toml("fake")).await;
+//! app.deliver("fake", forge.label_issue("acme/widgets", 1, "forgehand", "alice").delivery()).await;
+//! forge.wait_for(|s| s.pulls_of("acme/widgets").len() == 1).await;
+//! ```
 
 // A toolkit: every test uses only some of it.
 #![allow(dead_code)]
@@ -297,6 +307,7 @@ impl FakeForge {
         self.shared.lock().bot_login.clone()
     }
 
+    /// Renames the bot; call it before `add_repo`, which gives the bot `write`.
     pub fn set_bot_login(&self, login: &str) {
         self.shared.mutate(|s| s.bot_login = login.into());
     }
@@ -306,15 +317,17 @@ impl FakeForge {
         self.shared.mutate(|s| s.bot_is_site_admin = admin);
     }
 
-    /// A `[[forges]]` entry pointing forgehand at this fake.
-    pub fn config_toml(&self, name: &str, webhook_secret: &str) -> String {
-        let kind = match self.dialect() {
-            Dialect::Github => "github",
-            Dialect::Gitea => "gitea",
+    /// A `[[forges]]` entry pointing forgehand at this fake, with the harness's webhook
+    /// secret of the dialect, so `Webhook::delivery()` passes its signature check.
+    pub fn config_toml(&self, name: &str) -> String {
+        use crate::harness::{GITEA_SECRET, GITHUB_SECRET};
+        let (kind, secret) = match self.dialect() {
+            Dialect::Github => ("github", GITHUB_SECRET),
+            Dialect::Gitea => ("gitea", GITEA_SECRET),
         };
         format!(
             "[[forges]]\nname = \"{name}\"\nkind = \"{kind}\"\napi_url = \"{}\"\ntoken = \"{TOKEN}\"\n\
-             webhook_secret = \"{webhook_secret}\"\nbot_login = \"{}\"\n",
+             webhook_secret = \"{secret}\"\nbot_login = \"{}\"\n",
             self.base_url,
             self.bot_login()
         )
@@ -1100,7 +1113,8 @@ impl Exchange<'_> {
             let Some(pull) = &i.pull else { return false };
             let open = i.state == IssueState::Open;
             let state_ok = state == "all" || (state == "open") == open;
-            let head_ok = head.is_none_or(|(owner, branch)| owner == repo.owner && branch == pull.head);
+            let head_ok = head
+                .is_none_or(|(owner, branch)| owner.eq_ignore_ascii_case(&repo.owner) && branch == pull.head);
             state_ok && head_ok && base.is_none_or(|b| b == pull.base)
         });
         Ok(self.page(pulls.map(|i| self.ctx.pull(repo, i)).collect()))

@@ -769,14 +769,20 @@ async fn webhooks_read_back_through_forgehands_parser() {
 async fn webhooks_are_accepted_by_the_real_router() {
     use crate::harness::TestApp;
     let git = bare_repo();
-    let app = TestApp::spawn().await;
-    for (dialect, name) in [(Dialect::Github, "github"), (Dialect::Gitea, "gitea")] {
-        let forge = forge(dialect, &git).await;
+    let (github, gitea) = (forge(Dialect::Github, &git).await, forge(Dialect::Gitea, &git).await);
+    let app = TestApp::spawn_with(&(github.config_toml("fakehub") + &gitea.config_toml("fakegitea"))).await;
+    for (forge, name) in [(&github, "fakehub"), (&gitea, "fakegitea")] {
         let answer = app.deliver(name, forge.label_issue(REPO, 1, "forgehand", "alice").delivery()).await;
         assert_eq!(answer.status, 202, "{name}: {}", answer.text);
+        let ignored =
+            app.deliver(name, forge.comment_as(REPO, 1, "forgehand-bot", "/forgehand hi").delivery()).await;
+        assert_eq!((ignored.status, ignored.outcome()), (200, "ignored"), "{name}: the bot's own comment");
     }
     let tasks = app.tasks().await;
-    assert_eq!(tasks.iter().filter(|t| t.repo == REPO && t.number == 1).count(), 2, "{tasks:?}");
+    let mut forges: Vec<_> =
+        tasks.iter().filter(|t| t.repo == REPO && t.number == 1).map(|t| t.forge.as_str()).collect();
+    forges.sort();
+    assert_eq!(forges, ["fakegitea", "fakehub"]);
 }
 
 #[tokio::test]
