@@ -6,6 +6,16 @@
 //! the request log. `wait_for` wakes on every change of state: nothing sleeps or polls.
 //! A request no route answers gets a 404 and is logged as unexpected; dropping the forge
 //! fails the test if one was never looked at through `unexpected()`.
+//!
+//! ```text
+//! let forge = FakeForge::github().await;          // or FakeForge::gitea()
+//! forge.add_repo("acme/widgets", &bare_repo_path, "main");
+//! forge.add_issue("acme/widgets", 1, "Title", "Body", &["bug"], "alice");
+//! forge.set_permission("acme/widgets", "alice", "write");
+//! let app = TestApp::spawn_with(&forge.config_toml("fake")).await;
+//! app.deliver("fake", forge.label_issue("acme/widgets", 1, "forgehand", "alice").delivery()).await;
+//! forge.wait_for(|s| s.pulls_of("acme/widgets").len() == 1).await;
+//! ```
 
 // A toolkit: every test uses only some of it.
 #![allow(dead_code)]
@@ -297,6 +307,7 @@ impl FakeForge {
         self.shared.lock().bot_login.clone()
     }
 
+    /// Renames the bot; call it before `add_repo`, which gives the bot `write`.
     pub fn set_bot_login(&self, login: &str) {
         self.shared.mutate(|s| s.bot_login = login.into());
     }
@@ -306,15 +317,17 @@ impl FakeForge {
         self.shared.mutate(|s| s.bot_is_site_admin = admin);
     }
 
-    /// A `[[forges]]` entry pointing forgehand at this fake.
-    pub fn config_toml(&self, name: &str, webhook_secret: &str) -> String {
-        let kind = match self.dialect() {
-            Dialect::Github => "github",
-            Dialect::Gitea => "gitea",
+    /// A `[[forges]]` entry pointing forgehand at this fake, with the harness's webhook
+    /// secret of the dialect, so `Webhook::delivery()` passes its signature check.
+    pub fn config_toml(&self, name: &str) -> String {
+        use crate::harness::{GITEA_SECRET, GITHUB_SECRET};
+        let (kind, secret) = match self.dialect() {
+            Dialect::Github => ("github", GITHUB_SECRET),
+            Dialect::Gitea => ("gitea", GITEA_SECRET),
         };
         format!(
             "[[forges]]\nname = \"{name}\"\nkind = \"{kind}\"\napi_url = \"{}\"\ntoken = \"{TOKEN}\"\n\
-             webhook_secret = \"{webhook_secret}\"\nbot_login = \"{}\"\n",
+             webhook_secret = \"{secret}\"\nbot_login = \"{}\"\n",
             self.base_url,
             self.bot_login()
         )
@@ -1100,7 +1113,8 @@ impl Exchange<'_> {
             let Some(pull) = &i.pull else { return false };
             let open = i.state == IssueState::Open;
             let state_ok = state == "all" || (state == "open") == open;
-            let head_ok = head.is_none_or(|(owner, branch)| owner == repo.owner && branch == pull.head);
+            let head_ok = head
+                .is_none_or(|(owner, branch)| owner.eq_ignore_ascii_case(&repo.owner) && branch == pull.head);
             state_ok && head_ok && base.is_none_or(|b| b == pull.base)
         });
         Ok(self.page(pulls.map(|i| self.ctx.pull(repo, i)).collect()))
@@ -1448,6 +1462,13 @@ impl Ctx {
         match self.dialect {
             Dialect::Github => github::current_user(self),
             Dialect::Gitea => gitea::user(self, &self.bot),
+        }
+    }
+
+    fn user(&self, login: &str) -> Value {
+        match self.dialect {
+            Dialect::Github => github::user(self, login),
+            Dialect::Gitea => gitea::user(self, login),
         }
     }
 
@@ -1813,7 +1834,7 @@ mod github {
     }
 
     /// Never trust it for authorization; it is here because GitHub sends it.
-    fn association(repo: &FakeRepo, login: &str) -> &'static str {
+    pub(super) fn association(repo: &FakeRepo, login: &str) -> &'static str {
         if login.eq_ignore_ascii_case(&repo.owner) {
             "OWNER"
         } else if repo.permissions.keys().any(|l| l.eq_ignore_ascii_case(login)) {
@@ -1991,15 +2012,7 @@ mod gitea {
         let part = issue.pull.as_ref().expect("a pull request");
         let html = ctx.html_url(repo, issue);
         let base_sha = shown_sha(repo, &part.base, &part.base_sha);
-        let git_ref = |branch: &str, sha: &str| {
-            let repo_json = json!({
-                "id": repo.id, "owner": user(ctx, &repo.owner), "name": repo.name,
-                "full_name": repo.full_name(), "private": repo.private, "fork": false,
-                "html_url": ctx.repo_html(repo), "clone_url": repo.clone_url,
-                "default_branch": repo.default_branch,
-            });
-            json!({ "label": branch, "ref": branch, "sha": sha, "repo_id": repo.id, "repo": repo_json })
-        };
+        let git_ref = |branch: &str, sha: &str| json!({ "label": branch, "ref": branch, "sha": sha, "repo_id": repo.id, "repo": self::repo(ctx, repo) });
         json!({
             "id": part.id,
             "url": html,
@@ -2053,6 +2066,306 @@ mod gitea {
         match issue.state {
             IssueState::Open => "open",
             IssueState::Closed => "closed",
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Webhooks: what the forge would send, generated from the state.
+// ---------------------------------------------------------------------------------------
+
+/// A webhook delivery the forge would send.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub dialect: Dialect,
+    /// `X-GitHub-Event` / `X-Gitea-Event`.
+    pub event: String,
+    /// Gitea's `X-Gitea-Event-Type`; `None` on GitHub.
+    pub event_type: Option<String>,
+    pub payload: Value,
+}
+
+impl Webhook {
+    /// The body as the forge sends it: compact (GitHub) or indented by two spaces (Gitea).
+    pub fn body(&self) -> Vec<u8> {
+        match self.dialect {
+            Dialect::Github => serde_json::to_vec(&self.payload).unwrap(),
+            Dialect::Gitea => serde_json::to_vec_pretty(&self.payload).unwrap(),
+        }
+    }
+
+    /// The delivery, signed with the harness's secret of the dialect.
+    pub fn delivery(&self) -> crate::harness::Delivery {
+        use crate::harness::Delivery;
+        match &self.event_type {
+            None => Delivery::github(&self.event, self.body()),
+            Some(event_type) => Delivery::gitea(&self.event, event_type, self.body()),
+        }
+    }
+}
+
+/// What people do on the forge: each changes the state and returns the webhook it causes.
+impl FakeForge {
+    /// Opens issue `n` (see `add_issue`): `issues`/`opened`.
+    pub fn open_issue(
+        &self,
+        repo: &str,
+        n: u64,
+        title: &str,
+        body: &str,
+        labels: &[&str],
+        author: &str,
+    ) -> Webhook {
+        self.add_issue(repo, n, title, body, labels, author);
+        self.webhook_issue(repo, n, "opened", author)
+    }
+
+    /// `sender` adds `label` (created if missing): GitHub `labeled`, Gitea `label_updated`.
+    pub fn label_issue(&self, repo: &str, n: u64, label: &str, sender: &str) -> Webhook {
+        self.shared.mutate(|s| {
+            let name = s.repo_mut(repo).ensure_label(label).name.clone();
+            let issue = s.issue_mut(repo, n);
+            if !issue.labels.contains(&name) {
+                issue.labels.push(name);
+                issue.updated_at = Utc::now();
+            }
+        });
+        self.webhook_issue_labeled(repo, n, label, sender)
+    }
+
+    /// `sender` removes `label`: GitHub `unlabeled`, Gitea `label_updated` or `label_cleared`.
+    pub fn unlabel_issue(&self, repo: &str, n: u64, label: &str, sender: &str) -> Webhook {
+        self.shared.mutate(|s| {
+            let issue = s.issue_mut(repo, n);
+            issue.labels.retain(|l| !l.eq_ignore_ascii_case(label));
+            issue.updated_at = Utc::now();
+        });
+        self.webhook_issue_unlabeled(repo, n, label, sender)
+    }
+
+    /// `sender` closes issue or pull request `n`.
+    pub fn close_issue(&self, repo: &str, n: u64, sender: &str) -> Webhook {
+        self.set_closed(repo, n);
+        self.webhook_issue(repo, n, "closed", sender)
+    }
+
+    /// `author` comments on issue or pull request `n`: `issue_comment`/`created`.
+    pub fn comment_as(&self, repo: &str, n: u64, author: &str, body: &str) -> Webhook {
+        let id = self.shared.mutate(|s| {
+            let now = Utc::now();
+            let comment = FakeComment {
+                id: new_id(),
+                body: body.into(),
+                user: author.into(),
+                created_at: now,
+                updated_at: now,
+                reactions: vec![],
+            };
+            let issue = s.issue_mut(repo, n);
+            issue.comments.push(comment);
+            issue.updated_at = now;
+            issue.comments.last().unwrap().id
+        });
+        self.webhook_comment_created(repo, n, id)
+    }
+
+    /// `reviewer` submits a review of pull request `n`; `state` is `approved`,
+    /// `changes_requested` or `commented`.
+    pub fn review_as(&self, repo: &str, n: u64, reviewer: &str, state: &str, body: &str) -> Webhook {
+        assert!(
+            matches!(state, "approved" | "changes_requested" | "commented"),
+            "unknown review state {state}"
+        );
+        let id = self.shared.mutate(|s| {
+            let r = s.repo_mut(repo);
+            let issue = r.issues.get(&n).unwrap_or_else(|| panic!("no pull request {n}"));
+            let part = issue.pull.as_ref().unwrap_or_else(|| panic!("{n} is no pull request"));
+            let review = FakeReview {
+                id: new_id(),
+                user: reviewer.into(),
+                state: state.into(),
+                body: body.into(),
+                commit_id: shown_sha(r, &part.head, &part.head_sha),
+                submitted_at: Utc::now(),
+            };
+            let id = review.id;
+            r.issues.get_mut(&n).unwrap().pull.as_mut().unwrap().reviews.push(review);
+            id
+        });
+        self.webhook_review_submitted(repo, n, id)
+    }
+
+    /// An `issues` (or, on a pull request, `pull_request`) event with `action`, from the
+    /// state as it is.
+    pub fn webhook_issue(&self, repo: &str, n: u64, action: &str, sender: &str) -> Webhook {
+        self.hook(repo, n, |ctx, r, issue| hooks::issue(ctx, r, issue, action, None, sender))
+    }
+
+    /// `sender` labelled `n` with `label` (already on it in the state).
+    pub fn webhook_issue_labeled(&self, repo: &str, n: u64, label: &str, sender: &str) -> Webhook {
+        self.hook(repo, n, |ctx, r, issue| hooks::issue(ctx, r, issue, "labeled", Some(label), sender))
+    }
+
+    /// `sender` took `label` off `n` (already gone in the state).
+    pub fn webhook_issue_unlabeled(&self, repo: &str, n: u64, label: &str, sender: &str) -> Webhook {
+        self.hook(repo, n, |ctx, r, issue| hooks::issue(ctx, r, issue, "unlabeled", Some(label), sender))
+    }
+
+    /// Comment `comment_id` on `n` was created.
+    pub fn webhook_comment_created(&self, repo: &str, n: u64, comment_id: u64) -> Webhook {
+        self.hook(repo, n, |ctx, r, issue| {
+            let comment = issue.comments.iter().find(|c| c.id == comment_id).expect("no such comment");
+            hooks::comment(ctx, r, issue, comment)
+        })
+    }
+
+    /// Review `review_id` of pull request `n` was submitted.
+    pub fn webhook_review_submitted(&self, repo: &str, n: u64, review_id: u64) -> Webhook {
+        self.hook(repo, n, |ctx, r, issue| {
+            let reviews = &issue.pull.as_ref().expect("a pull request").reviews;
+            hooks::review(ctx, r, issue, reviews.iter().find(|v| v.id == review_id).expect("no such review"))
+        })
+    }
+
+    fn hook(
+        &self,
+        repo: &str,
+        n: u64,
+        build: impl FnOnce(&Ctx, &FakeRepo, &FakeIssue) -> Webhook,
+    ) -> Webhook {
+        let state = self.shared.lock();
+        let r = state.repos.get(repo).unwrap_or_else(|| panic!("no repository {repo}"));
+        build(&state.ctx(), r, r.issues.get(&n).unwrap_or_else(|| panic!("no issue {n} in {repo}")))
+    }
+}
+
+/// Webhook payloads, reusing the REST shapes: both forges embed the same objects.
+mod hooks {
+    use super::*;
+
+    fn webhook(ctx: &Ctx, event: &str, event_type: Option<&str>, payload: Value) -> Webhook {
+        Webhook { dialect: ctx.dialect, event: event.into(), event_type: event_type.map(Into::into), payload }
+    }
+
+    /// An issue (or pull request) event; `label` is the one added or removed.
+    pub(super) fn issue(
+        ctx: &Ctx,
+        repo: &FakeRepo,
+        issue: &FakeIssue,
+        action: &str,
+        label: Option<&str>,
+        sender: &str,
+    ) -> Webhook {
+        let pull = issue.pull.is_some();
+        let (event, key, object) = if pull {
+            ("pull_request", "pull_request", ctx.pull(repo, issue))
+        } else {
+            ("issues", "issue", ctx.issue(repo, issue))
+        };
+        let mut payload = json!({ "action": action, "number": issue.number });
+        payload[key] = object;
+        payload["repository"] = ctx.repo(repo);
+        payload["sender"] = ctx.user(sender);
+        match ctx.dialect {
+            Dialect::Github => {
+                if let Some(label) = label {
+                    let fallback = FakeLabel {
+                        id: 0,
+                        name: label.into(),
+                        color: "ededed".into(),
+                        description: String::new(),
+                    };
+                    payload["label"] = ctx.label(repo, repo.label(label).unwrap_or(&fallback));
+                }
+                if !pull {
+                    payload.as_object_mut().unwrap().remove("number");
+                }
+                webhook(ctx, event, None, payload)
+            }
+            Dialect::Gitea => {
+                // Gitea sends no `label`: only the set after the change.
+                if label.is_some() {
+                    payload["action"] =
+                        if issue.labels.is_empty() { "label_cleared" } else { "label_updated" }.into();
+                }
+                payload["commit_id"] = "".into();
+                let event_type = match (pull, label.is_some()) {
+                    (false, false) => "issues",
+                    (false, true) => "issue_label",
+                    (true, false) => "pull_request",
+                    (true, true) => "pull_request_label",
+                };
+                webhook(ctx, event, Some(event_type), payload)
+            }
+        }
+    }
+
+    pub(super) fn comment(ctx: &Ctx, repo: &FakeRepo, issue: &FakeIssue, comment: &FakeComment) -> Webhook {
+        let mut payload = json!({
+            "action": "created",
+            "issue": ctx.issue(repo, issue),
+            "comment": ctx.comment(repo, issue, comment),
+            "repository": ctx.repo(repo),
+            "sender": ctx.user(&comment.user),
+        });
+        match ctx.dialect {
+            Dialect::Github => webhook(ctx, "issue_comment", None, payload),
+            Dialect::Gitea => {
+                let pull = issue.pull.is_some();
+                payload["is_pull"] = pull.into();
+                let event_type = if pull { "pull_request_comment" } else { "issue_comment" };
+                webhook(ctx, "issue_comment", Some(event_type), payload)
+            }
+        }
+    }
+
+    pub(super) fn review(ctx: &Ctx, repo: &FakeRepo, issue: &FakeIssue, review: &FakeReview) -> Webhook {
+        match ctx.dialect {
+            Dialect::Github => {
+                let html = format!("{}#pullrequestreview-{}", ctx.html_url(repo, issue), review.id);
+                let pull_url = format!("{}/pulls/{}", ctx.repo_api(repo), issue.number);
+                let review_json = json!({
+                    "id": review.id,
+                    "node_id": format!("PRR_kwDO{}", review.id),
+                    "user": ctx.user(&review.user),
+                    "body": review.body,
+                    "commit_id": review.commit_id,
+                    "submitted_at": time(&review.submitted_at),
+                    "state": review.state,
+                    "html_url": html,
+                    "pull_request_url": pull_url,
+                    "author_association": github::association(repo, &review.user),
+                    "_links": { "html": { "href": html }, "pull_request": { "href": pull_url } },
+                });
+                let payload = json!({
+                    "action": "submitted",
+                    "review": review_json,
+                    "pull_request": ctx.pull(repo, issue),
+                    "repository": ctx.repo(repo),
+                    "sender": ctx.user(&review.user),
+                });
+                webhook(ctx, "pull_request_review", None, payload)
+            }
+            Dialect::Gitea => {
+                let kind = match review.state.as_str() {
+                    "approved" => "approved",
+                    "changes_requested" => "rejected",
+                    _ => "comment",
+                };
+                let event_type = format!("pull_request_review_{kind}");
+                let payload = json!({
+                    "action": "reviewed",
+                    "number": issue.number,
+                    "pull_request": ctx.pull(repo, issue),
+                    "requested_reviewer": null,
+                    "repository": ctx.repo(repo),
+                    "sender": ctx.user(&review.user),
+                    // Empty in Gitea's review deliveries too.
+                    "commit_id": "",
+                    "review": { "type": event_type, "content": review.body },
+                });
+                webhook(ctx, &format!("pull_request_{kind}"), Some(&event_type), payload)
+            }
         }
     }
 }

@@ -628,3 +628,172 @@ async fn wait_until_wakes_on_each_change_without_sleeping() {
     assert!(!forge.wait_until(|s| s.comments_of(REPO, 1).len() == 3, Duration::from_millis(100)).await);
     assert!(started.elapsed() >= Duration::from_millis(100));
 }
+
+/// The paths of `fixture`'s object keys that `generated` lacks (arrays: first elements).
+fn missing_keys(fixture: &Value, generated: &Value, path: &str, missing: &mut Vec<String>) {
+    match (fixture, generated) {
+        (Value::Object(want), Value::Object(have)) => {
+            for (key, value) in want {
+                match have.get(key) {
+                    None => missing.push(format!("{path}.{key}")),
+                    Some(found) => missing_keys(value, found, &format!("{path}.{key}"), missing),
+                }
+            }
+        }
+        (Value::Array(want), Value::Array(have)) if !want.is_empty() && !have.is_empty() => {
+            missing_keys(&want[0], &have[0], &format!("{path}[0]"), missing);
+        }
+        _ => {}
+    }
+}
+
+fn assert_like_fixture(path: &str, hook: &crate::fake_forge::Webhook) {
+    let fixture: Value = serde_json::from_slice(&crate::harness::fixture(path)).unwrap();
+    let mut missing = Vec::new();
+    missing_keys(&fixture, &hook.payload, "", &mut missing);
+    // Only organisations' repositories carry `organization`.
+    missing.retain(|m| m != ".organization");
+    assert!(missing.is_empty(), "{path}: generated payload lacks {missing:?}");
+}
+
+/// A forge with pull request 2 (by the bot) next to issue 1.
+async fn forge_with_pull(dialect: Dialect, git: &Git) -> FakeForge {
+    let forge = forge(dialect, git).await;
+    forge.add_pull(REPO, 2, "forgehand: Add a --verbose flag (#1)", "forgehand/issue-1", "main");
+    forge
+}
+
+#[tokio::test]
+async fn webhooks_have_every_field_the_recorded_deliveries_have() {
+    let git = bare_repo();
+    let github = forge_with_pull(Dialect::Github, &git).await;
+    assert_like_fixture("github/issues_labeled.json", &github.label_issue(REPO, 1, "forgehand", "alice"));
+    assert_like_fixture("github/issues_unlabeled.json", &github.unlabel_issue(REPO, 1, "forgehand", "alice"));
+    assert_like_fixture("github/issues_closed.json", &github.close_issue(REPO, 1, "alice"));
+    assert_like_fixture(
+        "github/issue_comment_issue.json",
+        &github.comment_as(REPO, 1, "alice", "/forgehand go"),
+    );
+    assert_like_fixture(
+        "github/issue_comment_pr.json",
+        &github.comment_as(REPO, 2, "alice", "/forgehand more"),
+    );
+    let review = github.review_as(REPO, 2, "alice", "changes_requested", "Add a test");
+    assert_like_fixture("github/pull_request_review.json", &review);
+
+    let gitea = forge_with_pull(Dialect::Gitea, &git).await;
+    assert_like_fixture("gitea/issues_label_updated.json", &gitea.label_issue(REPO, 1, "forgehand", "alice"));
+    gitea.unlabel_issue(REPO, 1, "forgehand", "alice");
+    assert_like_fixture("gitea/issues_label_cleared.json", &gitea.unlabel_issue(REPO, 1, "bug", "alice"));
+    assert_like_fixture("gitea/issues_closed.json", &gitea.close_issue(REPO, 1, "alice"));
+    assert_like_fixture(
+        "gitea/issue_comment_issue.json",
+        &gitea.comment_as(REPO, 1, "alice", "/forgehand go"),
+    );
+    assert_like_fixture(
+        "gitea/issue_comment_pr.json",
+        &gitea.comment_as(REPO, 2, "alice", "/forgehand more"),
+    );
+    let review = gitea.review_as(REPO, 2, "alice", "changes_requested", "Add a test");
+    assert_like_fixture("gitea/pull_request_rejected.json", &review);
+}
+
+#[tokio::test]
+async fn webhooks_read_back_through_forgehands_parser() {
+    use forgehand::config::ForgeKind;
+    use forgehand::forge::event::{ForgeEvent, IssueChange, ReviewVerdict};
+    use forgehand::forge::payload::parse;
+
+    let git = bare_repo();
+    for (dialect, kind) in [(Dialect::Github, ForgeKind::Github), (Dialect::Gitea, ForgeKind::Gitea)] {
+        let forge = forge_with_pull(dialect, &git).await;
+        let read = |hook: crate::fake_forge::Webhook| parse(kind, &hook.event, &hook.body()).unwrap();
+
+        let labeled = read(forge.label_issue(REPO, 1, "forgehand", "alice"));
+        assert_eq!(labeled.label_present_after("forgehand"), Some(true), "{dialect:?}");
+        let ForgeEvent::Issue { change, issue, repo, sender, .. } = labeled else { panic!("{dialect:?}") };
+        let expected = if dialect == Dialect::Github {
+            IssueChange::Labeled("forgehand".into())
+        } else {
+            IssueChange::LabelsUpdated
+        };
+        assert_eq!(
+            (change, issue.number, issue.labels),
+            (expected, 1, vec!["bug".into(), "forgehand".into()])
+        );
+        assert_eq!(
+            (repo.full_name.as_str(), repo.clone_url.as_str(), sender.login.as_str()),
+            (REPO, git.url.as_str(), "alice")
+        );
+
+        let unlabeled = read(forge.unlabel_issue(REPO, 1, "forgehand", "alice"));
+        assert_eq!(unlabeled.label_present_after("forgehand"), Some(false), "{dialect:?}");
+
+        let ForgeEvent::Comment { issue, body, comment_id, .. } =
+            read(forge.comment_as(REPO, 2, "alice", "/forgehand louder"))
+        else {
+            panic!("{dialect:?}")
+        };
+        assert!(issue.is_pull_request && body == "/forgehand louder" && comment_id.is_some(), "{dialect:?}");
+        assert_eq!(forge.comments(REPO, 2)[0].id, comment_id.unwrap());
+
+        for (state, verdict) in [
+            ("approved", ReviewVerdict::Approved),
+            ("changes_requested", ReviewVerdict::ChangesRequested),
+            ("commented", ReviewVerdict::Commented),
+        ] {
+            let ForgeEvent::Review { verdict: got, head_ref, pr_number, action, .. } =
+                read(forge.review_as(REPO, 2, "alice", state, "Hm"))
+            else {
+                panic!("{dialect:?} {state}")
+            };
+            assert_eq!(
+                (got, head_ref.as_str(), pr_number, action.as_str()),
+                (verdict, "forgehand/issue-1", 2, "submitted")
+            );
+        }
+        let ForgeEvent::Issue { change, issue, .. } = read(forge.close_issue(REPO, 1, "alice")) else {
+            panic!()
+        };
+        assert_eq!((change, issue.is_open), (IssueChange::Closed, false));
+        let ForgeEvent::Issue { change, issue, .. } =
+            read(forge.open_issue(REPO, 7, "New", "", &["forgehand"], "bob"))
+        else {
+            panic!()
+        };
+        assert_eq!((change, issue.labels), (IssueChange::Opened, vec!["forgehand".to_string()]));
+    }
+}
+
+#[tokio::test]
+async fn webhooks_are_accepted_by_the_real_router() {
+    use crate::harness::TestApp;
+    let git = bare_repo();
+    let (github, gitea) = (forge(Dialect::Github, &git).await, forge(Dialect::Gitea, &git).await);
+    let app = TestApp::spawn_with(&(github.config_toml("fakehub") + &gitea.config_toml("fakegitea"))).await;
+    for (forge, name) in [(&github, "fakehub"), (&gitea, "fakegitea")] {
+        let answer = app.deliver(name, forge.label_issue(REPO, 1, "forgehand", "alice").delivery()).await;
+        assert_eq!(answer.status, 202, "{name}: {}", answer.text);
+        let ignored =
+            app.deliver(name, forge.comment_as(REPO, 1, "forgehand-bot", "/forgehand hi").delivery()).await;
+        assert_eq!((ignored.status, ignored.outcome()), (200, "ignored"), "{name}: the bot's own comment");
+    }
+    let tasks = app.tasks().await;
+    let mut forges: Vec<_> =
+        tasks.iter().filter(|t| t.repo == REPO && t.number == 1).map(|t| t.forge.as_str()).collect();
+    forges.sort();
+    assert_eq!(forges, ["fakegitea", "fakehub"]);
+}
+
+#[tokio::test]
+async fn gitea_has_no_post_alias_for_patch() {
+    let git = bare_repo();
+    let forge = forge(Dialect::Gitea, &git).await;
+    let api = Api::new(&forge);
+    let comment =
+        api.call("POST", "/repos/acme/widgets/issues/1/comments", Some(json!({"body": "x"}))).await.1;
+    let path = format!("/repos/acme/widgets/issues/comments/{}", comment["id"]);
+    assert_eq!(api.call("POST", &path, Some(json!({"body": "y"}))).await.0, 404);
+    assert_eq!(forge.unexpected().len(), 1);
+    assert_eq!(forge.comments(REPO, 1)[0].body, "x");
+}
