@@ -57,8 +57,17 @@ impl World {
         let remote = dir.path().join("remote.git");
         bare_remote(&remote);
         forge.add_repo(repo, &format!("file://{}", remote.display()), "main");
-        forge.add_issue(repo, 42, "Add a --verbose flag to the CLI", "The CLI needs --verbose.", &["forgehand"], "alice");
+        forge.add_issue(
+            repo,
+            42,
+            "Add a --verbose flag to the CLI",
+            "The CLI needs --verbose.",
+            &["forgehand"],
+            "alice",
+        );
         forge.set_permission(repo, "alice", "write");
+        // Gitea shows a collaborator's permission only to repository admins.
+        forge.set_permission(repo, &forge.bot_login(), "admin");
         let (log, pidfile) = (dir.path().join("agent.log"), dir.path().join("agent.pid"));
         let config = config(&dir, &forge, &setup, &log, &pidfile).await;
         let app = TestApp::spawn_config(dir, &config).await;
@@ -68,7 +77,9 @@ impl World {
     /// The label webhook for issue 42, as the forge sends it.
     fn labeled(&self) -> (String, Delivery) {
         match self.setup_dialect {
-            Dialect::Github => ("github".into(), Delivery::github("issues", fixture("github/issues_labeled.json"))),
+            Dialect::Github => {
+                ("github".into(), Delivery::github("issues", fixture("github/issues_labeled.json")))
+            }
             Dialect::Gitea => (
                 "gitea".into(),
                 Delivery::gitea("issues", "issue_label", fixture("gitea/issues_label_updated.json")),
@@ -88,8 +99,30 @@ impl World {
         self.app.deliver(forge, delivery).await
     }
 
+    /// Waits until task `id` ended and the forge shows it: forgehand records the end first,
+    /// then edits the status comment, then sets the labels.
     async fn finished(&self, id: i64) -> forgehand::db::entities::tasks::Model {
-        self.app.wait_task(id, LONG, |t| !["queued", "running"].contains(&t.status.as_str())).await
+        let task =
+            self.app.wait_task(id, LONG, |t| !["queued", "running"].contains(&t.status.as_str())).await;
+        let wanted = match task.status.as_str() {
+            "done" | "no_changes" => Some("forgehand:done"),
+            "failed" => Some("forgehand:failed"),
+            _ => None,
+        };
+        let (repo, number) = (self.repo, task.number as u64);
+        let settled = self
+            .forge
+            .wait_until(
+                |state| {
+                    let labels = state.labels_of(repo, number);
+                    !labels.iter().any(|l| l == "forgehand:working")
+                        && wanted.is_none_or(|w| labels.iter().any(|l| l == w))
+                },
+                LONG,
+            )
+            .await;
+        assert!(settled, "the labels of #{number} never settled: {:?}", self.forge.labels(repo, number));
+        task
     }
 
     fn bot_comments(&self, number: u64) -> Vec<String> {
@@ -100,14 +133,23 @@ impl World {
     /// One entry per agent run, in start order.
     fn agent_runs(&self) -> Vec<serde_json::Value> {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).filter(|e| e.get("argv").is_some()).collect()
+        text.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|e| e.get("argv").is_some())
+            .collect()
     }
 }
 
-async fn config(dir: &tempfile::TempDir, forge: &FakeForge, setup: &Setup, log: &Path, pidfile: &Path) -> String {
-    let (name, secret) = match setup.dialect {
-        Dialect::Github => ("github", GITHUB_SECRET),
-        Dialect::Gitea => ("gitea", GITEA_SECRET),
+async fn config(
+    dir: &tempfile::TempDir,
+    forge: &FakeForge,
+    setup: &Setup,
+    log: &Path,
+    pidfile: &Path,
+) -> String {
+    let name = match setup.dialect {
+        Dialect::Github => "github",
+        Dialect::Gitea => "gitea",
     };
     format!(
         r#"
@@ -140,7 +182,7 @@ author_email = "forgehand@test"
         log = log.display(),
         pidfile = pidfile.display(),
         hold = setup.hold_ms,
-        forge = forge.config_toml(name, secret),
+        forge = forge.config_toml(name),
     )
 }
 
@@ -162,7 +204,10 @@ fn remote_file(remote: &Path, branch: &str, name: &str) -> Option<(String, Strin
     let commit = repo.find_reference(&format!("refs/heads/{branch}")).ok()?.peel_to_commit().ok()?;
     let entry = commit.tree().ok()?.get_path(Path::new(name)).ok()?;
     let blob = repo.find_blob(entry.id()).ok()?;
-    Some((String::from_utf8_lossy(blob.content()).into_owned(), commit.author().name().unwrap_or("").to_owned()))
+    Some((
+        String::from_utf8_lossy(blob.content()).into_owned(),
+        commit.author().name().unwrap_or("").to_owned(),
+    ))
 }
 
 const BRANCH: &str = "forgehand/issue-42-add-a-verbose-flag-to-the-cli";
@@ -185,7 +230,8 @@ async fn happy_path(dialect: Dialect) {
     assert!(pull.body.contains(&format!("[task #{id}](http://forgehand.test/tasks/{id})")), "{}", pull.body);
     assert_eq!(task.pr_url.as_deref(), Some(pull.html_url.as_str()));
 
-    let (content, author) = remote_file(&world.remote, BRANCH, "FORGEHAND_DEMO.md").expect("the branch was pushed");
+    let (content, author) =
+        remote_file(&world.remote, BRANCH, "FORGEHAND_DEMO.md").expect("the branch was pushed");
     assert!(content.starts_with("You are working in a git checkout of the repository"), "{content}");
     assert_eq!(author, "forgehand-test");
 
@@ -193,12 +239,16 @@ async fn happy_path(dialect: Dialect) {
     assert_eq!(comments.len(), 1, "one status comment, edited in place: {comments:?}");
     assert!(comments[0].contains(&format!("opened pull request [#{}]", pull.number)), "{}", comments[0]);
     let labels = world.forge.labels(world.repo, 42);
-    assert!(labels.contains(&"forgehand:done".to_owned()) && !labels.contains(&"forgehand:working".to_owned()), "{labels:?}");
+    assert!(
+        labels.contains(&"forgehand:done".to_owned()) && !labels.contains(&"forgehand:working".to_owned()),
+        "{labels:?}"
+    );
 
     // The agent saw no token, and no forgehand variable.
     let runs = world.agent_runs();
     assert_eq!(runs.len(), 1);
-    let names: Vec<&str> = runs[0]["env_names"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        runs[0]["env_names"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     assert!(names.iter().all(|n| !n.starts_with("FORGEHAND") && !n.contains("TOKEN")), "{names:?}");
     assert!(runs[0]["argv"].as_array().unwrap().contains(&json!("--max-turns")));
     assert!(world.forge.unexpected().is_empty(), "{:?}", world.forge.unexpected());
@@ -221,7 +271,10 @@ async fn nothing_to_change_opens_no_pull_request() {
     assert_eq!(task.status, "no_changes");
     assert!(world.forge.pulls(world.repo).is_empty());
     let comments = world.bot_comments(42);
-    assert!(comments[0].contains("found nothing to change") && comments[0].contains("> Nothing to change"), "{comments:?}");
+    assert!(
+        comments[0].contains("found nothing to change") && comments[0].contains("> Nothing to change"),
+        "{comments:?}"
+    );
     assert!(world.forge.labels(world.repo, 42).contains(&"forgehand:done".to_owned()));
 }
 
@@ -232,9 +285,14 @@ async fn a_failing_agent_fails_the_task_and_says_so() {
     assert_eq!(task.status, "failed");
     assert_eq!(task.attempt, 1, "a reported failure is not retried");
     let comments = world.bot_comments(42);
-    assert!(comments[0].starts_with("❌ forgehand could not finish: the agent reported an error"), "{comments:?}");
+    assert!(
+        comments[0].starts_with("❌ forgehand could not finish: the agent reported an error"),
+        "{comments:?}"
+    );
     let labels = world.forge.labels(world.repo, 42);
-    assert!(labels.contains(&"forgehand:failed".to_owned()) && !labels.contains(&"forgehand:working".to_owned()));
+    assert!(
+        labels.contains(&"forgehand:failed".to_owned()) && !labels.contains(&"forgehand:working".to_owned())
+    );
     assert!(world.forge.pulls(world.repo).is_empty());
 }
 
@@ -253,7 +311,7 @@ async fn a_hanging_agent_is_stopped_at_the_timeout_with_its_children() {
 fn assert_child_gone(pidfile: &Path) {
     let pid: i32 = std::fs::read_to_string(pidfile).unwrap().trim().parse().unwrap();
     let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| !stat.split_whitespace().nth(2).is_some_and(|state| state == "Z"))
+        .map(|stat| stat.split_whitespace().nth(2).is_none_or(|state| state != "Z"))
         .unwrap_or(false);
     assert!(!alive, "the agent's child {pid} outlived it");
 }
@@ -297,10 +355,12 @@ async fn a_failed_pull_request_call_is_retried_without_a_second_run_or_pull() {
 async fn a_read_only_users_command_is_rejected() {
     let world = World::start(Setup::new(Dialect::Github)).await;
     world.forge.set_permission(world.repo, "bob", "read");
-    let mut comment: serde_json::Value = serde_json::from_slice(&fixture("github/issue_comment_issue.json")).unwrap();
+    let mut comment: serde_json::Value =
+        serde_json::from_slice(&fixture("github/issue_comment_issue.json")).unwrap();
     comment["sender"]["login"] = json!("bob");
     comment["comment"]["user"]["login"] = json!("bob");
-    let answer = world.deliver(Delivery::github("issue_comment", serde_json::to_vec(&comment).unwrap())).await;
+    let answer =
+        world.deliver(Delivery::github("issue_comment", serde_json::to_vec(&comment).unwrap())).await;
     let task = world.finished(answer.json["task_id"].as_i64().unwrap()).await;
     assert_eq!(task.status, "rejected");
     assert!(task.error.as_deref().unwrap().contains("@bob has read permission"), "{task:?}");
@@ -316,10 +376,12 @@ async fn a_review_on_forgehands_pull_request_pushes_to_it() {
     let pull = world.forge.pulls(world.repo).remove(0);
     let head_before = remote_head(&world.remote, BRANCH);
 
-    let mut review: serde_json::Value = serde_json::from_slice(&fixture("github/pull_request_review.json")).unwrap();
+    let mut review: serde_json::Value =
+        serde_json::from_slice(&fixture("github/pull_request_review.json")).unwrap();
     review["pull_request"]["number"] = json!(pull.number);
     review["pull_request"]["head"]["ref"] = json!(BRANCH);
-    let answer = world.deliver(Delivery::github("pull_request_review", serde_json::to_vec(&review).unwrap())).await;
+    let answer =
+        world.deliver(Delivery::github("pull_request_review", serde_json::to_vec(&review).unwrap())).await;
     assert_eq!(answer.status, 202, "{}", answer.text);
     let follow_up = world.finished(answer.json["task_id"].as_i64().unwrap()).await;
     assert_eq!(follow_up.status, "done", "{follow_up:?}");
@@ -404,5 +466,16 @@ async fn a_task_interrupted_by_a_restart_is_finished_once() {
 }
 
 fn settings_in(dir: &tempfile::TempDir) -> forgehand::config::Settings {
-    forgehand::config::Settings::load_with_env(Some(&dir.path().join("forgehand.toml")), Default::default()).unwrap()
+    forgehand::config::Settings::load_with_env(Some(&dir.path().join("forgehand.toml")), Default::default())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_gitea_bot_that_cannot_read_permissions_says_what_to_do() {
+    let world = World::start(Setup::new(Dialect::Gitea)).await;
+    world.forge.set_permission(world.repo, &world.forge.bot_login(), "write");
+    let task = world.finished(world.deliver_label().await).await;
+    assert_eq!(task.status, "rejected");
+    assert!(task.error.unwrap().contains("make the bot account an admin of acme/widgets"));
+    assert!(world.agent_runs().is_empty());
 }

@@ -100,7 +100,14 @@ impl TestApp {
         let running = tokio::spawn(app.run_until_stopped(async move {
             let _ = stopped.await;
         }));
-        TestApp { base, db, client: reqwest::Client::new(), _dir: dir, _stop: Some(stop), running: Some(running) }
+        TestApp {
+            base,
+            db,
+            client: reqwest::Client::new(),
+            _dir: dir,
+            _stop: Some(stop),
+            running: Some(running),
+        }
     }
 
     /// Stops the app as SIGTERM would and waits until it has; gives back its directory.
@@ -116,7 +123,12 @@ impl TestApp {
     }
 
     /// Waits until task `id` satisfies `done`; panics with the task after `timeout`.
-    pub async fn wait_task(&self, id: i64, timeout: std::time::Duration, done: impl Fn(&tasks::Model) -> bool) -> tasks::Model {
+    pub async fn wait_task(
+        &self,
+        id: i64,
+        timeout: std::time::Duration,
+        done: impl Fn(&tasks::Model) -> bool,
+    ) -> tasks::Model {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let task = self.db.task(id).await.unwrap().map(|(t, _)| t);
