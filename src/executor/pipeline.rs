@@ -93,6 +93,8 @@ struct Plan {
     base: String,
     clone_url: String,
     issue_body: String,
+    /// The branch exists from an earlier task whose pull request is gone: replace it.
+    force_push: bool,
 }
 
 /// Runs a claimed task to its end (but does not record the end).
@@ -103,12 +105,14 @@ pub async fn execute(ctx: &Arc<Context>, task: &tasks::Model, guard: &Guard) -> 
     })?;
     announce(ctx, forge.as_ref(), task).await;
     check_permission(ctx, forge.as_ref(), task).await?;
-    let plan = plan(ctx, forge.as_ref(), task).await?;
+    let mut plan = plan(ctx, forge.as_ref(), task).await?;
     stop_if_asked(guard)?;
     let creds = credentials(ctx, task);
     let repo_key = format!("{}/{}", task.forge, task.repo);
-    let already_pushed =
-        task.kind == "implement" && previous_push(ctx, task, &repo_key, &plan, creds.as_ref()).await?;
+    let already_pushed = match remote_branch(ctx, &repo_key, &plan, creds.as_ref()).await? {
+        Some(_) if task.kind == "implement" => reuse_branch(forge.as_ref(), task, &mut plan).await?,
+        _ => false,
+    };
     let started = Instant::now();
     let (summary, run) = if already_pushed {
         // An earlier attempt pushed the branch and stopped before the pull request.
@@ -117,7 +121,7 @@ pub async fn execute(ctx: &Arc<Context>, task: &tasks::Model, guard: &Guard) -> 
         let worktree = prepare(ctx, task, &repo_key, &plan, creds.clone()).await?;
         let run = run_agent(ctx, task, &plan, &worktree, guard).await?;
         let text = run.result.as_ref().map(|r| r.text.clone()).unwrap_or_default();
-        match commit_and_push(ctx, task, &worktree, &run, creds).await? {
+        match commit_and_push(ctx, task, &worktree, &run, creds, plan.force_push).await? {
             Pushed::Nothing => {
                 remove_workspace(ctx, task.id).await;
                 return Ok(Success::NoChanges { agent_text: text });
@@ -187,6 +191,7 @@ async fn plan(ctx: &Context, forge: &dyn Forge, task: &tasks::Model) -> Step<Pla
             base: repo.default_branch,
             clone_url: repo.clone_url,
             issue_body: issue.body,
+            force_push: false,
         });
     }
     Ok(Plan {
@@ -195,6 +200,7 @@ async fn plan(ctx: &Context, forge: &dyn Forge, task: &tasks::Model) -> Step<Pla
         base: repo.default_branch,
         clone_url: repo.clone_url,
         issue_body: issue.body,
+        force_push: false,
     })
 }
 
@@ -221,25 +227,35 @@ fn credentials(ctx: &Context, task: &tasks::Model) -> Option<GitCredentials> {
     Some(GitCredentials { username, token: SecretString::from(token.to_owned()) })
 }
 
-/// Whether an earlier attempt of this task already pushed its branch.
-async fn previous_push(
+/// Syncs the mirror and tells whether the task's branch exists on the remote.
+async fn remote_branch(
     ctx: &Arc<Context>,
-    task: &tasks::Model,
     repo_key: &str,
     plan: &Plan,
     creds: Option<&GitCredentials>,
-) -> Step<bool> {
-    if task.attempt <= 1 {
-        return Ok(false);
-    }
-    let (ctx2, key, url, branch, creds) =
+) -> Step<Option<git2::Oid>> {
+    let (ctx, key, url, branch, creds) =
         (ctx.clone(), repo_key.to_owned(), plan.clone_url.clone(), plan.branch.clone(), creds.cloned());
-    let head = blocking(move || {
-        ctx2.workspaces.sync_mirror(&key, &url, creds.as_ref())?;
-        ctx2.workspaces.mirror_branch(&key, &branch)
+    blocking(move || {
+        ctx.workspaces.sync_mirror(&key, &url, creds.as_ref())?;
+        ctx.workspaces.mirror_branch(&key, &branch)
     })
-    .await?;
-    Ok(head.is_some())
+    .await
+}
+
+/// The branch of an implement task exists already. On a retry it is this task's own push
+/// (true: skip to the pull request). Otherwise an earlier task left it: continue it when
+/// its pull request is open, else start it afresh over the old one.
+async fn reuse_branch(forge: &dyn Forge, task: &tasks::Model, plan: &mut Plan) -> Step<bool> {
+    if task.attempt > 1 {
+        return Ok(true);
+    }
+    if forge.find_pull(&task.repo, &plan.branch, &plan.base).await?.is_some() {
+        plan.start = BranchStart::Existing;
+    } else {
+        plan.force_push = true;
+    }
+    Ok(false)
 }
 
 async fn prepare(
@@ -365,6 +381,7 @@ async fn commit_and_push(
     worktree: &Worktree,
     run: &AgentRun,
     creds: Option<GitCredentials>,
+    force: bool,
 ) -> Step<Pushed> {
     let message = commit_message(task);
     let identity = identity(ctx);
@@ -379,7 +396,7 @@ async fn commit_and_push(
     }
     ensure_lease(ctx, task).await?;
     let tree = worktree.clone();
-    blocking(move || tree.push(creds.as_ref(), false)).await?;
+    blocking(move || tree.push(creds.as_ref(), force)).await?;
     tracing::info!(turns = ?run.result.as_ref().and_then(|r| r.num_turns), "pushed the branch");
     Ok(Pushed::Branch)
 }

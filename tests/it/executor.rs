@@ -479,3 +479,33 @@ async fn a_gitea_bot_that_cannot_read_permissions_says_what_to_do() {
     assert!(task.error.unwrap().contains("make the bot account an admin of acme/widgets"));
     assert!(world.agent_runs().is_empty());
 }
+
+#[tokio::test]
+async fn labelling_again_after_the_pull_request_was_closed_starts_the_branch_afresh() {
+    let world = World::start(Setup::new(Dialect::Github)).await;
+    assert_eq!(world.finished(world.deliver_label().await).await.status, "done");
+    let first = world.forge.pulls(world.repo).remove(0);
+    world.forge.set_closed(world.repo, first.number);
+    let again = world.finished(world.deliver_label().await).await;
+    assert_eq!(again.status, "done", "{again:?}");
+    let pulls = world.forge.pulls(world.repo);
+    assert_eq!(pulls.len(), 2);
+    assert_ne!(pulls[1].number, first.number);
+    // The branch was replaced, not stacked on the closed pull request's commits.
+    let repo = git2::Repository::open_bare(&world.remote).unwrap();
+    let head = repo.find_reference(&format!("refs/heads/{BRANCH}")).unwrap().peel_to_commit().unwrap();
+    assert_eq!(head.parent_count(), 1);
+    assert_eq!(head.parent(0).unwrap().message().unwrap(), "initial");
+}
+
+#[tokio::test]
+async fn a_rate_limited_forge_is_waited_for_then_the_task_completes() {
+    let world = World::start(Setup::new(Dialect::Github)).await;
+    let permission = format!("/repos/{}/collaborators/", world.repo);
+    world.forge.fail_next("GET", &permission, 429, &[("retry-after", "1")], 1);
+    let id = world.deliver_label().await;
+    let task = world.finished(id).await;
+    assert_eq!((task.status.as_str(), task.attempt), ("done", 2), "{task:?}");
+    let (_, events) = world.app.db.task(id).await.unwrap().unwrap();
+    assert!(events.iter().any(|e| e.message.starts_with("retrying in 1s: ") && e.message.contains("rate limited")), "{events:#?}");
+}
