@@ -55,8 +55,9 @@ pub enum Decision {
     Ignore(String),
     /// Queue a new task.
     Create(TaskRequest),
-    /// A task for this issue is already queued or running; the delivery joins it.
-    Coalesce { task_id: i64 },
+    /// A task for this issue is already queued or running; the delivery joins it, and its
+    /// instructions (`@login: text`), if any, join the next run.
+    Coalesce { task_id: i64, instructions: Option<String> },
     /// Cancel the issue's queued or running task.
     Cancel { task_id: i64, reason: String },
 }
@@ -170,7 +171,7 @@ fn label_added(
         return Decision::Ignore("the issue is closed".into());
     }
     if let Some(task_id) = ctx.active_task {
-        return Decision::Coalesce { task_id };
+        return Decision::Coalesce { task_id, instructions: None };
     }
     // Gitea reports every label change with the full set only (and an issue opened with
     // labels reports them at once): the trigger label must be newly present, or any later
@@ -220,7 +221,8 @@ fn comment(
         return Decision::Ignore("the issue is closed".into());
     }
     if let Some(task_id) = ctx.active_task {
-        return Decision::Coalesce { task_id };
+        let instructions = (!instructions.is_empty()).then(|| format!("@{}: {instructions}", sender.login));
+        return Decision::Coalesce { task_id, instructions };
     }
     let kind = if issue.is_pull_request { TaskKind::FollowUp } else { TaskKind::Implement };
     Decision::Create(TaskRequest {
@@ -282,7 +284,10 @@ fn review(event: &ForgeEvent, branch_prefix: &str, ctx: &IssueContext) -> Decisi
         return Decision::Ignore("the review has no text to act on".into());
     }
     if let Some(task_id) = ctx.active_task {
-        return Decision::Coalesce { task_id };
+        return Decision::Coalesce {
+            task_id,
+            instructions: Some(format!("@{}: {}", sender.login, body.trim())),
+        };
     }
     Decision::Create(TaskRequest {
         kind: TaskKind::FollowUp,
@@ -451,9 +456,14 @@ mod tests {
     #[test]
     fn a_second_trigger_joins_the_active_task() {
         let label = issue_event(IssueChange::Labeled("forgehand".into()), issue(&["forgehand"]));
-        assert_eq!(run(&label, ACTIVE), Decision::Coalesce { task_id: 3 });
+        assert_eq!(run(&label, ACTIVE), Decision::Coalesce { task_id: 3, instructions: None });
         let comment = comment_event("created", "/forgehand", issue(&[]));
-        assert_eq!(run(&comment, ACTIVE), Decision::Coalesce { task_id: 3 });
+        assert_eq!(run(&comment, ACTIVE), Decision::Coalesce { task_id: 3, instructions: None });
+        let with_text = comment_event("created", "/forgehand also docs", issue(&[]));
+        assert_eq!(
+            run(&with_text, ACTIVE),
+            Decision::Coalesce { task_id: 3, instructions: Some("@alice: also docs".into()) }
+        );
     }
 
     #[test]
@@ -471,7 +481,7 @@ mod tests {
     fn an_issue_opened_with_the_label_starts_once() {
         let opened = issue_event(IssueChange::Opened, issue(&["forgehand"]));
         created(run(&opened, NONE));
-        assert_eq!(run(&opened, ACTIVE), Decision::Coalesce { task_id: 3 });
+        assert_eq!(run(&opened, ACTIVE), Decision::Coalesce { task_id: 3, instructions: None });
         ignored(run(&opened, IssueContext { active_task: None, label_was_present: Some(true) }));
         assert!(ignored(run(&issue_event(IssueChange::Opened, issue(&["bug"])), NONE)).contains("without"));
         // GitHub sends labeled after opened: that one still counts when no task is active.
@@ -549,7 +559,7 @@ mod tests {
         ignored(run(&review_event(ReviewVerdict::Commented, "forgehand/issue-7-x", "  "), NONE));
         assert_eq!(
             run(&review_event(ReviewVerdict::Commented, "forgehand/a", "x"), ACTIVE),
-            Decision::Coalesce { task_id: 3 }
+            Decision::Coalesce { task_id: 3, instructions: Some("@alice: x".into()) }
         );
     }
 

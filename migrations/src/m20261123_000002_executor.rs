@@ -15,6 +15,8 @@ enum Tasks {
     StatusCommentId,
     PrNumber,
     ResultText,
+    PendingInstructions,
+    PendingRequestedBy,
 }
 
 #[async_trait::async_trait]
@@ -33,6 +35,8 @@ impl MigrationTrait for Migration {
             big_integer_null(Tasks::StatusCommentId),
             integer_null(Tasks::PrNumber),
             text_null(Tasks::ResultText),
+            text_null(Tasks::PendingInstructions),
+            string_null(Tasks::PendingRequestedBy),
         ];
         for column in columns {
             manager.alter_table(Table::alter().table(Tasks::Table).add_column(column).to_owned()).await?;
@@ -49,6 +53,8 @@ impl MigrationTrait for Migration {
             Tasks::StatusCommentId,
             Tasks::PrNumber,
             Tasks::ResultText,
+            Tasks::PendingInstructions,
+            Tasks::PendingRequestedBy,
         ];
         for column in columns {
             manager.alter_table(Table::alter().table(Tasks::Table).drop_column(column).to_owned()).await?;

@@ -307,10 +307,14 @@ async fn apply_decision(
                     Some(key) => queries::active_task(txn, key).await?.map(|t| t.id),
                     None => None,
                 };
-                coalesce(txn, active, &from, by).await
+                let text = &request.instructions;
+                let addition = (!text.is_empty()).then(|| format!("@{}: {text}", request.requested_by));
+                coalesce(txn, active, &from, by, addition).await
             }
         },
-        Decision::Coalesce { task_id } => coalesce(txn, Some(task_id), &from, by).await,
+        Decision::Coalesce { task_id, instructions } => {
+            coalesce(txn, Some(task_id), &from, by, instructions).await
+        }
         Decision::Cancel { task_id, reason } => {
             let status = queries::cancel_task(txn, task_id, &reason).await?;
             let what = if status == TaskStatus::Cancelled { "cancelled" } else { "asked to stop" };
@@ -324,10 +328,14 @@ async fn coalesce(
     task_id: Option<i64>,
     from: &str,
     by: &str,
+    instructions: Option<String>,
 ) -> Result<(Outcome, String, Option<i64>), DbErr> {
     let Some(task_id) = task_id else {
         return Err(DbErr::Custom("a task for this issue appeared and vanished during the delivery".into()));
     };
+    if let Some(text) = instructions {
+        queries::add_instructions(txn, task_id, by, &text).await?;
+    }
     let message = format!("{from} by {by}) joined this task");
     queries::add_task_event(txn, task_id, queries::NOTE, &message).await?;
     Ok((

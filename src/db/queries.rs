@@ -388,3 +388,70 @@ pub async fn release_owned(db: &impl ConnectionTrait, owner: &str) -> Result<u64
         .await?;
     Ok(released.rows_affected)
 }
+
+/// Adds instructions that arrived for an active task: a queued task gets them in its own
+/// run, a running one keeps them for a follow-up run after it.
+pub async fn add_instructions(
+    db: &impl ConnectionTrait,
+    task_id: i64,
+    by: &str,
+    text: &str,
+) -> Result<(), DbErr> {
+    let Some(task) = tasks::Entity::find_by_id(task_id).one(db).await? else {
+        return Ok(());
+    };
+    let append = |existing: Option<&str>| match existing {
+        Some(existing) if !existing.is_empty() => clean(&format!("{existing}\n\n{text}"), 65_536),
+        _ => clean(text, 65_536),
+    };
+    let mut update = tasks::Entity::update_many().filter(tasks::Column::Id.eq(task_id));
+    update = if task.status == TaskStatus::Queued.as_str() {
+        update.col_expr(tasks::Column::Instructions, Expr::value(append(Some(&task.instructions))))
+    } else {
+        update
+            .col_expr(
+                tasks::Column::PendingInstructions,
+                Expr::value(append(task.pending_instructions.as_deref())),
+            )
+            .col_expr(tasks::Column::PendingRequestedBy, Expr::value(clean(by, 200)))
+    };
+    update.exec(db).await?;
+    Ok(())
+}
+
+/// Queues the follow-up that instructions sent during `task`'s run asked for, on the pull
+/// request the task worked on. Returns its id.
+pub async fn queue_pending_follow_up(
+    db: &impl ConnectionTrait,
+    task: &tasks::Model,
+) -> Result<Option<i64>, DbErr> {
+    let (Some(instructions), Some(number)) = (task.pending_instructions.clone(), follow_up_target(task))
+    else {
+        return Ok(None);
+    };
+    let request = TaskRequest {
+        kind: crate::trigger::TaskKind::FollowUp,
+        trigger: crate::trigger::TriggerKind::Review,
+        repo: task.repo.clone(),
+        clone_url: task.clone_url.clone(),
+        number,
+        title: task.title.clone(),
+        requested_by: task.pending_requested_by.clone().unwrap_or_else(|| task.requested_by.clone()),
+        instructions,
+        branch: task.branch.clone(),
+    };
+    let id = insert_task(db, &task.forge, &request).await?;
+    if let Some(id) = id {
+        let message = format!("queued for what arrived while task {} ran", task.id);
+        add_task_event(db, id, TaskStatus::Queued.as_str(), &message).await?;
+    }
+    Ok(id)
+}
+
+/// The pull request a follow-up of `task` works on: the one it opened, or its own.
+fn follow_up_target(task: &tasks::Model) -> Option<u32> {
+    match task.kind.as_str() {
+        "follow_up" => u32::try_from(task.number).ok(),
+        _ => task.pr_number.and_then(|n| u32::try_from(n).ok()),
+    }
+}

@@ -56,8 +56,11 @@ pub async fn record(
     let _ =
         queries::add_task_event(ctx.db.connection(), task.id, ending.status.as_str(), &ending.message).await;
     tracing::info!(status = ending.status.as_str(), message = %ending.message, "task ended");
+    let fresh = reload(ctx, task).await;
+    if ending.status != TaskStatus::Queued {
+        queue_pending(ctx, &fresh).await;
+    }
     if let Some(forge) = ctx.forges.get(&task.forge) {
-        let fresh = reload(ctx, task).await;
         post_status(ctx, forge.as_ref(), &fresh, &ending.comment()).await;
         set_labels(ctx, forge.as_ref(), &fresh, ending.status).await;
     }
@@ -65,6 +68,24 @@ pub async fn record(
         && let Err(err) = ctx.workspaces.prune_tasks(ctx.settings.executor.keep_failed_workspaces)
     {
         tracing::warn!(error = %err, "cannot prune old workspaces");
+    }
+}
+
+/// Comments and reviews that arrived while the task ran get their own follow-up.
+async fn queue_pending(ctx: &Context, task: &tasks::Model) {
+    if task.pending_instructions.is_none() {
+        return;
+    }
+    match queries::queue_pending_follow_up(ctx.db.connection(), task).await {
+        Ok(Some(id)) => {
+            tracing::info!(follow_up = id, "queued a follow-up for what arrived during the run");
+            ctx.wake.notify_one();
+        }
+        Ok(None) => {
+            let note = "what arrived during the run was dropped: there is no pull request to follow up";
+            let _ = queries::add_task_event(ctx.db.connection(), task.id, queries::NOTE, note).await;
+        }
+        Err(err) => tracing::error!(error = %err, "cannot queue the follow-up"),
     }
 }
 

@@ -38,6 +38,8 @@ pub struct Context {
     pub owner: String,
     /// This instance across restarts (host and data_dir), the prefix of `owner`.
     pub instance: String,
+    /// Wakes the claim loop (intake, and follow-ups queued here).
+    pub wake: Arc<Notify>,
 }
 
 /// The executor, ready to run.
@@ -58,7 +60,8 @@ impl Executor {
         let workspaces = Workspaces::new(settings.data_dir.join("workspaces"));
         std::fs::create_dir_all(settings.data_dir.join("transcripts"))
             .context("cannot create data_dir/transcripts")?;
-        Ok(Executor { ctx: Arc::new(Context { settings, db, forges, workspaces, owner, instance }), wake })
+        let ctx = Context { settings, db, forges, workspaces, owner, instance, wake: wake.clone() };
+        Ok(Executor { ctx: Arc::new(ctx), wake })
     }
 
     /// The shared context, for tests.

@@ -507,5 +507,37 @@ async fn a_rate_limited_forge_is_waited_for_then_the_task_completes() {
     let task = world.finished(id).await;
     assert_eq!((task.status.as_str(), task.attempt), ("done", 2), "{task:?}");
     let (_, events) = world.app.db.task(id).await.unwrap().unwrap();
-    assert!(events.iter().any(|e| e.message.starts_with("retrying in 1s: ") && e.message.contains("rate limited")), "{events:#?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.message.starts_with("retrying in 1s: ") && e.message.contains("rate limited")),
+        "{events:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_command_sent_while_the_agent_runs_becomes_the_next_run() {
+    let mut setup = Setup::new(Dialect::Github);
+    setup.hold_ms = 1500;
+    let world = World::start(setup).await;
+    let id = world.deliver_label().await;
+    world.app.wait_task(id, LONG, |t| t.status == "running").await;
+    wait_for_file(&world.log).await;
+    let comment =
+        world.deliver(Delivery::github("issue_comment", fixture("github/issue_comment_issue.json"))).await;
+    assert_eq!(
+        (comment.outcome(), comment.json["task_id"].as_i64()),
+        ("coalesced", Some(id)),
+        "{}",
+        comment.text
+    );
+    assert_eq!(world.finished(id).await.status, "done");
+
+    let tasks = world.app.tasks().await;
+    assert_eq!(tasks.len(), 2, "{tasks:?}");
+    let follow_up = world.finished(tasks[0].id).await;
+    assert_eq!((follow_up.kind.as_str(), follow_up.status.as_str()), ("follow_up", "done"), "{follow_up:?}");
+    assert_eq!(follow_up.instructions, "@alice: please also update the README");
+    assert_eq!(world.forge.pulls(world.repo).len(), 1);
+    assert_eq!(world.agent_runs().len(), 2);
 }

@@ -42,6 +42,9 @@ pub struct Model {
     pub pr_number: Option<i32>,
     /// The agent's final text.
     pub result_text: Option<String>,
+    /// Comments and reviews that arrived while the task ran: the next run's instructions.
+    pub pending_instructions: Option<String>,
+    pub pending_requested_by: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
