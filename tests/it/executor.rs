@@ -13,7 +13,7 @@ const LONG: Duration = Duration::from_secs(60);
 const AGENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/agent/fake-claude");
 
 /// How a test wants the executor and the stand-in agent.
-struct Setup {
+pub struct Setup {
     dialect: Dialect,
     mode: &'static str,
     timeout_secs: u64,
@@ -22,7 +22,7 @@ struct Setup {
 }
 
 impl Setup {
-    fn new(dialect: Dialect) -> Setup {
+    pub fn new(dialect: Dialect) -> Setup {
         Setup { dialect, mode: "edit", timeout_secs: 60, max_concurrent: 2, hold_ms: 0 }
     }
 
@@ -140,7 +140,7 @@ impl World {
     }
 }
 
-async fn config(
+pub async fn config(
     dir: &tempfile::TempDir,
     forge: &FakeForge,
     setup: &Setup,
@@ -187,7 +187,7 @@ author_email = "forgehand@test"
 }
 
 /// A bare repository with one commit on `main`.
-fn bare_remote(path: &Path) {
+pub fn bare_remote(path: &Path) {
     let repo = git2::Repository::init_bare(path).unwrap();
     let blob = repo.blob(b"# hello\n").unwrap();
     let mut tree = repo.treebuilder(None).unwrap();
@@ -199,7 +199,7 @@ fn bare_remote(path: &Path) {
 }
 
 /// The file `name` on `branch` of the bare remote, and the branch head's author.
-fn remote_file(remote: &Path, branch: &str, name: &str) -> Option<(String, String)> {
+pub fn remote_file(remote: &Path, branch: &str, name: &str) -> Option<(String, String)> {
     let repo = git2::Repository::open_bare(remote).unwrap();
     let commit = repo.find_reference(&format!("refs/heads/{branch}")).ok()?.peel_to_commit().ok()?;
     let entry = commit.tree().ok()?.get_path(Path::new(name)).ok()?;
@@ -210,7 +210,7 @@ fn remote_file(remote: &Path, branch: &str, name: &str) -> Option<(String, Strin
     ))
 }
 
-const BRANCH: &str = "forgehand/issue-42-add-a-verbose-flag-to-the-cli";
+pub const BRANCH: &str = "forgehand/issue-42-add-a-verbose-flag-to-the-cli";
 
 async fn happy_path(dialect: Dialect) {
     let world = World::start(Setup::new(dialect)).await;

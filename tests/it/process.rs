@@ -220,3 +220,37 @@ async fn check_config_masks_every_secret() {
     assert!(shown.contains("webhook_secret = [\n    \"********\",\n    \"********\",\n]"), "{shown}");
     assert!(shown.contains("name = \"gitea\""));
 }
+
+/// The daemon as a user runs it: the real binary, a fake GitHub, a bare remote.
+#[tokio::test]
+async fn the_real_daemon_turns_a_labelled_issue_into_a_pull_request() {
+    use crate::executor::{BRANCH, Setup, bare_remote, config, remote_file};
+    use crate::fake_forge::{Dialect, FakeForge};
+    let dir = tempfile::tempdir().unwrap();
+    let forge = FakeForge::github().await;
+    let remote = dir.path().join("remote.git");
+    bare_remote(&remote);
+    let repo = "octo-org/hello-world";
+    forge.add_repo(repo, &format!("file://{}", remote.display()), "main");
+    forge.add_issue(repo, 42, "Add a --verbose flag to the CLI", "", &["forgehand"], "alice");
+    forge.set_permission(repo, "alice", "write");
+    let (log, pidfile) = (dir.path().join("agent.log"), dir.path().join("agent.pid"));
+    let text = config(&dir, &forge, &Setup::new(Dialect::Github), &log, &pidfile).await;
+    let path = dir.path().join("forgehand.toml");
+    std::fs::write(&path, text).unwrap();
+    let daemon = start(dir.path(), &["--config", path.to_str().unwrap()], &[]).await;
+
+    assert_eq!(send(&daemon.base, Delivery::github("issues", fixture("github/issues_labeled.json"))).await, 202);
+    let opened = forge.wait_until(|s| !s.pulls_of(repo).is_empty(), Duration::from_secs(60)).await;
+    assert!(opened, "no pull request within 60 s");
+    assert_eq!(forge.pulls(repo)[0].head, BRANCH);
+    assert!(remote_file(&remote, BRANCH, "FORGEHAND_DEMO.md").is_some());
+    let bot = forge.bot_login();
+    let reported = forge
+        .wait_until(
+            |s| s.comments_of(repo, 42).iter().any(|c| c.user == bot && c.body.contains("opened pull request")),
+            Duration::from_secs(30),
+        )
+        .await;
+    assert!(reported, "{:?}", forge.comments(repo, 42));
+}
