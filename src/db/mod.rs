@@ -6,19 +6,26 @@ pub mod queries;
 
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use migrations::{Migrator, MigratorTrait};
+use sea_orm::sqlx::postgres::PgListener;
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ActiveValue::Set, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, TransactionTrait,
+    ActiveValue::Set, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
+    TransactionTrait,
 };
 use secrecy::ExposeSecret;
+use tokio::sync::{Notify, watch};
 
 use crate::config::Settings;
 use crate::trigger::{Decision, IssueContext};
 use entities::{deliveries, task_events, tasks};
+
+/// The PostgreSQL channel on which instances announce queued tasks.
+pub const TASK_CHANNEL: &str = "forgehand_tasks";
 
 /// The file name of the default SQLite database inside `data_dir`.
 pub const SQLITE_FILE: &str = "forgehand.db";
@@ -163,7 +170,8 @@ impl Db {
         };
         options
             .max_connections(settings.database.max_connections)
-            .acquire_timeout(Duration::from_secs(5))
+            // Under Gitea's 5 s webhook deadline: a 503 it can show beats a timeout.
+            .acquire_timeout(Duration::from_secs(3))
             .sqlx_logging(false);
         let conn = Database::connect(options).await.map_err(|err| redact(err, url))?;
         Ok(Db { conn })
@@ -227,6 +235,40 @@ impl Db {
         queries::recent_deliveries(&self.conn, limit).await
     }
 
+    /// Wakes the executors of every instance sharing this PostgreSQL database: a task was
+    /// queued. On SQLite (one instance) the in-process wake is enough.
+    pub async fn announce_task(&self) {
+        if self.conn.get_database_backend() != DbBackend::Postgres {
+            return;
+        }
+        let notify = format!("SELECT pg_notify('{TASK_CHANNEL}', '')");
+        if let Err(err) = self.conn.execute_unprepared(&notify).await {
+            tracing::warn!(error = %err, "cannot notify other instances; they will find the task by polling");
+        }
+    }
+
+    /// On PostgreSQL, wakes `wake` whenever any instance announces a task, until `stop`
+    /// turns true. A lost connection is re-established; what was announced meanwhile is
+    /// found by the executors' poll.
+    pub async fn listen_for_tasks(&self, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+        if self.conn.get_database_backend() != DbBackend::Postgres {
+            return;
+        }
+        let pool = self.conn.get_postgres_connection_pool();
+        loop {
+            tokio::select! {
+                Err(err) = relay_notifications(pool, &wake) => {
+                    tracing::warn!(error = %err, "lost the task notifications; reconnecting");
+                }
+                _ = stop.wait_for(|stopped| *stopped) => return,
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => wake.notify_one(),
+                _ = stop.wait_for(|stopped| *stopped) => return,
+            }
+        }
+    }
+
     /// The underlying connection, for code that composes its own queries.
     pub fn connection(&self) -> &DatabaseConnection {
         &self.conn
@@ -234,6 +276,20 @@ impl Db {
 }
 
 /// SQLite the way forgehand needs it, for the default file (`path`) or a `sqlite:` URL.
+/// Wakes `wake` on every announcement; returns only when the connection fails.
+async fn relay_notifications(
+    pool: &sea_orm::sqlx::PgPool,
+    wake: &Notify,
+) -> Result<(), sea_orm::sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(TASK_CHANNEL).await?;
+    tracing::debug!("listening for tasks announced by other instances");
+    loop {
+        listener.recv().await?;
+        wake.notify_one();
+    }
+}
+
 fn sqlite_options(url: String, path: Option<PathBuf>) -> ConnectOptions {
     let mut options = ConnectOptions::new(url);
     options.map_sqlx_sqlite_opts(move |parsed| {

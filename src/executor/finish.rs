@@ -80,6 +80,7 @@ async fn queue_pending(ctx: &Context, task: &tasks::Model) {
         Ok(Some(id)) => {
             tracing::info!(follow_up = id, "queued a follow-up for what arrived during the run");
             ctx.wake.notify_one();
+            ctx.db.announce_task().await;
         }
         Ok(None) => {
             let note = "what arrived during the run was dropped: there is no pull request to follow up";

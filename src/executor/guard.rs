@@ -36,7 +36,8 @@ impl Guard {
     pub fn start(ctx: Arc<Context>, task_id: i64, mut shutdown: watch::Receiver<bool>) -> Guard {
         let stop = Arc::new(AtomicU8::new(RUNNING));
         let (stop_tx, _) = watch::channel(false);
-        let every = Duration::from_secs((ctx.settings.executor.lease_secs / 3).max(1));
+        // Three beats per lease: one lost beat never loses the lease.
+        let every = Duration::from_millis(ctx.settings.executor.lease_secs * 1000 / 3);
         let heartbeat = {
             let (stop, stop_tx) = (stop.clone(), stop_tx.clone());
             tokio::spawn(async move {
@@ -76,9 +77,17 @@ impl Guard {
     }
 
     /// Ends the heartbeat.
-    pub async fn finish(self) {
+    pub async fn finish(mut self) {
         self.heartbeat.abort();
-        let _ = self.heartbeat.await;
+        let _ = (&mut self.heartbeat).await;
+    }
+}
+
+impl Drop for Guard {
+    /// A task dropped without finishing (its executor stopped) must not keep its lease
+    /// alive: the heartbeat goes with it, so another executor can take the task over.
+    fn drop(&mut self) {
+        self.heartbeat.abort();
     }
 }
 

@@ -87,6 +87,10 @@ impl Executor {
             Ok(_) => {}
             Err(err) => tracing::error!(error = %err, "cannot requeue interrupted tasks"),
         }
+        let listener = tokio::spawn({
+            let (db, wake, stop) = (ctx.db.clone(), self.wake.clone(), stop.clone());
+            async move { db.listen_for_tasks(wake, stop).await }
+        });
         let semaphore = Arc::new(Semaphore::new(ctx.settings.executor.max_concurrent));
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mut running = JoinSet::new();
@@ -124,6 +128,7 @@ impl Executor {
                 }
             }
         }
+        listener.abort();
         shut_down(&ctx, running, shutdown_tx).await;
     }
 }
@@ -148,6 +153,10 @@ async fn run_task(ctx: Arc<Context>, task: tasks::Model, shutdown: watch::Receiv
     let _ = tracing::Instrument::instrument(
         async {
             tracing::info!("task started");
+            let note = format!("attempt {} started by {}", task.attempt, ctx.owner);
+            if let Err(err) = queries::add_task_event(ctx.db.connection(), task.id, "running", &note).await {
+                tracing::warn!(error = %err, "cannot record the start");
+            }
             let guard = Guard::start(ctx.clone(), task.id, shutdown);
             let result = pipeline::execute(&ctx, &task, &guard).await;
             let stop = guard.stop_reason();

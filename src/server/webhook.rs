@@ -265,13 +265,13 @@ async fn record(
                 tracing::error!(error = %err, "cannot record delivery");
                 WebhookError::Database
             })?;
-        Ok(answer(&delivery_id, recorded, &state.wake))
+        Ok(answer(&delivery_id, recorded, &state.wake, &state.db))
     }
     .instrument(span)
     .await
 }
 
-fn answer(delivery_id: &str, recorded: Recorded, wake: &tokio::sync::Notify) -> Response {
+fn answer(delivery_id: &str, recorded: Recorded, wake: &tokio::sync::Notify, db: &crate::db::Db) -> Response {
     match recorded {
         Recorded::Duplicate => {
             tracing::info!(outcome = "duplicate", "delivery already recorded");
@@ -281,6 +281,8 @@ fn answer(delivery_id: &str, recorded: Recorded, wake: &tokio::sync::Notify) -> 
         Recorded::Outcome { outcome, reason, task_id } => {
             if outcome == Outcome::TaskCreated {
                 wake.notify_one();
+                let db = db.clone();
+                tokio::spawn(async move { db.announce_task().await });
             }
             let task = task_id.map(|id| id.to_string()).unwrap_or_default();
             tracing::info!(outcome = outcome.as_str(), %task, %reason, "delivery recorded");

@@ -16,14 +16,29 @@ const AGENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/agent/fake-claud
 pub struct Setup {
     dialect: Dialect,
     mode: &'static str,
-    timeout_secs: u64,
-    max_concurrent: usize,
-    hold_ms: u64,
+    pub timeout_secs: u64,
+    pub max_concurrent: usize,
+    pub hold_ms: u64,
+    /// A database shared with other instances (default: a fresh one).
+    pub database_url: Option<String>,
+    pub poll_secs: u64,
+    pub lease_secs: u64,
+    pub executor_enabled: bool,
 }
 
 impl Setup {
     pub fn new(dialect: Dialect) -> Setup {
-        Setup { dialect, mode: "edit", timeout_secs: 60, max_concurrent: 2, hold_ms: 0 }
+        Setup {
+            dialect,
+            mode: "edit",
+            timeout_secs: 60,
+            max_concurrent: 2,
+            hold_ms: 0,
+            database_url: None,
+            poll_secs: 1,
+            lease_secs: 3,
+            executor_enabled: true,
+        }
     }
 
     fn mode(mut self, mode: &'static str) -> Setup {
@@ -161,10 +176,11 @@ public_url = "http://forgehand.test"
 [auth]
 admin_token = "{ADMIN_TOKEN}"
 [executor]
+enabled = {enabled}
 max_concurrent = {max_concurrent}
 timeout_secs = {timeout}
-lease_secs = 3
-poll_interval_secs = 1
+lease_secs = {lease}
+poll_interval_secs = {poll}
 retry_base_secs = 1
 shutdown_grace_secs = 1
 [agent]
@@ -175,7 +191,13 @@ author_name = "forgehand-test"
 author_email = "forgehand@test"
 {forge}"#,
         data = dir.path().join("data").display(),
-        database = database_section().await,
+        database = match &setup.database_url {
+            Some(url) => format!("[database]\nurl = \"{url}\"\n"),
+            None => database_section().await,
+        },
+        enabled = setup.executor_enabled,
+        lease = setup.lease_secs,
+        poll = setup.poll_secs,
         max_concurrent = setup.max_concurrent,
         timeout = setup.timeout_secs,
         mode = setup.mode,

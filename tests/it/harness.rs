@@ -25,15 +25,35 @@ pub struct TestApp {
 /// With `FORGEHAND_TEST_POSTGRES=postgres://USER@HOST:PORT` set, every test app gets a
 /// fresh PostgreSQL database there instead of an SQLite file: the suite's one switch.
 pub async fn database_section() -> String {
-    let Ok(base) = std::env::var("FORGEHAND_TEST_POSTGRES") else {
-        return String::new();
-    };
+    match fresh_postgres().await {
+        Some(url) => format!("[database]\nurl = \"{url}\"\n"),
+        None => String::new(),
+    }
+}
+
+/// A new PostgreSQL database when the suite runs on PostgreSQL.
+pub async fn fresh_postgres() -> Option<String> {
+    let base = std::env::var("FORGEHAND_TEST_POSTGRES").ok()?;
     let name = format!("forgehand_{}", new_id().replace('-', "_"));
     let admin = sea_orm::Database::connect(format!("{base}/postgres")).await.unwrap();
     use sea_orm::ConnectionTrait;
     admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
     admin.close().await.unwrap();
-    format!("[database]\nurl = \"{base}/{name}\"\n")
+    Some(format!("{base}/{name}"))
+}
+
+/// A database several instances share: a new PostgreSQL database, or an SQLite file in
+/// `dir` when the suite runs on SQLite.
+pub async fn shared_database(dir: &Path) -> String {
+    match fresh_postgres().await {
+        Some(url) => url,
+        None => format!("sqlite://{}", dir.join("shared.db").display()),
+    }
+}
+
+/// Whether the suite runs on PostgreSQL.
+pub fn on_postgres() -> bool {
+    std::env::var("FORGEHAND_TEST_POSTGRES").is_ok()
 }
 
 /// The config file every test app starts from; `extra` is appended.

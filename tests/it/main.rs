@@ -9,5 +9,6 @@ mod api;
 mod executor;
 mod intake;
 mod process;
+mod scale_out;
 mod storage;
 mod triggers;

@@ -12,12 +12,12 @@ use crate::harness::*;
 const BINARY: &str = env!("CARGO_BIN_EXE_forgehand");
 
 /// A running daemon and what it printed.
-struct Daemon {
-    child: Child,
-    stdout: Lines<BufReader<ChildStdout>>,
-    base: String,
+pub struct Daemon {
+    pub child: Child,
+    pub stdout: Lines<BufReader<ChildStdout>>,
+    pub base: String,
     /// Lines printed before the server said it listens.
-    printed: Vec<String>,
+    pub printed: Vec<String>,
 }
 
 fn command(cwd: &Path, args: &[&str]) -> Command {
@@ -33,7 +33,7 @@ fn command(cwd: &Path, args: &[&str]) -> Command {
 }
 
 /// Starts `forgehand --log-format json serve` and waits until it listens.
-async fn start(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+pub async fn start(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
     let mut all_args = vec!["--log-format", "json"];
     all_args.extend_from_slice(args);
     all_args.push("serve");
@@ -64,7 +64,7 @@ async fn write_config(dir: &Path) -> std::path::PathBuf {
     path
 }
 
-async fn send(base: &str, delivery: Delivery) -> u16 {
+pub async fn send(base: &str, delivery: Delivery) -> u16 {
     let mut request = reqwest::Client::new().post(format!("{base}/webhooks/github")).body(delivery.body);
     for (name, value) in delivery.headers {
         request = request.header(name, value);
@@ -240,7 +240,10 @@ async fn the_real_daemon_turns_a_labelled_issue_into_a_pull_request() {
     std::fs::write(&path, text).unwrap();
     let daemon = start(dir.path(), &["--config", path.to_str().unwrap()], &[]).await;
 
-    assert_eq!(send(&daemon.base, Delivery::github("issues", fixture("github/issues_labeled.json"))).await, 202);
+    assert_eq!(
+        send(&daemon.base, Delivery::github("issues", fixture("github/issues_labeled.json"))).await,
+        202
+    );
     let opened = forge.wait_until(|s| !s.pulls_of(repo).is_empty(), Duration::from_secs(60)).await;
     assert!(opened, "no pull request within 60 s");
     assert_eq!(forge.pulls(repo)[0].head, BRANCH);
@@ -248,7 +251,11 @@ async fn the_real_daemon_turns_a_labelled_issue_into_a_pull_request() {
     let bot = forge.bot_login();
     let reported = forge
         .wait_until(
-            |s| s.comments_of(repo, 42).iter().any(|c| c.user == bot && c.body.contains("opened pull request")),
+            |s| {
+                s.comments_of(repo, 42)
+                    .iter()
+                    .any(|c| c.user == bot && c.body.contains("opened pull request"))
+            },
             Duration::from_secs(30),
         )
         .await;

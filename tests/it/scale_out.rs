@@ -1,0 +1,251 @@
+//! Several instances sharing one database: each task runs once, a dead instance's task is
+//! taken over, a stalled one cannot push or post after losing its lease. On PostgreSQL
+//! (FORGEHAND_TEST_POSTGRES) this is the deployment of docs/deployment.md; on SQLite the
+//! instances share one file on one machine, which the same guarantees cover.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::executor::{BRANCH, Setup, bare_remote, config};
+use crate::fake_forge::{Dialect, FakeForge};
+use crate::harness::*;
+use crate::process::{send, start};
+
+const REPO: &str = "octo-org/hello-world";
+const LONG: Duration = Duration::from_secs(120);
+
+/// A fake GitHub with `issues` labelled issues, a bare remote, and a shared database.
+struct Cluster {
+    forge: FakeForge,
+    database: String,
+    _remote_dir: tempfile::TempDir,
+    remote: PathBuf,
+    log: PathBuf,
+}
+
+impl Cluster {
+    async fn new(issues: u64) -> Cluster {
+        let remote_dir = tempfile::tempdir().unwrap();
+        let remote = remote_dir.path().join("remote.git");
+        bare_remote(&remote);
+        let forge = FakeForge::github().await;
+        forge.add_repo(REPO, &format!("file://{}", remote.display()), "main");
+        forge.set_permission(REPO, "alice", "write");
+        for n in 1..=issues {
+            forge.add_issue(REPO, n, &format!("Issue {n}"), "", &["forgehand"], "alice");
+        }
+        let database = shared_database(remote_dir.path()).await;
+        let log = remote_dir.path().join("agent.log");
+        Cluster { forge, database, _remote_dir: remote_dir, remote, log }
+    }
+
+    fn setup(&self) -> Setup {
+        let mut setup = Setup::new(Dialect::Github);
+        setup.database_url = Some(self.database.clone());
+        setup
+    }
+
+    /// The config of one more instance, in its own directory.
+    async fn instance_config(&self, dir: &tempfile::TempDir, setup: &Setup) -> String {
+        config(dir, &self.forge, setup, &self.log, &dir.path().join("agent.pid")).await
+    }
+
+    async fn instance(&self, setup: &Setup) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let text = self.instance_config(&dir, setup).await;
+        TestApp::spawn_config(dir, &text).await
+    }
+
+    /// How many agent runs worked on issue `n`.
+    fn runs_for(&self, n: u64) -> usize {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let needle = format!("Resolve issue #{n}:");
+        text.lines().filter(|l| l.contains(&needle)).count()
+    }
+}
+
+fn labeled(n: u64) -> Delivery {
+    Delivery::github("issues", edited("github/issues_labeled.json", "/issue/number", json!(n)))
+}
+
+async fn wait_all_done(app: &TestApp, count: usize) -> Vec<forgehand::db::entities::tasks::Model> {
+    let deadline = tokio::time::Instant::now() + LONG;
+    loop {
+        let tasks = app.tasks().await;
+        if tasks.len() == count && tasks.iter().all(|t| t.status == "done") {
+            return tasks;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not all done: {:?}", summary(&tasks));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn summary(tasks: &[forgehand::db::entities::tasks::Model]) -> Vec<(i64, String)> {
+    tasks.iter().map(|t| (t.number, t.status.clone())).collect()
+}
+
+#[tokio::test]
+async fn three_instances_run_every_task_exactly_once() {
+    const ISSUES: u64 = 100;
+    let cluster = Cluster::new(ISSUES).await;
+    let setup = cluster.setup();
+    let instances =
+        [cluster.instance(&setup).await, cluster.instance(&setup).await, cluster.instance(&setup).await];
+    // 300 deliveries round-robin: every issue is labelled through each instance once
+    // (as redeliveries with new ids would be); one task per issue must come of it.
+    let mut sends = Vec::new();
+    for n in 1..=ISSUES {
+        for app in &instances {
+            sends.push(app.deliver("github", labeled(n)));
+        }
+    }
+    let answers = futures_util::future::join_all(sends).await;
+    assert!(
+        answers.iter().all(|a| a.status == 202 || a.status == 200),
+        "{:?}",
+        answers.iter().find(|a| a.status >= 300)
+    );
+    assert_eq!(answers.iter().filter(|a| a.outcome() == "task_created").count(), ISSUES as usize);
+
+    let tasks = wait_all_done(&instances[0], ISSUES as usize).await;
+    assert_eq!(cluster.forge.pulls(REPO).len(), ISSUES as usize, "one pull request per issue");
+    for n in 1..=ISSUES {
+        assert_eq!(cluster.runs_for(n), 1, "issue {n} ran once");
+    }
+    let mut owners = std::collections::HashSet::new();
+    for task in &tasks {
+        let (_, events) = instances[0].db.task(task.id).await.unwrap().unwrap();
+        let starts: Vec<_> = events.iter().filter(|e| e.message.starts_with("attempt ")).collect();
+        assert_eq!(starts.len(), 1, "task {} started once: {starts:?}", task.id);
+        owners.insert(starts[0].message.rsplit(' ').next().unwrap().to_owned());
+    }
+    assert!(owners.len() >= 2, "the work was shared: {owners:?}");
+}
+
+#[tokio::test]
+async fn a_task_queued_on_one_instance_starts_at_once_on_another() {
+    let cluster = Cluster::new(2).await;
+    let mut intake_only = cluster.setup();
+    intake_only.executor_enabled = false;
+    let mut worker = cluster.setup();
+    // On PostgreSQL the worker must be woken by LISTEN/NOTIFY: its poll is far too slow.
+    worker.poll_secs = if on_postgres() { 120 } else { 1 };
+    let front = cluster.instance(&intake_only).await;
+    let back = cluster.instance(&worker).await;
+    for n in 1..=2 {
+        // After the first task the worker is surely idle, waiting: only a notification
+        // wakes it in time for the second.
+        let answer = front.deliver("github", labeled(n)).await;
+        let id = answer.json["task_id"].as_i64().unwrap();
+        let task = back.wait_task(id, Duration::from_secs(30), |t| t.status == "done").await;
+        assert_eq!(task.attempt, 1);
+    }
+}
+
+/// Writes a config for the real binary and returns its path.
+async fn binary_config(cluster: &Cluster, dir: &tempfile::TempDir, setup: &Setup) -> PathBuf {
+    let path = dir.path().join("forgehand.toml");
+    std::fs::write(&path, cluster.instance_config(dir, setup).await).unwrap();
+    path
+}
+
+async fn wait_agent_started(log: &Path) {
+    let deadline = tokio::time::Instant::now() + LONG;
+    while !std::fs::read_to_string(log).unwrap_or_default().contains("\"argv\"") {
+        assert!(tokio::time::Instant::now() < deadline, "the agent never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_killed_instances_task_is_finished_by_another_after_its_lease() {
+    let cluster = Cluster::new(1).await;
+    let mut setup = cluster.setup();
+    setup.hold_ms = 1500;
+    setup.lease_secs = 2;
+    let dir = tempfile::tempdir().unwrap();
+    let config = binary_config(&cluster, &dir, &setup).await;
+    let mut doomed = start(dir.path(), &["--config", config.to_str().unwrap()], &[]).await;
+    assert_eq!(send(&doomed.base, labeled(1)).await, 202);
+    wait_agent_started(&cluster.log).await;
+    doomed.child.start_kill().unwrap();
+    doomed.child.wait().await.unwrap();
+
+    let survivor = cluster.instance(&setup).await;
+    let tasks = wait_all_done(&survivor, 1).await;
+    assert_eq!(tasks[0].attempt, 2, "{:?}", tasks[0]);
+    assert_eq!(cluster.forge.pulls(REPO).len(), 1);
+    let bot = cluster.forge.bot_login();
+    let comments: Vec<_> = cluster.forge.comments(REPO, 1).into_iter().filter(|c| c.user == bot).collect();
+    assert_eq!(comments.len(), 1, "one status comment, edited by both: {comments:?}");
+}
+
+#[tokio::test]
+async fn an_instance_that_lost_its_lease_neither_pushes_nor_posts() {
+    let cluster = Cluster::new(1).await;
+    let mut setup = cluster.setup();
+    setup.hold_ms = 3000;
+    setup.lease_secs = 2;
+    let dir = tempfile::tempdir().unwrap();
+    let config = binary_config(&cluster, &dir, &setup).await;
+    let mut stalled = start(dir.path(), &["--config", config.to_str().unwrap()], &[]).await;
+    assert_eq!(send(&stalled.base, labeled(1)).await, 202);
+    wait_agent_started(&cluster.log).await;
+    let pid = stalled.child.id().unwrap().to_string();
+    signal(&pid, "-STOP");
+
+    // Another instance takes the task over once the lease expired, and finishes it.
+    let taker = cluster.instance(&setup).await;
+    wait_all_done(&taker, 1).await;
+    let head = git2::Repository::open_bare(&cluster.remote)
+        .unwrap()
+        .find_reference(&format!("refs/heads/{BRANCH_1}"))
+        .unwrap()
+        .target()
+        .unwrap();
+    let comments_before = cluster.forge.comments(REPO, 1);
+    let requests_before = cluster.forge.requests().len();
+
+    // The stalled instance wakes up with its agent's work done; it must notice and stop.
+    signal(&pid, "-CONT");
+    let noticed = tokio::time::timeout(LONG, async {
+        while let Ok(Some(line)) = stalled.stdout.next_line().await {
+            if line.contains("taken over") || line.contains("took this task over") {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(noticed, "the stalled instance never noticed it lost the task");
+    let after = git2::Repository::open_bare(&cluster.remote)
+        .unwrap()
+        .find_reference(&format!("refs/heads/{BRANCH_1}"))
+        .unwrap()
+        .target()
+        .unwrap();
+    assert_eq!(after, head, "the stalled instance pushed");
+    assert_eq!(cluster.forge.comments(REPO, 1), comments_before, "the stalled instance posted");
+    let writes: Vec<_> = cluster.forge.requests()[requests_before..]
+        .iter()
+        .filter(|r| r.method != "GET")
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(writes.is_empty(), "the stalled instance wrote to the forge: {writes:?}");
+    assert_eq!(cluster.forge.pulls(REPO).len(), 1);
+}
+
+const BRANCH_1: &str = "forgehand/issue-1-issue-1";
+
+fn signal(pid: &str, which: &str) {
+    assert!(std::process::Command::new("kill").args([which, pid]).status().unwrap().success());
+}
+
+#[test]
+fn the_branch_of_issue_1_is_what_the_tests_expect() {
+    assert_eq!(forgehand::executor::workspace::branch_name("forgehand/", 1, "Issue 1"), BRANCH_1);
+    assert_ne!(BRANCH, BRANCH_1);
+}
