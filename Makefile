@@ -16,8 +16,8 @@ build: ## build the release binary (target/release/forgehand)
 run: ## run the daemon on the embedded defaults (SQLite in ./data)
 	$(CARGO) run --release --locked
 
-test: ## run every test (the command CI runs)
-	$(CARGO) test --workspace --locked
+test: ## every test, on SQLite and on PostgreSQL (installs missing test packages; the command CI runs)
+	bash scripts/test.sh
 
 lint: ## formatting and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check

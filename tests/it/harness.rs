@@ -58,7 +58,11 @@ pub fn on_postgres() -> bool {
 
 /// The config file every test app starts from; `extra` is appended.
 pub async fn config_text(data_dir: &Path, extra: &str) -> String {
-    let database = database_section().await;
+    config_text_on(data_dir, &database_section().await, extra)
+}
+
+/// The test config with the given `[database]` section (empty: SQLite in `data_dir`).
+pub fn config_text_on(data_dir: &Path, database: &str, extra: &str) -> String {
     format!(
         r#"
 data_dir = "{data_dir}"

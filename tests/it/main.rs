@@ -8,6 +8,7 @@ mod harness;
 mod api;
 mod executor;
 mod intake;
+mod pg_server;
 mod process;
 mod scale_out;
 mod storage;

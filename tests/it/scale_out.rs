@@ -249,3 +249,82 @@ fn the_branch_of_issue_1_is_what_the_tests_expect() {
     assert_eq!(forgehand::executor::workspace::branch_name("forgehand/", 1, "Issue 1"), BRANCH_1);
     assert_ne!(BRANCH, BRANCH_1);
 }
+
+/// PostgreSQL goes down in the middle of a burst and comes back: every delivery answered
+/// 2xx is recorded with its task, the others were answered 503, and intake recovers
+/// without a restart.
+#[tokio::test]
+async fn a_postgres_restart_mid_burst_loses_no_accepted_delivery() {
+    use sea_orm::ConnectionTrait;
+    let pg =
+        std::sync::Arc::new(tokio::task::spawn_blocking(crate::pg_server::PgServer::start).await.unwrap());
+    let admin = sea_orm::Database::connect(format!("{}/postgres", pg.url())).await.unwrap();
+    admin.execute_unprepared("CREATE DATABASE outage").await.unwrap();
+    admin.close().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("[database]\nurl = \"{}/outage\"\n", pg.url());
+    let text = config_text_on(&dir.path().join("data"), &database, "");
+    let app = std::sync::Arc::new(TestApp::spawn_config(dir, &text).await);
+
+    let burst = |from: u64, count: u64| {
+        let app = app.clone();
+        async move {
+            let sends = (from..from + count).map(|n| {
+                let app = app.clone();
+                async move {
+                    let delivery = labeled(n);
+                    let id = delivery.id();
+                    (id, app.deliver("github", delivery).await)
+                }
+            });
+            futures_util::future::join_all(sends).await
+        }
+    };
+    // The server stops while a burst is in flight; more arrive while it is down; then it
+    // starts again and a last burst arrives.
+    let in_flight = tokio::spawn(burst(1, 150));
+    let stopped = tokio::task::spawn_blocking({
+        let pg = pg.clone();
+        move || pg.down()
+    });
+    let mut answers = in_flight.await.unwrap();
+    stopped.await.unwrap();
+    let during = burst(500, 20).await;
+    assert!(
+        during.iter().all(|(_, a)| a.status == 503),
+        "{:?}",
+        during.iter().map(|(_, a)| a.status).collect::<Vec<_>>()
+    );
+    tokio::task::spawn_blocking({
+        let pg = pg.clone();
+        move || pg.up()
+    })
+    .await
+    .unwrap();
+    answers.extend(during);
+    answers.extend(burst(1000, 50).await);
+
+    let accepted: Vec<&String> = answers.iter().filter(|(_, a)| a.status == 202).map(|(id, _)| id).collect();
+    for (id, answer) in &answers {
+        assert!(
+            answer.status == 202 || (answer.status == 503 && answer.error().contains("redeliver it")),
+            "{id}: {} {}",
+            answer.status,
+            answer.text
+        );
+    }
+    assert!(answers[170..].iter().all(|(_, a)| a.status == 202), "intake recovered without a restart");
+    let recorded: std::collections::HashMap<String, Option<i64>> =
+        app.deliveries().await.into_iter().map(|d| (d.delivery_id, d.task_id)).collect();
+    for id in &accepted {
+        assert!(
+            matches!(recorded.get(*id), Some(Some(_))),
+            "delivery {id} was answered 202 but is not recorded with its task"
+        );
+    }
+    assert_eq!(
+        app.tasks().await.len(),
+        recorded.len(),
+        "no delivery without its task, no task without its delivery"
+    );
+}
