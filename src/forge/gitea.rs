@@ -6,8 +6,9 @@ use anyhow::Context;
 use async_trait::async_trait;
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
 use serde_json::{Value, json};
+
+use super::rest::{Id, Issue, Label, Login, PermissionAnswer, Pull, Repository};
 
 use super::client::{
     Answer, ErrorKind, Forge, ForgeError, ForgeResult, IssueInfo, NewPull, PullInfo, RepoInfo, repo_path,
@@ -21,71 +22,6 @@ pub struct GiteaClient {
     http: reqwest::Client,
     base: String,
     token: SecretString,
-}
-
-#[derive(Deserialize)]
-struct Login {
-    login: String,
-}
-
-#[derive(Deserialize)]
-struct Repository {
-    default_branch: String,
-    clone_url: String,
-}
-
-#[derive(Deserialize)]
-struct PermissionAnswer {
-    permission: String,
-}
-
-#[derive(Deserialize)]
-struct Label {
-    id: u64,
-    name: String,
-}
-
-#[derive(Deserialize)]
-struct Issue {
-    number: u32,
-    title: String,
-    #[serde(default)]
-    body: Option<String>,
-    state: String,
-    #[serde(default)]
-    labels: Option<Vec<Label>>,
-    #[serde(default)]
-    pull_request: Option<Value>,
-}
-
-#[derive(Deserialize)]
-struct Id {
-    id: u64,
-}
-
-#[derive(Deserialize)]
-struct HeadRef {
-    #[serde(rename = "ref")]
-    name: String,
-}
-
-#[derive(Deserialize)]
-struct Pull {
-    number: u32,
-    html_url: String,
-    state: String,
-    head: HeadRef,
-}
-
-impl From<Pull> for PullInfo {
-    fn from(pull: Pull) -> PullInfo {
-        PullInfo {
-            number: pull.number,
-            url: pull.html_url,
-            head_ref: pull.head.name,
-            is_open: pull.state == "open",
-        }
-    }
 }
 
 impl GiteaClient {
@@ -181,8 +117,7 @@ impl Forge for GiteaClient {
     async fn repository(&self, repo: &str) -> ForgeResult<RepoInfo> {
         let operation = format!("reading the repository {repo}");
         let answer = self.send(Method::GET, &format!("/repos/{}", repo_path(repo)), None, &operation).await?;
-        let found: Repository = answer.json(&operation)?;
-        Ok(RepoInfo { default_branch: found.default_branch, clone_url: found.clone_url })
+        Ok(answer.json::<Repository>(&operation)?.into())
     }
 
     async fn permission(&self, repo: &str, login: &str) -> ForgeResult<Permission> {
@@ -205,15 +140,7 @@ impl Forge for GiteaClient {
     async fn issue(&self, repo: &str, number: u32) -> ForgeResult<IssueInfo> {
         let operation = format!("reading {repo}#{number}");
         let path = format!("/repos/{}/issues/{number}", repo_path(repo));
-        let issue: Issue = self.send(Method::GET, &path, None, &operation).await?.json(&operation)?;
-        Ok(IssueInfo {
-            number: issue.number,
-            title: issue.title,
-            body: issue.body.unwrap_or_default(),
-            is_open: issue.state == "open",
-            labels: issue.labels.unwrap_or_default().into_iter().map(|l| l.name).collect(),
-            is_pull_request: issue.pull_request.is_some_and(|p| !p.is_null()),
-        })
+        Ok(self.send(Method::GET, &path, None, &operation).await?.json::<Issue>(&operation)?.into())
     }
 
     async fn create_comment(&self, repo: &str, number: u32, body: &str) -> ForgeResult<u64> {

@@ -10,8 +10,9 @@ use async_trait::async_trait;
 use axum::http::Method;
 use http_body_util::BodyExt;
 use secrecy::ExposeSecret;
-use serde::Deserialize;
 use serde_json::{Value, json};
+
+use super::rest::{Id, Issue, Login, PermissionAnswer, Pull, Repository};
 
 use super::client::{
     Answer, Forge, ForgeError, ForgeResult, IssueInfo, NewPull, PullInfo, RepoInfo, repo_path, segment,
@@ -23,70 +24,6 @@ pub struct GithubClient {
     client: octocrab::Octocrab,
     /// Labels known to exist, so each is created at most once per process.
     known_labels: Mutex<HashSet<String>>,
-}
-
-#[derive(Deserialize)]
-struct Login {
-    login: String,
-}
-
-#[derive(Deserialize)]
-struct Repository {
-    default_branch: String,
-    clone_url: String,
-}
-
-#[derive(Deserialize)]
-struct PermissionAnswer {
-    permission: String,
-}
-
-#[derive(Deserialize)]
-struct Label {
-    name: String,
-}
-
-#[derive(Deserialize)]
-struct Issue {
-    number: u32,
-    title: String,
-    #[serde(default)]
-    body: Option<String>,
-    state: String,
-    #[serde(default)]
-    labels: Vec<Label>,
-    #[serde(default)]
-    pull_request: Option<Value>,
-}
-
-#[derive(Deserialize)]
-struct Id {
-    id: u64,
-}
-
-#[derive(Deserialize)]
-struct HeadRef {
-    #[serde(rename = "ref")]
-    name: String,
-}
-
-#[derive(Deserialize)]
-struct Pull {
-    number: u32,
-    html_url: String,
-    state: String,
-    head: HeadRef,
-}
-
-impl From<Pull> for PullInfo {
-    fn from(pull: Pull) -> PullInfo {
-        PullInfo {
-            number: pull.number,
-            url: pull.html_url,
-            head_ref: pull.head.name,
-            is_open: pull.state == "open",
-        }
-    }
 }
 
 impl GithubClient {
@@ -181,8 +118,7 @@ impl Forge for GithubClient {
     async fn repository(&self, repo: &str) -> ForgeResult<RepoInfo> {
         let operation = format!("reading the repository {repo}");
         let answer = self.send(Method::GET, &format!("/repos/{}", repo_path(repo)), None, &operation).await?;
-        let found: Repository = answer.json(&operation)?;
-        Ok(RepoInfo { default_branch: found.default_branch, clone_url: found.clone_url })
+        Ok(answer.json::<Repository>(&operation)?.into())
     }
 
     async fn permission(&self, repo: &str, login: &str) -> ForgeResult<Permission> {
@@ -196,15 +132,7 @@ impl Forge for GithubClient {
     async fn issue(&self, repo: &str, number: u32) -> ForgeResult<IssueInfo> {
         let operation = format!("reading {repo}#{number}");
         let path = format!("/repos/{}/issues/{number}", repo_path(repo));
-        let issue: Issue = self.send(Method::GET, &path, None, &operation).await?.json(&operation)?;
-        Ok(IssueInfo {
-            number: issue.number,
-            title: issue.title,
-            body: issue.body.unwrap_or_default(),
-            is_open: issue.state == "open",
-            labels: issue.labels.into_iter().map(|l| l.name).collect(),
-            is_pull_request: issue.pull_request.is_some(),
-        })
+        Ok(self.send(Method::GET, &path, None, &operation).await?.json::<Issue>(&operation)?.into())
     }
 
     async fn create_comment(&self, repo: &str, number: u32, body: &str) -> ForgeResult<u64> {

@@ -6,4 +6,5 @@ pub mod event;
 pub mod gitea;
 pub mod github;
 pub mod payload;
+mod rest;
 pub mod signature;
