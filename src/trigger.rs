@@ -173,10 +173,10 @@ fn label_added(
     if let Some(task_id) = ctx.active_task {
         return Decision::Coalesce { task_id, instructions: None };
     }
-    // Gitea reports every label change with the full set only (and an issue opened with
-    // labels reports them at once): the trigger label must be newly present, or any later
-    // label edit would start the issue again.
-    if *change != IssueChange::Labeled(trigger.label.clone()) && ctx.label_was_present == Some(true) {
+    // The trigger label must be newly present: Gitea reports every label change with the
+    // full set only, so any later label edit would start the issue again; and the same
+    // label event replayed under a new delivery id must not start a second task.
+    if ctx.label_was_present == Some(true) {
         return Decision::Ignore(format!(
             "the label {:?} was already on the issue; remove it and add it again to start a new task",
             trigger.label
@@ -484,9 +484,11 @@ mod tests {
         assert_eq!(run(&opened, ACTIVE), Decision::Coalesce { task_id: 3, instructions: None });
         ignored(run(&opened, IssueContext { active_task: None, label_was_present: Some(true) }));
         assert!(ignored(run(&issue_event(IssueChange::Opened, issue(&["bug"])), NONE)).contains("without"));
-        // GitHub sends labeled after opened: that one still counts when no task is active.
+        // A labeled event for a label forgehand already saw added (a replay, or GitHub's
+        // labeled after opened once the task is over) starts nothing.
         let labeled = issue_event(IssueChange::Labeled("forgehand".into()), issue(&["forgehand"]));
-        created(run(&labeled, IssueContext { active_task: None, label_was_present: Some(true) }));
+        ignored(run(&labeled, IssueContext { active_task: None, label_was_present: Some(true) }));
+        created(run(&labeled, IssueContext { active_task: None, label_was_present: Some(false) }));
     }
 
     #[test]

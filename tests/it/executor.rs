@@ -508,6 +508,9 @@ async fn labelling_again_after_the_pull_request_was_closed_starts_the_branch_afr
     assert_eq!(world.finished(world.deliver_label().await).await.status, "done");
     let first = world.forge.pulls(world.repo).remove(0);
     world.forge.set_closed(world.repo, first.number);
+    // Someone takes the label off and puts it back.
+    let removed = world.deliver(Delivery::github("issues", fixture("github/issues_unlabeled.json"))).await;
+    assert_eq!(removed.outcome(), "ignored", "{}", removed.text);
     let again = world.finished(world.deliver_label().await).await;
     assert_eq!(again.status, "done", "{again:?}");
     let pulls = world.forge.pulls(world.repo);

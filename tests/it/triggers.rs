@@ -256,3 +256,16 @@ async fn clearing_labels_leaves_a_comment_started_task_alone() {
     assert_eq!(app.deliver("gitea", cleared).await.outcome(), "ignored");
     assert_eq!(app.tasks().await[0].status, "queued");
 }
+
+#[tokio::test]
+async fn the_same_label_event_under_a_new_delivery_id_starts_nothing_new() {
+    let app = TestApp::spawn().await;
+    let first =
+        app.deliver("github", Delivery::github("issues", fixture("github/issues_labeled.json"))).await;
+    set_status(&app, first.json["task_id"].as_i64().unwrap(), "done").await;
+    let replay =
+        app.deliver("github", Delivery::github("issues", fixture("github/issues_labeled.json"))).await;
+    assert_eq!(replay.outcome(), "ignored", "{}", replay.text);
+    assert!(replay.json["reason"].as_str().unwrap().contains("already on the issue"));
+    assert_eq!(app.tasks().await.len(), 1);
+}
