@@ -147,14 +147,13 @@ fn issue_change(
             Decision::Ignore(format!("label {name:?} is not the trigger label {label:?}"))
         }
         IssueChange::Labeled(_) | IssueChange::LabelsUpdated | IssueChange::Opened => {
-            label_added(change, repo, issue, sender, trigger, ctx)
+            label_added(repo, issue, sender, trigger, ctx)
         }
         IssueChange::Other => Decision::Ignore("this issue action starts nothing".into()),
     }
 }
 
 fn label_added(
-    change: &IssueChange,
     repo: &Repo,
     issue: &Issue,
     sender: &Actor,
