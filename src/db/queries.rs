@@ -373,10 +373,14 @@ pub async fn last_session_for_pull(
     Ok(task.and_then(|t| t.agent_session_id))
 }
 
-/// Puts the tasks `owner` is running back in the queue without counting the attempt: the
-/// daemon is shutting down, not failing.
-pub async fn release_owned(db: &impl ConnectionTrait, owner: &str) -> Result<u64, DbErr> {
-    let released = tasks::Entity::update_many()
+/// Puts the tasks `owner` is running (or only task `only`) back in the queue without
+/// counting the attempt: the daemon is shutting down, not failing.
+pub async fn release_owned(db: &impl ConnectionTrait, owner: &str, only: Option<i64>) -> Result<u64, DbErr> {
+    let mut update = tasks::Entity::update_many();
+    if let Some(id) = only {
+        update = update.filter(tasks::Column::Id.eq(id));
+    }
+    let released = update
         .col_expr(tasks::Column::Status, Expr::value(TaskStatus::Queued.as_str()))
         .col_expr(tasks::Column::Attempt, Expr::col(tasks::Column::Attempt).sub(1))
         .col_expr(tasks::Column::LeaseOwner, Expr::value(Option::<String>::None))

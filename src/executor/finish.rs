@@ -98,10 +98,11 @@ async fn reload(ctx: &Context, task: &tasks::Model) -> tasks::Model {
 /// A task stopped from outside: on shutdown it goes back to the queue; a lost lease means
 /// another executor owns it now, so nothing is said.
 async fn stopped(ctx: &Context, task: &tasks::Model, stop: Option<StopReason>) {
-    if stop == Some(StopReason::LostLease) {
+    // Anything but a shutdown means the lease was found lost: the task is not ours to touch.
+    if stop != Some(StopReason::Shutdown) {
         return tracing::warn!("another executor took this task over");
     }
-    if let Err(err) = queries::release_owned(ctx.db.connection(), &ctx.owner).await {
+    if let Err(err) = queries::release_owned(ctx.db.connection(), &ctx.owner, Some(task.id)).await {
         tracing::error!(error = %err, "cannot requeue the stopped task; the next start will");
     }
     tracing::info!(task = task.id, "task stopped by shutdown; requeued");

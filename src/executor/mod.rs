@@ -184,7 +184,7 @@ async fn shut_down(ctx: &Context, mut running: JoinSet<()>, shutdown: watch::Sen
     if tokio::time::timeout(Duration::from_secs(15), stopped).await.is_err() {
         running.abort_all();
     }
-    if let Err(err) = queries::release_owned(ctx.db.connection(), &ctx.owner).await {
+    if let Err(err) = queries::release_owned(ctx.db.connection(), &ctx.owner, None).await {
         tracing::error!(error = %err, "cannot requeue the stopped tasks; they will be requeued at the next start");
     }
 }
