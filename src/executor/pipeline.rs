@@ -110,7 +110,9 @@ pub async fn execute(ctx: &Arc<Context>, task: &tasks::Model, guard: &Guard) -> 
     let creds = credentials(ctx, task);
     let repo_key = format!("{}/{}", task.forge, task.repo);
     let already_pushed = match remote_branch(ctx, &repo_key, &plan, creds.as_ref()).await? {
-        Some(_) if task.kind == "implement" => reuse_branch(forge.as_ref(), task, &mut plan).await?,
+        Some(head) if task.kind == "implement" => {
+            reuse_branch(forge.as_ref(), task, &head, &mut plan).await?
+        }
         _ => false,
     };
     let started = Instant::now();
@@ -227,27 +229,33 @@ fn credentials(ctx: &Context, task: &tasks::Model) -> Option<GitCredentials> {
     Some(GitCredentials { username, token: SecretString::from(token.to_owned()) })
 }
 
-/// Syncs the mirror and tells whether the task's branch exists on the remote.
+/// Syncs the mirror; the message of the head commit of the task's branch on the remote, if
+/// the branch exists.
 async fn remote_branch(
     ctx: &Arc<Context>,
     repo_key: &str,
     plan: &Plan,
     creds: Option<&GitCredentials>,
-) -> Step<Option<git2::Oid>> {
+) -> Step<Option<String>> {
     let (ctx, key, url, branch, creds) =
         (ctx.clone(), repo_key.to_owned(), plan.clone_url.clone(), plan.branch.clone(), creds.cloned());
     blocking(move || {
         ctx.workspaces.sync_mirror(&key, &url, creds.as_ref())?;
-        ctx.workspaces.mirror_branch(&key, &branch)
+        ctx.workspaces.mirror_head_message(&key, &branch)
     })
     .await
 }
 
-/// The branch of an implement task exists already. On a retry it is this task's own push
-/// (true: skip to the pull request). Otherwise an earlier task left it: continue it when
-/// its pull request is open, else start it afresh over the old one.
-async fn reuse_branch(forge: &dyn Forge, task: &tasks::Model, plan: &mut Plan) -> Step<bool> {
-    if task.attempt > 1 {
+/// The branch of an implement task exists already. When its head carries this task's
+/// trailer, an earlier attempt pushed it (true: skip to the pull request). Otherwise an
+/// earlier task left it: continue it when its pull request is open, else start it afresh.
+async fn reuse_branch(
+    forge: &dyn Forge,
+    task: &tasks::Model,
+    head_message: &str,
+    plan: &mut Plan,
+) -> Step<bool> {
+    if head_message.lines().any(|line| line.trim() == trailer(task)) {
         return Ok(true);
     }
     if forge.find_pull(&task.repo, &plan.branch, &plan.base).await?.is_some() {
@@ -402,12 +410,12 @@ async fn commit_and_push(
 }
 
 fn commit_message(task: &tasks::Model) -> String {
-    format!(
-        "{} (#{})\n\nforgehand-task: {}",
-        task.title.lines().next().unwrap_or("forgehand"),
-        task.number,
-        task.id
-    )
+    format!("{} (#{})\n\n{}", task.title.lines().next().unwrap_or("forgehand"), task.number, trailer(task))
+}
+
+/// The trailer that marks forgehand's commits as a task's.
+fn trailer(task: &tasks::Model) -> String {
+    format!("forgehand-task: {}", task.id)
 }
 
 /// Commits and pushes whatever a failed run left; true when a branch was pushed.

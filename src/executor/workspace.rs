@@ -270,12 +270,16 @@ impl Workspaces {
         Ok(Worktree { path, branch: spec.branch.to_owned(), base })
     }
 
-    /// The head of `branch` in the mirror as last synced, if the branch exists there.
-    pub fn mirror_branch(&self, repo_key: &str, branch: &str) -> Result<Option<git2::Oid>, WorkspaceError> {
+    /// The message of the commit at the head of `branch` in the mirror, if the branch exists.
+    pub fn mirror_head_message(
+        &self,
+        repo_key: &str,
+        branch: &str,
+    ) -> Result<Option<String>, WorkspaceError> {
         let path = self.mirror_path(repo_key)?;
         let Ok(mirror) = Repository::open_bare(&path) else { return Ok(None) };
-        let head = mirror.find_reference(&format!("refs/heads/{branch}")).ok().and_then(|r| r.target());
-        Ok(head)
+        let Ok(reference) = mirror.find_reference(&format!("refs/heads/{branch}")) else { return Ok(None) };
+        Ok(reference.peel_to_commit().ok().and_then(|c| c.message().ok().map(str::to_owned)))
     }
 
     /// Removes the directory of task `task_id`, if there is one.
