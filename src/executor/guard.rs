@@ -36,8 +36,10 @@ impl Guard {
     pub fn start(ctx: Arc<Context>, task_id: i64, mut shutdown: watch::Receiver<bool>) -> Guard {
         let stop = Arc::new(AtomicU8::new(RUNNING));
         let (stop_tx, _) = watch::channel(false);
-        // Three beats per lease: one lost beat never loses the lease.
-        let every = Duration::from_millis(ctx.settings.executor.lease_secs * 1000 / 3);
+        // Three beats per lease, so one lost beat never loses it; and at least every 5 s,
+        // since a beat is also how a cancel request reaches the agent.
+        let every =
+            Duration::from_millis(ctx.settings.executor.lease_secs * 1000 / 3).min(Duration::from_secs(5));
         let heartbeat = {
             let (stop, stop_tx) = (stop.clone(), stop_tx.clone());
             tokio::spawn(async move {
