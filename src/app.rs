@@ -59,6 +59,8 @@ impl App {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let executor = self.start_executor(stop_rx)?;
         let router = server::router(self.state.clone());
+        // The client address feeds the login rate limit.
+        let router = router.into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(async move {
                 shutdown.await;
