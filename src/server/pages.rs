@@ -778,9 +778,11 @@ struct SetupPage {
 fn forge_setup(public_url: &str, forge: &ForgeSettings) -> ForgeSetup {
     use secrecy::ExposeSecret;
     let (kind, events) = match forge.kind {
-        ForgeKind::Github => ("GitHub", "Issues, Issue comments, Pull requests, Pull request reviews"),
+        ForgeKind::Github => {
+            ("GitHub", "Let me select individual events: Issues, Issue comments, Pull request reviews")
+        }
         ForgeKind::Gitea => {
-            ("Gitea / Forgejo", "Issues, Issue comment, Pull request, Pull request review (or “All events”)")
+            ("Gitea / Forgejo", "Custom events: Issues, Issue label, Issue comment, Pull request reviewed")
         }
     };
     ForgeSetup {

@@ -140,7 +140,7 @@ fn block_entry(block: &Map<String, Value>, entries: &mut Vec<Entry>) {
                 }
                 None => entries.push(Entry {
                     kind: Kind::LateResult,
-                    text: if is_error { "tool error".into() } else { "tool result".into() },
+                    text: if is_error { "Result (error)".into() } else { "Result".into() },
                     tool_id: id,
                     input: String::new(),
                     result: Some(text),

@@ -6,6 +6,7 @@ mod fake_forge_selftest;
 mod harness;
 
 mod api;
+mod browser;
 mod dashboard;
 mod executor;
 mod intake;
