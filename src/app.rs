@@ -101,7 +101,8 @@ impl App {
             }
             println!(
                 "\nforgehand generated an admin token and stored it in {} (mode 0600):\n\n    {}\n\n\
-                 Use it as `Authorization: Bearer <token>` for http://{addr}/api/tasks.\n",
+                 Log in with it at http://{addr}/login, or send it as `Authorization: Bearer <token>`\n\
+                 to http://{addr}/api/tasks.\n",
                 path.display(),
                 token.expose_secret(),
             );

@@ -68,7 +68,8 @@ pub struct Overview {
     pub running: Vec<tasks::Model>,
     pub today: Finished,
     pub week: Finished,
-    /// Median time from queueing to a pull request over the last 7 days.
+    /// Median time from queueing to a pull request over the last 7 days (at most the
+    /// latest 2,000).
     pub median_to_pr: Option<chrono::Duration>,
 }
 
@@ -89,8 +90,16 @@ pub const RETRYABLE: [TaskStatus; 4] =
 
 /// Running tasks shown at most; more than that is a misconfiguration worth no page.
 const MAX_RUNNING_SHOWN: u64 = 200;
-/// Durations read for the median; enough for a week of heavy use.
-const MAX_MEDIAN_SAMPLES: u64 = 20_000;
+/// The most recent pull requests the median is taken over.
+const MAX_MEDIAN_SAMPLES: u64 = 2_000;
+/// Statuses a task ends in.
+const ENDED: [TaskStatus; 5] = [
+    TaskStatus::Done,
+    TaskStatus::Failed,
+    TaskStatus::NoChanges,
+    TaskStatus::Cancelled,
+    TaskStatus::Rejected,
+];
 
 impl Db {
     /// One page of tasks, newest first.
@@ -169,6 +178,8 @@ impl Db {
             .column(tasks::Column::Status)
             .column_as(Expr::col(tasks::Column::Id).count(), "n")
             .column_as(Expr::col(tasks::Column::CostUsd).sum(), "cost")
+            // Naming the statuses lets both databases range-scan (status, finished_at).
+            .filter(tasks::Column::Status.is_in(ENDED.map(TaskStatus::as_str)))
             .filter(tasks::Column::FinishedAt.gte(since))
             .group_by(tasks::Column::Status)
             .into_tuple()
@@ -183,7 +194,6 @@ impl Db {
                 Ok(TaskStatus::NoChanges) => finished.no_changes += n,
                 Ok(TaskStatus::Cancelled) => finished.cancelled += n,
                 Ok(TaskStatus::Rejected) => finished.rejected += n,
-                // A requeued task keeps its old finished_at until it ends again.
                 _ => {}
             }
         }
@@ -198,6 +208,7 @@ impl Db {
             .filter(tasks::Column::FinishedAt.gte(since))
             .filter(tasks::Column::Status.eq(TaskStatus::Done.as_str()))
             .filter(tasks::Column::PrUrl.is_not_null())
+            .order_by_desc(tasks::Column::FinishedAt)
             .limit(MAX_MEDIAN_SAMPLES)
             .into_tuple()
             .all(self.connection())
