@@ -310,3 +310,41 @@ async fn the_transcript_renders_for_a_person() {
     assert!(page.contains("Read src/lib.rs") && page.contains("no such file"));
     assert!(page.contains(&format!("data-stream=\"/tasks/{id}/stream?from=")), "a queued task streams");
 }
+
+#[tokio::test]
+async fn an_https_public_url_makes_the_cookie_secure() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(&dir.path().join("data"), "").await.replace(
+        "max_body_bytes = 65536",
+        "max_body_bytes = 65536\npublic_url = \"https://forgehand.example.com\"",
+    );
+    let app = TestApp::spawn_config(dir, &text).await;
+    let response = client()
+        .post(format!("{}/login", app.base))
+        .form_body(&[("token", ADMIN_TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = response.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
+}
+
+#[tokio::test]
+async fn cancelling_a_running_task_asks_it_to_stop() {
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, IntoActiveModel};
+    let app = TestApp::spawn().await;
+    let id = queue_task(&app, 12, "running").await;
+    let mut running = app.db.task(id).await.unwrap().unwrap().0.into_active_model();
+    running.status = Set("running".into());
+    running.started_at = Set(Some(chrono::Utc::now()));
+    running.update(app.db.connection()).await.unwrap();
+    let browser = Browser::login(&app).await;
+    let (_, page) = browser.get("/").await;
+    assert!(page.contains("1 / 2"), "agents running vs max_concurrent");
+    let asked = browser.post(&format!("/tasks/{id}/cancel"), &[("csrf", &browser.csrf)]).await;
+    assert_eq!(asked, (303, format!("/tasks/{id}?done=cancel_requested")));
+    let task = app.db.task(id).await.unwrap().unwrap().0;
+    assert_eq!((task.status.as_str(), task.cancel_requested), ("running", true));
+    let (_, page) = browser.get(&asked.1).await;
+    assert!(page.contains("Cancel requested") && !page.contains("Cancel task"));
+}
