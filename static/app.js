@@ -8,11 +8,15 @@ document.addEventListener("submit", (event) => {
 
 function pollLive(element) {
   const url = element.getAttribute("data-live");
+  let last = null;
   const refresh = async () => {
     if (document.hidden) return;
     try {
       const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "text/html" } });
-      if (response.ok && !response.redirected) element.innerHTML = await response.text();
+      if (!response.ok || response.redirected) return;
+      const html = await response.text();
+      // Unchanged content is left alone so that keyboard focus stays where it is.
+      if (html !== last) { element.innerHTML = html; last = html; }
     } catch (_) { /* offline for a moment: the next tick tries again */ }
   };
   setInterval(refresh, 2000);
