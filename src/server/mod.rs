@@ -77,6 +77,7 @@ fn dashboard(state: AppState) -> Router<AppState> {
         .route("/tasks/{id}/retry", post(pages::retry))
         .route("/deliveries", get(pages::deliveries_page))
         .route("/setup", get(pages::setup_page))
+        .route("/setup/check", post(pages::setup_check))
         .route_layer(axum::middleware::from_fn_with_state(state, session::require_session));
     Router::new()
         .route("/login", get(session::login_page).post(session::login))

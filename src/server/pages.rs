@@ -763,10 +763,18 @@ pub struct ForgeSetup {
     pub token_set: bool,
 }
 
+/// What testing a forge's token found.
+pub struct TokenCheck {
+    pub forge: String,
+    pub ok: bool,
+    pub lines: Vec<String>,
+}
+
 #[derive(Template)]
 #[template(path = "setup.html")]
 struct SetupPage {
     csrf: Option<String>,
+    check: Option<TokenCheck>,
     forges: Vec<ForgeSetup>,
     label: String,
     command: String,
@@ -801,9 +809,73 @@ pub async fn setup_page(
     State(state): State<AppState>,
     Extension(session): Extension<CurrentSession>,
 ) -> Response {
+    setup_with(&state, session, None)
+}
+
+/// The token test form.
+#[derive(Deserialize)]
+pub struct CheckForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    forge: String,
+    #[serde(default)]
+    repo: String,
+}
+
+/// How long a token test may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// `POST /setup/check`: tries the forge's token live: who it authenticates as, and its
+/// permission on a repository the person names.
+pub async fn setup_check(
+    State(state): State<AppState>,
+    Extension(session): Extension<CurrentSession>,
+    Form(form): Form<CheckForm>,
+) -> Response {
+    if let Err(refused) = check_csrf(&session, &form.csrf) {
+        return refused.into_response();
+    }
+    let Some(forge) = state.settings.forges.iter().find(|f| f.name == form.forge) else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "Unknown forge",
+            "Pick a forge listed on the setup page.",
+        );
+    };
+    let repo = form.repo.trim();
+    let lines = match tokio::time::timeout(CHECK_TIMEOUT, token_check(forge, repo)).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("{} did not answer within {} s", forge.api_url, CHECK_TIMEOUT.as_secs())),
+    };
+    let check = match lines {
+        Ok(lines) => TokenCheck { forge: forge.name.clone(), ok: true, lines },
+        Err(message) => TokenCheck { forge: forge.name.clone(), ok: false, lines: vec![message] },
+    };
+    setup_with(&state, session, Some(check))
+}
+
+async fn token_check(forge: &ForgeSettings, repo: &str) -> Result<Vec<String>, String> {
+    let client = crate::forge::client::connect(forge).map_err(|e| format!("cannot build the client: {e}"))?;
+    let login = client.current_login().await.map_err(|e| format!("the token does not work: {e}"))?;
+    let mut lines = vec![format!("The token authenticates as {login}.")];
+    if !repo.is_empty() {
+        match client.permission(repo, &login).await {
+            Ok(permission) => {
+                let name = format!("{permission:?}").to_lowercase();
+                lines.push(format!("{login} has {name} permission on {repo}."));
+            }
+            Err(err) => return Err(format!("{} Reading its permission on {repo} failed: {err}", lines[0])),
+        }
+    }
+    Ok(lines)
+}
+
+fn setup_with(state: &AppState, session: CurrentSession, check: Option<TokenCheck>) -> Response {
     let settings = &state.settings;
     let page = SetupPage {
         csrf: Some(session.csrf),
+        check,
         forges: settings.forges.iter().map(|f| forge_setup(&settings.server.public_url, f)).collect(),
         label: settings.trigger.label.clone(),
         command: settings.trigger.command.clone(),
@@ -812,9 +884,4 @@ pub async fn setup_page(
         timeout: duration(chrono::Duration::seconds(settings.executor.timeout_secs as i64)),
     };
     render(StatusCode::OK, &page)
-}
-
-/// Whether an entry is a tool call, for the templates.
-pub fn is_tool(entry: &Entry) -> bool {
-    entry.kind == Kind::Tool
 }

@@ -348,3 +348,37 @@ async fn cancelling_a_running_task_asks_it_to_stop() {
     let (_, page) = browser.get(&asked.1).await;
     assert!(page.contains("Cancel requested") && !page.contains("Cancel task"));
 }
+
+#[tokio::test]
+async fn the_setup_page_tests_a_forge_token_live() {
+    use crate::fake_forge::FakeForge;
+    for forge in [FakeForge::github().await, FakeForge::gitea().await] {
+        forge.add_repo("acme/widgets", "https://fake.invalid/acme/widgets.git", "main");
+        forge.set_permission("acme/widgets", &forge.bot_login(), "admin");
+        let app = TestApp::spawn_with(&forge.config_toml("fake")).await;
+        let browser = Browser::login(&app).await;
+        let (_, page) = browser.get("/setup").await;
+        assert!(page.contains("/webhooks/fake") && !page.contains(forge.token()));
+
+        let form = [("csrf", browser.csrf.as_str()), ("forge", "fake"), ("repo", "acme/widgets")];
+        let response = browser
+            .client
+            .post(format!("{}/setup/check", app.base))
+            .header("cookie", &browser.cookie)
+            .form_body(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let page = response.text().await.unwrap();
+        let login = forge.bot_login();
+        assert!(page.contains(&format!("The token authenticates as {login}.")), "{page}");
+        assert!(page.contains(&format!("{login} has admin permission on acme/widgets.")), "{page}");
+        assert!(!page.contains(forge.token()));
+
+        let refused = browser.post("/setup/check", &[("forge", "fake"), ("repo", "")]).await;
+        assert_eq!(refused.0, 403, "the check needs the CSRF token");
+        let unknown = browser.post("/setup/check", &[("csrf", &browser.csrf), ("forge", "nope")]).await;
+        assert_eq!(unknown.0, 400);
+    }
+}
