@@ -569,8 +569,12 @@ pub async fn task_stream(
     State(state): State<AppState>,
     Path(id): Path<i64>,
     Query(query): Query<StreamQuery>,
+    headers: axum::http::HeaderMap,
 ) -> Response {
-    let tail = Tail { state, id, offset: query.from, status: query.status, ended: false, first: true };
+    // A reconnecting EventSource says how far it got: resume there, not at `from`.
+    let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let offset = resume.unwrap_or(query.from);
+    let tail = Tail { state, id, offset, status: query.status, ended: false, first: true };
     let stream = futures_util::stream::unfold(tail, |mut tail| async move {
         let event = next_event(&mut tail).await?;
         Some((Ok::<_, Infallible>(event), tail))
@@ -594,7 +598,8 @@ async fn next_event(tail: &mut Tail) -> Option<Event> {
         tail.offset = chunk.offset;
         if !chunk.entries.is_empty() {
             let html = EntriesPart { entries: chunk.entries }.render().ok()?;
-            return Some(Event::default().event("entries").data(html));
+            let event = Event::default().event("entries").id(tail.offset.to_string());
+            return Some(event.data(html));
         }
         let status = tail.state.db.task(tail.id).await.ok()??.0.status;
         if status != tail.status {

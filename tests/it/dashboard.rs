@@ -382,3 +382,60 @@ async fn the_setup_page_tests_a_forge_token_live() {
         assert_eq!(unknown.0, 400);
     }
 }
+
+#[tokio::test]
+async fn the_transcript_stream_sends_new_entries_and_resumes_where_it_stopped() {
+    use futures_util::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let app = TestApp::spawn_config(dir, &config_text(&data_dir, "").await).await;
+    let id = queue_task(&app, 13, "streamed").await;
+    std::fs::create_dir_all(data_dir.join("transcripts")).unwrap();
+    let first =
+        format!("{}\n", json!({"type":"assistant","message":{"content":[{"type":"text","text":"first"}]}}));
+    std::fs::write(data_dir.join(format!("transcripts/task-{id}.jsonl")), &first).unwrap();
+    let browser = Browser::login(&app).await;
+
+    let open = |last_event_id: Option<String>| {
+        let mut request = browser
+            .client
+            .get(format!("{}/tasks/{id}/stream?from=0&status=queued", app.base))
+            .header("cookie", &browser.cookie);
+        if let Some(last) = last_event_id {
+            request = request.header("last-event-id", last);
+        }
+        request.send()
+    };
+    let response = open(None).await.unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut body = response.bytes_stream();
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        text.push_str(&String::from_utf8_lossy(&body.next().await.unwrap().unwrap()));
+    }
+    assert!(text.contains("event: entries") && text.contains("first"), "{text}");
+    assert!(text.contains(&format!("id: {}", first.len())), "{text}");
+    drop(body);
+
+    // Resumed after the first line: only the second one comes.
+    let second =
+        format!("{}\n", json!({"type":"assistant","message":{"content":[{"type":"text","text":"second"}]}}));
+    let path = data_dir.join(format!("transcripts/task-{id}.jsonl"));
+    std::fs::write(&path, format!("{first}{second}")).unwrap();
+    let mut body = open(Some(first.len().to_string())).await.unwrap().bytes_stream();
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        text.push_str(&String::from_utf8_lossy(&body.next().await.unwrap().unwrap()));
+    }
+    assert!(text.contains("second") && !text.contains("first"), "{text}");
+    drop(body);
+
+    // The status event ends the stream when the task ends.
+    app.db.cancel_from_dashboard(id, "test").await.unwrap();
+    let mut body = open(Some((first.len() + second.len()).to_string())).await.unwrap().bytes_stream();
+    let mut text = String::new();
+    while let Some(chunk) = body.next().await {
+        text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+    }
+    assert!(text.contains("event: status\ndata: cancelled"), "{text}");
+}
