@@ -10,10 +10,17 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1 || missing+=(postgresql)
 command -v python3 >/dev/null || missing+=(python3)
+[ -x /usr/bin/chromium ] || missing+=(chromium)   # the dashboard's browser tests
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -d tests/browser/node_modules ]; then
+  echo "== playwright-core for the browser tests"
+  (cd tests/browser && npm ci --no-audit --no-fund)
 fi
 
 echo "== tests on SQLite"

@@ -59,6 +59,8 @@ impl App {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let executor = self.start_executor(stop_rx)?;
         let router = server::router(self.state.clone());
+        // The client address feeds the login rate limit.
+        let router = router.into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(async move {
                 shutdown.await;
@@ -99,7 +101,8 @@ impl App {
             }
             println!(
                 "\nforgehand generated an admin token and stored it in {} (mode 0600):\n\n    {}\n\n\
-                 Use it as `Authorization: Bearer <token>` for http://{addr}/api/tasks.\n",
+                 Log in with it at http://{addr}/login, or send it as `Authorization: Bearer <token>`\n\
+                 to http://{addr}/api/tasks.\n",
                 path.display(),
                 token.expose_secret(),
             );

@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_initial;
 mod m20261123_000002_executor;
+mod m20261123_000003_dashboard;
 
 /// Applies forgehand's migrations in order.
 pub struct Migrator;
@@ -13,6 +14,10 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261123_000001_initial::Migration), Box::new(m20261123_000002_executor::Migration)]
+        vec![
+            Box::new(m20261123_000001_initial::Migration),
+            Box::new(m20261123_000002_executor::Migration),
+            Box::new(m20261123_000003_dashboard::Migration),
+        ]
     }
 }

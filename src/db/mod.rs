@@ -1,6 +1,7 @@
 //! The database: entities, query functions, and [`Db`], the one facade the rest of
 //! forgehand uses. SQLite by default, PostgreSQL by URL; the same code runs on both.
 
+pub mod dashboard;
 pub mod entities;
 pub mod queries;
 

@@ -75,7 +75,7 @@ pub fn generate_token() -> std::io::Result<String> {
     Ok(hex::encode(bytes))
 }
 
-/// Refuses requests without `Authorization: Bearer <admin token>`.
+/// Refuses requests without `Authorization: Bearer <admin token>` or a dashboard session.
 pub async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let presented = request
         .headers()
@@ -85,6 +85,7 @@ pub async fn require_admin(State(state): State<AppState>, request: Request, next
     match presented {
         Some(token) if state.admin_token.matches(token.trim()) => next.run(request).await,
         Some(_) => unauthorized("the bearer token is not the admin token"),
+        None if super::session::session_of(&state, request.headers()).is_some() => next.run(request).await,
         None => unauthorized(
             "send Authorization: Bearer <admin token> (auth.admin_token, or data_dir/admin_token)",
         ),

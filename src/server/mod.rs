@@ -3,6 +3,9 @@
 
 pub mod api;
 pub mod auth;
+pub mod pages;
+pub mod session;
+pub mod transcript;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -26,6 +29,8 @@ pub struct Inner {
     pub admin_token: auth::AdminToken,
     /// Wakes the executor when intake queues a task.
     pub wake: Arc<tokio::sync::Notify>,
+    /// Dashboard sessions and failed logins.
+    pub sessions: session::Sessions,
 }
 
 impl std::ops::Deref for AppState {
@@ -40,7 +45,7 @@ impl AppState {
     /// Wraps the shared state.
     pub fn new(settings: Settings, db: Db, admin_token: auth::AdminToken) -> AppState {
         let wake = Arc::new(tokio::sync::Notify::new());
-        AppState(Arc::new(Inner { settings, db, admin_token, wake }))
+        AppState(Arc::new(Inner { settings, db, admin_token, wake, sessions: Default::default() }))
     }
 }
 
@@ -55,8 +60,31 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(api)
+        .merge(dashboard(state.clone()))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(session::security_headers))
         .with_state(state)
+}
+
+/// The pages: login and static files for anyone, the rest for a session.
+fn dashboard(state: AppState) -> Router<AppState> {
+    let pages = Router::new()
+        .route("/", get(pages::dashboard))
+        .route("/live", get(pages::dashboard_live))
+        .route("/tasks/{id}", get(pages::task_page))
+        .route("/tasks/{id}/stream", get(pages::task_stream))
+        .route("/tasks/{id}/cancel", post(pages::cancel))
+        .route("/tasks/{id}/retry", post(pages::retry))
+        .route("/deliveries", get(pages::deliveries_page))
+        .route("/setup", get(pages::setup_page))
+        .route("/setup/check", post(pages::setup_check))
+        .route_layer(axum::middleware::from_fn_with_state(state, session::require_session));
+    Router::new()
+        .route("/login", get(session::login_page).post(session::login))
+        .route("/logout", post(session::logout))
+        .route("/static/app.css", get(pages::style))
+        .route("/static/app.js", get(pages::script))
+        .merge(pages)
 }
 
 async fn healthz() -> &'static str {

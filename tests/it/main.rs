@@ -6,6 +6,8 @@ mod fake_forge_selftest;
 mod harness;
 
 mod api;
+mod browser;
+mod dashboard;
 mod executor;
 mod intake;
 mod pg_server;

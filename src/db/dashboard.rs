@@ -1,0 +1,300 @@
+//! Queries behind the dashboard pages: figures, filtered task and delivery pages, and the
+//! actions people take there (retry). Every list is keyset-paginated on the id so that a
+//! page costs the same with a million rows.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait, Func};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    SqlErr,
+};
+
+use super::entities::{deliveries, tasks};
+use super::{Db, TaskStatus, clean, queries};
+
+/// Which tasks the dashboard lists.
+#[derive(Debug, Clone, Default)]
+pub struct TaskQuery {
+    pub status: Option<TaskStatus>,
+    pub repo: Option<String>,
+    pub forge: Option<String>,
+    /// Part of the title, any case.
+    pub text: Option<String>,
+    /// Only tasks with a smaller id (newest first).
+    pub before: Option<i64>,
+    pub limit: u64,
+}
+
+/// Which deliveries the dashboard lists.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryQuery {
+    pub outcome: Option<String>,
+    pub forge: Option<String>,
+    pub before: Option<i64>,
+    pub limit: u64,
+}
+
+/// One page of a list, and the `before` value of the next page if there is one.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub rows: Vec<T>,
+    pub next_before: Option<i64>,
+}
+
+/// Tasks finished in a period, by final status, with their cost.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Finished {
+    pub done: i64,
+    pub failed: i64,
+    pub no_changes: i64,
+    pub cancelled: i64,
+    pub rejected: i64,
+    pub cost_usd: f64,
+}
+
+impl Finished {
+    /// Share of done tasks among those that ran to an end (cancelled ones left out), if any.
+    pub fn success_rate(&self) -> Option<f64> {
+        let ended = self.done + self.failed + self.no_changes + self.rejected;
+        (ended > 0).then(|| self.done as f64 / ended as f64)
+    }
+}
+
+/// The figures at the top of the dashboard.
+#[derive(Debug, Clone, Default)]
+pub struct Overview {
+    pub queued: u64,
+    /// Running tasks, oldest first.
+    pub running: Vec<tasks::Model>,
+    pub today: Finished,
+    pub week: Finished,
+    /// Median time from queueing to a pull request over the last 7 days (at most the
+    /// latest 2,000).
+    pub median_to_pr: Option<chrono::Duration>,
+}
+
+/// What a retry did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Retried {
+    Queued(i64),
+    /// Another task for the issue is queued or running.
+    AlreadyActive(Option<i64>),
+    /// The task is not in a status that can be retried.
+    NotRetryable(String),
+    NotFound,
+}
+
+/// Statuses a person may retry from.
+pub const RETRYABLE: [TaskStatus; 4] =
+    [TaskStatus::Failed, TaskStatus::Cancelled, TaskStatus::NoChanges, TaskStatus::Rejected];
+
+/// Running tasks shown at most; more than that is a misconfiguration worth no page.
+const MAX_RUNNING_SHOWN: u64 = 200;
+/// The most recent pull requests the median is taken over.
+const MAX_MEDIAN_SAMPLES: u64 = 2_000;
+/// Statuses a task ends in.
+const ENDED: [TaskStatus; 5] = [
+    TaskStatus::Done,
+    TaskStatus::Failed,
+    TaskStatus::NoChanges,
+    TaskStatus::Cancelled,
+    TaskStatus::Rejected,
+];
+
+impl Db {
+    /// One page of tasks, newest first.
+    pub async fn dashboard_tasks(&self, query: &TaskQuery) -> Result<Page<tasks::Model>, DbErr> {
+        let mut select = tasks::Entity::find().order_by_desc(tasks::Column::Id).limit(query.limit + 1);
+        if let Some(status) = query.status {
+            select = select.filter(tasks::Column::Status.eq(status.as_str()));
+        }
+        if let Some(repo) = &query.repo {
+            select = select.filter(tasks::Column::Repo.eq(repo));
+        }
+        if let Some(forge) = &query.forge {
+            select = select.filter(tasks::Column::Forge.eq(forge));
+        }
+        if let Some(text) = &query.text {
+            let pattern = format!("%{}%", like_escape(&text.to_lowercase()));
+            select = select.filter(
+                Expr::expr(Func::lower(Expr::col(tasks::Column::Title)))
+                    .like(sea_orm::sea_query::LikeExpr::new(pattern).escape('\\')),
+            );
+        }
+        if let Some(before) = query.before {
+            select = select.filter(tasks::Column::Id.lt(before));
+        }
+        let rows = select.all(self.connection()).await?;
+        Ok(page(rows, query.limit, |t| t.id))
+    }
+
+    /// One page of deliveries, newest first.
+    pub async fn dashboard_deliveries(
+        &self,
+        query: &DeliveryQuery,
+    ) -> Result<Page<deliveries::Model>, DbErr> {
+        let mut select =
+            deliveries::Entity::find().order_by_desc(deliveries::Column::Id).limit(query.limit + 1);
+        if let Some(outcome) = &query.outcome {
+            select = select.filter(deliveries::Column::Outcome.eq(outcome));
+        }
+        if let Some(forge) = &query.forge {
+            select = select.filter(deliveries::Column::Forge.eq(forge));
+        }
+        if let Some(before) = query.before {
+            select = select.filter(deliveries::Column::Id.lt(before));
+        }
+        let rows = select.all(self.connection()).await?;
+        Ok(page(rows, query.limit, |d| d.id))
+    }
+
+    /// The dashboard's figures; "today" starts at `midnight` (UTC).
+    pub async fn overview(&self, now: DateTime<Utc>) -> Result<Overview, DbErr> {
+        let db = self.connection();
+        let queued = tasks::Entity::find()
+            .filter(tasks::Column::Status.eq(TaskStatus::Queued.as_str()))
+            .count(db)
+            .await?;
+        let running = tasks::Entity::find()
+            .filter(tasks::Column::Status.eq(TaskStatus::Running.as_str()))
+            .order_by_asc(tasks::Column::Id)
+            .limit(MAX_RUNNING_SHOWN)
+            .all(db)
+            .await?;
+        let midnight = now.date_naive().and_hms_opt(0, 0, 0).map(|t| t.and_utc()).unwrap_or(now);
+        let week_ago = now - chrono::Duration::days(7);
+        Ok(Overview {
+            queued,
+            running,
+            today: self.finished_since(midnight).await?,
+            week: self.finished_since(week_ago).await?,
+            median_to_pr: self.median_to_pr(week_ago).await?,
+        })
+    }
+
+    async fn finished_since(&self, since: DateTime<Utc>) -> Result<Finished, DbErr> {
+        let rows: Vec<(String, i64, Option<f64>)> = tasks::Entity::find()
+            .select_only()
+            .column(tasks::Column::Status)
+            .column_as(Expr::col(tasks::Column::Id).count(), "n")
+            .column_as(Expr::col(tasks::Column::CostUsd).sum(), "cost")
+            // Naming the statuses lets both databases range-scan (status, finished_at).
+            .filter(tasks::Column::Status.is_in(ENDED.map(TaskStatus::as_str)))
+            .filter(tasks::Column::FinishedAt.gte(since))
+            .group_by(tasks::Column::Status)
+            .into_tuple()
+            .all(self.connection())
+            .await?;
+        let mut finished = Finished::default();
+        for (status, n, cost) in rows {
+            finished.cost_usd += cost.unwrap_or(0.0);
+            match status.parse::<TaskStatus>() {
+                Ok(TaskStatus::Done) => finished.done += n,
+                Ok(TaskStatus::Failed) => finished.failed += n,
+                Ok(TaskStatus::NoChanges) => finished.no_changes += n,
+                Ok(TaskStatus::Cancelled) => finished.cancelled += n,
+                Ok(TaskStatus::Rejected) => finished.rejected += n,
+                _ => {}
+            }
+        }
+        Ok(finished)
+    }
+
+    async fn median_to_pr(&self, since: DateTime<Utc>) -> Result<Option<chrono::Duration>, DbErr> {
+        let rows: Vec<(DateTime<Utc>, Option<DateTime<Utc>>)> = tasks::Entity::find()
+            .select_only()
+            .column(tasks::Column::CreatedAt)
+            .column(tasks::Column::FinishedAt)
+            .filter(tasks::Column::FinishedAt.gte(since))
+            .filter(tasks::Column::Status.eq(TaskStatus::Done.as_str()))
+            .filter(tasks::Column::PrUrl.is_not_null())
+            .order_by_desc(tasks::Column::FinishedAt)
+            .limit(MAX_MEDIAN_SAMPLES)
+            .into_tuple()
+            .all(self.connection())
+            .await?;
+        let mut durations: Vec<_> =
+            rows.into_iter().filter_map(|(created, finished)| Some(finished? - created)).collect();
+        durations.sort();
+        Ok(durations.get(durations.len() / 2).copied())
+    }
+
+    /// Queues a new task with the fields of task `id`, which must have ended.
+    pub async fn retry_task(&self, id: i64, by: &str) -> Result<Retried, DbErr> {
+        let db = self.connection();
+        let Some(old) = tasks::Entity::find_by_id(id).one(db).await? else {
+            return Ok(Retried::NotFound);
+        };
+        if !RETRYABLE.iter().any(|s| s.as_str() == old.status) {
+            return Ok(Retried::NotRetryable(old.status));
+        }
+        let key = super::IssueKey { forge: old.forge.clone(), repo: old.repo.clone(), number: old.number };
+        if let Some(active) = queries::active_task(db, &key).await? {
+            return Ok(Retried::AlreadyActive(Some(active.id)));
+        }
+        let now = Utc::now();
+        let row = tasks::ActiveModel {
+            forge: Set(old.forge.clone()),
+            repo: Set(old.repo.clone()),
+            number: Set(old.number),
+            kind: Set(old.kind.clone()),
+            trigger: Set(old.trigger.clone()),
+            requested_by: Set(old.requested_by.clone()),
+            title: Set(old.title.clone()),
+            instructions: Set(old.instructions.clone()),
+            clone_url: Set(old.clone_url.clone()),
+            status: Set(TaskStatus::Queued.as_str().to_owned()),
+            attempt: Set(0),
+            // A follow-up works on its pull request's branch; an issue task finds its own.
+            branch: Set(if old.kind == "follow_up" { old.branch.clone() } else { None }),
+            cancel_requested: Set(false),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        };
+        let new_id = match tasks::Entity::insert(row).exec(db).await {
+            Ok(done) => done.last_insert_id,
+            // The one-active-task-per-issue index: someone queued one in the meantime.
+            Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                return Ok(Retried::AlreadyActive(None));
+            }
+            Err(err) => return Err(err),
+        };
+        let message = format!("queued from the dashboard by {by} as a retry of task {id}");
+        queries::add_task_event(db, new_id, TaskStatus::Queued.as_str(), &clean(&message, 500)).await?;
+        queries::add_task_event(db, id, queries::NOTE, &format!("retried as task {new_id}")).await?;
+        Ok(Retried::Queued(new_id))
+    }
+
+    /// Cancels a queued task at once, or asks a running one to stop; `None` when the
+    /// task does not exist, else the status after.
+    pub async fn cancel_from_dashboard(&self, id: i64, reason: &str) -> Result<Option<TaskStatus>, DbErr> {
+        let db = self.connection();
+        let Some(task) = tasks::Entity::find_by_id(id).one(db).await? else {
+            return Ok(None);
+        };
+        if !TaskStatus::ACTIVE.iter().any(|s| s.as_str() == task.status) {
+            return Ok(task.status.parse().ok());
+        }
+        queries::cancel_task(db, id, reason).await.map(Some)
+    }
+}
+
+fn page<T>(mut rows: Vec<T>, limit: u64, id: impl Fn(&T) -> i64) -> Page<T> {
+    let more = rows.len() as u64 > limit;
+    rows.truncate(limit as usize);
+    let next_before = if more { rows.last().map(id) } else { None };
+    Page { rows, next_before }
+}
+
+/// Makes `%`, `_` and `\` in user text match themselves in a LIKE pattern.
+fn like_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}

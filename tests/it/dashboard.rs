@@ -1,0 +1,441 @@
+//! The dashboard through the real router: sessions, CSRF, escaping, actions, headers.
+
+use serde_json::json;
+
+use crate::harness::*;
+
+const XSS: &str = "<script>alert(1)</script><img src=x onerror=alert(2)>";
+
+/// Sends a form as a browser does (reqwest's `form` needs a feature we do without).
+trait FormBody {
+    fn form_body(self, pairs: &[(&str, &str)]) -> Self;
+}
+
+impl FormBody for reqwest::RequestBuilder {
+    fn form_body(self, pairs: &[(&str, &str)]) -> Self {
+        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+        self.header("content-type", "application/x-www-form-urlencoded").body(body)
+    }
+}
+
+/// A client that shows redirects instead of following them.
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+/// A logged-in browser: its cookie header and the CSRF token its pages carry.
+struct Browser {
+    client: reqwest::Client,
+    base: String,
+    cookie: String,
+    csrf: String,
+}
+
+impl Browser {
+    async fn login(app: &TestApp) -> Browser {
+        let client = client();
+        let response = client
+            .post(format!("{}/login", app.base))
+            .form_body(&[("token", ADMIN_TOKEN)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 303);
+        let set_cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
+        let cookie = set_cookie.split(';').next().unwrap().to_owned();
+        let mut browser = Browser { client, base: app.base.clone(), cookie, csrf: String::new() };
+        let (status, page) = browser.get("/").await;
+        assert_eq!(status, 200, "{page}");
+        browser.csrf = csrf_of(&page);
+        browser
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// POSTs a form; answers the status and the Location header.
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .form_body(form)
+            .send()
+            .await
+            .unwrap();
+        let location =
+            response.headers().get("location").map(|l| l.to_str().unwrap().to_owned()).unwrap_or_default();
+        (response.status().as_u16(), location)
+    }
+}
+
+fn csrf_of(page: &str) -> String {
+    let start = page.find("name=\"csrf\" value=\"").expect("the page has a CSRF field") + 19;
+    page[start..].split('"').next().unwrap().to_owned()
+}
+
+async fn queue_task(app: &TestApp, number: i64, title: &str) -> i64 {
+    let body = edited("github/issues_labeled.json", "/issue/number", json!(number));
+    let mut payload: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    payload["issue"]["title"] = json!(title);
+    let answer =
+        app.deliver("github", Delivery::github("issues", serde_json::to_vec(&payload).unwrap())).await;
+    assert_eq!(answer.outcome(), "task_created", "{}", answer.text);
+    app.tasks().await.into_iter().find(|t| t.number == number).unwrap().id
+}
+
+#[tokio::test]
+async fn every_page_needs_a_session() {
+    let app = TestApp::spawn().await;
+    let id = queue_task(&app, 7, "a task").await;
+    let client = client();
+    for path in
+        ["/", "/live", &format!("/tasks/{id}"), &format!("/tasks/{id}/stream"), "/deliveries", "/setup"]
+    {
+        let response = client.get(format!("{}{path}", app.base)).send().await.unwrap();
+        assert_eq!(response.status(), 303, "{path}");
+        assert_eq!(response.headers()["location"], "/login", "{path}");
+    }
+    for path in [format!("/tasks/{id}/cancel"), format!("/tasks/{id}/retry")] {
+        let response =
+            client.post(format!("{}{path}", app.base)).form_body(&[("csrf", "x")]).send().await.unwrap();
+        assert_eq!(response.status(), 303, "{path}");
+    }
+    let forged =
+        client.get(format!("{}/", app.base)).header("cookie", "forgehand_session=guess").send().await;
+    assert_eq!(forged.unwrap().status(), 303);
+    assert_eq!(client.get(format!("{}/api/tasks", app.base)).send().await.unwrap().status(), 401);
+    for open in ["/login", "/static/app.css", "/static/app.js", "/healthz"] {
+        assert_eq!(client.get(format!("{}{open}", app.base)).send().await.unwrap().status(), 200, "{open}");
+    }
+    assert_eq!(app.tasks().await[0].status, "queued");
+}
+
+#[tokio::test]
+async fn login_exchanges_the_token_for_a_strict_cookie() {
+    let app = TestApp::spawn().await;
+    let client = client();
+    let wrong =
+        client.post(format!("{}/login", app.base)).form_body(&[("token", "guess")]).send().await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert!(wrong.headers().get("set-cookie").is_none());
+    assert!(wrong.text().await.unwrap().contains("not the admin token"));
+
+    let right =
+        client.post(format!("{}/login", app.base)).form_body(&[("token", ADMIN_TOKEN)]).send().await.unwrap();
+    assert_eq!(right.status(), 303);
+    let cookie = right.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("forgehand_session="), "{cookie}");
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(flag), "{flag} missing in {cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "public_url is http: {cookie}");
+    assert!(!cookie.contains(ADMIN_TOKEN));
+
+    let browser = Browser::login(&app).await;
+    assert_ne!(browser.cookie, cookie.split(';').next().unwrap(), "each login gets a new session id");
+    let api =
+        browser.client.get(format!("{}/api/tasks", app.base)).header("cookie", &browser.cookie).send().await;
+    assert_eq!(api.unwrap().status(), 200, "the API takes the session too");
+
+    assert_eq!(browser.post("/logout", &[("csrf", "wrong")]).await.0, 403);
+    assert_eq!(browser.post("/logout", &[("csrf", &browser.csrf)]).await, (303, "/login".to_owned()));
+    assert_eq!(browser.get("/").await.0, 303, "the session ended");
+}
+
+#[tokio::test]
+async fn a_form_without_the_csrf_token_is_refused() {
+    let app = TestApp::spawn().await;
+    let id = queue_task(&app, 8, "keep me").await;
+    let browser = Browser::login(&app).await;
+    assert_eq!(browser.post(&format!("/tasks/{id}/cancel"), &[]).await.0, 403);
+    assert_eq!(browser.post(&format!("/tasks/{id}/cancel"), &[("csrf", "forged")]).await.0, 403);
+    assert_eq!(browser.post(&format!("/tasks/{id}/retry"), &[("csrf", "")]).await.0, 403);
+    assert_eq!(app.tasks().await.len(), 1);
+    assert_eq!(app.tasks().await[0].status, "queued");
+}
+
+#[tokio::test]
+async fn a_hostile_title_renders_inert() {
+    let app = TestApp::spawn().await;
+    let id = queue_task(&app, 9, XSS).await;
+    let browser = Browser::login(&app).await;
+    for path in ["/".to_owned(), "/live".to_owned(), format!("/tasks/{id}"), "/deliveries".to_owned()] {
+        let (status, page) = browser.get(&path).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(!page.contains("<script>alert"), "{path}: {page}");
+        assert!(!page.contains("<img src=x"), "{path}");
+        if path != "/deliveries" {
+            assert!(
+                page.contains(
+                    "&#60;script&#62;alert(1)&#60;/script&#62;&#60;img src=x onerror=alert(2)&#62;"
+                ),
+                "{path}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn cancel_then_retry_from_the_task_page() {
+    let app = TestApp::spawn().await;
+    let id = queue_task(&app, 10, "cancel me").await;
+    let browser = Browser::login(&app).await;
+    let (_, page) = browser.get(&format!("/tasks/{id}")).await;
+    assert!(page.contains("Cancel task"));
+    assert!(!page.contains(">Retry<"));
+    let csrf = csrf_of(&page);
+
+    let cancelled = browser.post(&format!("/tasks/{id}/cancel"), &[("csrf", &csrf)]).await;
+    assert_eq!(cancelled, (303, format!("/tasks/{id}?done=cancelled")));
+    assert_eq!(app.db.task(id).await.unwrap().unwrap().0.status, "cancelled");
+    let (_, page) = browser.get(&cancelled.1).await;
+    assert!(page.contains("The task is cancelled."));
+    assert!(page.contains(">Retry<"));
+
+    let (status, location) = browser.post(&format!("/tasks/{id}/retry"), &[("csrf", &csrf)]).await;
+    assert_eq!(status, 303);
+    let new_id: i64 = location.trim_start_matches("/tasks/").split('?').next().unwrap().parse().unwrap();
+    assert_ne!(new_id, id);
+    let (new, events) = app.db.task(new_id).await.unwrap().unwrap();
+    assert_eq!((new.status.as_str(), new.number, new.title.as_str()), ("queued", 10, "cancel me"));
+    assert!(events[0].message.contains(&format!("retry of task {id}")), "{events:?}");
+
+    // One active task per issue: a second retry points at the queued one.
+    let again = browser.post(&format!("/tasks/{id}/retry"), &[("csrf", &csrf)]).await;
+    assert_eq!(again, (303, format!("/tasks/{new_id}?done=active")));
+    assert_eq!(app.tasks().await.len(), 2);
+    // A queued task cannot be retried.
+    assert_eq!(browser.post(&format!("/tasks/{new_id}/retry"), &[("csrf", &csrf)]).await.0, 409);
+}
+
+#[tokio::test]
+async fn unknown_pages_and_tasks_get_friendly_404s() {
+    let app = TestApp::spawn().await;
+    let browser = Browser::login(&app).await;
+    let (status, page) = browser.get("/tasks/424242").await;
+    assert_eq!(status, 404);
+    assert!(page.contains("There is no task 424242"));
+    assert_eq!(browser.get("/tasks/abc").await.0, 404);
+    assert_eq!(browser.get("/?status=bogus").await.0, 400);
+    assert_eq!(browser.get("/?before=x").await.0, 400);
+}
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    let app = TestApp::spawn().await;
+    let client = client();
+    for path in ["/login", "/", "/healthz", "/nowhere", "/static/app.css"] {
+        let response = client.get(format!("{}{path}", app.base)).send().await.unwrap();
+        let headers = response.headers();
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"),
+            "{path}: {csp}"
+        );
+        assert!(!csp.contains("unsafe-inline"), "{path}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+        assert_eq!(headers["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+    }
+    let css = client.get(format!("{}/static/app.css", app.base)).send().await.unwrap();
+    assert!(css.headers()["cache-control"].to_str().unwrap().contains("max-age"));
+    assert!(css.headers()["content-type"].to_str().unwrap().starts_with("text/css"));
+}
+
+#[tokio::test]
+async fn wrong_tokens_are_rate_limited() {
+    let app = TestApp::spawn().await;
+    let client = client();
+    let login = |token: &'static str| {
+        client.post(format!("{}/login", app.base)).form_body(&[("token", token)]).send()
+    };
+    for _ in 0..5 {
+        assert_eq!(login("guess").await.unwrap().status(), 401);
+    }
+    let limited = login(ADMIN_TOKEN).await.unwrap();
+    assert_eq!(limited.status(), 429, "even the right token waits out the window");
+    assert_eq!(limited.headers()["retry-after"], "60");
+    assert!(limited.text().await.unwrap().contains("Wait a minute"));
+}
+
+#[tokio::test]
+async fn the_dashboard_shows_figures_filters_and_pages() {
+    let app = TestApp::spawn().await;
+    for n in 1..=3 {
+        queue_task(&app, 100 + n, &format!("Fix bug number {n}")).await;
+    }
+    let browser = Browser::login(&app).await;
+    let (_, page) = browser.get("/").await;
+    assert!(page.contains("data-testid=\"queued\">3<"), "{page}");
+    assert!(page.contains("href=\"https://github.com/octo-org/hello-world/issues/101\""));
+    let (_, filtered) = browser.get("/?q=NUMBER+2").await;
+    assert!(filtered.contains("Fix bug number 2") && !filtered.contains("Fix bug number 1"));
+    let (_, none) = browser.get("/?q=%25").await;
+    assert!(none.contains("No task matches"), "a % is matched literally");
+    let (_, deliveries) = browser.get("/deliveries?outcome=task_created").await;
+    assert_eq!(deliveries.matches("o-task_created\">task_created").count(), 3);
+    let (_, setup) = browser.get("/setup").await;
+    assert!(setup.contains("/webhooks/github") && !setup.contains(GITHUB_SECRET));
+}
+
+#[tokio::test]
+async fn the_transcript_renders_for_a_person() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let app = TestApp::spawn_config(dir, &config_text(&data_dir, "").await).await;
+    let id = queue_task(&app, 11, "with a transcript").await;
+    std::fs::create_dir_all(data_dir.join("transcripts")).unwrap();
+    let lines = [
+        json!({"type":"system","subtype":"init","model":"claude-test"}),
+        json!({"type":"assistant","message":{"content":[{"type":"text","text":"I will <b>read</b> it."},
+            {"type":"tool_use","id":"t1","name":"Read","input":{"file_path":"src/lib.rs"}}]}}),
+        json!({"type":"user","message":{"content":[{"type":"tool_result","tool_use_id":"t1","is_error":true,"content":"no such file"}]}}),
+    ];
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(data_dir.join(format!("transcripts/task-{id}.jsonl")), text).unwrap();
+    let browser = Browser::login(&app).await;
+    let (_, page) = browser.get(&format!("/tasks/{id}")).await;
+    assert!(page.contains("Session started (claude-test)"));
+    assert!(page.contains("I will &#60;b&#62;read&#60;/b&#62; it."));
+    assert!(page.contains("<details class=\"entry tool error\" data-tool-id=\"t1\">"), "{page}");
+    assert!(page.contains("Read src/lib.rs") && page.contains("no such file"));
+    assert!(page.contains(&format!("data-stream=\"/tasks/{id}/stream?from=")), "a queued task streams");
+}
+
+#[tokio::test]
+async fn an_https_public_url_makes_the_cookie_secure() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(&dir.path().join("data"), "").await.replace(
+        "max_body_bytes = 65536",
+        "max_body_bytes = 65536\npublic_url = \"https://forgehand.example.com\"",
+    );
+    let app = TestApp::spawn_config(dir, &text).await;
+    let response = client()
+        .post(format!("{}/login", app.base))
+        .form_body(&[("token", ADMIN_TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = response.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
+}
+
+#[tokio::test]
+async fn cancelling_a_running_task_asks_it_to_stop() {
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, IntoActiveModel};
+    let app = TestApp::spawn().await;
+    let id = queue_task(&app, 12, "running").await;
+    let mut running = app.db.task(id).await.unwrap().unwrap().0.into_active_model();
+    running.status = Set("running".into());
+    running.started_at = Set(Some(chrono::Utc::now()));
+    running.update(app.db.connection()).await.unwrap();
+    let browser = Browser::login(&app).await;
+    let (_, page) = browser.get("/").await;
+    assert!(page.contains("1 / 2"), "agents running vs max_concurrent");
+    let asked = browser.post(&format!("/tasks/{id}/cancel"), &[("csrf", &browser.csrf)]).await;
+    assert_eq!(asked, (303, format!("/tasks/{id}?done=cancel_requested")));
+    let task = app.db.task(id).await.unwrap().unwrap().0;
+    assert_eq!((task.status.as_str(), task.cancel_requested), ("running", true));
+    let (_, page) = browser.get(&asked.1).await;
+    assert!(page.contains("Cancel requested") && !page.contains("Cancel task"));
+}
+
+#[tokio::test]
+async fn the_setup_page_tests_a_forge_token_live() {
+    use crate::fake_forge::FakeForge;
+    for forge in [FakeForge::github().await, FakeForge::gitea().await] {
+        forge.add_repo("acme/widgets", "https://fake.invalid/acme/widgets.git", "main");
+        forge.set_permission("acme/widgets", &forge.bot_login(), "admin");
+        let app = TestApp::spawn_with(&forge.config_toml("fake")).await;
+        let browser = Browser::login(&app).await;
+        let (_, page) = browser.get("/setup").await;
+        assert!(page.contains("/webhooks/fake") && !page.contains(forge.token()));
+
+        let form = [("csrf", browser.csrf.as_str()), ("forge", "fake"), ("repo", "acme/widgets")];
+        let response = browser
+            .client
+            .post(format!("{}/setup/check", app.base))
+            .header("cookie", &browser.cookie)
+            .form_body(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let page = response.text().await.unwrap();
+        let login = forge.bot_login();
+        assert!(page.contains(&format!("The token authenticates as {login}.")), "{page}");
+        assert!(page.contains(&format!("{login} has admin permission on acme/widgets.")), "{page}");
+        assert!(!page.contains(forge.token()));
+
+        let refused = browser.post("/setup/check", &[("forge", "fake"), ("repo", "")]).await;
+        assert_eq!(refused.0, 403, "the check needs the CSRF token");
+        let unknown = browser.post("/setup/check", &[("csrf", &browser.csrf), ("forge", "nope")]).await;
+        assert_eq!(unknown.0, 400);
+    }
+}
+
+#[tokio::test]
+async fn the_transcript_stream_sends_new_entries_and_resumes_where_it_stopped() {
+    use futures_util::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let app = TestApp::spawn_config(dir, &config_text(&data_dir, "").await).await;
+    let id = queue_task(&app, 13, "streamed").await;
+    std::fs::create_dir_all(data_dir.join("transcripts")).unwrap();
+    let first =
+        format!("{}\n", json!({"type":"assistant","message":{"content":[{"type":"text","text":"first"}]}}));
+    std::fs::write(data_dir.join(format!("transcripts/task-{id}.jsonl")), &first).unwrap();
+    let browser = Browser::login(&app).await;
+
+    let open = |last_event_id: Option<String>| {
+        let mut request = browser
+            .client
+            .get(format!("{}/tasks/{id}/stream?from=0&status=queued", app.base))
+            .header("cookie", &browser.cookie);
+        if let Some(last) = last_event_id {
+            request = request.header("last-event-id", last);
+        }
+        request.send()
+    };
+    let response = open(None).await.unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut body = response.bytes_stream();
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        text.push_str(&String::from_utf8_lossy(&body.next().await.unwrap().unwrap()));
+    }
+    assert!(text.contains("event: entries") && text.contains("first"), "{text}");
+    assert!(text.contains(&format!("id: {}", first.len())), "{text}");
+    drop(body);
+
+    // Resumed after the first line: only the second one comes.
+    let second =
+        format!("{}\n", json!({"type":"assistant","message":{"content":[{"type":"text","text":"second"}]}}));
+    let path = data_dir.join(format!("transcripts/task-{id}.jsonl"));
+    std::fs::write(&path, format!("{first}{second}")).unwrap();
+    let mut body = open(Some(first.len().to_string())).await.unwrap().bytes_stream();
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        text.push_str(&String::from_utf8_lossy(&body.next().await.unwrap().unwrap()));
+    }
+    assert!(text.contains("second") && !text.contains("first"), "{text}");
+    drop(body);
+
+    // The status event ends the stream when the task ends.
+    app.db.cancel_from_dashboard(id, "test").await.unwrap();
+    let mut body = open(Some((first.len() + second.len()).to_string())).await.unwrap().bytes_stream();
+    let mut text = String::new();
+    while let Some(chunk) = body.next().await {
+        text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+    }
+    assert!(text.contains("event: status\ndata: cancelled"), "{text}");
+}
