@@ -45,12 +45,15 @@ pub async fn set_delivery_outcome(
 
 /// What the database knows about an issue: its active task and trigger-label state.
 pub async fn issue_context(db: &impl ConnectionTrait, key: &IssueKey) -> Result<IssueContext, DbErr> {
-    let active_task = active_task(db, key).await?.map(|task| task.id);
+    // Label state first: under PostgreSQL's read committed, a concurrent delivery that
+    // committed in between is then seen by the second read too, as the active task, and
+    // this delivery joins it instead of being told the label was already there.
     let label_was_present =
         label_states::Entity::find_by_id((key.forge.clone(), key.repo.clone(), key.number))
             .one(db)
             .await?
             .map(|state| state.present);
+    let active_task = active_task(db, key).await?.map(|task| task.id);
     Ok(IssueContext { active_task, label_was_present })
 }
 
