@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_initial;
 mod m20261123_000002_executor;
 mod m20261123_000003_dashboard;
+mod m20261123_000004_transcripts;
 
 /// Applies forgehand's migrations in order.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_initial::Migration),
             Box::new(m20261123_000002_executor::Migration),
             Box::new(m20261123_000003_dashboard::Migration),
+            Box::new(m20261123_000004_transcripts::Migration),
         ]
     }
 }

@@ -4,6 +4,7 @@
 pub mod dashboard;
 pub mod entities;
 pub mod queries;
+pub mod transcripts;
 
 use std::path::PathBuf;
 use std::str::FromStr;

@@ -12,6 +12,7 @@ pub mod guard;
 pub mod pipeline;
 pub mod prompt;
 pub mod report;
+pub mod shipper;
 pub mod workspace;
 
 use std::collections::HashMap;

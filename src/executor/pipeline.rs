@@ -345,9 +345,10 @@ async fn run_agent(
         transcript_path: ctx.settings.data_dir.join("transcripts").join(format!("task-{}.jsonl", task.id)),
         max_transcript_bytes: 32 * 1024 * 1024,
     };
-    let run = agent::run(&spec, guard.stop_signal(), None)
-        .await
-        .map_err(|err| Failure::Permanent { reason: err.to_string(), partial_branch: None })?;
+    let shipper = super::shipper::Shipper::start(ctx.db.clone(), task.id, spec.transcript_path.clone());
+    let run = agent::run(&spec, guard.stop_signal(), None).await;
+    shipper.finish().await;
+    let run = run.map_err(|err| Failure::Permanent { reason: err.to_string(), partial_branch: None })?;
     record_run(ctx, task, &run).await?;
     match agent::outcome(&run) {
         AgentOutcome::Success => Ok(run),

@@ -497,12 +497,11 @@ pub async fn task_page(
         Ok(rows) => rows,
         Err(err) => return database_error(err),
     };
-    let path = transcript::path(&state.settings.data_dir, id);
-    let chunk = tokio::task::spawn_blocking(move || transcript::read(&path, None)).await;
-    let chunk = match chunk {
-        Ok(Ok(chunk)) => chunk,
-        other => {
-            tracing::warn!(task = id, ?other, "cannot read the transcript");
+    // From the database, so that any instance shows what any executor ran.
+    let chunk = match state.db.transcript_bytes(id, None, transcript::MAX_BYTES).await {
+        Ok((bytes, start)) => transcript::chunk_of(&bytes, start, None),
+        Err(err) => {
+            tracing::warn!(task = id, error = %err, "cannot read the transcript");
             transcript::Chunk::default()
         }
     };
@@ -591,10 +590,10 @@ async fn next_event(tail: &mut Tail) -> Option<Event> {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         tail.first = false;
-        let path = transcript::path(&tail.state.settings.data_dir, tail.id);
         let from = tail.offset;
-        let chunk =
-            tokio::task::spawn_blocking(move || transcript::read(&path, Some(from))).await.ok()?.ok()?;
+        let (bytes, start) =
+            tail.state.db.transcript_bytes(tail.id, Some(from), transcript::MAX_BYTES).await.ok()?;
+        let chunk = transcript::chunk_of(&bytes, start, Some(from));
         tail.offset = chunk.offset;
         if !chunk.entries.is_empty() {
             let html = EntriesPart { entries: chunk.entries }.render().ok()?;

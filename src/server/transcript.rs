@@ -51,6 +51,29 @@ pub fn path(data_dir: &Path, id: i64) -> PathBuf {
     data_dir.join("transcripts").join(format!("task-{id}.jsonl"))
 }
 
+/// Bytes read at most, from the database or a file.
+pub const MAX_BYTES: u64 = MAX_TAIL_BYTES;
+
+/// The entries of transcript bytes that start at offset `start`; `from` is what the
+/// caller asked for (`None`: the tail, whose first line may be cut).
+pub fn chunk_of(bytes: &[u8], start: u64, from: Option<u64>) -> Chunk {
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let mut lines: Vec<&[u8]> = bytes[..complete].split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+    let mut truncated = false;
+    if from.is_none() && start > 0 {
+        truncated = true;
+    }
+    if lines.len() > MAX_LINES {
+        lines.drain(..lines.len() - MAX_LINES);
+        truncated = true;
+    }
+    let mut entries = Vec::new();
+    for line in lines {
+        parse_line(line, &mut entries);
+    }
+    Chunk { entries, offset: start + complete as u64, truncated }
+}
+
 /// Reads the complete lines after `from` (or, with `None`, the last [`MAX_LINES`]).
 pub fn read(path: &Path, from: Option<u64>) -> std::io::Result<Chunk> {
     let mut file = match std::fs::File::open(path) {

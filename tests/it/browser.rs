@@ -37,12 +37,6 @@ fn transcript_line(value: serde_json::Value) -> String {
     format!("{value}\n")
 }
 
-fn append(path: &Path, text: &str) {
-    use std::io::Write;
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
-    file.write_all(text.as_bytes()).unwrap();
-}
-
 #[tokio::test]
 async fn a_person_follows_a_task_in_chromium() {
     require_tools();
@@ -63,7 +57,7 @@ async fn a_person_follows_a_task_in_chromium() {
         .expect("cannot start node");
     let mut stdin = child.stdin.take().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut transcript = PathBuf::new();
+    let (mut task_id, mut offset) = (0, 0u64);
     let mut said = Vec::new();
 
     let conversation = async {
@@ -74,22 +68,24 @@ async fn a_person_follows_a_task_in_chromium() {
                     let body = edited("github/issues_labeled.json", "/issue/title", json!(XSS));
                     let answer = app.deliver("github", Delivery::github("issues", body)).await;
                     assert_eq!(answer.outcome(), "task_created", "{}", answer.text);
-                    let id = app.tasks().await[0].id;
-                    transcript = data_dir.join(format!("transcripts/task-{id}.jsonl"));
-                    stdin.write_all(format!("TASK {id}\n").as_bytes()).await.unwrap();
+                    task_id = app.tasks().await[0].id;
+                    stdin.write_all(format!("TASK {task_id}\n").as_bytes()).await.unwrap();
                 }
-                "TASK_OPEN" => append(
-                    &transcript,
-                    &(transcript_line(json!({"type":"system","subtype":"init","model":"claude-test"}))
-                        + &transcript_line(json!({"type":"assistant","message":{"content":[
+                "TASK_OPEN" => {
+                    let lines =
+                        transcript_line(json!({"type":"system","subtype":"init","model":"claude-test"}))
+                            + &transcript_line(json!({"type":"assistant","message":{"content":[
                             {"type":"text","text":"Adding the flag, then running the tests."},
-                            {"type":"tool_use","id":"t1","name":"Bash","input":{"command":"cargo test"}}]}}))),
-                ),
-                "TOOL_SEEN" => append(
-                    &transcript,
-                    &transcript_line(json!({"type":"user","message":{"content":[
-                        {"type":"tool_result","tool_use_id":"t1","content":"test result: ok. 3 passed"}]}})),
-                ),
+                            {"type":"tool_use","id":"t1","name":"Bash","input":{"command":"cargo test"}}]}}));
+                    app.db.append_transcript(task_id, offset, lines.clone().into_bytes()).await.unwrap();
+                    offset += lines.len() as u64;
+                }
+                "TOOL_SEEN" => {
+                    let line = transcript_line(json!({"type":"user","message":{"content":[
+                        {"type":"tool_result","tool_use_id":"t1","content":"test result: ok. 3 passed"}]}}));
+                    app.db.append_transcript(task_id, offset, line.clone().into_bytes()).await.unwrap();
+                    offset += line.len() as u64;
+                }
                 _ => {}
             }
         }

@@ -24,7 +24,7 @@ fn client() -> reqwest::Client {
 }
 
 /// A logged-in browser: its cookie header and the CSRF token its pages carry.
-struct Browser {
+pub struct Browser {
     client: reqwest::Client,
     base: String,
     cookie: String,
@@ -32,7 +32,7 @@ struct Browser {
 }
 
 impl Browser {
-    async fn login(app: &TestApp) -> Browser {
+    pub async fn login(app: &TestApp) -> Browser {
         let client = client();
         let response = client
             .post(format!("{}/login", app.base))
@@ -50,7 +50,7 @@ impl Browser {
         browser
     }
 
-    async fn get(&self, path: &str) -> (u16, String) {
+    pub async fn get(&self, path: &str) -> (u16, String) {
         let response = self
             .client
             .get(format!("{}{path}", self.base))
@@ -293,7 +293,6 @@ async fn the_transcript_renders_for_a_person() {
     let data_dir = dir.path().join("data");
     let app = TestApp::spawn_config(dir, &config_text(&data_dir, "").await).await;
     let id = queue_task(&app, 11, "with a transcript").await;
-    std::fs::create_dir_all(data_dir.join("transcripts")).unwrap();
     let lines = [
         json!({"type":"system","subtype":"init","model":"claude-test"}),
         json!({"type":"assistant","message":{"content":[{"type":"text","text":"I will <b>read</b> it."},
@@ -301,7 +300,7 @@ async fn the_transcript_renders_for_a_person() {
         json!({"type":"user","message":{"content":[{"type":"tool_result","tool_use_id":"t1","is_error":true,"content":"no such file"}]}}),
     ];
     let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    std::fs::write(data_dir.join(format!("transcripts/task-{id}.jsonl")), text).unwrap();
+    app.db.append_transcript(id, 0, text.into_bytes()).await.unwrap();
     let browser = Browser::login(&app).await;
     let (_, page) = browser.get(&format!("/tasks/{id}")).await;
     assert!(page.contains("Session started (claude-test)"));
@@ -390,10 +389,9 @@ async fn the_transcript_stream_sends_new_entries_and_resumes_where_it_stopped() 
     let data_dir = dir.path().join("data");
     let app = TestApp::spawn_config(dir, &config_text(&data_dir, "").await).await;
     let id = queue_task(&app, 13, "streamed").await;
-    std::fs::create_dir_all(data_dir.join("transcripts")).unwrap();
     let first =
         format!("{}\n", json!({"type":"assistant","message":{"content":[{"type":"text","text":"first"}]}}));
-    std::fs::write(data_dir.join(format!("transcripts/task-{id}.jsonl")), &first).unwrap();
+    app.db.append_transcript(id, 0, first.clone().into_bytes()).await.unwrap();
     let browser = Browser::login(&app).await;
 
     let open = |last_event_id: Option<String>| {
@@ -420,8 +418,7 @@ async fn the_transcript_stream_sends_new_entries_and_resumes_where_it_stopped() 
     // Resumed after the first line: only the second one comes.
     let second =
         format!("{}\n", json!({"type":"assistant","message":{"content":[{"type":"text","text":"second"}]}}));
-    let path = data_dir.join(format!("transcripts/task-{id}.jsonl"));
-    std::fs::write(&path, format!("{first}{second}")).unwrap();
+    app.db.append_transcript(id, first.len() as u64, second.clone().into_bytes()).await.unwrap();
     let mut body = open(Some(first.len().to_string())).await.unwrap().bytes_stream();
     let mut text = String::new();
     while !text.contains("\n\n") {

@@ -328,3 +328,19 @@ async fn a_postgres_restart_mid_burst_loses_no_accepted_delivery() {
         "no delivery without its task, no task without its delivery"
     );
 }
+
+/// A task run by one instance shows its transcript on another instance's dashboard.
+#[tokio::test]
+async fn every_instance_shows_the_transcript_of_any_task() {
+    let cluster = Cluster::new(1).await;
+    let mut intake_only = cluster.setup();
+    intake_only.executor_enabled = false;
+    let front = cluster.instance(&intake_only).await;
+    let back = cluster.instance(&cluster.setup()).await;
+    let id = front.deliver("github", labeled(1)).await.json["task_id"].as_i64().unwrap();
+    back.wait_task(id, LONG, |t| t.status == "done").await;
+    let browser = crate::dashboard::Browser::login(&front).await;
+    let (status, page) = browser.get(&format!("/tasks/{id}")).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("I will record the request in FORGEHAND_DEMO.md."), "{page}");
+}

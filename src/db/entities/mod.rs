@@ -4,3 +4,4 @@ pub mod deliveries;
 pub mod label_states;
 pub mod task_events;
 pub mod tasks;
+pub mod transcript_chunks;
