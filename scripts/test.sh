@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what the tests need when it is missing
-# (Debian packages; needs root or sudo), runs every test on SQLite, then again on a
+# (Debian packages, needs root or sudo; the pinned Claude Code CLI from npm), runs every test on SQLite, then again on a
 # PostgreSQL server of its own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +14,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The pinned Claude Code CLI that tests/it/real_claude.rs runs (versions in tests/claude/).
+if [ ! -x tests/claude/node_modules/@anthropic-ai/claude-code-linux-x64/claude ]; then
+  echo "== installing the pinned Claude Code CLI (tests/claude)"
+  command -v npm >/dev/null || { echo "npm is needed for the Claude Code tests: install Node.js 20+" >&2; exit 1; }
+  (cd tests/claude && npm ci --no-audit --no-fund --ignore-scripts)
 fi
 
 echo "== tests on SQLite"
