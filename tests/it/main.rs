@@ -4,12 +4,14 @@
 mod fake_forge;
 mod fake_forge_selftest;
 mod harness;
+mod model_server;
 
 mod api;
 mod executor;
 mod intake;
 mod pg_server;
 mod process;
+mod real_claude;
 mod scale_out;
 mod storage;
 mod triggers;
