@@ -303,3 +303,42 @@ async fn a_stalled_model_stream_is_stopped_at_the_timeout() {
     }
     assert_eq!(processes_under(&root), Vec::<u32>::new(), "the CLI outlived its timeout");
 }
+
+/// The options the pinned CLI's `--help` lists, e.g. `-p`, `--print`, `--resume`.
+fn listed_options(home: &Path) -> Vec<String> {
+    let out = std::process::Command::new(claude_binary())
+        .arg("--help")
+        .env_clear()
+        .env("HOME", home)
+        .env("DISABLE_AUTOUPDATER", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let help = String::from_utf8(out.stdout).unwrap();
+    let specs = help.lines().map(str::trim_start).filter(|l| l.starts_with('-'));
+    let specs = specs.map(|l| l.split("  ").next().unwrap_or_default().to_owned());
+    specs
+        .flat_map(|spec| {
+            spec.split(", ").map(|s| s.split(' ').next().unwrap_or_default().to_owned()).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn the_pinned_cli_knows_every_flag_forgehand_passes() {
+    let home = tempfile::tempdir().unwrap();
+    let listed = listed_options(home.path());
+    assert!(listed.len() > 20 && listed.contains(&"--print".to_owned()), "{listed:?}");
+    let ours = forgehand::executor::agent::build_args("x", 3, "sonnet", Some("id"), &[]);
+    let flags = ours.iter().filter(|a| a.starts_with('-'));
+    // --max-turns works but is not in --help: a_model_that_never_stops_ends_at_max_turns
+    // proves it (the CLI stops after exactly that many model requests).
+    let missing: Vec<&String> = flags.filter(|f| *f != "--max-turns" && !listed.contains(f)).collect();
+    assert!(
+        missing.is_empty(),
+        "Claude Code {VERSION} does not list {missing:?}; see src/executor/agent.rs build_args"
+    );
+    for documented in ["--permission-mode", "--allowedTools"] {
+        assert!(listed.iter().any(|l| l == documented), "docs/agents.md recommends {documented}");
+    }
+}
