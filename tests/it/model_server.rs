@@ -157,12 +157,13 @@ fn assistant_turns(body: &Value) -> usize {
     messages.iter().filter(|m| m["role"] == "assistant").count()
 }
 
-/// The CLI's working directory, from the `Primary working directory: …` line of its
-/// system prompt.
+/// The CLI's working directory, from its `Primary working directory: …` line.
 fn working_directory(body: &Value) -> String {
     const LINE: &str = "working directory: ";
-    let text = body.to_string();
-    let Some(at) = text.find(LINE) else { return String::new() };
+    // The CLI states it in a context message; a resumed session also carries the older
+    // runs' messages, which name their own checkouts: the last mention is this run's.
+    let text = body["messages"].to_string();
+    let Some(at) = text.rfind(LINE) else { return String::new() };
     let rest = &text[at + LINE.len()..];
     rest.split(['\\', '"', ' ']).next().unwrap_or("").to_owned()
 }

@@ -342,3 +342,66 @@ fn the_pinned_cli_knows_every_flag_forgehand_passes() {
         assert!(listed.iter().any(|l| l == documented), "docs/agents.md recommends {documented}");
     }
 }
+
+/// A first run that writes VERBOSE.md in one turn; a resumed follow-up (turn 3 onwards)
+/// edits it. A fresh session would start over at turn 1 instead.
+fn two_part_script() -> Vec<Turn> {
+    vec![
+        Turn::write("VERBOSE.md", "The CLI takes --quiet.\n"),
+        Turn::text("Wrote VERBOSE.md."),
+        Turn::edit("VERBOSE.md", "--quiet", "--verbose"),
+        Turn::text("Renamed the flag."),
+    ]
+}
+
+/// Runs the label task, then a review on its pull request; `between` runs in between.
+async fn follow_up(between: impl FnOnce(&World)) -> (World, [forgehand::db::entities::tasks::Model; 2]) {
+    let world = World::start(Options::new(Dialect::Github), Behaviour::Script(two_part_script())).await;
+    let first = world.finished(world.deliver_label().await).await;
+    assert_eq!(first.status, "done", "{first:?}");
+    between(&world);
+    let pull = world.forge.pulls(world.repo).remove(0);
+    let mut review: serde_json::Value =
+        serde_json::from_slice(&fixture("github/pull_request_review.json")).unwrap();
+    review["pull_request"]["number"] = serde_json::json!(pull.number);
+    review["pull_request"]["head"]["ref"] = serde_json::json!(BRANCH);
+    let review = Delivery::github("pull_request_review", serde_json::to_vec(&review).unwrap());
+    let answer = world.app.deliver("github", review).await;
+    assert_eq!(answer.status, 202, "{}", answer.text);
+    let second = world.finished(answer.json["task_id"].as_i64().unwrap()).await;
+    (world, [first, second])
+}
+
+#[tokio::test]
+async fn a_review_follow_up_resumes_the_session() {
+    let (world, [first, second]) = follow_up(|_| {}).await;
+    assert_eq!(second.status, "done", "{second:?}");
+    assert_eq!(second.agent_session_id, first.agent_session_id, "the same session went on");
+    let content = remote_file(&world.remote, BRANCH, "VERBOSE.md").unwrap().0;
+    assert_eq!(content, "The CLI takes --verbose.\n");
+    let requests = world.model.turn_requests();
+    assert_eq!(requests.len(), 4);
+    let history = requests[2]["messages"].to_string();
+    assert!(history.contains("Wrote VERBOSE.md.") && history.contains("Add a --verbose flag"), "{history}");
+}
+
+#[tokio::test]
+async fn a_follow_up_whose_session_is_gone_starts_afresh() {
+    let (world, [first, second]) = follow_up(|world| {
+        let projects = world.data.parent().unwrap().join("home/.claude/projects");
+        std::fs::remove_dir_all(&projects).unwrap();
+    })
+    .await;
+    assert_ne!(second.status, "failed", "{second:?}");
+    assert_ne!(second.agent_session_id, first.agent_session_id);
+    let requests = world.model.turn_requests();
+    let fresh = requests[2]["messages"].to_string();
+    assert!(!fresh.contains("Wrote VERBOSE.md."), "a fresh session carries no history: {fresh}");
+    let transcript = world.transcript(second.id);
+    let refused = &transcript[0];
+    assert_eq!(
+        (refused["type"].as_str(), refused["subtype"].as_str()),
+        (Some("result"), Some("error_during_execution"))
+    );
+    assert!(refused["errors"].to_string().contains("No conversation found"), "{refused}");
+}
