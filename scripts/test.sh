@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what the tests need when it is missing
-# (Debian packages, needs root or sudo; the pinned Claude Code CLI from npm), runs every test on SQLite, then again on a
-# PostgreSQL server of its own.
+# (Debian packages, needs root or sudo; the pinned Claude Code CLI from npm), runs every
+# test on SQLite, then again on a PostgreSQL server of its own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +10,8 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1 || missing+=(postgresql)
 command -v python3 >/dev/null || missing+=(python3)
+# npm fetches the pinned Claude Code CLI; the CLI itself is a native binary.
+command -v npm >/dev/null || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   as_root apt-get update -qq
@@ -19,7 +21,6 @@ fi
 # The pinned Claude Code CLI that tests/it/real_claude.rs runs (versions in tests/claude/).
 if [ ! -x tests/claude/node_modules/@anthropic-ai/claude-code-linux-x64/claude ]; then
   echo "== installing the pinned Claude Code CLI (tests/claude)"
-  command -v npm >/dev/null || { echo "npm is needed for the Claude Code tests: install Node.js 20+" >&2; exit 1; }
   (cd tests/claude && npm ci --no-audit --no-fund --ignore-scripts)
 fi
 
