@@ -256,7 +256,7 @@ async fn failed_with(
 
 #[tokio::test]
 async fn model_api_errors_fail_the_task_with_the_reason() {
-    for status in [500u16, 529] {
+    for status in [500u16, 529, 429, 400] {
         let (world, task) = failed_with(Behaviour::Status(status), Options::new(Dialect::Github)).await;
         let reason = "the agent reported an error (api_error)";
         assert_eq!(task.error.as_deref(), Some(reason), "{status}: {task:?}");
