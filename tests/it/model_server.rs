@@ -163,7 +163,8 @@ fn working_directory(body: &Value) -> String {
     // The CLI states it in a context message; a resumed session also carries the older
     // runs' messages, which name their own checkouts: the last mention is this run's.
     let text = body["messages"].to_string();
-    let Some(at) = text.rfind(LINE) else { return String::new() };
+    // Unknown: a path that cannot exist, never `/` (the tests may run as root).
+    let Some(at) = text.rfind(LINE) else { return "/nonexistent-working-directory".into() };
     let rest = &text[at + LINE.len()..];
     rest.split(['\\', '"', ' ']).next().unwrap_or("").to_owned()
 }
