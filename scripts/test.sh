@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what the tests need when it is missing
-# (Debian packages; needs root or sudo), runs every test on SQLite, then again on a
-# PostgreSQL server of its own.
+# (Debian packages, needs root or sudo; the pinned Claude Code CLI from npm), runs every
+# test on SQLite, then again on a PostgreSQL server of its own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,7 +11,8 @@ missing=()
 ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1 || missing+=(postgresql)
 command -v python3 >/dev/null || missing+=(python3)
 [ -x /usr/bin/chromium ] || missing+=(chromium)   # the dashboard's browser tests
-command -v npm >/dev/null || missing+=(npm)
+# npm fetches playwright-core and the pinned Claude Code CLI (a native binary).
+command -v npm >/dev/null || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   as_root apt-get update -qq
@@ -21,6 +22,12 @@ fi
 if [ ! -d tests/browser/node_modules ]; then
   echo "== playwright-core for the browser tests"
   (cd tests/browser && npm ci --no-audit --no-fund)
+fi
+
+# The pinned Claude Code CLI that tests/it/real_claude.rs runs (versions in tests/claude/).
+if [ ! -x tests/claude/node_modules/@anthropic-ai/claude-code-linux-x64/claude ]; then
+  echo "== installing the pinned Claude Code CLI (tests/claude)"
+  (cd tests/claude && npm ci --no-audit --no-fund --ignore-scripts)
 fi
 
 echo "== tests on SQLite"

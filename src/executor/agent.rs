@@ -768,6 +768,18 @@ fn failure(end: AgentEnd, result: &AgentResult) -> Option<String> {
     }
 }
 
+/// True when a run that was asked to `--resume` a session never started: the CLI answers
+/// an unknown session id with a non-zero exit and a zero-turn `error_during_execution`
+/// result ("No conversation found with session ID"), or with no result at all.
+pub fn resume_refused(run: &AgentRun) -> bool {
+    let failed_exit = matches!(run.end, AgentEnd::Exited(code) if code != 0);
+    let never_started = run
+        .result
+        .as_ref()
+        .is_none_or(|r| r.is_error && r.subtype == "error_during_execution" && r.num_turns.unwrap_or(0) == 0);
+    failed_exit && never_started
+}
+
 impl AgentOutcome {
     /// A short sentence for an issue comment.
     pub fn reason(&self) -> String {
@@ -1296,6 +1308,22 @@ mod tests {
         assert_eq!(early, AgentOutcome::Failed("the agent stopped early (api_error)".into()));
         let killed = outcome(&finished(AgentEnd::Signalled(9), success()));
         assert_eq!(killed, AgentOutcome::Failed("the agent was killed by signal 9".into()));
+    }
+
+    #[test]
+    fn an_unknown_session_is_a_refused_resume() {
+        let unknown = AgentResult {
+            subtype: "error_during_execution".into(),
+            is_error: true,
+            num_turns: Some(0),
+            ..AgentResult::default()
+        };
+        assert!(resume_refused(&finished(AgentEnd::Exited(1), unknown.clone())));
+        assert!(resume_refused(&AgentRun { result: None, ..finished(AgentEnd::Exited(1), success()) }));
+        let worked = AgentResult { num_turns: Some(3), ..unknown.clone() };
+        assert!(!resume_refused(&finished(AgentEnd::Exited(1), worked)));
+        assert!(!resume_refused(&finished(AgentEnd::Exited(0), success())));
+        assert!(!resume_refused(&finished(AgentEnd::TimedOut, unknown)));
     }
 
     #[test]

@@ -329,7 +329,7 @@ async fn run_agent(
     let extra: Vec<(String, String)> = settings.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let parent =
         std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
-    let spec = AgentSpec {
+    let mut spec = AgentSpec {
         program: settings.command.clone(),
         args: agent::build_args(
             &prompt,
@@ -346,9 +346,24 @@ async fn run_agent(
         max_transcript_bytes: 32 * 1024 * 1024,
     };
     let shipper = super::shipper::Shipper::start(ctx.db.clone(), task.id, spec.transcript_path.clone());
-    let run = agent::run(&spec, guard.stop_signal(), None).await;
+    let start = |spec: AgentSpec| async move {
+        agent::run(&spec, guard.stop_signal(), None)
+            .await
+            .map_err(|err| Failure::Permanent { reason: err.to_string(), partial_branch: None })
+    };
+    let mut run = start(spec.clone()).await;
+    if let Ok(refused) = &run
+        && resume.is_some()
+        && agent::resume_refused(refused)
+    {
+        // The session is gone (another HOME, a cleaned ~/.claude, another checkout path):
+        // start afresh; the follow-up prompt carries the pull request's context.
+        tracing::warn!(session = ?resume, "the agent could not resume its session; starting a new one");
+        spec.args = agent::build_args(&prompt, settings.max_turns, &settings.model, None, &settings.args);
+        run = start(spec).await;
+    }
     shipper.finish().await;
-    let run = run.map_err(|err| Failure::Permanent { reason: err.to_string(), partial_branch: None })?;
+    let run = run?;
     record_run(ctx, task, &run).await?;
     match agent::outcome(&run) {
         AgentOutcome::Success => Ok(run),

@@ -4,6 +4,7 @@
 mod fake_forge;
 mod fake_forge_selftest;
 mod harness;
+mod model_server;
 
 mod api;
 mod browser;
@@ -12,6 +13,7 @@ mod executor;
 mod intake;
 mod pg_server;
 mod process;
+mod real_claude;
 mod scale_out;
 mod storage;
 mod triggers;

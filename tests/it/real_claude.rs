@@ -1,0 +1,407 @@
+//! The real Claude Code CLI (pinned in tests/claude) as forgehand's agent, against the
+//! scripted model server: proves the flags, the output parsing and the failure handling
+//! that a stand-in cannot.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::executor::{BRANCH, bare_remote, remote_file};
+use crate::fake_forge::{Dialect, FakeForge};
+use crate::harness::*;
+use crate::model_server::{Behaviour, ModelServer, Turn};
+
+const LONG: Duration = Duration::from_secs(90);
+const VERSION: &str = "2.1.330";
+
+/// The pinned CLI; missing means `cd tests/claude && npm ci` was not run.
+pub fn claude_binary() -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/claude/node_modules/@anthropic-ai/claude-code-linux-x64/claude");
+    assert!(
+        path.is_file(),
+        "the pinned Claude Code CLI is missing at {}: run `(cd tests/claude && npm ci --no-audit --no-fund \
+         --ignore-scripts)` or `make test`",
+        path.display()
+    );
+    path
+}
+
+/// The variables that point the CLI at `model` and keep it off the network and out of
+/// the user's own `~/.claude`.
+pub fn claude_env(home: &Path, model: &ModelServer) -> Vec<(String, String)> {
+    [
+        ("HOME", home.display().to_string()),
+        ("ANTHROPIC_BASE_URL", model.url.clone()),
+        ("ANTHROPIC_API_KEY", "sk-ant-test-not-a-key".into()),
+        ("DISABLE_TELEMETRY", "1".into()),
+        ("DISABLE_AUTOUPDATER", "1".into()),
+        ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".into()),
+        ("CLAUDE_CODE_MAX_RETRIES", "0".into()),
+    ]
+    .map(|(k, v)| (k.to_owned(), v))
+    .to_vec()
+}
+
+/// What a test changes about the run.
+struct Options {
+    dialect: Dialect,
+    max_turns: u32,
+    timeout_secs: u64,
+}
+
+impl Options {
+    fn new(dialect: Dialect) -> Options {
+        Options { dialect, max_turns: 10, timeout_secs: 60 }
+    }
+}
+
+/// forgehand with the real CLI, a fake forge with issue 42, a bare remote and a model.
+struct World {
+    app: TestApp,
+    forge: FakeForge,
+    model: ModelServer,
+    remote: PathBuf,
+    data: PathBuf,
+    repo: &'static str,
+    dialect: Dialect,
+}
+
+impl World {
+    async fn start(options: Options, behaviour: Behaviour) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let model = ModelServer::start(behaviour).await;
+        let (forge, repo, name) = match options.dialect {
+            Dialect::Github => (FakeForge::github().await, "octo-org/hello-world", "github"),
+            Dialect::Gitea => (FakeForge::gitea().await, "acme/widgets", "gitea"),
+        };
+        let remote = dir.path().join("remote.git");
+        bare_remote(&remote);
+        forge.add_repo(repo, &format!("file://{}", remote.display()), "main");
+        forge.add_issue(
+            repo,
+            42,
+            "Add a --verbose flag to the CLI",
+            "The CLI needs --verbose.",
+            &["forgehand"],
+            "alice",
+        );
+        forge.set_permission(repo, "alice", "write");
+        forge.set_permission(repo, &forge.bot_login(), "admin");
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let env: Vec<String> =
+            claude_env(&home, &model).iter().map(|(k, v)| format!("{k} = \"{v}\"")).collect();
+        let data = dir.path().join("data");
+        let config = format!(
+            r#"
+data_dir = "{data}"
+{database}
+[server]
+listen = "127.0.0.1:0"
+public_url = "http://forgehand.test"
+[auth]
+admin_token = "{ADMIN_TOKEN}"
+[executor]
+enabled = true
+timeout_secs = {timeout}
+poll_interval_secs = 1
+retry_base_secs = 1
+shutdown_grace_secs = 1
+[agent]
+command = "{command}"
+args = ["--permission-mode", "acceptEdits", "--allowedTools", "Bash"]
+max_turns = {max_turns}
+env = {{ {env} }}
+[git]
+author_name = "forgehand-test"
+author_email = "forgehand@test"
+{forge}"#,
+            data = data.display(),
+            database = database_section().await,
+            timeout = options.timeout_secs,
+            command = claude_binary().display(),
+            max_turns = options.max_turns,
+            env = env.join(", "),
+            forge = forge.config_toml(name),
+        );
+        let app = TestApp::spawn_config(dir, &config).await;
+        World { app, forge, model, remote, data, repo, dialect: options.dialect }
+    }
+
+    async fn deliver_label(&self) -> i64 {
+        let (forge, delivery) = match self.dialect {
+            Dialect::Github => ("github", Delivery::github("issues", fixture("github/issues_labeled.json"))),
+            Dialect::Gitea => (
+                "gitea",
+                Delivery::gitea("issues", "issue_label", fixture("gitea/issues_label_updated.json")),
+            ),
+        };
+        let answer = self.app.deliver(forge, delivery).await;
+        assert_eq!(answer.status, 202, "{}", answer.text);
+        answer.json["task_id"].as_i64().unwrap()
+    }
+
+    /// Task `id` once it ended and its labels settled on the forge.
+    async fn finished(&self, id: i64) -> forgehand::db::entities::tasks::Model {
+        let task =
+            self.app.wait_task(id, LONG, |t| !["queued", "running"].contains(&t.status.as_str())).await;
+        let (repo, wanted) =
+            (self.repo, if task.status == "failed" { "forgehand:failed" } else { "forgehand:done" });
+        let settled = self
+            .forge
+            .wait_until(
+                |state| {
+                    let labels = state.labels_of(repo, 42);
+                    !labels.iter().any(|l| l == "forgehand:working") && labels.iter().any(|l| l == wanted)
+                },
+                LONG,
+            )
+            .await;
+        assert!(settled, "labels never settled: {:?}", self.forge.labels(repo, 42));
+        task
+    }
+
+    fn bot_comments(&self) -> Vec<String> {
+        let bot = self.forge.bot_login();
+        self.forge.comments(self.repo, 42).into_iter().filter(|c| c.user == bot).map(|c| c.body).collect()
+    }
+
+    fn transcript(&self, id: i64) -> Vec<serde_json::Value> {
+        let path = self.data.join("transcripts").join(format!("task-{id}.jsonl"));
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+}
+
+fn edit_script() -> Vec<Turn> {
+    vec![
+        Turn::write("VERBOSE.md", "The CLI takes --quiet.\n"),
+        Turn::edit("VERBOSE.md", "--quiet", "--verbose"),
+        Turn::bash("printf 'ran\\n' > bash.txt"),
+        Turn::text("Added VERBOSE.md documenting --verbose."),
+    ]
+}
+
+async fn happy_path(dialect: Dialect) {
+    let world = World::start(Options::new(dialect), Behaviour::Script(edit_script())).await;
+    let id = world.deliver_label().await;
+    let task = world.finished(id).await;
+    assert_eq!(task.status, "done", "{task:?}");
+    assert_eq!(task.turns, Some(4), "{task:?}");
+    let cost = task.cost_usd.expect("the result line carries the cost");
+    assert!(cost > 0.0, "{task:?}");
+
+    let (content, author) = remote_file(&world.remote, BRANCH, "VERBOSE.md").expect("the branch was pushed");
+    assert_eq!(content, "The CLI takes --verbose.\n");
+    assert_eq!(author, "forgehand-test");
+    assert_eq!(remote_file(&world.remote, BRANCH, "bash.txt").unwrap().0, "ran\n");
+
+    let pulls = world.forge.pulls(world.repo);
+    assert_eq!(pulls.len(), 1, "{pulls:?}");
+    assert!(pulls[0].body.contains("Closes #42"), "{}", pulls[0].body);
+    assert!(pulls[0].body.contains(&format!("4 turns · ${cost:.4}")), "{}", pulls[0].body);
+    assert!(pulls[0].body.contains("Added VERBOSE.md documenting --verbose."), "{}", pulls[0].body);
+
+    // The model saw forgehand's prompt with the issue in it.
+    let other: Vec<String> = (world.model.requests().into_iter())
+        .filter(|r| r.method != "POST" || !r.path.starts_with("/v1/messages"))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(other.is_empty(), "the CLI called more than the Messages API: {other:?}");
+    let turns = world.model.turn_requests();
+    assert_eq!(turns.len(), 4, "one model request per turn");
+    let first = turns[0]["messages"].to_string();
+    assert!(first.contains("Add a --verbose flag to the CLI") && first.contains("The CLI needs --verbose."));
+
+    let transcript = world.transcript(id);
+    let init =
+        transcript.iter().find(|l| l["type"] == "system" && l["subtype"] == "init").expect("init line");
+    assert_eq!(init["claude_code_version"], VERSION);
+    assert_eq!(init["permissionMode"], "acceptEdits");
+    let result = transcript.last().unwrap();
+    assert_eq!((result["type"].as_str(), result["is_error"].as_bool()), (Some("result"), Some(false)));
+    assert_eq!(task.agent_session_id.as_deref(), init["session_id"].as_str());
+}
+
+#[tokio::test]
+async fn the_real_cli_turns_a_github_issue_into_a_pull_request() {
+    happy_path(Dialect::Github).await;
+}
+
+#[tokio::test]
+async fn the_real_cli_turns_a_gitea_issue_into_a_pull_request() {
+    happy_path(Dialect::Gitea).await;
+}
+
+/// Processes whose working directory lies under `dir` (the agent and anything it started).
+fn processes_under(dir: &Path) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(dir)))
+        .collect()
+}
+
+async fn failed_with(
+    behaviour: Behaviour,
+    options: Options,
+) -> (World, forgehand::db::entities::tasks::Model) {
+    let world = World::start(options, behaviour).await;
+    let task = world.finished(world.deliver_label().await).await;
+    assert_eq!(task.status, "failed", "{task:?}");
+    assert!(world.forge.pulls(world.repo).is_empty());
+    assert!(remote_file(&world.remote, BRANCH, "VERBOSE.md").is_none());
+    (world, task)
+}
+
+#[tokio::test]
+async fn model_api_errors_fail_the_task_with_the_reason() {
+    for status in [500u16, 529, 429, 400] {
+        let (world, task) = failed_with(Behaviour::Status(status), Options::new(Dialect::Github)).await;
+        let reason = "the agent reported an error (api_error)";
+        assert_eq!(task.error.as_deref(), Some(reason), "{status}: {task:?}");
+        assert_eq!(task.attempt, 1, "a reported error is not retried");
+        let comments = world.bot_comments();
+        assert!(comments[0].starts_with(&format!("❌ forgehand could not finish: {reason}")), "{comments:?}");
+        let retries = world.transcript(task.id).iter().filter(|l| l["subtype"] == "api_retry").count();
+        assert_eq!(retries, 0, "CLAUDE_CODE_MAX_RETRIES=0 is passed through");
+        let result = world.transcript(task.id).pop().unwrap();
+        assert_eq!(
+            (result["is_error"].as_bool(), result["api_error_status"].as_u64()),
+            (Some(true), Some(u64::from(status)))
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_model_that_never_stops_ends_at_max_turns() {
+    let mut options = Options::new(Dialect::Gitea);
+    options.max_turns = 2;
+    let (world, task) = failed_with(Behaviour::Script(vec![Turn::bash("true")]), options).await;
+    let error = task.error.as_deref().unwrap();
+    assert!(
+        error.starts_with("the agent used all its turns") && error.contains("agent.max_turns"),
+        "{error}"
+    );
+    assert_eq!(world.model.turn_requests().len(), 2, "--max-turns 2 reached the CLI");
+    let result = world.transcript(task.id).pop().unwrap();
+    assert_eq!(result["subtype"], "error_max_turns");
+    assert!(world.bot_comments()[0].contains("agent.max_turns"));
+}
+
+#[tokio::test]
+async fn a_stalled_model_stream_is_stopped_at_the_timeout() {
+    let mut options = Options::new(Dialect::Github);
+    options.timeout_secs = 3;
+    let (world, task) = failed_with(Behaviour::Stall, options).await;
+    assert!(task.error.as_deref().unwrap().starts_with("the agent did not finish in time"), "{task:?}");
+    assert!(world.bot_comments()[0].contains("did not finish in time"));
+    let root = world.data.parent().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !processes_under(&root).is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(processes_under(&root), Vec::<u32>::new(), "the CLI outlived its timeout");
+}
+
+/// The options the pinned CLI's `--help` lists, e.g. `-p`, `--print`, `--resume`.
+fn listed_options(home: &Path) -> Vec<String> {
+    let out = std::process::Command::new(claude_binary())
+        .arg("--help")
+        .env_clear()
+        .env("HOME", home)
+        .env("DISABLE_AUTOUPDATER", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let help = String::from_utf8(out.stdout).unwrap();
+    let specs = help.lines().map(str::trim_start).filter(|l| l.starts_with('-'));
+    let specs = specs.map(|l| l.split("  ").next().unwrap_or_default().to_owned());
+    specs
+        .flat_map(|spec| {
+            spec.split(", ").map(|s| s.split(' ').next().unwrap_or_default().to_owned()).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn the_pinned_cli_knows_every_flag_forgehand_passes() {
+    let home = tempfile::tempdir().unwrap();
+    let listed = listed_options(home.path());
+    assert!(listed.len() > 20 && listed.contains(&"--print".to_owned()), "{listed:?}");
+    let ours = forgehand::executor::agent::build_args("x", 3, "sonnet", Some("id"), &[]);
+    let flags = ours.iter().filter(|a| a.starts_with('-'));
+    // --max-turns works but is not in --help: a_model_that_never_stops_ends_at_max_turns
+    // proves it (the CLI stops after exactly that many model requests).
+    let missing: Vec<&String> = flags.filter(|f| *f != "--max-turns" && !listed.contains(f)).collect();
+    assert!(
+        missing.is_empty(),
+        "Claude Code {VERSION} does not list {missing:?}; see src/executor/agent.rs build_args"
+    );
+    for documented in ["--permission-mode", "--allowedTools"] {
+        assert!(listed.iter().any(|l| l == documented), "docs/agents.md recommends {documented}");
+    }
+}
+
+/// A first run that writes VERBOSE.md in one turn; a resumed follow-up (turn 3 onwards)
+/// edits it. A fresh session would start over at turn 1 instead.
+fn two_part_script() -> Vec<Turn> {
+    vec![
+        Turn::write("VERBOSE.md", "The CLI takes --quiet.\n"),
+        Turn::text("Wrote VERBOSE.md."),
+        Turn::edit("VERBOSE.md", "--quiet", "--verbose"),
+        Turn::text("Renamed the flag."),
+    ]
+}
+
+/// Runs the label task, then a review on its pull request; `between` runs in between.
+async fn follow_up(between: impl FnOnce(&World)) -> (World, [forgehand::db::entities::tasks::Model; 2]) {
+    let world = World::start(Options::new(Dialect::Github), Behaviour::Script(two_part_script())).await;
+    let first = world.finished(world.deliver_label().await).await;
+    assert_eq!(first.status, "done", "{first:?}");
+    between(&world);
+    let pull = world.forge.pulls(world.repo).remove(0);
+    let mut review: serde_json::Value =
+        serde_json::from_slice(&fixture("github/pull_request_review.json")).unwrap();
+    review["pull_request"]["number"] = serde_json::json!(pull.number);
+    review["pull_request"]["head"]["ref"] = serde_json::json!(BRANCH);
+    let review = Delivery::github("pull_request_review", serde_json::to_vec(&review).unwrap());
+    let answer = world.app.deliver("github", review).await;
+    assert_eq!(answer.status, 202, "{}", answer.text);
+    let second = world.finished(answer.json["task_id"].as_i64().unwrap()).await;
+    (world, [first, second])
+}
+
+#[tokio::test]
+async fn a_review_follow_up_resumes_the_session() {
+    let (world, [first, second]) = follow_up(|_| {}).await;
+    assert_eq!(second.status, "done", "{second:?}");
+    assert_eq!(second.agent_session_id, first.agent_session_id, "the same session went on");
+    let content = remote_file(&world.remote, BRANCH, "VERBOSE.md").unwrap().0;
+    assert_eq!(content, "The CLI takes --verbose.\n");
+    let requests = world.model.turn_requests();
+    assert_eq!(requests.len(), 4);
+    let history = requests[2]["messages"].to_string();
+    assert!(history.contains("Wrote VERBOSE.md.") && history.contains("Add a --verbose flag"), "{history}");
+}
+
+#[tokio::test]
+async fn a_follow_up_whose_session_is_gone_starts_afresh() {
+    let (world, [first, second]) = follow_up(|world| {
+        let projects = world.data.parent().unwrap().join("home/.claude/projects");
+        std::fs::remove_dir_all(&projects).unwrap();
+    })
+    .await;
+    assert_ne!(second.status, "failed", "{second:?}");
+    assert_ne!(second.agent_session_id, first.agent_session_id);
+    let requests = world.model.turn_requests();
+    let fresh = requests[2]["messages"].to_string();
+    assert!(!fresh.contains("Wrote VERBOSE.md."), "a fresh session carries no history: {fresh}");
+    let transcript = world.transcript(second.id);
+    let refused = &transcript[0];
+    assert_eq!(
+        (refused["type"].as_str(), refused["subtype"].as_str()),
+        (Some("result"), Some("error_during_execution"))
+    );
+    assert!(refused["errors"].to_string().contains("No conversation found"), "{refused}");
+}
