@@ -36,7 +36,9 @@ impl Setup {
             hold_ms: 0,
             database_url: None,
             poll_secs: 1,
-            lease_secs: 3,
+            // Long enough that a loaded machine (SQLite lock waits, starved timers) never
+            // loses a lease by accident; the tests about expiry set their own.
+            lease_secs: 15,
             executor_enabled: true,
         }
     }

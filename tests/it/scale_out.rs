@@ -164,7 +164,7 @@ async fn a_killed_instances_task_is_finished_by_another_after_its_lease() {
     let cluster = Cluster::new(1).await;
     let mut setup = cluster.setup();
     setup.hold_ms = 1500;
-    setup.lease_secs = 2;
+    setup.lease_secs = 4;
     let dir = tempfile::tempdir().unwrap();
     let config = binary_config(&cluster, &dir, &setup).await;
     let mut doomed = start(dir.path(), &["--config", config.to_str().unwrap()], &[]).await;
@@ -186,8 +186,8 @@ async fn a_killed_instances_task_is_finished_by_another_after_its_lease() {
 async fn an_instance_that_lost_its_lease_neither_pushes_nor_posts() {
     let cluster = Cluster::new(1).await;
     let mut setup = cluster.setup();
-    setup.hold_ms = 3000;
-    setup.lease_secs = 2;
+    setup.hold_ms = 5000;
+    setup.lease_secs = 4;
     let dir = tempfile::tempdir().unwrap();
     let config = binary_config(&cluster, &dir, &setup).await;
     let mut stalled = start(dir.path(), &["--config", config.to_str().unwrap()], &[]).await;
