@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use tokio::sync::Barrier;
+
 use crate::payload::Delivery;
 
 /// Where to send, and which headers the receiver expects.
@@ -12,6 +14,8 @@ use crate::payload::Delivery;
 pub struct Target {
     pub name: &'static str,
     pub url: String,
+    /// A cheap GET that opens each connection before the clock starts.
+    pub warm_url: String,
 }
 
 /// What one run measured.
@@ -44,13 +48,21 @@ pub async fn run(
 ) -> RunResult {
     let deliveries = Arc::new(deliveries);
     let next = Arc::new(AtomicUsize::new(0));
-    let start = Instant::now();
+    // Every connection is open before the clock starts: connection setup is not intake.
+    let ready = Arc::new(Barrier::new(connections + 1));
     let workers: Vec<_> = (0..connections)
         .map(|_| {
-            let (deliveries, next, url) = (deliveries.clone(), next.clone(), target.url.clone());
-            tokio::spawn(async move { worker(&url, &deliveries, &next, start + max_time).await })
+            let (deliveries, next, ready, target) =
+                (deliveries.clone(), next.clone(), ready.clone(), target.clone());
+            tokio::spawn(async move {
+                let client = connect(&target.warm_url).await;
+                ready.wait().await;
+                worker(&client, &target.url, &deliveries, &next, Instant::now() + max_time).await
+            })
         })
         .collect();
+    ready.wait().await;
+    let start = Instant::now();
     let mut total = RunResult::default();
     for worker in workers {
         let part = worker.await.expect("a load worker panicked");
@@ -64,13 +76,27 @@ pub async fn run(
     total
 }
 
-async fn worker(url: &str, deliveries: &[Delivery], next: &AtomicUsize, deadline: Instant) -> RunResult {
+/// A client holding one open connection, made by a GET on `warm_url`.
+async fn connect(warm_url: &str) -> reqwest::Client {
     // One client per worker, one idle connection each: N workers hold N connections.
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1)
         .timeout(Duration::from_secs(30))
         .build()
         .expect("a plain HTTP client builds");
+    if let Ok(response) = client.get(warm_url).send().await {
+        let _ = response.bytes().await;
+    }
+    client
+}
+
+async fn worker(
+    client: &reqwest::Client,
+    url: &str,
+    deliveries: &[Delivery],
+    next: &AtomicUsize,
+    deadline: Instant,
+) -> RunResult {
     let mut result = RunResult::default();
     loop {
         let index = next.fetch_add(1, Ordering::Relaxed);

@@ -99,6 +99,8 @@ pub struct Figures {
     pub webhook_missing: bool,
     pub idle_rss_kib: u64,
     pub rss_samples: Vec<(u64, u64)>,
+    /// forgehand's rate over the footprint deliveries (3 KB, 64 connections, long run).
+    pub sustained_rps: f64,
     pub recorded: (i64, i64),
     pub answered: (u64, u64),
     pub startup_ms: Vec<f64>,
@@ -129,11 +131,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let ceiling = procs::start_ceiling(SECRET).await?;
     let webhook = procs::start_webhook(&dir.0, SECRET).await?;
     let mut targets = vec![
-        Target { name: "forgehand", url: format!("http://{}/webhooks/github", forgehand.addr) },
-        Target { name: "ceiling", url: format!("http://{}/webhooks/github", ceiling.addr) },
+        target("forgehand", &forgehand.addr, "/webhooks/github"),
+        target("ceiling", &ceiling.addr, "/webhooks/github"),
     ];
     if let Some(webhook) = &webhook {
-        targets.push(Target { name: "webhook", url: format!("http://{}/hooks/github", webhook.addr) });
+        targets.push(target("webhook", &webhook.addr, "/hooks/github"));
     }
 
     let mut serial = 0u64;
@@ -172,7 +174,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     drop(ceiling);
     drop(webhook);
 
-    let rss_samples =
+    let (rss_samples, sustained_rps) =
         footprint_load(&args, &templates[0], &targets[0], &forgehand, &mut serial, &mut answered).await;
     forgehand.kill().await;
     let recorded = db::counts(&dir.0.join("data").join("forgehand.db")).await?;
@@ -186,6 +188,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         intake,
         idle_rss_kib,
         rss_samples,
+        sustained_rps,
         recorded,
         answered,
         startup_ms,
@@ -209,6 +212,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn target(name: &'static str, addr: &str, path: &str) -> Target {
+    Target { name, url: format!("http://{addr}{path}"), warm_url: format!("http://{addr}/") }
+}
+
 /// Sends up to `footprint_deliveries` 3 KB deliveries at 64 connections, sampling RSS.
 async fn footprint_load(
     args: &RunArgs,
@@ -217,10 +224,11 @@ async fn footprint_load(
     forgehand: &Server,
     serial: &mut u64,
     answered: &mut (u64, u64),
-) -> Vec<(u64, u64)> {
+) -> (Vec<(u64, u64)>, f64) {
     let deadline = Instant::now() + Duration::from_secs(args.footprint_secs);
     let mut samples = vec![(answered.0, forgehand.rss_kib().unwrap_or(0))];
     let mut sent = 0;
+    let began = Instant::now();
     while sent < args.footprint_deliveries && Instant::now() < deadline {
         let chunk = 10_000.min(args.footprint_deliveries - sent);
         let deliveries: Vec<_> =
@@ -234,7 +242,9 @@ async fn footprint_load(
         samples.push((answered.0, forgehand.rss_kib().unwrap_or(0)));
         eprintln!("footprint: {} deliveries recorded, RSS {} KiB", answered.0, samples.last().unwrap().1);
     }
-    samples
+    let rate = sent as f64 / began.elapsed().as_secs_f64().max(1e-9);
+    eprintln!("footprint: {sent} deliveries at 64 connections, {rate:.0} req/s sustained");
+    (samples, rate)
 }
 
 /// Start-to-ready times (ms) with a database of `startup_tasks` tasks, and the RSS then.

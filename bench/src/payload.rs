@@ -35,7 +35,8 @@ impl Template {
     pub fn padded(recorded: &[u8], size: usize) -> anyhow::Result<Template> {
         let mut value: Value =
             serde_json::from_slice(recorded).context("the recorded payload is not JSON")?;
-        let line = "Steps to reproduce: run the CLI with --verbose and watch the output scroll by.\n";
+        // No characters that JSON escapes: the body grows by exactly the padding.
+        let line = "Steps to reproduce: run the CLI with --verbose and watch the output scroll by. ";
         let pad = line.repeat(size.saturating_sub(recorded.len()) / line.len() + 1);
         value["issue"]["body"] = Value::String(pad[..size.saturating_sub(recorded.len())].to_owned());
         Ok(Template { name: "200 KB", value })
