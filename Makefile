@@ -4,6 +4,7 @@ PREFIX ?= /usr/local
 CONFIG_DIR ?= /etc/forgehand
 UNIT_DIR ?= /etc/systemd/system
 CARGO ?= cargo
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 
 .PHONY: help build run test lint fmt install bench clean
 
@@ -39,8 +40,9 @@ install: build ## install binary, systemd unit and example config (as root)
 	fi
 	@if [ -z "$(DESTDIR)" ]; then chown forgehand:forgehand $(CONFIG_DIR)/forgehand.toml; fi
 
-bench: ## benchmarks (the suite arrives with the performance issue)
-	@echo "make bench: no benchmarks yet; see docs/benchmarks.md"
+bench: ## build in release mode, run the benchmarks, write docs/benchmarks.md
+	$(CARGO) build --release --locked -p forgehand -p forgehand-bench
+	$(TARGET_DIR)/release/forgehand-bench --forgehand $(TARGET_DIR)/release/forgehand --out docs/benchmarks.md
 
 clean: ## remove build output
 	$(CARGO) clean

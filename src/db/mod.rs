@@ -5,6 +5,7 @@ pub mod dashboard;
 pub mod entities;
 pub mod queries;
 pub mod transcripts;
+mod writer;
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -156,6 +157,9 @@ impl Outcome {
 #[derive(Clone, Debug)]
 pub struct Db {
     conn: DatabaseConnection,
+    /// SQLite's group-commit writer for intake; PostgreSQL records each delivery in its
+    /// own transaction (several instances may write, and row locks must stay short).
+    writer: Option<writer::Writer>,
 }
 
 impl Db {
@@ -176,7 +180,9 @@ impl Db {
             .acquire_timeout(Duration::from_secs(3))
             .sqlx_logging(false);
         let conn = Database::connect(options).await.map_err(|err| redact(err, url))?;
-        Ok(Db { conn })
+        let writer =
+            (conn.get_database_backend() == DbBackend::Sqlite).then(|| writer::Writer::start(conn.clone()));
+        Ok(Db { conn, writer })
     }
 
     /// Applies every pending migration.
@@ -189,32 +195,25 @@ impl Db {
         self.conn.ping().await
     }
 
-    /// Records a verified delivery and whatever `decide` makes of it, in one transaction
-    /// that is committed before this returns: a delivery answered 2xx is never lost.
+    /// Records a verified delivery and whatever `decide` makes of it, committed before this
+    /// returns: a delivery answered 2xx is never lost. On SQLite the commit is shared with
+    /// the deliveries arriving meanwhile (see `writer`).
     pub async fn record_delivery(
         &self,
         delivery: NewDelivery,
         decide: impl FnOnce(&IssueContext) -> Decision + Send,
     ) -> Result<Recorded, DbErr> {
+        if let Some(writer) = &self.writer {
+            return writer.record(delivery, decide).await;
+        }
         let txn = self.conn.begin().await?;
-        // The insert comes first so that the transaction holds the write lock from its
-        // start: on SQLite a read-then-write transaction can fail instead of waiting.
-        let Some(row_id) = queries::insert_delivery(&txn, delivery_row(&delivery)).await? else {
+        let Some(started) = start_record(&txn, &delivery).await? else {
             txn.rollback().await?;
             return Ok(Recorded::Duplicate);
         };
-        let key = issue_key(&delivery);
-        let ctx = match &key {
-            Some(key) => queries::issue_context(&txn, key).await?,
-            None => IssueContext::default(),
-        };
-        let (outcome, reason, task_id) = apply_decision(&txn, &delivery, key.as_ref(), decide(&ctx)).await?;
-        if let (Some(key), Some(present)) = (&key, delivery.label_present) {
-            queries::set_label_state(&txn, key, present).await?;
-        }
-        queries::set_delivery_outcome(&txn, row_id, outcome.as_str(), &reason, task_id).await?;
+        let recorded = finish_record(&txn, &delivery, &started, decide(&started.context)).await?;
         txn.commit().await?;
-        Ok(Recorded::Outcome { outcome, reason, task_id })
+        Ok(recorded)
     }
 
     /// Tasks matching `filter`, newest first.
@@ -317,6 +316,44 @@ fn redact(err: DbErr, url: &str) -> DbErr {
         return err;
     }
     DbErr::Custom(text.replace(url, &crate::config::mask_url_password(url)))
+}
+
+/// A delivery inserted and not yet decided.
+struct Started {
+    row_id: i64,
+    key: Option<IssueKey>,
+    context: IssueContext,
+}
+
+/// Inserts the delivery and reads what is known about its issue; `None` for a duplicate.
+async fn start_record(txn: &impl ConnectionTrait, delivery: &NewDelivery) -> Result<Option<Started>, DbErr> {
+    // The insert comes first so that the transaction holds the write lock from its
+    // start: on SQLite a read-then-write transaction can fail instead of waiting.
+    let Some(row_id) = queries::insert_delivery(txn, delivery_row(delivery)).await? else {
+        return Ok(None);
+    };
+    let key = issue_key(delivery);
+    let context = match &key {
+        Some(key) => queries::issue_context(txn, key).await?,
+        None => IssueContext::default(),
+    };
+    Ok(Some(Started { row_id, key, context }))
+}
+
+/// Applies the decision and stores the delivery's outcome.
+async fn finish_record(
+    txn: &impl ConnectionTrait,
+    delivery: &NewDelivery,
+    started: &Started,
+    decision: Decision,
+) -> Result<Recorded, DbErr> {
+    let key = started.key.as_ref();
+    let (outcome, reason, task_id) = apply_decision(txn, delivery, key, decision).await?;
+    if let (Some(key), Some(present)) = (key, delivery.label_present) {
+        queries::set_label_state(txn, key, present).await?;
+    }
+    queries::set_delivery_outcome(txn, started.row_id, outcome.as_str(), &reason, task_id).await?;
+    Ok(Recorded::Outcome { outcome, reason, task_id })
 }
 
 fn delivery_row(delivery: &NewDelivery) -> deliveries::ActiveModel {

@@ -1,0 +1,281 @@
+//! `forgehand-bench`: the benchmarks behind `make bench`. It starts the release forgehand
+//! binary, the HMAC-only ceiling (this binary, `ceiling`) and adnanh/webhook when installed,
+//! replays pre-signed GitHub deliveries at them over loopback, checks that every delivery
+//! forgehand answered 2xx is in its database, measures its footprint, and writes a report.
+
+mod ceiling;
+mod db;
+mod load;
+mod payload;
+mod procs;
+mod report;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use load::{RunResult, Target};
+use payload::Template;
+use procs::{Server, TempDir};
+
+/// The secret every server under test shares; a benchmark value, not a credential.
+const SECRET: &str = "forgehand-bench-webhook-secret";
+
+/// forgehand's benchmarks.
+#[derive(Debug, Parser)]
+#[command(name = "forgehand-bench")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Serve the ceiling (HMAC check, 200, nothing else) on an ephemeral loopback port.
+    Ceiling,
+}
+
+/// What to run and where to write the report.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// The release forgehand binary.
+    #[arg(long, default_value = "target/release/forgehand")]
+    forgehand: PathBuf,
+    /// The recorded GitHub payload the deliveries are made from.
+    #[arg(long, default_value = "tests/data/github/issues_labeled.json")]
+    payload: PathBuf,
+    /// Where to write the Markdown report (notes after its marker line are kept).
+    #[arg(long, default_value = "docs/benchmarks.md")]
+    out: PathBuf,
+    /// Runs per measurement; medians and p99 are taken over them.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Most requests per run with the 3 KB payload (the 200 KB payload gets a tenth).
+    #[arg(long, default_value_t = 2000)]
+    requests: usize,
+    /// Longest run, in seconds; a run stops at whichever bound comes first.
+    #[arg(long, default_value_t = 4)]
+    run_secs: u64,
+    /// Deliveries sent for the RSS-after-load figure.
+    #[arg(long, default_value_t = 100_000)]
+    footprint_deliveries: u64,
+    /// Longest time spent on those deliveries, in seconds.
+    #[arg(long, default_value_t = 150)]
+    footprint_secs: u64,
+    /// Tasks in the database for the start-to-ready figure.
+    #[arg(long, default_value_t = 1_000_000)]
+    startup_tasks: u64,
+}
+
+/// Connection counts every intake figure is measured at.
+const CONNECTIONS: [usize; 3] = [1, 16, 64];
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Cmd::Ceiling) => {
+            let secret = std::env::var("FORGEHAND_BENCH_SECRET").unwrap_or_else(|_| SECRET.to_owned());
+            ceiling::serve(secret).await
+        }
+        None => run(cli.run).await,
+    }
+}
+
+/// Intake results: (payload, connections, target) → one result per repeat.
+pub type Intake = BTreeMap<(usize, usize, &'static str), Vec<RunResult>>;
+
+/// Everything the report shows.
+pub struct Figures {
+    pub args: RunArgs,
+    pub intake: Intake,
+    pub payload_names: Vec<&'static str>,
+    pub targets: Vec<&'static str>,
+    pub webhook_missing: bool,
+    pub idle_rss_kib: u64,
+    pub rss_samples: Vec<(u64, u64)>,
+    /// forgehand's rate over the footprint deliveries (3 KB, 64 connections, long run).
+    pub sustained_rps: f64,
+    pub recorded: (i64, i64),
+    pub answered: (u64, u64),
+    pub startup_ms: Vec<f64>,
+    pub startup_rss_kib: u64,
+    pub binary_bytes: u64,
+    pub started_at: String,
+    pub took: Duration,
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let began = Instant::now();
+    let started_at = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
+    if !args.forgehand.is_file() {
+        bail!(
+            "{} does not exist: build it with `cargo build --release` (or run `make bench`)",
+            args.forgehand.display()
+        );
+    }
+    let recorded =
+        std::fs::read(&args.payload).with_context(|| format!("cannot read {}", args.payload.display()))?;
+    let templates = [Template::small(&recorded)?, Template::padded(&recorded, 200_000)?];
+
+    let dir = TempDir::new("intake")?;
+    let config = procs::forgehand_config(&dir.0, SECRET)?;
+    let forgehand = procs::start_forgehand(&args.forgehand, &config).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await; // let it settle before the idle figure
+    let idle_rss_kib = forgehand.rss_kib().unwrap_or(0);
+    let ceiling = procs::start_ceiling(SECRET).await?;
+    let webhook = procs::start_webhook(&dir.0, SECRET).await?;
+    let mut targets = vec![
+        target("forgehand", &forgehand.addr, "/webhooks/github"),
+        target("ceiling", &ceiling.addr, "/webhooks/github"),
+    ];
+    if let Some(webhook) = &webhook {
+        targets.push(target("webhook", &webhook.addr, "/hooks/github"));
+    }
+
+    let mut serial = 0u64;
+    let mut answered = (0u64, 0u64);
+    let mut intake = Intake::new();
+    for (index, template) in templates.iter().enumerate() {
+        let requests = if index == 0 { args.requests } else { (args.requests / 10).max(1) };
+        for connections in CONNECTIONS {
+            for repeat in 0..args.repeats {
+                for target in &targets {
+                    let deliveries: Vec<_> = (0..requests)
+                        .map(|i| template.delivery(SECRET.as_bytes(), serial + i as u64))
+                        .collect();
+                    serial += requests as u64;
+                    let result =
+                        load::run(target, deliveries, connections, Duration::from_secs(args.run_secs)).await;
+                    eprintln!(
+                        "{:>6} {:>2} conns run {} {:>9}: {:>7.0} req/s, {} ok, {} failed",
+                        template.name,
+                        connections,
+                        repeat + 1,
+                        target.name,
+                        result.rps(),
+                        result.ok,
+                        result.failed
+                    );
+                    if target.name == "forgehand" {
+                        answered.0 += result.ok as u64;
+                        answered.1 += result.accepted as u64;
+                    }
+                    intake.entry((index, connections, target.name)).or_default().push(result);
+                }
+            }
+        }
+    }
+    drop(ceiling);
+    drop(webhook);
+
+    let (rss_samples, sustained_rps) =
+        footprint_load(&args, &templates[0], &targets[0], &forgehand, &mut serial, &mut answered).await;
+    forgehand.kill().await;
+    let recorded = db::counts(&dir.0.join("data").join("forgehand.db")).await?;
+    let (startup_ms, startup_rss_kib) = startup(&args).await?;
+    let figures = Figures {
+        binary_bytes: std::fs::metadata(&args.forgehand)?.len(),
+        payload_names: templates.iter().map(|t| t.name).collect(),
+        targets: targets.iter().map(|t| t.name).collect(),
+        webhook_missing: procs::which("webhook").is_none(),
+        args,
+        intake,
+        idle_rss_kib,
+        rss_samples,
+        sustained_rps,
+        recorded,
+        answered,
+        startup_ms,
+        startup_rss_kib,
+        started_at,
+        took: began.elapsed(),
+    };
+    let text = report::render(&figures);
+    println!("{text}");
+    report::write(&figures.args.out, &text)?;
+    eprintln!("wrote {}", figures.args.out.display());
+    if figures.recorded.0 != figures.answered.0 as i64 || figures.recorded.1 != figures.answered.1 as i64 {
+        bail!(
+            "forgehand answered {} deliveries 2xx ({} tasks) but its database holds {} ({} tasks)",
+            figures.answered.0,
+            figures.answered.1,
+            figures.recorded.0,
+            figures.recorded.1
+        );
+    }
+    Ok(())
+}
+
+fn target(name: &'static str, addr: &str, path: &str) -> Target {
+    Target { name, url: format!("http://{addr}{path}"), warm_url: format!("http://{addr}/") }
+}
+
+/// Sends up to `footprint_deliveries` 3 KB deliveries at 64 connections, sampling RSS.
+async fn footprint_load(
+    args: &RunArgs,
+    template: &Template,
+    target: &Target,
+    forgehand: &Server,
+    serial: &mut u64,
+    answered: &mut (u64, u64),
+) -> (Vec<(u64, u64)>, f64) {
+    let deadline = Instant::now() + Duration::from_secs(args.footprint_secs);
+    let mut samples = vec![(answered.0, forgehand.rss_kib().unwrap_or(0))];
+    let mut sent = 0;
+    let began = Instant::now();
+    while sent < args.footprint_deliveries && Instant::now() < deadline {
+        let chunk = 10_000.min(args.footprint_deliveries - sent);
+        let deliveries: Vec<_> =
+            (0..chunk).map(|i| template.delivery(SECRET.as_bytes(), *serial + i)).collect();
+        *serial += chunk;
+        let result =
+            load::run(target, deliveries, 64, deadline.saturating_duration_since(Instant::now())).await;
+        sent += result.sent as u64;
+        answered.0 += result.ok as u64;
+        answered.1 += result.accepted as u64;
+        samples.push((answered.0, forgehand.rss_kib().unwrap_or(0)));
+        eprintln!("footprint: {} deliveries recorded, RSS {} KiB", answered.0, samples.last().unwrap().1);
+    }
+    let rate = sent as f64 / began.elapsed().as_secs_f64().max(1e-9);
+    eprintln!("footprint: {sent} deliveries at 64 connections, {rate:.0} req/s sustained");
+    (samples, rate)
+}
+
+/// Start-to-ready times (ms) with a database of `startup_tasks` tasks, and the RSS then.
+async fn startup(args: &RunArgs) -> anyhow::Result<(Vec<f64>, u64)> {
+    let dir = TempDir::new("startup")?;
+    let config = procs::forgehand_config(&dir.0, SECRET)?;
+    migrate(&args.forgehand, &config).await?;
+    let filling = Instant::now();
+    db::fill_tasks(&dir.0.join("data").join("forgehand.db"), args.startup_tasks).await?;
+    eprintln!("startup: {} tasks inserted in {:.1} s", args.startup_tasks, filling.elapsed().as_secs_f64());
+    let mut times = Vec::new();
+    let mut rss = 0;
+    for _ in 0..args.repeats.max(5) {
+        let server = procs::start_forgehand(&args.forgehand, &config).await?;
+        times.push(server.ready_after.as_secs_f64() * 1000.0);
+        rss = server.rss_kib().unwrap_or(0);
+        server.kill().await;
+    }
+    Ok((times, rss))
+}
+
+async fn migrate(binary: &Path, config: &Path) -> anyhow::Result<()> {
+    let status = tokio::process::Command::new(binary)
+        .arg("--config")
+        .arg(config)
+        .arg("migrate")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .await?;
+    if !status.success() {
+        bail!("`forgehand migrate` failed ({status})");
+    }
+    Ok(())
+}

@@ -1,0 +1,178 @@
+//! The servers under test, each a separate process on loopback.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A running server and where it listens.
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
+    /// From spawn to the moment it announced it was listening.
+    pub ready_after: Duration,
+}
+
+impl Server {
+    /// The resident set size now, in KiB, from /proc/<pid>/status.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()?)).ok()?;
+        let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// Stops the server with SIGKILL: whatever it answered 2xx must already be on disk.
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A fresh directory under the system's temp dir.
+    pub fn new(label: &str) -> anyhow::Result<TempDir> {
+        let path = std::env::temp_dir().join(format!("forgehand-bench-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(TempDir(path))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes a forgehand config for `dir`: SQLite there, no executor, one GitHub forge.
+pub fn forgehand_config(dir: &Path, secret: &str) -> anyhow::Result<PathBuf> {
+    let config = format!(
+        r#"data_dir = "{data}"
+
+[server]
+listen = "127.0.0.1:0"
+
+[auth]
+admin_token = "bench-admin-token-not-a-secret"
+
+[executor]
+enabled = false
+
+[[forges]]
+name = "github"
+kind = "github"
+api_url = "http://127.0.0.1:9"
+token = "bench"
+webhook_secret = "{secret}"
+bot_login = "forgehand-bot"
+"#,
+        data = dir.join("data").display()
+    );
+    let path = dir.join("forgehand.toml");
+    std::fs::write(&path, config)?;
+    Ok(path)
+}
+
+/// Starts forgehand and waits for its JSON `forgehand listening` line.
+pub async fn start_forgehand(binary: &Path, config: &Path) -> anyhow::Result<Server> {
+    let started = Instant::now();
+    let mut child = Command::new(binary)
+        .args(["--log-format", "json", "--config"])
+        .arg(config)
+        .arg("serve")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start {}", binary.display()))?;
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(addr) = listening_addr(&line) {
+                return Ok(addr);
+            }
+        }
+        bail!("forgehand exited before it listened")
+    })
+    .await
+    .context("forgehand did not listen within 60 s")??;
+    let ready_after = started.elapsed();
+    // Keep draining its log so that it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(Server { child, addr, ready_after })
+}
+
+fn listening_addr(line: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    let fields = value.get("fields").unwrap_or(&value);
+    (fields.get("message")?.as_str()? == "forgehand listening")
+        .then(|| fields.get("addr")?.as_str().map(str::to_owned))?
+}
+
+/// Starts the ceiling (this binary, `ceiling` subcommand).
+pub async fn start_ceiling(secret: &str) -> anyhow::Result<Server> {
+    let started = Instant::now();
+    let mut child = Command::new(std::env::current_exe()?)
+        .arg("ceiling")
+        .env("FORGEHAND_BENCH_SECRET", secret)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
+    let line = lines.next_line().await?.context("the ceiling exited before it listened")?;
+    let addr =
+        line.strip_prefix("listening ").context("the ceiling printed something unexpected")?.to_owned();
+    Ok(Server { child, addr, ready_after: started.elapsed() })
+}
+
+/// Starts adnanh/webhook with a payload-hmac-sha256 rule and `true` as the command, or
+/// `None` when it is not installed.
+pub async fn start_webhook(dir: &Path, secret: &str) -> anyhow::Result<Option<Server>> {
+    let Some(binary) = which("webhook") else { return Ok(None) };
+    let hooks = serde_json::json!([{
+        "id": "github",
+        "execute-command": which("true").unwrap_or_else(|| "/bin/true".into()),
+        "command-working-directory": dir,
+        "trigger-rule": { "match": {
+            "type": "payload-hmac-sha256",
+            "secret": secret,
+            "parameter": { "source": "header", "name": "X-Hub-Signature-256" }
+        }}
+    }]);
+    let hooks_path = dir.join("hooks.json");
+    std::fs::write(&hooks_path, serde_json::to_vec_pretty(&hooks)?)?;
+    let port = free_port()?;
+    let started = Instant::now();
+    let child = Command::new(binary)
+        .arg("-hooks")
+        .arg(&hooks_path)
+        .args(["-ip", "127.0.0.1", "-port", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let addr = format!("127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(&addr).await.is_err() {
+        if Instant::now() > deadline {
+            bail!("webhook did not listen on {addr} within 20 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(Some(Server { child, addr, ready_after: started.elapsed() }))
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The first `name` on PATH.
+pub fn which(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|dir| dir.join(name)).find(|path| path.is_file())
+}

@@ -1,0 +1,206 @@
+//! The Markdown report: machine, date, commands, tables, goals.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::load::quantile;
+use crate::{CONNECTIONS, Figures};
+
+/// Notes written by people below this line survive a new `make bench`.
+const MARKER: &str = "<!-- Notes below this line are kept when make bench rewrites this file. -->";
+
+/// Summary of one (payload, connections, target) cell over its repeats.
+struct Cell {
+    rps_median: f64,
+    rps_min: f64,
+    rps_max: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    failed: usize,
+}
+
+fn cell(figures: &Figures, payload: usize, connections: usize, target: &str) -> Option<Cell> {
+    let runs = figures.intake.iter().find(|(k, _)| **k == (payload, connections, target)).map(|(_, v)| v)?;
+    let mut rps: Vec<f64> = runs.iter().map(|r| r.rps()).collect();
+    rps.sort_by(f64::total_cmp);
+    let mut latencies: Vec<u32> = runs.iter().flat_map(|r| r.latencies_us.iter().copied()).collect();
+    latencies.sort_unstable();
+    Some(Cell {
+        rps_median: quantile(&rps, 0.5),
+        rps_min: rps[0],
+        rps_max: rps[rps.len() - 1],
+        p50_ms: f64::from(quantile(&latencies, 0.5)) / 1000.0,
+        p99_ms: f64::from(quantile(&latencies, 0.99)) / 1000.0,
+        failed: runs.iter().map(|r| r.failed).sum(),
+    })
+}
+
+/// The whole report.
+pub fn render(f: &Figures) -> String {
+    let mut out = String::new();
+    let a = &f.args;
+    let _ = writeln!(out, "# Benchmarks\n");
+    let _ =
+        writeln!(out, "Written by `make bench` on {} (took {:.0} s).\n", f.started_at, f.took.as_secs_f64());
+    let _ = writeln!(out, "## Machine\n\n```\n{}```\n", machine());
+    let _ = writeln!(
+        out,
+        "## Commands\n\n```\nmake bench\n# which runs:\ncargo build --release --locked -p forgehand -p forgehand-bench"
+    );
+    let _ = writeln!(
+        out,
+        "forgehand-bench --forgehand {} --out {} --repeats {} --requests {} --run-secs {} --footprint-deliveries {} --footprint-secs {} --startup-tasks {}\n```\n",
+        a.forgehand.display(),
+        a.out.display(),
+        a.repeats,
+        a.requests,
+        a.run_secs,
+        a.footprint_deliveries,
+        a.footprint_secs,
+        a.startup_tasks
+    );
+    let _ = writeln!(
+        out,
+        "Each run sends signed GitHub `issues`/`labeled` deliveries (unique delivery ids, distinct issue numbers, \
+         half of them adding the trigger label) from this process over loopback keep-alive connections, and stops \
+         after {} requests (3 KB) or {} (200 KB) or {} s. Requests/s is the median over {} runs (min–max beside it); \
+         p50/p99 latency are over every request of those runs. The three servers take turns within each repeat, \
+         so they share the machine's noise.\n",
+        a.requests,
+        (a.requests / 10).max(1),
+        a.run_secs,
+        a.repeats
+    );
+    let _ = writeln!(
+        out,
+        "- **forgehand**: the release binary, SQLite (WAL, synchronous=FULL) in a temp dir, executor disabled.\n\
+         - **ceiling**: an axum server in forgehand-bench that reads the body, verifies the HMAC and answers 200.\n\
+         - **webhook**: adnanh/webhook (Debian package) with a payload-hmac-sha256 rule on X-Hub-Signature-256 running `true`.{}\n",
+        if f.webhook_missing {
+            " **Not installed on this machine: not measured** (`apt-get install webhook`)."
+        } else {
+            ""
+        }
+    );
+    intake_table(&mut out, f);
+    footprint_table(&mut out, f);
+    let _ = writeln!(out, "{MARKER}");
+    out
+}
+
+fn intake_table(out: &mut String, f: &Figures) {
+    let _ = writeln!(out, "## Intake\n");
+    let _ =
+        writeln!(out, "| payload | conns | server | req/s (median) | min–max | p50 ms | p99 ms | failed |");
+    let _ = writeln!(out, "|---|---:|---|---:|---:|---:|---:|---:|");
+    for (p, name) in f.payload_names.iter().enumerate() {
+        for c in CONNECTIONS {
+            for t in &f.targets {
+                let Some(x) = cell(f, p, c, t) else { continue };
+                let _ = writeln!(
+                    out,
+                    "| {name} | {c} | {t} | {:.0} | {:.0}–{:.0} | {:.2} | {:.2} | {} |",
+                    x.rps_median, x.rps_min, x.rps_max, x.p50_ms, x.p99_ms, x.failed
+                );
+            }
+        }
+    }
+    let _ =
+        writeln!(out, "\nRatios (same run; goals: ≥ 0.70 of the ceiling, ≥ 3× webhook with a lower p99):\n");
+    let _ = writeln!(
+        out,
+        "| payload | conns | forgehand / ceiling | forgehand / webhook | p99 forgehand vs webhook |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---|");
+    for (p, name) in f.payload_names.iter().enumerate() {
+        for c in CONNECTIONS {
+            let (Some(fh), Some(ceil)) = (cell(f, p, c, "forgehand"), cell(f, p, c, "ceiling")) else {
+                continue;
+            };
+            let (vs_webhook, p99) = match cell(f, p, c, "webhook") {
+                Some(w) => (
+                    format!("{:.2}×", fh.rps_median / w.rps_median),
+                    format!("{:.2} vs {:.2} ms", fh.p99_ms, w.p99_ms),
+                ),
+                None => ("not measured".into(), "not measured".into()),
+            };
+            let _ = writeln!(
+                out,
+                "| {name} | {c} | {:.2} | {vs_webhook} | {p99} |",
+                fh.rps_median / ceil.rps_median
+            );
+        }
+    }
+    let (rows, tasks) = f.recorded;
+    let (ok, accepted) = f.answered;
+    let verdict =
+        if rows == ok as i64 && tasks == accepted as i64 { "every one is recorded" } else { "**MISMATCH**" };
+    let _ = writeln!(
+        out,
+        "\nDurability: forgehand answered {ok} deliveries 2xx ({accepted} of them 202, a task queued); after SIGKILL its \
+         database holds {rows} deliveries and {tasks} tasks: {verdict}.\n"
+    );
+}
+
+fn footprint_table(out: &mut String, f: &Figures) {
+    let mut startup = f.startup_ms.clone();
+    startup.sort_by(f64::total_cmp);
+    let _ = writeln!(out, "## Footprint\n");
+    let _ = writeln!(out, "| figure | value | goal |");
+    let _ = writeln!(out, "|---|---:|---|");
+    let _ = writeln!(out, "| idle RSS after start | {:.1} MB | ≤ 15 MB |", f.idle_rss_kib as f64 / 1024.0);
+    if let (Some(first), Some(last)) = (f.rss_samples.first(), f.rss_samples.last()) {
+        let _ = writeln!(
+            out,
+            "| RSS after {} deliveries (after the intake runs: {} deliveries) | {:.1} MB (then {:.1} MB) | flat |",
+            last.0,
+            first.0,
+            last.1 as f64 / 1024.0,
+            first.1 as f64 / 1024.0
+        );
+    }
+    let _ = writeln!(
+        out,
+        "| start to ready, {} tasks in the database (median / max of {}) | {:.0} / {:.0} ms | ≤ 100 ms |",
+        f.args.startup_tasks,
+        startup.len(),
+        quantile(&startup, 0.5),
+        startup.last().copied().unwrap_or(0.0)
+    );
+    let _ = writeln!(out, "| RSS just after that start | {:.1} MB | |", f.startup_rss_kib as f64 / 1024.0);
+    let _ = writeln!(out, "| release binary (stripped) | {:.1} MB | |", f.binary_bytes as f64 / 1_048_576.0);
+    let samples: Vec<String> =
+        f.rss_samples.iter().map(|(n, kib)| format!("{n}: {:.1} MB", *kib as f64 / 1024.0)).collect();
+    let _ = writeln!(
+        out,
+        "| forgehand's sustained rate over those deliveries (3 KB, 64 connections) | {:.0} req/s | |",
+        f.sustained_rps
+    );
+    let _ = writeln!(out, "\nRSS by deliveries recorded: {}.\n", samples.join(", "));
+}
+
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("unknown");
+    let cpus = cpuinfo.lines().filter(|l| l.starts_with("processor")).count();
+    let free = std::process::Command::new("free")
+        .arg("-h")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("CPU: {} × {cpus}\nLinux {}{}", model.trim(), kernel, free.unwrap_or_default())
+}
+
+/// Writes `text`, keeping whatever followed the marker in the existing file.
+pub fn write(path: &Path, text: &str) -> anyhow::Result<()> {
+    let kept = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|old| old.split_once(MARKER).map(|(_, notes)| notes.trim_start_matches('\n').to_owned()))
+        .unwrap_or_default();
+    std::fs::write(path, format!("{text}\n{kept}"))?;
+    Ok(())
+}
