@@ -7,6 +7,7 @@ mod harness;
 
 mod api;
 mod executor;
+mod hardening;
 mod intake;
 mod process;
 mod storage;

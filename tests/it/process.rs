@@ -240,7 +240,10 @@ async fn the_real_daemon_turns_a_labelled_issue_into_a_pull_request() {
     std::fs::write(&path, text).unwrap();
     let daemon = start(dir.path(), &["--config", path.to_str().unwrap()], &[]).await;
 
-    assert_eq!(send(&daemon.base, Delivery::github("issues", fixture("github/issues_labeled.json"))).await, 202);
+    assert_eq!(
+        send(&daemon.base, Delivery::github("issues", fixture("github/issues_labeled.json"))).await,
+        202
+    );
     let opened = forge.wait_until(|s| !s.pulls_of(repo).is_empty(), Duration::from_secs(60)).await;
     assert!(opened, "no pull request within 60 s");
     assert_eq!(forge.pulls(repo)[0].head, BRANCH);
@@ -248,7 +251,11 @@ async fn the_real_daemon_turns_a_labelled_issue_into_a_pull_request() {
     let bot = forge.bot_login();
     let reported = forge
         .wait_until(
-            |s| s.comments_of(repo, 42).iter().any(|c| c.user == bot && c.body.contains("opened pull request")),
+            |s| {
+                s.comments_of(repo, 42)
+                    .iter()
+                    .any(|c| c.user == bot && c.body.contains("opened pull request"))
+            },
             Duration::from_secs(30),
         )
         .await;
