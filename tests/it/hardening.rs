@@ -144,3 +144,317 @@ async fn shutdown_lets_a_request_in_flight_finish() {
     tokio::time::timeout(Duration::from_secs(10), stopping).await.unwrap().unwrap();
     assert_eq!(db.recent_deliveries(10).await.unwrap().len(), 1);
 }
+
+/// One hostile or broken delivery from tests/data/bad/cases.json; the file's `about`
+/// field documents every key.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BadCase {
+    name: String,
+    forge: String,
+    dialect: Option<String>,
+    #[serde(default = "issues_event")]
+    event: String,
+    event_type: Option<String>,
+    body_file: Option<String>,
+    body_inline: Option<String>,
+    generator: Option<String>,
+    #[serde(default)]
+    set: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    remove: Vec<String>,
+    truncate: Option<i64>,
+    append: Option<String>,
+    prepend_hex: Option<String>,
+    prepend_field: Option<String>,
+    raw_hex: Option<String>,
+    raw_text: Option<String>,
+    #[serde(default)]
+    raw_unquoted: bool,
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    drop_headers: Vec<String>,
+    #[serde(default)]
+    strip_other_signatures: bool,
+    #[serde(default = "signed")]
+    sign: serde_json::Value,
+    sign_secret: Option<String>,
+    #[serde(default)]
+    chunked: bool,
+    delivery_id: Option<String>,
+    #[serde(default)]
+    repeat: bool,
+    expect_status: u16,
+}
+
+fn issues_event() -> String {
+    "issues".into()
+}
+
+fn signed() -> serde_json::Value {
+    serde_json::Value::Bool(true)
+}
+
+/// The test app's `server.max_body_bytes`.
+const BODY_LIMIT: usize = 65536;
+
+impl BadCase {
+    fn gitea_dialect(&self) -> bool {
+        self.dialect.as_deref().unwrap_or(&self.forge) == "gitea"
+    }
+
+    fn body(&self) -> Vec<u8> {
+        let mut json = None;
+        let mut body = if let Some(file) = &self.body_file {
+            json = Some(serde_json::from_slice::<serde_json::Value>(&fixture(file)).unwrap());
+            Vec::new()
+        } else {
+            self.body_inline.clone().unwrap_or_default().into_bytes()
+        };
+        if let Some(json) = json.as_mut() {
+            for (pointer, value) in &self.set {
+                set_pointer(json, pointer, value.clone());
+            }
+            for pointer in &self.remove {
+                let (parent, key) = pointer.rsplit_once('/').unwrap();
+                json.pointer_mut(parent).and_then(|p| p.as_object_mut()).unwrap().remove(key);
+            }
+        }
+        if let Some(generator) = &self.generator {
+            body = generate(generator, json.as_mut());
+        } else if let Some(json) = json {
+            body = serde_json::to_vec(&json).unwrap();
+        }
+        self.edit_bytes(body)
+    }
+
+    fn edit_bytes(&self, mut body: Vec<u8>) -> Vec<u8> {
+        let raw = match (&self.raw_hex, &self.raw_text) {
+            (Some(hex_bytes), _) => Some(hex::decode(hex_bytes).unwrap()),
+            (_, Some(text)) => Some(text.clone().into_bytes()),
+            _ => None,
+        };
+        if let Some(raw) = raw {
+            let raw = if self.raw_unquoted { raw } else { [b"\"".as_slice(), &raw, b"\""].concat() };
+            body = replace_bytes(&body, b"\"@@RAW@@\"", &raw);
+        }
+        if let Some(field) = &self.prepend_field {
+            let at = body.iter().position(|b| *b == b'{').unwrap() + 1;
+            body.splice(at..at, field.bytes());
+        }
+        match self.truncate {
+            Some(n) if n < 0 => body.truncate(body.len() - n.unsigned_abs() as usize),
+            Some(n) => body.truncate(n as usize),
+            None => {}
+        }
+        if let Some(tail) = &self.append {
+            body.extend_from_slice(tail.as_bytes());
+        }
+        if let Some(head) = &self.prepend_hex {
+            body.splice(0..0, hex::decode(head).unwrap());
+        }
+        body
+    }
+
+    fn delivery(&self) -> Delivery {
+        let body = self.body();
+        let mut delivery = if self.gitea_dialect() {
+            Delivery::gitea(&self.event, self.event_type.as_deref().unwrap_or(&self.event), body)
+        } else {
+            Delivery::github(&self.event, body)
+        };
+        let signature_names: &[&str] = if self.gitea_dialect() {
+            &["x-gitea-signature", "x-hub-signature-256"]
+        } else {
+            &["x-hub-signature-256"]
+        };
+        if let Some(hex_digest) = self.signature(&delivery.body) {
+            for name in signature_names {
+                let value = if *name == "x-gitea-signature" {
+                    hex_digest.clone()
+                } else {
+                    format!("sha256={hex_digest}")
+                };
+                delivery = delivery.set_header(name, Some(&value));
+            }
+            if self.sign == "twice" {
+                let first = delivery.header(signature_names[0]).unwrap();
+                delivery = delivery.add_header(signature_names[0], &first);
+            }
+        } else {
+            for name in signature_names {
+                delivery = delivery.set_header(name, None);
+            }
+        }
+        if let Some(id) = &self.delivery_id {
+            for name in ["x-github-delivery", "x-gitea-delivery"] {
+                if delivery.header(name).is_some() {
+                    delivery = delivery.set_header(name, Some(id));
+                }
+            }
+        }
+        if self.strip_other_signatures {
+            for name in signature_names {
+                delivery = delivery.set_header(name, None);
+            }
+        }
+        for name in &self.drop_headers {
+            delivery = delivery.set_header(name, None);
+        }
+        for (name, value) in &self.headers {
+            delivery = delivery.set_header(name, Some(value));
+        }
+        delivery
+    }
+
+    /// The hex signature `sign` asks for, or `None` for no signature header at all.
+    fn signature(&self, body: &[u8]) -> Option<String> {
+        let secret = match self.sign_secret.as_deref().unwrap_or(&self.forge) {
+            "gitea" => GITEA_SECRET,
+            _ => GITHUB_SECRET,
+        };
+        let sign = |key: &str, body: &[u8]| forgehand::forge::signature::sign(key.as_bytes(), body);
+        Some(match &self.sign {
+            serde_json::Value::Bool(false) => return None,
+            serde_json::Value::Bool(true) => sign(secret, body),
+            serde_json::Value::String(mode) => match mode.as_str() {
+                "twice" => sign(secret, body),
+                "wrong" => sign("not the secret", body),
+                "other_body" => sign(secret, b"{}"),
+                "empty_secret" => sign("", body),
+                "truncated" => sign(secret, body)[..40].to_owned(),
+                "trailing_newline" => sign(secret, &[body, b"\n"].concat()),
+                other => panic!("{}: unknown sign mode {other:?}", self.name),
+            },
+            other => panic!("{}: sign must be true, false or a mode, not {other}", self.name),
+        })
+    }
+}
+
+/// Sets `pointer` in `json`, adding the last key to its object when it is missing.
+fn set_pointer(json: &mut serde_json::Value, pointer: &str, value: serde_json::Value) {
+    if let Some(slot) = json.pointer_mut(pointer) {
+        *slot = value;
+        return;
+    }
+    let (parent, key) = pointer.rsplit_once('/').unwrap();
+    let parent = json.pointer_mut(parent).and_then(|p| p.as_object_mut());
+    parent.unwrap_or_else(|| panic!("{pointer}: no object to add to")).insert(key.into(), value);
+}
+
+fn replace_bytes(body: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let at =
+        body.windows(from.len()).position(|w| w == from).expect("the @@RAW@@ placeholder is in the body");
+    [&body[..at], to, &body[at + from.len()..]].concat()
+}
+
+/// A body built in code: too big or too deep to keep in a file.
+fn generate(generator: &str, json: Option<&mut serde_json::Value>) -> Vec<u8> {
+    let (kind, size) = generator.split_once(':').unwrap_or((generator, "0"));
+    let size: usize = size.parse().unwrap();
+    let nested_arrays = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+    match kind {
+        "oversize" => {
+            let head = r#"{"action":"labeled","padding":""#;
+            let pad = "a".repeat(BODY_LIMIT + 1 - head.len() - 2);
+            format!("{head}{pad}\"}}").into_bytes()
+        }
+        "nested_arrays" => nested_arrays(size).into_bytes(),
+        "nested_objects" => format!("{}1{}", r#"{"a":"#.repeat(size), "}".repeat(size)).into_bytes(),
+        "nested_title" | "nested_ignored" => {
+            let json = json.expect("a body_file to nest into");
+            let pointer = if kind == "nested_title" { "/issue/title" } else { "/issue/extra" };
+            set_pointer(json, pointer, "@@RAW@@".into());
+            let body = serde_json::to_vec(json).unwrap();
+            replace_bytes(&body, b"\"@@RAW@@\"", nested_arrays(size).as_bytes())
+        }
+        "huge_title" => {
+            let json = json.expect("a body_file for the title");
+            set_pointer(json, "/issue/title", "x".repeat(size).into());
+            serde_json::to_vec(json).unwrap()
+        }
+        "many_labels" => {
+            let json = json.expect("a body_file for the labels");
+            let labels: Vec<_> = (0..size).map(|i| serde_json::json!({ "name": format!("l{i}") })).collect();
+            set_pointer(json, "/issue/labels", labels.into());
+            serde_json::to_vec(json).unwrap()
+        }
+        other => panic!("unknown generator {other:?}"),
+    }
+}
+
+/// Sends `delivery` to `forge`, as one chunked stream when `chunked` (no Content-Length).
+async fn send_case(app: &TestApp, forge: &str, delivery: Delivery, chunked: bool) -> Answer {
+    if !chunked {
+        return app.deliver(forge, delivery).await;
+    }
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        delivery.body.chunks(8192).map(|c| Ok(c.to_vec())).collect();
+    let mut request = app
+        .client
+        .post(format!("{}/webhooks/{forge}", app.base))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)));
+    for (name, value) in &delivery.headers {
+        request = request.header(name, value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    Answer { status, json, text }
+}
+
+#[tokio::test]
+async fn every_hostile_delivery_in_the_corpus_gets_its_precise_answer() {
+    let manifest: serde_json::Value = serde_json::from_slice(&fixture("bad/cases.json")).unwrap();
+    let cases: Vec<BadCase> = serde_json::from_value(manifest["cases"].clone()).unwrap();
+    assert!(cases.len() >= 150, "the corpus shrank to {} cases", cases.len());
+    let app = TestApp::spawn().await;
+    let started = Instant::now();
+    let mut failures = Vec::new();
+    for case in &cases {
+        let delivery = case.delivery();
+        if case.repeat {
+            let first = app.deliver(&case.forge, delivery.clone()).await;
+            assert!(first.status < 300, "{}: the first send failed: {}", case.name, first.text);
+        }
+        let (tasks_before, before) = (app.tasks().await.len(), app.deliveries().await.len());
+        let answer = send_case(&app, &case.forge, delivery, case.chunked).await;
+        let message =
+            if answer.status >= 400 { answer.error() } else { answer.json["reason"].as_str().unwrap_or("") };
+        let mut wrong = Vec::new();
+        if answer.status != case.expect_status {
+            wrong.push(format!("status {} (expected {})", answer.status, case.expect_status));
+        }
+        if message.trim().is_empty() {
+            wrong.push("no error or reason in the answer".into());
+        }
+        if app.tasks().await.len() != tasks_before {
+            wrong.push("a task was created".into());
+        }
+        if answer.status >= 400 && app.deliveries().await.len() != before {
+            wrong.push("a refused delivery was recorded".into());
+        }
+        let health = app.client.get(format!("{}/healthz", app.base)).send().await;
+        if !health.is_ok_and(|h| h.status() == 200) {
+            wrong.push("/healthz stopped answering".into());
+        }
+        if !wrong.is_empty() {
+            failures.push(format!(
+                "{}: {} — {}",
+                case.name,
+                wrong.join(", "),
+                answer.text.chars().take(200).collect::<String>()
+            ));
+        }
+    }
+    eprintln!("bad-delivery corpus: {} cases in {:?}", cases.len(), started.elapsed());
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
