@@ -12,6 +12,7 @@ pub mod guard;
 pub mod pipeline;
 pub mod prompt;
 pub mod report;
+pub mod sweep;
 pub mod workspace;
 
 use std::collections::HashMap;
@@ -87,6 +88,7 @@ impl Executor {
             Ok(_) => {}
             Err(err) => tracing::error!(error = %err, "cannot requeue interrupted tasks"),
         }
+        tokio::spawn(sweep::run(ctx.clone(), stop.clone()));
         let semaphore = Arc::new(Semaphore::new(ctx.settings.executor.max_concurrent));
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mut running = JoinSet::new();

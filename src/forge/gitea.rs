@@ -10,8 +10,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::client::{
-    Answer, ErrorKind, Forge, ForgeError, ForgeResult, IssueInfo, NewPull, PullInfo, RepoInfo, repo_path,
-    segment,
+    Answer, ErrorKind, Forge, ForgeError, ForgeResult, IssueInfo, MAX_PAGES, NewPull, PullInfo, RepoInfo,
+    repo_path, segment,
 };
 use super::github::label_color;
 use crate::config::{ForgeKind, ForgeSettings, Permission};
@@ -56,6 +56,27 @@ struct Issue {
     labels: Option<Vec<Label>>,
     #[serde(default)]
     pull_request: Option<Value>,
+    #[serde(default)]
+    user: Option<User>,
+}
+
+#[derive(Deserialize)]
+struct User {
+    login: String,
+}
+
+impl From<Issue> for IssueInfo {
+    fn from(issue: Issue) -> Self {
+        IssueInfo {
+            number: issue.number,
+            title: issue.title,
+            body: issue.body.unwrap_or_default(),
+            is_open: issue.state == "open",
+            labels: issue.labels.unwrap_or_default().into_iter().map(|l| l.name).collect(),
+            is_pull_request: issue.pull_request.is_some_and(|p| !p.is_null()),
+            author: issue.user.map(|u| u.login).unwrap_or_default(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -206,14 +227,7 @@ impl Forge for GiteaClient {
         let operation = format!("reading {repo}#{number}");
         let path = format!("/repos/{}/issues/{number}", repo_path(repo));
         let issue: Issue = self.send(Method::GET, &path, None, &operation).await?.json(&operation)?;
-        Ok(IssueInfo {
-            number: issue.number,
-            title: issue.title,
-            body: issue.body.unwrap_or_default(),
-            is_open: issue.state == "open",
-            labels: issue.labels.unwrap_or_default().into_iter().map(|l| l.name).collect(),
-            is_pull_request: issue.pull_request.is_some_and(|p| !p.is_null()),
-        })
+        Ok(issue.into())
     }
 
     async fn create_comment(&self, repo: &str, number: u32, body: &str) -> ForgeResult<u64> {
@@ -290,5 +304,25 @@ impl Forge for GiteaClient {
         let operation = format!("reading the pull request {repo}#{number}");
         let path = format!("/repos/{}/pulls/{number}", repo_path(repo));
         Ok(self.send(Method::GET, &path, None, &operation).await?.json::<Pull>(&operation)?.into())
+    }
+
+    async fn open_issues_with_label(&self, repo: &str, label: &str) -> ForgeResult<Vec<IssueInfo>> {
+        let operation = format!("listing the open issues labelled {label:?} in {repo}");
+        let mut found = Vec::new();
+        for page in 1..=MAX_PAGES {
+            let path = format!(
+                "/repos/{}/issues?state=open&labels={}&type=issues&limit=50&page={page}",
+                repo_path(repo),
+                segment(label)
+            );
+            let issues: Vec<Issue> =
+                self.send(Method::GET, &path, None, &operation).await?.json(&operation)?;
+            let last = issues.len() < 50;
+            found.extend(issues.into_iter().map(IssueInfo::from).filter(|issue| !issue.is_pull_request));
+            if last {
+                break;
+            }
+        }
+        Ok(found)
     }
 }

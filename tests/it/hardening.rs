@@ -458,3 +458,149 @@ async fn every_hostile_delivery_in_the_corpus_gets_its_precise_answer() {
         failures.join("\n")
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// The reconciliation sweep: labelled issues whose webhook never arrived.
+// ---------------------------------------------------------------------------------------
+
+mod sweep {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use forgehand::config::Settings;
+    use forgehand::executor::{Executor, sweep};
+
+    use crate::executor::{Setup, bare_remote, config};
+    use crate::fake_forge::{Dialect, FakeForge};
+    use crate::harness::*;
+
+    fn repo_of(dialect: Dialect) -> &'static str {
+        match dialect {
+            Dialect::Github => "octo-org/hello-world",
+            Dialect::Gitea => "acme/widgets",
+        }
+    }
+
+    /// The forge's issues: #1 labelled with a webhook (a task), #2 and #3 labelled without
+    /// one, #4 not labelled, #5 labelled but closed, #6 a labelled pull request.
+    fn populate(forge: &FakeForge, repo: &str) {
+        forge.add_repo(repo, "file:///nonexistent", "main");
+        for (n, labels) in
+            [(1, &["forgehand"][..]), (2, &["bug", "forgehand"]), (3, &["forgehand"]), (4, &["bug"])]
+        {
+            forge.add_issue(
+                repo,
+                n,
+                &format!("Issue {n}"),
+                "text",
+                labels,
+                if n == 3 { "carol" } else { "bob" },
+            );
+        }
+        forge.add_issue(repo, 5, "Closed", "text", &["forgehand"], "bob");
+        forge.set_closed(repo, 5);
+        forge.add_pull(repo, 6, "A pull request", "feature", "main");
+        let _ = forge.label_issue(repo, 6, "forgehand", "bob");
+    }
+
+    async fn sweep_finds_exactly_the_missed_issues(dialect: Dialect) {
+        let forge = match dialect {
+            Dialect::Github => FakeForge::github().await,
+            Dialect::Gitea => FakeForge::gitea().await,
+        };
+        let name = if dialect == Dialect::Github { "github" } else { "gitea" };
+        let repo = repo_of(dialect);
+        populate(&forge, repo);
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "data_dir = \"{}\"\n{}\n[server]\nlisten = \"127.0.0.1:0\"\n[auth]\nadmin_token = \"{ADMIN_TOKEN}\"\n\
+             [executor]\nenabled = false\n{}",
+            dir.path().join("data").display(),
+            database_section().await,
+            forge.config_toml(name)
+        );
+        let path = dir.path().join("sweep.toml");
+        std::fs::write(&path, &text).unwrap();
+        let settings = Settings::load_with_env(Some(&path), Default::default()).unwrap();
+        let app = TestApp::spawn_config(tempfile::tempdir().unwrap(), &text).await;
+
+        // #1 got its webhook; its task ended (cancelled) long ago.
+        let labeled = forge.label_issue(repo, 1, "forgehand", "bob");
+        let answer = app.deliver(name, labeled.delivery()).await;
+        assert_eq!(answer.status, 202, "{}", answer.text);
+        let first = answer.json["task_id"].as_i64().unwrap();
+        forgehand::db::queries::cancel_task(app.db.connection(), first, "test").await.unwrap();
+
+        // trigger.repos is empty: the repositories come from recent deliveries.
+        let executor = Executor::new(settings, app.db.clone(), Arc::new(tokio::sync::Notify::new())).unwrap();
+        assert_eq!(sweep::sweep_once(executor.context()).await, 2, "{:?}", app.tasks().await);
+        assert_eq!(sweep::sweep_once(executor.context()).await, 0, "a second sweep queued again");
+
+        let tasks = app.tasks().await;
+        let of = |n: i64| tasks.iter().filter(|t| t.number == n).collect::<Vec<_>>();
+        assert_eq!(tasks.len(), 3, "{tasks:#?}");
+        assert_eq!(of(1).len(), 1, "an issue that had a task got another one");
+        for (n, author) in [(2, "bob"), (3, "carol")] {
+            let task = of(n);
+            assert_eq!(task.len(), 1, "#{n}: {tasks:#?}");
+            let task = task[0];
+            assert_eq!(
+                (task.kind.as_str(), task.trigger.as_str(), task.status.as_str(), task.requested_by.as_str()),
+                ("implement", "sweep", "queued", author)
+            );
+            assert_eq!((task.forge.as_str(), task.repo.as_str()), (name, repo));
+            assert_eq!(task.title, format!("Issue {n}"));
+            assert_eq!(task.clone_url, "file:///nonexistent");
+        }
+    }
+
+    #[tokio::test]
+    async fn github_sweep_queues_one_task_per_missed_issue() {
+        sweep_finds_exactly_the_missed_issues(Dialect::Github).await;
+    }
+
+    #[tokio::test]
+    async fn gitea_sweep_queues_one_task_per_missed_issue() {
+        sweep_finds_exactly_the_missed_issues(Dialect::Gitea).await;
+    }
+
+    /// No webhook is ever sent: the startup sweep finds the issue and the task runs to a
+    /// pull request.
+    #[tokio::test]
+    async fn a_missed_label_becomes_a_pull_request_at_startup() {
+        let dir = tempfile::tempdir().unwrap();
+        let forge = FakeForge::github().await;
+        let repo = repo_of(Dialect::Github);
+        let remote = dir.path().join("remote.git");
+        bare_remote(&remote);
+        forge.add_repo(repo, &format!("file://{}", remote.display()), "main");
+        forge.add_issue(
+            repo,
+            42,
+            "Add a --verbose flag to the CLI",
+            "The CLI needs --verbose.",
+            &["forgehand"],
+            "alice",
+        );
+        forge.set_permission(repo, "alice", "write");
+        let (log, pidfile) = (dir.path().join("agent.log"), dir.path().join("agent.pid"));
+        let text = config(&dir, &forge, &Setup::new(Dialect::Github), &log, &pidfile).await;
+        let text = format!("{text}\n[trigger]\nrepos = [\"{repo}\"]\n");
+        let app = TestApp::spawn_config(dir, &text).await;
+
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let task = loop {
+            if let Some(task) = app.tasks().await.into_iter().next() {
+                break task;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the startup sweep queued nothing");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!((task.number, task.trigger.as_str(), task.requested_by.as_str()), (42, "sweep", "alice"));
+        let task = app.wait_task(task.id, Duration::from_secs(60), |t| t.status == "done").await;
+        let pulls = forge.pulls(repo);
+        assert_eq!(pulls.len(), 1, "{pulls:?}");
+        assert_eq!(task.branch.as_deref(), Some(pulls[0].head.as_str()));
+        assert_eq!(app.tasks().await.len(), 1);
+    }
+}
