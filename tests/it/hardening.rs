@@ -604,3 +604,215 @@ mod sweep {
         assert_eq!(app.tasks().await.len(), 1);
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Secrets: a whole scenario on the real binary, then every trace of it searched.
+// ---------------------------------------------------------------------------------------
+
+mod secrets {
+    use std::path::Path;
+    use std::process::Stdio;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    use tokio::process::Command;
+
+    use crate::executor::{Setup, bare_remote, config};
+    use crate::fake_forge::{Dialect, FakeForge, TOKEN};
+    use crate::harness::*;
+
+    const WEBHOOK_SECRET: &str = "whsec-Q7vN3pLx0-distinctive";
+    const ADMIN: &str = "admtok-9fKz2RwY-distinctive";
+
+    /// Every file under `dir`, recursively.
+    fn files(dir: &Path) -> Vec<std::path::PathBuf> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() { found.extend(files(&path)) } else { found.push(path) }
+        }
+        found
+    }
+
+    fn signed(delivery: Delivery) -> Delivery {
+        let signature = forgehand::forge::signature::sign(WEBHOOK_SECRET.as_bytes(), &delivery.body);
+        delivery.set_header("x-hub-signature-256", Some(&format!("sha256={signature}")))
+    }
+
+    #[tokio::test]
+    async fn no_secret_reaches_a_log_an_answer_a_comment_or_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let forge = FakeForge::github().await;
+        let repo = "octo-org/hello-world";
+        let remote = dir.path().join("remote.git");
+        bare_remote(&remote);
+        forge.add_repo(repo, &format!("file://{}", remote.display()), "main");
+        forge.add_issue(
+            repo,
+            42,
+            "Add a --verbose flag to the CLI",
+            "The CLI needs --verbose.",
+            &["forgehand"],
+            "alice",
+        );
+        forge.set_permission(repo, "alice", "write");
+        let (log, pidfile) = (dir.path().join("agent.log"), dir.path().join("agent.pid"));
+        let text = config(&dir, &forge, &Setup::new(Dialect::Github), &log, &pidfile)
+            .await
+            .replace(ADMIN_TOKEN, ADMIN)
+            .replace(GITHUB_SECRET, WEBHOOK_SECRET);
+        let config_path = dir.path().join("forgehand.toml");
+        std::fs::write(&config_path, &text).unwrap();
+
+        let mut child = Command::new(env!("CARGO_BIN_EXE_forgehand"))
+            .args(["--log-format", "json", "--config", config_path.to_str().unwrap(), "serve"])
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        // Both pipes are drained all along: a full pipe would block the daemon's logging.
+        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+        let stdout_lines = tokio::spawn(async move {
+            let (mut lines, mut addr_tx) = (Vec::new(), Some(addr_tx));
+            while let Ok(Some(line)) = stdout.next_line().await {
+                if let Ok(json) = serde_json::from_str::<serde_json::Value>(&line)
+                    && json["message"] == "forgehand listening"
+                    && let Some(tx) = addr_tx.take()
+                {
+                    let _ = tx.send(json["addr"].as_str().unwrap_or_default().to_owned());
+                }
+                lines.push(line);
+            }
+            lines
+        });
+        let mut stderr = child.stderr.take().unwrap();
+        let stderr_text = tokio::spawn(async move {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text).await;
+            text
+        });
+        let addr = tokio::time::timeout(Duration::from_secs(30), addr_rx)
+            .await
+            .expect("forgehand did not listen within 30 s")
+            .expect("forgehand exited before listening");
+        let base = format!("http://{addr}");
+        let client = reqwest::Client::new();
+        let mut answers = Vec::new();
+
+        // The scenario: refusals, a real label delivery run to a pull request, API reads.
+        let labeled = signed(Delivery::github("issues", fixture("github/issues_labeled.json")));
+        for (delivery, forge_name) in [
+            (labeled.clone().set_header("x-hub-signature-256", Some("sha256=00")), "github"),
+            (Delivery::github("issues", b"{".to_vec()), "github"),
+            (labeled.clone(), "nope"),
+            (labeled.clone(), "github"),
+        ] {
+            let mut request = client.post(format!("{base}/webhooks/{forge_name}")).body(delivery.body);
+            for (name, value) in delivery.headers {
+                request = request.header(name, value);
+            }
+            answers.push(request.send().await.unwrap().text().await.unwrap());
+        }
+        let id =
+            serde_json::from_str::<serde_json::Value>(answers.last().unwrap()).unwrap()["task_id"].as_i64();
+        let id = id.unwrap_or_else(|| panic!("the label delivery queued no task: {answers:?}"));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let answer =
+                client.get(format!("{base}/api/tasks/{id}")).bearer_auth(ADMIN).send().await.unwrap();
+            let text = answer.text().await.unwrap();
+            let done = text.contains("\"done\"");
+            answers.push(text);
+            if done {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "task {id} did not finish: {}",
+                answers.last().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for token in ["wrong-token", ""] {
+            let answer = client.get(format!("{base}/api/tasks")).bearer_auth(token).send().await.unwrap();
+            answers.push(answer.text().await.unwrap());
+        }
+        answers.push(
+            client
+                .get(format!("{base}/api/tasks"))
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        );
+        // Labels are set after the status comment is edited: wait until the forge settles.
+        let settled = forge
+            .wait_until(
+                |s| s.labels_of(repo, 42).iter().any(|l| l == "forgehand:done"),
+                Duration::from_secs(30),
+            )
+            .await;
+        assert!(settled, "the issue never got forgehand:done");
+
+        unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGTERM) };
+        tokio::time::timeout(Duration::from_secs(30), child.wait()).await.unwrap().unwrap();
+        let mut lines = stdout_lines.await.unwrap();
+        lines.push(stderr_text.await.unwrap());
+
+        let secrets = [TOKEN, WEBHOOK_SECRET, ADMIN];
+        let mut places: Vec<(String, Vec<u8>)> = Vec::new();
+        places
+            .extend(lines.iter().enumerate().map(|(i, l)| (format!("log line {i}"), l.clone().into_bytes())));
+        places.extend(
+            answers.iter().enumerate().map(|(i, a)| (format!("API answer {i}"), a.clone().into_bytes())),
+        );
+        for comment in forge.comments(repo, 42) {
+            places.push((format!("comment {}", comment.id), comment.body.into_bytes()));
+        }
+        for pull in forge.pulls(repo) {
+            places.push((
+                format!("pull request {}", pull.number),
+                format!("{}\n{}", pull.title, pull.body).into_bytes(),
+            ));
+        }
+        let data_dir = dir.path().join("data");
+        for path in files(&data_dir).into_iter().chain([log.clone()]) {
+            places.push((path.display().to_string(), std::fs::read(&path).unwrap_or_default()));
+        }
+        assert!(lines.len() > 20, "too few log lines to mean anything: {lines:?}");
+        assert!(places.iter().any(|(p, _)| p.ends_with(".db")), "the database file was not searched");
+        // The search itself works: the config file, not searched, holds every secret.
+        let config_bytes = std::fs::read(&config_path).unwrap();
+        for secret in [WEBHOOK_SECRET, ADMIN, TOKEN] {
+            assert!(
+                config_bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret} not in the config"
+            );
+        }
+        let mut hits = Vec::new();
+        for (place, bytes) in &places {
+            for secret in secrets {
+                if bytes.windows(secret.len()).any(|w| w == secret.as_bytes()) {
+                    hits.push(format!("{secret:?} in {place}"));
+                }
+            }
+        }
+        eprintln!(
+            "secrets: searched {} places ({} log lines, {} answers, {} files)",
+            places.len(),
+            lines.len(),
+            answers.len(),
+            files(&data_dir).len()
+        );
+        assert!(hits.is_empty(), "secrets leaked:\n{}", hits.join("\n"));
+    }
+}
