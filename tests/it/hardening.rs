@@ -789,7 +789,18 @@ mod secrets {
             places.push((path.display().to_string(), std::fs::read(&path).unwrap_or_default()));
         }
         assert!(lines.len() > 20, "too few log lines to mean anything: {lines:?}");
-        assert!(places.iter().any(|(p, _)| p.ends_with(".db")), "the database file was not searched");
+        // The rows too, whichever database holds them (PostgreSQL keeps no file in data_dir).
+        let settings =
+            forgehand::config::Settings::load_with_env(Some(&config_path), Default::default()).unwrap();
+        let db = forgehand::db::Db::connect(&settings).await.unwrap();
+        let filter = forgehand::db::TaskFilter { limit: 1000, ..Default::default() };
+        for task in db.list_tasks(&filter).await.unwrap() {
+            let events = db.task(task.id).await.unwrap().map(|(_, events)| events);
+            places.push((format!("task row {}", task.id), format!("{task:?}\n{events:?}").into_bytes()));
+        }
+        let deliveries = db.recent_deliveries(1000).await.unwrap();
+        assert!(!deliveries.is_empty(), "no delivery rows to search");
+        places.push(("delivery rows".into(), format!("{deliveries:?}").into_bytes()));
         // The search itself works: the config file, not searched, holds every secret.
         let config_bytes = std::fs::read(&config_path).unwrap();
         for secret in [WEBHOOK_SECRET, ADMIN, TOKEN] {
