@@ -5,7 +5,7 @@ CONFIG_DIR ?= /etc/forgehand
 UNIT_DIR ?= /etc/systemd/system
 CARGO ?= cargo
 
-.PHONY: help build run test lint fmt install bench clean
+.PHONY: help build run test lint fmt install bench fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -41,6 +41,14 @@ install: build ## install binary, systemd unit and example config (as root)
 
 bench: ## benchmarks (the suite arrives with the performance issue)
 	@echo "make bench: no benchmarks yet; see docs/benchmarks.md"
+
+FUZZ_SECS ?= 60
+FUZZ_TARGETS ?= signature payload trigger command branch
+
+fuzz: ## run every fuzz target for FUZZ_SECS seconds (needs `cargo install cargo-fuzz`)
+	@for target in $(FUZZ_TARGETS); do \
+		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --dev --sanitizer none $$target -- -max_total_time=$(FUZZ_SECS) || exit 1; \
+	done
 
 clean: ## remove build output
 	$(CARGO) clean
