@@ -6,7 +6,7 @@ UNIT_DIR ?= /etc/systemd/system
 CARGO ?= cargo
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: help build run test lint fmt install bench clean
+.PHONY: help build run test lint fmt install bench fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -43,6 +43,14 @@ install: build ## install binary, systemd unit and example config (as root)
 bench: ## build in release mode, run the benchmarks, write docs/benchmarks.md
 	$(CARGO) build --release --locked -p forgehand -p forgehand-bench
 	$(TARGET_DIR)/release/forgehand-bench --forgehand $(TARGET_DIR)/release/forgehand --out docs/benchmarks.md
+
+FUZZ_SECS ?= 60
+FUZZ_TARGETS ?= signature payload trigger command branch
+
+fuzz: ## run every fuzz target for FUZZ_SECS seconds (needs `cargo install cargo-fuzz`)
+	@for target in $(FUZZ_TARGETS); do \
+		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --dev --sanitizer none $$target -- -max_total_time=$(FUZZ_SECS) || exit 1; \
+	done
 
 clean: ## remove build output
 	$(CARGO) clean

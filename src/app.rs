@@ -4,12 +4,18 @@
 use std::future::Future;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
-use crate::config::Settings;
+use crate::config::{ServerSettings, Settings};
 use crate::db::Db;
 use crate::executor::Executor;
 use crate::server::{self, AppState, auth};
@@ -59,14 +65,12 @@ impl App {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let executor = self.start_executor(stop_rx)?;
         let router = server::router(self.state.clone());
-        // The client address feeds the login rate limit.
-        let router = router.into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(self.listener, router)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                let _ = stop_tx.send(true);
-            })
-            .await;
+        let limits = ConnectionLimits::from(&self.state.settings.server);
+        let served = serve(self.listener, router, limits, async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        })
+        .await;
         if let Some(executor) = executor {
             let _ = executor.await;
         }
@@ -127,6 +131,83 @@ impl App {
             );
         }
     }
+}
+
+/// The limits every connection is served under (`[server]`).
+#[derive(Debug, Clone, Copy)]
+struct ConnectionLimits {
+    header_timeout: Duration,
+    max_connections: usize,
+}
+
+impl From<&ServerSettings> for ConnectionLimits {
+    fn from(server: &ServerSettings) -> Self {
+        ConnectionLimits {
+            header_timeout: Duration::from_secs(server.header_timeout_secs),
+            max_connections: server.max_connections,
+        }
+    }
+}
+
+/// Accepts connections until `shutdown` completes, then stops accepting, lets the requests
+/// in flight finish and closes idle connections.
+///
+/// At most `max_connections` are served at once: over the limit the loop stops accepting,
+/// so new connections wait in the kernel's listen backlog (rather than being refused) until
+/// one closes. Clients that are slow to send their headers are cut off after
+/// `header_timeout`, which also bounds how long an idle connection holds its slot.
+async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the connection semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    accept_failed(err).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // The client address feeds the login rate limit (axum's ConnectInfo).
+        let service =
+            TowerToHyperService::new(router.clone().layer(axum::Extension(axum::extract::ConnectInfo(peer))));
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(error = %err, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// A failed accept: a connection reset before it was accepted is the client's business;
+/// anything else (out of file descriptors) is logged and retried after a pause, so the
+/// loop does not spin.
+async fn accept_failed(err: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(err.kind(), ConnectionAborted | ConnectionRefused | ConnectionReset) {
+        return;
+    }
+    tracing::error!(error = %err, "cannot accept a connection; retrying in a second");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 /// Opens the configured database and applies pending migrations.

@@ -48,6 +48,12 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
     pub public_url: String,
     pub max_body_bytes: usize,
+    /// Seconds a client may take to send a request's headers before the connection is closed.
+    pub header_timeout_secs: u64,
+    /// Seconds a client may take to send a webhook body; slower deliveries get 408.
+    pub body_timeout_secs: u64,
+    /// Most connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 /// `[database]`: empty `url` means an SQLite file in `data_dir`.
@@ -159,6 +165,8 @@ pub struct ExecutorSettings {
     pub poll_interval_secs: u64,
     pub retry_base_secs: u64,
     pub keep_failed_workspaces: usize,
+    /// Seconds between sweeps for labelled issues whose webhook was missed; 0 disables.
+    pub sweep_interval_secs: u64,
 }
 
 /// `[agent]`: the Claude Code CLI invocation.
@@ -315,6 +323,15 @@ impl Settings {
             problems.push(
                 "server.max_body_bytes: must be at least 1024; GitHub sends up to 26214400 (25 MiB)".into(),
             );
+        }
+        for (key, value) in [
+            ("server.header_timeout_secs", self.server.header_timeout_secs),
+            ("server.body_timeout_secs", self.server.body_timeout_secs),
+            ("server.max_connections", self.server.max_connections as u64),
+        ] {
+            if value == 0 {
+                problems.push(format!("{key}: must be at least 1"));
+            }
         }
     }
 

@@ -30,6 +30,8 @@ pub enum TriggerKind {
     Label,
     Comment,
     Review,
+    /// The periodic sweep found a labelled issue whose webhook never arrived.
+    Sweep,
 }
 
 /// A task to create.
@@ -318,6 +320,7 @@ impl TriggerKind {
             TriggerKind::Label => "label",
             TriggerKind::Comment => "comment",
             TriggerKind::Review => "review",
+            TriggerKind::Sweep => "sweep",
         }
     }
 }

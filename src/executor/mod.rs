@@ -13,6 +13,7 @@ pub mod pipeline;
 pub mod prompt;
 pub mod report;
 pub mod shipper;
+pub mod sweep;
 pub mod workspace;
 
 use std::collections::HashMap;
@@ -92,6 +93,7 @@ impl Executor {
             let (db, wake, stop) = (ctx.db.clone(), self.wake.clone(), stop.clone());
             async move { db.listen_for_tasks(wake, stop).await }
         });
+        tokio::spawn(sweep::run(ctx.clone(), stop.clone()));
         let semaphore = Arc::new(Semaphore::new(ctx.settings.executor.max_concurrent));
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mut running = JoinSet::new();

@@ -175,7 +175,7 @@ async fn plan(ctx: &Context, forge: &dyn Forge, task: &tasks::Model) -> Step<Pla
         return Err(Failure::Cancelled { reason: format!("#{number} was closed") });
     }
     let label = &ctx.settings.trigger.label;
-    if task.trigger == "label" && !issue.labels.iter().any(|l| l == label) {
+    if matches!(task.trigger.as_str(), "label" | "sweep") && !issue.labels.iter().any(|l| l == label) {
         return Err(Failure::Cancelled { reason: format!("the label {label:?} is no longer on #{number}") });
     }
     let repo = forge.repository(&task.repo).await?;

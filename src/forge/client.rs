@@ -29,6 +29,8 @@ pub struct IssueInfo {
     pub is_open: bool,
     pub labels: Vec<String>,
     pub is_pull_request: bool,
+    /// Login of the person who opened it; empty when the forge does not say.
+    pub author: String,
 }
 
 /// A pull request.
@@ -139,7 +141,13 @@ pub trait Forge: Send + Sync {
     async fn create_pull(&self, repo: &str, pull: &NewPull<'_>) -> ForgeResult<PullInfo>;
     /// A pull request by number.
     async fn pull(&self, repo: &str, number: u32) -> ForgeResult<PullInfo>;
+    /// Every open issue (never a pull request) that carries `label`, all pages.
+    async fn open_issues_with_label(&self, repo: &str, label: &str) -> ForgeResult<Vec<IssueInfo>>;
 }
+
+/// The most pages a listing reads, so that a forge answering in circles cannot hold the
+/// caller forever.
+pub(crate) const MAX_PAGES: u32 = 50;
 
 /// Builds the client for a configured forge.
 pub fn connect(settings: &ForgeSettings) -> anyhow::Result<Arc<dyn Forge>> {

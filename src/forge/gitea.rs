@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use super::rest::{Id, Issue, Label, Login, PermissionAnswer, Pull, Repository};
 
 use super::client::{
-    Answer, ErrorKind, Forge, ForgeError, ForgeResult, IssueInfo, NewPull, PullInfo, RepoInfo, repo_path,
-    segment,
+    Answer, ErrorKind, Forge, ForgeError, ForgeResult, IssueInfo, MAX_PAGES, NewPull, PullInfo, RepoInfo,
+    repo_path, segment,
 };
 use super::github::label_color;
 use crate::config::{ForgeKind, ForgeSettings, Permission};
@@ -217,5 +217,25 @@ impl Forge for GiteaClient {
         let operation = format!("reading the pull request {repo}#{number}");
         let path = format!("/repos/{}/pulls/{number}", repo_path(repo));
         Ok(self.send(Method::GET, &path, None, &operation).await?.json::<Pull>(&operation)?.into())
+    }
+
+    async fn open_issues_with_label(&self, repo: &str, label: &str) -> ForgeResult<Vec<IssueInfo>> {
+        let operation = format!("listing the open issues labelled {label:?} in {repo}");
+        let mut found = Vec::new();
+        for page in 1..=MAX_PAGES {
+            let path = format!(
+                "/repos/{}/issues?state=open&labels={}&type=issues&limit=50&page={page}",
+                repo_path(repo),
+                segment(label)
+            );
+            let issues: Vec<Issue> =
+                self.send(Method::GET, &path, None, &operation).await?.json(&operation)?;
+            let last = issues.len() < 50;
+            found.extend(issues.into_iter().map(IssueInfo::from).filter(|issue| !issue.is_pull_request));
+            if last {
+                break;
+            }
+        }
+        Ok(found)
     }
 }

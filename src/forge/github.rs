@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 use super::rest::{Id, Issue, Login, PermissionAnswer, Pull, Repository};
 
 use super::client::{
-    Answer, Forge, ForgeError, ForgeResult, IssueInfo, NewPull, PullInfo, RepoInfo, repo_path, segment,
+    Answer, Forge, ForgeError, ForgeResult, IssueInfo, MAX_PAGES, NewPull, PullInfo, RepoInfo, repo_path,
+    segment,
 };
 use crate::config::{ForgeKind, ForgeSettings, Permission};
 
@@ -212,5 +213,25 @@ impl Forge for GithubClient {
         let operation = format!("reading the pull request {repo}#{number}");
         let path = format!("/repos/{}/pulls/{number}", repo_path(repo));
         Ok(self.send(Method::GET, &path, None, &operation).await?.json::<Pull>(&operation)?.into())
+    }
+
+    async fn open_issues_with_label(&self, repo: &str, label: &str) -> ForgeResult<Vec<IssueInfo>> {
+        let operation = format!("listing the open issues labelled {label:?} in {repo}");
+        let mut found = Vec::new();
+        for page in 1..=MAX_PAGES {
+            let path = format!(
+                "/repos/{}/issues?state=open&labels={}&per_page=100&page={page}",
+                repo_path(repo),
+                segment(label)
+            );
+            let issues: Vec<Issue> =
+                self.send(Method::GET, &path, None, &operation).await?.json(&operation)?;
+            let last = issues.len() < 100;
+            found.extend(issues.into_iter().map(IssueInfo::from).filter(|issue| !issue.is_pull_request));
+            if last {
+                break;
+            }
+        }
+        Ok(found)
     }
 }

@@ -37,14 +37,21 @@ pub fn parse(kind: ForgeKind, event: &str, json: &[u8]) -> Result<ForgeEvent, Pa
 
 fn read<T: DeserializeOwned>(event: &str, json: &[u8]) -> Result<T, PayloadError> {
     let deserializer = &mut serde_json::Deserializer::from_slice(json);
-    serde_path_to_error::deserialize(deserializer).map_err(|err| {
+    let value = serde_path_to_error::deserialize(&mut *deserializer).map_err(|err| {
         let path = err.path().to_string();
         PayloadError {
             event: event.to_owned(),
             path: if path == "." { "the top level".into() } else { path },
             message: err.into_inner().to_string(),
         }
-    })
+    })?;
+    // Text after the JSON document would otherwise pass unnoticed.
+    deserializer.end().map_err(|err| PayloadError {
+        event: event.to_owned(),
+        path: "the end of the body".into(),
+        message: err.to_string(),
+    })?;
+    Ok(value)
 }
 
 #[derive(Deserialize)]

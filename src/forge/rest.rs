@@ -50,6 +50,8 @@ pub struct Issue {
     labels: Option<Vec<Label>>,
     #[serde(default)]
     pull_request: Option<Value>,
+    #[serde(default)]
+    user: Option<Login>,
 }
 
 impl From<Issue> for IssueInfo {
@@ -62,6 +64,7 @@ impl From<Issue> for IssueInfo {
             labels: issue.labels.unwrap_or_default().into_iter().map(|l| l.name).collect(),
             // Gitea sends `"pull_request": null` on plain issues.
             is_pull_request: issue.pull_request.is_some_and(|p| !p.is_null()),
+            author: issue.user.map(|u| u.login).unwrap_or_default(),
         }
     }
 }

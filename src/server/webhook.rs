@@ -26,6 +26,10 @@ pub enum WebhookError {
     NoSecret(String),
     #[error("the body exceeds server.max_body_bytes ({0} bytes)")]
     TooLarge(usize),
+    #[error(
+        "the body was not received within server.body_timeout_secs ({0} s); send it faster or raise the limit"
+    )]
+    BodyTimeout(u64),
     #[error("the body could not be read: {0}")]
     BodyRead(String),
     #[error(
@@ -58,6 +62,7 @@ impl WebhookError {
             WebhookError::UnknownForge(_) => StatusCode::NOT_FOUND,
             WebhookError::NoSecret(_) => StatusCode::FORBIDDEN,
             WebhookError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            WebhookError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             WebhookError::MissingSignature(_) | WebhookError::BadSignature(_) => StatusCode::UNAUTHORIZED,
             WebhookError::UnsupportedContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             WebhookError::Database => StatusCode::SERVICE_UNAVAILABLE,
@@ -154,7 +159,8 @@ async fn verify_and_parse(
     let names = header_names(forge.kind);
     // An unsigned request is refused before its body is read.
     let signature = signature_header(headers, names.signature)?;
-    let body = read_body(headers, body, state.settings.server.max_body_bytes).await?;
+    let server = &state.settings.server;
+    let body = read_body(headers, body, server.max_body_bytes, server.body_timeout_secs).await?;
     signature::verify(&forge.webhook_secret.0, &body, signature).map_err(WebhookError::BadSignature)?;
     let event_name = first_header(headers, names.event)
         .ok_or_else(|| WebhookError::MissingHeader(alternatives(names.event)))?;
@@ -165,13 +171,22 @@ async fn verify_and_parse(
     Ok(Verified { delivery_id: delivery_id.to_owned(), event_name: event_name.to_owned(), event })
 }
 
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, WebhookError> {
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    timeout_secs: u64,
+) -> Result<Vec<u8>, WebhookError> {
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit as u64) {
         return Err(WebhookError::TooLarge(limit));
     }
-    match to_bytes(body, limit).await {
+    let read = tokio::time::timeout(std::time::Duration::from_secs(timeout_secs), to_bytes(body, limit));
+    let Ok(read) = read.await else {
+        return Err(WebhookError::BodyTimeout(timeout_secs));
+    };
+    match read {
         Ok(bytes) => Ok(bytes.to_vec()),
         Err(err) if is_length_limit(&err) => Err(WebhookError::TooLarge(limit)),
         Err(err) => Err(WebhookError::BodyRead(err.to_string())),

@@ -838,6 +838,7 @@ enum Route {
     IssueReaction(String),
     ListPulls,
     CreatePull,
+    ListIssues,
     Pull(String),
     EditPull(String),
     PullByBaseHead(String, String),
@@ -857,6 +858,7 @@ fn route(dialect: Dialect, method: &str, path: &str) -> Option<(Option<String>, 
     let route = match (method, rest) {
         ("GET", []) => Repo,
         ("GET", ["collaborators", user, "permission"]) => Permission(s(user)),
+        ("GET", ["issues"]) => ListIssues,
         ("GET", ["issues", n]) => Issue(s(n)),
         ("GET", ["issues", n, "comments"]) => Comments(s(n)),
         ("POST", ["issues", n, "comments"]) => PostComment(s(n)),
@@ -903,6 +905,7 @@ impl Exchange<'_> {
             Route::Repo => Ok(Reply::ok(ctx.repo(repo))),
             Route::Permission(login) => self.permission(repo, &login),
             Route::Issue(n) => Ok(Reply::ok(ctx.issue(repo, issue(ctx, repo, &n)?))),
+            Route::ListIssues => self.list_issues(repo),
             Route::Comments(n) => self.comments(repo, &n),
             Route::PostComment(n) => self.post_comment(repo, &n),
             Route::EditComment(id) => self.edit_comment(repo, &id),
@@ -1099,6 +1102,32 @@ impl Exchange<'_> {
             Dialect::Github => Reply::ok(ctx.labels(repo, &repo.issues[&issue_number(n)])),
             Dialect::Gitea => Reply::empty(204),
         })
+    }
+
+    /// `GET issues?state=&labels=a,b` (all labels must be there); GitHub lists pull requests
+    /// too, Gitea only with `type=pulls` or without `type`.
+    fn list_issues(&self, repo: &FakeRepo) -> Answer {
+        let state = self.request.param("state").unwrap_or("open");
+        let labels: Vec<&str> = self
+            .request
+            .param("labels")
+            .map(|l| l.split(',').filter(|l| !l.is_empty()).collect())
+            .unwrap_or_default();
+        let kind = match self.ctx.dialect {
+            Dialect::Github => None,
+            Dialect::Gitea => self.request.param("type"),
+        };
+        let issues = repo.issues.values().rev().filter(|i| {
+            let open = i.state == IssueState::Open;
+            let state_ok = state == "all" || (state == "open") == open;
+            let kind_ok = match kind {
+                Some("issues") => i.pull.is_none(),
+                Some("pulls") => i.pull.is_some(),
+                _ => true,
+            };
+            state_ok && kind_ok && labels.iter().all(|l| i.labels.iter().any(|have| have == l))
+        });
+        Ok(self.page(issues.map(|i| self.ctx.issue(repo, i)).collect()))
     }
 
     fn list_pulls(&self, repo: &FakeRepo) -> Answer {
