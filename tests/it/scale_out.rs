@@ -207,6 +207,20 @@ async fn an_instance_that_lost_its_lease_neither_pushes_nor_posts() {
     // Another instance takes the task over once the lease expired, and finishes it.
     let taker = cluster.instance(&setup).await;
     wait_all_done(&taker, 1).await;
+    // The taker records the end, then edits its comment and sets the labels: wait for the
+    // labels, its last write, so that every later write is the stalled instance's.
+    let settled = cluster
+        .forge
+        .wait_until(
+            |state| {
+                let labels = state.labels_of(REPO, 1);
+                labels.iter().any(|l| l == "forgehand:done")
+                    && !labels.iter().any(|l| l == "forgehand:working")
+            },
+            LONG,
+        )
+        .await;
+    assert!(settled, "the taker never set its labels: {:?}", cluster.forge.labels(REPO, 1));
     let head = git2::Repository::open_bare(&cluster.remote)
         .unwrap()
         .find_reference(&format!("refs/heads/{BRANCH_1}"))
