@@ -51,7 +51,7 @@ pub enum WebhookError {
     #[error("{0}")]
     Payload(#[from] payload::PayloadError),
     #[error(
-        "the delivery could not be recorded; it is not accepted, redeliver it once forgehand's database is back"
+        "the delivery could not be recorded in time (forgehand's database is unreachable or overloaded); it is not accepted: redeliver it from the forge's webhook page"
     )]
     Database,
 }

@@ -85,13 +85,19 @@ async fn wait_all_done_within(
         if tasks.len() == count && tasks.iter().all(|t| t.status == "done") {
             return tasks;
         }
-        assert!(tokio::time::Instant::now() < deadline, "not all done: {:?}", summary(&tasks));
+        assert!(tokio::time::Instant::now() < deadline, "not all done: {}", summary(&tasks));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
-fn summary(tasks: &[forgehand::db::entities::tasks::Model]) -> Vec<(i64, String)> {
-    tasks.iter().map(|t| (t.number, t.status.clone())).collect()
+/// How many tasks there are, and the ones not done (issue, status, error).
+fn summary(tasks: &[forgehand::db::entities::tasks::Model]) -> String {
+    let pending: Vec<_> = tasks
+        .iter()
+        .filter(|t| t.status != "done")
+        .map(|t| (t.number, t.status.as_str(), t.error.as_deref().unwrap_or("")))
+        .collect();
+    format!("{} tasks; not done: {pending:?}", tasks.len())
 }
 
 #[tokio::test]
@@ -109,14 +115,16 @@ async fn three_instances_run_every_task_exactly_once() {
         sends.push(instances[first].deliver("github", labeled(n)));
         sends.push(instances[(first + 1) % instances.len()].deliver("github", labeled(n)));
     }
-    let answers = futures_util::future::join_all(sends).await;
+    // 64 in flight at once: a burst, but one the pools (8 connections per instance) can
+    // serve within the 3 s intake deadline even on a loaded two-core machine.
+    use futures_util::StreamExt;
+    let answers: Vec<_> = futures_util::stream::iter(sends).buffer_unordered(64).collect().await;
     assert!(
         answers.iter().all(|a| a.status == 202 || a.status == 200),
         "{:?}",
         answers.iter().find(|a| a.status >= 300)
     );
-    assert_eq!(answers.iter().filter(|a| a.outcome() == "task_created").count(), ISSUES as usize);
-
+    // Exactly one task per issue, whether a delivery or the startup sweep created it.
     let tasks = wait_all_done_within(&instances[0], ISSUES as usize, Duration::from_secs(600)).await;
     assert_eq!(cluster.forge.pulls(REPO).len(), ISSUES as usize, "one pull request per issue");
     for n in 1..=ISSUES {
