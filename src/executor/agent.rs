@@ -1,10 +1,18 @@
-//! The agent process: the Claude Code CLI (or a stand-in) run in a worktree.
+//! The agent process: a coding agent CLI (Claude Code, Codex, any program) run in a
+//! worktree. What differs between CLIs lives in [`profile`] and its modules.
 //!
 //! [`run`] starts the program in its own process group with a scrubbed environment,
-//! reads its `stream-json` output line by line as it arrives (into a capped transcript
-//! file and an optional live event channel), and stops the whole group on timeout, on
-//! cancellation and after the program exits. [`outcome`] turns the finished run into a
-//! verdict with a reason that is safe to post on an issue.
+//! reads its output line by line as it arrives (into a capped transcript file and an
+//! optional live event channel), and stops the whole group on timeout, on cancellation
+//! and after the program exits. [`outcome`] turns the finished run into a verdict with a
+//! reason that is safe to post on an issue.
+
+pub mod claude;
+pub mod codex;
+pub mod command;
+pub mod profile;
+
+pub use profile::{Launch, Request, launch};
 
 use std::io;
 use std::os::unix::process::ExitStatusExt;
@@ -12,11 +20,12 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value};
 use tokio::fs::{File, OpenOptions};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 use tokio::sync::{mpsc, watch};
+
+use crate::config::AgentKind;
 
 /// Longest stdout line kept in memory; the rest of a longer line is dropped.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
@@ -24,8 +33,6 @@ pub const MAX_LINE_BYTES: usize = 1 << 20;
 pub const STDERR_TAIL_BYTES: usize = 64 << 10;
 /// How long output is still read after the process group was stopped.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(5);
-/// Longest summary or preview carried by an [`AgentEvent`], in characters.
-const PREVIEW_CHARS: usize = 200;
 
 /// Variables passed to the agent by exact name.
 const PASS_NAMES: &[&str] = &[
@@ -49,14 +56,19 @@ const PASS_NAMES: &[&str] = &[
     "https_proxy",
     "no_proxy",
 ];
-/// Variables passed to the agent by prefix.
-const PASS_PREFIXES: &[&str] = &["ANTHROPIC_", "CLAUDE_"];
+/// Prefixes of a model provider's variables: passed whole to a CLI that takes them, even
+/// with `SECRET` in the name.
+const PROVIDER_PREFIXES: &[&str] = &["ANTHROPIC_", "OPENAI_"];
 
-/// What to run. `program` + `args` exactly ([`build_args`] produces `args`).
+/// What to run. `program` + `args` exactly ([`launch`] produces `args` and `stdin`).
 #[derive(Debug, Clone)]
 pub struct AgentSpec {
+    /// Which CLI this is: decides how its output is read.
+    pub kind: AgentKind,
     pub program: String,
     pub args: Vec<String>,
+    /// Written to the program's stdin, which is then closed; `None`: `/dev/null`.
+    pub stdin: Option<String>,
     pub cwd: PathBuf,
     /// The whole environment of the agent (see [`agent_env`]); nothing else is inherited.
     pub env: Vec<(String, String)>,
@@ -106,6 +118,8 @@ pub struct AgentResult {
     pub denied_tools: Vec<String>,
     /// `terminal_reason` when present, e.g. `completed`, `max_turns`, `api_error`.
     pub terminal_reason: Option<String>,
+    /// The HTTP status of the model API's last failed answer (`api_error_status`).
+    pub api_error_status: Option<u16>,
     pub session_id: Option<String>,
 }
 
@@ -145,6 +159,11 @@ pub enum AgentOutcome {
         count: usize,
         tools: Vec<String>,
     },
+    /// The model API kept failing with a status worth waiting out (429, 5xx, 529
+    /// overloaded) or gave no answer at all. Worth retrying later.
+    ModelUnavailable {
+        status: Option<u16>,
+    },
     Failed(String),
     TimedOut(Duration),
     Cancelled,
@@ -163,42 +182,18 @@ pub enum AgentError {
     },
 }
 
-/// Builds the argv after the program: `-p <prompt> --output-format stream-json --verbose
-/// --max-turns <n>`, then `--model` if non-empty, `--resume` if given, then `extra`.
-pub fn build_args(
-    prompt: &str,
-    max_turns: u32,
-    model: &str,
-    resume: Option<&str>,
-    extra: &[String],
-) -> Vec<String> {
-    // The CLI's option parser would take a prompt starting with `-` for an option.
-    let prompt = if prompt.starts_with('-') { format!(" {prompt}") } else { prompt.to_owned() };
-    let mut args = vec!["-p".to_owned(), prompt];
-    for arg in ["--output-format", "stream-json", "--verbose", "--max-turns"] {
-        args.push(arg.to_owned());
-    }
-    args.push(max_turns.to_string());
-    if !model.is_empty() {
-        args.extend(["--model".to_owned(), model.to_owned()]);
-    }
-    if let Some(session) = resume {
-        args.extend(["--resume".to_owned(), session.to_owned()]);
-    }
-    args.extend(extra.iter().cloned());
-    args
-}
-
 /// The agent's whole environment: the allowed variables of `parent_env` (locale, paths,
-/// proxies, `ANTHROPIC_*`, `CLAUDE_*`, …), then `extra` (config `agent.env`), which wins.
-/// Forge tokens, `FORGEHAND_*` and names containing `SECRET` or `PASSWORD` (outside
-/// `ANTHROPIC_*`) are never passed on from the parent.
+/// proxies, and the CLI's own prefixes, e.g. `ANTHROPIC_*` and `CLAUDE_*` for Claude
+/// Code), then `extra` (config `agent.env`), which wins. Forge tokens, `FORGEHAND_*` and
+/// names containing `SECRET` or `PASSWORD` (outside `ANTHROPIC_*` / `OPENAI_*`) are never
+/// passed on from the parent.
 pub fn agent_env(
+    kind: AgentKind,
     parent_env: impl IntoIterator<Item = (String, String)>,
     extra: &[(String, String)],
 ) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> =
-        parent_env.into_iter().filter(|(name, _)| passes_to_agent(name)).collect();
+        parent_env.into_iter().filter(|(name, _)| passes_to_agent(kind, name)).collect();
     for (name, value) in extra {
         env.retain(|(existing, _)| existing != name);
         env.push((name.clone(), value.clone()));
@@ -206,138 +201,16 @@ pub fn agent_env(
     env
 }
 
-fn passes_to_agent(name: &str) -> bool {
-    if name.starts_with("ANTHROPIC_") {
+fn passes_to_agent(kind: AgentKind, name: &str) -> bool {
+    let prefixes = profile::env_prefixes(kind);
+    let under = |prefix: &&str| name.starts_with(prefix);
+    if prefixes.iter().filter(|p| PROVIDER_PREFIXES.contains(p)).any(under) {
         return true;
     }
     let upper = name.to_ascii_uppercase();
     let sensitive = upper.contains("SECRET") || upper.contains("PASSWORD");
-    let allowed = PASS_NAMES.contains(&name) || PASS_PREFIXES.iter().any(|p| name.starts_with(p));
+    let allowed = PASS_NAMES.contains(&name) || prefixes.iter().any(under);
     allowed && !sensitive
-}
-
-/// Parses one stdout line into its first event; see [`parse_events`] for all of them.
-pub fn parse_line(line: &[u8]) -> AgentEvent {
-    parse_events(line).into_iter().next().unwrap_or(AgentEvent::Unparsable)
-}
-
-/// Parses one stdout line. Assistant and user lines give one event per content block
-/// (text, tool use, tool result); every other line gives exactly one event.
-pub fn parse_events(line: &[u8]) -> Vec<AgentEvent> {
-    let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(line) else {
-        return vec![AgentEvent::Unparsable];
-    };
-    let kind = str_field(&object, "type").unwrap_or_default();
-    let events = match kind {
-        "system" => vec![system_event(&object)],
-        "assistant" | "user" => content_events(&object),
-        "result" => vec![AgentEvent::Result(parse_result(&object))],
-        _ => Vec::new(),
-    };
-    if events.is_empty() { vec![AgentEvent::Other(kind.to_owned())] } else { events }
-}
-
-fn str_field<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
-    object.get(key).and_then(Value::as_str)
-}
-
-fn string_field(object: &Map<String, Value>, key: &str) -> Option<String> {
-    str_field(object, key).map(str::to_owned)
-}
-
-fn system_event(object: &Map<String, Value>) -> AgentEvent {
-    match str_field(object, "subtype").unwrap_or_default() {
-        "init" => AgentEvent::Init {
-            session_id: string_field(object, "session_id"),
-            model: string_field(object, "model"),
-        },
-        subtype => AgentEvent::Other(format!("system/{subtype}")),
-    }
-}
-
-fn content_events(object: &Map<String, Value>) -> Vec<AgentEvent> {
-    let blocks = object.get("message").and_then(|m| m.get("content")).and_then(Value::as_array);
-    blocks.into_iter().flatten().filter_map(Value::as_object).filter_map(block_event).collect()
-}
-
-fn block_event(block: &Map<String, Value>) -> Option<AgentEvent> {
-    match str_field(block, "type")? {
-        "text" => Some(AgentEvent::AssistantText(string_field(block, "text")?)),
-        "tool_use" => {
-            let name = string_field(block, "name").unwrap_or_default();
-            let summary = tool_summary(&name, block.get("input"));
-            Some(AgentEvent::ToolUse { name, summary })
-        }
-        "tool_result" => Some(AgentEvent::ToolResult {
-            is_error: block.get("is_error").and_then(Value::as_bool).unwrap_or(false),
-            preview: one_line(&tool_result_text(block.get("content"))),
-        }),
-        _ => None,
-    }
-}
-
-fn tool_summary(name: &str, input: Option<&Value>) -> String {
-    let keys = ["file_path", "notebook_path", "command", "pattern", "path", "url"];
-    let detail = keys.iter().find_map(|key| input?.get(key)?.as_str());
-    one_line(&match detail {
-        Some(detail) => format!("{name} {detail}"),
-        None => name.to_owned(),
-    })
-}
-
-fn tool_result_text(content: Option<&Value>) -> String {
-    match content {
-        Some(Value::String(text)) => text.clone(),
-        Some(Value::Array(parts)) => {
-            let texts = parts.iter().filter_map(|part| part.get("text")?.as_str());
-            texts.collect::<Vec<_>>().join(" ")
-        }
-        _ => String::new(),
-    }
-}
-
-/// Collapses whitespace runs (newlines included) and cuts to [`PREVIEW_CHARS`].
-fn one_line(text: &str) -> String {
-    let mut joined = String::new();
-    // A char is at most 4 bytes: past this length the cut below is certain.
-    for word in text.split_whitespace() {
-        if joined.len() > PREVIEW_CHARS * 4 {
-            break;
-        }
-        if !joined.is_empty() {
-            joined.push(' ');
-        }
-        joined.push_str(word);
-    }
-    if joined.chars().count() <= PREVIEW_CHARS {
-        return joined;
-    }
-    let mut cut: String = joined.chars().take(PREVIEW_CHARS - 1).collect();
-    cut.push('…');
-    cut
-}
-
-fn parse_result(object: &Map<String, Value>) -> AgentResult {
-    let subtype = string_field(object, "subtype").unwrap_or_default();
-    let denials = object.get("permission_denials").and_then(Value::as_array);
-    let mut denied_tools: Vec<String> = Vec::new();
-    for tool in denials.into_iter().flatten().filter_map(|d| d.get("tool_name")?.as_str()) {
-        if !denied_tools.iter().any(|seen| seen == tool) {
-            denied_tools.push(tool.to_owned());
-        }
-    }
-    AgentResult {
-        // A result line without `is_error` is judged by its subtype as the only hint left.
-        is_error: object.get("is_error").and_then(Value::as_bool).unwrap_or(subtype != "success"),
-        subtype,
-        num_turns: object.get("num_turns").and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok()),
-        total_cost_usd: object.get("total_cost_usd").and_then(Value::as_f64),
-        text: string_field(object, "result").unwrap_or_default(),
-        permission_denials: denials.map_or(0, Vec::len),
-        denied_tools,
-        terminal_reason: string_field(object, "terminal_reason"),
-        session_id: string_field(object, "session_id"),
-    }
 }
 
 /// Runs the agent to its end (exit, timeout or `cancel` turning true) and reports what
@@ -353,7 +226,8 @@ pub async fn run(
     let mut child = spawn(spec)?;
     let mut group = ProcessGroup::of(&child);
     tracing::debug!(program = %spec.program, pgid = group.pgid, "agent started");
-    let mut pump = Pump::new(&mut child, transcript, events);
+    feed_stdin(&mut child, spec.stdin.clone());
+    let mut pump = Pump::new(&mut child, transcript, profile::Reader::new(spec.kind), events);
     let stop = Stop { timeout: spec.timeout, kill_grace: spec.kill_grace, cancel };
     let end = pump.run(supervise(&mut child, group.pgid, stop)).await;
     let end = end.map_err(|source| io_error("cannot wait for the agent", source))?;
@@ -372,12 +246,24 @@ fn spawn(spec: &AgentSpec) -> Result<Child, AgentError> {
         .current_dir(&spec.cwd)
         .env_clear()
         .envs(spec.env.iter().map(|(name, value)| (name, value)))
-        .stdin(Stdio::null())
+        .stdin(if spec.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
     command.spawn().map_err(|error| spawn_error(spawn_message(&spec.program, &error)))
+}
+
+/// Writes `input` to the child's stdin from a task of its own (a program that reads late
+/// must not block the output pump), then closes it.
+fn feed_stdin(child: &mut Child, input: Option<String>) {
+    let (Some(mut stdin), Some(input)) = (child.stdin.take(), input) else { return };
+    tokio::spawn(async move {
+        // A program that exits without reading it all is its own business (EPIPE).
+        if let Err(error) = stdin.write_all(input.as_bytes()).await {
+            tracing::debug!(%error, "the agent did not read all of its stdin");
+        }
+    });
 }
 
 fn spawn_message(program: &str, error: &io::Error) -> String {
@@ -486,13 +372,14 @@ impl Pump {
     fn new(
         child: &mut Child,
         transcript: Transcript,
+        reader: profile::Reader,
         events: Option<mpsc::UnboundedSender<AgentEvent>>,
     ) -> Pump {
         Pump {
             lines: child.stdout.take().map(|out| LineReader::new(out, MAX_LINE_BYTES)),
             stderr: child.stderr.take(),
             stderr_tail: Tail::new(STDERR_TAIL_BYTES),
-            sink: Sink { transcript, events, session_id: None, result: None },
+            sink: Sink { transcript, reader, events, session_id: None, result: None },
         }
     }
 
@@ -541,7 +428,10 @@ impl Pump {
         }
     }
 
-    async fn finish(self, end: AgentEnd, duration: Duration) -> AgentRun {
+    async fn finish(mut self, end: AgentEnd, duration: Duration) -> AgentRun {
+        if let Some(event) = self.sink.reader.finish(end) {
+            self.sink.emit(event);
+        }
         let transcript_bytes = self.sink.transcript.finish().await;
         AgentRun {
             end,
@@ -571,6 +461,7 @@ async fn read_some(stream: &mut Option<ChildStderr>, chunk: &mut [u8]) -> io::Re
 /// Where parsed lines go: the transcript, the live channel and the run's summary.
 struct Sink {
     transcript: Transcript,
+    reader: profile::Reader,
     events: Option<mpsc::UnboundedSender<AgentEvent>>,
     session_id: Option<String>,
     result: Option<AgentResult>,
@@ -578,16 +469,19 @@ struct Sink {
 
 impl Sink {
     async fn line(&mut self, line: &[u8]) {
-        if line.trim_ascii().is_empty() {
-            return;
+        if !line.trim_ascii().is_empty() {
+            self.transcript.append(line).await;
         }
-        self.transcript.append(line).await;
-        for event in parse_events(line) {
-            self.observe(&event);
-            if let Some(events) = &self.events {
-                // A closed channel only means nobody watches live any more.
-                let _ = events.send(event);
-            }
+        for event in self.reader.line(line) {
+            self.emit(event);
+        }
+    }
+
+    fn emit(&mut self, event: AgentEvent) {
+        self.observe(&event);
+        if let Some(events) = &self.events {
+            // A closed channel only means nobody watches live any more.
+            let _ = events.send(event);
         }
     }
 
@@ -746,6 +640,11 @@ pub fn outcome(run: &AgentRun) -> AgentOutcome {
         let tools = result.denied_tools.clone();
         return AgentOutcome::PermissionDenied { count: result.permission_denials, tools };
     }
+    if result.is_error
+        && (result.terminal_reason.as_deref() == Some("api_error") || result.api_error_status.is_some())
+    {
+        return api_failure(result.api_error_status);
+    }
     match failure(run.end, result) {
         Some(reason) => AgentOutcome::Failed(reason),
         None => AgentOutcome::Success,
@@ -765,6 +664,18 @@ fn failure(end: AgentEnd, result: &AgentResult) -> Option<String> {
         AgentEnd::Exited(code) if code != 0 => Some(format!("the agent exited with code {code}{what}")),
         _ if reason.is_some() => Some(format!("the agent stopped early{what}")),
         _ => None,
+    }
+}
+
+/// A run the model API ended: waiting helps with rate limits, overload, server errors and
+/// no answer; any other status (400, 401, …) will not change by itself.
+fn api_failure(status: Option<u16>) -> AgentOutcome {
+    match status {
+        None | Some(408 | 429 | 500..=599) => AgentOutcome::ModelUnavailable { status },
+        Some(status @ (401 | 403)) => AgentOutcome::Failed(format!(
+            "the model API refused the credentials (HTTP {status}); check the API key in agent.env"
+        )),
+        Some(status) => AgentOutcome::Failed(format!("the model API rejected the request (HTTP {status})")),
     }
 }
 
@@ -793,10 +704,16 @@ impl AgentOutcome {
                 turns.map(|n| format!(" ({n})")).unwrap_or_default()
             ),
             AgentOutcome::PermissionDenied { count, tools } => format!(
-                "the agent was refused permission {count} time{}{}; allow the tools it needs in agent.args",
+                "the agent was refused permission {count} time{}{}; allow the tools it needs in agent.allowed_tools",
                 if *count == 1 { "" } else { "s" },
                 if tools.is_empty() { String::new() } else { format!(" ({})", tools.join(", ")) }
             ),
+            AgentOutcome::ModelUnavailable { status } => match status {
+                Some(status) => {
+                    format!("the model API is unavailable (HTTP {status}{})", status_words(*status))
+                }
+                None => "the model API could not be reached".to_owned(),
+            },
             AgentOutcome::Failed(reason) => reason.clone(),
             AgentOutcome::TimedOut(after) => {
                 format!("the agent did not finish in time and was stopped after {}", human_duration(*after))
@@ -807,12 +724,21 @@ impl AgentOutcome {
 
     /// True when running again as it is may well succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, AgentOutcome::NoResult(_))
+        matches!(self, AgentOutcome::NoResult(_) | AgentOutcome::ModelUnavailable { .. })
     }
 
     /// True only for [`AgentOutcome::Success`].
     pub fn is_success(&self) -> bool {
         matches!(self, AgentOutcome::Success)
+    }
+}
+
+fn status_words(status: u16) -> &'static str {
+    match status {
+        429 => " rate limited",
+        529 => " overloaded",
+        408 => " request timeout",
+        _ => " server error",
     }
 }
 
@@ -837,6 +763,8 @@ fn human_duration(duration: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use serde_json::Value;
 
     use std::future::Future;
 
@@ -865,10 +793,12 @@ mod tests {
             let mut extra = vec![("FAKE_CLAUDE_MODE".to_owned(), mode.to_owned())];
             extra.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
             AgentSpec {
+                kind: AgentKind::Claude,
                 program: FAKE.to_owned(),
-                args: build_args(PROMPT, 5, "", None, &[]),
+                args: claude::args(&Request { max_turns: 5, ..Request::new(PROMPT) }),
+                stdin: None,
                 cwd: self.path("work"),
-                env: agent_env(std::env::vars(), &extra),
+                env: agent_env(AgentKind::Claude, std::env::vars(), &extra),
                 timeout: Duration::from_secs(60),
                 kill_grace: Duration::from_secs(2),
                 transcript_path: self.path("logs/transcript.jsonl"),
@@ -1033,7 +963,7 @@ mod tests {
         assert_eq!(verdict, AgentOutcome::PermissionDenied { count: 2, tools });
         assert_eq!(
             verdict.reason(),
-            "the agent was refused permission 2 times (Write, Bash); allow the tools it needs in agent.args"
+            "the agent was refused permission 2 times (Write, Bash); allow the tools it needs in agent.allowed_tools"
         );
     }
 
@@ -1117,8 +1047,14 @@ mod tests {
                 .map(|(k, v)| (k.to_owned(), v.to_owned())),
         );
         let extra = [("FAKE_CLAUDE_LOG".to_owned(), log.clone())];
-        spec.env = agent_env(parent, &extra);
-        spec.args = build_args(PROMPT, 5, "claude-opus-4-1", Some("session-42"), &[]);
+        spec.env = agent_env(AgentKind::Claude, parent, &extra);
+        let request = Request {
+            max_turns: 5,
+            model: "claude-opus-4-1",
+            resume: Some("session-42"),
+            ..Request::new(PROMPT)
+        };
+        spec.args = claude::args(&request);
         let run = run(&spec, never_cancelled(), None).await.unwrap();
         assert_eq!(run.session_id.as_deref(), Some("session-42"));
         let written = std::fs::read_to_string(&log).unwrap();
@@ -1187,7 +1123,7 @@ mod tests {
         .map(|(k, v)| (k.to_owned(), v.to_owned()));
         let extra =
             [("PATH".to_owned(), "/opt/bin".to_owned()), ("FAKE_CLAUDE_MODE".to_owned(), "edit".to_owned())];
-        let env = agent_env(parent, &extra);
+        let env = agent_env(AgentKind::Claude, parent, &extra);
         let names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
         let expected = [
             "HOME",
@@ -1200,80 +1136,6 @@ mod tests {
         ];
         assert_eq!(names, expected);
         assert!(env.contains(&("PATH".to_owned(), "/opt/bin".to_owned())));
-    }
-
-    #[test]
-    fn build_args_always_passes_max_turns() {
-        let args = build_args("Do it", 50, "", None, &[]);
-        assert_eq!(args, ["-p", "Do it", "--output-format", "stream-json", "--verbose", "--max-turns", "50"]);
-        let extra = ["--permission-mode".to_owned(), "acceptEdits".to_owned()];
-        let args = build_args("Do it", 7, "opus", Some("abc"), &extra);
-        let tail =
-            ["--max-turns", "7", "--model", "opus", "--resume", "abc", "--permission-mode", "acceptEdits"];
-        assert_eq!(args[5..], tail);
-    }
-
-    #[test]
-    fn build_args_keeps_a_dash_prompt_from_looking_like_an_option() {
-        assert_eq!(build_args("--help me", 1, "", None, &[])[1], " --help me");
-    }
-
-    #[test]
-    fn parse_line_reads_the_known_types() {
-        let init = br#"{"type":"system","subtype":"init","session_id":"s1","model":"m","tools":[],"new":1}"#;
-        let init_event = AgentEvent::Init { session_id: Some("s1".into()), model: Some("m".into()) };
-        assert_eq!(parse_line(init), init_event);
-        let retry = br#"{"type":"system","subtype":"api_retry","attempt":2}"#;
-        assert_eq!(parse_line(retry), AgentEvent::Other("system/api_retry".into()));
-        let tool = br#"{"type":"assistant","message":{"content":[{"type":"tool_use","name":"Bash","input":{"command":"cargo\ntest"}}]}}"#;
-        assert_eq!(
-            parse_line(tool),
-            AgentEvent::ToolUse { name: "Bash".into(), summary: "Bash cargo test".into() }
-        );
-        let result = br#"{"type":"user","message":{"content":[{"type":"tool_result","content":[{"type":"text","text":"ok"}],"is_error":true}]}}"#;
-        assert_eq!(parse_line(result), AgentEvent::ToolResult { is_error: true, preview: "ok".into() });
-        assert_eq!(
-            parse_line(br#"{"type":"stream_event","event":{}}"#),
-            AgentEvent::Other("stream_event".into())
-        );
-        assert_eq!(parse_line(b"\xff\xfe{"), AgentEvent::Unparsable);
-        assert_eq!(parse_line(b"[1]"), AgentEvent::Unparsable);
-    }
-
-    #[test]
-    fn parse_events_splits_content_blocks() {
-        let line = br#"{"type":"assistant","message":{"content":[{"type":"text","text":"Hi"},{"type":"tool_use","name":"Read","input":{}}]}}"#;
-        let events = parse_events(line);
-        let tool = AgentEvent::ToolUse { name: "Read".into(), summary: "Read".into() };
-        assert_eq!(events, [AgentEvent::AssistantText("Hi".into()), tool]);
-    }
-
-    #[test]
-    fn summaries_are_one_short_line() {
-        let long = format!(
-            r#"{{"type":"assistant","message":{{"content":[{{"type":"tool_use","name":"Grep","input":{{"pattern":"{}"}}}}]}}}}"#,
-            "é".repeat(500)
-        );
-        let AgentEvent::ToolUse { summary, .. } = parse_line(long.as_bytes()) else {
-            panic!("not a tool use")
-        };
-        assert_eq!(summary.chars().count(), PREVIEW_CHARS);
-        assert!(summary.starts_with("Grep éé") && summary.ends_with('…'));
-    }
-
-    #[test]
-    fn result_fields_are_optional() {
-        let AgentEvent::Result(result) =
-            parse_line(br#"{"type":"result","subtype":"error_during_execution"}"#)
-        else {
-            panic!("not a result")
-        };
-        let expected = AgentResult {
-            subtype: "error_during_execution".into(),
-            is_error: true,
-            ..AgentResult::default()
-        };
-        assert_eq!(result, expected);
     }
 
     fn finished(end: AgentEnd, result: AgentResult) -> AgentRun {
@@ -1308,6 +1170,31 @@ mod tests {
         assert_eq!(early, AgentOutcome::Failed("the agent stopped early (api_error)".into()));
         let killed = outcome(&finished(AgentEnd::Signalled(9), success()));
         assert_eq!(killed, AgentOutcome::Failed("the agent was killed by signal 9".into()));
+    }
+
+    #[test]
+    fn model_api_errors_are_transient_only_when_waiting_helps() {
+        let api_error = |status: Option<u16>| {
+            let result = AgentResult {
+                is_error: true,
+                terminal_reason: Some("api_error".into()),
+                api_error_status: status,
+                ..success()
+            };
+            outcome(&finished(AgentEnd::Exited(1), result))
+        };
+        for status in [429, 500, 502, 529] {
+            let verdict = api_error(Some(status));
+            assert_eq!(verdict, AgentOutcome::ModelUnavailable { status: Some(status) });
+            assert!(verdict.is_transient(), "{status}");
+        }
+        assert_eq!(api_error(Some(529)).reason(), "the model API is unavailable (HTTP 529 overloaded)");
+        assert_eq!(api_error(None).reason(), "the model API could not be reached");
+        assert!(api_error(None).is_transient());
+        let rejected = api_error(Some(400));
+        assert_eq!(rejected, AgentOutcome::Failed("the model API rejected the request (HTTP 400)".into()));
+        assert!(!rejected.is_transient());
+        assert!(api_error(Some(401)).reason().contains("check the API key in agent.env"));
     }
 
     #[test]

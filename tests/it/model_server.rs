@@ -57,6 +57,8 @@ pub enum Behaviour {
     Status(u16),
     /// Headers and `message_start`, then nothing, forever.
     Stall,
+    /// The first `times` agent-loop requests fail with `status`; then `then` answers.
+    FailFirst { status: u16, times: usize, then: Box<Behaviour> },
 }
 
 /// One request the server received.
@@ -71,6 +73,8 @@ pub struct Recorded {
 struct Shared {
     behaviour: Option<Behaviour>,
     requests: Vec<Recorded>,
+    /// Agent-loop requests failed on purpose so far (`Behaviour::FailFirst`).
+    failed: usize,
 }
 
 /// A running scripted model server.
@@ -89,7 +93,7 @@ impl Drop for ModelServer {
 
 impl ModelServer {
     pub async fn start(behaviour: Behaviour) -> ModelServer {
-        let shared = Arc::new(Mutex::new(Shared { behaviour: Some(behaviour), requests: Vec::new() }));
+        let shared = Arc::new(Mutex::new(Shared { behaviour: Some(behaviour), ..Shared::default() }));
         let app = Router::new().fallback(answer).with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -120,7 +124,14 @@ async fn answer(State(shared): State<Arc<Mutex<Shared>>>, request: Request) -> R
         let mut shared = shared.lock().unwrap();
         let recorded = Recorded { method: parts.method.to_string(), path: path.clone(), body: body.clone() };
         shared.requests.push(recorded);
-        shared.behaviour.clone().unwrap()
+        match shared.behaviour.clone().unwrap() {
+            Behaviour::FailFirst { status, times, then } if has_tools(&body) => {
+                shared.failed += 1;
+                if shared.failed <= times { Behaviour::Status(status) } else { *then }
+            }
+            Behaviour::FailFirst { then, .. } => *then,
+            behaviour => behaviour,
+        }
     };
     if parts.method != Method::POST || !path.starts_with("/v1/messages") {
         return (StatusCode::NOT_FOUND, "the scripted model server only answers /v1/messages")
@@ -132,6 +143,7 @@ async fn answer(State(shared): State<Arc<Mutex<Shared>>>, request: Request) -> R
     match behaviour {
         Behaviour::Status(status) => error(status),
         Behaviour::Stall => stalled(&body),
+        Behaviour::FailFirst { .. } => unreachable!("resolved above"),
         Behaviour::Script(turns) => {
             // Side requests (titles, summaries) offer no tools and do not advance the script.
             let turn = if has_tools(&body) {
