@@ -9,6 +9,7 @@ use crate::executor::{BRANCH, bare_remote, remote_file};
 use crate::fake_forge::{Dialect, FakeForge};
 use crate::harness::*;
 use crate::model_server::{Behaviour, ModelServer, Turn};
+use crate::real_codex::{codex_binary, codex_env};
 
 const LONG: Duration = Duration::from_secs(90);
 const VERSION: &str = "2.1.330";
@@ -42,38 +43,64 @@ pub fn claude_env(home: &Path, model: &ModelServer) -> Vec<(String, String)> {
     .to_vec()
 }
 
+/// The agent program a test runs.
+pub enum Cli {
+    Claude,
+    Codex,
+    /// `kind = "command"` with this program and `agent.prompt_via`.
+    Script {
+        path: PathBuf,
+        prompt_via: &'static str,
+    },
+}
+
 /// What a test changes about the run.
-struct Options {
-    dialect: Dialect,
-    max_turns: u32,
-    timeout_secs: u64,
-    max_attempts: u32,
+pub struct Options {
+    pub dialect: Dialect,
+    pub cli: Cli,
+    pub max_turns: u32,
+    pub timeout_secs: u64,
+    pub max_attempts: u32,
     /// `agent.args`.
-    args: Vec<String>,
+    pub args: Vec<String>,
     /// `agent.allowed_tools`.
-    allowed_tools: Vec<String>,
+    pub allowed_tools: Vec<String>,
 }
 
 impl Options {
-    fn new(dialect: Dialect) -> Options {
+    /// The real Claude Code CLI with file edits and Bash allowed.
+    pub fn new(dialect: Dialect) -> Options {
         let args = ["--permission-mode", "acceptEdits", "--allowedTools", "Bash"].map(String::from).to_vec();
-        Options { dialect, max_turns: 10, timeout_secs: 60, max_attempts: 3, args, allowed_tools: Vec::new() }
+        Options {
+            dialect,
+            cli: Cli::Claude,
+            max_turns: 10,
+            timeout_secs: 60,
+            max_attempts: 3,
+            args,
+            allowed_tools: Vec::new(),
+        }
+    }
+
+    /// Another agent program, with no `agent.args`.
+    pub fn with_cli(dialect: Dialect, cli: Cli) -> Options {
+        Options { cli, args: Vec::new(), ..Options::new(dialect) }
     }
 }
 
-/// forgehand with the real CLI, a fake forge with issue 42, a bare remote and a model.
-struct World {
-    app: TestApp,
-    forge: FakeForge,
-    model: ModelServer,
-    remote: PathBuf,
-    data: PathBuf,
-    repo: &'static str,
+/// forgehand with a real agent CLI, a fake forge with issue 42, a bare remote and a model.
+pub struct World {
+    pub app: TestApp,
+    pub forge: FakeForge,
+    pub model: ModelServer,
+    pub remote: PathBuf,
+    pub data: PathBuf,
+    pub repo: &'static str,
     dialect: Dialect,
 }
 
 impl World {
-    async fn start(options: Options, behaviour: Behaviour) -> World {
+    pub async fn start(options: Options, behaviour: Behaviour) -> World {
         let dir = tempfile::tempdir().unwrap();
         let model = ModelServer::start(behaviour).await;
         let (forge, repo, name) = match options.dialect {
@@ -95,8 +122,14 @@ impl World {
         forge.set_permission(repo, &forge.bot_login(), "admin");
         let home = dir.path().join("home");
         std::fs::create_dir_all(&home).unwrap();
-        let env: Vec<String> =
-            claude_env(&home, &model).iter().map(|(k, v)| format!("{k} = \"{v}\"")).collect();
+        let (kind, command, env, prompt_via) = match options.cli {
+            Cli::Claude => ("claude", claude_binary(), claude_env(&home, &model), "stdin"),
+            Cli::Codex => ("codex", codex_binary(), codex_env(&home, &model), "stdin"),
+            Cli::Script { path, prompt_via } => {
+                ("command", path, vec![("HOME".to_owned(), home.display().to_string())], prompt_via)
+            }
+        };
+        let env: Vec<String> = env.iter().map(|(k, v)| format!("{k} = \"{v}\"")).collect();
         let data = dir.path().join("data");
         let config = format!(
             r#"
@@ -115,7 +148,9 @@ poll_interval_secs = 1
 retry_base_secs = 1
 shutdown_grace_secs = 1
 [agent]
+kind = "{kind}"
 command = "{command}"
+prompt_via = "{prompt_via}"
 args = {args:?}
 allowed_tools = {allowed_tools:?}
 max_turns = {max_turns}
@@ -130,7 +165,7 @@ author_email = "forgehand@test"
             max_attempts = options.max_attempts,
             args = options.args,
             allowed_tools = options.allowed_tools,
-            command = claude_binary().display(),
+            command = command.display(),
             max_turns = options.max_turns,
             env = env.join(", "),
             forge = forge.config_toml(name),
@@ -139,7 +174,7 @@ author_email = "forgehand@test"
         World { app, forge, model, remote, data, repo, dialect: options.dialect }
     }
 
-    async fn deliver_label(&self) -> i64 {
+    pub async fn deliver_label(&self) -> i64 {
         let (forge, delivery) = match self.dialect {
             Dialect::Github => ("github", Delivery::github("issues", fixture("github/issues_labeled.json"))),
             Dialect::Gitea => (
@@ -153,7 +188,7 @@ author_email = "forgehand@test"
     }
 
     /// Task `id` once it ended and its labels settled on the forge.
-    async fn finished(&self, id: i64) -> forgehand::db::entities::tasks::Model {
+    pub async fn finished(&self, id: i64) -> forgehand::db::entities::tasks::Model {
         let task =
             self.app.wait_task(id, LONG, |t| !["queued", "running"].contains(&t.status.as_str())).await;
         let (repo, wanted) =
@@ -172,12 +207,12 @@ author_email = "forgehand@test"
         task
     }
 
-    fn bot_comments(&self) -> Vec<String> {
+    pub fn bot_comments(&self) -> Vec<String> {
         let bot = self.forge.bot_login();
         self.forge.comments(self.repo, 42).into_iter().filter(|c| c.user == bot).map(|c| c.body).collect()
     }
 
-    fn transcript(&self, id: i64) -> Vec<serde_json::Value> {
+    pub fn transcript(&self, id: i64) -> Vec<serde_json::Value> {
         let path = self.data.join("transcripts").join(format!("task-{id}.jsonl"));
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
@@ -490,7 +525,16 @@ fn two_part_script() -> Vec<Turn> {
 
 /// Runs the label task, then a review on its pull request; `between` runs in between.
 async fn follow_up(between: impl FnOnce(&World)) -> (World, [forgehand::db::entities::tasks::Model; 2]) {
-    let world = World::start(Options::new(Dialect::Github), Behaviour::Script(two_part_script())).await;
+    follow_up_with(Options::new(Dialect::Github), two_part_script(), between).await
+}
+
+/// Runs the label task, then a review on its pull request, with `script` across both.
+pub async fn follow_up_with(
+    options: Options,
+    script: Vec<Turn>,
+    between: impl FnOnce(&World),
+) -> (World, [forgehand::db::entities::tasks::Model; 2]) {
+    let world = World::start(options, Behaviour::Script(script)).await;
     let first = world.finished(world.deliver_label().await).await;
     assert_eq!(first.status, "done", "{first:?}");
     between(&world);

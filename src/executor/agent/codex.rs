@@ -100,7 +100,12 @@ impl Reader {
             subtype: if failure.is_some() { "turn_failed" } else { "success" }.to_owned(),
             is_error: failure.is_some(),
             text: failure.map_or_else(|| self.last_message.clone(), str::to_owned),
-            terminal_reason: failure.is_none().then(|| "completed".to_owned()),
+            // The failure's message goes into the reason that is posted: it comes from the
+            // model API or Codex itself, never from the repository.
+            terminal_reason: Some(match failure {
+                Some(message) => one_line(&format!("turn_failed: {message}")),
+                None => "completed".to_owned(),
+            }),
             session_id: self.session_id.clone(),
             ..AgentResult::default()
         }
@@ -162,6 +167,7 @@ mod tests {
         let [AgentEvent::Result(result)] = events.as_slice() else { panic!("{events:?}") };
         assert!(result.is_error);
         assert_eq!((result.subtype.as_str(), result.text.as_str()), ("turn_failed", "stream disconnected"));
+        assert_eq!(result.terminal_reason.as_deref(), Some("turn_failed: stream disconnected"));
         assert_eq!(reader.line(b"not json"), [AgentEvent::Unparsable]);
     }
 }
