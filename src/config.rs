@@ -663,6 +663,22 @@ mod tests {
     }
 
     #[test]
+    fn agent_profiles_and_allowed_tools() {
+        let settings = load("", &[]).unwrap();
+        assert_eq!((settings.agent.kind, settings.agent.prompt_via), (AgentKind::Claude, PromptVia::Stdin));
+        let tools = [("FORGEHAND__AGENT__ALLOWED_TOOLS", "Edit,Bash(cargo:*)")];
+        assert_eq!(load("", &tools).unwrap().agent.allowed_tools, ["Edit", "Bash(cargo:*)"]);
+        let command =
+            load("[agent]\nkind = \"command\"\ncommand = \"aider\"\nprompt_via = \"arg\"\n", &[]).unwrap();
+        assert_eq!((command.agent.kind, command.agent.prompt_via), (AgentKind::Command, PromptVia::Arg));
+        let err =
+            load("[agent]\nkind = \"codex\"\nallowed_tools = [\"Bash\"]\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("agent.allowed_tools: only kind = \"claude\" supports it"), "{err}");
+        let err = load("[agent]\nkind = \"gemini\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("gemini") && err.contains("agent.kind"), "{err}");
+    }
+
+    #[test]
     fn agent_env_keeps_the_case_of_its_names() {
         let settings = load("[agent]\nenv = { ANTHROPIC_BASE_URL = \"http://127.0.0.1:9\" }\n", &[]).unwrap();
         assert_eq!(settings.agent.env["ANTHROPIC_BASE_URL"], "http://127.0.0.1:9");

@@ -712,7 +712,7 @@ impl AgentOutcome {
                 Some(status) => {
                     format!("the model API is unavailable (HTTP {status}{})", status_words(*status))
                 }
-                None => "the model API could not be reached".to_owned(),
+                None => "the model API is unavailable or could not be reached".to_owned(),
             },
             AgentOutcome::Failed(reason) => reason.clone(),
             AgentOutcome::TimedOut(after) => {
@@ -1104,6 +1104,19 @@ mod tests {
     }
 
     #[test]
+    fn each_kind_sees_only_its_own_provider() {
+        let parent =
+            [("PATH", "/usr/bin"), ("ANTHROPIC_API_KEY", "a"), ("OPENAI_API_KEY", "o"), ("CODEX_HOME", "/c")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let names = |kind| -> Vec<String> {
+            agent_env(kind, parent.clone(), &[]).into_iter().map(|(k, _)| k).collect()
+        };
+        assert_eq!(names(AgentKind::Claude), ["PATH", "ANTHROPIC_API_KEY"]);
+        assert_eq!(names(AgentKind::Codex), ["PATH", "OPENAI_API_KEY", "CODEX_HOME"]);
+        assert_eq!(names(AgentKind::Command), ["PATH"]);
+    }
+
+    #[test]
     fn agent_env_keeps_only_what_the_agent_needs() {
         let parent = [
             ("PATH", "/usr/bin"),
@@ -1189,7 +1202,7 @@ mod tests {
             assert!(verdict.is_transient(), "{status}");
         }
         assert_eq!(api_error(Some(529)).reason(), "the model API is unavailable (HTTP 529 overloaded)");
-        assert_eq!(api_error(None).reason(), "the model API could not be reached");
+        assert_eq!(api_error(None).reason(), "the model API is unavailable or could not be reached");
         assert!(api_error(None).is_transient());
         let rejected = api_error(Some(400));
         assert_eq!(rejected, AgentOutcome::Failed("the model API rejected the request (HTTP 400)".into()));

@@ -178,13 +178,35 @@ async fn a_codex_follow_up_whose_thread_is_gone_starts_afresh() {
 }
 
 #[tokio::test]
-async fn a_failed_codex_turn_fails_the_task_with_its_message() {
+async fn a_rejected_codex_request_fails_at_once() {
     let world = World::start(codex_options(Dialect::Gitea), Behaviour::Status(400)).await;
     let task = world.finished(world.deliver_label().await).await;
     assert_eq!((task.status.as_str(), task.attempt), ("failed", 1), "{task:?}");
-    let error = task.error.as_deref().unwrap();
-    assert!(error.starts_with("the agent reported an error (turn_failed: "), "{error}");
-    assert!(error.contains("scripted 400"), "the model API's message is kept: {error}");
-    assert!(world.bot_comments()[0].contains("turn_failed"), "{:?}", world.bot_comments());
+    // Codex passes a 400's body on without its status: the body's message is the reason.
+    let reason = "the agent reported an error (turn_failed: scripted: scripted 400)";
+    assert_eq!(task.error.as_deref(), Some(reason));
+    assert!(world.bot_comments()[0].contains(reason), "{:?}", world.bot_comments());
+    let failed = world.transcript(task.id).pop().unwrap();
+    assert_eq!(failed["type"], "turn.failed");
+    assert!(failed["error"]["message"].as_str().unwrap().contains("scripted 400"), "{failed}");
     assert!(world.forge.pulls(world.repo).is_empty());
+}
+
+#[tokio::test]
+async fn an_overloaded_model_under_codex_is_retried_by_forgehand_then_reported() {
+    let mut options = codex_options(Dialect::Github);
+    options.max_attempts = 2;
+    let world = World::start(options, Behaviour::Status(529)).await;
+    let task = world.finished(world.deliver_label().await).await;
+    assert_eq!((task.status.as_str(), task.attempt), ("failed", 2), "{task:?}");
+    let reason = "the model API is unavailable (HTTP 529 overloaded) (gave up after 2 attempts)";
+    assert_eq!(task.error.as_deref(), Some(reason));
+    assert_eq!(
+        world.model.turn_requests().len(),
+        2,
+        "one model call per attempt: Codex's own retries are off"
+    );
+    assert!(world.bot_comments()[0].contains(reason), "{:?}", world.bot_comments());
+    let comments = world.bot_comments().concat();
+    assert!(!comments.contains("127.0.0.1"), "the model API's address is not posted: {comments}");
 }

@@ -96,20 +96,58 @@ impl Reader {
     }
 
     fn result(&self, failure: Option<&str>) -> AgentResult {
-        AgentResult {
-            subtype: if failure.is_some() { "turn_failed" } else { "success" }.to_owned(),
-            is_error: failure.is_some(),
-            text: failure.map_or_else(|| self.last_message.clone(), str::to_owned),
-            // The failure's message goes into the reason that is posted: it comes from the
-            // model API or Codex itself, never from the repository.
-            terminal_reason: Some(match failure {
-                Some(message) => one_line(&format!("turn_failed: {message}")),
-                None => "completed".to_owned(),
-            }),
+        let mut result = AgentResult {
+            subtype: "success".to_owned(),
+            text: self.last_message.clone(),
+            terminal_reason: Some("completed".to_owned()),
             session_id: self.session_id.clone(),
             ..AgentResult::default()
+        };
+        if let Some(message) = failure {
+            let message = api_message(message).unwrap_or_else(|| without_url(message).to_owned());
+            let message = message.as_str();
+            result.subtype = "turn_failed".to_owned();
+            result.is_error = true;
+            result.text = message.to_owned();
+            result.api_error_status = http_status(message);
+            // The message comes from the model API or Codex itself, never from the
+            // repository: it may go into the reason that is posted.
+            let api = result.api_error_status.is_some() || message.contains(HIGH_DEMAND);
+            result.terminal_reason =
+                Some(if api { "api_error".to_owned() } else { one_line(&format!("turn_failed: {message}")) });
         }
+        result
     }
+}
+
+/// What Codex says when the model API answered 5xx (it names no status then).
+const HIGH_DEMAND: &str = "experiencing high demand";
+
+/// The message without the `, url: …` Codex appends: the endpoint is configuration and
+/// has no place in a comment.
+fn without_url(message: &str) -> &str {
+    message.split(", url: ").next().unwrap_or(message).trim()
+}
+
+/// The `error.message` of a model API error body that Codex passes on as it is (it does
+/// for a 400), e.g. `{"error": {"message": "…", "type": "invalid_request_error"}}`.
+fn api_message(message: &str) -> Option<String> {
+    let body: Value = serde_json::from_str(message).ok()?;
+    let error = body.get("error")?;
+    let text = error.get("message")?.as_str()?;
+    Some(match error.get("type").and_then(Value::as_str) {
+        Some(kind) => format!("{kind}: {text}"),
+        None => text.to_owned(),
+    })
+}
+
+/// The HTTP status a failure message names: `last status: 429 Too Many Requests`,
+/// `unexpected status 400 Bad Request: …`.
+fn http_status(message: &str) -> Option<u16> {
+    let (_, rest) = message.split_once("status")?;
+    let digits: String =
+        rest.trim_start_matches([':', ' ']).chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok().filter(|status| (100..600).contains(status))
 }
 
 fn str_field<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
@@ -169,5 +207,34 @@ mod tests {
         assert_eq!((result.subtype.as_str(), result.text.as_str()), ("turn_failed", "stream disconnected"));
         assert_eq!(result.terminal_reason.as_deref(), Some("turn_failed: stream disconnected"));
         assert_eq!(reader.line(b"not json"), [AgentEvent::Unparsable]);
+    }
+
+    #[test]
+    fn model_api_failures_carry_their_status_and_no_url() {
+        let failed = |message: &str| {
+            let line = serde_json::json!({"type": "turn.failed", "error": {"message": message}}).to_string();
+            match Reader::default().line(line.as_bytes()).pop() {
+                Some(AgentEvent::Result(result)) => result,
+                other => panic!("{other:?}"),
+            }
+        };
+        let limited = failed("exceeded retry limit, last status: 429 Too Many Requests");
+        assert_eq!(
+            (limited.api_error_status, limited.terminal_reason.as_deref()),
+            (Some(429), Some("api_error"))
+        );
+        let rejected =
+            failed("unexpected status 400 Bad Request: bad input, url: http://gateway.internal/v1/responses");
+        assert_eq!(rejected.api_error_status, Some(400));
+        assert_eq!(rejected.text, "unexpected status 400 Bad Request: bad input");
+        let body =
+            failed(r#"{"error":{"message":"Unsupported parameter: 'x'","type":"invalid_request_error"}}"#);
+        assert_eq!(
+            body.terminal_reason.as_deref(),
+            Some("turn_failed: invalid_request_error: Unsupported parameter: 'x'")
+        );
+        let busy =
+            failed("We\u{2019}re currently experiencing high demand, which may cause temporary errors.");
+        assert_eq!((busy.api_error_status, busy.terminal_reason.as_deref()), (None, Some("api_error")));
     }
 }
