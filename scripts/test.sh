@@ -11,7 +11,7 @@ missing=()
 ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1 || missing+=(postgresql)
 command -v python3 >/dev/null || missing+=(python3)
 [ -x /usr/bin/chromium ] || missing+=(chromium)   # the dashboard's browser tests
-# npm fetches playwright-core and the pinned Claude Code CLI (a native binary).
+# npm fetches playwright-core and the pinned Claude Code and Codex CLIs (native binaries).
 command -v npm >/dev/null || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
@@ -28,6 +28,12 @@ fi
 if [ ! -x tests/claude/node_modules/@anthropic-ai/claude-code-linux-x64/claude ]; then
   echo "== installing the pinned Claude Code CLI (tests/claude)"
   (cd tests/claude && npm ci --no-audit --no-fund --ignore-scripts)
+fi
+
+# The pinned OpenAI Codex CLI that tests/it/real_codex.rs runs (versions in tests/codex/).
+if [ ! -x tests/codex/node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex ]; then
+  echo "== installing the pinned Codex CLI (tests/codex)"
+  (cd tests/codex && npm ci --no-audit --no-fund --ignore-scripts)
 fi
 
 echo "== tests on SQLite"

@@ -19,8 +19,11 @@ pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
 const ENV_PREFIX: &str = "FORGEHAND__";
 const FORGE_ENV_PREFIX: &str = "FORGEHAND__FORGES__";
 /// Environment variables holding comma-separated lists, and their keys.
-const LIST_ENV_KEYS: &[(&str, &str)] =
-    &[("FORGEHAND__TRIGGER__REPOS", "trigger.repos"), ("FORGEHAND__AGENT__ARGS", "agent.args")];
+const LIST_ENV_KEYS: &[(&str, &str)] = &[
+    ("FORGEHAND__TRIGGER__REPOS", "trigger.repos"),
+    ("FORGEHAND__AGENT__ARGS", "agent.args"),
+    ("FORGEHAND__AGENT__ALLOWED_TOOLS", "agent.allowed_tools"),
+];
 
 /// Everything forgehand can be configured with. See `docs/configuration.md`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -169,10 +172,12 @@ pub struct ExecutorSettings {
     pub sweep_interval_secs: u64,
 }
 
-/// `[agent]`: the Claude Code CLI invocation.
+/// `[agent]`: the coding agent CLI and how it is run (see docs/agents.md).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentSettings {
+    /// Which CLI `command` is: how its arguments are built and its output is read.
+    pub kind: AgentKind,
     pub command: String,
     pub args: Vec<String>,
     pub model: String,
@@ -180,6 +185,31 @@ pub struct AgentSettings {
     /// Extra variables for the agent's environment; values may be keys, so they are masked.
     #[serde(serialize_with = "serialize_env")]
     pub env: std::collections::BTreeMap<String, String>,
+    /// Tools the agent may use without asking (Claude Code: `--allowedTools`).
+    pub allowed_tools: Vec<String>,
+    /// How a `kind = "command"` program gets the prompt.
+    pub prompt_via: PromptVia,
+}
+
+/// The agent CLIs forgehand knows how to drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentKind {
+    /// Claude Code: `claude -p … --output-format stream-json`.
+    Claude,
+    /// OpenAI Codex CLI: `codex exec --json …`.
+    Codex,
+    /// Any program: the prompt on stdin or as the last argument, plain text out.
+    Command,
+}
+
+/// Where a `kind = "command"` program reads the prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PromptVia {
+    Stdin,
+    /// As the last argument, after `agent.args`.
+    Arg,
 }
 
 /// `[labels]`: the status labels forgehand sets on issues.
@@ -400,7 +430,13 @@ impl Settings {
             }
         }
         if self.agent.command.trim().is_empty() {
-            problems.push("agent.command: must name the Claude Code CLI program, e.g. \"claude\"".into());
+            problems.push("agent.command: must name the agent program, e.g. \"claude\"".into());
+        }
+        if self.agent.kind != AgentKind::Claude && !self.agent.allowed_tools.is_empty() {
+            problems.push(format!(
+                "agent.allowed_tools: only kind = \"claude\" supports it, not {:?}; grant permissions in agent.args",
+                self.agent.kind
+            ));
         }
     }
 
@@ -624,6 +660,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("gitlab"), "{err}");
+    }
+
+    #[test]
+    fn agent_profiles_and_allowed_tools() {
+        let settings = load("", &[]).unwrap();
+        assert_eq!((settings.agent.kind, settings.agent.prompt_via), (AgentKind::Claude, PromptVia::Stdin));
+        let tools = [("FORGEHAND__AGENT__ALLOWED_TOOLS", "Edit,Bash(cargo:*)")];
+        assert_eq!(load("", &tools).unwrap().agent.allowed_tools, ["Edit", "Bash(cargo:*)"]);
+        let command =
+            load("[agent]\nkind = \"command\"\ncommand = \"aider\"\nprompt_via = \"arg\"\n", &[]).unwrap();
+        assert_eq!((command.agent.kind, command.agent.prompt_via), (AgentKind::Command, PromptVia::Arg));
+        let err =
+            load("[agent]\nkind = \"codex\"\nallowed_tools = [\"Bash\"]\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("agent.allowed_tools: only kind = \"claude\" supports it"), "{err}");
+        let err = load("[agent]\nkind = \"gemini\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("gemini") && err.contains("agent.kind"), "{err}");
     }
 
     #[test]

@@ -1,10 +1,20 @@
-//! The agent process: the Claude Code CLI (or a stand-in) run in a worktree.
+//! The agent process: a coding agent CLI (Claude Code, Codex, any program) run in a
+//! worktree. What differs between CLIs lives in [`profile`] and its modules.
 //!
 //! [`run`] starts the program in its own process group with a scrubbed environment,
-//! reads its `stream-json` output line by line as it arrives (into a capped transcript
-//! file and an optional live event channel), and stops the whole group on timeout, on
-//! cancellation and after the program exits. [`outcome`] turns the finished run into a
-//! verdict with a reason that is safe to post on an issue.
+//! reads its output line by line as it arrives (into a capped transcript file and an
+//! optional live event channel), and stops the whole group on timeout, on cancellation
+//! and after the program exits. [`outcome`] turns the finished run into a verdict with a
+//! reason that is safe to post on an issue.
+
+pub mod claude;
+pub mod codex;
+pub mod command;
+pub mod profile;
+pub mod verdict;
+
+pub use profile::{Launch, Request, launch};
+pub use verdict::{AgentOutcome, outcome, resume_refused};
 
 use std::io;
 use std::os::unix::process::ExitStatusExt;
@@ -12,11 +22,12 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value};
 use tokio::fs::{File, OpenOptions};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 use tokio::sync::{mpsc, watch};
+
+use crate::config::AgentKind;
 
 /// Longest stdout line kept in memory; the rest of a longer line is dropped.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
@@ -24,8 +35,6 @@ pub const MAX_LINE_BYTES: usize = 1 << 20;
 pub const STDERR_TAIL_BYTES: usize = 64 << 10;
 /// How long output is still read after the process group was stopped.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(5);
-/// Longest summary or preview carried by an [`AgentEvent`], in characters.
-const PREVIEW_CHARS: usize = 200;
 
 /// Variables passed to the agent by exact name.
 const PASS_NAMES: &[&str] = &[
@@ -49,14 +58,19 @@ const PASS_NAMES: &[&str] = &[
     "https_proxy",
     "no_proxy",
 ];
-/// Variables passed to the agent by prefix.
-const PASS_PREFIXES: &[&str] = &["ANTHROPIC_", "CLAUDE_"];
+/// Prefixes of a model provider's variables: passed whole to a CLI that takes them, even
+/// with `SECRET` in the name.
+const PROVIDER_PREFIXES: &[&str] = &["ANTHROPIC_", "OPENAI_"];
 
-/// What to run. `program` + `args` exactly ([`build_args`] produces `args`).
+/// What to run. `program` + `args` exactly ([`launch`] produces `args` and `stdin`).
 #[derive(Debug, Clone)]
 pub struct AgentSpec {
+    /// Which CLI this is: decides how its output is read.
+    pub kind: AgentKind,
     pub program: String,
     pub args: Vec<String>,
+    /// Written to the program's stdin, which is then closed; `None`: `/dev/null`.
+    pub stdin: Option<String>,
     pub cwd: PathBuf,
     /// The whole environment of the agent (see [`agent_env`]); nothing else is inherited.
     pub env: Vec<(String, String)>,
@@ -106,6 +120,8 @@ pub struct AgentResult {
     pub denied_tools: Vec<String>,
     /// `terminal_reason` when present, e.g. `completed`, `max_turns`, `api_error`.
     pub terminal_reason: Option<String>,
+    /// The HTTP status of the model API's last failed answer (`api_error_status`).
+    pub api_error_status: Option<u16>,
     pub session_id: Option<String>,
 }
 
@@ -132,24 +148,6 @@ pub enum AgentEvent {
     Unparsable,
 }
 
-/// The verdict on a finished run.
-#[derive(Debug, Clone, PartialEq)]
-pub enum AgentOutcome {
-    Success,
-    /// No result line: the CLI crashed or was killed. Worth retrying.
-    NoResult(AgentEnd),
-    MaxTurns {
-        turns: Option<u32>,
-    },
-    PermissionDenied {
-        count: usize,
-        tools: Vec<String>,
-    },
-    Failed(String),
-    TimedOut(Duration),
-    Cancelled,
-}
-
 /// Why the agent could not be run at all.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -163,42 +161,18 @@ pub enum AgentError {
     },
 }
 
-/// Builds the argv after the program: `-p <prompt> --output-format stream-json --verbose
-/// --max-turns <n>`, then `--model` if non-empty, `--resume` if given, then `extra`.
-pub fn build_args(
-    prompt: &str,
-    max_turns: u32,
-    model: &str,
-    resume: Option<&str>,
-    extra: &[String],
-) -> Vec<String> {
-    // The CLI's option parser would take a prompt starting with `-` for an option.
-    let prompt = if prompt.starts_with('-') { format!(" {prompt}") } else { prompt.to_owned() };
-    let mut args = vec!["-p".to_owned(), prompt];
-    for arg in ["--output-format", "stream-json", "--verbose", "--max-turns"] {
-        args.push(arg.to_owned());
-    }
-    args.push(max_turns.to_string());
-    if !model.is_empty() {
-        args.extend(["--model".to_owned(), model.to_owned()]);
-    }
-    if let Some(session) = resume {
-        args.extend(["--resume".to_owned(), session.to_owned()]);
-    }
-    args.extend(extra.iter().cloned());
-    args
-}
-
 /// The agent's whole environment: the allowed variables of `parent_env` (locale, paths,
-/// proxies, `ANTHROPIC_*`, `CLAUDE_*`, …), then `extra` (config `agent.env`), which wins.
-/// Forge tokens, `FORGEHAND_*` and names containing `SECRET` or `PASSWORD` (outside
-/// `ANTHROPIC_*`) are never passed on from the parent.
+/// proxies, and the CLI's own prefixes, e.g. `ANTHROPIC_*` and `CLAUDE_*` for Claude
+/// Code), then `extra` (config `agent.env`), which wins. Forge tokens, `FORGEHAND_*` and
+/// names containing `SECRET` or `PASSWORD` (outside `ANTHROPIC_*` / `OPENAI_*`) are never
+/// passed on from the parent.
 pub fn agent_env(
+    kind: AgentKind,
     parent_env: impl IntoIterator<Item = (String, String)>,
     extra: &[(String, String)],
 ) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> =
-        parent_env.into_iter().filter(|(name, _)| passes_to_agent(name)).collect();
+        parent_env.into_iter().filter(|(name, _)| passes_to_agent(kind, name)).collect();
     for (name, value) in extra {
         env.retain(|(existing, _)| existing != name);
         env.push((name.clone(), value.clone()));
@@ -206,138 +180,16 @@ pub fn agent_env(
     env
 }
 
-fn passes_to_agent(name: &str) -> bool {
-    if name.starts_with("ANTHROPIC_") {
+fn passes_to_agent(kind: AgentKind, name: &str) -> bool {
+    let prefixes = profile::env_prefixes(kind);
+    let under = |prefix: &&str| name.starts_with(prefix);
+    if prefixes.iter().filter(|p| PROVIDER_PREFIXES.contains(p)).any(under) {
         return true;
     }
     let upper = name.to_ascii_uppercase();
     let sensitive = upper.contains("SECRET") || upper.contains("PASSWORD");
-    let allowed = PASS_NAMES.contains(&name) || PASS_PREFIXES.iter().any(|p| name.starts_with(p));
+    let allowed = PASS_NAMES.contains(&name) || prefixes.iter().any(under);
     allowed && !sensitive
-}
-
-/// Parses one stdout line into its first event; see [`parse_events`] for all of them.
-pub fn parse_line(line: &[u8]) -> AgentEvent {
-    parse_events(line).into_iter().next().unwrap_or(AgentEvent::Unparsable)
-}
-
-/// Parses one stdout line. Assistant and user lines give one event per content block
-/// (text, tool use, tool result); every other line gives exactly one event.
-pub fn parse_events(line: &[u8]) -> Vec<AgentEvent> {
-    let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(line) else {
-        return vec![AgentEvent::Unparsable];
-    };
-    let kind = str_field(&object, "type").unwrap_or_default();
-    let events = match kind {
-        "system" => vec![system_event(&object)],
-        "assistant" | "user" => content_events(&object),
-        "result" => vec![AgentEvent::Result(parse_result(&object))],
-        _ => Vec::new(),
-    };
-    if events.is_empty() { vec![AgentEvent::Other(kind.to_owned())] } else { events }
-}
-
-fn str_field<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
-    object.get(key).and_then(Value::as_str)
-}
-
-fn string_field(object: &Map<String, Value>, key: &str) -> Option<String> {
-    str_field(object, key).map(str::to_owned)
-}
-
-fn system_event(object: &Map<String, Value>) -> AgentEvent {
-    match str_field(object, "subtype").unwrap_or_default() {
-        "init" => AgentEvent::Init {
-            session_id: string_field(object, "session_id"),
-            model: string_field(object, "model"),
-        },
-        subtype => AgentEvent::Other(format!("system/{subtype}")),
-    }
-}
-
-fn content_events(object: &Map<String, Value>) -> Vec<AgentEvent> {
-    let blocks = object.get("message").and_then(|m| m.get("content")).and_then(Value::as_array);
-    blocks.into_iter().flatten().filter_map(Value::as_object).filter_map(block_event).collect()
-}
-
-fn block_event(block: &Map<String, Value>) -> Option<AgentEvent> {
-    match str_field(block, "type")? {
-        "text" => Some(AgentEvent::AssistantText(string_field(block, "text")?)),
-        "tool_use" => {
-            let name = string_field(block, "name").unwrap_or_default();
-            let summary = tool_summary(&name, block.get("input"));
-            Some(AgentEvent::ToolUse { name, summary })
-        }
-        "tool_result" => Some(AgentEvent::ToolResult {
-            is_error: block.get("is_error").and_then(Value::as_bool).unwrap_or(false),
-            preview: one_line(&tool_result_text(block.get("content"))),
-        }),
-        _ => None,
-    }
-}
-
-fn tool_summary(name: &str, input: Option<&Value>) -> String {
-    let keys = ["file_path", "notebook_path", "command", "pattern", "path", "url"];
-    let detail = keys.iter().find_map(|key| input?.get(key)?.as_str());
-    one_line(&match detail {
-        Some(detail) => format!("{name} {detail}"),
-        None => name.to_owned(),
-    })
-}
-
-fn tool_result_text(content: Option<&Value>) -> String {
-    match content {
-        Some(Value::String(text)) => text.clone(),
-        Some(Value::Array(parts)) => {
-            let texts = parts.iter().filter_map(|part| part.get("text")?.as_str());
-            texts.collect::<Vec<_>>().join(" ")
-        }
-        _ => String::new(),
-    }
-}
-
-/// Collapses whitespace runs (newlines included) and cuts to [`PREVIEW_CHARS`].
-fn one_line(text: &str) -> String {
-    let mut joined = String::new();
-    // A char is at most 4 bytes: past this length the cut below is certain.
-    for word in text.split_whitespace() {
-        if joined.len() > PREVIEW_CHARS * 4 {
-            break;
-        }
-        if !joined.is_empty() {
-            joined.push(' ');
-        }
-        joined.push_str(word);
-    }
-    if joined.chars().count() <= PREVIEW_CHARS {
-        return joined;
-    }
-    let mut cut: String = joined.chars().take(PREVIEW_CHARS - 1).collect();
-    cut.push('…');
-    cut
-}
-
-fn parse_result(object: &Map<String, Value>) -> AgentResult {
-    let subtype = string_field(object, "subtype").unwrap_or_default();
-    let denials = object.get("permission_denials").and_then(Value::as_array);
-    let mut denied_tools: Vec<String> = Vec::new();
-    for tool in denials.into_iter().flatten().filter_map(|d| d.get("tool_name")?.as_str()) {
-        if !denied_tools.iter().any(|seen| seen == tool) {
-            denied_tools.push(tool.to_owned());
-        }
-    }
-    AgentResult {
-        // A result line without `is_error` is judged by its subtype as the only hint left.
-        is_error: object.get("is_error").and_then(Value::as_bool).unwrap_or(subtype != "success"),
-        subtype,
-        num_turns: object.get("num_turns").and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok()),
-        total_cost_usd: object.get("total_cost_usd").and_then(Value::as_f64),
-        text: string_field(object, "result").unwrap_or_default(),
-        permission_denials: denials.map_or(0, Vec::len),
-        denied_tools,
-        terminal_reason: string_field(object, "terminal_reason"),
-        session_id: string_field(object, "session_id"),
-    }
 }
 
 /// Runs the agent to its end (exit, timeout or `cancel` turning true) and reports what
@@ -353,7 +205,8 @@ pub async fn run(
     let mut child = spawn(spec)?;
     let mut group = ProcessGroup::of(&child);
     tracing::debug!(program = %spec.program, pgid = group.pgid, "agent started");
-    let mut pump = Pump::new(&mut child, transcript, events);
+    feed_stdin(&mut child, spec.stdin.clone());
+    let mut pump = Pump::new(&mut child, transcript, profile::Reader::new(spec.kind), events);
     let stop = Stop { timeout: spec.timeout, kill_grace: spec.kill_grace, cancel };
     let end = pump.run(supervise(&mut child, group.pgid, stop)).await;
     let end = end.map_err(|source| io_error("cannot wait for the agent", source))?;
@@ -372,12 +225,24 @@ fn spawn(spec: &AgentSpec) -> Result<Child, AgentError> {
         .current_dir(&spec.cwd)
         .env_clear()
         .envs(spec.env.iter().map(|(name, value)| (name, value)))
-        .stdin(Stdio::null())
+        .stdin(if spec.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
     command.spawn().map_err(|error| spawn_error(spawn_message(&spec.program, &error)))
+}
+
+/// Writes `input` to the child's stdin from a task of its own (a program that reads late
+/// must not block the output pump), then closes it.
+fn feed_stdin(child: &mut Child, input: Option<String>) {
+    let (Some(mut stdin), Some(input)) = (child.stdin.take(), input) else { return };
+    tokio::spawn(async move {
+        // A program that exits without reading it all is its own business (EPIPE).
+        if let Err(error) = stdin.write_all(input.as_bytes()).await {
+            tracing::debug!(%error, "the agent did not read all of its stdin");
+        }
+    });
 }
 
 fn spawn_message(program: &str, error: &io::Error) -> String {
@@ -486,13 +351,14 @@ impl Pump {
     fn new(
         child: &mut Child,
         transcript: Transcript,
+        reader: profile::Reader,
         events: Option<mpsc::UnboundedSender<AgentEvent>>,
     ) -> Pump {
         Pump {
             lines: child.stdout.take().map(|out| LineReader::new(out, MAX_LINE_BYTES)),
             stderr: child.stderr.take(),
             stderr_tail: Tail::new(STDERR_TAIL_BYTES),
-            sink: Sink { transcript, events, session_id: None, result: None },
+            sink: Sink { transcript, reader, events, session_id: None, result: None },
         }
     }
 
@@ -541,7 +407,10 @@ impl Pump {
         }
     }
 
-    async fn finish(self, end: AgentEnd, duration: Duration) -> AgentRun {
+    async fn finish(mut self, end: AgentEnd, duration: Duration) -> AgentRun {
+        if let Some(event) = self.sink.reader.finish(end) {
+            self.sink.emit(event);
+        }
         let transcript_bytes = self.sink.transcript.finish().await;
         AgentRun {
             end,
@@ -571,6 +440,7 @@ async fn read_some(stream: &mut Option<ChildStderr>, chunk: &mut [u8]) -> io::Re
 /// Where parsed lines go: the transcript, the live channel and the run's summary.
 struct Sink {
     transcript: Transcript,
+    reader: profile::Reader,
     events: Option<mpsc::UnboundedSender<AgentEvent>>,
     session_id: Option<String>,
     result: Option<AgentResult>,
@@ -578,16 +448,19 @@ struct Sink {
 
 impl Sink {
     async fn line(&mut self, line: &[u8]) {
-        if line.trim_ascii().is_empty() {
-            return;
+        if !line.trim_ascii().is_empty() {
+            self.transcript.append(line).await;
         }
-        self.transcript.append(line).await;
-        for event in parse_events(line) {
-            self.observe(&event);
-            if let Some(events) = &self.events {
-                // A closed channel only means nobody watches live any more.
-                let _ = events.send(event);
-            }
+        for event in self.reader.line(line) {
+            self.emit(event);
+        }
+    }
+
+    fn emit(&mut self, event: AgentEvent) {
+        self.observe(&event);
+        if let Some(events) = &self.events {
+            // A closed channel only means nobody watches live any more.
+            let _ = events.send(event);
         }
     }
 
@@ -730,113 +603,11 @@ impl Tail {
     }
 }
 
-/// Classifies a finished run. The reason ([`AgentOutcome::reason`]) never quotes stderr
-/// or paths.
-pub fn outcome(run: &AgentRun) -> AgentOutcome {
-    match run.end {
-        AgentEnd::Cancelled => return AgentOutcome::Cancelled,
-        AgentEnd::TimedOut => return AgentOutcome::TimedOut(run.duration),
-        AgentEnd::Exited(_) | AgentEnd::Signalled(_) => {}
-    }
-    let Some(result) = &run.result else { return AgentOutcome::NoResult(run.end) };
-    if result.subtype == "error_max_turns" || result.terminal_reason.as_deref() == Some("max_turns") {
-        return AgentOutcome::MaxTurns { turns: result.num_turns };
-    }
-    if result.permission_denials > 0 {
-        let tools = result.denied_tools.clone();
-        return AgentOutcome::PermissionDenied { count: result.permission_denials, tools };
-    }
-    match failure(run.end, result) {
-        Some(reason) => AgentOutcome::Failed(reason),
-        None => AgentOutcome::Success,
-    }
-}
-
-fn failure(end: AgentEnd, result: &AgentResult) -> Option<String> {
-    let reason = result.terminal_reason.as_deref().filter(|reason| *reason != "completed");
-    let what = match (reason, result.subtype.as_str()) {
-        (Some(reason), _) => format!(" ({reason})"),
-        (None, "success" | "") => String::new(),
-        (None, subtype) => format!(" ({subtype})"),
-    };
-    match end {
-        AgentEnd::Signalled(signal) => Some(format!("the agent was killed by signal {signal}{what}")),
-        _ if result.is_error => Some(format!("the agent reported an error{what}")),
-        AgentEnd::Exited(code) if code != 0 => Some(format!("the agent exited with code {code}{what}")),
-        _ if reason.is_some() => Some(format!("the agent stopped early{what}")),
-        _ => None,
-    }
-}
-
-/// True when a run that was asked to `--resume` a session never started: the CLI answers
-/// an unknown session id with a non-zero exit and a zero-turn `error_during_execution`
-/// result ("No conversation found with session ID"), or with no result at all.
-pub fn resume_refused(run: &AgentRun) -> bool {
-    let failed_exit = matches!(run.end, AgentEnd::Exited(code) if code != 0);
-    let never_started = run
-        .result
-        .as_ref()
-        .is_none_or(|r| r.is_error && r.subtype == "error_during_execution" && r.num_turns.unwrap_or(0) == 0);
-    failed_exit && never_started
-}
-
-impl AgentOutcome {
-    /// A short sentence for an issue comment.
-    pub fn reason(&self) -> String {
-        match self {
-            AgentOutcome::Success => "the agent finished".to_owned(),
-            AgentOutcome::NoResult(end) => {
-                format!("the agent stopped without a final result ({})", end_words(*end))
-            }
-            AgentOutcome::MaxTurns { turns } => format!(
-                "the agent used all its turns{} without finishing; raise agent.max_turns or narrow the issue",
-                turns.map(|n| format!(" ({n})")).unwrap_or_default()
-            ),
-            AgentOutcome::PermissionDenied { count, tools } => format!(
-                "the agent was refused permission {count} time{}{}; allow the tools it needs in agent.args",
-                if *count == 1 { "" } else { "s" },
-                if tools.is_empty() { String::new() } else { format!(" ({})", tools.join(", ")) }
-            ),
-            AgentOutcome::Failed(reason) => reason.clone(),
-            AgentOutcome::TimedOut(after) => {
-                format!("the agent did not finish in time and was stopped after {}", human_duration(*after))
-            }
-            AgentOutcome::Cancelled => "the run was cancelled".to_owned(),
-        }
-    }
-
-    /// True when running again as it is may well succeed.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, AgentOutcome::NoResult(_))
-    }
-
-    /// True only for [`AgentOutcome::Success`].
-    pub fn is_success(&self) -> bool {
-        matches!(self, AgentOutcome::Success)
-    }
-}
-
-fn end_words(end: AgentEnd) -> String {
-    match end {
-        AgentEnd::Exited(code) => format!("exit code {code}"),
-        AgentEnd::Signalled(signal) => format!("killed by signal {signal}"),
-        AgentEnd::TimedOut => "timed out".to_owned(),
-        AgentEnd::Cancelled => "cancelled".to_owned(),
-    }
-}
-
-fn human_duration(duration: Duration) -> String {
-    let secs = duration.as_secs();
-    match (secs / 3600, secs % 3600 / 60, secs % 60) {
-        (0, 0, s) => format!("{s}s"),
-        (0, m, s) => format!("{m}m {s}s"),
-        (h, m, _) => format!("{h}h {m}m"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use serde_json::Value;
 
     use std::future::Future;
 
@@ -865,10 +636,12 @@ mod tests {
             let mut extra = vec![("FAKE_CLAUDE_MODE".to_owned(), mode.to_owned())];
             extra.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
             AgentSpec {
+                kind: AgentKind::Claude,
                 program: FAKE.to_owned(),
-                args: build_args(PROMPT, 5, "", None, &[]),
+                args: claude::args(&Request { max_turns: 5, ..Request::new(PROMPT) }),
+                stdin: None,
                 cwd: self.path("work"),
-                env: agent_env(std::env::vars(), &extra),
+                env: agent_env(AgentKind::Claude, std::env::vars(), &extra),
                 timeout: Duration::from_secs(60),
                 kill_grace: Duration::from_secs(2),
                 transcript_path: self.path("logs/transcript.jsonl"),
@@ -1033,7 +806,7 @@ mod tests {
         assert_eq!(verdict, AgentOutcome::PermissionDenied { count: 2, tools });
         assert_eq!(
             verdict.reason(),
-            "the agent was refused permission 2 times (Write, Bash); allow the tools it needs in agent.args"
+            "the agent was refused permission 2 times (Write, Bash); allow the tools it needs in agent.allowed_tools"
         );
     }
 
@@ -1117,8 +890,14 @@ mod tests {
                 .map(|(k, v)| (k.to_owned(), v.to_owned())),
         );
         let extra = [("FAKE_CLAUDE_LOG".to_owned(), log.clone())];
-        spec.env = agent_env(parent, &extra);
-        spec.args = build_args(PROMPT, 5, "claude-opus-4-1", Some("session-42"), &[]);
+        spec.env = agent_env(AgentKind::Claude, parent, &extra);
+        let request = Request {
+            max_turns: 5,
+            model: "claude-opus-4-1",
+            resume: Some("session-42"),
+            ..Request::new(PROMPT)
+        };
+        spec.args = claude::args(&request);
         let run = run(&spec, never_cancelled(), None).await.unwrap();
         assert_eq!(run.session_id.as_deref(), Some("session-42"));
         let written = std::fs::read_to_string(&log).unwrap();
@@ -1168,6 +947,19 @@ mod tests {
     }
 
     #[test]
+    fn each_kind_sees_only_its_own_provider() {
+        let parent =
+            [("PATH", "/usr/bin"), ("ANTHROPIC_API_KEY", "a"), ("OPENAI_API_KEY", "o"), ("CODEX_HOME", "/c")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let names = |kind| -> Vec<String> {
+            agent_env(kind, parent.clone(), &[]).into_iter().map(|(k, _)| k).collect()
+        };
+        assert_eq!(names(AgentKind::Claude), ["PATH", "ANTHROPIC_API_KEY"]);
+        assert_eq!(names(AgentKind::Codex), ["PATH", "OPENAI_API_KEY", "CODEX_HOME"]);
+        assert_eq!(names(AgentKind::Command), ["PATH"]);
+    }
+
+    #[test]
     fn agent_env_keeps_only_what_the_agent_needs() {
         let parent = [
             ("PATH", "/usr/bin"),
@@ -1187,7 +979,7 @@ mod tests {
         .map(|(k, v)| (k.to_owned(), v.to_owned()));
         let extra =
             [("PATH".to_owned(), "/opt/bin".to_owned()), ("FAKE_CLAUDE_MODE".to_owned(), "edit".to_owned())];
-        let env = agent_env(parent, &extra);
+        let env = agent_env(AgentKind::Claude, parent, &extra);
         let names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
         let expected = [
             "HOME",
@@ -1200,138 +992,6 @@ mod tests {
         ];
         assert_eq!(names, expected);
         assert!(env.contains(&("PATH".to_owned(), "/opt/bin".to_owned())));
-    }
-
-    #[test]
-    fn build_args_always_passes_max_turns() {
-        let args = build_args("Do it", 50, "", None, &[]);
-        assert_eq!(args, ["-p", "Do it", "--output-format", "stream-json", "--verbose", "--max-turns", "50"]);
-        let extra = ["--permission-mode".to_owned(), "acceptEdits".to_owned()];
-        let args = build_args("Do it", 7, "opus", Some("abc"), &extra);
-        let tail =
-            ["--max-turns", "7", "--model", "opus", "--resume", "abc", "--permission-mode", "acceptEdits"];
-        assert_eq!(args[5..], tail);
-    }
-
-    #[test]
-    fn build_args_keeps_a_dash_prompt_from_looking_like_an_option() {
-        assert_eq!(build_args("--help me", 1, "", None, &[])[1], " --help me");
-    }
-
-    #[test]
-    fn parse_line_reads_the_known_types() {
-        let init = br#"{"type":"system","subtype":"init","session_id":"s1","model":"m","tools":[],"new":1}"#;
-        let init_event = AgentEvent::Init { session_id: Some("s1".into()), model: Some("m".into()) };
-        assert_eq!(parse_line(init), init_event);
-        let retry = br#"{"type":"system","subtype":"api_retry","attempt":2}"#;
-        assert_eq!(parse_line(retry), AgentEvent::Other("system/api_retry".into()));
-        let tool = br#"{"type":"assistant","message":{"content":[{"type":"tool_use","name":"Bash","input":{"command":"cargo\ntest"}}]}}"#;
-        assert_eq!(
-            parse_line(tool),
-            AgentEvent::ToolUse { name: "Bash".into(), summary: "Bash cargo test".into() }
-        );
-        let result = br#"{"type":"user","message":{"content":[{"type":"tool_result","content":[{"type":"text","text":"ok"}],"is_error":true}]}}"#;
-        assert_eq!(parse_line(result), AgentEvent::ToolResult { is_error: true, preview: "ok".into() });
-        assert_eq!(
-            parse_line(br#"{"type":"stream_event","event":{}}"#),
-            AgentEvent::Other("stream_event".into())
-        );
-        assert_eq!(parse_line(b"\xff\xfe{"), AgentEvent::Unparsable);
-        assert_eq!(parse_line(b"[1]"), AgentEvent::Unparsable);
-    }
-
-    #[test]
-    fn parse_events_splits_content_blocks() {
-        let line = br#"{"type":"assistant","message":{"content":[{"type":"text","text":"Hi"},{"type":"tool_use","name":"Read","input":{}}]}}"#;
-        let events = parse_events(line);
-        let tool = AgentEvent::ToolUse { name: "Read".into(), summary: "Read".into() };
-        assert_eq!(events, [AgentEvent::AssistantText("Hi".into()), tool]);
-    }
-
-    #[test]
-    fn summaries_are_one_short_line() {
-        let long = format!(
-            r#"{{"type":"assistant","message":{{"content":[{{"type":"tool_use","name":"Grep","input":{{"pattern":"{}"}}}}]}}}}"#,
-            "é".repeat(500)
-        );
-        let AgentEvent::ToolUse { summary, .. } = parse_line(long.as_bytes()) else {
-            panic!("not a tool use")
-        };
-        assert_eq!(summary.chars().count(), PREVIEW_CHARS);
-        assert!(summary.starts_with("Grep éé") && summary.ends_with('…'));
-    }
-
-    #[test]
-    fn result_fields_are_optional() {
-        let AgentEvent::Result(result) =
-            parse_line(br#"{"type":"result","subtype":"error_during_execution"}"#)
-        else {
-            panic!("not a result")
-        };
-        let expected = AgentResult {
-            subtype: "error_during_execution".into(),
-            is_error: true,
-            ..AgentResult::default()
-        };
-        assert_eq!(result, expected);
-    }
-
-    fn finished(end: AgentEnd, result: AgentResult) -> AgentRun {
-        AgentRun {
-            end,
-            session_id: None,
-            result: Some(result),
-            stderr_tail: String::new(),
-            transcript_bytes: 0,
-            duration: Duration::from_secs(75),
-        }
-    }
-
-    fn success() -> AgentResult {
-        AgentResult {
-            subtype: "success".into(),
-            terminal_reason: Some("completed".into()),
-            ..AgentResult::default()
-        }
-    }
-
-    #[test]
-    fn outcome_needs_exit_zero_and_no_error() {
-        assert_eq!(outcome(&finished(AgentEnd::Exited(0), success())), AgentOutcome::Success);
-        let exit_one = outcome(&finished(AgentEnd::Exited(1), success()));
-        assert_eq!(exit_one, AgentOutcome::Failed("the agent exited with code 1".into()));
-        let flagged = AgentResult { is_error: true, ..success() };
-        let error = outcome(&finished(AgentEnd::Exited(0), flagged));
-        assert_eq!(error, AgentOutcome::Failed("the agent reported an error".into()));
-        let aborted = AgentResult { terminal_reason: Some("api_error".into()), ..success() };
-        let early = outcome(&finished(AgentEnd::Exited(0), aborted));
-        assert_eq!(early, AgentOutcome::Failed("the agent stopped early (api_error)".into()));
-        let killed = outcome(&finished(AgentEnd::Signalled(9), success()));
-        assert_eq!(killed, AgentOutcome::Failed("the agent was killed by signal 9".into()));
-    }
-
-    #[test]
-    fn an_unknown_session_is_a_refused_resume() {
-        let unknown = AgentResult {
-            subtype: "error_during_execution".into(),
-            is_error: true,
-            num_turns: Some(0),
-            ..AgentResult::default()
-        };
-        assert!(resume_refused(&finished(AgentEnd::Exited(1), unknown.clone())));
-        assert!(resume_refused(&AgentRun { result: None, ..finished(AgentEnd::Exited(1), success()) }));
-        let worked = AgentResult { num_turns: Some(3), ..unknown.clone() };
-        assert!(!resume_refused(&finished(AgentEnd::Exited(1), worked)));
-        assert!(!resume_refused(&finished(AgentEnd::Exited(0), success())));
-        assert!(!resume_refused(&finished(AgentEnd::TimedOut, unknown)));
-    }
-
-    #[test]
-    fn timeout_reason_says_how_long() {
-        let run =
-            AgentRun { end: AgentEnd::TimedOut, result: None, ..finished(AgentEnd::TimedOut, success()) };
-        let reason = outcome(&run).reason();
-        assert_eq!(reason, "the agent did not finish in time and was stopped after 1m 15s");
     }
 
     #[tokio::test]

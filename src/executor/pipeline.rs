@@ -329,17 +329,23 @@ async fn run_agent(
     let extra: Vec<(String, String)> = settings.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let parent =
         std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+    let request = agent::Request {
+        prompt: &prompt,
+        max_turns: settings.max_turns,
+        model: &settings.model,
+        resume: resume.as_deref(),
+        allowed_tools: &settings.allowed_tools,
+        extra: &settings.args,
+        prompt_via: settings.prompt_via,
+    };
+    let launch = agent::launch(settings.kind, &request);
     let mut spec = AgentSpec {
+        kind: settings.kind,
         program: settings.command.clone(),
-        args: agent::build_args(
-            &prompt,
-            settings.max_turns,
-            &settings.model,
-            resume.as_deref(),
-            &settings.args,
-        ),
+        args: launch.args,
+        stdin: launch.stdin,
         cwd: worktree.path.clone(),
-        env: agent::agent_env(parent, &extra),
+        env: agent::agent_env(settings.kind, parent, &extra),
         timeout: Duration::from_secs(ctx.settings.executor.timeout_secs),
         kill_grace: Duration::from_secs(5),
         transcript_path: ctx.settings.data_dir.join("transcripts").join(format!("task-{}.jsonl", task.id)),
@@ -359,7 +365,8 @@ async fn run_agent(
         // The session is gone (another HOME, a cleaned ~/.claude, another checkout path):
         // start afresh; the follow-up prompt carries the pull request's context.
         tracing::warn!(session = ?resume, "the agent could not resume its session; starting a new one");
-        spec.args = agent::build_args(&prompt, settings.max_turns, &settings.model, None, &settings.args);
+        let fresh = agent::launch(settings.kind, &agent::Request { resume: None, ..request });
+        (spec.args, spec.stdin) = (fresh.args, fresh.stdin);
         run = start(spec).await;
     }
     shipper.finish().await;

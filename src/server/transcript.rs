@@ -108,12 +108,30 @@ pub fn read(path: &Path, from: Option<u64>) -> std::io::Result<Chunk> {
     Ok(Chunk { entries, offset: start + complete as u64, truncated })
 }
 
-/// Adds the entries of one stream-json line.
+/// Adds the entries of one line: Claude Code stream-json, Codex JSON Lines, or plain text
+/// (`kind = "command"`), shown as it is.
 pub fn parse_line(line: &[u8], entries: &mut Vec<Entry>) {
     let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(line) else {
+        let text = String::from_utf8_lossy(line);
+        if !text.trim().is_empty() {
+            entries.push(Entry { kind: Kind::Text, ..info(cap(&text), false) });
+        }
         return;
     };
     match object.get("type").and_then(Value::as_str).unwrap_or_default() {
+        "thread.started" => entries.push(info("Session started (Codex)".into(), false)),
+        "item.completed" => {
+            if let Some(item) = object.get("item").and_then(Value::as_object) {
+                codex_item(item, entries);
+            }
+        }
+        "turn.completed" => entries.push(info("Run ended: success".into(), false)),
+        "turn.failed" => {
+            let mut entry = info("Run ended: turn failed".into(), true);
+            let message = object.get("error").and_then(|e| e.get("message")).and_then(Value::as_str);
+            entry.result = message.map(cap);
+            entries.push(entry);
+        }
         "system" if object.get("subtype").and_then(Value::as_str) == Some("init") => {
             let model = object.get("model").and_then(Value::as_str).unwrap_or("unknown model");
             entries.push(info(format!("Session started ({model})"), false));
@@ -171,6 +189,31 @@ fn block_entry(block: &Map<String, Value>, entries: &mut Vec<Entry>) {
                 }),
             }
         }
+        _ => {}
+    }
+}
+
+/// A finished Codex item: a message, a shell command with its output, a file change.
+fn codex_item(item: &Map<String, Value>, entries: &mut Vec<Entry>) {
+    let field = |key: &str| item.get(key).and_then(Value::as_str).unwrap_or_default();
+    match field("type") {
+        "agent_message" if !field("text").trim().is_empty() => {
+            entries.push(Entry { kind: Kind::Text, ..info(cap(field("text")), false) });
+        }
+        "command_execution" => entries.push(Entry {
+            kind: Kind::Tool,
+            text: summary("shell", &serde_json::json!({ "command": field("command") })),
+            tool_id: field("id").to_owned(),
+            input: cap(field("command")),
+            result: Some(cap(field("aggregated_output"))),
+            is_error: item.get("exit_code").and_then(Value::as_i64) != Some(0),
+        }),
+        "file_change" => {
+            let changes = item.get("changes").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+            let paths: Vec<&str> = changes.iter().filter_map(|c| c.get("path")?.as_str()).collect();
+            entries.push(info(format!("Changed {}", paths.join(", ")), false));
+        }
+        "error" => entries.push(info(cap(field("message")), true)),
         _ => {}
     }
 }
@@ -255,9 +298,36 @@ mod tests {
         let mut entries = Vec::new();
         let result = br#"{"type":"user","message":{"content":[{"type":"tool_result","tool_use_id":"t9","content":[{"type":"text","text":"ok"}]}]}}"#;
         parse_line(result, &mut entries);
-        parse_line(b"not json", &mut entries);
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].kind, Kind::LateResult);
         assert_eq!(entries[0].tool_id, "t9");
+    }
+
+    #[test]
+    fn plain_text_lines_are_shown_as_they_are() {
+        let mut entries = Vec::new();
+        parse_line(b"Changed two files.", &mut entries);
+        parse_line(b"   ", &mut entries);
+        assert_eq!(entries.len(), 1);
+        assert_eq!((entries[0].kind, entries[0].text.as_str()), (Kind::Text, "Changed two files."));
+    }
+
+    #[test]
+    fn codex_items_become_text_and_commands() {
+        let mut entries = Vec::new();
+        for line in [
+            &br#"{"type":"thread.started","thread_id":"t"}"#[..],
+            br#"{"type":"item.completed","item":{"id":"i1","type":"command_execution","command":"bash -lc ls","aggregated_output":"a.md\n","exit_code":2}}"#,
+            br#"{"type":"item.completed","item":{"id":"i2","type":"agent_message","text":"Listed."}}"#,
+            br#"{"type":"turn.failed","error":{"message":"stream disconnected"}}"#,
+        ] {
+            parse_line(line, &mut entries);
+        }
+        assert_eq!(entries.len(), 4);
+        assert_eq!((entries[1].kind, entries[1].text.as_str()), (Kind::Tool, "shell bash -lc ls"));
+        assert_eq!(entries[1].result.as_deref(), Some("a.md\n"));
+        assert!(entries[1].is_error);
+        assert_eq!(entries[2].text, "Listed.");
+        assert!(entries[3].is_error && entries[3].result.as_deref() == Some("stream disconnected"));
     }
 }

@@ -8,6 +8,7 @@ mod model_server;
 
 mod api;
 mod browser;
+mod command_agent;
 mod dashboard;
 mod executor;
 mod hardening;
@@ -15,6 +16,7 @@ mod intake;
 mod pg_server;
 mod process;
 mod real_claude;
+mod real_codex;
 mod scale_out;
 mod storage;
 mod triggers;

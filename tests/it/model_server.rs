@@ -1,6 +1,7 @@
-//! A scripted stand-in for the Anthropic Messages API on 127.0.0.1:0, for running the
-//! real Claude Code CLI with no internet: it answers `POST /v1/messages` with server-sent
-//! events from a script, records every request, and can fail on purpose.
+//! A scripted stand-in for a model API on 127.0.0.1:0, for running real agent CLIs with
+//! no internet: it answers the Anthropic Messages API (`POST /v1/messages`, Claude Code)
+//! and the OpenAI Responses API (`POST /v1/responses`, Codex) with server-sent events
+//! from a script, records every request, and can fail on purpose.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -42,6 +43,11 @@ impl Turn {
         Turn::Tools(vec![("Bash".into(), json!({"command": command, "description": "scripted"}))])
     }
 
+    /// Codex's `exec_command` call of `command`, run in its working directory.
+    pub fn shell(command: &str) -> Turn {
+        Turn::Tools(vec![("exec_command".into(), json!({"cmd": command}))])
+    }
+
     pub fn text(text: &str) -> Turn {
         Turn::Text(text.into())
     }
@@ -57,6 +63,8 @@ pub enum Behaviour {
     Status(u16),
     /// Headers and `message_start`, then nothing, forever.
     Stall,
+    /// The first `times` agent-loop requests fail with `status`; then `then` answers.
+    FailFirst { status: u16, times: usize, then: Box<Behaviour> },
 }
 
 /// One request the server received.
@@ -71,6 +79,8 @@ pub struct Recorded {
 struct Shared {
     behaviour: Option<Behaviour>,
     requests: Vec<Recorded>,
+    /// Agent-loop requests failed on purpose so far (`Behaviour::FailFirst`).
+    failed: usize,
 }
 
 /// A running scripted model server.
@@ -89,7 +99,7 @@ impl Drop for ModelServer {
 
 impl ModelServer {
     pub async fn start(behaviour: Behaviour) -> ModelServer {
-        let shared = Arc::new(Mutex::new(Shared { behaviour: Some(behaviour), requests: Vec::new() }));
+        let shared = Arc::new(Mutex::new(Shared { behaviour: Some(behaviour), ..Shared::default() }));
         let app = Router::new().fallback(answer).with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -104,11 +114,16 @@ impl ModelServer {
         self.shared.lock().unwrap().requests.clone()
     }
 
-    /// The bodies of the agent-loop requests to `/v1/messages` (those that offer tools).
+    /// The bodies of the agent-loop requests to `/v1/messages` or `/v1/responses` (those
+    /// that offer tools).
     pub fn turn_requests(&self) -> Vec<Value> {
-        let requests = self.requests().into_iter().filter(|r| r.path.starts_with("/v1/messages"));
+        let requests = self.requests().into_iter().filter(|r| model_path(&r.path));
         requests.map(|r| r.body).filter(has_tools).collect()
     }
+}
+
+fn model_path(path: &str) -> bool {
+    path.starts_with("/v1/messages") || path.starts_with("/v1/responses")
 }
 
 async fn answer(State(shared): State<Arc<Mutex<Shared>>>, request: Request) -> Response {
@@ -120,11 +135,24 @@ async fn answer(State(shared): State<Arc<Mutex<Shared>>>, request: Request) -> R
         let mut shared = shared.lock().unwrap();
         let recorded = Recorded { method: parts.method.to_string(), path: path.clone(), body: body.clone() };
         shared.requests.push(recorded);
-        shared.behaviour.clone().unwrap()
+        match shared.behaviour.clone().unwrap() {
+            Behaviour::FailFirst { status, times, then } if has_tools(&body) => {
+                shared.failed += 1;
+                if shared.failed <= times { Behaviour::Status(status) } else { *then }
+            }
+            Behaviour::FailFirst { then, .. } => *then,
+            behaviour => behaviour,
+        }
     };
-    if parts.method != Method::POST || !path.starts_with("/v1/messages") {
-        return (StatusCode::NOT_FOUND, "the scripted model server only answers /v1/messages")
+    if parts.method != Method::POST || !model_path(&path) {
+        return (
+            StatusCode::NOT_FOUND,
+            "the scripted model server only answers /v1/messages and /v1/responses",
+        )
             .into_response();
+    }
+    if path.starts_with("/v1/responses") {
+        return responses::answer(&body, behaviour);
     }
     if path.starts_with("/v1/messages/count_tokens") {
         return axum::Json(json!({"input_tokens": 100})).into_response();
@@ -132,11 +160,11 @@ async fn answer(State(shared): State<Arc<Mutex<Shared>>>, request: Request) -> R
     match behaviour {
         Behaviour::Status(status) => error(status),
         Behaviour::Stall => stalled(&body),
+        Behaviour::FailFirst { .. } => unreachable!("resolved above"),
         Behaviour::Script(turns) => {
             // Side requests (titles, summaries) offer no tools and do not advance the script.
             let turn = if has_tools(&body) {
-                let done = assistant_turns(&body);
-                turns.get(done).or(turns.last()).cloned().unwrap_or(Turn::text("Done."))
+                next_turn(&turns, assistant_turns(&body))
             } else {
                 Turn::text("Scripted side answer")
             };
@@ -144,6 +172,11 @@ async fn answer(State(shared): State<Arc<Mutex<Shared>>>, request: Request) -> R
             if body["stream"] == true { stream(&body, &turn) } else { whole(&body, &turn) }
         }
     }
+}
+
+/// The next turn of `turns` for a conversation in which the model answered `done` times.
+fn next_turn(turns: &[Turn], done: usize) -> Turn {
+    turns.get(done).or(turns.last()).cloned().unwrap_or(Turn::text("Done."))
 }
 
 fn has_tools(body: &Value) -> bool {
@@ -281,4 +314,76 @@ fn stalled(body: &Value) -> Response {
 fn sse(body: Body) -> Response {
     let headers = [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")];
     (StatusCode::OK, headers, body).into_response()
+}
+
+/// The OpenAI Responses API as Codex calls it: `input` items in, SSE events out.
+mod responses {
+    use super::*;
+
+    pub fn answer(body: &Value, behaviour: Behaviour) -> Response {
+        match behaviour {
+            Behaviour::Status(status) => {
+                let error = json!({"error": {"message": format!("scripted {status}"), "type": "scripted", "code": null}});
+                (StatusCode::from_u16(status).unwrap(), axum::Json(error)).into_response()
+            }
+            Behaviour::Stall => {
+                let created = event(
+                    "response.created",
+                    &json!({"type": "response.created", "response": {"id": "resp_stall"}}),
+                );
+                let first =
+                    futures_util::stream::once(async move { Ok::<_, Infallible>(Bytes::from(created)) });
+                sse(Body::from_stream(first.chain(futures_util::stream::pending())))
+            }
+            Behaviour::Script(turns) => {
+                let turn = next_turn(&turns, answered(body));
+                stream(&turn)
+            }
+            Behaviour::FailFirst { .. } => unreachable!("resolved by the caller"),
+        }
+    }
+
+    /// How many times the model answered: its calls and messages among the input items
+    /// (one call per scripted turn).
+    fn answered(body: &Value) -> usize {
+        let items = body["input"].as_array().map_or(&[][..], |i| i.as_slice());
+        let answer = |item: &&Value| item["type"] == "function_call" || item["role"] == "assistant";
+        items.iter().filter(answer).count()
+    }
+
+    fn items(turn: &Turn) -> Vec<Value> {
+        match turn {
+            Turn::Text(text) => vec![json!({
+                "type": "message", "id": format!("msg_{}", rand_id()), "role": "assistant", "status": "completed",
+                "content": [{"type": "output_text", "text": text, "annotations": []}],
+            })],
+            Turn::Tools(calls) => calls
+                .iter()
+                .map(|(name, input)| {
+                    json!({
+                        "type": "function_call", "id": format!("fc_{}", rand_id()), "status": "completed",
+                        "call_id": format!("call_{}", rand_id()), "name": name, "arguments": input.to_string(),
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    fn stream(turn: &Turn) -> Response {
+        let id = format!("resp_{}", rand_id());
+        let mut out = event("response.created", &json!({"type": "response.created", "response": {"id": id}}));
+        for (index, item) in items(turn).into_iter().enumerate() {
+            let added = json!({"type": "response.output_item.added", "output_index": index, "item": item});
+            out += &event("response.output_item.added", &added);
+            let done = json!({"type": "response.output_item.done", "output_index": index, "item": item});
+            out += &event("response.output_item.done", &done);
+        }
+        let usage = json!({
+            "input_tokens": 1200, "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": 80, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 1280,
+        });
+        let completed = json!({"type": "response.completed", "response": {"id": id, "usage": usage}});
+        out += &event("response.completed", &completed);
+        sse(Body::from(out))
+    }
 }

@@ -9,6 +9,7 @@ use crate::executor::{BRANCH, bare_remote, remote_file};
 use crate::fake_forge::{Dialect, FakeForge};
 use crate::harness::*;
 use crate::model_server::{Behaviour, ModelServer, Turn};
+use crate::real_codex::{codex_binary, codex_env};
 
 const LONG: Duration = Duration::from_secs(90);
 const VERSION: &str = "2.1.330";
@@ -42,32 +43,64 @@ pub fn claude_env(home: &Path, model: &ModelServer) -> Vec<(String, String)> {
     .to_vec()
 }
 
+/// The agent program a test runs.
+pub enum Cli {
+    Claude,
+    Codex,
+    /// `kind = "command"` with this program and `agent.prompt_via`.
+    Script {
+        path: PathBuf,
+        prompt_via: &'static str,
+    },
+}
+
 /// What a test changes about the run.
-struct Options {
-    dialect: Dialect,
-    max_turns: u32,
-    timeout_secs: u64,
+pub struct Options {
+    pub dialect: Dialect,
+    pub cli: Cli,
+    pub max_turns: u32,
+    pub timeout_secs: u64,
+    pub max_attempts: u32,
+    /// `agent.args`.
+    pub args: Vec<String>,
+    /// `agent.allowed_tools`.
+    pub allowed_tools: Vec<String>,
 }
 
 impl Options {
-    fn new(dialect: Dialect) -> Options {
-        Options { dialect, max_turns: 10, timeout_secs: 60 }
+    /// The real Claude Code CLI with file edits and Bash allowed.
+    pub fn new(dialect: Dialect) -> Options {
+        let args = ["--permission-mode", "acceptEdits", "--allowedTools", "Bash"].map(String::from).to_vec();
+        Options {
+            dialect,
+            cli: Cli::Claude,
+            max_turns: 10,
+            timeout_secs: 60,
+            max_attempts: 3,
+            args,
+            allowed_tools: Vec::new(),
+        }
+    }
+
+    /// Another agent program, with no `agent.args`.
+    pub fn with_cli(dialect: Dialect, cli: Cli) -> Options {
+        Options { cli, args: Vec::new(), ..Options::new(dialect) }
     }
 }
 
-/// forgehand with the real CLI, a fake forge with issue 42, a bare remote and a model.
-struct World {
-    app: TestApp,
-    forge: FakeForge,
-    model: ModelServer,
-    remote: PathBuf,
-    data: PathBuf,
-    repo: &'static str,
+/// forgehand with a real agent CLI, a fake forge with issue 42, a bare remote and a model.
+pub struct World {
+    pub app: TestApp,
+    pub forge: FakeForge,
+    pub model: ModelServer,
+    pub remote: PathBuf,
+    pub data: PathBuf,
+    pub repo: &'static str,
     dialect: Dialect,
 }
 
 impl World {
-    async fn start(options: Options, behaviour: Behaviour) -> World {
+    pub async fn start(options: Options, behaviour: Behaviour) -> World {
         let dir = tempfile::tempdir().unwrap();
         let model = ModelServer::start(behaviour).await;
         let (forge, repo, name) = match options.dialect {
@@ -89,8 +122,14 @@ impl World {
         forge.set_permission(repo, &forge.bot_login(), "admin");
         let home = dir.path().join("home");
         std::fs::create_dir_all(&home).unwrap();
-        let env: Vec<String> =
-            claude_env(&home, &model).iter().map(|(k, v)| format!("{k} = \"{v}\"")).collect();
+        let (kind, command, env, prompt_via) = match options.cli {
+            Cli::Claude => ("claude", claude_binary(), claude_env(&home, &model), "stdin"),
+            Cli::Codex => ("codex", codex_binary(), codex_env(&home, &model), "stdin"),
+            Cli::Script { path, prompt_via } => {
+                ("command", path, vec![("HOME".to_owned(), home.display().to_string())], prompt_via)
+            }
+        };
+        let env: Vec<String> = env.iter().map(|(k, v)| format!("{k} = \"{v}\"")).collect();
         let data = dir.path().join("data");
         let config = format!(
             r#"
@@ -104,12 +143,16 @@ admin_token = "{ADMIN_TOKEN}"
 [executor]
 enabled = true
 timeout_secs = {timeout}
+max_attempts = {max_attempts}
 poll_interval_secs = 1
 retry_base_secs = 1
 shutdown_grace_secs = 1
 [agent]
+kind = "{kind}"
 command = "{command}"
-args = ["--permission-mode", "acceptEdits", "--allowedTools", "Bash"]
+prompt_via = "{prompt_via}"
+args = {args:?}
+allowed_tools = {allowed_tools:?}
 max_turns = {max_turns}
 env = {{ {env} }}
 [git]
@@ -119,7 +162,10 @@ author_email = "forgehand@test"
             data = data.display(),
             database = database_section().await,
             timeout = options.timeout_secs,
-            command = claude_binary().display(),
+            max_attempts = options.max_attempts,
+            args = options.args,
+            allowed_tools = options.allowed_tools,
+            command = command.display(),
             max_turns = options.max_turns,
             env = env.join(", "),
             forge = forge.config_toml(name),
@@ -128,7 +174,7 @@ author_email = "forgehand@test"
         World { app, forge, model, remote, data, repo, dialect: options.dialect }
     }
 
-    async fn deliver_label(&self) -> i64 {
+    pub async fn deliver_label(&self) -> i64 {
         let (forge, delivery) = match self.dialect {
             Dialect::Github => ("github", Delivery::github("issues", fixture("github/issues_labeled.json"))),
             Dialect::Gitea => (
@@ -142,7 +188,7 @@ author_email = "forgehand@test"
     }
 
     /// Task `id` once it ended and its labels settled on the forge.
-    async fn finished(&self, id: i64) -> forgehand::db::entities::tasks::Model {
+    pub async fn finished(&self, id: i64) -> forgehand::db::entities::tasks::Model {
         let task =
             self.app.wait_task(id, LONG, |t| !["queued", "running"].contains(&t.status.as_str())).await;
         let (repo, wanted) =
@@ -161,12 +207,12 @@ author_email = "forgehand@test"
         task
     }
 
-    fn bot_comments(&self) -> Vec<String> {
+    pub fn bot_comments(&self) -> Vec<String> {
         let bot = self.forge.bot_login();
         self.forge.comments(self.repo, 42).into_iter().filter(|c| c.user == bot).map(|c| c.body).collect()
     }
 
-    fn transcript(&self, id: i64) -> Vec<serde_json::Value> {
+    pub fn transcript(&self, id: i64) -> Vec<serde_json::Value> {
         let path = self.data.join("transcripts").join(format!("task-{id}.jsonl"));
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
@@ -242,6 +288,11 @@ fn processes_under(dir: &Path) -> Vec<u32> {
         .collect()
 }
 
+/// The command name of process `pid` (`/proc/PID/comm`).
+fn command_of(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_owned()
+}
+
 async fn failed_with(
     behaviour: Behaviour,
     options: Options,
@@ -254,23 +305,132 @@ async fn failed_with(
     (world, task)
 }
 
+/// Model requests that offer tools: one per turn, and one per attempt when every call fails.
+fn api_result(world: &World, task: &forgehand::db::entities::tasks::Model) -> serde_json::Value {
+    let transcript = world.transcript(task.id);
+    let retries = transcript.iter().filter(|l| l["subtype"] == "api_retry").count();
+    assert_eq!(retries, 0, "CLAUDE_CODE_MAX_RETRIES=0 is passed through");
+    transcript.last().cloned().unwrap()
+}
+
 #[tokio::test]
-async fn model_api_errors_fail_the_task_with_the_reason() {
-    for status in [500u16, 529, 429, 400] {
-        let (world, task) = failed_with(Behaviour::Status(status), Options::new(Dialect::Github)).await;
-        let reason = "the agent reported an error (api_error)";
-        assert_eq!(task.error.as_deref(), Some(reason), "{status}: {task:?}");
-        assert_eq!(task.attempt, 1, "a reported error is not retried");
+async fn an_unavailable_model_is_retried_by_forgehand_then_reported() {
+    for (status, words) in [(529u16, "overloaded"), (429, "rate limited"), (500, "server error")] {
+        let mut options = Options::new(Dialect::Github);
+        options.max_attempts = 2;
+        let (world, task) = failed_with(Behaviour::Status(status), options).await;
+        let reason =
+            format!("the model API is unavailable (HTTP {status} {words}) (gave up after 2 attempts)");
+        assert_eq!(task.error.as_deref(), Some(reason.as_str()), "{status}: {task:?}");
+        assert_eq!(task.attempt, 2, "forgehand retried {status} once");
+        assert_eq!(world.model.turn_requests().len(), 2, "one model call per attempt");
         let comments = world.bot_comments();
         assert!(comments[0].starts_with(&format!("❌ forgehand could not finish: {reason}")), "{comments:?}");
-        let retries = world.transcript(task.id).iter().filter(|l| l["subtype"] == "api_retry").count();
-        assert_eq!(retries, 0, "CLAUDE_CODE_MAX_RETRIES=0 is passed through");
-        let result = world.transcript(task.id).pop().unwrap();
+        let (_, events) = world.app.db.task(task.id).await.unwrap().unwrap();
+        let retried =
+            events.iter().any(|e| e.message.starts_with("retrying in 1s: the model API is unavailable"));
+        assert!(retried, "{events:#?}");
+        let result = api_result(&world, &task);
         assert_eq!(
             (result["is_error"].as_bool(), result["api_error_status"].as_u64()),
             (Some(true), Some(u64::from(status)))
         );
     }
+}
+
+#[tokio::test]
+async fn an_overloaded_model_recovers_on_forgehand_retry() {
+    let then = Box::new(Behaviour::Script(edit_script()));
+    let world =
+        World::start(Options::new(Dialect::Gitea), Behaviour::FailFirst { status: 529, times: 1, then })
+            .await;
+    let task = world.finished(world.deliver_label().await).await;
+    assert_eq!((task.status.as_str(), task.attempt), ("done", 2), "{task:?}");
+    assert_eq!(remote_file(&world.remote, BRANCH, "VERBOSE.md").unwrap().0, "The CLI takes --verbose.\n");
+    assert_eq!(world.forge.pulls(world.repo).len(), 1);
+}
+
+#[tokio::test]
+async fn a_rejected_model_request_fails_at_once() {
+    let (world, task) = failed_with(Behaviour::Status(400), Options::new(Dialect::Github)).await;
+    let reason = "the model API rejected the request (HTTP 400)";
+    assert_eq!((task.error.as_deref(), task.attempt), (Some(reason), 1), "{task:?}");
+    assert!(world.bot_comments()[0].starts_with(&format!("❌ forgehand could not finish: {reason}")));
+    assert_eq!(api_result(&world, &task)["api_error_status"], 400);
+}
+
+#[tokio::test]
+async fn permission_denials_fail_the_task_and_are_reported() {
+    let mut options = Options::new(Dialect::Gitea);
+    options.args = Vec::new();
+    let script = vec![Turn::write("VERBOSE.md", "x\n"), Turn::text("Wrote VERBOSE.md.")];
+    let (world, task) = failed_with(Behaviour::Script(script), options).await;
+    let reason =
+        "the agent was refused permission 1 time (Write); allow the tools it needs in agent.allowed_tools";
+    assert_eq!(task.error.as_deref(), Some(reason), "{task:?}");
+    assert!(world.bot_comments()[0].contains(reason), "{:?}", world.bot_comments());
+    let result = world.transcript(task.id).pop().unwrap();
+    assert_eq!((result["is_error"].as_bool(), result["subtype"].as_str()), (Some(false), Some("success")));
+    assert_eq!(result["permission_denials"][0]["tool_name"], "Write");
+    let browser = crate::dashboard::Browser::login(&world.app).await;
+    let (status, page) = browser.get(&format!("/tasks/{}", task.id)).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("refused permission 1 time (Write)"), "the task page names the denial");
+}
+
+#[tokio::test]
+async fn allowed_tools_let_listed_tools_run_and_refuse_the_rest() {
+    let mut options = Options::new(Dialect::Github);
+    options.args = Vec::new();
+    options.allowed_tools = vec!["Write".into(), "Edit".into()];
+    let script = vec![
+        Turn::write("VERBOSE.md", "The CLI takes --verbose.\n"),
+        Turn::bash("printf 'ran\\n' > bash.txt"),
+        Turn::text("Done."),
+    ];
+    let world = World::start(options, Behaviour::Script(script)).await;
+    let task = world.finished(world.deliver_label().await).await;
+    assert_eq!(task.status, "failed", "{task:?}");
+    let error = task.error.as_deref().unwrap();
+    assert!(error.starts_with("the agent was refused permission 1 time (Bash)"), "{error}");
+    // What the allowed tool did is pushed for people to look at; the refused one did nothing.
+    let written = remote_file(&world.remote, BRANCH, "VERBOSE.md").map(|(content, _)| content);
+    assert_eq!(written.as_deref(), Some("The CLI takes --verbose.\n"));
+    assert!(remote_file(&world.remote, BRANCH, "bash.txt").is_none());
+    assert!(world.forge.pulls(world.repo).is_empty());
+    let transcript = world.transcript(task.id);
+    let init = transcript.iter().find(|l| l["subtype"] == "init").unwrap();
+    assert_eq!(init["permissionMode"], "default");
+    let results: Vec<serde_json::Value> = (transcript.iter().filter(|l| l["type"] == "user"))
+        .flat_map(|l| l["message"]["content"].as_array().cloned().unwrap_or_default())
+        .collect();
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert_ne!(results[0]["is_error"], true, "Write was allowed: {}", results[0]);
+    assert_eq!(results[1]["is_error"], true, "Bash was refused: {}", results[1]);
+}
+
+#[tokio::test]
+async fn a_timeout_stops_the_cli_and_the_commands_it_started() {
+    let mut options = Options::new(Dialect::Github);
+    options.timeout_secs = 5;
+    let script = vec![Turn::bash("(tail -f /dev/null &) ; tail -f /dev/null"), Turn::text("Waited.")];
+    let world = World::start(options, Behaviour::Script(script)).await;
+    let id = world.deliver_label().await;
+    let root = world.data.parent().unwrap().to_owned();
+    let tails = || processes_under(&root).into_iter().filter(|pid| command_of(*pid) == "tail").count();
+    let deadline = std::time::Instant::now() + LONG;
+    while tails() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(tails(), 2, "the scripted command never started");
+    let task = world.finished(id).await;
+    assert_eq!(task.status, "failed", "{task:?}\n{:#?}", world.transcript(task.id));
+    assert!(task.error.as_deref().unwrap().starts_with("the agent did not finish in time"), "{task:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !processes_under(&root).is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(processes_under(&root), Vec::<u32>::new(), "the CLI or its commands outlived the timeout");
 }
 
 #[tokio::test]
@@ -329,14 +489,23 @@ fn the_pinned_cli_knows_every_flag_forgehand_passes() {
     let home = tempfile::tempdir().unwrap();
     let listed = listed_options(home.path());
     assert!(listed.len() > 20 && listed.contains(&"--print".to_owned()), "{listed:?}");
-    let ours = forgehand::executor::agent::build_args("x", 3, "sonnet", Some("id"), &[]);
+    use forgehand::executor::agent::{Request, claude};
+    let tools = ["Write".to_owned()];
+    let request = Request {
+        max_turns: 3,
+        model: "sonnet",
+        resume: Some("id"),
+        allowed_tools: &tools,
+        ..Request::new("x")
+    };
+    let ours = claude::args(&request);
     let flags = ours.iter().filter(|a| a.starts_with('-'));
     // --max-turns works but is not in --help: a_model_that_never_stops_ends_at_max_turns
     // proves it (the CLI stops after exactly that many model requests).
     let missing: Vec<&String> = flags.filter(|f| *f != "--max-turns" && !listed.contains(f)).collect();
     assert!(
         missing.is_empty(),
-        "Claude Code {VERSION} does not list {missing:?}; see src/executor/agent.rs build_args"
+        "Claude Code {VERSION} does not list {missing:?}; see src/executor/agent/claude.rs args"
     );
     for documented in ["--permission-mode", "--allowedTools"] {
         assert!(listed.iter().any(|l| l == documented), "docs/agents.md recommends {documented}");
@@ -356,7 +525,16 @@ fn two_part_script() -> Vec<Turn> {
 
 /// Runs the label task, then a review on its pull request; `between` runs in between.
 async fn follow_up(between: impl FnOnce(&World)) -> (World, [forgehand::db::entities::tasks::Model; 2]) {
-    let world = World::start(Options::new(Dialect::Github), Behaviour::Script(two_part_script())).await;
+    follow_up_with(Options::new(Dialect::Github), two_part_script(), between).await
+}
+
+/// Runs the label task, then a review on its pull request, with `script` across both.
+pub async fn follow_up_with(
+    options: Options,
+    script: Vec<Turn>,
+    between: impl FnOnce(&World),
+) -> (World, [forgehand::db::entities::tasks::Model; 2]) {
+    let world = World::start(options, Behaviour::Script(script)).await;
     let first = world.finished(world.deliver_label().await).await;
     assert_eq!(first.status, "done", "{first:?}");
     between(&world);
