@@ -43,7 +43,7 @@ impl Setup {
         }
     }
 
-    fn mode(mut self, mode: &'static str) -> Setup {
+    pub fn mode(mut self, mode: &'static str) -> Setup {
         self.mode = mode;
         self
     }

@@ -10,6 +10,7 @@ mod api;
 mod browser;
 mod dashboard;
 mod executor;
+mod faults;
 mod hardening;
 mod intake;
 mod pg_server;
