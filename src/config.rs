@@ -19,8 +19,11 @@ pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
 const ENV_PREFIX: &str = "FORGEHAND__";
 const FORGE_ENV_PREFIX: &str = "FORGEHAND__FORGES__";
 /// Environment variables holding comma-separated lists, and their keys.
-const LIST_ENV_KEYS: &[(&str, &str)] =
-    &[("FORGEHAND__TRIGGER__REPOS", "trigger.repos"), ("FORGEHAND__AGENT__ARGS", "agent.args")];
+const LIST_ENV_KEYS: &[(&str, &str)] = &[
+    ("FORGEHAND__TRIGGER__REPOS", "trigger.repos"),
+    ("FORGEHAND__AGENT__ARGS", "agent.args"),
+    ("FORGEHAND__AGENT__SANDBOX_READ_ONLY", "agent.sandbox_read_only"),
+];
 
 /// Everything forgehand can be configured with. See `docs/configuration.md`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -180,6 +183,12 @@ pub struct AgentSettings {
     /// Extra variables for the agent's environment; values may be keys, so they are masked.
     #[serde(serialize_with = "serialize_env")]
     pub env: std::collections::BTreeMap<String, String>,
+    /// `none` or `bubblewrap` (see `executor::sandbox`).
+    #[serde(default)]
+    pub sandbox: crate::executor::sandbox::Sandbox,
+    /// More paths a sandboxed agent may read.
+    #[serde(default)]
+    pub sandbox_read_only: Vec<PathBuf>,
 }
 
 /// `[labels]`: the status labels forgehand sets on issues.

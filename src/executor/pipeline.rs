@@ -349,6 +349,8 @@ async fn run_agent(
     };
     let shipper = super::shipper::Shipper::start(ctx.db.clone(), task.id, spec.transcript_path.clone());
     let start = |spec: AgentSpec| async move {
+        let spec = super::sandbox::apply(&ctx.settings, spec)
+            .map_err(|reason| Failure::Permanent { reason, partial_branch: None })?;
         agent::run(&spec, guard.stop_signal(), None)
             .await
             .map_err(|err| Failure::Permanent { reason: err.to_string(), partial_branch: None })

@@ -16,6 +16,7 @@ mod intake;
 mod pg_server;
 mod process;
 mod real_claude;
+mod sandbox;
 mod scale_out;
 mod storage;
 mod triggers;
