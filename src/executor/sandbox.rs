@@ -101,7 +101,7 @@ pub fn wrap(
         push(&["--ro-bind-try", &path, &path]);
     }
     let (home, worktree) = (home.to_string_lossy(), worktree.to_string_lossy());
-    push(&["--bind", &home, AGENT_HOME, "--setenv", "HOME", AGENT_HOME]);
+    push(&["--bind", &home, AGENT_HOME, "--setenv", "HOME", AGENT_HOME, "--setenv", "TMPDIR", "/tmp"]);
     push(&["--bind", &worktree, &worktree, "--chdir", &worktree, "--", program]);
     bwrap.extend(args.iter().cloned());
     Ok((BWRAP.to_owned(), bwrap))
