@@ -11,6 +11,7 @@ mod browser;
 mod dashboard;
 mod executor;
 mod faults;
+mod fuzz_replay;
 mod hardening;
 mod intake;
 mod pg_server;
