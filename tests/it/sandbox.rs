@@ -9,13 +9,18 @@ use crate::faults::Scene;
 
 /// A scene whose agent runs sandboxed (in `commit` mode: it runs git itself) and
 /// reports in PROBE.json whether it could read each of `probes(scene)`.
-async fn sandboxed_scene(probes: impl Fn(&Scene) -> Vec<std::path::PathBuf>) -> Scene {
-    let scene = Scene::new(Setup::new(Dialect::Github).mode("commit"), &[], "").await;
+async fn sandboxed_scene(setup: Setup, probes: impl Fn(&Scene) -> Vec<std::path::PathBuf>) -> Scene {
+    let scene = Scene::new(setup, &[], "").await;
     let list: Vec<String> = probes(&scene).iter().map(|p| p.display().to_string()).collect();
     let text = std::fs::read_to_string(&scene.config).unwrap();
     // The agent's log goes where a sandboxed agent can write: its own checkout's .git.
     let log = format!("FAKE_CLAUDE_LOG = \"{}\"", scene.log.display());
-    let probe = format!("FAKE_CLAUDE_PROBE = \"{}\", FAKE_CLAUDE_LOG = \".git/agent.log\"", list.join(","));
+    let probe = format!(
+        "FAKE_CLAUDE_PROBE = \"{}\", FAKE_CLAUDE_LOG = \".git/agent.log\", FAKE_CLAUDE_PIDFILE = \".git/agent.pid\"",
+        list.join(",")
+    );
+    let pidfile = format!("FAKE_CLAUDE_PIDFILE = \"{}\"", scene.dir.path().join("agent.pid").display());
+    let text = text.replacen(&format!(", {pidfile}"), "", 1);
     let text = text.replacen(&log, &probe, 1);
     let text = text.replacen("[agent]\n", "[agent]\nsandbox = \"bubblewrap\"\n", 1);
     std::fs::write(&scene.config, text).unwrap();
@@ -25,7 +30,7 @@ async fn sandboxed_scene(probes: impl Fn(&Scene) -> Vec<std::path::PathBuf>) -> 
 #[tokio::test]
 async fn a_sandboxed_agent_cannot_read_the_config_or_the_database_but_makes_its_pull_request() {
     let home = std::env::var("HOME").unwrap();
-    let scene = sandboxed_scene(|scene| {
+    let scene = sandboxed_scene(Setup::new(Dialect::Github).mode("commit"), |scene| {
         let data = scene.dir.path().join("data");
         vec![
             scene.config.clone(),
@@ -72,7 +77,7 @@ async fn a_sandboxed_agent_cannot_read_the_config_or_the_database_but_makes_its_
 
 #[tokio::test]
 async fn a_sandbox_that_cannot_start_stops_forgehand_at_startup_saying_why() {
-    let scene = sandboxed_scene(|_| Vec::new()).await;
+    let scene = sandboxed_scene(Setup::new(Dialect::Github), |_| Vec::new()).await;
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_forgehand"))
         .args(["--config", scene.config.to_str().unwrap(), "serve"])
         .env_clear()
@@ -83,4 +88,36 @@ async fn a_sandbox_that_cannot_start_stops_forgehand_at_startup_saying_why() {
     let said = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(said.contains("agent.sandbox = \"bubblewrap\" but bwrap is not installed"), "{said}");
+}
+
+/// Processes whose working directory is under `dir`.
+fn processes_in(dir: &Path) -> Vec<u32> {
+    let prefix = dir.display().to_string();
+    let entries = std::fs::read_dir("/proc").unwrap();
+    let pids = entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok());
+    pids.filter(|pid| {
+        std::fs::read_link(format!("/proc/{pid}/cwd"))
+            .is_ok_and(|cwd| cwd.to_string_lossy().starts_with(&prefix))
+    })
+    .collect()
+}
+
+#[tokio::test]
+async fn a_hanging_sandboxed_agent_is_stopped_at_the_timeout_with_its_children() {
+    let mut setup = Setup::new(Dialect::Github).mode("hang");
+    setup.timeout_secs = 2;
+    let scene = sandboxed_scene(setup, |_| Vec::new()).await;
+    let daemon = scene.start(&[]).await;
+    let id = scene.label(&daemon).await;
+    let tasks = scene.dir.path().join("data/workspaces/tasks");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    // bwrap, the agent and its `sleep 1000`.
+    while processes_in(&tasks).len() < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "the sandboxed agent never ran");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let task = scene.wait_task(id, |t| !["queued", "running"].contains(&t.status.as_str())).await;
+    assert_eq!(task.status, "failed", "{task:?}");
+    assert!(task.error.as_deref().unwrap().contains("did not finish in time"), "{task:?}");
+    assert_eq!(processes_in(&tasks), Vec::<u32>::new(), "a sandboxed process outlived the timeout");
 }
