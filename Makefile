@@ -49,7 +49,8 @@ FUZZ_TARGETS ?= signature payload trigger command branch
 
 fuzz: ## run every fuzz target for FUZZ_SECS seconds (needs `cargo install cargo-fuzz`)
 	@for target in $(FUZZ_TARGETS); do \
-		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --dev --sanitizer none $$target -- -max_total_time=$(FUZZ_SECS) || exit 1; \
+		mkdir -p fuzz/corpus/$$target; \
+		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --dev --sanitizer none $$target fuzz/corpus/$$target fuzz/seeds/$$target -- -max_total_time=$(FUZZ_SECS) || exit 1; \
 	done
 
 clean: ## remove build output

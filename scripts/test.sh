@@ -13,6 +13,7 @@ command -v python3 >/dev/null || missing+=(python3)
 [ -x /usr/bin/chromium ] || missing+=(chromium)   # the dashboard's browser tests
 # npm fetches playwright-core and the pinned Claude Code and Codex CLIs (native binaries).
 command -v npm >/dev/null || missing+=(nodejs npm)
+command -v bwrap >/dev/null || missing+=(bubblewrap)   # agent.sandbox = "bubblewrap"
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   as_root apt-get update -qq

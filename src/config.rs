@@ -23,6 +23,7 @@ const LIST_ENV_KEYS: &[(&str, &str)] = &[
     ("FORGEHAND__TRIGGER__REPOS", "trigger.repos"),
     ("FORGEHAND__AGENT__ARGS", "agent.args"),
     ("FORGEHAND__AGENT__ALLOWED_TOOLS", "agent.allowed_tools"),
+    ("FORGEHAND__AGENT__SANDBOX_READ_ONLY", "agent.sandbox_read_only"),
 ];
 
 /// Everything forgehand can be configured with. See `docs/configuration.md`.
@@ -189,6 +190,12 @@ pub struct AgentSettings {
     pub allowed_tools: Vec<String>,
     /// How a `kind = "command"` program gets the prompt.
     pub prompt_via: PromptVia,
+    /// `none` or `bubblewrap` (see `executor::sandbox`).
+    #[serde(default)]
+    pub sandbox: crate::executor::sandbox::Sandbox,
+    /// More paths a sandboxed agent may read.
+    #[serde(default)]
+    pub sandbox_read_only: Vec<PathBuf>,
 }
 
 /// The agent CLIs forgehand knows how to drive.

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod executor;
+pub mod failpoint;
 pub mod forge;
 pub mod server;
 pub mod telemetry;

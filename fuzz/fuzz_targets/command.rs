@@ -2,13 +2,7 @@
 //! command as a whole word.
 #![no_main]
 
-use forgehand::trigger::parse_command;
-use libfuzzer_sys::fuzz_target;
+#[path = "../properties.rs"]
+mod properties;
 
-fuzz_target!(|body: &str| {
-    if let Some(instructions) = parse_command(body, "/forgehand") {
-        assert_eq!(instructions, instructions.trim());
-        assert!(body.trim_start().starts_with("/forgehand"));
-        assert!(body.len() >= instructions.len() + "/forgehand".len());
-    }
-});
+libfuzzer_sys::fuzz_target!(|body: &str| properties::command(body));

@@ -12,6 +12,7 @@ pub mod guard;
 pub mod pipeline;
 pub mod prompt;
 pub mod report;
+pub mod sandbox;
 pub mod shipper;
 pub mod sweep;
 pub mod workspace;
@@ -56,6 +57,9 @@ impl Executor {
         let mut forges = HashMap::new();
         for forge in &settings.forges {
             forges.insert(forge.name.clone(), client::connect(forge)?);
+        }
+        if settings.agent.sandbox == sandbox::Sandbox::Bubblewrap {
+            sandbox::check_bubblewrap().map_err(anyhow::Error::msg)?;
         }
         let instance = instance_name(&settings);
         let owner = format!("{instance}/{}", crate::server::auth::generate_token()?.get(..12).unwrap_or("0"));

@@ -109,7 +109,9 @@ pub async fn execute(ctx: &Arc<Context>, task: &tasks::Model, guard: &Guard) -> 
     stop_if_asked(guard)?;
     let creds = credentials(ctx, task);
     let repo_key = format!("{}/{}", task.forge, task.repo);
-    let already_pushed = match remote_branch(ctx, &repo_key, &plan, creds.as_ref()).await? {
+    let remote_head = remote_branch(ctx, &repo_key, &plan, creds.as_ref()).await?;
+    crate::failpoint::hit("after_fetch");
+    let already_pushed = match remote_head {
         Some(head) if task.kind == "implement" => {
             reuse_branch(forge.as_ref(), task, &head, &mut plan).await?
         }
@@ -353,6 +355,8 @@ async fn run_agent(
     };
     let shipper = super::shipper::Shipper::start(ctx.db.clone(), task.id, spec.transcript_path.clone());
     let start = |spec: AgentSpec| async move {
+        let spec = super::sandbox::apply(&ctx.settings, spec)
+            .map_err(|reason| Failure::Permanent { reason, partial_branch: None })?;
         agent::run(&spec, guard.stop_signal(), None)
             .await
             .map_err(|err| Failure::Permanent { reason: err.to_string(), partial_branch: None })
@@ -425,9 +429,11 @@ async fn commit_and_push(
     if !changed {
         return Ok(Pushed::Nothing);
     }
+    crate::failpoint::hit("after_commit");
     ensure_lease(ctx, task).await?;
     let tree = worktree.clone();
     blocking(move || tree.push(creds.as_ref(), force)).await?;
+    crate::failpoint::hit("after_push");
     tracing::info!(turns = ?run.result.as_ref().and_then(|r| r.num_turns), "pushed the branch");
     Ok(Pushed::Branch)
 }
@@ -498,6 +504,7 @@ async fn open_pull(
         draft: ctx.settings.pr.draft,
     };
     let opened = forge.create_pull(&task.repo, &pull).await?;
+    crate::failpoint::hit("after_pull_created");
     Ok(Success::Done { pr_number: opened.number, pr_url: opened.url })
 }
 

@@ -43,7 +43,7 @@ impl Setup {
         }
     }
 
-    fn mode(mut self, mode: &'static str) -> Setup {
+    pub fn mode(mut self, mode: &'static str) -> Setup {
         self.mode = mode;
         self
     }
@@ -434,6 +434,9 @@ async fn never_more_agents_than_max_concurrent() {
     let mut setup = Setup::new(Dialect::Github);
     setup.hold_ms = 700;
     let world = World::start(setup).await;
+    // Only issues 1-6 here: a labelled #42 without a task would be queued by the startup
+    // sweep once the first delivery names the repository (a seventh agent run).
+    world.forge.add_issue(world.repo, 42, "Add a --verbose flag to the CLI", "", &[], "alice");
     let mut ids = Vec::new();
     for n in 1..=6u64 {
         world.forge.add_issue(world.repo, n, &format!("Issue {n}"), "", &["forgehand"], "alice");

@@ -21,7 +21,11 @@ pub struct Daemon {
 }
 
 fn command(cwd: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(BINARY);
+    command_for(BINARY, cwd, args)
+}
+
+fn command_for(program: &str, cwd: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(program);
     command
         .args(args)
         .current_dir(cwd)
@@ -34,10 +38,23 @@ fn command(cwd: &Path, args: &[&str]) -> Command {
 
 /// Starts `forgehand --log-format json serve` and waits until it listens.
 pub async fn start(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+    start_via(cwd, &[], args, env).await
+}
+
+/// Like [`start`], with `wrapper` (a program and its arguments, e.g. `unshare ...`)
+/// running the binary; the wrapper must end by executing it.
+pub async fn start_via(cwd: &Path, wrapper: &[&str], args: &[&str], env: &[(&str, &str)]) -> Daemon {
     let mut all_args = vec!["--log-format", "json"];
     all_args.extend_from_slice(args);
     all_args.push("serve");
-    let mut command = command(cwd, &all_args);
+    let mut command = match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut command = command_for(program, cwd, rest);
+            command.arg(BINARY).args(&all_args);
+            command
+        }
+        None => command(cwd, &all_args),
+    };
     command.envs(env.iter().copied()).stdout(Stdio::piped()).stderr(Stdio::inherit());
     let mut child = command.spawn().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
