@@ -16,6 +16,10 @@ use serde::{Deserialize, Serialize, Serializer};
 /// The built-in defaults, embedded so that `forgehand serve` works with no file at all.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
 
+/// The file in `data_dir` read when no `--config` is given, and the one the setup wizard
+/// writes then.
+pub const DATA_DIR_CONFIG: &str = "forgehand.toml";
+
 const ENV_PREFIX: &str = "FORGEHAND__";
 const FORGE_ENV_PREFIX: &str = "FORGEHAND__FORGES__";
 /// Environment variables holding comma-separated lists, and their keys.
@@ -39,6 +43,9 @@ pub struct Settings {
     pub git: GitSettings,
     pub labels: LabelSettings,
     pub pr: PrSettings,
+    /// The file these settings were read from, if any (not a key of the file).
+    #[serde(skip)]
+    pub config_file: Option<PathBuf>,
 }
 
 /// `[server]`: the HTTP listener.
@@ -263,7 +270,38 @@ impl Settings {
             .map_err(|e| ConfigError::Load(with_hint(e.to_string())))?;
         settings.apply_forge_env(forge_env)?;
         settings.validate()?;
+        settings.config_file = file.map(Path::to_path_buf);
         Ok(settings)
+    }
+
+    /// Loads `file`; without one, `<data_dir>/forgehand.toml` when it exists (`data_dir`
+    /// from the defaults and the environment), so that what the setup wizard wrote there
+    /// is read at the next start.
+    pub fn load_or_discover(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        if file.is_some() {
+            return Self::load(file);
+        }
+        let defaults = Self::load(None)?;
+        let found = defaults.data_dir.join(DATA_DIR_CONFIG);
+        if !found.is_file() {
+            return Ok(defaults);
+        }
+        let settings = Self::load(Some(&found))?;
+        if settings.data_dir != defaults.data_dir {
+            return Err(ConfigError::Invalid(vec![format!(
+                "data_dir: {} sets data_dir = {:?}, but it was found in {:?}; move the file and start with --config PATH",
+                found.display(),
+                settings.data_dir,
+                defaults.data_dir
+            )]));
+        }
+        Ok(settings)
+    }
+
+    /// The file the setup wizard writes: the one these settings came from, else
+    /// `<data_dir>/forgehand.toml`.
+    pub fn config_target(&self) -> PathBuf {
+        self.config_file.clone().unwrap_or_else(|| self.data_dir.join(DATA_DIR_CONFIG))
     }
 
     /// Applies `FORGEHAND__FORGES__<NAME>__<KEY>` variables to the forge named NAME.

@@ -12,5 +12,6 @@ pub mod db;
 pub mod executor;
 pub mod forge;
 pub mod server;
+pub mod setup;
 pub mod telemetry;
 pub mod trigger;

@@ -197,7 +197,7 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Response 
             return pages::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Login failed", "Try again.");
         }
     };
-    let secure = if state.settings.server.public_url.starts_with("https://") { "; Secure" } else { "" };
+    let secure = if state.settings().server.public_url.starts_with("https://") { "; Secure" } else { "" };
     let max_age = SESSION_TTL.as_secs();
     let cookie =
         format!("{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");

@@ -7,7 +7,7 @@ use crate::harness::*;
 const XSS: &str = "<script>alert(1)</script><img src=x onerror=alert(2)>";
 
 /// Sends a form as a browser does (reqwest's `form` needs a feature we do without).
-trait FormBody {
+pub trait FormBody {
     fn form_body(self, pairs: &[(&str, &str)]) -> Self;
 }
 
@@ -19,16 +19,16 @@ impl FormBody for reqwest::RequestBuilder {
 }
 
 /// A client that shows redirects instead of following them.
-fn client() -> reqwest::Client {
+pub fn client() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
 /// A logged-in browser: its cookie header and the CSRF token its pages carry.
 pub struct Browser {
-    client: reqwest::Client,
-    base: String,
-    cookie: String,
-    csrf: String,
+    pub client: reqwest::Client,
+    pub base: String,
+    pub cookie: String,
+    pub csrf: String,
 }
 
 impl Browser {
@@ -62,7 +62,7 @@ impl Browser {
     }
 
     /// POSTs a form; answers the status and the Location header.
-    async fn post(&self, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+    pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> (u16, String) {
         let response = self
             .client
             .post(format!("{}{path}", self.base))

@@ -18,3 +18,4 @@ mod real_claude;
 mod scale_out;
 mod storage;
 mod triggers;
+mod wizard;
