@@ -274,7 +274,9 @@ impl Draft {
             "github" => ForgeKind::Github,
             "gitea" | "forgejo" => ForgeKind::Gitea,
             other => {
-                return Err(vec![format!("Forge kind {other:?} is not known: pick GitHub or Gitea/Forgejo.")]);
+                return Err(vec![format!(
+                    "Forge kind {other:?} is not known: pick GitHub or Gitea/Forgejo."
+                )]);
             }
         };
         next.api_url = answers.api_url.trim().trim_end_matches('/').to_owned();

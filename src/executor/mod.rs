@@ -131,19 +131,23 @@ impl Executor {
         let mut running = JoinSet::new();
         loop {
             while running.try_join_next().is_some() {}
+            if let Some(new) = take_settings(&mut updates)
+                && let Some(next) = reconfigure(&ctx, &new, &semaphore)
+            {
+                ctx = next;
+                sweeper.abort();
+                sweeper = tokio::spawn(sweep::run(ctx.clone(), stop.clone()));
+            }
             let poll = Duration::from_secs(ctx.settings.executor.poll_interval_secs);
             let permit = tokio::select! {
                 permit = semaphore.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-                new = next_settings(&mut updates) => {
-                    if let Some(next) = reconfigure(&ctx, &new, &semaphore) {
-                        ctx = next;
-                        sweeper.abort();
-                        sweeper = tokio::spawn(sweep::run(ctx.clone(), stop.clone()));
-                    }
-                    continue;
-                }
+                () = updates_pending(&updates) => continue,
                 _ = stop.changed() => break,
             };
+            // Settings saved before a task was queued must be in force when it is claimed.
+            if updates_waiting(&updates) {
+                continue;
+            }
             match claim(&ctx).await {
                 Ok(Some(task)) => {
                     let ctx = ctx.clone();
@@ -179,15 +183,15 @@ impl Executor {
     }
 }
 
-/// The next settings `updates` announces; never completes without a sender.
-async fn next_settings(updates: &mut Option<watch::Receiver<Arc<Settings>>>) -> Arc<Settings> {
-    if let Some(receiver) = updates {
-        if receiver.changed().await.is_ok() {
-            return receiver.borrow_and_update().clone();
-        }
-        *updates = None;
-    }
-    std::future::pending().await
+/// The settings `updates` announced since they were last taken, if any.
+fn take_settings(updates: &mut Option<watch::Receiver<Arc<Settings>>>) -> Option<Arc<Settings>> {
+    let receiver = updates.as_mut()?;
+    receiver.has_changed().unwrap_or(false).then(|| receiver.borrow_and_update().clone())
+}
+
+/// Whether `updates` holds settings not yet taken.
+fn updates_waiting(updates: &Option<watch::Receiver<Arc<Settings>>>) -> bool {
+    updates.as_ref().is_some_and(|receiver| receiver.has_changed().unwrap_or(false))
 }
 
 /// Completes when `updates` holds settings not yet taken.

@@ -284,3 +284,86 @@ async fn deliver_to_work(app: &TestApp, secret: &str) -> reqwest::Response {
     }
     request.send().await.unwrap()
 }
+
+/// An app with its executor on and no forge at all, as on first start.
+async fn bare_app(dir: tempfile::TempDir) -> TestApp {
+    let text = format!(
+        r#"
+data_dir = "{data}"
+{database}
+[server]
+listen = "127.0.0.1:0"
+[auth]
+admin_token = "{ADMIN_TOKEN}"
+[executor]
+poll_interval_secs = 1
+retry_base_secs = 1
+shutdown_grace_secs = 1
+[agent]
+command = "{AGENT}"
+[git]
+author_name = "forgehand-test"
+author_email = "forgehand@test"
+"#,
+        data = dir.path().join("data").display(),
+        database = database_section().await,
+    );
+    TestApp::spawn_config(dir, &text).await
+}
+
+/// Runs every step for a new Gitea forge named `gitea` on `forge`; answers its secret.
+async fn wizard_adds_gitea(browser: &Browser, forge: &FakeForge, repo: &str) -> String {
+    browser.get("/setup/wizard").await;
+    let answers = [
+        ("public_url", "http://forgehand.test"),
+        ("name", "gitea"),
+        ("kind", "gitea"),
+        ("api_url", forge.base_url()),
+    ];
+    assert_eq!(browser.step("forge", &answers).await.1, "/setup/wizard/token");
+    assert_eq!(
+        browser.step("token", &[("token", forge.token()), ("repo", repo)]).await.1,
+        "/setup/wizard/webhook"
+    );
+    browser.step("webhook", &[("action", "generate")]).await;
+    let (_, page) = browser.get("/setup/wizard/webhook").await;
+    let secret = element_text(&page, "new-secret").expect("the new secret is shown");
+    assert_eq!(browser.step("webhook", &[("action", "continue")]).await.1, "/setup/wizard/trigger");
+    assert_eq!(
+        browser.step("trigger", &[("label", "forgehand"), ("command", "/forgehand")]).await.1,
+        "/setup/wizard/agent"
+    );
+    let agent = [("agent_command", AGENT), ("max_concurrent", "1"), ("timeout_secs", "120")];
+    assert_eq!(browser.step("agent", &agent).await.1, "/setup/wizard/review");
+    let (status, _, page) = browser.step("review", &[]).await;
+    assert!(status == 200 && page.contains("Saved and applied"), "{page}");
+    secret
+}
+
+#[tokio::test]
+async fn after_the_wizard_the_executor_runs_tasks_of_the_new_forge() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote = dir.path().join("remote.git");
+    crate::executor::bare_remote(&remote);
+    let forge = FakeForge::gitea().await;
+    forge.add_repo("acme/widgets", &format!("file://{}", remote.display()), "main");
+    forge.add_issue("acme/widgets", 42, "Add a --verbose flag", "Please.", &["forgehand"], "alice");
+    forge.set_permission("acme/widgets", "alice", "write");
+    forge.set_permission("acme/widgets", &forge.bot_login(), "admin");
+    let app = bare_app(dir).await;
+    let browser = Browser::login(&app).await;
+
+    let secret = wizard_adds_gitea(&browser, &forge, "acme/widgets").await;
+    let body = fixture("gitea/issues_label_updated.json");
+    let signature = sign(secret.as_bytes(), &body);
+    let delivery = Delivery::gitea("issues", "issue_label", body)
+        .set_header("x-gitea-signature", Some(&signature))
+        .set_header("x-hub-signature-256", Some(&format!("sha256={signature}")));
+    let answer = app.deliver("gitea", delivery).await;
+    assert_eq!(answer.status, 202, "{}", answer.text);
+    let id = answer.json["task_id"].as_i64().unwrap();
+    let long = std::time::Duration::from_secs(60);
+    let task = app.wait_task(id, long, |t| !["queued", "running"].contains(&t.status.as_str())).await;
+    assert_eq!(task.status, "done", "{task:?}");
+    assert!(task.pr_url.is_some(), "{task:?}");
+}
