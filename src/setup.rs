@@ -259,34 +259,50 @@ impl Draft {
 
     /// Step 1: where forgehand is reached, and the forge's name, kind and API URL.
     pub fn set_forge(&mut self, current: &Settings, answers: ForgeAnswers) -> Result<(), Problems> {
-        let mut next = self.clone();
-        next.public_url = answers.public_url.trim().trim_end_matches('/').to_owned();
-        if next.editing.is_none() {
-            next.name = answers.name.trim().to_owned();
-            if current.forge(&next.name).is_some() {
-                return Err(vec![format!(
-                    "A forge named {:?} is configured already: pick another name, or edit it from the setup page.",
-                    next.name
-                )]);
-            }
+        let before = (self.kind, self.api_url.clone());
+        self.public_url = answers.public_url.trim().trim_end_matches('/').to_owned();
+        if self.editing.is_none() {
+            self.name = answers.name.trim().to_owned();
         }
-        next.kind = match answers.kind.as_str() {
-            "github" => ForgeKind::Github,
-            "gitea" | "forgejo" => ForgeKind::Gitea,
-            other => {
-                return Err(vec![format!(
-                    "Forge kind {other:?} is not known: pick GitHub or Gitea/Forgejo."
-                )]);
-            }
+        self.api_url = answers.api_url.trim().trim_end_matches('/').to_owned();
+        let kind = match answers.kind.as_str() {
+            "github" => Ok(ForgeKind::Github),
+            "gitea" | "forgejo" => Ok(ForgeKind::Gitea),
+            other => Err(format!("Forge kind {other:?} is not known: pick GitHub or Gitea/Forgejo.")),
         };
-        next.api_url = answers.api_url.trim().trim_end_matches('/').to_owned();
-        next.validated(current)?;
-        if (next.kind, &next.api_url) != (self.kind, &self.api_url) {
-            next.checked = None;
-            next.reached = next.reached.min(Step::Token);
+        if let Ok(kind) = kind {
+            self.kind = kind;
         }
-        *self = next;
-        self.advance(Step::Forge);
+        if (self.kind, &self.api_url) != (before.0, &before.1) {
+            self.checked = None;
+        }
+        let mut problems: Problems = kind.err().into_iter().collect();
+        if self.editing.is_none() && current.forge(&self.name).is_some() {
+            problems.push(format!(
+                "A forge named {:?} is configured already: pick another name, or change it from the setup page.",
+                self.name
+            ));
+        }
+        self.finish(Step::Forge, current, problems)
+    }
+
+    /// Records the outcome of `step`: with problems, the answers stay (to be corrected)
+    /// and the wizard holds at this step; without, the next step opens.
+    fn finish(&mut self, step: Step, current: &Settings, mut problems: Problems) -> Result<(), Problems> {
+        if problems.is_empty()
+            && let Err(more) = self.validated(current)
+        {
+            problems = more;
+        }
+        if !problems.is_empty() {
+            self.reached = self.reached.min(step);
+            return Err(problems);
+        }
+        self.advance(step);
+        if self.checked.is_none() {
+            // A new API URL or kind: the token is tested again before going further.
+            self.reached = self.reached.min(Step::Token);
+        }
         Ok(())
     }
 
@@ -308,6 +324,7 @@ impl Draft {
                 repo.chars().take(100).collect::<String>()
             ));
         }
+        self.repo = repo.to_owned();
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -315,7 +332,6 @@ impl Draft {
         if !token.trim().is_empty() {
             self.new_token = Some(forge.token);
         }
-        self.repo = repo.to_owned();
         self.checked = Some(report);
         self.advance(Step::Token);
         Ok(())
@@ -341,39 +357,32 @@ impl Draft {
 
     /// Step 4: the trigger label and command.
     pub fn set_trigger(&mut self, current: &Settings, label: &str, command: &str) -> Result<(), Problems> {
-        let mut next = self.clone();
-        next.label = label.trim().to_owned();
-        next.command = command.trim().to_owned();
-        next.validated(current)?;
-        *self = next;
-        self.advance(Step::Trigger);
-        Ok(())
+        self.label = label.trim().to_owned();
+        self.command = command.trim().to_owned();
+        self.finish(Step::Trigger, current, Vec::new())
     }
 
     /// Step 5: the agent command (found and answering `--version`), concurrency and timeout.
     pub async fn set_agent(&mut self, current: &Settings, answers: AgentAnswers) -> Result<(), Problems> {
-        let mut next = self.clone();
         let mut problems = Vec::new();
-        next.agent_command = answers.command.trim().to_owned();
+        self.agent_command = answers.command.trim().to_owned();
+        self.agent = None;
         match answers.max_concurrent.trim().parse::<usize>() {
-            Ok(n) if (1..=64).contains(&n) => next.max_concurrent = n,
+            Ok(n) if (1..=64).contains(&n) => self.max_concurrent = n,
             _ => problems.push("Concurrent agents must be a whole number from 1 to 64.".to_owned()),
         }
         match answers.timeout_secs.trim().parse::<u64>() {
-            Ok(s) if (60..=86_400).contains(&s) => next.timeout_secs = s,
+            Ok(s) if (60..=86_400).contains(&s) => self.timeout_secs = s,
             _ => problems
                 .push("The timeout must be a whole number of seconds from 60 to 86400 (a day).".to_owned()),
         }
-        if let Err(more) = next.validated(current) {
-            problems.extend(more);
+        if problems.is_empty() && !self.agent_command.is_empty() {
+            match check_agent(&self.agent_command).await {
+                Ok(found) => self.agent = Some(found),
+                Err(message) => problems.push(message),
+            }
         }
-        if !problems.is_empty() {
-            return Err(problems);
-        }
-        next.agent = Some(check_agent(&next.agent_command).await.map_err(|message| vec![message])?);
-        *self = next;
-        self.advance(Step::Agent);
-        Ok(())
+        self.finish(Step::Agent, current, problems)
     }
 }
 
@@ -834,7 +843,8 @@ mod tests {
         let problems = draft.set_trigger(&current, "", "two words").unwrap_err();
         assert!(problems.iter().any(|p| p.starts_with("trigger.label")), "{problems:?}");
         assert!(problems.iter().any(|p| p.starts_with("trigger.command")), "{problems:?}");
-        assert_eq!(draft.label, "forgehand", "a refused answer leaves the draft as it was");
+        assert_eq!(draft.command, "two words", "a refused answer stays, to be corrected");
+        assert_eq!(draft.reached, Step::Forge, "and the steps after it stay closed");
     }
 
     #[tokio::test]

@@ -48,7 +48,7 @@ pub struct StepLink {
     pub number: usize,
     pub slug: &'static str,
     pub title: &'static str,
-    /// `done`, `current`, `open` (reachable) or `locked`.
+    /// `done`, `current`, `open` (reachable), `locked`, or `saved` (all, after saving).
     pub state: &'static str,
 }
 
@@ -318,8 +318,9 @@ fn page(
             slug: s.slug(),
             title: s.title(),
             state: match s {
-                s if *s == step && done.is_none() => "current",
-                s if *s < draft.reached || done.is_some() => "done",
+                _ if done.is_some() => "saved",
+                s if *s == step => "current",
+                s if *s < draft.reached => "done",
                 s if *s <= draft.reached => "open",
                 _ => "locked",
             },
