@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod metrics;
 pub mod pages;
 pub mod session;
 pub mod transcript;
@@ -35,6 +36,8 @@ pub struct Inner {
     pub sessions: session::Sessions,
     /// The setup wizard's unsaved answers, per session.
     pub drafts: wizard::Drafts,
+    /// Webhook timing and answers, for `/metrics`.
+    pub intake: metrics::IntakeMetrics,
 }
 
 impl std::ops::Deref for AppState {
@@ -57,6 +60,7 @@ impl AppState {
             wake,
             sessions: Default::default(),
             drafts: Default::default(),
+            intake: Default::default(),
         }))
     }
 
@@ -85,8 +89,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/tasks/{id}", get(api::get_task))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_admin));
     Router::new()
-        .route("/webhooks/{forge}", post(webhook::receive))
+        .route(
+            "/webhooks/{forge}",
+            post(webhook::receive)
+                .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track_intake)),
+        )
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics::metrics))
         .route("/readyz", get(readyz))
         .merge(api)
         .merge(dashboard(state.clone()))

@@ -436,3 +436,52 @@ async fn the_transcript_stream_sends_new_entries_and_resumes_where_it_stopped() 
     }
     assert!(text.contains("event: status\ndata: cancelled"), "{text}");
 }
+
+#[tokio::test]
+async fn metrics_are_open_bounded_and_count_what_happened() {
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, IntoActiveModel};
+    let app = TestApp::spawn().await;
+    let first = queue_task(&app, 21, "one").await;
+    queue_task(&app, 22, "two").await;
+    let push = app.deliver("gitea", Delivery::gitea("push", "push", fixture("gitea/push.json"))).await;
+    assert_eq!(push.outcome(), "ignored");
+    let forged = Delivery::github("issues", fixture("github/issues_labeled.json"))
+        .set_header("x-hub-signature-256", Some("sha256=00"));
+    assert_eq!(app.deliver("github", forged).await.status, 401);
+    let mut done = app.db.task(first).await.unwrap().unwrap().0.into_active_model();
+    let end = chrono::Utc::now();
+    done.status = Set("done".into());
+    done.started_at = Set(Some(end - chrono::Duration::seconds(90)));
+    done.finished_at = Set(Some(end));
+    done.update(app.db.connection()).await.unwrap();
+
+    let response = client().get(format!("{}/metrics", app.base)).send().await.unwrap();
+    assert_eq!(response.status(), 200, "no session or token needed");
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    let text = response.text().await.unwrap();
+    for line in [
+        "forgehand_tasks{status=\"queued\"} 1",
+        "forgehand_tasks{status=\"done\"} 1",
+        "forgehand_tasks{status=\"failed\"} 0",
+        "forgehand_deliveries_total{outcome=\"task_created\"} 2",
+        "forgehand_deliveries_total{outcome=\"ignored\"} 1",
+        "forgehand_agents_running 0",
+        "forgehand_agents_max 0",
+        "forgehand_task_duration_seconds{quantile=\"0.5\"} 90.000",
+        "forgehand_tasks_finished_recent 1",
+        "forgehand_intake_duration_seconds_count 4",
+        "forgehand_webhook_responses_total{code=\"401\"} 1",
+        "forgehand_webhook_responses_total{code=\"202\"} 2",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    }
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (name, value) = line.rsplit_once(' ').unwrap();
+        assert!(value == "NaN" || value.parse::<f64>().is_ok(), "{line}");
+        let labels = name.split_once('{').map(|(_, l)| l).unwrap_or("");
+        assert!(!labels.contains("repo") && !labels.contains("forge"), "no per-repository labels: {line}");
+    }
+    for secret in [GITHUB_SECRET, GITEA_SECRET, ADMIN_TOKEN, "octo-org", "Hello-World"] {
+        assert!(!text.contains(secret), "{secret} in /metrics");
+    }
+}
