@@ -23,8 +23,11 @@ pub const DATA_DIR_CONFIG: &str = "forgehand.toml";
 const ENV_PREFIX: &str = "FORGEHAND__";
 const FORGE_ENV_PREFIX: &str = "FORGEHAND__FORGES__";
 /// Environment variables holding comma-separated lists, and their keys.
-const LIST_ENV_KEYS: &[(&str, &str)] =
-    &[("FORGEHAND__TRIGGER__REPOS", "trigger.repos"), ("FORGEHAND__AGENT__ARGS", "agent.args")];
+const LIST_ENV_KEYS: &[(&str, &str)] = &[
+    ("FORGEHAND__TRIGGER__REPOS", "trigger.repos"),
+    ("FORGEHAND__AGENT__ARGS", "agent.args"),
+    ("FORGEHAND__SERVER__TRUSTED_PROXIES", "server.trusted_proxies"),
+];
 
 /// Everything forgehand can be configured with. See `docs/configuration.md`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -61,6 +64,8 @@ pub struct ServerSettings {
     pub body_timeout_secs: u64,
     /// Most connections served at once; further ones wait in the listen backlog.
     pub max_connections: usize,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (for the login rate limit).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// `[database]`: empty `url` means an SQLite file in `data_dir`.
@@ -476,6 +481,7 @@ impl fmt::Display for Permission {
 /// Fixes for the values serde refuses, keyed by the config key its message names.
 const HINTS: &[(&str, &str)] = &[
     ("server.listen", "write IP:PORT, e.g. \"127.0.0.1:8080\""),
+    ("server.trusted_proxies", "write a list of IP addresses, e.g. [\"127.0.0.1\"]"),
     ("trigger.min_permission", "use \"read\", \"write\" or \"admin\""),
     ("kind", "use \"github\" or \"gitea\" (Forgejo is \"gitea\")"),
     ("webhook_secret", "use a string, or a list of strings while rotating"),

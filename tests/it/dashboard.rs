@@ -485,3 +485,35 @@ async fn metrics_are_open_bounded_and_count_what_happened() {
         assert!(!text.contains(secret), "{secret} in /metrics");
     }
 }
+
+#[tokio::test]
+async fn the_login_limit_believes_forwarded_for_only_from_a_trusted_proxy() {
+    let login = |app: &TestApp, token: &'static str, forwarded: &'static str| {
+        client()
+            .post(format!("{}/login", app.base))
+            .header("x-forwarded-for", forwarded)
+            .form_body(&[("token", token)])
+            .send()
+    };
+    // No trusted proxy: the header is ignored, so changing it does not reset the count.
+    let direct = TestApp::spawn().await;
+    for n in 0..5 {
+        let forwarded = ["203.0.113.1", "203.0.113.2", "203.0.113.3", "203.0.113.4", "203.0.113.5"][n];
+        assert_eq!(login(&direct, "guess", forwarded).await.unwrap().status(), 401);
+    }
+    assert_eq!(login(&direct, ADMIN_TOKEN, "203.0.113.6").await.unwrap().status(), 429);
+
+    // Behind a trusted proxy (the test client's 127.0.0.1): each client has its own count.
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_text(&dir.path().join("data"), "")
+        .await
+        .replace("[server]\n", "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n");
+    let proxied = TestApp::spawn_config(dir, &config).await;
+    for _ in 0..5 {
+        assert_eq!(login(&proxied, "guess", "203.0.113.7").await.unwrap().status(), 401);
+    }
+    assert_eq!(login(&proxied, ADMIN_TOKEN, "203.0.113.7").await.unwrap().status(), 429);
+    let forged = login(&proxied, ADMIN_TOKEN, "198.51.100.1, 203.0.113.7").await.unwrap();
+    assert_eq!(forged.status(), 429, "a client cannot escape by prepending addresses");
+    assert_eq!(login(&proxied, ADMIN_TOKEN, "203.0.113.8").await.unwrap().status(), 303);
+}
