@@ -218,6 +218,7 @@ pub async fn logout(
     }
     if let Some(id) = cookie(&headers, SESSION_COOKIE) {
         state.sessions.remove(&id);
+        state.drafts.forget(&session);
     }
     let expired = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     see_other("/login", Some(expired))

@@ -38,6 +38,11 @@ impl Drafts {
         drafts.insert(session.csrf.clone(), (Instant::now(), draft));
     }
 
+    /// Drops the session's answers (secrets typed in the wizard included), e.g. on logout.
+    pub fn forget(&self, session: &CurrentSession) {
+        self.remove(session);
+    }
+
     fn remove(&self, session: &CurrentSession) {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&session.csrf);
     }
