@@ -283,15 +283,23 @@ impl Settings {
     /// from the defaults and the environment), so that what the setup wizard wrote there
     /// is read at the next start.
     pub fn load_or_discover(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        Self::load_or_discover_with_env(file, std::env::vars().collect())
+    }
+
+    /// [`Settings::load_or_discover`] with the given environment.
+    pub fn load_or_discover_with_env(
+        file: Option<&Path>,
+        env: HashMap<String, String>,
+    ) -> Result<Settings, ConfigError> {
         if file.is_some() {
-            return Self::load(file);
+            return Self::load_with_env(file, env);
         }
-        let defaults = Self::load(None)?;
+        let defaults = Self::load_with_env(None, env.clone())?;
         let found = defaults.data_dir.join(DATA_DIR_CONFIG);
         if !found.is_file() {
             return Ok(defaults);
         }
-        let settings = Self::load(Some(&found))?;
+        let settings = Self::load_with_env(Some(&found), env)?;
         if settings.data_dir != defaults.data_dir {
             return Err(ConfigError::Invalid(vec![format!(
                 "data_dir: {} sets data_dir = {:?}, but it was found in {:?}; move the file and start with --config PATH",
@@ -695,5 +703,28 @@ mod tests {
         );
         assert_eq!(mask_url_password("postgres://u@db/fh"), "postgres://u@db/fh");
         assert!(!format!("{settings:?}").contains("ghp_secret"));
+    }
+
+    #[test]
+    fn without_a_config_file_the_one_in_data_dir_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let env: HashMap<String, String> =
+            [("FORGEHAND__DATA_DIR".to_owned(), dir.path().display().to_string())].into();
+        let none = Settings::load_or_discover_with_env(None, env.clone()).unwrap();
+        assert_eq!((none.config_file.as_deref(), none.trigger.label.as_str()), (None, "forgehand"));
+        assert_eq!(none.config_target(), dir.path().join(DATA_DIR_CONFIG));
+
+        let written = dir.path().join(DATA_DIR_CONFIG);
+        std::fs::write(&written, "[trigger]\nlabel = \"robot\"\n").unwrap();
+        let found = Settings::load_or_discover_with_env(None, env.clone()).unwrap();
+        assert_eq!(
+            (found.config_file.as_deref(), found.trigger.label.as_str()),
+            (Some(written.as_path()), "robot")
+        );
+
+        // FORGEHAND__DATA_DIR still wins over the file, so the file stays where it is read.
+        std::fs::write(&written, "data_dir = \"/elsewhere\"\n").unwrap();
+        let moved = Settings::load_or_discover_with_env(None, env).unwrap();
+        assert_eq!(moved.data_dir, dir.path());
     }
 }
