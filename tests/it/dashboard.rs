@@ -33,17 +33,18 @@ pub struct Browser {
 
 impl Browser {
     pub async fn login(app: &TestApp) -> Browser {
+        Browser::login_at(&app.base, ADMIN_TOKEN).await
+    }
+
+    /// Logs in to the forgehand at `base` with `token`.
+    pub async fn login_at(base: &str, token: &str) -> Browser {
         let client = client();
-        let response = client
-            .post(format!("{}/login", app.base))
-            .form_body(&[("token", ADMIN_TOKEN)])
-            .send()
-            .await
-            .unwrap();
+        let response =
+            client.post(format!("{base}/login")).form_body(&[("token", token)]).send().await.unwrap();
         assert_eq!(response.status(), 303);
         let set_cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
         let cookie = set_cookie.split(';').next().unwrap().to_owned();
-        let mut browser = Browser { client, base: app.base.clone(), cookie, csrf: String::new() };
+        let mut browser = Browser { client, base: base.to_owned(), cookie, csrf: String::new() };
         let (status, page) = browser.get("/").await;
         assert_eq!(status, 200, "{page}");
         browser.csrf = csrf_of(&page);

@@ -273,12 +273,18 @@ async fn a_configured_forge_keeps_its_secrets_and_a_broken_file_is_left_alone() 
 }
 
 async fn deliver_to_work(app: &TestApp, secret: &str) -> reqwest::Response {
+    deliver_signed(&app.base, "work", secret).await
+}
+
+/// The Gitea label delivery for acme/widgets#42, signed with `secret`, sent to `forge`.
+async fn deliver_signed(base: &str, forge: &str, secret: &str) -> reqwest::Response {
     let body = fixture("gitea/issues_label_updated.json");
     let signature = sign(secret.as_bytes(), &body);
     let delivery = Delivery::gitea("issues", "issue_label", body)
         .set_header("x-gitea-signature", Some(&signature))
         .set_header("x-hub-signature-256", Some(&format!("sha256={signature}")));
-    let mut request = app.client.post(format!("{}/webhooks/work", app.base)).body(delivery.body.clone());
+    let mut request =
+        reqwest::Client::new().post(format!("{base}/webhooks/{forge}")).body(delivery.body.clone());
     for (name, value) in &delivery.headers {
         request = request.header(name, value);
     }
@@ -366,4 +372,25 @@ async fn after_the_wizard_the_executor_runs_tasks_of_the_new_forge() {
     let task = app.wait_task(id, long, |t| !["queued", "running"].contains(&t.status.as_str())).await;
     assert_eq!(task.status, "done", "{task:?}");
     assert!(task.pr_url.is_some(), "{task:?}");
+}
+
+#[tokio::test]
+async fn the_real_daemon_started_without_a_config_keeps_what_the_wizard_wrote() {
+    use crate::process::start;
+    let forge = FakeForge::gitea().await;
+    forge.add_repo("acme/widgets", "https://fake.invalid/acme/widgets.git", "main");
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("FORGEHAND__SERVER__LISTEN", "127.0.0.1:0"), ("FORGEHAND__EXECUTOR__ENABLED", "false")];
+    let mut daemon = start(dir.path(), &[], &env).await;
+    let token = std::fs::read_to_string(dir.path().join("data/admin_token")).unwrap();
+    let browser = Browser::login_at(&daemon.base, token.trim()).await;
+    let secret = wizard_adds_gitea(&browser, &forge, "acme/widgets").await;
+    let written = dir.path().join("data/forgehand.toml");
+    assert_eq!(written.metadata().unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(!dir.path().join("data/forgehand.toml.bak").exists(), "there was no file before");
+
+    daemon.child.kill().await.unwrap();
+    let again = start(dir.path(), &[], &env).await;
+    let answer = deliver_signed(&again.base, "gitea", &secret).await;
+    assert_eq!(answer.status(), 202, "the forge survived the restart");
 }
