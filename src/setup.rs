@@ -635,7 +635,8 @@ pub fn save(plan: &Plan) -> Result<Saved, Problems> {
         )]
     };
     std::fs::create_dir_all(&dir).map_err(|e| io("create the directory", e))?;
-    let temp = dir.join(format!(".{name}.wizard-{}", std::process::id()));
+    let unique = crate::server::auth::generate_token().map_err(|e| io("name a temporary file", e))?;
+    let temp = dir.join(format!(".{name}.wizard-{}", &unique[..12]));
     write_new(&temp, plan.text.expose_secret().as_bytes()).map_err(|e| io("write a temporary file", e))?;
     let loaded = Settings::load(Some(&temp));
     let mut settings = match loaded {
@@ -654,7 +655,7 @@ pub fn save(plan: &Plan) -> Result<Saved, Problems> {
     let backup = match std::fs::read(path) {
         Ok(previous) => {
             let backup = dir.join(format!("{name}.bak"));
-            let staged = dir.join(format!(".{name}.bak-{}", std::process::id()));
+            let staged = dir.join(format!(".{name}.bak-{}", &unique[..12]));
             let kept = write_new(&staged, &previous).and_then(|()| std::fs::rename(&staged, &backup));
             if let Err(err) = kept {
                 let _ = std::fs::remove_file(&staged);

@@ -5,7 +5,7 @@
 //! work itself (checks, the file, writing it) is in [`crate::setup`].
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use askama::Template;
@@ -21,6 +21,9 @@ use super::pages::{self, render};
 use super::session::{CurrentSession, SESSION_TTL, check_csrf};
 use crate::config::{ForgeKind, Settings};
 use crate::setup::{self, AgentAnswers, Draft, ForgeAnswers, Problems, Step};
+
+/// Held while a config file is planned and written.
+static SAVING: Mutex<()> = Mutex::new(());
 
 /// Unsaved wizard answers, keyed by the session's CSRF token (as secret as the session).
 #[derive(Default)]
@@ -226,7 +229,7 @@ pub async fn submit(
     }
     let settings = state.settings();
     if step == Step::Review {
-        return save(&state, &session, draft, &settings);
+        return save(&state, &session, draft, settings).await;
     }
     let outcome = answer(&mut draft, step, &settings, form).await;
     state.drafts.put(&session, draft.clone());
@@ -278,9 +281,21 @@ fn plan(draft: &Draft, settings: &Settings) -> Result<Review, Problems> {
 }
 
 /// Writes the file, then puts the settings it gives in force.
-fn save(state: &AppState, session: &CurrentSession, draft: Draft, settings: &Settings) -> Response {
+async fn save(state: &AppState, session: &CurrentSession, draft: Draft, settings: Arc<Settings>) -> Response {
     let path = settings.config_target();
-    let saved = setup::plan(&draft, settings, &path).and_then(|plan| setup::save(&plan));
+    let saved = {
+        let (draft, settings, path) = (draft.clone(), settings.clone(), path.clone());
+        // File work blocks; one save at a time, so two people cannot interleave theirs.
+        tokio::task::spawn_blocking(move || {
+            let _one_at_a_time = SAVING.lock().unwrap_or_else(|e| e.into_inner());
+            setup::plan(&draft, &settings, &path).and_then(|plan| setup::save(&plan))
+        })
+        .await
+        .unwrap_or_else(|err| {
+            Err(vec![format!("Saving stopped unexpectedly ({err}); nothing was replaced.")])
+        })
+    };
+    let settings = settings.as_ref();
     let saved = match saved {
         Ok(saved) => saved,
         Err(problems) => {
