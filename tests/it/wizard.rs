@@ -358,8 +358,15 @@ async fn after_the_wizard_the_executor_runs_tasks_of_the_new_forge() {
     forge.set_permission("acme/widgets", &forge.bot_login(), "admin");
     let app = bare_app(dir).await;
     let browser = Browser::login(&app).await;
+    let (_, dashboard) = browser.get("/").await;
+    assert!(
+        dashboard.contains("id=\"no-forge\"") && dashboard.contains("href=\"/setup/wizard\""),
+        "{dashboard}"
+    );
 
     let secret = wizard_adds_gitea(&browser, &forge, "acme/widgets").await;
+    let (_, dashboard) = browser.get("/").await;
+    assert!(!dashboard.contains("id=\"no-forge\""), "the new forge is in force on the dashboard too");
     let body = fixture("gitea/issues_label_updated.json");
     let signature = sign(secret.as_bytes(), &body);
     let delivery = Delivery::gitea("issues", "issue_label", body)
