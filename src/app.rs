@@ -65,7 +65,7 @@ impl App {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let executor = self.start_executor(stop_rx)?;
         let router = server::router(self.state.clone());
-        let limits = ConnectionLimits::from(&self.state.settings.server);
+        let limits = ConnectionLimits::from(&self.state.settings().server);
         let served = serve(self.listener, router, limits, async move {
             shutdown.await;
             let _ = stop_tx.send(true);
@@ -83,12 +83,13 @@ impl App {
         &self,
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
-        let settings = &self.state.settings;
+        let settings = self.state.settings();
         if !settings.executor.enabled {
             tracing::info!("executor disabled (executor.enabled = false): tasks wait for another instance");
             return Ok(None);
         }
-        let executor = Executor::new(settings.clone(), self.state.db.clone(), self.state.wake.clone())?;
+        let executor = Executor::new((*settings).clone(), self.state.db.clone(), self.state.wake.clone())?
+            .follow_settings(self.state.watch_settings());
         Ok(Some(tokio::spawn(executor.run(stop))))
     }
 
@@ -115,7 +116,7 @@ impl App {
     }
 
     fn announce_listening(&self) {
-        let settings = &self.state.settings;
+        let settings = self.state.settings();
         let addr = self.local_addr();
         tracing::info!(%addr, public_url = %settings.server.public_url, data_dir = %settings.data_dir.display(), "forgehand listening");
         for forge in &settings.forges {

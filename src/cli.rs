@@ -59,7 +59,7 @@ pub enum TasksCommand {
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> ExitCode {
     telemetry::init(cli.log_format);
-    let settings = match Settings::load(cli.config.as_deref()) {
+    let settings = match Settings::load_or_discover(cli.config.as_deref()) {
         Ok(settings) => settings,
         Err(err) => {
             eprintln!("forgehand: {err}");

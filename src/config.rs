@@ -16,6 +16,10 @@ use serde::{Deserialize, Serialize, Serializer};
 /// The built-in defaults, embedded so that `forgehand serve` works with no file at all.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
 
+/// The file in `data_dir` read when no `--config` is given, and the one the setup wizard
+/// writes then.
+pub const DATA_DIR_CONFIG: &str = "forgehand.toml";
+
 const ENV_PREFIX: &str = "FORGEHAND__";
 const FORGE_ENV_PREFIX: &str = "FORGEHAND__FORGES__";
 /// Environment variables holding comma-separated lists, and their keys.
@@ -24,6 +28,7 @@ const LIST_ENV_KEYS: &[(&str, &str)] = &[
     ("FORGEHAND__AGENT__ARGS", "agent.args"),
     ("FORGEHAND__AGENT__ALLOWED_TOOLS", "agent.allowed_tools"),
     ("FORGEHAND__AGENT__SANDBOX_READ_ONLY", "agent.sandbox_read_only"),
+    ("FORGEHAND__SERVER__TRUSTED_PROXIES", "server.trusted_proxies"),
 ];
 
 /// Everything forgehand can be configured with. See `docs/configuration.md`.
@@ -43,6 +48,9 @@ pub struct Settings {
     pub git: GitSettings,
     pub labels: LabelSettings,
     pub pr: PrSettings,
+    /// The file these settings were read from, if any (not a key of the file).
+    #[serde(skip)]
+    pub config_file: Option<PathBuf>,
 }
 
 /// `[server]`: the HTTP listener.
@@ -58,6 +66,8 @@ pub struct ServerSettings {
     pub body_timeout_secs: u64,
     /// Most connections served at once; further ones wait in the listen backlog.
     pub max_connections: usize,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (for the login rate limit).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// `[database]`: empty `url` means an SQLite file in `data_dir`.
@@ -300,7 +310,46 @@ impl Settings {
             .map_err(|e| ConfigError::Load(with_hint(e.to_string())))?;
         settings.apply_forge_env(forge_env)?;
         settings.validate()?;
+        settings.config_file = file.map(Path::to_path_buf);
         Ok(settings)
+    }
+
+    /// Loads `file`; without one, `<data_dir>/forgehand.toml` when it exists (`data_dir`
+    /// from the defaults and the environment), so that what the setup wizard wrote there
+    /// is read at the next start.
+    pub fn load_or_discover(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        Self::load_or_discover_with_env(file, std::env::vars().collect())
+    }
+
+    /// [`Settings::load_or_discover`] with the given environment.
+    pub fn load_or_discover_with_env(
+        file: Option<&Path>,
+        env: HashMap<String, String>,
+    ) -> Result<Settings, ConfigError> {
+        if file.is_some() {
+            return Self::load_with_env(file, env);
+        }
+        let defaults = Self::load_with_env(None, env.clone())?;
+        let found = defaults.data_dir.join(DATA_DIR_CONFIG);
+        if !found.is_file() {
+            return Ok(defaults);
+        }
+        let settings = Self::load_with_env(Some(&found), env)?;
+        if settings.data_dir != defaults.data_dir {
+            return Err(ConfigError::Invalid(vec![format!(
+                "data_dir: {} sets data_dir = {:?}, but it was found in {:?}; move the file and start with --config PATH",
+                found.display(),
+                settings.data_dir,
+                defaults.data_dir
+            )]));
+        }
+        Ok(settings)
+    }
+
+    /// The file the setup wizard writes: the one these settings came from, else
+    /// `<data_dir>/forgehand.toml`.
+    pub fn config_target(&self) -> PathBuf {
+        self.config_file.clone().unwrap_or_else(|| self.data_dir.join(DATA_DIR_CONFIG))
     }
 
     /// Applies `FORGEHAND__FORGES__<NAME>__<KEY>` variables to the forge named NAME.
@@ -481,6 +530,7 @@ impl fmt::Display for Permission {
 /// Fixes for the values serde refuses, keyed by the config key its message names.
 const HINTS: &[(&str, &str)] = &[
     ("server.listen", "write IP:PORT, e.g. \"127.0.0.1:8080\""),
+    ("server.trusted_proxies", "write a list of IP addresses, e.g. [\"127.0.0.1\"]"),
     ("trigger.min_permission", "use \"read\", \"write\" or \"admin\""),
     ("kind", "use \"github\" or \"gitea\" (Forgejo is \"gitea\")"),
     ("webhook_secret", "use a string, or a list of strings while rotating"),
@@ -710,5 +760,28 @@ mod tests {
         );
         assert_eq!(mask_url_password("postgres://u@db/fh"), "postgres://u@db/fh");
         assert!(!format!("{settings:?}").contains("ghp_secret"));
+    }
+
+    #[test]
+    fn without_a_config_file_the_one_in_data_dir_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let env: HashMap<String, String> =
+            [("FORGEHAND__DATA_DIR".to_owned(), dir.path().display().to_string())].into();
+        let none = Settings::load_or_discover_with_env(None, env.clone()).unwrap();
+        assert_eq!((none.config_file.as_deref(), none.trigger.label.as_str()), (None, "forgehand"));
+        assert_eq!(none.config_target(), dir.path().join(DATA_DIR_CONFIG));
+
+        let written = dir.path().join(DATA_DIR_CONFIG);
+        std::fs::write(&written, "[trigger]\nlabel = \"robot\"\n").unwrap();
+        let found = Settings::load_or_discover_with_env(None, env.clone()).unwrap();
+        assert_eq!(
+            (found.config_file.as_deref(), found.trigger.label.as_str()),
+            (Some(written.as_path()), "robot")
+        );
+
+        // FORGEHAND__DATA_DIR still wins over the file, so the file stays where it is read.
+        std::fs::write(&written, "data_dir = \"/elsewhere\"\n").unwrap();
+        let moved = Settings::load_or_discover_with_env(None, env).unwrap();
+        assert_eq!(moved.data_dir, dir.path());
     }
 }

@@ -298,3 +298,61 @@ fn like_escape(text: &str) -> String {
     }
     escaped
 }
+
+/// The figures `/metrics` exposes that live in the database (every instance's).
+#[derive(Debug, Clone, Default)]
+pub struct MetricCounts {
+    /// Tasks by status.
+    pub tasks: Vec<(String, i64)>,
+    /// Deliveries by outcome.
+    pub deliveries: Vec<(String, i64)>,
+    /// Seconds from start to end of recently finished tasks, unsorted.
+    pub recent_durations: Vec<f64>,
+}
+
+type Time = DateTime<Utc>;
+
+/// Recently finished tasks the duration quantiles are taken over, at most.
+const MAX_DURATION_SAMPLES: u64 = 10_000;
+
+impl Db {
+    /// Tasks by status, deliveries by outcome, and the run time of tasks finished since
+    /// `since` (at most the latest 10,000).
+    pub async fn metric_counts(&self, since: DateTime<Utc>) -> Result<MetricCounts, DbErr> {
+        let db = self.connection();
+        let tasks = tasks::Entity::find()
+            .select_only()
+            .column(tasks::Column::Status)
+            .column_as(Expr::col(tasks::Column::Id).count(), "n")
+            .group_by(tasks::Column::Status)
+            .into_tuple()
+            .all(db)
+            .await?;
+        let deliveries = deliveries::Entity::find()
+            .select_only()
+            .column(deliveries::Column::Outcome)
+            .column_as(Expr::col(deliveries::Column::Id).count(), "n")
+            .group_by(deliveries::Column::Outcome)
+            .into_tuple()
+            .all(db)
+            .await?;
+        let spans: Vec<(Option<Time>, Option<Time>)> = tasks::Entity::find()
+            .select_only()
+            .column(tasks::Column::StartedAt)
+            .column(tasks::Column::FinishedAt)
+            // Naming the statuses lets both databases range-scan (status, finished_at).
+            .filter(tasks::Column::Status.is_in(ENDED.map(TaskStatus::as_str)))
+            .filter(tasks::Column::FinishedAt.gte(since))
+            .order_by_desc(tasks::Column::FinishedAt)
+            .limit(MAX_DURATION_SAMPLES)
+            .into_tuple()
+            .all(db)
+            .await?;
+        let recent_durations = spans
+            .into_iter()
+            .filter_map(|(start, end)| Some((end? - start?).num_milliseconds() as f64 / 1000.0))
+            .filter(|seconds| *seconds >= 0.0)
+            .collect();
+        Ok(MetricCounts { tasks, deliveries, recent_durations })
+    }
+}

@@ -36,7 +36,7 @@ pub struct Context {
     pub settings: Settings,
     pub db: Db,
     pub forges: HashMap<String, Arc<dyn Forge>>,
-    pub workspaces: Workspaces,
+    pub workspaces: Arc<Workspaces>,
     /// This process's lease owner: `<instance>/<random>`.
     pub owner: String,
     /// This instance across restarts (host and data_dir), the prefix of `owner`.
@@ -49,25 +49,56 @@ pub struct Context {
 pub struct Executor {
     ctx: Arc<Context>,
     wake: Arc<Notify>,
+    /// New settings from the setup wizard, taken at the next claim.
+    updates: Option<watch::Receiver<Arc<Settings>>>,
+}
+
+impl Context {
+    /// This context with `settings` in force: new forge clients, the same database,
+    /// workspaces and lease owner. Tasks already running keep the context they started with.
+    fn reconfigured(&self, settings: &Settings) -> anyhow::Result<Context> {
+        Ok(Context {
+            settings: settings.clone(),
+            db: self.db.clone(),
+            forges: connect_forges(settings)?,
+            workspaces: self.workspaces.clone(),
+            owner: self.owner.clone(),
+            instance: self.instance.clone(),
+            wake: self.wake.clone(),
+        })
+    }
+}
+
+fn connect_forges(settings: &Settings) -> anyhow::Result<HashMap<String, Arc<dyn Forge>>> {
+    let mut forges = HashMap::new();
+    for forge in &settings.forges {
+        forges.insert(forge.name.clone(), client::connect(forge)?);
+    }
+    Ok(forges)
 }
 
 impl Executor {
     /// Builds the forge clients; nothing runs until [`Executor::run`].
     pub fn new(settings: Settings, db: Db, wake: Arc<Notify>) -> anyhow::Result<Executor> {
-        let mut forges = HashMap::new();
-        for forge in &settings.forges {
-            forges.insert(forge.name.clone(), client::connect(forge)?);
-        }
+        let forges = connect_forges(&settings)?;
         if settings.agent.sandbox == sandbox::Sandbox::Bubblewrap {
             sandbox::check_bubblewrap().map_err(anyhow::Error::msg)?;
         }
         let instance = instance_name(&settings);
         let owner = format!("{instance}/{}", crate::server::auth::generate_token()?.get(..12).unwrap_or("0"));
-        let workspaces = Workspaces::new(settings.data_dir.join("workspaces"));
+        let workspaces = Arc::new(Workspaces::new(settings.data_dir.join("workspaces")));
         std::fs::create_dir_all(settings.data_dir.join("transcripts"))
             .context("cannot create data_dir/transcripts")?;
         let ctx = Context { settings, db, forges, workspaces, owner, instance, wake: wake.clone() };
-        Ok(Executor { ctx: Arc::new(ctx), wake })
+        Ok(Executor { ctx: Arc::new(ctx), wake, updates: None })
+    }
+
+    /// Takes the settings each `updates` announces from the next claim on: forges, trigger,
+    /// agent and executor limits (`max_concurrent` resizes the pool). `executor.enabled`
+    /// and `data_dir` need a restart.
+    pub fn follow_settings(mut self, updates: watch::Receiver<Arc<Settings>>) -> Executor {
+        self.updates = Some(updates);
+        self
     }
 
     /// The shared context, for tests.
@@ -78,7 +109,8 @@ impl Executor {
     /// Runs until `stop` turns true, then lets running tasks finish for
     /// `executor.shutdown_grace_secs`, stops the rest and puts them back in the queue.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let ctx = self.ctx;
+        let mut ctx = self.ctx;
+        let mut updates = self.updates;
         let prefix = format!("{}/", ctx.instance);
         match queries::requeue_abandoned(
             ctx.db.connection(),
@@ -97,17 +129,29 @@ impl Executor {
             let (db, wake, stop) = (ctx.db.clone(), self.wake.clone(), stop.clone());
             async move { db.listen_for_tasks(wake, stop).await }
         });
-        tokio::spawn(sweep::run(ctx.clone(), stop.clone()));
+        let mut sweeper = tokio::spawn(sweep::run(ctx.clone(), stop.clone()));
         let semaphore = Arc::new(Semaphore::new(ctx.settings.executor.max_concurrent));
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mut running = JoinSet::new();
-        let poll = Duration::from_secs(ctx.settings.executor.poll_interval_secs);
         loop {
             while running.try_join_next().is_some() {}
+            if let Some(new) = take_settings(&mut updates)
+                && let Some(next) = reconfigure(&ctx, &new, &semaphore)
+            {
+                ctx = next;
+                sweeper.abort();
+                sweeper = tokio::spawn(sweep::run(ctx.clone(), stop.clone()));
+            }
+            let poll = Duration::from_secs(ctx.settings.executor.poll_interval_secs);
             let permit = tokio::select! {
                 permit = semaphore.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+                () = updates_pending(&updates) => continue,
                 _ = stop.changed() => break,
             };
+            // Settings saved before a task was queued must be in force when it is claimed.
+            if updates_waiting(&updates) {
+                continue;
+            }
             match claim(&ctx).await {
                 Ok(Some(task)) => {
                     let ctx = ctx.clone();
@@ -122,6 +166,8 @@ impl Executor {
                     tokio::select! {
                         _ = self.wake.notified() => {}
                         _ = tokio::time::sleep(poll) => requeue_expired(&ctx).await,
+                        // The loop's next turn takes them.
+                        _ = updates_pending(&updates) => {}
                         _ = stop.changed() => break,
                     }
                 }
@@ -135,9 +181,67 @@ impl Executor {
                 }
             }
         }
+        sweeper.abort();
         listener.abort();
         shut_down(&ctx, running, shutdown_tx).await;
     }
+}
+
+/// The settings `updates` announced since they were last taken, if any.
+fn take_settings(updates: &mut Option<watch::Receiver<Arc<Settings>>>) -> Option<Arc<Settings>> {
+    let receiver = updates.as_mut()?;
+    receiver.has_changed().unwrap_or(false).then(|| receiver.borrow_and_update().clone())
+}
+
+/// Whether `updates` holds settings not yet taken.
+fn updates_waiting(updates: &Option<watch::Receiver<Arc<Settings>>>) -> bool {
+    updates.as_ref().is_some_and(|receiver| receiver.has_changed().unwrap_or(false))
+}
+
+/// Completes when `updates` holds settings not yet taken.
+async fn updates_pending(updates: &Option<watch::Receiver<Arc<Settings>>>) {
+    match updates {
+        Some(receiver) => {
+            let mut receiver = receiver.clone();
+            if receiver.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The context for `settings`, with the pool resized to their `max_concurrent`; `None`
+/// (logged) when they cannot be used, and the old ones stay in force.
+fn reconfigure(ctx: &Context, settings: &Settings, pool: &Arc<Semaphore>) -> Option<Arc<Context>> {
+    let next = match ctx.reconfigured(settings) {
+        Ok(next) => next,
+        Err(err) => {
+            tracing::error!(error = %format!("{err:#}"), "the executor cannot use the new settings; it keeps the old ones");
+            return None;
+        }
+    };
+    let (old, new) = (ctx.settings.executor.max_concurrent, settings.executor.max_concurrent);
+    if new > old {
+        pool.add_permits(new - old);
+    } else if new < old {
+        // Free permits go at once; the rest as the tasks holding them end.
+        let owed = (old - new) - pool.forget_permits(old - new);
+        if owed > 0 {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                if let Ok(permits) = pool.acquire_many_owned(owed as u32).await {
+                    permits.forget();
+                }
+            });
+        }
+    }
+    tracing::info!(
+        max_concurrent = new,
+        forges = settings.forges.len(),
+        "the executor took the new settings"
+    );
+    Some(Arc::new(next))
 }
 
 async fn claim(ctx: &Context) -> Result<Option<tasks::Model>, sea_orm::DbErr> {

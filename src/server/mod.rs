@@ -3,10 +3,12 @@
 
 pub mod api;
 pub mod auth;
+pub mod metrics;
 pub mod pages;
 pub mod session;
 pub mod transcript;
 pub mod webhook;
+pub mod wizard;
 
 use std::sync::Arc;
 
@@ -24,13 +26,18 @@ pub struct AppState(Arc<Inner>);
 
 /// The contents of [`AppState`].
 pub struct Inner {
-    pub settings: Settings,
+    /// The settings in force; the setup wizard replaces them (see [`AppState::settings`]).
+    current_settings: tokio::sync::watch::Sender<Arc<Settings>>,
     pub db: Db,
     pub admin_token: auth::AdminToken,
     /// Wakes the executor when intake queues a task.
     pub wake: Arc<tokio::sync::Notify>,
     /// Dashboard sessions and failed logins.
     pub sessions: session::Sessions,
+    /// The setup wizard's unsaved answers, per session.
+    pub drafts: wizard::Drafts,
+    /// Webhook timing and answers, for `/metrics`.
+    pub intake: metrics::IntakeMetrics,
 }
 
 impl std::ops::Deref for AppState {
@@ -45,7 +52,33 @@ impl AppState {
     /// Wraps the shared state.
     pub fn new(settings: Settings, db: Db, admin_token: auth::AdminToken) -> AppState {
         let wake = Arc::new(tokio::sync::Notify::new());
-        AppState(Arc::new(Inner { settings, db, admin_token, wake, sessions: Default::default() }))
+        let (current_settings, _) = tokio::sync::watch::channel(Arc::new(settings));
+        AppState(Arc::new(Inner {
+            current_settings,
+            db,
+            admin_token,
+            wake,
+            sessions: Default::default(),
+            drafts: Default::default(),
+            intake: Default::default(),
+        }))
+    }
+
+    /// The settings in force now. Read them once per request or task step and keep the
+    /// `Arc`: a reload swaps in new settings without changing the ones in hand.
+    pub fn settings(&self) -> Arc<Settings> {
+        self.current_settings.borrow().clone()
+    }
+
+    /// Replaces the settings in force: the next request, and the executor's next claim,
+    /// use the new ones. Queued and running tasks are not touched.
+    pub fn replace_settings(&self, settings: Settings) {
+        self.current_settings.send_replace(Arc::new(settings));
+    }
+
+    /// Notified on every [`AppState::replace_settings`].
+    pub fn watch_settings(&self) -> tokio::sync::watch::Receiver<Arc<Settings>> {
+        self.current_settings.subscribe()
     }
 }
 
@@ -56,8 +89,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/tasks/{id}", get(api::get_task))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_admin));
     Router::new()
-        .route("/webhooks/{forge}", post(webhook::receive))
+        .route(
+            "/webhooks/{forge}",
+            post(webhook::receive)
+                .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track_intake)),
+        )
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics::metrics))
         .route("/readyz", get(readyz))
         .merge(api)
         .merge(dashboard(state.clone()))
@@ -78,6 +116,8 @@ fn dashboard(state: AppState) -> Router<AppState> {
         .route("/deliveries", get(pages::deliveries_page))
         .route("/setup", get(pages::setup_page))
         .route("/setup/check", post(pages::setup_check))
+        .route("/setup/wizard", get(wizard::start))
+        .route("/setup/wizard/{step}", get(wizard::show).post(wizard::submit))
         .route_layer(axum::middleware::from_fn_with_state(state, session::require_session));
     Router::new()
         .route("/login", get(session::login_page).post(session::login))

@@ -162,7 +162,8 @@ fn task_row(state: &AppState, task: &tasks::Model, now: DateTime<Utc>) -> TaskRo
 
 /// The issue's web page: github.com for the public GitHub API, else the clone URL's host.
 fn issue_url(state: &AppState, task: &tasks::Model) -> Option<String> {
-    let forge = state.settings.forges.iter().find(|f| f.name == task.forge);
+    let settings = state.settings();
+    let forge = settings.forges.iter().find(|f| f.name == task.forge);
     let base = match forge {
         Some(f) if f.kind == ForgeKind::Github && f.api_url.contains("://api.github.com") => {
             "https://github.com".to_owned()
@@ -333,7 +334,7 @@ async fn live(state: &AppState, f: &Filters, query: &TaskQuery) -> Result<Live, 
             .iter()
             .map(|t| (t.id, t.repo.clone(), t.started_at.map(|s| duration(now - s)).unwrap_or_default()))
             .collect(),
-        max_concurrent: state.settings.executor.max_concurrent,
+        max_concurrent: state.settings().executor.max_concurrent,
         done_today: overview.today.done,
         failed_today: overview.today.failed,
         no_changes_today: overview.today.no_changes,
@@ -373,7 +374,7 @@ pub async fn dashboard(
         live,
         live_url,
         statuses: TaskStatus::ALL.iter().map(|s| s.as_str()).collect(),
-        forges: state.settings.forges.iter().map(|f| f.name.clone()).collect(),
+        forges: state.settings().forges.iter().map(|f| f.name.clone()).collect(),
         status: f.status.unwrap_or_default(),
         repo: f.repo.unwrap_or_default(),
         forge: f.forge.unwrap_or_default(),
@@ -746,7 +747,7 @@ pub async fn deliveries_page(
         csrf: Some(session.csrf),
         rows: page.rows.iter().map(delivery_row).collect(),
         outcomes: OUTCOMES.to_vec(),
-        forges: state.settings.forges.iter().map(|f| f.name.clone()).collect(),
+        forges: state.settings().forges.iter().map(|f| f.name.clone()).collect(),
         outcome: outcome.unwrap_or_default(),
         forge: forge.unwrap_or_default(),
         next_page,
@@ -827,9 +828,6 @@ pub struct CheckForm {
     repo: String,
 }
 
-/// How long a token test may take.
-const CHECK_TIMEOUT: Duration = Duration::from_secs(20);
-
 /// `POST /setup/check`: tries the forge's token live: who it authenticates as, and its
 /// permission on a repository the person names.
 pub async fn setup_check(
@@ -840,43 +838,24 @@ pub async fn setup_check(
     if let Err(refused) = check_csrf(&session, &form.csrf) {
         return refused.into_response();
     }
-    let Some(forge) = state.settings.forges.iter().find(|f| f.name == form.forge) else {
+    let settings = state.settings();
+    let Some(forge) = settings.forges.iter().find(|f| f.name == form.forge) else {
         return error_page(
             StatusCode::BAD_REQUEST,
             "Unknown forge",
             "Pick a forge listed on the setup page.",
         );
     };
-    let repo = form.repo.trim();
-    let lines = match tokio::time::timeout(CHECK_TIMEOUT, token_check(forge, repo)).await {
-        Ok(result) => result,
-        Err(_) => Err(format!("{} did not answer within {} s", forge.api_url, CHECK_TIMEOUT.as_secs())),
-    };
-    let check = match lines {
-        Ok(lines) => TokenCheck { forge: forge.name.clone(), ok: true, lines },
+    let repo = Some(form.repo.trim()).filter(|r| !r.is_empty());
+    let check = match crate::setup::check_token(forge, repo).await {
+        Ok(report) => TokenCheck { forge: forge.name.clone(), ok: true, lines: report.lines() },
         Err(message) => TokenCheck { forge: forge.name.clone(), ok: false, lines: vec![message] },
     };
     setup_with(&state, session, Some(check))
 }
 
-async fn token_check(forge: &ForgeSettings, repo: &str) -> Result<Vec<String>, String> {
-    let client = crate::forge::client::connect(forge).map_err(|e| format!("cannot build the client: {e}"))?;
-    let login = client.current_login().await.map_err(|e| format!("the token does not work: {e}"))?;
-    let mut lines = vec![format!("The token authenticates as {login}.")];
-    if !repo.is_empty() {
-        match client.permission(repo, &login).await {
-            Ok(permission) => {
-                let name = format!("{permission:?}").to_lowercase();
-                lines.push(format!("{login} has {name} permission on {repo}."));
-            }
-            Err(err) => return Err(format!("{} Reading its permission on {repo} failed: {err}", lines[0])),
-        }
-    }
-    Ok(lines)
-}
-
 fn setup_with(state: &AppState, session: CurrentSession, check: Option<TokenCheck>) -> Response {
-    let settings = &state.settings;
+    let settings = state.settings();
     let page = SetupPage {
         csrf: Some(session.csrf),
         check,

@@ -174,7 +174,7 @@ pub struct LoginForm {
 
 /// `POST /login`: a new session for the admin token, a refusal otherwise.
 pub async fn login(State(state): State<AppState>, request: Request) -> Response {
-    let client = client_ip(&request);
+    let client = client_ip(&request, &state.settings().server.trusted_proxies);
     if state.sessions.locked_out(client) {
         return too_many_attempts();
     }
@@ -197,7 +197,7 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Response 
             return pages::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Login failed", "Try again.");
         }
     };
-    let secure = if state.settings.server.public_url.starts_with("https://") { "; Secure" } else { "" };
+    let secure = if state.settings().server.public_url.starts_with("https://") { "; Secure" } else { "" };
     let max_age = SESSION_TTL.as_secs();
     let cookie =
         format!("{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");
@@ -218,6 +218,7 @@ pub async fn logout(
     }
     if let Some(id) = cookie(&headers, SESSION_COOKIE) {
         state.sessions.remove(&id);
+        state.drafts.forget(&session);
     }
     let expired = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     see_other("/login", Some(expired))
@@ -241,10 +242,94 @@ fn too_many_attempts() -> Response {
     response
 }
 
-fn client_ip(request: &Request) -> IpAddr {
-    request
+/// The address failed logins are counted against: the connection's peer, or, when the
+/// peer is a trusted proxy, the right-most `X-Forwarded-For` address that is not one
+/// (entries further left are whatever the client sent). IPv6 clients count per /64,
+/// the block one host usually has.
+fn client_ip(request: &Request, trusted_proxies: &[IpAddr]) -> IpAddr {
+    let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|info| info.0.ip())
-        .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let client = if trusted_proxies.contains(&peer) {
+        forwarded_for(request.headers(), trusted_proxies)
+    } else {
+        None
+    };
+    rate_key(client.unwrap_or(peer))
+}
+
+fn forwarded_for(headers: &HeaderMap, trusted_proxies: &[IpAddr]) -> Option<IpAddr> {
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    for hop in hops.into_iter().rev() {
+        let ip = hop.parse::<IpAddr>().ok()?;
+        if !trusted_proxies.contains(&ip) {
+            return Some(ip);
+        }
+    }
+    None
+}
+
+fn rate_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(v6.to_bits() & !((1u128 << 64) - 1))),
+        },
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(peer: &str, forwarded: &[&str]) -> Request {
+        let mut builder = Request::builder().uri("/login");
+        for value in forwarded {
+            builder = builder.header("x-forwarded-for", *value);
+        }
+        let mut request = builder.body(axum::body::Body::empty()).unwrap();
+        request.extensions_mut().insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
+        request
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn the_peer_counts_unless_it_is_a_trusted_proxy() {
+        let proxy = [ip("10.0.0.2")];
+        assert_eq!(client_ip(&request("198.51.100.9:5000", &["203.0.113.7"]), &[]), ip("198.51.100.9"));
+        assert_eq!(client_ip(&request("198.51.100.9:5000", &["203.0.113.7"]), &proxy), ip("198.51.100.9"));
+        assert_eq!(client_ip(&request("10.0.0.2:5000", &["203.0.113.7"]), &proxy), ip("203.0.113.7"));
+        assert_eq!(client_ip(&request("10.0.0.2:5000", &[]), &proxy), ip("10.0.0.2"));
+    }
+
+    #[test]
+    fn a_forged_left_part_of_the_header_is_ignored() {
+        let proxies = [ip("10.0.0.2"), ip("10.0.0.3")];
+        let chained = request("10.0.0.2:1", &["1.2.3.4, 203.0.113.7", "10.0.0.3"]);
+        assert_eq!(client_ip(&chained, &proxies), ip("203.0.113.7"));
+        let garbage = request("10.0.0.2:1", &["1.2.3.4, not-an-ip"]);
+        assert_eq!(client_ip(&garbage, &proxies), ip("10.0.0.2"), "an unreadable hop: the proxy counts");
+    }
+
+    #[test]
+    fn ipv6_clients_count_per_64_block() {
+        let a = client_ip(&request("[2001:db8:1:2::1]:1", &[]), &[]);
+        let b = client_ip(&request("[2001:db8:1:2:ffff::9]:1", &[]), &[]);
+        let other = client_ip(&request("[2001:db8:1:3::1]:1", &[]), &[]);
+        assert_eq!(a, b);
+        assert_ne!(a, other);
+        assert_eq!(client_ip(&request("[::ffff:192.0.2.1]:1", &[]), &[]), ip("192.0.2.1"));
+    }
 }

@@ -122,7 +122,8 @@ pub async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let Some(forge) = state.settings.forge(&forge_name) else {
+    let settings = state.settings();
+    let Some(forge) = settings.forge(&forge_name) else {
         tracing::warn!(forge = %printable(&forge_name), "webhook for an unknown forge");
         return WebhookError::UnknownForge(printable(&forge_name)).into_response();
     };
@@ -159,7 +160,7 @@ async fn verify_and_parse(
     let names = header_names(forge.kind);
     // An unsigned request is refused before its body is read.
     let signature = signature_header(headers, names.signature)?;
-    let server = &state.settings.server;
+    let server = &state.settings().server;
     let body = read_body(headers, body, server.max_body_bytes, server.body_timeout_secs).await?;
     signature::verify(&forge.webhook_secret.0, &body, signature).map_err(WebhookError::BadSignature)?;
     let event_name = first_header(headers, names.event)
@@ -250,7 +251,7 @@ async fn record(
     verified: Verified,
 ) -> Result<Response, WebhookError> {
     let Verified { delivery_id, event_name, event } = verified;
-    let settings = &state.settings;
+    let settings = state.settings();
     let delivery = NewDelivery {
         forge: forge.name.clone(),
         delivery_id: delivery_id.clone(),

@@ -104,3 +104,56 @@ async fn a_person_follows_a_task_in_chromium() {
         assert!(shots.join(format!("{shot}.png")).exists(), "{shot}.png was not saved");
     }
 }
+
+#[tokio::test]
+async fn a_new_user_runs_the_setup_wizard_in_chromium() {
+    use crate::fake_forge::FakeForge;
+    require_tools();
+    let forge = FakeForge::gitea().await;
+    forge.add_repo("acme/widgets", "https://fake.invalid/acme/widgets.git", "main");
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "data_dir = \"{}\"\n{}\n[server]\nlisten = \"127.0.0.1:0\"\n[auth]\nadmin_token = \"{ADMIN_TOKEN}\"\n[executor]\nenabled = false\n",
+        dir.path().join("data").display(),
+        database_section().await
+    );
+    let app = TestApp::spawn_config(dir, &config).await;
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    let agent = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/agent/fake-claude");
+    let run = tokio::process::Command::new("node")
+        .arg(browser_dir().join("wizard.mjs"))
+        .args([&app.base, ADMIN_TOKEN, shots.to_str().unwrap(), forge.base_url(), forge.token()])
+        .arg(&agent)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the wizard script did not finish in 120 s")
+        .expect("cannot start node");
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "the wizard script failed: {stderr}\nstdout: {stdout}");
+    assert_eq!(stdout.lines().last(), Some("OK"), "{stdout} {stderr}");
+    let secret = stdout.lines().find_map(|l| l.strip_prefix("SECRET ")).expect("the script saw the secret");
+
+    // The file it wrote, loaded as the daemon loads it.
+    let written =
+        forgehand::config::Settings::load_with_env(Some(&app.config_path()), Default::default()).unwrap();
+    let home = written.forge("home").expect("the forge is in the file");
+    use secrecy::ExposeSecret;
+    assert_eq!((home.api_url.as_str(), home.token.expose_secret()), (forge.base_url(), forge.token()));
+    assert_eq!(home.webhook_secret.0[0].expose_secret(), secret);
+    assert_eq!((written.trigger.label.as_str(), written.executor.max_concurrent), ("robot", 3));
+    assert_eq!(written.agent.command, agent.to_str().unwrap());
+    // And in force: a delivery signed with the secret the page showed is taken.
+    let body = fixture("gitea/issues_label_updated.json");
+    let signature = forgehand::forge::signature::sign(secret.as_bytes(), &body);
+    let delivery = Delivery::gitea("issues", "issue_label", body)
+        .set_header("x-gitea-signature", Some(&signature))
+        .set_header("x-hub-signature-256", Some(&format!("sha256={signature}")));
+    let answer = app.deliver("home", delivery).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert!(answer.text.contains("robot"), "the new trigger label is in force: {}", answer.text);
+    for shot in ["11-setup-empty", "14-wizard-webhook", "16-wizard-review", "17-wizard-saved"] {
+        assert!(shots.join(format!("{shot}.png")).exists(), "{shot}.png was not saved");
+    }
+}

@@ -7,7 +7,7 @@ use crate::harness::*;
 const XSS: &str = "<script>alert(1)</script><img src=x onerror=alert(2)>";
 
 /// Sends a form as a browser does (reqwest's `form` needs a feature we do without).
-trait FormBody {
+pub trait FormBody {
     fn form_body(self, pairs: &[(&str, &str)]) -> Self;
 }
 
@@ -19,31 +19,32 @@ impl FormBody for reqwest::RequestBuilder {
 }
 
 /// A client that shows redirects instead of following them.
-fn client() -> reqwest::Client {
+pub fn client() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
 /// A logged-in browser: its cookie header and the CSRF token its pages carry.
 pub struct Browser {
-    client: reqwest::Client,
-    base: String,
-    cookie: String,
-    csrf: String,
+    pub client: reqwest::Client,
+    pub base: String,
+    pub cookie: String,
+    pub csrf: String,
 }
 
 impl Browser {
     pub async fn login(app: &TestApp) -> Browser {
+        Browser::login_at(&app.base, ADMIN_TOKEN).await
+    }
+
+    /// Logs in to the forgehand at `base` with `token`.
+    pub async fn login_at(base: &str, token: &str) -> Browser {
         let client = client();
-        let response = client
-            .post(format!("{}/login", app.base))
-            .form_body(&[("token", ADMIN_TOKEN)])
-            .send()
-            .await
-            .unwrap();
+        let response =
+            client.post(format!("{base}/login")).form_body(&[("token", token)]).send().await.unwrap();
         assert_eq!(response.status(), 303);
         let set_cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
         let cookie = set_cookie.split(';').next().unwrap().to_owned();
-        let mut browser = Browser { client, base: app.base.clone(), cookie, csrf: String::new() };
+        let mut browser = Browser { client, base: base.to_owned(), cookie, csrf: String::new() };
         let (status, page) = browser.get("/").await;
         assert_eq!(status, 200, "{page}");
         browser.csrf = csrf_of(&page);
@@ -62,7 +63,7 @@ impl Browser {
     }
 
     /// POSTs a form; answers the status and the Location header.
-    async fn post(&self, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+    pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> (u16, String) {
         let response = self
             .client
             .post(format!("{}{path}", self.base))
@@ -435,4 +436,85 @@ async fn the_transcript_stream_sends_new_entries_and_resumes_where_it_stopped() 
         text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
     }
     assert!(text.contains("event: status\ndata: cancelled"), "{text}");
+}
+
+#[tokio::test]
+async fn metrics_are_open_bounded_and_count_what_happened() {
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, IntoActiveModel};
+    let app = TestApp::spawn().await;
+    let first = queue_task(&app, 21, "one").await;
+    queue_task(&app, 22, "two").await;
+    let push = app.deliver("gitea", Delivery::gitea("push", "push", fixture("gitea/push.json"))).await;
+    assert_eq!(push.outcome(), "ignored");
+    let forged = Delivery::github("issues", fixture("github/issues_labeled.json"))
+        .set_header("x-hub-signature-256", Some("sha256=00"));
+    assert_eq!(app.deliver("github", forged).await.status, 401);
+    let mut done = app.db.task(first).await.unwrap().unwrap().0.into_active_model();
+    let end = chrono::Utc::now();
+    done.status = Set("done".into());
+    done.started_at = Set(Some(end - chrono::Duration::seconds(90)));
+    done.finished_at = Set(Some(end));
+    done.update(app.db.connection()).await.unwrap();
+
+    let response = client().get(format!("{}/metrics", app.base)).send().await.unwrap();
+    assert_eq!(response.status(), 200, "no session or token needed");
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    let text = response.text().await.unwrap();
+    for line in [
+        "forgehand_tasks{status=\"queued\"} 1",
+        "forgehand_tasks{status=\"done\"} 1",
+        "forgehand_tasks{status=\"failed\"} 0",
+        "forgehand_deliveries_total{outcome=\"task_created\"} 2",
+        "forgehand_deliveries_total{outcome=\"ignored\"} 1",
+        "forgehand_agents_running 0",
+        "forgehand_agents_max 0",
+        "forgehand_task_duration_seconds{quantile=\"0.5\"} 90.000",
+        "forgehand_tasks_finished_recent 1",
+        "forgehand_intake_duration_seconds_count 4",
+        "forgehand_webhook_responses_total{code=\"401\"} 1",
+        "forgehand_webhook_responses_total{code=\"202\"} 2",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    }
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (name, value) = line.rsplit_once(' ').unwrap();
+        assert!(value == "NaN" || value.parse::<f64>().is_ok(), "{line}");
+        let labels = name.split_once('{').map(|(_, l)| l).unwrap_or("");
+        assert!(!labels.contains("repo") && !labels.contains("forge"), "no per-repository labels: {line}");
+    }
+    for secret in [GITHUB_SECRET, GITEA_SECRET, ADMIN_TOKEN, "octo-org", "Hello-World"] {
+        assert!(!text.contains(secret), "{secret} in /metrics");
+    }
+}
+
+#[tokio::test]
+async fn the_login_limit_believes_forwarded_for_only_from_a_trusted_proxy() {
+    let login = |app: &TestApp, token: &'static str, forwarded: &'static str| {
+        client()
+            .post(format!("{}/login", app.base))
+            .header("x-forwarded-for", forwarded)
+            .form_body(&[("token", token)])
+            .send()
+    };
+    // No trusted proxy: the header is ignored, so changing it does not reset the count.
+    let direct = TestApp::spawn().await;
+    for n in 0..5 {
+        let forwarded = ["203.0.113.1", "203.0.113.2", "203.0.113.3", "203.0.113.4", "203.0.113.5"][n];
+        assert_eq!(login(&direct, "guess", forwarded).await.unwrap().status(), 401);
+    }
+    assert_eq!(login(&direct, ADMIN_TOKEN, "203.0.113.6").await.unwrap().status(), 429);
+
+    // Behind a trusted proxy (the test client's 127.0.0.1): each client has its own count.
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_text(&dir.path().join("data"), "")
+        .await
+        .replace("[server]\n", "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n");
+    let proxied = TestApp::spawn_config(dir, &config).await;
+    for _ in 0..5 {
+        assert_eq!(login(&proxied, "guess", "203.0.113.7").await.unwrap().status(), 401);
+    }
+    assert_eq!(login(&proxied, ADMIN_TOKEN, "203.0.113.7").await.unwrap().status(), 429);
+    let forged = login(&proxied, ADMIN_TOKEN, "198.51.100.1, 203.0.113.7").await.unwrap();
+    assert_eq!(forged.status(), 429, "a client cannot escape by prepending addresses");
+    assert_eq!(login(&proxied, ADMIN_TOKEN, "203.0.113.8").await.unwrap().status(), 303);
 }

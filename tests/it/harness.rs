@@ -134,6 +134,11 @@ impl TestApp {
         }
     }
 
+    /// The config file the app was started with (the one the setup wizard writes).
+    pub fn config_path(&self) -> PathBuf {
+        self._dir.path().join("forgehand.toml")
+    }
+
     /// Stops the app as SIGTERM would and waits until it has; gives back its directory.
     pub async fn stop(mut self) -> tempfile::TempDir {
         if let Some(stop) = self._stop.take() {

@@ -23,3 +23,4 @@ mod sandbox;
 mod scale_out;
 mod storage;
 mod triggers;
+mod wizard;
