@@ -99,7 +99,7 @@ impl App {
             // Shown once, and only on a terminal: under systemd stdout is the journal.
             if !std::io::stdout().is_terminal() {
                 tracing::info!(
-                    "generated an admin token and stored it in {} (mode 0600); read it there",
+                    "generated an admin token and stored it in {} (mode 0600); read it there and log in at http://{addr}/login",
                     path.display()
                 );
                 return self.announce_listening();
@@ -128,7 +128,9 @@ impl App {
         }
         if settings.forges.is_empty() {
             tracing::warn!(
-                "no forge configured: add a [[forges]] entry to your config file (see README.md), then restart"
+                "no forge configured: open {}/setup/wizard to add one (applied without a restart), \
+                 or add a [[forges]] entry to the config file (see docs/configuration.md)",
+                settings.server.public_url
             );
         }
     }
