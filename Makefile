@@ -6,7 +6,7 @@ UNIT_DIR ?= /etc/systemd/system
 CARGO ?= cargo
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: help build run test lint fmt install bench fuzz clean
+.PHONY: help build run test lint fmt install bench bench-quick fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -43,6 +43,10 @@ install: build ## install binary, systemd unit and example config (as root)
 bench: ## build in release mode, run the benchmarks, write docs/benchmarks.md
 	$(CARGO) build --release --locked -p forgehand -p forgehand-bench
 	$(TARGET_DIR)/release/forgehand-bench --forgehand $(TARGET_DIR)/release/forgehand --out docs/benchmarks.md
+
+bench-quick: ## a 3-minute make bench (one repeat, smaller databases), report in target/bench-quick.md
+	$(CARGO) build --release --locked -p forgehand -p forgehand-bench
+	$(TARGET_DIR)/release/forgehand-bench --quick --forgehand $(TARGET_DIR)/release/forgehand --out $(TARGET_DIR)/bench-quick.md
 
 FUZZ_SECS ?= 60
 FUZZ_TARGETS ?= signature payload trigger command branch

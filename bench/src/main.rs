@@ -4,7 +4,10 @@
 //! forgehand answered 2xx is in its database, measures its footprint, and writes a report.
 
 mod ceiling;
+mod dashboard;
 mod db;
+mod executor;
+mod harness;
 mod load;
 mod payload;
 mod procs;
@@ -70,6 +73,44 @@ pub struct RunArgs {
     /// Tasks in the database for the start-to-ready figure.
     #[arg(long, default_value_t = 1_000_000)]
     startup_tasks: u64,
+    /// Database sizes (tasks) of the dashboard and scale-curve figures.
+    #[arg(long, value_delimiter = ',', default_values_t = [10_000u64, 100_000, 1_000_000])]
+    scale_sizes: Vec<u64>,
+    /// Requests per dashboard page and size; median and p99 are over them.
+    #[arg(long, default_value_t = 200)]
+    page_requests: usize,
+    /// Tasks run one after the other on the generated repository (the first clones it);
+    /// 0 skips the executor benchmark.
+    #[arg(long, default_value_t = 4)]
+    executor_tasks: usize,
+    /// The stand-in agent the executor benchmark runs.
+    #[arg(long, default_value = "tests/agent/fake-claude")]
+    agent: PathBuf,
+    /// Another forgehand binary (e.g. the previous release) measured beside this one in
+    /// the same intake runs, as `before`.
+    #[arg(long)]
+    compare: Option<PathBuf>,
+    /// A short run (about 3 minutes): one repeat, fewer requests, smaller databases.
+    #[arg(long)]
+    quick: bool,
+}
+
+impl RunArgs {
+    /// Applies `--quick`.
+    fn effective(mut self) -> RunArgs {
+        if self.quick {
+            self.repeats = 1;
+            self.requests = self.requests.min(1000);
+            self.run_secs = self.run_secs.min(3);
+            self.footprint_deliveries = self.footprint_deliveries.min(20_000);
+            self.footprint_secs = self.footprint_secs.min(30);
+            self.startup_tasks = self.startup_tasks.min(100_000);
+            self.scale_sizes = vec![10_000, 100_000];
+            self.page_requests = self.page_requests.min(50);
+            self.executor_tasks = self.executor_tasks.min(3);
+        }
+        self
+    }
 }
 
 /// Connection counts every intake figure is measured at.
@@ -83,7 +124,7 @@ async fn main() -> anyhow::Result<()> {
             let secret = std::env::var("FORGEHAND_BENCH_SECRET").unwrap_or_else(|_| SECRET.to_owned());
             ceiling::serve(secret).await
         }
-        None => run(cli.run).await,
+        None => run(cli.run.effective()).await,
     }
 }
 
@@ -105,6 +146,8 @@ pub struct Figures {
     pub answered: (u64, u64),
     pub startup_ms: Vec<f64>,
     pub startup_rss_kib: u64,
+    pub scale: Vec<dashboard::ScalePoint>,
+    pub executor: Option<executor::ExecFigures>,
     pub binary_bytes: u64,
     pub started_at: String,
     pub took: Duration,
@@ -130,10 +173,21 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let idle_rss_kib = forgehand.rss_kib().unwrap_or(0);
     let ceiling = procs::start_ceiling(SECRET).await?;
     let webhook = procs::start_webhook(&dir.0, SECRET).await?;
+    let before_dir = TempDir::new("before")?;
+    let before = match &args.compare {
+        Some(binary) => {
+            let config = procs::forgehand_config(&before_dir.0, SECRET)?;
+            Some(procs::start_forgehand(binary, &config).await?)
+        }
+        None => None,
+    };
     let mut targets = vec![
         target("forgehand", &forgehand.addr, "/webhooks/github"),
         target("ceiling", &ceiling.addr, "/webhooks/github"),
     ];
+    if let Some(before) = &before {
+        targets.push(target("before", &before.addr, "/webhooks/github"));
+    }
     if let Some(webhook) = &webhook {
         targets.push(target("webhook", &webhook.addr, "/hooks/github"));
     }
@@ -173,12 +227,26 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     drop(ceiling);
     drop(webhook);
+    drop(before);
 
     let (rss_samples, sustained_rps) =
         footprint_load(&args, &templates[0], &targets[0], &forgehand, &mut serial, &mut answered).await;
     forgehand.kill().await;
     let recorded = db::counts(&dir.0.join("data").join("forgehand.db")).await?;
     let (startup_ms, startup_rss_kib) = startup(&args).await?;
+    let scale = dashboard::run(
+        &args.forgehand,
+        &templates[0],
+        &args.scale_sizes,
+        args.page_requests,
+        args.requests,
+        &mut serial,
+    )
+    .await?;
+    let executor = match args.executor_tasks {
+        0 => None,
+        tasks => Some(executor::run(&args.forgehand, &args.agent, tasks).await?),
+    };
     let figures = Figures {
         binary_bytes: std::fs::metadata(&args.forgehand)?.len(),
         payload_names: templates.iter().map(|t| t.name).collect(),
@@ -193,6 +261,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         answered,
         startup_ms,
         startup_rss_kib,
+        scale,
+        executor,
         started_at,
         took: began.elapsed(),
     };
@@ -266,7 +336,7 @@ async fn startup(args: &RunArgs) -> anyhow::Result<(Vec<f64>, u64)> {
     Ok((times, rss))
 }
 
-async fn migrate(binary: &Path, config: &Path) -> anyhow::Result<()> {
+pub(crate) async fn migrate(binary: &Path, config: &Path) -> anyhow::Result<()> {
     let status = tokio::process::Command::new(binary)
         .arg("--config")
         .arg(config)

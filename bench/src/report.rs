@@ -49,7 +49,7 @@ pub fn render(f: &Figures) -> String {
     );
     let _ = writeln!(
         out,
-        "forgehand-bench --forgehand {} --out {} --repeats {} --requests {} --run-secs {} --footprint-deliveries {} --footprint-secs {} --startup-tasks {}\n```\n",
+        "forgehand-bench --forgehand {} --out {} --repeats {} --requests {} --run-secs {} --footprint-deliveries {} --footprint-secs {} --startup-tasks {} --scale-sizes {} --page-requests {} --executor-tasks {}{}\n```\n",
         a.forgehand.display(),
         a.out.display(),
         a.repeats,
@@ -57,15 +57,20 @@ pub fn render(f: &Figures) -> String {
         a.run_secs,
         a.footprint_deliveries,
         a.footprint_secs,
-        a.startup_tasks
+        a.startup_tasks,
+        a.scale_sizes.iter().map(u64::to_string).collect::<Vec<_>>().join(","),
+        a.page_requests,
+        a.executor_tasks,
+        a.compare.as_ref().map(|c| format!(" --compare {}", c.display())).unwrap_or_default()
     );
     let _ = writeln!(
         out,
         "Each run sends signed GitHub `issues`/`labeled` deliveries (unique delivery ids, distinct issue numbers, \
          half of them adding the trigger label) from this process over loopback keep-alive connections, and stops \
          after {} requests (3 KB) or {} (200 KB) or {} s. Requests/s is the median over {} runs (min–max beside it); \
-         p50/p99 latency are over every request of those runs. The three servers take turns within each repeat, \
-         so they share the machine's noise.\n",
+         p50/p99 latency are over every request of those runs. The servers take turns within each repeat, \
+         so they share the machine's noise: the machine is shared with other builds, absolute figures move \
+         by ±50 % from one run to the next, and the ratios measured in the same run are what matter.\n",
         a.requests,
         (a.requests / 10).max(1),
         a.run_secs,
@@ -75,7 +80,12 @@ pub fn render(f: &Figures) -> String {
         out,
         "- **forgehand**: the release binary, SQLite (WAL, synchronous=FULL) in a temp dir, executor disabled.\n\
          - **ceiling**: an axum server in forgehand-bench that reads the body, verifies the HMAC and answers 200.\n\
-         - **webhook**: adnanh/webhook (Debian package) with a payload-hmac-sha256 rule on X-Hub-Signature-256 running `true`.{}\n",
+         - **webhook**: adnanh/webhook (Debian package) with a payload-hmac-sha256 rule on X-Hub-Signature-256 running `true`.{}{}\n",
+        if f.targets.contains(&"before") {
+            "\n- **before**: the `--compare` binary (another build of forgehand), same settings, same runs."
+        } else {
+            ""
+        },
         if f.webhook_missing {
             " **Not installed on this machine: not measured** (`apt-get install webhook`)."
         } else {
@@ -84,6 +94,8 @@ pub fn render(f: &Figures) -> String {
     );
     intake_table(&mut out, f);
     footprint_table(&mut out, f);
+    scale_tables(&mut out, f);
+    executor_table(&mut out, f);
     let _ = writeln!(out, "{MARKER}");
     out
 }
@@ -107,11 +119,13 @@ fn intake_table(out: &mut String, f: &Figures) {
     }
     let _ =
         writeln!(out, "\nRatios (same run; goals: ≥ 0.70 of the ceiling, ≥ 3× webhook with a lower p99):\n");
+    let compared = f.targets.contains(&"before");
     let _ = writeln!(
         out,
-        "| payload | conns | forgehand / ceiling | forgehand / webhook | p99 forgehand vs webhook |"
+        "| payload | conns | forgehand / ceiling | forgehand / webhook | p99 forgehand vs webhook |{}",
+        if compared { " forgehand / before |" } else { "" }
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---|");
+    let _ = writeln!(out, "|---|---:|---:|---:|---|{}", if compared { "---:|" } else { "" });
     for (p, name) in f.payload_names.iter().enumerate() {
         for c in CONNECTIONS {
             let (Some(fh), Some(ceil)) = (cell(f, p, c, "forgehand"), cell(f, p, c, "ceiling")) else {
@@ -124,9 +138,14 @@ fn intake_table(out: &mut String, f: &Figures) {
                 ),
                 None => ("not measured".into(), "not measured".into()),
             };
+            let vs_before = match cell(f, p, c, "before") {
+                Some(b) => format!(" {:.2}× |", fh.rps_median / b.rps_median),
+                None if compared => " |".into(),
+                None => String::new(),
+            };
             let _ = writeln!(
                 out,
-                "| {name} | {c} | {:.2} | {vs_webhook} | {p99} |",
+                "| {name} | {c} | {:.2} | {vs_webhook} | {p99} |{vs_before}",
                 fh.rps_median / ceil.rps_median
             );
         }
@@ -177,6 +196,95 @@ fn footprint_table(out: &mut String, f: &Figures) {
         f.sustained_rps
     );
     let _ = writeln!(out, "\nRSS by deliveries recorded: {}.\n", samples.join(", "));
+}
+
+fn scale_tables(out: &mut String, f: &Figures) {
+    let Some(largest) = f.scale.last() else { return };
+    let _ = writeln!(out, "## Dashboard\n");
+    let _ = writeln!(
+        out,
+        "{} tasks in the database (one every 10 s of history, so the last day holds 8,640 of them), the \
+         newest task with a {}-line transcript; {} sequential GETs per page on one keep-alive connection \
+         after one warm-up, logged in. Goal: p99 ≤ 20 ms.\n",
+        largest.tasks,
+        crate::dashboard::TRANSCRIPT_LINES,
+        f.args.page_requests
+    );
+    let _ = writeln!(out, "| page | median ms | p99 ms | goal |");
+    let _ = writeln!(out, "|---|---:|---:|---|");
+    for page in &largest.pages {
+        let verdict = if page.p99_ms <= 20.0 { "met" } else { "**not met**" };
+        let _ = writeln!(
+            out,
+            "| {} | {:.2} | {:.2} | p99 ≤ 20 ms: {verdict} |",
+            page.name, page.median_ms, page.p99_ms
+        );
+    }
+    let _ = writeln!(out, "\n## Scale curve\n");
+    let _ = writeln!(
+        out,
+        "Each size is a fresh database; intake is {} deliveries (3 KB) at 16 connections on it. \
+         Flat or logarithmic is the goal, never linear.\n",
+        f.args.requests
+    );
+    let mut header = "| tasks | fill s | intake req/s | intake p99 ms |".to_owned();
+    let mut rule = "|---:|---:|---:|---:|".to_owned();
+    for page in &largest.pages {
+        header.push_str(&format!(" {} p99 ms |", page.name));
+        rule.push_str("---:|");
+    }
+    let _ = writeln!(out, "{header}\n{rule}");
+    for point in &f.scale {
+        let mut row = format!(
+            "| {} | {:.1} | {:.0} | {:.2} |",
+            point.tasks, point.fill_secs, point.intake_rps, point.intake_p99_ms
+        );
+        for page in &point.pages {
+            row.push_str(&format!(" {:.2} |", page.p99_ms));
+        }
+        let _ = writeln!(out, "{row}");
+    }
+    let _ = writeln!(out);
+}
+
+fn executor_table(out: &mut String, f: &Figures) {
+    let Some(x) = &f.executor else { return };
+    let (Some(first), Some(rest)) = (x.start_ms.first(), x.start_ms.get(1..)) else { return };
+    let mut warm = rest.to_vec();
+    warm.sort_by(f64::total_cmp);
+    let mut publish = x.publish_ms.clone();
+    publish.sort_by(f64::total_cmp);
+    let _ = writeln!(out, "## Executor overhead\n");
+    let _ = writeln!(
+        out,
+        "The stand-in agent (tests/agent/fake-claude, edits one file) on a repository generated with \
+         `git fast-import`: {} files, {} commits (generated in {:.1} s), served by the fake forge of the \
+         test suite; {} tasks one after the other, each on its own issue, one agent at a time.\n",
+        crate::executor::FILES,
+        crate::executor::COMMITS,
+        x.generate_secs,
+        x.start_ms.len()
+    );
+    let _ = writeln!(out, "| figure | value | goal |");
+    let _ = writeln!(out, "|---|---:|---|");
+    let _ = writeln!(out, "| first task: webhook → agent start (clones the repository) | {first:.0} ms | |");
+    if !warm.is_empty() {
+        let _ = writeln!(
+            out,
+            "| next tasks: webhook → agent start, warm mirror (median / max of {}) | {:.0} / {:.0} ms | ≤ 300 ms |",
+            warm.len(),
+            quantile(&warm, 0.5),
+            warm[warm.len() - 1]
+        );
+    }
+    let _ = writeln!(
+        out,
+        "| agent end → pull request open: commit, push, PR (median / max of {}) | {:.0} / {:.0} ms | |",
+        publish.len(),
+        quantile(&publish, 0.5),
+        publish.last().copied().unwrap_or(0.0)
+    );
+    let _ = writeln!(out);
 }
 
 fn machine() -> String {

@@ -86,7 +86,7 @@ impl FromStr for TaskStatus {
 }
 
 /// Identifies an issue or pull request across forges.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct IssueKey {
     pub forge: String,
     pub repo: String,
@@ -157,8 +157,8 @@ impl Outcome {
 #[derive(Clone, Debug)]
 pub struct Db {
     conn: DatabaseConnection,
-    /// SQLite's group-commit writer for intake; PostgreSQL records each delivery in its
-    /// own transaction (several instances may write, and row locks must stay short).
+    /// SQLite's group-commit writer thread for intake; PostgreSQL records each delivery in
+    /// its own transaction (several instances may write, and row locks must stay short).
     writer: Option<writer::Writer>,
 }
 
@@ -180,8 +180,12 @@ impl Db {
             .acquire_timeout(Duration::from_secs(3))
             .sqlx_logging(false);
         let conn = Database::connect(options).await.map_err(|err| redact(err, url))?;
-        let writer =
-            (conn.get_database_backend() == DbBackend::Sqlite).then(|| writer::Writer::start(conn.clone()));
+        let writer = match sqlite_file(&conn).await? {
+            Some(path) => Some(writer::Writer::start(path).map_err(|err| {
+                DbErr::Custom(format!("cannot start the SQLite intake writer thread: {err}"))
+            })?),
+            None => None,
+        };
         Ok(Db { conn, writer })
     }
 
@@ -201,10 +205,10 @@ impl Db {
     pub async fn record_delivery(
         &self,
         delivery: NewDelivery,
-        decide: impl FnOnce(&IssueContext) -> Decision + Send,
+        decide: impl Fn(&IssueContext) -> Decision + Send + Sync + 'static,
     ) -> Result<Recorded, DbErr> {
         if let Some(writer) = &self.writer {
-            return writer.record(delivery, decide).await;
+            return writer.record(delivery, Box::new(decide)).await;
         }
         let txn = self.conn.begin().await?;
         let Some(started) = start_record(&txn, &delivery).await? else {
@@ -309,6 +313,18 @@ fn sqlite_options(url: String, path: Option<PathBuf>) -> ConnectOptions {
     options
 }
 
+/// The file of a SQLite database, which the intake writer opens too; `None` on PostgreSQL
+/// and for an in-memory database (intake then uses one transaction per delivery).
+async fn sqlite_file(conn: &DatabaseConnection) -> Result<Option<PathBuf>, DbErr> {
+    if conn.get_database_backend() != DbBackend::Sqlite {
+        return Ok(None);
+    }
+    let sql = "SELECT file FROM pragma_database_list WHERE name = 'main'";
+    let row = conn.query_one_raw(sea_orm::Statement::from_string(DbBackend::Sqlite, sql)).await?;
+    let file: Option<String> = row.map(|row| row.try_get("", "file")).transpose()?;
+    Ok(file.filter(|file| !file.is_empty()).map(PathBuf::from))
+}
+
 /// Database errors can quote the connection URL: never let its password through.
 fn redact(err: DbErr, url: &str) -> DbErr {
     let text = err.to_string();
@@ -387,15 +403,14 @@ async fn apply_decision(
     key: Option<&IssueKey>,
     decision: Decision,
 ) -> Result<(Outcome, String, Option<i64>), DbErr> {
-    let from = format!("delivery {} ({}", delivery.delivery_id, delivery.event);
     let by = delivery.sender.as_deref().unwrap_or("unknown");
     match decision {
         Decision::Ignore(reason) => Ok((Outcome::Ignored, reason, None)),
         Decision::Create(request) => match queries::insert_task(txn, &delivery.forge, &request).await? {
             Some(id) => {
-                let message = format!("queued by {from} by {by})");
-                queries::add_task_event(txn, id, TaskStatus::Queued.as_str(), &message).await?;
-                Ok((Outcome::TaskCreated, format!("task {id} queued"), Some(id)))
+                queries::add_task_event(txn, id, TaskStatus::Queued.as_str(), &queued_message(delivery, by))
+                    .await?;
+                Ok((Outcome::TaskCreated, queued_reason(id), Some(id)))
             }
             None => {
                 let active = match key {
@@ -404,16 +419,15 @@ async fn apply_decision(
                 };
                 let text = &request.instructions;
                 let addition = (!text.is_empty()).then(|| format!("@{}: {text}", request.requested_by));
-                coalesce(txn, active, &from, by, addition).await
+                coalesce(txn, active, delivery, by, addition).await
             }
         },
         Decision::Coalesce { task_id, instructions } => {
-            coalesce(txn, Some(task_id), &from, by, instructions).await
+            coalesce(txn, Some(task_id), delivery, by, instructions).await
         }
         Decision::Cancel { task_id, reason } => {
             let status = queries::cancel_task(txn, task_id, &reason).await?;
-            let what = if status == TaskStatus::Cancelled { "cancelled" } else { "asked to stop" };
-            Ok((Outcome::CancelledTask, format!("task {task_id} {what}: {reason}"), Some(task_id)))
+            Ok((Outcome::CancelledTask, cancelled_reason(task_id, status, &reason), Some(task_id)))
         }
     }
 }
@@ -421,7 +435,7 @@ async fn apply_decision(
 async fn coalesce(
     txn: &impl ConnectionTrait,
     task_id: Option<i64>,
-    from: &str,
+    delivery: &NewDelivery,
     by: &str,
     instructions: Option<String>,
 ) -> Result<(Outcome, String, Option<i64>), DbErr> {
@@ -431,13 +445,31 @@ async fn coalesce(
     if let Some(text) = instructions {
         queries::add_instructions(txn, task_id, by, &text).await?;
     }
-    let message = format!("{from} by {by}) joined this task");
-    queries::add_task_event(txn, task_id, queries::NOTE, &message).await?;
-    Ok((
-        Outcome::Coalesced,
-        format!("task {task_id} is already queued or running for this issue"),
-        Some(task_id),
-    ))
+    queries::add_task_event(txn, task_id, queries::NOTE, &joined_message(delivery, by)).await?;
+    Ok((Outcome::Coalesced, coalesced_reason(task_id), Some(task_id)))
+}
+
+/// The timeline line of a task a delivery queued.
+fn queued_message(delivery: &NewDelivery, by: &str) -> String {
+    format!("queued by delivery {} ({} by {by})", delivery.delivery_id, delivery.event)
+}
+
+/// The timeline line of a delivery that joined a task.
+fn joined_message(delivery: &NewDelivery, by: &str) -> String {
+    format!("delivery {} ({} by {by}) joined this task", delivery.delivery_id, delivery.event)
+}
+
+fn queued_reason(task_id: i64) -> String {
+    format!("task {task_id} queued")
+}
+
+fn coalesced_reason(task_id: i64) -> String {
+    format!("task {task_id} is already queued or running for this issue")
+}
+
+fn cancelled_reason(task_id: i64, status: TaskStatus, reason: &str) -> String {
+    let what = if status == TaskStatus::Cancelled { "cancelled" } else { "asked to stop" };
+    format!("task {task_id} {what}: {reason}")
 }
 
 /// Makes forge-supplied text safe to store on every backend: PostgreSQL refuses NUL

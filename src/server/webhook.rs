@@ -1,5 +1,7 @@
 //! `POST /webhooks/{forge}`: extract, verify, record, answer. Nothing here waits on a forge.
 
+use std::borrow::Cow;
+
 use axum::Json;
 use axum::body::{Body, to_bytes};
 use axum::extract::{Path, State};
@@ -177,7 +179,7 @@ async fn read_body(
     body: Body,
     limit: usize,
     timeout_secs: u64,
-) -> Result<Vec<u8>, WebhookError> {
+) -> Result<axum::body::Bytes, WebhookError> {
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit as u64) {
@@ -188,7 +190,7 @@ async fn read_body(
         return Err(WebhookError::BodyTimeout(timeout_secs));
     };
     match read {
-        Ok(bytes) => Ok(bytes.to_vec()),
+        Ok(bytes) => Ok(bytes),
         Err(err) if is_length_limit(&err) => Err(WebhookError::TooLarge(limit)),
         Err(err) => Err(WebhookError::BodyRead(err.to_string())),
     }
@@ -229,17 +231,17 @@ fn signature_header<'h>(headers: &'h HeaderMap, names: &[&'static str]) -> Resul
     Err(WebhookError::MissingSignature(alternatives(names)))
 }
 
-fn json_payload(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, WebhookError> {
+fn json_payload<'b>(headers: &HeaderMap, body: &'b [u8]) -> Result<Cow<'b, [u8]>, WebhookError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .unwrap_or_default();
     let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     match mime.as_str() {
-        "application/json" => Ok(body.to_vec()),
+        "application/json" => Ok(Cow::Borrowed(body)),
         "application/x-www-form-urlencoded" => form_urlencoded::parse(body)
             .find(|(key, _)| key == "payload")
-            .map(|(_, value)| value.into_owned().into_bytes())
+            .map(|(_, value)| Cow::Owned(value.into_owned().into_bytes()))
             .ok_or(WebhookError::MissingFormPayload),
         _ => Err(WebhookError::UnsupportedContentType(printable(&content_type))),
     }
@@ -270,17 +272,23 @@ async fn record(
         event = %printable(&event_name),
         repo = %delivery.repo.as_deref().map(printable).unwrap_or_default(),
     );
-    async {
-        let recorded = state
-            .db
-            .record_delivery(delivery, |ctx| {
+    // The decision runs in the database writer: it owns what it needs.
+    let owner = state.clone();
+    let forge_name = forge.name.clone();
+    let decide = move |ctx: &trigger::IssueContext| {
+        let settings = &owner.settings;
+        match settings.forge(&forge_name) {
+            Some(forge) => {
                 trigger::decide(&event, forge, &settings.trigger, &settings.git.branch_prefix, ctx)
-            })
-            .await
-            .map_err(|err| {
-                tracing::error!(error = %err, "cannot record delivery");
-                WebhookError::Database
-            })?;
+            }
+            None => trigger::Decision::Ignore(format!("forge {forge_name:?} is no longer configured")),
+        }
+    };
+    async {
+        let recorded = state.db.record_delivery(delivery, decide).await.map_err(|err| {
+            tracing::error!(error = %err, "cannot record delivery");
+            WebhookError::Database
+        })?;
         Ok(answer(&delivery_id, recorded, &state.wake, &state.db))
     }
     .instrument(span)

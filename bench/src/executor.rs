@@ -1,0 +1,217 @@
+//! Executor overhead with the stand-in agent (tests/agent/fake-claude) and the fake forge
+//! of the test suite: a generated repository of 10,000 files and 20,000 commits, the
+//! first task on it (the clone) and the next ones (warm mirror), from the webhook to the
+//! agent's start, and from the agent's end to the pull request (commit, push, PR).
+
+#[path = "../../tests/it/fake_forge.rs"]
+mod fake_forge;
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+
+use crate::procs::{self, TempDir};
+use fake_forge::FakeForge;
+
+/// Files in the generated repository's tree.
+pub const FILES: usize = 10_000;
+/// Commits in its history.
+pub const COMMITS: usize = 20_000;
+
+const REPO: &str = "octo-org/big";
+const ADMIN_TOKEN: &str = "bench-admin-token-not-a-secret";
+
+/// What the executor benchmark measured.
+#[derive(Debug, Clone, Default)]
+pub struct ExecFigures {
+    pub generate_secs: f64,
+    /// Webhook sent → agent process started, first task (clone) then the next ones.
+    pub start_ms: Vec<f64>,
+    /// Agent process ended → pull request open on the fake forge, per task.
+    pub publish_ms: Vec<f64>,
+}
+
+fn unix_ns() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+}
+
+/// Runs `tasks` tasks one after the other on the generated repository.
+pub async fn run(binary: &Path, agent: &Path, tasks: usize) -> anyhow::Result<ExecFigures> {
+    let dir = TempDir::new("executor")?;
+    let remote = dir.0.join("remote.git");
+    let generating = Instant::now();
+    generate_repo(&remote)?;
+    let generate_secs = generating.elapsed().as_secs_f64();
+    eprintln!("executor: {FILES} files, {COMMITS} commits generated in {generate_secs:.1} s");
+
+    let forge = FakeForge::github().await;
+    forge.add_repo(REPO, &format!("file://{}", remote.display()), "main");
+    for n in 1..=tasks as u64 {
+        forge.add_issue(REPO, n, &format!("Benchmark issue {n}"), "Change something.", &[], "alice");
+    }
+    forge.set_permission(REPO, "alice", "write");
+    forge.set_permission(REPO, &forge.bot_login(), "admin");
+    let marks = dir.0.join("agent-marks");
+    let wrapper = write_wrapper(&dir.0, agent)?;
+    let config = dir.0.join("forgehand.toml");
+    std::fs::write(&config, config_text(&dir.0, &wrapper, &marks, &forge.config_toml("github")))?;
+    let server = procs::start_forgehand(binary, &config).await?;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+
+    let mut figures = ExecFigures { generate_secs, ..Default::default() };
+    for n in 1..=tasks {
+        let hook = forge.label_issue(REPO, n as u64, "forgehand", "alice").delivery();
+        let sent = unix_ns();
+        let mut request = client.post(format!("http://{}/webhooks/github", server.addr)).body(hook.body);
+        for (name, value) in hook.headers {
+            request = request.header(name, value);
+        }
+        let answer: serde_json::Value = request.send().await?.json().await?;
+        let task = answer["task_id"].as_i64().with_context(|| format!("no task queued: {answer}"))?;
+        let started = wait_for_mark(&marks, "start", n).await?;
+        let ended = wait_for_mark(&marks, "end", n).await?;
+        let opened = forge.wait_until(|s| s.pulls_of(REPO).len() >= n, Duration::from_secs(120)).await;
+        let published = unix_ns();
+        if !opened {
+            bail!("task {task} opened no pull request within 120 s");
+        }
+        wait_done(&client, &server.addr, task).await?;
+        figures.start_ms.push(started.saturating_sub(sent) as f64 / 1e6);
+        figures.publish_ms.push(published.saturating_sub(ended) as f64 / 1e6);
+        eprintln!(
+            "executor: task {n}: webhook → agent start {:.0} ms, agent end → PR {:.0} ms",
+            figures.start_ms[n - 1],
+            figures.publish_ms[n - 1]
+        );
+    }
+    server.kill().await;
+    Ok(figures)
+}
+
+/// A bare repository with `FILES` files and `COMMITS` commits on `main`, written by
+/// `git fast-import` in one stream.
+fn generate_repo(remote: &Path) -> anyhow::Result<()> {
+    let init = Command::new("git").args(["init", "--quiet", "--bare", "-b", "main"]).arg(remote).status()?;
+    if !init.success() {
+        bail!("git init failed ({init})");
+    }
+    let mut stream = Vec::with_capacity(FILES * 120 + COMMITS * 200);
+    let inline = |stream: &mut Vec<u8>, path: &str, content: &str| {
+        let _ = write!(stream, "M 100644 inline {path}\ndata {}\n{content}\n", content.len());
+    };
+    let commit = |stream: &mut Vec<u8>, n: usize| {
+        let message = format!("Change {n}");
+        let _ = write!(
+            stream,
+            "commit refs/heads/main\ncommitter Bench <bench@example.com> {} +0000\ndata {}\n{message}\n",
+            1_700_000_000 + n,
+            message.len()
+        );
+    };
+    commit(&mut stream, 0);
+    for f in 0..FILES {
+        inline(&mut stream, &format!("src/m{:02}/f{f:05}.txt", f % 100), &format!("file {f}\nversion 0\n"));
+    }
+    for n in 1..COMMITS {
+        commit(&mut stream, n);
+        let f = n % FILES;
+        inline(&mut stream, &format!("src/m{:02}/f{f:05}.txt", f % 100), &format!("file {f}\nversion {n}\n"));
+    }
+    let mut child = Command::new("git")
+        .arg("-C")
+        .arg(remote)
+        .args(["fast-import", "--quiet"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .context("cannot run git fast-import")?;
+    child.stdin.take().context("git's stdin is piped")?.write_all(&stream)?;
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("git fast-import failed ({status})");
+    }
+    Ok(())
+}
+
+/// The agent command: records when the stand-in agent starts and ends, in ns since the
+/// epoch, one line each.
+fn write_wrapper(dir: &Path, agent: &Path) -> anyhow::Result<std::path::PathBuf> {
+    let agent =
+        std::fs::canonicalize(agent).with_context(|| format!("no stand-in agent at {}", agent.display()))?;
+    let path = dir.join("agent.sh");
+    let script = format!(
+        "#!/bin/sh\nprintf 'start %s\\n' \"$(date +%s%N)\" >> \"$BENCH_AGENT_MARKS\"\n\"{}\" \"$@\"\nrc=$?\n\
+         printf 'end %s\\n' \"$(date +%s%N)\" >> \"$BENCH_AGENT_MARKS\"\nexit $rc\n",
+        agent.display()
+    );
+    std::fs::write(&path, script)?;
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    Ok(path)
+}
+
+fn config_text(dir: &Path, wrapper: &Path, marks: &Path, forge: &str) -> String {
+    format!(
+        r#"data_dir = "{data}"
+
+[server]
+listen = "127.0.0.1:0"
+
+[auth]
+admin_token = "{ADMIN_TOKEN}"
+
+[executor]
+max_concurrent = 1
+poll_interval_secs = 1
+sweep_interval_secs = 0
+
+[agent]
+command = "{wrapper}"
+env = {{ FAKE_CLAUDE_MODE = "edit", BENCH_AGENT_MARKS = "{marks}" }}
+
+{forge}"#,
+        data = dir.join("data").display(),
+        wrapper = wrapper.display(),
+        marks = marks.display(),
+    )
+}
+
+/// The time (ns since the epoch) of the `n`th `kind` line in `marks`, once written.
+async fn wait_for_mark(marks: &Path, kind: &str, n: usize) -> anyhow::Result<u128> {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let text = std::fs::read_to_string(marks).unwrap_or_default();
+        let found = text.lines().filter_map(|l| l.strip_prefix(kind)).nth(n - 1);
+        if let Some(ns) = found.and_then(|v| v.trim().parse().ok()) {
+            return Ok(ns);
+        }
+        if Instant::now() > deadline {
+            bail!("the agent of task {n} did not {kind} within 180 s");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Waits until task `id` is no longer queued or running.
+async fn wait_done(client: &reqwest::Client, addr: &str, id: i64) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let task: serde_json::Value = client
+            .get(format!("http://{addr}/api/tasks/{id}"))
+            .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let status = task["status"].as_str().or_else(|| task["task"]["status"].as_str()).unwrap_or("");
+        if !matches!(status, "queued" | "running" | "") {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("task {id} still {status:?} after 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
