@@ -272,17 +272,12 @@ async fn record(
         event = %printable(&event_name),
         repo = %delivery.repo.as_deref().map(printable).unwrap_or_default(),
     );
-    // The decision runs in the database writer: it owns what it needs.
-    let owner = state.clone();
+    // The decision runs in the database writer: it owns what it needs, and decides with
+    // the settings this delivery was verified under.
     let forge_name = forge.name.clone();
-    let decide = move |ctx: &trigger::IssueContext| {
-        let settings = &owner.settings;
-        match settings.forge(&forge_name) {
-            Some(forge) => {
-                trigger::decide(&event, forge, &settings.trigger, &settings.git.branch_prefix, ctx)
-            }
-            None => trigger::Decision::Ignore(format!("forge {forge_name:?} is no longer configured")),
-        }
+    let decide = move |ctx: &trigger::IssueContext| match settings.forge(&forge_name) {
+        Some(forge) => trigger::decide(&event, forge, &settings.trigger, &settings.git.branch_prefix, ctx),
+        None => trigger::Decision::Ignore(format!("forge {forge_name:?} is no longer configured")),
     };
     async {
         let recorded = state.db.record_delivery(delivery, decide).await.map_err(|err| {
