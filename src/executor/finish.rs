@@ -64,10 +64,18 @@ pub async fn record(
         post_status(ctx, forge.as_ref(), &fresh, &ending.comment()).await;
         set_labels(ctx, forge.as_ref(), &fresh, ending.status).await;
     }
-    if ending.status != TaskStatus::Queued
-        && let Err(err) = ctx.workspaces.prune_tasks(ctx.settings.executor.keep_failed_workspaces)
-    {
-        tracing::warn!(error = %err, "cannot prune old workspaces");
+    if ending.status != TaskStatus::Queued {
+        prune_workspaces(ctx).await;
+    }
+}
+
+/// Removes old task directories (thousands of files each) off the async threads.
+async fn prune_workspaces(ctx: &Context) {
+    let (workspaces, keep) = (ctx.workspaces.clone(), ctx.settings.executor.keep_failed_workspaces);
+    match tokio::task::spawn_blocking(move || workspaces.prune_tasks(keep)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(err)) => tracing::warn!(error = %err, "cannot prune old workspaces"),
+        Err(err) => tracing::warn!(error = %err, "pruning old workspaces stopped"),
     }
 }
 

@@ -260,13 +260,22 @@ impl Workspaces {
         };
         check_branch(spec.branch)?;
         check_branch(start)?;
+        let started = std::time::Instant::now();
         let mirror = self.sync(spec.repo_key, spec.clone_url, spec.creds)?;
+        let synced = started.elapsed();
         let base = mirror_head(&mirror, start)?;
         self.remove(spec.task_id)?;
         let path = self.task_path(spec.task_id);
         let repo = create_task_repo(&path, &mirror, spec.clone_url)?;
         check_out(&repo, spec.branch, start, base)?;
-        tracing::info!(task_id = spec.task_id, branch = spec.branch, %base, "prepared a workspace");
+        tracing::info!(
+            task_id = spec.task_id,
+            branch = spec.branch,
+            %base,
+            sync_ms = synced.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "prepared a workspace"
+        );
         Ok(Worktree { path, branch: spec.branch.to_owned(), base })
     }
 
