@@ -324,11 +324,7 @@ async fn kill_9_during_the_agent_then_restart_finishes_the_task_once() {
             .await;
     let mut daemon = scene.start(&[]).await;
     let id = scene.label(&daemon).await;
-    let deadline = tokio::time::Instant::now() + LONG;
-    while scene.agent_runs().is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "the agent never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    agent_started(&scene).await;
     daemon.child.start_kill().unwrap();
     assert_eq!(daemon.child.wait().await.unwrap().signal(), Some(libc::SIGKILL));
     // The orphaned first agent is released too: it finds its output closed and dies
