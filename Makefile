@@ -51,11 +51,8 @@ bench-quick: ## a 3-minute make bench (one repeat, smaller databases), report in
 FUZZ_SECS ?= 60
 FUZZ_TARGETS ?= signature payload trigger command branch
 
-fuzz: ## run every fuzz target for FUZZ_SECS seconds (needs `cargo install cargo-fuzz`)
-	@for target in $(FUZZ_TARGETS); do \
-		mkdir -p fuzz/corpus/$$target; \
-		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --dev --sanitizer none $$target fuzz/corpus/$$target fuzz/seeds/$$target -- -max_total_time=$(FUZZ_SECS) || exit 1; \
-	done
+fuzz: ## run every fuzz target for FUZZ_SECS seconds (stable toolchain, needs g++)
+	FUZZ_SECS=$(FUZZ_SECS) scripts/fuzz.sh $(FUZZ_TARGETS)
 
 clean: ## remove build output
 	$(CARGO) clean
