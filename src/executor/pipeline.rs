@@ -127,12 +127,12 @@ pub async fn execute(ctx: &Arc<Context>, task: &tasks::Model, guard: &Guard) -> 
         let text = run.result.as_ref().map(|r| r.text.clone()).unwrap_or_default();
         match commit_and_push(ctx, task, &worktree, &run, creds, plan.force_push).await? {
             Pushed::Nothing => {
-                remove_workspace(ctx, task.id).await;
+                recycle_workspace(ctx, task.id, &repo_key).await;
                 return Ok(Success::NoChanges { agent_text: text });
             }
             Pushed::Branch => {}
         }
-        remove_workspace(ctx, task.id).await;
+        recycle_workspace(ctx, task.id, &repo_key).await;
         (text, Some(run))
     };
     ensure_lease(ctx, task).await?;
@@ -522,10 +522,13 @@ pub async fn ensure_lease(ctx: &Context, task: &tasks::Model) -> Step<()> {
     }
 }
 
-async fn remove_workspace(ctx: &Arc<Context>, task_id: i64) {
-    let ctx = ctx.clone();
-    if let Err(err) = blocking(move || ctx.workspaces.remove_task(task_id)).await {
-        tracing::warn!(error = ?err, "cannot remove the workspace");
+/// Keeps a fully committed checkout for the next task on the repository (see
+/// `workspace/recycle.rs`), one per task that may run at once.
+async fn recycle_workspace(ctx: &Arc<Context>, task_id: i64, repo_key: &str) {
+    let (ctx, repo_key) = (ctx.clone(), repo_key.to_owned());
+    let keep = ctx.settings.executor.max_concurrent;
+    if let Err(err) = blocking(move || ctx.workspaces.recycle_task(task_id, &repo_key, keep)).await {
+        tracing::warn!(error = ?err, "cannot recycle the workspace");
     }
 }
 

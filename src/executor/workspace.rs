@@ -24,6 +24,8 @@ use git2::{
 };
 use secrecy::{ExposeSecret, SecretString};
 
+mod recycle;
+
 const MIRROR_REFSPEC: &str = "+refs/heads/*:refs/heads/*";
 const SLUG_MAX: usize = 40;
 /// Leaves room for the `.git.partial` suffix within the usual 255-byte file name limit.
@@ -266,12 +268,27 @@ impl Workspaces {
         let base = mirror_head(&mirror, start)?;
         self.remove(spec.task_id)?;
         let path = self.task_path(spec.task_id);
-        let repo = create_task_repo(&path, &mirror, spec.clone_url)?;
-        check_out(&repo, spec.branch, start, base)?;
+        let recycled = self.take_spare(&mirror, &path);
+        if !recycled {
+            init_task_repo(&path)?;
+        }
+        let repo = attach_to_mirror(&path, &mirror, spec.clone_url)?;
+        if let Err(error) = check_out(&repo, spec.branch, start, base) {
+            if !recycled {
+                return Err(error);
+            }
+            // A recycled checkout the agent left unusable (permissions, odd file types):
+            // start over from nothing.
+            tracing::warn!(task_id = spec.task_id, error = %error, "cannot reuse a checkout; creating one");
+            self.remove(spec.task_id)?;
+            init_task_repo(&path)?;
+            check_out(&attach_to_mirror(&path, &mirror, spec.clone_url)?, spec.branch, start, base)?;
+        }
         tracing::info!(
             task_id = spec.task_id,
             branch = spec.branch,
             %base,
+            recycled,
             sync_ms = synced.as_millis() as u64,
             total_ms = started.elapsed().as_millis() as u64,
             "prepared a workspace"
@@ -415,11 +432,14 @@ fn mirror_head(mirror: &Path, branch: &str) -> Result<git2::Oid, WorkspaceError>
     }
 }
 
-/// A fresh repository at `path` that reads its objects from the mirror and has `origin`
-/// pointing at the real remote.
-fn create_task_repo(path: &Path, mirror: &Path, clone_url: &str) -> Result<Repository, WorkspaceError> {
+fn init_task_repo(path: &Path) -> Result<(), WorkspaceError> {
+    Repository::init(path).map(drop).context(|| "creating the task repository".to_owned())
+}
+
+/// Makes the repository at `path` (new, or recycled and scrubbed) read its objects from
+/// the mirror and point `origin` at the real remote.
+fn attach_to_mirror(path: &Path, mirror: &Path, clone_url: &str) -> Result<Repository, WorkspaceError> {
     let action = || "creating the task repository".to_owned();
-    Repository::init(path).context(action)?;
     let mirror_name = mirror.file_name().unwrap_or_default().to_string_lossy();
     // Relative to tasks/task-<id>/.git/objects, so moving the data directory keeps it
     // working; libgit2 and git both accept alternates starting with "."
@@ -445,7 +465,9 @@ fn check_out(repo: &Repository, branch: &str, start: &str, base: git2::Oid) -> R
     }
     repo.set_head(&format!("refs/heads/{branch}")).context(action)?;
     let mut checkout = git2::build::CheckoutBuilder::new();
-    repo.checkout_head(Some(checkout.force())).context(action)
+    // Untracked and ignored files only exist in a recycled checkout: the last task's.
+    checkout.force().remove_untracked(true).remove_ignored(true);
+    repo.checkout_head(Some(&mut checkout)).context(action)
 }
 
 impl Worktree {
@@ -1146,6 +1168,91 @@ mod tests {
         assert!(!second.path.join("stray.txt").exists());
         assert!(!second.path.join("vendor").exists());
         assert!(!second.has_new_commits().unwrap());
+    }
+
+    /// Task 1 as an agent might leave it after the daemon committed its work: files
+    /// changed, added and ignored, a hook and a config entry planted in `.git`.
+    fn finished_task_with_leftovers(f: &Fixture) -> Worktree {
+        let first = f.workspaces.prepare(&spec(f, 1, from_main())).unwrap();
+        fs::write(first.path.join("README.md"), "changed by task 1\n").unwrap();
+        fs::write(first.path.join("new.txt"), "added by task 1\n").unwrap();
+        fs::write(first.path.join(".gitignore"), "build/\n").unwrap();
+        fs::create_dir_all(first.path.join("build")).unwrap();
+        fs::write(first.path.join("build/out.bin"), "ignored output").unwrap();
+        let hook = first.path.join(".git/hooks/pre-commit");
+        fs::create_dir_all(hook.parent().unwrap()).unwrap();
+        fs::write(&hook, "#!/bin/sh\necho planted\n").unwrap();
+        let mut config = Repository::open(&first.path).unwrap().config().unwrap();
+        config.set_str("core.fsmonitor", "/tmp/planted-command").unwrap();
+        first.commit_all("task 1", &bot()).unwrap().unwrap();
+        first
+    }
+
+    #[test]
+    fn the_next_task_reuses_a_recycled_checkout_and_keeps_nothing_of_the_last() {
+        let f = fixture();
+        let first = finished_task_with_leftovers(&f);
+        let untouched = fs::metadata(first.path.join("src/lib.rs")).unwrap().ino();
+        f.workspaces.recycle_task(1, KEY, 1).unwrap();
+        assert!(!first.path.exists());
+
+        let second = f.workspaces.prepare(&spec(&f, 2, from_main())).unwrap();
+        // The same file, not a new one: only what differs from main was written.
+        assert_eq!(fs::metadata(second.path.join("src/lib.rs")).unwrap().ino(), untouched);
+        assert_eq!(fs::read_to_string(second.path.join("README.md")).unwrap(), "hello\n");
+        for gone in ["new.txt", ".gitignore", "build", ".git/hooks/pre-commit", ".forgehand-index"] {
+            assert!(!second.path.join(gone).exists(), "{gone} survived");
+        }
+        let repo = Repository::open(&second.path).unwrap();
+        assert!(repo.config().unwrap().get_string("core.fsmonitor").is_err());
+        assert!(is_clean(&repo));
+        assert_eq!(head_id(&repo).unwrap(), second.base);
+        assert_eq!(repo.branches(None).unwrap().count(), 2, "the task's branch and origin/main");
+        // It works like a new checkout: commit and push reach the remote.
+        fs::write(second.path.join("fix.txt"), "fixed\n").unwrap();
+        second.commit_all("fix", &bot()).unwrap().unwrap();
+        second.push(None, false).unwrap();
+        assert_eq!(upstream_file(&f, BRANCH, "fix.txt").as_deref(), Some("fixed\n"));
+        assert_eq!(upstream_file(&f, BRANCH, "new.txt"), None);
+    }
+
+    #[test]
+    fn recycling_keeps_at_most_the_given_number_of_checkouts() {
+        let f = fixture();
+        for id in 1..=3 {
+            f.workspaces.prepare(&spec(&f, id, from_main())).unwrap();
+        }
+        for id in 1..=3 {
+            f.workspaces.recycle_task(id, KEY, 2).unwrap();
+        }
+        let shelf = f.workspaces.root.join("spares").join(mirror_dir_name(KEY).unwrap());
+        assert_eq!(fs::read_dir(&shelf).unwrap().count(), 2);
+        assert_eq!(fs::read_dir(f.workspaces.root.join("tasks")).unwrap().count(), 0);
+        // Recycling a task without a directory is a no-op.
+        f.workspaces.recycle_task(9, KEY, 2).unwrap();
+        f.workspaces.prepare(&spec(&f, 4, from_main())).unwrap();
+        assert_eq!(fs::read_dir(&shelf).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_recycled_checkout_the_agent_broke_is_replaced_by_a_new_one() {
+        let f = fixture();
+        let first = f.workspaces.prepare(&spec(&f, 1, from_main())).unwrap();
+        first.commit_all("nothing", &bot()).unwrap();
+        f.workspaces.recycle_task(1, KEY, 1).unwrap();
+        let spare = f.workspaces.root.join("spares").join(mirror_dir_name(KEY).unwrap()).join("task-1");
+        fs::write(spare.join(".git/index"), "not an index").unwrap();
+        // A second name keeps the old file's inode from being reused by a new file.
+        let old_readme = f.tmp.path().join("old-readme");
+        fs::hard_link(spare.join("README.md"), &old_readme).unwrap();
+        upstream_commit(&f.upstream, "main", &[("src/lib.rs", "pub fn answer() -> u32 { 43 }\n")], &[], "43");
+
+        let second = f.workspaces.prepare(&spec(&f, 2, from_main())).unwrap();
+        let lib = fs::read_to_string(second.path.join("src/lib.rs")).unwrap();
+        assert!(lib.contains("43"), "{lib}");
+        let ino = |path: &Path| fs::metadata(path).unwrap().ino();
+        assert_ne!(ino(&second.path.join("README.md")), ino(&old_readme), "a new checkout");
+        assert!(is_clean(&Repository::open(&second.path).unwrap()));
     }
 
     #[test]
