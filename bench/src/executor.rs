@@ -1,7 +1,8 @@
 //! Executor overhead with the stand-in agent (tests/agent/fake-claude) and the fake forge
-//! of the test suite: a generated repository of 10,000 files and 20,000 commits, the
-//! first task on it (the clone) and the next ones (warm mirror), from the webhook to the
-//! agent's start, and from the agent's end to the pull request (commit, push, PR).
+//! of the test suite: generated repositories of 10,000 files with 20,000 commits and with
+//! 200, the first task on each (the clone) and the next ones (warm mirror), from the
+//! webhook to the agent's start, and from the agent's end to the pull request (commit,
+//! push, PR). The two depths show whether a task's cost follows the history's.
 
 #[path = "../../tests/it/fake_forge.rs"]
 mod fake_forge;
@@ -16,18 +17,30 @@ use anyhow::{Context, bail};
 use crate::procs::{self, TempDir};
 use fake_forge::FakeForge;
 
-/// Files in the generated repository's tree.
+/// Files in each generated repository's tree.
 pub const FILES: usize = 10_000;
-/// Commits in its history.
+/// Commits in the deep repository's history.
 pub const COMMITS: usize = 20_000;
+/// Commits in the shallow one's.
+pub const SHALLOW_COMMITS: usize = 200;
 
-const REPO: &str = "octo-org/big";
+const DEEP: &str = "octo-org/deep";
+const SHALLOW: &str = "octo-org/shallow";
 const ADMIN_TOKEN: &str = "bench-admin-token-not-a-secret";
 
 /// What the executor benchmark measured.
 #[derive(Debug, Clone, Default)]
 pub struct ExecFigures {
     pub generate_secs: f64,
+    /// The repository with `COMMITS` commits.
+    pub deep: RepoFigures,
+    /// The repository with `SHALLOW_COMMITS` commits.
+    pub shallow: RepoFigures,
+}
+
+/// The tasks run on one repository.
+#[derive(Debug, Clone, Default)]
+pub struct RepoFigures {
     /// Webhook sent → agent process started, first task (clone) then the next ones.
     pub start_ms: Vec<f64>,
     /// Agent process ended → pull request open on the fake forge, per task.
@@ -38,67 +51,94 @@ fn unix_ns() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
 }
 
-/// Runs `tasks` tasks one after the other on the generated repository.
+/// Runs `tasks` tasks one after the other on each generated repository.
 pub async fn run(binary: &Path, agent: &Path, tasks: usize) -> anyhow::Result<ExecFigures> {
     let dir = TempDir::new("executor")?;
-    let remote = dir.0.join("remote.git");
     let generating = Instant::now();
-    generate_repo(&remote)?;
-    let generate_secs = generating.elapsed().as_secs_f64();
-    eprintln!("executor: {FILES} files, {COMMITS} commits generated in {generate_secs:.1} s");
-
+    let repos = [(DEEP, COMMITS), (SHALLOW, SHALLOW_COMMITS)];
     let forge = FakeForge::github().await;
-    forge.add_repo(REPO, &format!("file://{}", remote.display()), "main");
-    for n in 1..=tasks as u64 {
-        forge.add_issue(REPO, n, &format!("Benchmark issue {n}"), "Change something.", &[], "alice");
+    for (repo, commits) in repos {
+        let remote = dir.0.join(format!("{}.git", repo.replace('/', "-")));
+        generate_repo(&remote, commits)?;
+        forge.add_repo(repo, &format!("file://{}", remote.display()), "main");
+        for n in 1..=tasks as u64 {
+            forge.add_issue(repo, n, &format!("Benchmark issue {n}"), "Change something.", &[], "alice");
+        }
+        forge.set_permission(repo, "alice", "write");
+        forge.set_permission(repo, &forge.bot_login(), "admin");
     }
-    forge.set_permission(REPO, "alice", "write");
-    forge.set_permission(REPO, &forge.bot_login(), "admin");
+    let generate_secs = generating.elapsed().as_secs_f64();
+    eprintln!(
+        "executor: {FILES} files, {COMMITS} and {SHALLOW_COMMITS} commits generated in {generate_secs:.1} s"
+    );
+
     let marks = dir.0.join("agent-marks");
     let wrapper = write_wrapper(&dir.0, agent)?;
     let config = dir.0.join("forgehand.toml");
     std::fs::write(&config, config_text(&dir.0, &wrapper, &marks, &forge.config_toml("github")))?;
     let server = procs::start_forgehand(binary, &config).await?;
     let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
-
-    let mut figures = ExecFigures { generate_secs, ..Default::default() };
-    for n in 1..=tasks {
-        let hook = forge.label_issue(REPO, n as u64, "forgehand", "alice").delivery();
-        let sent = unix_ns();
-        let mut request = client.post(format!("http://{}/webhooks/github", server.addr)).body(hook.body);
-        for (name, value) in hook.headers {
-            request = request.header(name, value);
-        }
-        let answer: serde_json::Value = request.send().await?.json().await?;
-        let task = answer["task_id"].as_i64().with_context(|| format!("no task queued: {answer}"))?;
-        let started = wait_for_mark(&marks, "start", n).await?;
-        let ended = wait_for_mark(&marks, "end", n).await?;
-        let opened = forge.wait_until(|s| s.pulls_of(REPO).len() >= n, Duration::from_secs(120)).await;
-        let published = unix_ns();
-        if !opened {
-            bail!("task {task} opened no pull request within 120 s");
-        }
-        wait_done(&client, &server.addr, task).await?;
-        figures.start_ms.push(started.saturating_sub(sent) as f64 / 1e6);
-        figures.publish_ms.push(published.saturating_sub(ended) as f64 / 1e6);
-        eprintln!(
-            "executor: task {n}: webhook → agent start {:.0} ms, agent end → PR {:.0} ms",
-            figures.start_ms[n - 1],
-            figures.publish_ms[n - 1]
-        );
-    }
+    let mut run = Run { forge: &forge, client: &client, addr: &server.addr, marks: &marks, agent_runs: 0 };
+    let deep = run.tasks_on(DEEP, tasks).await?;
+    let shallow = run.tasks_on(SHALLOW, tasks).await?;
     server.kill().await;
-    Ok(figures)
+    Ok(ExecFigures { generate_secs, deep, shallow })
 }
 
-/// A bare repository with `FILES` files and `COMMITS` commits on `main`, written by
+/// What a series of tasks needs.
+struct Run<'a> {
+    forge: &'a FakeForge,
+    client: &'a reqwest::Client,
+    addr: &'a str,
+    marks: &'a Path,
+    /// Agent runs so far, over every repository.
+    agent_runs: usize,
+}
+
+impl Run<'_> {
+    /// Labels issues 1..=tasks of `repo` one after the other, each once the last is done.
+    async fn tasks_on(&mut self, repo: &str, tasks: usize) -> anyhow::Result<RepoFigures> {
+        let mut figures = RepoFigures::default();
+        for n in 1..=tasks {
+            let hook = self.forge.label_issue(repo, n as u64, "forgehand", "alice").delivery();
+            let sent = unix_ns();
+            let mut request =
+                self.client.post(format!("http://{}/webhooks/github", self.addr)).body(hook.body);
+            for (name, value) in hook.headers {
+                request = request.header(name, value);
+            }
+            let answer: serde_json::Value = request.send().await?.json().await?;
+            let task = answer["task_id"].as_i64().with_context(|| format!("no task queued: {answer}"))?;
+            self.agent_runs += 1;
+            let started = wait_for_mark(self.marks, "start", self.agent_runs).await?;
+            let ended = wait_for_mark(self.marks, "end", self.agent_runs).await?;
+            let opened =
+                self.forge.wait_until(|s| s.pulls_of(repo).len() >= n, Duration::from_secs(120)).await;
+            let published = unix_ns();
+            if !opened {
+                bail!("task {task} opened no pull request within 120 s");
+            }
+            wait_done(self.client, self.addr, task).await?;
+            figures.start_ms.push(started.saturating_sub(sent) as f64 / 1e6);
+            figures.publish_ms.push(published.saturating_sub(ended) as f64 / 1e6);
+            eprintln!(
+                "executor: {repo} task {n}: webhook → agent start {:.0} ms, agent end → PR {:.0} ms",
+                figures.start_ms[n - 1],
+                figures.publish_ms[n - 1]
+            );
+        }
+        Ok(figures)
+    }
+}
+
+/// A bare repository with `FILES` files and `commits` commits on `main`, written by
 /// `git fast-import` in one stream.
-fn generate_repo(remote: &Path) -> anyhow::Result<()> {
+fn generate_repo(remote: &Path, commits: usize) -> anyhow::Result<()> {
     let init = Command::new("git").args(["init", "--quiet", "--bare", "-b", "main"]).arg(remote).status()?;
     if !init.success() {
         bail!("git init failed ({init})");
     }
-    let mut stream = Vec::with_capacity(FILES * 120 + COMMITS * 200);
+    let mut stream = Vec::with_capacity(FILES * 120 + commits * 200);
     let inline = |stream: &mut Vec<u8>, path: &str, content: &str| {
         let _ = write!(stream, "M 100644 inline {path}\ndata {}\n{content}\n", content.len());
     };
@@ -115,7 +155,7 @@ fn generate_repo(remote: &Path) -> anyhow::Result<()> {
     for f in 0..FILES {
         inline(&mut stream, &format!("src/m{:02}/f{f:05}.txt", f % 100), &format!("file {f}\nversion 0\n"));
     }
-    for n in 1..COMMITS {
+    for n in 1..commits {
         commit(&mut stream, n);
         let f = n % FILES;
         inline(&mut stream, &format!("src/m{:02}/f{f:05}.txt", f % 100), &format!("file {f}\nversion {n}\n"));

@@ -32,6 +32,27 @@ pub struct RunResult {
 }
 
 impl RunResult {
+    fn count(&mut self, status: Option<reqwest::StatusCode>) {
+        self.sent += 1;
+        match status {
+            Some(status) if status.is_success() => {
+                self.ok += 1;
+                if status == reqwest::StatusCode::ACCEPTED {
+                    self.accepted += 1;
+                }
+            }
+            _ => self.failed += 1,
+        }
+    }
+
+    fn add(&mut self, part: RunResult) {
+        self.sent += part.sent;
+        self.ok += part.ok;
+        self.accepted += part.accepted;
+        self.failed += part.failed;
+        self.latencies_us.extend(part.latencies_us);
+    }
+
     /// Completed requests per second.
     pub fn rps(&self) -> f64 {
         (self.ok + self.failed) as f64 / self.elapsed.as_secs_f64().max(1e-9)
@@ -65,14 +86,58 @@ pub async fn run(
     let start = Instant::now();
     let mut total = RunResult::default();
     for worker in workers {
-        let part = worker.await.expect("a load worker panicked");
-        total.sent += part.sent;
-        total.ok += part.ok;
-        total.accepted += part.accepted;
-        total.failed += part.failed;
-        total.latencies_us.extend(part.latencies_us);
+        total.add(worker.await.expect("a load worker panicked"));
     }
     total.elapsed = start.elapsed();
+    total
+}
+
+/// Sends `deliveries` to `target` at a fixed `rate` (requests per second) over
+/// `connections` connections, the n-th at `start + n / rate`. Each latency counts from
+/// the moment the request was due, not when it was sent, so a server that falls behind
+/// shows it (no coordinated omission).
+pub async fn run_at_rate(
+    target: &Target,
+    deliveries: Vec<Delivery>,
+    connections: usize,
+    rate: f64,
+) -> RunResult {
+    let deliveries = Arc::new(deliveries);
+    let next = Arc::new(AtomicUsize::new(0));
+    // Connected, then started: the schedule begins once every connection is open.
+    let (ready, go) = (Arc::new(Barrier::new(connections + 1)), Arc::new(Barrier::new(connections + 1)));
+    let start = Arc::new(std::sync::OnceLock::new());
+    let workers: Vec<_> = (0..connections)
+        .map(|_| {
+            let (deliveries, next, target, start) =
+                (deliveries.clone(), next.clone(), target.clone(), start.clone());
+            let (ready, go) = (ready.clone(), go.clone());
+            tokio::spawn(async move {
+                let client = connect(&target.warm_url).await;
+                ready.wait().await;
+                go.wait().await;
+                let start: Instant = *start.get().expect("set before the barrier opens");
+                let mut result = RunResult::default();
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(delivery) = deliveries.get(index) else { return result };
+                    let due = start + Duration::from_secs_f64(index as f64 / rate);
+                    tokio::time::sleep_until(due.into()).await;
+                    let status = send(&client, &target.url, delivery).await;
+                    result.latencies_us.push(due.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                    result.count(status);
+                }
+            })
+        })
+        .collect();
+    ready.wait().await;
+    let _ = start.set(Instant::now());
+    go.wait().await;
+    let mut total = RunResult::default();
+    for worker in workers {
+        total.add(worker.await.expect("a load worker panicked"));
+    }
+    total.elapsed = start.get().map_or(Duration::ZERO, Instant::elapsed);
     total
 }
 
@@ -103,38 +168,29 @@ async fn worker(
         if index >= deliveries.len() || Instant::now() >= deadline {
             return result;
         }
-        let delivery = &deliveries[index];
         let started = Instant::now();
-        let answer = client
-            .post(url)
-            .header("content-type", "application/json")
-            .header("x-github-event", "issues")
-            .header("x-github-delivery", &delivery.id)
-            .header("x-hub-signature-256", &delivery.signature)
-            .body(delivery.body.clone())
-            .send()
-            .await;
-        result.sent += 1;
-        let status = match answer {
-            Ok(response) => {
-                let status = response.status();
-                // Read the whole answer so the connection is reused.
-                let _ = response.bytes().await;
-                Some(status)
-            }
-            Err(_) => None,
-        };
+        let status = send(client, url, &deliveries[index]).await;
         result.latencies_us.push(started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
-        match status {
-            Some(status) if status.is_success() => {
-                result.ok += 1;
-                if status == reqwest::StatusCode::ACCEPTED {
-                    result.accepted += 1;
-                }
-            }
-            _ => result.failed += 1,
-        }
+        result.count(status);
     }
+}
+
+/// Posts one delivery and reads the whole answer (so the connection is reused); its
+/// status, or `None` when the request failed.
+async fn send(client: &reqwest::Client, url: &str, delivery: &Delivery) -> Option<reqwest::StatusCode> {
+    let answer = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-github-event", "issues")
+        .header("x-github-delivery", &delivery.id)
+        .header("x-hub-signature-256", &delivery.signature)
+        .body(delivery.body.clone())
+        .send()
+        .await
+        .ok()?;
+    let status = answer.status();
+    let _ = answer.bytes().await;
+    Some(status)
 }
 
 /// The `q` quantile (0..=1) of `sorted`, nearest rank.

@@ -113,6 +113,11 @@ impl RunArgs {
     }
 }
 
+/// The open-loop rate of the latency goal (p99 < 10 ms at 1,000 requests/s).
+pub const FIXED_RATE: f64 = 1000.0;
+/// Connections the fixed-rate runs spread their requests over.
+pub const FIXED_RATE_CONNECTIONS: usize = 32;
+
 /// Connection counts every intake figure is measured at.
 const CONNECTIONS: [usize; 3] = [1, 16, 64];
 
@@ -138,7 +143,11 @@ pub struct Figures {
     pub payload_names: Vec<&'static str>,
     pub targets: Vec<&'static str>,
     pub webhook_missing: bool,
+    /// Each server at `FIXED_RATE` requests/s (3 KB): latency from when each was due.
+    pub fixed_rate: Vec<(&'static str, RunResult)>,
     pub idle_rss_kib: u64,
+    /// Its anonymous part (RssAnon).
+    pub idle_rss_anon_kib: u64,
     pub rss_samples: Vec<(u64, u64)>,
     /// forgehand's rate over the footprint deliveries (3 KB, 64 connections, long run).
     pub sustained_rps: f64,
@@ -171,6 +180,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let forgehand = procs::start_forgehand(&args.forgehand, &config).await?;
     tokio::time::sleep(Duration::from_secs(1)).await; // let it settle before the idle figure
     let idle_rss_kib = forgehand.rss_kib().unwrap_or(0);
+    let idle_rss_anon_kib = forgehand.rss_anon_kib().unwrap_or(0);
     let ceiling = procs::start_ceiling(SECRET).await?;
     let webhook = procs::start_webhook(&dir.0, SECRET).await?;
     let before_dir = TempDir::new("before")?;
@@ -225,6 +235,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         }
     }
+    let fixed_rate = fixed_rate_runs(&args, &templates[0], &targets, &mut serial, &mut answered).await;
     drop(ceiling);
     drop(webhook);
     drop(before);
@@ -254,7 +265,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         webhook_missing: procs::which("webhook").is_none(),
         args,
         intake,
+        fixed_rate,
         idle_rss_kib,
+        idle_rss_anon_kib,
         rss_samples,
         sustained_rps,
         recorded,
@@ -348,4 +361,32 @@ pub(crate) async fn migrate(binary: &Path, config: &Path) -> anyhow::Result<()> 
         bail!("`forgehand migrate` failed ({status})");
     }
     Ok(())
+}
+
+/// Each target for `run_secs` at `FIXED_RATE` requests/s with 3 KB deliveries.
+async fn fixed_rate_runs(
+    args: &RunArgs,
+    template: &Template,
+    targets: &[Target],
+    serial: &mut u64,
+    answered: &mut (u64, u64),
+) -> Vec<(&'static str, RunResult)> {
+    let requests = (FIXED_RATE * args.run_secs as f64) as usize;
+    let mut results = Vec::new();
+    for target in targets {
+        let deliveries: Vec<_> =
+            (0..requests).map(|i| template.delivery(SECRET.as_bytes(), *serial + i as u64)).collect();
+        *serial += requests as u64;
+        let result = load::run_at_rate(target, deliveries, FIXED_RATE_CONNECTIONS, FIXED_RATE).await;
+        eprintln!(
+            "  3 KB at {FIXED_RATE} req/s {:>9}: {} ok, {} failed",
+            target.name, result.ok, result.failed
+        );
+        if target.name == "forgehand" {
+            answered.0 += result.ok as u64;
+            answered.1 += result.accepted as u64;
+        }
+        results.push((target.name, result));
+    }
+    results
 }
