@@ -93,9 +93,9 @@ pub async fn run(
 }
 
 /// Sends `deliveries` to `target` at a fixed `rate` (requests per second) over
-/// `connections` connections, the n-th at `start + n / rate`. Each latency counts from
-/// the moment the request was due, not when it was sent, so a server that falls behind
-/// shows it (no coordinated omission).
+/// `connections` connections, the n-th at `start + n / rate`. A request sent late because
+/// its connection was still waiting for an answer counts from when it was due, so a
+/// server that falls behind shows it (no coordinated omission).
 pub async fn run_at_rate(
     target: &Target,
     deliveries: Vec<Delivery>,
@@ -122,9 +122,17 @@ pub async fn run_at_rate(
                     let index = next.fetch_add(1, Ordering::Relaxed);
                     let Some(delivery) = deliveries.get(index) else { return result };
                     let due = start + Duration::from_secs_f64(index as f64 / rate);
-                    tokio::time::sleep_until(due.into()).await;
+                    // Early: wait, and count from the send (tokio's timer wakes up to 1 ms
+                    // late, which is not the server's doing). Late, because the previous
+                    // answer on this connection came after this one was due: count from due.
+                    let from = if due > Instant::now() {
+                        tokio::time::sleep_until(due.into()).await;
+                        Instant::now()
+                    } else {
+                        due
+                    };
                     let status = send(&client, &target.url, delivery).await;
-                    result.latencies_us.push(due.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                    result.latencies_us.push(from.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
                     result.count(status);
                 }
             })

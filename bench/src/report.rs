@@ -261,7 +261,7 @@ fn fixed_rate_table(out: &mut String, f: &Figures) {
     let _ = writeln!(
         out,
         "### At a fixed {} requests/s\n\n3 KB deliveries due every {:.1} ms over {} connections for {} s; \
-         latency counts from when each request was due, so falling behind shows. Goal: p99 < 10 ms.\n",
+         a request its connection could only send late (still waiting for the previous answer) counts from when it was due, so falling behind shows. Goal: p99 < 10 ms.\n",
         crate::FIXED_RATE,
         1000.0 / crate::FIXED_RATE,
         crate::FIXED_RATE_CONNECTIONS,
