@@ -36,6 +36,15 @@ pub fn parse(kind: ForgeKind, event: &str, json: &[u8]) -> Result<ForgeEvent, Pa
 }
 
 fn read<T: DeserializeOwned>(event: &str, json: &[u8]) -> Result<T, PayloadError> {
+    // The plain parse is the fast path (it also refuses trailing text); only a payload it
+    // refuses pays for a second parse that tracks the path for the message.
+    match serde_json::from_slice(json) {
+        Ok(value) => Ok(value),
+        Err(_) => read_with_path(event, json),
+    }
+}
+
+fn read_with_path<T: DeserializeOwned>(event: &str, json: &[u8]) -> Result<T, PayloadError> {
     let deserializer = &mut serde_json::Deserializer::from_slice(json);
     let value = serde_path_to_error::deserialize(&mut *deserializer).map_err(|err| {
         let path = err.path().to_string();
