@@ -86,8 +86,15 @@ pub const OVERVIEW_MAX_AGE: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct OverviewCache {
     max_age: Duration,
+    slot: tokio::sync::Mutex<Slot>,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
     /// When the cached overview's computation started, and the overview.
-    slot: tokio::sync::Mutex<Option<(Instant, Arc<Overview>)>>,
+    overview: Option<(Instant, Arc<Overview>)>,
+    /// When the last computation failed, and why.
+    failure: Option<(Instant, String)>,
 }
 
 impl Default for OverviewCache {
@@ -100,7 +107,7 @@ impl OverviewCache {
     /// A cache whose overview is at most `max_age` old (counted from the start of its
     /// computation).
     pub fn new(max_age: Duration) -> Self {
-        OverviewCache { max_age, slot: tokio::sync::Mutex::new(None) }
+        OverviewCache { max_age, slot: Default::default() }
     }
 
     /// The overview of `db`, computed now if the cached one is too old.
@@ -109,28 +116,44 @@ impl OverviewCache {
     }
 
     /// The cached overview, or the one `compute` makes when it is missing or too old.
-    /// Concurrent callers wait for one computation instead of each running their own.
+    /// Concurrent callers wait for one computation instead of each running their own, and
+    /// share its failure too: with the database down, waiting page loads fail together
+    /// instead of each waiting for its own timeout in turn.
     pub async fn get_or_compute<F, Fut>(&self, compute: F) -> Result<Arc<Overview>, DbErr>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<Overview, DbErr>>,
     {
+        let asked = Instant::now();
         let mut slot = self.slot.lock().await;
-        if let Some((at, overview)) = slot.as_ref()
+        if let Some((at, overview)) = &slot.overview
             && at.elapsed() < self.max_age
         {
             return Ok(overview.clone());
         }
+        if let Some((failed, why)) = &slot.failure
+            && *failed >= asked
+        {
+            return Err(DbErr::Custom(why.clone()));
+        }
         let started = Instant::now();
-        let overview = Arc::new(compute().await?);
-        *slot = Some((started, overview.clone()));
-        Ok(overview)
+        match compute().await {
+            Ok(overview) => {
+                let overview = Arc::new(overview);
+                *slot = Slot { overview: Some((started, overview.clone())), failure: None };
+                Ok(overview)
+            }
+            Err(err) => {
+                slot.failure = Some((Instant::now(), err.to_string()));
+                Err(err)
+            }
+        }
     }
 
     /// Forgets the cached overview, so that the next page shows a change made from the
     /// dashboard at once.
     pub async fn invalidate(&self) {
-        *self.slot.lock().await = None;
+        self.slot.lock().await.overview = None;
     }
 }
 
@@ -455,5 +478,32 @@ mod tests {
         let cache = OverviewCache::new(Duration::from_secs(3600));
         assert!(cache.get_or_compute(|| async { Err(DbErr::Custom("down".into())) }).await.is_err());
         assert_eq!(cache.get_or_compute(|| counting(&runs)).await.unwrap().queued, 3, "errors are not kept");
+    }
+
+    #[tokio::test]
+    async fn callers_waiting_on_a_failing_computation_share_its_failure() {
+        let runs = AtomicU64::new(0);
+        let cache = OverviewCache::new(Duration::from_secs(3600));
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let failing = cache.get_or_compute(|| async {
+            let _ = released.await;
+            Err(DbErr::Custom("the database is down".into()))
+        });
+        let waiting = async {
+            tokio::task::yield_now().await; // after the failing one holds the slot
+            cache.get_or_compute(|| counting(&runs)).await
+        };
+        let release = async {
+            for _ in 0..3 {
+                tokio::task::yield_now().await; // after the waiting one asked
+            }
+            let _ = release.send(());
+        };
+        let (failed, waited, ()) = tokio::join!(failing, waiting, release);
+        assert!(failed.is_err());
+        assert!(waited.unwrap_err().to_string().contains("the database is down"));
+        assert_eq!(runs.load(Ordering::SeqCst), 0, "the waiting caller ran no computation of its own");
+        // A caller that comes after the failure tries again.
+        assert_eq!(cache.get_or_compute(|| counting(&runs)).await.unwrap().queued, 1);
     }
 }
