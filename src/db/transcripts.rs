@@ -100,9 +100,13 @@ impl Db {
         }
         newest.reverse();
         let start = newest.first().map_or(0, |c| c.byte_offset as u64);
-        let bytes: Vec<u8> = newest.into_iter().flat_map(|c| c.data).collect();
+        let mut bytes = Vec::with_capacity(total as usize);
+        for chunk in newest {
+            bytes.extend_from_slice(&chunk.data);
+        }
         let cut = tail_cut(&bytes, start, max_lines, max_bytes);
-        Ok((bytes[cut..].to_vec(), start + cut as u64))
+        bytes.drain(..cut);
+        Ok((bytes, start + cut as u64))
     }
 }
 
