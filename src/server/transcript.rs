@@ -66,7 +66,7 @@ pub fn size(bytes: u64) -> String {
 }
 
 /// The entries of transcript bytes that start at offset `start`; `from` is what the
-/// caller asked for (`None`: the tail, whose first line may be cut).
+/// caller asked for (`None`: the tail, which begins with a whole line).
 pub fn chunk_of(bytes: &[u8], start: u64, from: Option<u64>) -> Chunk {
     let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     let mut lines: Vec<&[u8]> = bytes[..complete].split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
