@@ -93,6 +93,16 @@ pub struct RunArgs {
     /// A short run (about 3 minutes): one repeat, fewer requests, smaller databases.
     #[arg(long)]
     quick: bool,
+    /// Runs one section only and prints its figures instead of writing the report
+    /// (`dashboard`: the dashboard pages and scale curve at `--scale-sizes`).
+    #[arg(long, value_enum)]
+    only: Option<Section>,
+}
+
+/// A part of the benchmarks that `--only` can run alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Section {
+    Dashboard,
 }
 
 impl RunArgs {
@@ -129,6 +139,7 @@ async fn main() -> anyhow::Result<()> {
             let secret = std::env::var("FORGEHAND_BENCH_SECRET").unwrap_or_else(|_| SECRET.to_owned());
             ceiling::serve(secret).await
         }
+        None if cli.run.only == Some(Section::Dashboard) => only_dashboard(cli.run.effective()).await,
         None => run(cli.run.effective()).await,
     }
 }
@@ -291,6 +302,30 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             figures.recorded.0,
             figures.recorded.1
         );
+    }
+    Ok(())
+}
+
+/// `--only dashboard`: the dashboard pages at each size, printed, no report written.
+async fn only_dashboard(args: RunArgs) -> anyhow::Result<()> {
+    let recorded =
+        std::fs::read(&args.payload).with_context(|| format!("cannot read {}", args.payload.display()))?;
+    let template = Template::small(&recorded)?;
+    let mut serial = 0;
+    let scale = dashboard::run(
+        &args.forgehand,
+        &template,
+        &args.scale_sizes,
+        args.page_requests,
+        args.requests,
+        &mut serial,
+    )
+    .await?;
+    println!("| tasks | page | median ms | p99 ms |\n|---:|---|---:|---:|");
+    for point in &scale {
+        for page in &point.pages {
+            println!("| {} | {} | {:.2} | {:.2} |", point.tasks, page.name, page.median_ms, page.p99_ms);
+        }
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! chunks while the agent runs; any instance's dashboard reads them back.
 
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::Db;
 use super::entities::transcript_chunks::{self, Column, Entity};
@@ -30,45 +30,129 @@ impl Db {
         Ok(last.map_or(0, |c| c.byte_offset as u64 + c.data.len() as u64))
     }
 
-    /// The stored transcript bytes from `from` (or, with `None`, at most the last `max`
-    /// bytes), and the offset they start at.
-    pub async fn transcript_bytes(
-        &self,
-        task_id: i64,
-        from: Option<u64>,
-        max: u64,
-    ) -> Result<(Vec<u8>, u64), DbErr> {
-        let query = Entity::find().filter(Column::TaskId.eq(task_id));
-        let chunks = match from {
-            Some(from) => {
-                query
-                    .filter(Column::ByteOffset.gte(from as i64))
-                    .order_by_asc(Column::ByteOffset)
-                    .all(self.connection())
-                    .await?
-            }
-            None => {
-                let mut newest = Vec::new();
-                let mut total = 0u64;
-                for chunk in query.order_by_desc(Column::ByteOffset).all(self.connection()).await? {
-                    if total >= max {
-                        break;
-                    }
-                    total += chunk.data.len() as u64;
-                    newest.push(chunk);
-                }
-                newest.reverse();
-                newest
-            }
-        };
-        let start = chunks.first().map_or(from.unwrap_or(0), |c| c.byte_offset as u64);
+    /// The stored transcript bytes from `from` on, at most about `max` of them (whole
+    /// chunks), and the offset they start at.
+    pub async fn transcript_bytes(&self, task_id: i64, from: u64, max: u64) -> Result<(Vec<u8>, u64), DbErr> {
         let mut bytes = Vec::new();
-        for chunk in chunks {
-            if bytes.len() as u64 >= max {
+        let mut start = None;
+        let mut next = from as i64;
+        while (bytes.len() as u64) < max {
+            let rows = Entity::find()
+                .filter(Column::TaskId.eq(task_id))
+                .filter(Column::ByteOffset.gte(next))
+                .order_by_asc(Column::ByteOffset)
+                .limit(BATCH)
+                .all(self.connection())
+                .await?;
+            let last_batch = (rows.len() as u64) < BATCH;
+            for chunk in rows {
+                if (bytes.len() as u64) >= max {
+                    break;
+                }
+                start.get_or_insert(chunk.byte_offset as u64);
+                next = chunk.byte_offset + chunk.data.len() as i64;
+                bytes.extend_from_slice(&chunk.data);
+            }
+            if last_batch {
                 break;
             }
+        }
+        Ok((bytes, start.unwrap_or(from)))
+    }
+
+    /// The last `max_lines` complete lines of the stored transcript (fewer when they would
+    /// take more than `max_bytes`), and the offset they start at. Reads the chunks newest
+    /// first and stops as soon as it has enough, so a long transcript costs no more than a
+    /// short one.
+    pub async fn transcript_tail(
+        &self,
+        task_id: i64,
+        max_lines: usize,
+        max_bytes: u64,
+    ) -> Result<(Vec<u8>, u64), DbErr> {
+        let mut newest = Vec::new();
+        let (mut newlines, mut total) = (0usize, 0u64);
+        let mut before = i64::MAX;
+        // Chunks range from one line to 256 KiB: ask for few first, then more.
+        let mut batch = 1;
+        loop {
+            let rows = Entity::find()
+                .filter(Column::TaskId.eq(task_id))
+                .filter(Column::ByteOffset.lt(before))
+                .order_by_desc(Column::ByteOffset)
+                .limit(batch)
+                .all(self.connection())
+                .await?;
+            let reached_start = (rows.len() as u64) < batch;
+            for chunk in rows {
+                if newlines > max_lines || total >= max_bytes {
+                    break;
+                }
+                newlines += chunk.data.iter().filter(|&&b| b == b'\n').count();
+                total += chunk.data.len() as u64;
+                before = chunk.byte_offset;
+                newest.push(chunk);
+            }
+            if reached_start || newlines > max_lines || total >= max_bytes {
+                break;
+            }
+            batch = (batch * 2).min(BATCH);
+        }
+        newest.reverse();
+        let start = newest.first().map_or(0, |c| c.byte_offset as u64);
+        let mut bytes = Vec::with_capacity(total as usize);
+        for chunk in newest {
             bytes.extend_from_slice(&chunk.data);
         }
-        Ok((bytes, start))
+        let cut = tail_cut(&bytes, start, max_lines, max_bytes);
+        bytes.drain(..cut);
+        Ok((bytes, start + cut as u64))
+    }
+}
+
+/// Chunks read per query.
+const BATCH: u64 = 32;
+
+/// Where in `bytes` (which start at offset `start` of the transcript) the last `max_lines`
+/// complete lines begin, keeping at most `max_bytes`. A line that begins before what is
+/// kept, or may (the bytes start after the beginning and no earlier newline is in hand),
+/// is left out whole.
+fn tail_cut(bytes: &[u8], start: u64, max_lines: usize, max_bytes: u64) -> usize {
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let window = complete.saturating_sub(usize::try_from(max_bytes).unwrap_or(usize::MAX));
+    // The newline just before the oldest line kept: the (max_lines + 1)-th from the end.
+    let boundary = bytes[..complete].iter().enumerate().rev().filter(|(_, b)| **b == b'\n').nth(max_lines);
+    match boundary {
+        Some((i, _)) if i >= window => i + 1,
+        None if window == 0 && start == 0 => 0,
+        _ => {
+            let from = window.saturating_sub(1);
+            bytes[from..complete].iter().position(|&b| b == b'\n').map_or(complete, |i| from + i + 1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tail_cut;
+
+    const TEXT: &[u8] = b"one\ntwo\nthree\nfour\npartial";
+
+    #[test]
+    fn the_tail_starts_at_the_oldest_line_kept() {
+        assert_eq!(&TEXT[tail_cut(TEXT, 0, 2, 1 << 20)..], b"three\nfour\npartial");
+        assert_eq!(tail_cut(TEXT, 0, 4, 1 << 20), 0, "exactly as many lines as asked for");
+        assert_eq!(tail_cut(TEXT, 0, 10, 1 << 20), 0, "fewer lines than asked for");
+        assert_eq!(tail_cut(b"", 0, 10, 1 << 20), 0);
+    }
+
+    #[test]
+    fn a_line_that_may_be_cut_is_left_out() {
+        // Bytes that start inside the transcript may start inside a line.
+        assert_eq!(&TEXT[tail_cut(TEXT, 100, 10, 1 << 20)..], b"two\nthree\nfour\npartial");
+        // Within 10 bytes of the end of the last complete line: "three\n" would cross it.
+        assert_eq!(&TEXT[tail_cut(TEXT, 0, 10, 10)..], b"four\npartial");
+        assert_eq!(&TEXT[tail_cut(TEXT, 0, 10, 11)..], b"three\nfour\npartial");
+        assert_eq!(&TEXT[tail_cut(TEXT, 0, 10, 2)..], b"partial", "no whole line fits");
     }
 }

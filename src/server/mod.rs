@@ -38,6 +38,8 @@ pub struct Inner {
     pub drafts: wizard::Drafts,
     /// Webhook timing and answers, for `/metrics`.
     pub intake: metrics::IntakeMetrics,
+    /// The dashboard's figures, shared by the page loads of one second.
+    pub overview: crate::db::dashboard::OverviewCache,
 }
 
 impl std::ops::Deref for AppState {
@@ -61,6 +63,7 @@ impl AppState {
             sessions: Default::default(),
             drafts: Default::default(),
             intake: Default::default(),
+            overview: Default::default(),
         }))
     }
 

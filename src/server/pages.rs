@@ -3,6 +3,7 @@
 //! needs a session (see [`super::session`]); every text is escaped by the templates.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use askama::Template;
@@ -323,7 +324,7 @@ fn filters(query: DashboardQuery) -> Result<(Filters, TaskQuery), Refusal> {
 
 async fn live(state: &AppState, f: &Filters, query: &TaskQuery) -> Result<Live, sea_orm::DbErr> {
     let now = Utc::now();
-    let overview: Overview = state.db.overview(now).await?;
+    let overview: Arc<Overview> = state.overview.get(&state.db).await?;
     let page = state.db.dashboard_tasks(query).await?;
     let pairs = [("status", &f.status), ("repo", &f.repo), ("forge", &f.forge), ("q", &f.q)];
     let next_page = page.next_before.map(|b| format!("/?{}", query_string(&pairs, Some(b))));
@@ -435,6 +436,9 @@ struct TaskPage {
     deliveries: Vec<DeliveryRow>,
     entries: Vec<Entry>,
     truncated: bool,
+    /// How much of the transcript comes before the lines shown, e.g. `6.5 MB`.
+    left_out: String,
+    shown_lines: usize,
     stream_url: Option<String>,
     notice: Option<&'static str>,
 }
@@ -499,11 +503,12 @@ pub async fn task_page(
         Err(err) => return database_error(err),
     };
     // From the database, so that any instance shows what any executor ran.
-    let chunk = match state.db.transcript_bytes(id, None, transcript::MAX_BYTES).await {
-        Ok((bytes, start)) => transcript::chunk_of(&bytes, start, None),
+    let tail = state.db.transcript_tail(id, transcript::MAX_LINES, transcript::MAX_BYTES).await;
+    let (chunk, left_out) = match tail {
+        Ok((bytes, start)) => (transcript::chunk_of(&bytes, start, None), start),
         Err(err) => {
             tracing::warn!(task = id, error = %err, "cannot read the transcript");
-            transcript::Chunk::default()
+            (transcript::Chunk::default(), 0)
         }
     };
     let active = TaskStatus::ACTIVE.iter().any(|s| s.as_str() == task.status);
@@ -514,6 +519,8 @@ pub async fn task_page(
         deliveries: deliveries.iter().map(delivery_row).collect(),
         entries: chunk.entries,
         truncated: chunk.truncated,
+        left_out: transcript::size(left_out),
+        shown_lines: chunk.lines,
         stream_url: active
             .then(|| format!("/tasks/{id}/stream?from={}&status={}", chunk.offset, task.status)),
         notice: notice(query.done.as_deref()),
@@ -593,7 +600,7 @@ async fn next_event(tail: &mut Tail) -> Option<Event> {
         tail.first = false;
         let from = tail.offset;
         let (bytes, start) =
-            tail.state.db.transcript_bytes(tail.id, Some(from), transcript::MAX_BYTES).await.ok()?;
+            tail.state.db.transcript_bytes(tail.id, from, transcript::MAX_BYTES).await.ok()?;
         let chunk = transcript::chunk_of(&bytes, start, Some(from));
         tail.offset = chunk.offset;
         if !chunk.entries.is_empty() {
@@ -620,7 +627,9 @@ pub async fn cancel(
     if let Err(refused) = check_csrf(&session, &form.csrf) {
         return refused.into_response();
     }
-    match state.db.cancel_from_dashboard(id, "cancelled from the dashboard").await {
+    let cancelled = state.db.cancel_from_dashboard(id, "cancelled from the dashboard").await;
+    state.overview.invalidate().await;
+    match cancelled {
         Ok(None) => no_such_task(id),
         Ok(Some(TaskStatus::Cancelled)) => {
             Redirect::to(&format!("/tasks/{id}?done=cancelled")).into_response()
@@ -643,7 +652,9 @@ pub async fn retry(
     if let Err(refused) = check_csrf(&session, &form.csrf) {
         return refused.into_response();
     }
-    match state.db.retry_task(id, "an admin").await {
+    let retried = state.db.retry_task(id, "an admin").await;
+    state.overview.invalidate().await;
+    match retried {
         Ok(Retried::Queued(new_id)) => {
             state.wake.notify_one();
             Redirect::to(&format!("/tasks/{new_id}?done=retried")).into_response()

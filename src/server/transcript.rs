@@ -44,6 +44,8 @@ pub struct Chunk {
     pub offset: u64,
     /// Whether earlier lines were left out.
     pub truncated: bool,
+    /// Lines read (each makes zero or more entries).
+    pub lines: usize,
 }
 
 /// The transcript file of task `id`.
@@ -54,8 +56,17 @@ pub fn path(data_dir: &Path, id: i64) -> PathBuf {
 /// Bytes read at most, from the database or a file.
 pub const MAX_BYTES: u64 = MAX_TAIL_BYTES;
 
+/// `bytes` for a person: `812 bytes`, `64.0 KB`, `6.5 MB` (powers of 1,000).
+pub fn size(bytes: u64) -> String {
+    match bytes {
+        0..1_000 => format!("{bytes} bytes"),
+        1_000..1_000_000 => format!("{:.1} KB", bytes as f64 / 1e3),
+        _ => format!("{:.1} MB", bytes as f64 / 1e6),
+    }
+}
+
 /// The entries of transcript bytes that start at offset `start`; `from` is what the
-/// caller asked for (`None`: the tail, whose first line may be cut).
+/// caller asked for (`None`: the tail, which begins with a whole line).
 pub fn chunk_of(bytes: &[u8], start: u64, from: Option<u64>) -> Chunk {
     let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     let mut lines: Vec<&[u8]> = bytes[..complete].split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
@@ -68,10 +79,10 @@ pub fn chunk_of(bytes: &[u8], start: u64, from: Option<u64>) -> Chunk {
         truncated = true;
     }
     let mut entries = Vec::new();
-    for line in lines {
+    for line in &lines {
         parse_line(line, &mut entries);
     }
-    Chunk { entries, offset: start + complete as u64, truncated }
+    Chunk { entries, offset: start + complete as u64, truncated, lines: lines.len() }
 }
 
 /// Reads the complete lines after `from` (or, with `None`, the last [`MAX_LINES`]).
@@ -102,10 +113,10 @@ pub fn read(path: &Path, from: Option<u64>) -> std::io::Result<Chunk> {
         truncated = true;
     }
     let mut entries = Vec::new();
-    for line in lines {
+    for line in &lines {
         parse_line(line, &mut entries);
     }
-    Ok(Chunk { entries, offset: start + complete as u64, truncated })
+    Ok(Chunk { entries, offset: start + complete as u64, truncated, lines: lines.len() })
 }
 
 /// Adds the entries of one line: Claude Code stream-json, Codex JSON Lines, or plain text

@@ -312,6 +312,85 @@ async fn the_transcript_renders_for_a_person() {
 }
 
 #[tokio::test]
+async fn a_long_transcript_shows_its_last_lines_and_says_what_was_left_out() {
+    use futures_util::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let app = TestApp::spawn_config(dir, &config_text(&data_dir, "").await).await;
+    let id = queue_task(&app, 14, "a long transcript").await;
+    let lines: Vec<String> = (0..6_000)
+        .map(|i| format!("{}\n", json!({"type":"assistant","message":{"content":[{"type":"text","text":format!("line {i} end")}]}})))
+        .collect();
+    let text = lines.concat().into_bytes();
+    // Chunks that cut lines in two, more of them than one query reads.
+    for (n, chunk) in text.chunks(4_000).enumerate() {
+        app.db.append_transcript(id, (n * 4_000) as u64, chunk.to_vec()).await.unwrap();
+    }
+    let browser = Browser::login(&app).await;
+    let (_, page) = browser.get(&format!("/tasks/{id}")).await;
+    assert!(page.contains("line 5999 end") && page.contains("line 1000 end"), "the last 5,000 lines");
+    assert!(!page.contains("line 999 end") && !page.contains("line 0 end"), "not one more");
+    let left_out = forgehand::server::transcript::size(lines[..1_000].concat().len() as u64);
+    let note = format!("The first {left_out} of the transcript are left out; below are its last 5000 lines.");
+    assert!(page.contains(&note), "{note}");
+    let from = page.split("stream?from=").nth(1).unwrap().split(|c: char| !c.is_ascii_digit()).next();
+    assert_eq!(from, Some(text.len().to_string().as_str()), "the stream goes on after the end");
+
+    // The stream from the beginning reads every chunk, batch after batch, to the end.
+    let response = browser
+        .client
+        .get(format!("{}/tasks/{id}/stream?from=0&status=queued", app.base))
+        .header("cookie", &browser.cookie)
+        .send()
+        .await
+        .unwrap();
+    let mut body = response.bytes_stream();
+    let mut event = String::new();
+    while !event.contains("\n\n") {
+        event.push_str(&String::from_utf8_lossy(&body.next().await.unwrap().unwrap()));
+    }
+    assert!(event.contains(&format!("id: {}", text.len())), "{}", &event[..event.len().min(300)]);
+}
+
+#[tokio::test]
+async fn a_short_transcript_is_shown_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let app = TestApp::spawn_config(dir, &config_text(&data_dir, "").await).await;
+    let id = queue_task(&app, 15, "a short transcript").await;
+    let lines: String = (0..3)
+        .map(|i| format!("{}\n", json!({"type":"assistant","message":{"content":[{"type":"text","text":format!("line {i} end")}]}})))
+        .collect();
+    app.db.append_transcript(id, 0, lines.into_bytes()).await.unwrap();
+    let browser = Browser::login(&app).await;
+    let (_, page) = browser.get(&format!("/tasks/{id}")).await;
+    assert!(page.contains("line 0 end") && page.contains("line 2 end"), "{page}");
+    assert!(!page.contains("left out"), "nothing was left out");
+}
+
+#[tokio::test]
+async fn the_figures_show_a_new_task_within_their_age_bound() {
+    let app = TestApp::spawn().await;
+    queue_task(&app, 120, "the first task").await;
+    let browser = Browser::login(&app).await;
+    let (_, page) = browser.get("/").await;
+    assert!(page.contains("data-testid=\"queued\">1<"), "{page}");
+    queue_task(&app, 121, "the second task").await;
+    let queued_at = std::time::Instant::now();
+    let (_, live) = browser.get("/live").await;
+    assert!(live.contains("the second task"), "the table is never cached: {live}");
+    let bound = forgehand::db::dashboard::OVERVIEW_MAX_AGE + std::time::Duration::from_secs(2);
+    loop {
+        let (_, live) = browser.get("/live").await;
+        if live.contains("data-testid=\"queued\">2<") {
+            break;
+        }
+        assert!(queued_at.elapsed() < bound, "the figures are older than their bound: {live}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
 async fn an_https_public_url_makes_the_cookie_secure() {
     let dir = tempfile::tempdir().unwrap();
     let text = config_text(&dir.path().join("data"), "").await.replace(
