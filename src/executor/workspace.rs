@@ -1184,6 +1184,10 @@ mod tests {
         fs::write(&hook, "#!/bin/sh\necho planted\n").unwrap();
         let mut config = Repository::open(&first.path).unwrap().config().unwrap();
         config.set_str("core.fsmonitor", "/tmp/planted-command").unwrap();
+        // A repository of its own inside the checkout, with a hook of its own.
+        let nested = first.path.join("vendor/nested");
+        Repository::init(&nested).unwrap();
+        fs::write(nested.join(".git/hooks/pre-commit"), "#!/bin/sh\necho planted\n").unwrap();
         first.commit_all("task 1", &bot()).unwrap().unwrap();
         first
     }
@@ -1200,7 +1204,8 @@ mod tests {
         // The same file, not a new one: only what differs from main was written.
         assert_eq!(fs::metadata(second.path.join("src/lib.rs")).unwrap().ino(), untouched);
         assert_eq!(fs::read_to_string(second.path.join("README.md")).unwrap(), "hello\n");
-        for gone in ["new.txt", ".gitignore", "build", ".git/hooks/pre-commit", ".forgehand-index"] {
+        for gone in ["new.txt", ".gitignore", "build", ".git/hooks/pre-commit", ".forgehand-index", "vendor"]
+        {
             assert!(!second.path.join(gone).exists(), "{gone} survived");
         }
         let repo = Repository::open(&second.path).unwrap();
