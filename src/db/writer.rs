@@ -106,30 +106,53 @@ fn run(path: &std::path::Path, mut receiver: mpsc::Receiver<Item>) {
     }
 }
 
-/// Records `items` in one transaction and answers them once it committed.
+/// Records `items` in one transaction and answers them once it committed. The items run
+/// without savepoints first; when one fails, that transaction is rolled back and the batch
+/// runs again with a savepoint per item, so that only the failing one is refused.
 fn write_batch(conn: &mut Connection, items: Vec<Item>) {
-    let txn = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
-        Ok(txn) => txn,
-        Err(err) => return fail_all(items, &err.to_string()),
-    };
     let now = Utc::now().to_rfc3339_opts(SecondsFormat::AutoSi, false);
+    let outcome = match run_batch(conn, &items, &now, false) {
+        Ok(None) => run_batch(conn, &items, &now, true),
+        other => other,
+    };
+    match outcome {
+        Ok(Some(results)) => {
+            for (item, result) in items.into_iter().zip(results) {
+                let _ = item.done.send(result);
+            }
+        }
+        Ok(None) => fail_all(items, "a delivery failed even on its own"),
+        Err(err) => fail_all(items, &err),
+    }
+}
+
+/// Every item's result once the transaction committed; `None` when an item failed
+/// without `isolated` (the transaction is then rolled back); `Err` when the transaction
+/// could not begin or commit.
+fn run_batch(
+    conn: &mut Connection,
+    items: &[Item],
+    now: &str,
+    isolated: bool,
+) -> Result<Option<Vec<Result<Recorded, DbErr>>>, String> {
+    let txn = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(|err| err.to_string())?;
     let mut results = Vec::with_capacity(items.len());
     for item in items {
-        let result = record_item(&txn, &item.delivery, &item.decide, &now);
-        results.push((item.done, result));
-    }
-    match txn.commit() {
-        Ok(()) => {
-            for (done, result) in results {
-                let _ = done.send(result);
-            }
+        let result = if isolated {
+            record_item(&txn, &item.delivery, &item.decide, now)
+        } else {
+            steps(&txn, &item.delivery, &item.decide, now)
+        };
+        if result.is_err() && !isolated {
+            // Dropping the transaction rolls it back.
+            return Ok(None);
         }
-        Err(err) => {
-            for (done, _) in results {
-                let _ = done.send(Err(committed_err(&err.to_string())));
-            }
-        }
+        results.push(result);
     }
+    txn.commit().map_err(|err| err.to_string())?;
+    Ok(Some(results))
 }
 
 fn committed_err(err: &str) -> DbErr {
