@@ -227,6 +227,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     serial += requests as u64;
                     let result =
                         load::run(target, deliveries, connections, Duration::from_secs(args.run_secs)).await;
+                    settle(webhook.as_ref()).await;
                     eprintln!(
                         "{:>6} {:>2} conns run {} {:>9}: {:>7.0} req/s, {} ok, {} failed",
                         template.name,
@@ -246,7 +247,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let fixed_rate = fixed_rate_runs(&args, &templates[0], &targets, &mut serial, &mut answered).await;
+    let fixed_rate =
+        fixed_rate_runs(&args, &templates[0], &targets, webhook.as_ref(), &mut serial, &mut answered).await;
     drop(ceiling);
     drop(webhook);
     drop(before);
@@ -403,6 +405,7 @@ async fn fixed_rate_runs(
     args: &RunArgs,
     template: &Template,
     targets: &[Target],
+    webhook: Option<&Server>,
     serial: &mut u64,
     answered: &mut (u64, u64),
 ) -> Vec<(&'static str, RunResult)> {
@@ -413,6 +416,7 @@ async fn fixed_rate_runs(
             (0..requests).map(|i| template.delivery(SECRET.as_bytes(), *serial + i as u64)).collect();
         *serial += requests as u64;
         let result = load::run_at_rate(target, deliveries, FIXED_RATE_CONNECTIONS, FIXED_RATE).await;
+        settle(webhook).await;
         eprintln!(
             "  3 KB at {FIXED_RATE} req/s {:>9}: {} ok, {} failed",
             target.name, result.ok, result.failed
@@ -424,4 +428,14 @@ async fn fixed_rate_runs(
         results.push((target.name, result));
     }
     results
+}
+
+/// Lets webhook's commands of the last run finish before the next server's run starts.
+async fn settle(webhook: Option<&Server>) {
+    if let Some(webhook) = webhook {
+        let left = webhook.wait_until_idle().await;
+        if left > 0 {
+            eprintln!("webhook still runs {left} commands after 60 s; measuring on");
+        }
+    }
 }

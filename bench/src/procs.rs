@@ -34,6 +34,31 @@ impl Server {
         line.split_whitespace().nth(1)?.parse().ok()
     }
 
+    /// Waits (up to 60 s) until the server has no child processes left: webhook answers,
+    /// then runs its command, so a fast run leaves forks behind that would otherwise take
+    /// the CPU from the next server's run.
+    /// Then waits until the server itself has used no CPU for 250 ms: the Go runtime goes
+    /// on reaping and collecting for seconds after a burst of commands. Returns the child
+    /// processes left when the minute ran out.
+    pub async fn wait_until_idle(&self) -> usize {
+        let Some(pid) = self.child.id() else { return 0 };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut last = (cpu_ticks(pid), Instant::now());
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let children = children_of(pid);
+            let ticks = cpu_ticks(pid);
+            if children > 0 || ticks != last.0 {
+                last = (ticks, Instant::now());
+            } else if last.1.elapsed() >= Duration::from_millis(250) {
+                return 0;
+            }
+            if Instant::now() > deadline {
+                return children;
+            }
+        }
+    }
+
     /// Stops the server with SIGKILL: whatever it answered 2xx must already be on disk.
     pub async fn kill(mut self) {
         let _ = self.child.kill().await;
@@ -176,6 +201,30 @@ pub async fn start_webhook(dir: &Path, secret: &str) -> anyhow::Result<Option<Se
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(Some(Server { child, addr, ready_after: started.elapsed() }))
+}
+
+/// The user and system CPU time `pid` has used, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+    // utime and stime are fields 14 and 15; `rest` starts at field 3.
+    rest.split_whitespace().skip(11).take(2).filter_map(|t| t.parse::<u64>().ok()).sum()
+}
+
+/// How many processes have `pid` as their parent.
+fn children_of(pid: u32) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
+    let parent_is = |stat: &str| {
+        // The fields after the command name, which is in parentheses and may hold spaces.
+        let rest = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+        rest.split_whitespace().nth(1).and_then(|ppid| ppid.parse::<u32>().ok()) == Some(pid)
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| parent_is(stat))
+        .count()
 }
 
 fn free_port() -> anyhow::Result<u16> {

@@ -80,7 +80,7 @@ pub fn render(f: &Figures) -> String {
         out,
         "- **forgehand**: the release binary, SQLite (WAL, synchronous=FULL) in a temp dir, executor disabled.\n\
          - **ceiling**: an axum server in forgehand-bench that reads the body, verifies the HMAC and answers 200.\n\
-         - **webhook**: adnanh/webhook (Debian package) with a payload-hmac-sha256 rule on X-Hub-Signature-256 running `true`.{}{}\n",
+         - **webhook**: adnanh/webhook (Debian package) with a payload-hmac-sha256 rule on X-Hub-Signature-256 running `true`; it answers before its command runs, so after each of its runs the next one waits until the commands it forked have ended.{}{}\n",
         if f.targets.contains(&"before") {
             "\n- **before**: the `--compare` binary (another build of forgehand), same settings, same runs."
         } else {
