@@ -1,5 +1,6 @@
 //! Group commit for intake on SQLite: one writer thread, with its own SQLite connection,
-//! records waiting deliveries in a single transaction, one savepoint each, and answers
+//! records waiting deliveries in a single transaction (again with a savepoint each when
+//! one of them fails, so that only that one is refused), and answers
 //! every caller only after that transaction committed. One fsync then serves a whole
 //! batch instead of one delivery.
 //!
@@ -75,7 +76,7 @@ fn open(path: &std::path::Path) -> rusqlite::Result<Connection> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     // The pool already put the file in WAL mode, which persists. FULL: a commit is on disk
     // before forgehand answers the forge.
-    // temp_store: each delivery's savepoint copies the pages it changes to a sub-journal,
+    // temp_store: in a batch run again, each delivery's savepoint copies the pages it changes to a sub-journal,
     // which otherwise spills to a temporary file (a third of the writer's time in perf).
     conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;")?;
     conn.set_prepared_statement_cache_capacity(32);
