@@ -268,21 +268,23 @@ impl Workspaces {
         let base = mirror_head(&mirror, start)?;
         self.remove(spec.task_id)?;
         let path = self.task_path(spec.task_id);
-        let recycled = self.take_spare(&mirror, &path);
+        let check_out_here = || {
+            let repo = attach_to_mirror(&path, &mirror, spec.clone_url)?;
+            check_out(&repo, spec.branch, start, base)
+        };
+        let recycled = self.take_spare(&mirror, &path)
+            && match check_out_here() {
+                Ok(()) => true,
+                Err(error) => {
+                    // A checkout the agent left unusable (a broken index, odd file types).
+                    tracing::warn!(task_id = spec.task_id, error = %error, "cannot reuse a checkout; creating one");
+                    self.remove(spec.task_id)?;
+                    false
+                }
+            };
         if !recycled {
-            init_task_repo(&path)?;
-        }
-        let repo = attach_to_mirror(&path, &mirror, spec.clone_url)?;
-        if let Err(error) = check_out(&repo, spec.branch, start, base) {
-            if !recycled {
-                return Err(error);
-            }
-            // A recycled checkout the agent left unusable (permissions, odd file types):
-            // start over from nothing.
-            tracing::warn!(task_id = spec.task_id, error = %error, "cannot reuse a checkout; creating one");
-            self.remove(spec.task_id)?;
-            init_task_repo(&path)?;
-            check_out(&attach_to_mirror(&path, &mirror, spec.clone_url)?, spec.branch, start, base)?;
+            Repository::init(&path).context(|| "creating the task repository".to_owned())?;
+            check_out_here()?;
         }
         tracing::info!(
             task_id = spec.task_id,
@@ -430,10 +432,6 @@ fn mirror_head(mirror: &Path, branch: &str) -> Result<git2::Oid, WorkspaceError>
         Some(oid) => Ok(oid),
         None => Err(WorkspaceError::MissingBranch(branch.to_owned())),
     }
-}
-
-fn init_task_repo(path: &Path) -> Result<(), WorkspaceError> {
-    Repository::init(path).map(drop).context(|| "creating the task repository".to_owned())
 }
 
 /// Makes the repository at `path` (new, or recycled and scrubbed) read its objects from

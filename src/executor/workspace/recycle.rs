@@ -12,29 +12,34 @@
 //!
 //! Layout: `spares/<mirror name>/task-<id>`, at most `keep` per repository.
 
+use std::ffi::OsStr;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use git2::Repository;
 
-use super::{Context as _, WorkspaceError, Workspaces, mirror_dir_name, remove_dir_if_present};
+use super::{Context as _, Redactor, WorkspaceError, Workspaces, mirror_dir_name, remove_dir_if_present};
 
 impl Workspaces {
     /// Puts the checkout of task `task_id` aside for the next task on `repo_key`, after
     /// the daemon committed every change in it; deletes it instead when `keep` checkouts
     /// already wait for that repository or it cannot be cleaned.
     pub fn recycle_task(&self, task_id: i64, repo_key: &str, keep: usize) -> Result<(), WorkspaceError> {
+        self.recycle(task_id, repo_key, keep).map_err(|e| e.redacted(&Redactor::new(&self.root, None)))
+    }
+
+    fn recycle(&self, task_id: i64, repo_key: &str, keep: usize) -> Result<(), WorkspaceError> {
         let path = self.task_path(task_id);
         if !path.is_dir() {
             return Ok(());
         }
-        let shelf = self.root.join("spares").join(mirror_dir_name(repo_key)?);
+        let shelf = self.shelf(OsStr::new(&mirror_dir_name(repo_key)?));
         if count_entries(&shelf) >= keep {
-            return self.remove_task(task_id);
+            return self.remove(task_id);
         }
         if let Err(error) = scrub_git_dir(&path) {
             tracing::warn!(task_id, error = %error, "cannot recycle the checkout; deleting it");
-            return self.remove_task(task_id);
+            return self.remove(task_id);
         }
         let action = || format!("putting the checkout of task {task_id} aside");
         fs::create_dir_all(&shelf).context(action)?;
@@ -44,9 +49,14 @@ impl Workspaces {
     /// Moves a recycled checkout of `mirror`'s repository to `path`; false when none waits.
     pub(super) fn take_spare(&self, mirror: &Path, path: &Path) -> bool {
         let Some(name) = mirror.file_name() else { return false };
-        let Ok(entries) = fs::read_dir(self.root.join("spares").join(name)) else { return false };
+        let Ok(entries) = fs::read_dir(self.shelf(name)) else { return false };
         // Another task may take the same one first; then its rename fails here.
         entries.flatten().any(|entry| fs::rename(entry.path(), path).is_ok())
+    }
+
+    /// Where the recycled checkouts of the mirror named `mirror_name` wait.
+    fn shelf(&self, mirror_name: &OsStr) -> PathBuf {
+        self.root.join("spares").join(mirror_name)
     }
 }
 
