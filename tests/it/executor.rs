@@ -356,11 +356,7 @@ async fn removing_the_label_stops_a_running_agent() {
 }
 
 async fn wait_for_file(path: &Path) {
-    let deadline = tokio::time::Instant::now() + LONG;
-    while !path.exists() {
-        assert!(tokio::time::Instant::now() < deadline, "{} never appeared", path.display());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(poll_until(LONG, || path.exists()).await, "{} never appeared", path.display());
 }
 
 #[tokio::test]

@@ -338,11 +338,7 @@ async fn kill_9_during_the_agent_then_restart_finishes_the_task_once() {
 
 /// Waits until the stand-in agent has started its first run.
 async fn agent_started(scene: &Scene) {
-    let deadline = tokio::time::Instant::now() + LONG;
-    while scene.agent_runs().is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "the agent never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(poll_until(LONG, || !scene.agent_runs().is_empty()).await, "the agent never started");
 }
 
 /// A field of `/proc/<pid>/status` in KiB, e.g. `VmHWM` (the peak resident set).

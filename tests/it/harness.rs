@@ -22,6 +22,19 @@ pub struct TestApp {
     running: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
+/// Checks `done` every 20 ms until it holds or `within` has passed; whether it held.
+/// For conditions nothing notifies about (files, processes); the caller asserts.
+pub async fn poll_until(within: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while !done() {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    true
+}
+
 /// With `FORGEHAND_TEST_POSTGRES=postgres://USER@HOST:PORT` set, every test app gets a
 /// fresh PostgreSQL database there instead of an SQLite file: the suite's one switch.
 pub async fn database_section() -> String {

@@ -418,18 +418,12 @@ async fn a_timeout_stops_the_cli_and_the_commands_it_started() {
     let id = world.deliver_label().await;
     let root = world.data.parent().unwrap().to_owned();
     let tails = || processes_under(&root).into_iter().filter(|pid| command_of(*pid) == "tail").count();
-    let deadline = std::time::Instant::now() + LONG;
-    while tails() < 2 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    poll_until(LONG, || tails() >= 2).await;
     assert_eq!(tails(), 2, "the scripted command never started");
     let task = world.finished(id).await;
     assert_eq!(task.status, "failed", "{task:?}\n{:#?}", world.transcript(task.id));
     assert!(task.error.as_deref().unwrap().starts_with("the agent did not finish in time"), "{task:?}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !processes_under(&root).is_empty() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    poll_until(Duration::from_secs(10), || processes_under(&root).is_empty()).await;
     assert_eq!(processes_under(&root), Vec::<u32>::new(), "the CLI or its commands outlived the timeout");
 }
 
@@ -457,10 +451,7 @@ async fn a_stalled_model_stream_is_stopped_at_the_timeout() {
     assert!(task.error.as_deref().unwrap().starts_with("the agent did not finish in time"), "{task:?}");
     assert!(world.bot_comments()[0].contains("did not finish in time"));
     let root = world.data.parent().unwrap().to_owned();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !processes_under(&root).is_empty() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    poll_until(Duration::from_secs(10), || processes_under(&root).is_empty()).await;
     assert_eq!(processes_under(&root), Vec::<u32>::new(), "the CLI outlived its timeout");
 }
 

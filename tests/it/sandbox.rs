@@ -6,6 +6,7 @@ use std::path::Path;
 use crate::executor::{BRANCH, Setup, remote_file};
 use crate::fake_forge::Dialect;
 use crate::faults::Scene;
+use crate::harness::poll_until;
 
 /// A scene whose agent runs sandboxed (in `commit` mode: it runs git itself) and
 /// reports in PROBE.json whether it could read each of `probes(scene)`.
@@ -110,12 +111,9 @@ async fn a_hanging_sandboxed_agent_is_stopped_at_the_timeout_with_its_children()
     let daemon = scene.start(&[]).await;
     let id = scene.label(&daemon).await;
     let tasks = scene.dir.path().join("data/workspaces/tasks");
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
     // bwrap, the agent and its `sleep 1000`.
-    while processes_in(&tasks).len() < 3 {
-        assert!(tokio::time::Instant::now() < deadline, "the sandboxed agent never ran");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let ran = poll_until(std::time::Duration::from_secs(60), || processes_in(&tasks).len() >= 3).await;
+    assert!(ran, "the sandboxed agent never ran");
     let task = scene.wait_task(id, |t| !["queued", "running"].contains(&t.status.as_str())).await;
     assert_eq!(task.status, "failed", "{task:?}");
     assert!(task.error.as_deref().unwrap().contains("did not finish in time"), "{task:?}");

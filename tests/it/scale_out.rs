@@ -168,11 +168,8 @@ async fn binary_config(cluster: &Cluster, dir: &tempfile::TempDir, setup: &Setup
 }
 
 async fn wait_agent_started(log: &Path) {
-    let deadline = tokio::time::Instant::now() + LONG;
-    while !std::fs::read_to_string(log).unwrap_or_default().contains("\"argv\"") {
-        assert!(tokio::time::Instant::now() < deadline, "the agent never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let started = || std::fs::read_to_string(log).unwrap_or_default().contains("\"argv\"");
+    assert!(poll_until(LONG, started).await, "the agent never started");
 }
 
 #[tokio::test]
