@@ -67,29 +67,7 @@ pub async fn run(
     connections: usize,
     max_time: Duration,
 ) -> RunResult {
-    let deliveries = Arc::new(deliveries);
-    let next = Arc::new(AtomicUsize::new(0));
-    // Every connection is open before the clock starts: connection setup is not intake.
-    let ready = Arc::new(Barrier::new(connections + 1));
-    let workers: Vec<_> = (0..connections)
-        .map(|_| {
-            let (deliveries, next, ready, target) =
-                (deliveries.clone(), next.clone(), ready.clone(), target.clone());
-            tokio::spawn(async move {
-                let client = connect(&target.warm_url).await;
-                ready.wait().await;
-                worker(&client, &target.url, &deliveries, &next, Instant::now() + max_time).await
-            })
-        })
-        .collect();
-    ready.wait().await;
-    let start = Instant::now();
-    let mut total = RunResult::default();
-    for worker in workers {
-        total.add(worker.await.expect("a load worker panicked"));
-    }
-    total.elapsed = start.elapsed();
-    total
+    drive(target, deliveries, connections, Pace::AsFastAsAnswered { max_time }).await
 }
 
 /// Sends `deliveries` to `target` at a fixed `rate` (requests per second) over
@@ -102,9 +80,22 @@ pub async fn run_at_rate(
     connections: usize,
     rate: f64,
 ) -> RunResult {
+    drive(target, deliveries, connections, Pace::Fixed { rate }).await
+}
+
+/// When each connection sends its next request.
+#[derive(Clone, Copy)]
+enum Pace {
+    /// As soon as the previous answer arrived (closed loop), until `max_time` has passed.
+    AsFastAsAnswered { max_time: Duration },
+    /// The n-th request of the run at `start + n / rate` (open loop).
+    Fixed { rate: f64 },
+}
+
+async fn drive(target: &Target, deliveries: Vec<Delivery>, connections: usize, pace: Pace) -> RunResult {
     let deliveries = Arc::new(deliveries);
     let next = Arc::new(AtomicUsize::new(0));
-    // Connected, then started: the schedule begins once every connection is open.
+    // Every connection is open before the clock starts: connection setup is not intake.
     let (ready, go) = (Arc::new(Barrier::new(connections + 1)), Arc::new(Barrier::new(connections + 1)));
     let start = Arc::new(std::sync::OnceLock::new());
     let workers: Vec<_> = (0..connections)
@@ -117,24 +108,7 @@ pub async fn run_at_rate(
                 ready.wait().await;
                 go.wait().await;
                 let start: Instant = *start.get().expect("set before the barrier opens");
-                let mut result = RunResult::default();
-                loop {
-                    let index = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(delivery) = deliveries.get(index) else { return result };
-                    let due = start + Duration::from_secs_f64(index as f64 / rate);
-                    // Early: wait, and count from the send (tokio's timer wakes up to 1 ms
-                    // late, which is not the server's doing). Late, because the previous
-                    // answer on this connection came after this one was due: count from due.
-                    let from = if due > Instant::now() {
-                        tokio::time::sleep_until(due.into()).await;
-                        Instant::now()
-                    } else {
-                        due
-                    };
-                    let status = send(&client, &target.url, delivery).await;
-                    result.latencies_us.push(from.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
-                    result.count(status);
-                }
+                worker(&client, &target.url, &deliveries, &next, start, pace).await
             })
         })
         .collect();
@@ -168,17 +142,31 @@ async fn worker(
     url: &str,
     deliveries: &[Delivery],
     next: &AtomicUsize,
-    deadline: Instant,
+    start: Instant,
+    pace: Pace,
 ) -> RunResult {
     let mut result = RunResult::default();
     loop {
         let index = next.fetch_add(1, Ordering::Relaxed);
-        if index >= deliveries.len() || Instant::now() >= deadline {
-            return result;
-        }
-        let started = Instant::now();
-        let status = send(client, url, &deliveries[index]).await;
-        result.latencies_us.push(started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+        let Some(delivery) = deliveries.get(index) else { return result };
+        let from = match pace {
+            Pace::AsFastAsAnswered { max_time } if start.elapsed() >= max_time => return result,
+            Pace::AsFastAsAnswered { .. } => Instant::now(),
+            Pace::Fixed { rate } => {
+                let due = start + Duration::from_secs_f64(index as f64 / rate);
+                // Early: wait, and count from the send (tokio's timer wakes up to 1 ms
+                // late, which is not the server's doing). Late, because the previous
+                // answer on this connection came after this one was due: count from due.
+                if due > Instant::now() {
+                    tokio::time::sleep_until(due.into()).await;
+                    Instant::now()
+                } else {
+                    due
+                }
+            }
+        };
+        let status = send(client, url, delivery).await;
+        result.latencies_us.push(from.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
         result.count(status);
     }
 }
