@@ -13,8 +13,11 @@ pub enum LogFormat {
 
 /// Installs the global subscriber, writing to stdout.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,sea_orm_migration=warn"));
+    // octocrab logs every failed request as a bare ERROR ("failed with error client error
+    // (Connect)"); forgehand's own line about the same failure says what it was doing.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new("info,sqlx=warn,sea_orm=warn,sea_orm_migration=warn,octocrab=off")
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)

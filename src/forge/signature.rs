@@ -9,7 +9,7 @@ type HmacSha256 = Hmac<Sha256>;
 /// Why a signature was refused. The messages are safe to send back to the caller.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
-    #[error("the signature is not hexadecimal HMAC-SHA256")]
+    #[error("the signature is not hexadecimal HMAC-SHA256: expected sha256= and 64 hex digits")]
     Malformed,
     #[error("the signature matches none of the webhook secrets configured for this forge")]
     Mismatch,
