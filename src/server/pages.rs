@@ -19,9 +19,9 @@ use super::AppState;
 use super::session::{CurrentSession, check_csrf};
 use super::transcript::{self, Entry, Kind};
 use crate::config::{ForgeKind, ForgeSettings};
-use crate::db::TaskStatus;
 use crate::db::dashboard::{DeliveryQuery, Overview, RETRYABLE, Retried, TaskQuery};
 use crate::db::entities::{deliveries, task_events, tasks};
+use crate::db::{DbError, TaskStatus};
 
 const PAGE_SIZE: u64 = 50;
 const STYLE: &str = include_str!("../../static/app.css");
@@ -79,7 +79,7 @@ impl IntoResponse for Refusal {
     }
 }
 
-fn database_error(err: sea_orm::DbErr) -> Response {
+fn database_error(err: DbError) -> Response {
     tracing::error!(error = %err, "dashboard query failed");
     error_page(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -129,7 +129,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 /// A task as a table row shows it.
 pub struct TaskRow {
     pub id: i64,
-    pub status: String,
+    pub status: TaskStatus,
     pub title: String,
     pub forge: String,
     pub repo: String,
@@ -146,7 +146,7 @@ pub struct TaskRow {
 fn task_row(state: &AppState, task: &tasks::Model, now: DateTime<Utc>) -> TaskRow {
     TaskRow {
         id: task.id,
-        status: task.status.clone(),
+        status: task.status,
         title: task.title.clone(),
         forge: task.forge.clone(),
         repo: task.repo.clone(),
@@ -187,8 +187,8 @@ fn web_url(url: &str) -> Option<String> {
 
 fn task_duration(task: &tasks::Model, now: DateTime<Utc>) -> String {
     match (task.started_at, task.finished_at) {
-        (Some(start), Some(end)) if task.status != "running" => duration(end - start),
-        (Some(start), _) if task.status == "running" => format!("{} so far", duration(now - start)),
+        (Some(start), Some(end)) if task.status != TaskStatus::Running => duration(end - start),
+        (Some(start), _) if task.status == TaskStatus::Running => format!("{} so far", duration(now - start)),
         _ => String::new(),
     }
 }
@@ -322,7 +322,7 @@ fn filters(query: DashboardQuery) -> Result<(Filters, TaskQuery), Refusal> {
     Ok((f, q))
 }
 
-async fn live(state: &AppState, f: &Filters, query: &TaskQuery) -> Result<Live, sea_orm::DbErr> {
+async fn live(state: &AppState, f: &Filters, query: &TaskQuery) -> Result<Live, DbError> {
     let now = Utc::now();
     let overview: Arc<Overview> = state.overview.get(&state.db).await?;
     let page = state.db.dashboard_tasks(query).await?;
@@ -511,7 +511,7 @@ pub async fn task_page(
             (transcript::Chunk::default(), 0)
         }
     };
-    let active = TaskStatus::ACTIVE.iter().any(|s| s.as_str() == task.status);
+    let active = task.status.is_active();
     let page = TaskPage {
         csrf: Some(session.csrf),
         task: task_view(&state, &task),
@@ -543,8 +543,8 @@ fn task_view(state: &AppState, task: &tasks::Model) -> TaskView {
         wait_reason: task.wait_reason.clone(),
         result_text: task.result_text.clone(),
         cancel_requested: task.cancel_requested,
-        can_cancel: TaskStatus::ACTIVE.iter().any(|s| s.as_str() == task.status) && !task.cancel_requested,
-        can_retry: RETRYABLE.iter().any(|s| s.as_str() == task.status),
+        can_cancel: task.status.is_active() && !task.cancel_requested,
+        can_retry: RETRYABLE.contains(&task.status),
     }
 }
 
@@ -565,7 +565,8 @@ struct Tail {
     state: AppState,
     id: i64,
     offset: u64,
-    status: String,
+    /// The status the page shows (`None`: one it did not name).
+    status: Option<TaskStatus>,
     ended: bool,
     first: bool,
 }
@@ -581,7 +582,7 @@ pub async fn task_stream(
     // A reconnecting EventSource says how far it got: resume there, not at `from`.
     let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
     let offset = resume.unwrap_or(query.from);
-    let tail = Tail { state, id, offset, status: query.status, ended: false, first: true };
+    let tail = Tail { state, id, offset, status: query.status.parse().ok(), ended: false, first: true };
     let stream = futures_util::stream::unfold(tail, |mut tail| async move {
         let event = next_event(&mut tail).await?;
         Some((Ok::<_, Infallible>(event), tail))
@@ -609,10 +610,10 @@ async fn next_event(tail: &mut Tail) -> Option<Event> {
             return Some(event.data(html));
         }
         let status = tail.state.db.task(tail.id).await.ok()??.0.status;
-        if status != tail.status {
-            tail.ended = !TaskStatus::ACTIVE.iter().any(|s| s.as_str() == status);
-            tail.status.clone_from(&status);
-            return Some(Event::default().event("status").data(status));
+        if tail.status != Some(status) {
+            tail.ended = !status.is_active();
+            tail.status = Some(status);
+            return Some(Event::default().event("status").data(status.as_str()));
         }
     }
 }
