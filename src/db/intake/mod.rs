@@ -14,6 +14,8 @@
 
 pub(super) mod sea;
 pub(super) mod sqlite;
+#[cfg(test)]
+mod tests;
 
 use sea_orm::DbErr;
 
