@@ -1,4 +1,6 @@
 //! Query functions that take any connection, so they compose inside a transaction.
+//! Those that change tasks are for the facade (`Db`, `Lease`) only; `insert_task` and
+//! `cancel_task` stay public for the integration tests that stage races with them.
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
@@ -87,7 +89,11 @@ pub async fn active_task(db: &impl ConnectionTrait, key: &IssueKey) -> Result<Op
 }
 
 /// Remembers whether the issue carries the trigger label now.
-pub async fn set_label_state(db: &impl ConnectionTrait, key: &IssueKey, present: bool) -> Result<(), DbErr> {
+pub(super) async fn set_label_state(
+    db: &impl ConnectionTrait,
+    key: &IssueKey,
+    present: bool,
+) -> Result<(), DbErr> {
     let row = label_states::ActiveModel {
         forge: Set(key.forge.clone()),
         repo: Set(key.repo.clone()),
@@ -158,7 +164,7 @@ pub(super) async fn insert_task_row(db: &impl ConnectionTrait, r: TaskRow<'_>) -
 }
 
 /// Appends a line to a task's timeline: `kind` is the new status, or [`NOTE`].
-pub async fn add_task_event(
+pub(super) async fn add_task_event(
     db: &impl ConnectionTrait,
     task_id: i64,
     kind: &str,
@@ -302,7 +308,7 @@ fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
 
 /// Claims the oldest queued task that is due: one statement, so two claimers never get the
 /// same task (PostgreSQL skips rows another transaction is claiming).
-pub async fn claim_next(
+pub(super) async fn claim_next(
     db: &impl ConnectionTrait,
     owner: &str,
     lease_until: DateTime<Utc>,
@@ -324,7 +330,7 @@ pub async fn claim_next(
 
 /// Extends a lease. `None` when the task is no longer ours (fenced); otherwise whether a
 /// cancel was requested.
-pub async fn heartbeat(
+pub(super) async fn heartbeat(
     db: &impl ConnectionTrait,
     id: i64,
     owner: &str,
@@ -382,7 +388,7 @@ pub(super) async fn transition_owned(
 /// Puts running tasks whose lease expired (or, with `owner_prefix`, that an earlier life of
 /// this instance held) back in the queue, or fails them when their attempts are used up.
 /// Returns the ids requeued and the ids failed.
-pub async fn requeue_abandoned(
+pub(super) async fn requeue_abandoned(
     db: &impl ConnectionTrait,
     owner_prefix: Option<&str>,
     max_attempts: u32,
@@ -444,7 +450,11 @@ pub async fn last_session_for_pull(
 
 /// Puts the tasks `owner` is running (or only task `only`) back in the queue without
 /// counting the attempt: the daemon is shutting down, not failing.
-pub async fn release_owned(db: &impl ConnectionTrait, owner: &str, only: Option<i64>) -> Result<u64, DbErr> {
+pub(super) async fn release_owned(
+    db: &impl ConnectionTrait,
+    owner: &str,
+    only: Option<i64>,
+) -> Result<u64, DbErr> {
     let mut update = transition(TaskEvent::Release);
     if let Some(id) = only {
         update = update.filter(tasks::Column::Id.eq(id));
@@ -459,17 +469,7 @@ pub async fn release_owned(db: &impl ConnectionTrait, owner: &str, only: Option<
     Ok(released.rows_affected)
 }
 
-/// Adds instructions that arrived for an active task: a queued task gets them in its own
-/// run, a running one keeps them for a follow-up run after it.
-pub async fn add_instructions(
-    db: &impl ConnectionTrait,
-    task_id: i64,
-    by: &str,
-    text: &str,
-) -> Result<(), DbErr> {
-    intake::add_instructions(&SeaStore(db), task_id, by, text).await
-}
-
+/// A task's status and instructions, for `intake::add_instructions`.
 pub(super) async fn instructions(
     db: &impl ConnectionTrait,
     task_id: i64,
@@ -523,7 +523,7 @@ pub async fn had_task(db: &impl ConnectionTrait, key: &IssueKey) -> Result<bool,
 
 /// Queues the follow-up that instructions sent during `task`'s run asked for, on the pull
 /// request the task worked on. Returns its id.
-pub async fn queue_pending_follow_up(
+pub(super) async fn queue_pending_follow_up(
     db: &impl ConnectionTrait,
     task: &tasks::Model,
 ) -> Result<Option<i64>, DbErr> {
