@@ -10,7 +10,7 @@ use super::guard::StopReason;
 use super::pipeline::{Failure, Success, task_url};
 use super::report::{Status, status_comment};
 use crate::db::entities::tasks;
-use crate::db::{PullRef, RunEnd, TaskStatus};
+use crate::db::{PullRef, RunEnd, TaskStatus, clean, limits};
 use crate::forge::client::Forge;
 
 /// Writes the end of a task and tells the issue.
@@ -162,7 +162,8 @@ impl Ending {
             TaskStatus::Queued => format!("retrying in {}s: {reason}", self.wait.num_seconds()),
             _ => format!("{}: {reason}", status.as_str()),
         };
-        self.error = Some(reason);
+        // Cleaned here, not only when stored: the status comment shows it too.
+        self.error = Some(clean(&reason, limits::ERROR));
     }
 
     /// What the task row records of this end.
