@@ -15,4 +15,5 @@ pub mod forge;
 pub mod server;
 pub mod setup;
 pub mod telemetry;
+pub mod token;
 pub mod trigger;

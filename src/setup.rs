@@ -339,7 +339,7 @@ impl Draft {
 
     /// Step 3: a new webhook secret, shown once by the next page.
     pub fn generate_secret(&mut self) -> std::io::Result<()> {
-        self.new_secret = Some(SecretString::from(crate::server::auth::generate_token()?));
+        self.new_secret = Some(SecretString::from(crate::token::generate_token()?));
         self.secret_shown = false;
         Ok(())
     }
@@ -635,7 +635,7 @@ pub fn save(plan: &Plan) -> Result<Saved, Problems> {
         )]
     };
     std::fs::create_dir_all(&dir).map_err(|e| io("create the directory", e))?;
-    let unique = crate::server::auth::generate_token().map_err(|e| io("name a temporary file", e))?;
+    let unique = crate::token::generate_token().map_err(|e| io("name a temporary file", e))?;
     let temp = dir.join(format!(".{name}.wizard-{}", &unique[..12]));
     write_new(&temp, plan.text.expose_secret().as_bytes()).map_err(|e| io("write a temporary file", e))?;
     let loaded = Settings::load(Some(&temp));

@@ -85,7 +85,7 @@ impl Executor {
             sandbox::check_bubblewrap().map_err(anyhow::Error::msg)?;
         }
         let instance = instance_name(&settings);
-        let owner = format!("{instance}/{}", crate::server::auth::generate_token()?.get(..12).unwrap_or("0"));
+        let owner = format!("{instance}/{}", crate::token::generate_token()?.get(..12).unwrap_or("0"));
         let workspaces = Arc::new(Workspaces::new(settings.data_dir.join("workspaces")));
         std::fs::create_dir_all(settings.data_dir.join("transcripts"))
             .context("cannot create data_dir/transcripts")?;
