@@ -81,7 +81,7 @@ impl Executor {
     /// Builds the forge clients; nothing runs until [`Executor::run`].
     pub fn new(settings: Settings, db: Db, wake: Arc<Notify>) -> anyhow::Result<Executor> {
         let forges = connect_forges(&settings)?;
-        if settings.agent.sandbox == sandbox::Sandbox::Bubblewrap {
+        if settings.agent.sandbox == crate::config::Sandbox::Bubblewrap {
             sandbox::check_bubblewrap().map_err(anyhow::Error::msg)?;
         }
         let instance = instance_name(&settings);
