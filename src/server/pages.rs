@@ -858,7 +858,7 @@ pub async fn setup_check(
         );
     };
     let repo = Some(form.repo.trim()).filter(|r| !r.is_empty());
-    let check = match crate::setup::check_token(forge, repo).await {
+    let check = match super::wizard::checks::check_token(forge, repo).await {
         Ok(report) => TokenCheck { forge: forge.name.clone(), ok: true, lines: report.lines() },
         Err(message) => TokenCheck { forge: forge.name.clone(), ok: false, lines: vec![message] },
     };
