@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod finish;
 pub mod guard;
+pub mod outcome;
 pub mod pipeline;
 pub mod prompt;
 pub mod report;
