@@ -17,7 +17,7 @@ mod stream;
 pub mod verdict;
 
 pub use env::agent_env;
-pub use profile::{Launch, Request, launch};
+pub use profile::launch;
 pub use verdict::{AgentOutcome, outcome, resume_refused};
 
 use std::io;
@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-use crate::config::AgentKind;
+use crate::config::{AgentKind, PromptVia};
 use process::{ProcessGroup, Stop, feed_stdin, spawn, supervise};
 use stream::{Pump, Transcript};
 
@@ -34,6 +34,47 @@ use stream::{Pump, Transcript};
 pub const MAX_LINE_BYTES: usize = 1 << 20;
 /// How much of the agent's stderr is kept for diagnostics.
 pub const STDERR_TAIL_BYTES: usize = 64 << 10;
+
+/// Longest summary or preview carried by an [`AgentEvent`], in characters.
+pub const PREVIEW_CHARS: usize = 200;
+
+/// What forgehand asks of one run, whatever the CLI.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    pub prompt: &'a str,
+    pub max_turns: u32,
+    /// Empty: the CLI's default model.
+    pub model: &'a str,
+    /// The session to continue (a follow-up).
+    pub resume: Option<&'a str>,
+    pub allowed_tools: &'a [String],
+    /// `agent.args`.
+    pub extra: &'a [String],
+    pub prompt_via: PromptVia,
+}
+
+impl<'a> Request<'a> {
+    /// A request with the defaults: 50 turns, the CLI's model, no resume, no extras.
+    pub fn new(prompt: &'a str) -> Request<'a> {
+        Request {
+            prompt,
+            max_turns: 50,
+            model: "",
+            resume: None,
+            allowed_tools: &[],
+            extra: &[],
+            prompt_via: PromptVia::Stdin,
+        }
+    }
+}
+
+/// How to start the CLI: the arguments after the program, and what to write to its stdin
+/// (`None`: stdin is `/dev/null`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Launch {
+    pub args: Vec<String>,
+    pub stdin: Option<String>,
+}
 
 /// What to run. `program` + `args` exactly ([`launch`] produces `args` and `stdin`).
 #[derive(Debug, Clone)]
@@ -158,6 +199,27 @@ pub async fn run(
 
 fn io_error(context: &str, source: io::Error) -> AgentError {
     AgentError::Io { context: context.to_owned(), source }
+}
+
+/// Collapses whitespace runs (newlines included) and cuts to [`PREVIEW_CHARS`].
+pub fn one_line(text: &str) -> String {
+    let mut joined = String::new();
+    // A char is at most 4 bytes: past this length the cut below is certain.
+    for word in text.split_whitespace() {
+        if joined.len() > PREVIEW_CHARS * 4 {
+            break;
+        }
+        if !joined.is_empty() {
+            joined.push(' ');
+        }
+        joined.push_str(word);
+    }
+    if joined.chars().count() <= PREVIEW_CHARS {
+        return joined;
+    }
+    let mut cut: String = joined.chars().take(PREVIEW_CHARS - 1).collect();
+    cut.push('…');
+    cut
 }
 
 #[cfg(test)]
