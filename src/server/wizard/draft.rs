@@ -351,7 +351,8 @@ fn is_repo(repo: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::wizard::file::tests::{base, settings_from};
+    use crate::server::wizard::fixtures::{base, settings_from};
+
     #[test]
     fn answers_are_checked_with_the_loader_rules() {
         let dir = tempfile::tempdir().unwrap();

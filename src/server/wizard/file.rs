@@ -245,40 +245,11 @@ pub fn overridden(draft: &Draft, loaded: &Settings) -> Vec<&'static str> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
+mod tests {
     use std::os::unix::fs::PermissionsExt;
 
-    use crate::server::wizard::checks::TokenReport;
-    use crate::server::wizard::draft::ForgeAnswers;
-    pub(crate) fn settings_from(dir: &Path, text: &str) -> Settings {
-        let path = dir.join("forgehand.toml");
-        std::fs::write(&path, text).unwrap();
-        Settings::load_with_env(Some(&path), Default::default()).unwrap()
-    }
-
-    pub(crate) fn base(dir: &Path) -> String {
-        format!(
-            "# hand-written\ndata_dir = \"{}\"\n[auth]\nadmin_token = \"admintok\"\n[agent]\nenv = {{ ANTHROPIC_API_KEY = \"sk-key\" }}\n\
-             [[forges]]\nname = \"gitea\"\nkind = \"gitea\"\napi_url = \"https://git.example.com/api/v1\"\ntoken = \"old-token\"\nwebhook_secret = [\"s1\", \"s2\"]\n",
-            dir.join("data").display()
-        )
-    }
-
-    fn github_draft(current: &Settings) -> Draft {
-        let mut draft = Draft::new(current, None);
-        let answers = ForgeAnswers {
-            public_url: "https://fh.example.com/".into(),
-            name: "github".into(),
-            kind: "github".into(),
-            api_url: "https://api.github.com".into(),
-        };
-        draft.set_forge(current, answers).unwrap();
-        draft.new_token = Some(SecretString::from("ghp_new"));
-        draft.checked = Some(TokenReport { login: "bot".into(), permission: None });
-        draft.generate_secret().unwrap();
-        draft
-    }
+    use super::*;
+    use crate::server::wizard::fixtures::{base, github_draft, settings_from};
 
     #[test]
     fn a_new_forge_is_added_and_other_keys_are_kept() {

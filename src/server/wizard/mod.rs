@@ -8,6 +8,8 @@
 pub mod checks;
 pub mod draft;
 pub mod file;
+#[cfg(test)]
+mod fixtures;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
