@@ -363,7 +363,7 @@ impl Db {
         if !task.status.is_active() {
             return Ok(Some(task.status));
         }
-        Ok(Some(queries::cancel_task(db, id, reason).await?))
+        Ok(Some(super::intake::sea::cancel_task(db, id, reason).await?))
     }
 }
 

@@ -194,6 +194,11 @@ impl Db {
         Ok(queries::recent_deliveries(&self.conn, limit).await?)
     }
 
+    /// Cancels a queued task at once; asks a running one to stop. Returns the status after.
+    pub async fn cancel_task(&self, id: i64, reason: &str) -> Result<TaskStatus, DbError> {
+        Ok(intake::sea::cancel_task(&self.conn, id, reason).await?)
+    }
+
     /// Whether the issue ever had a task, in any status.
     pub async fn had_task(&self, key: &IssueKey) -> Result<bool, DbError> {
         Ok(queries::had_task(&self.conn, key).await?)

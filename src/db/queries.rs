@@ -1,6 +1,6 @@
 //! Query functions that take any connection, so they compose inside a transaction.
-//! Those that change tasks are for the facade (`Db`, `Lease`) only; `insert_task` and
-//! `cancel_task` stay public for the integration tests that stage races with them.
+//! Those that change tasks are for the facade (`Db`, `Lease`) only; `insert_task` stays
+//! public for the integration test that stages a race with it.
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
@@ -11,7 +11,8 @@ use sea_orm::{
 
 use super::entities::task_status::{Ending, TaskEvent, TaskStatus};
 use super::entities::{deliveries, label_states, task_events, tasks};
-use super::intake::{self, DeliveryRow, Instructions, TaskRow, sea::SeaStore};
+use super::intake::{DeliveryRow, Instructions, TaskRow};
+use super::limits::{self, clean};
 use super::{IssueKey, TaskFilter};
 use crate::trigger::{IssueContext, TaskRequest};
 
@@ -170,7 +171,7 @@ pub(super) async fn add_task_event(
     kind: &str,
     message: &str,
 ) -> Result<(), DbErr> {
-    intake::add_event(&SeaStore(db), task_id, kind, message).await
+    insert_task_event(db, task_id, kind, &clean(message, limits::TIMELINE_MESSAGE)).await
 }
 
 /// Appends a timeline line whose message arrives cleaned.
@@ -189,11 +190,6 @@ pub(super) async fn insert_task_event(
     };
     task_events::Entity::insert(row).exec_without_returning(db).await?;
     Ok(())
-}
-
-/// Cancels a queued task at once; asks a running one to stop. Returns the status after.
-pub async fn cancel_task(db: &impl ConnectionTrait, task_id: i64, reason: &str) -> Result<TaskStatus, DbErr> {
-    intake::cancel_task(&SeaStore(db), task_id, reason).await
 }
 
 /// An update of tasks that moves them through `event`: the target status, and a guard on

@@ -1,8 +1,8 @@
 //! The intake rules, written once: what recording a delivery writes, given the trigger
 //! rules' decision — insert the delivery (or see a duplicate), read the context,
 //! queue a task, join the active one (its instructions appended), cancel it, remember the
-//! label, store the outcome. The dashboard's cancel and the tests reach the cancel rule
-//! through `queries::cancel_task`.
+//! label, store the outcome. The dashboard's cancel (`Db::cancel_task`) runs the cancel
+//! rule too.
 //!
 //! The rules run over an [`IntakeStore`], the few statements they need, which has two
 //! implementations: [`sea::SeaStore`] (sea-orm, any connection or transaction: PostgreSQL,

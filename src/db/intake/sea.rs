@@ -3,11 +3,20 @@
 use sea_orm::{ConnectionTrait, DbErr};
 
 use super::{DeliveryRow, Instructions, IntakeStore, TaskRow};
-use crate::db::{IssueKey, Outcome, queries};
+use crate::db::{IssueKey, Outcome, TaskStatus, queries};
 use crate::trigger::IssueContext;
 
 /// The intake statements on `C`, usually a transaction.
 pub(in crate::db) struct SeaStore<'a, C>(pub &'a C);
+
+/// The cancel rule (`super::cancel_task`) outside intake: the dashboard's cancel.
+pub(in crate::db) async fn cancel_task(
+    db: &impl ConnectionTrait,
+    task_id: i64,
+    reason: &str,
+) -> Result<TaskStatus, DbErr> {
+    super::cancel_task(&SeaStore(db), task_id, reason).await
+}
 
 impl<C: ConnectionTrait> IntakeStore for SeaStore<'_, C> {
     async fn insert_delivery(&self, row: DeliveryRow<'_>) -> Result<Option<i64>, DbErr> {
