@@ -18,7 +18,7 @@ use serde::Deserialize;
 use super::AppState;
 use super::session::{CurrentSession, check_csrf};
 use super::transcript::{self, Entry, Kind};
-use crate::config::{ForgeKind, ForgeSettings};
+use crate::config::ForgeSettings;
 use crate::db::TaskStatus;
 use crate::db::dashboard::{DeliveryQuery, Overview, RETRYABLE, Retried, TaskQuery};
 use crate::db::entities::{deliveries, task_events, tasks};
@@ -165,11 +165,10 @@ fn task_row(state: &AppState, task: &tasks::Model, now: DateTime<Utc>) -> TaskRo
 fn issue_url(state: &AppState, task: &tasks::Model) -> Option<String> {
     let settings = state.settings();
     let forge = settings.forges.iter().find(|f| f.name == task.forge);
-    let base = match forge {
-        Some(f) if f.kind == ForgeKind::Github && f.api_url.contains("://api.github.com") => {
-            "https://github.com".to_owned()
-        }
-        _ => {
+    let hosted = forge.and_then(|f| crate::forge::dialect(f.kind).hosted_web(&f.api_url));
+    let base = match hosted {
+        Some(web) => web.to_owned(),
+        None => {
             let url = web_url(&task.clone_url)?;
             let (scheme, rest) = url.split_once("://")?;
             let host = rest.split('/').next()?.rsplit('@').next()?;
@@ -774,7 +773,7 @@ pub struct ForgeSetup {
     pub kind: &'static str,
     pub api_url: String,
     pub webhook_url: String,
-    pub events: &'static str,
+    pub events: String,
     pub secret_set: bool,
     pub token_set: bool,
 }
@@ -801,14 +800,8 @@ struct SetupPage {
 
 fn forge_setup(public_url: &str, forge: &ForgeSettings) -> ForgeSetup {
     use secrecy::ExposeSecret;
-    let (kind, events) = match forge.kind {
-        ForgeKind::Github => {
-            ("GitHub", "Let me select individual events: Issues, Issue comments, Pull request reviews")
-        }
-        ForgeKind::Gitea => {
-            ("Gitea / Forgejo", "Custom events: Issues, Issue label, Issue comment, Pull request reviewed")
-        }
-    };
+    let dialect = crate::forge::dialect(forge.kind);
+    let (kind, events) = (dialect.name, dialect.setup.events_line());
     ForgeSetup {
         name: forge.name.clone(),
         kind,
