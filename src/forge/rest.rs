@@ -49,6 +49,29 @@ pub enum LabelsBy {
     Id,
 }
 
+/// A label as routes and bodies name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum LabelAddress {
+    Name(String),
+    Id(u64),
+}
+
+impl LabelAddress {
+    fn json(&self) -> Value {
+        match self {
+            LabelAddress::Name(name) => json!(name),
+            LabelAddress::Id(id) => json!(id),
+        }
+    }
+
+    fn segment(&self) -> String {
+        match self {
+            LabelAddress::Name(name) => segment(name),
+            LabelAddress::Id(id) => id.to_string(),
+        }
+    }
+}
+
 /// How a pull request is marked as a draft.
 pub enum DraftStyle {
     /// A `draft` field in the body.
@@ -84,7 +107,7 @@ pub struct RestForge {
     transport: Box<dyn Transport>,
     /// `repo#label` → how to address that label, for labels known to exist, so that each
     /// is created (or looked up) at most once per process.
-    known_labels: Mutex<HashMap<String, Value>>,
+    known_labels: Mutex<HashMap<String, LabelAddress>>,
 }
 
 impl RestForge {
@@ -127,11 +150,11 @@ impl RestForge {
         Ok(all)
     }
 
-    fn known_label(&self, key: &str) -> Option<Value> {
+    fn known_label(&self, key: &str) -> Option<LabelAddress> {
         self.known_labels.lock().ok()?.get(key).cloned()
     }
 
-    fn remember_label(&self, key: String, address: &Value) {
+    fn remember_label(&self, key: String, address: &LabelAddress) {
         if let Ok(mut known) = self.known_labels.lock() {
             known.insert(key, address.clone());
         }
@@ -145,16 +168,21 @@ impl RestForge {
 
     /// How to address `label` in `repo` (its name, or its id), creating it when `create`
     /// is set; `None` when it does not exist and was not created.
-    async fn label_address(&self, repo: &str, label: &str, create: bool) -> ForgeResult<Option<Value>> {
+    async fn label_address(
+        &self,
+        repo: &str,
+        label: &str,
+        create: bool,
+    ) -> ForgeResult<Option<LabelAddress>> {
         let key = format!("{repo}#{label}");
         if let Some(known) = self.known_label(&key) {
             return Ok(Some(known));
         }
         let address = match (self.api.labels, create) {
-            (LabelsBy::Name, false) => return Ok(Some(json!(label))),
+            (LabelsBy::Name, false) => return Ok(Some(LabelAddress::Name(label.to_owned()))),
             (LabelsBy::Name, true) => self.create_label(repo, label).await?,
             (LabelsBy::Id, _) => match self.find_label_id(repo, label).await? {
-                Some(id) => json!(id),
+                Some(id) => LabelAddress::Id(id),
                 None if create => self.create_label(repo, label).await?,
                 None => return Ok(None),
             },
@@ -171,7 +199,7 @@ impl RestForge {
     }
 
     /// Creates `label`; returns how to address it.
-    async fn create_label(&self, repo: &str, label: &str) -> ForgeResult<Value> {
+    async fn create_label(&self, repo: &str, label: &str) -> ForgeResult<LabelAddress> {
         let operation = format!("creating the label {label:?} in {repo}");
         let body =
             json!({ "name": label, "color": format!("{}{}", self.api.color_prefix, label_color(label)) });
@@ -179,9 +207,9 @@ impl RestForge {
         let answer = self.send(Method::POST, &path, Some(&body), &operation).await?;
         match self.api.labels {
             // 422: it exists already.
-            LabelsBy::Name if answer.status.as_u16() == 422 => Ok(json!(label)),
-            LabelsBy::Name => answer.ok(&operation).map(|_| json!(label)),
-            LabelsBy::Id => Ok(json!(answer.json::<Id>(&operation)?.id)),
+            LabelsBy::Name if answer.status.as_u16() == 422 => Ok(LabelAddress::Name(label.to_owned())),
+            LabelsBy::Name => answer.ok(&operation).map(|_| LabelAddress::Name(label.to_owned())),
+            LabelsBy::Id => Ok(LabelAddress::Id(answer.json::<Id>(&operation)?.id)),
         }
     }
 
@@ -189,11 +217,10 @@ impl RestForge {
         &self,
         repo: &str,
         number: u32,
-        address: &Value,
+        address: &LabelAddress,
         operation: &str,
     ) -> ForgeResult<Answer> {
-        let address = address.as_str().map_or_else(|| address.to_string(), segment);
-        let path = format!("/repos/{}/issues/{number}/labels/{address}", repo_path(repo));
+        let path = format!("/repos/{}/issues/{number}/labels/{}", repo_path(repo), address.segment());
         self.send(Method::DELETE, &path, None, operation).await
     }
 
@@ -289,7 +316,7 @@ impl Forge for RestForge {
         let operation = format!("labelling {repo}#{number} {label:?}");
         let path = format!("/repos/{}/issues/{number}/labels", repo_path(repo));
         let answer =
-            self.send(Method::POST, &path, Some(&json!({ "labels": [address] })), &operation).await?;
+            self.send(Method::POST, &path, Some(&json!({ "labels": [address.json()] })), &operation).await?;
         if !answer.status.is_success() && self.api.labels == LabelsBy::Id {
             // An id goes stale when the label is deleted (a name does not): look it up
             // again next time.
@@ -389,7 +416,62 @@ impl Forge for RestForge {
 
 #[cfg(test)]
 mod tests {
+    use axum::http::{HeaderMap, StatusCode};
+
     use super::*;
+
+    /// Answers from a script of `(method path, status, body)`; records what was asked.
+    struct Scripted {
+        script: Vec<(&'static str, u16, &'static str)>,
+        asked: std::sync::Arc<Mutex<Vec<String>>>,
+    }
+
+    #[async_trait]
+    impl Transport for Scripted {
+        async fn send(&self, method: Method, path: &str, _: Option<&Value>, _: &str) -> ForgeResult<Answer> {
+            let request = format!("{method} {path}");
+            self.asked.lock().unwrap().push(request.clone());
+            let (_, status, body) = self.script.iter().find(|(r, ..)| *r == request).expect(&request);
+            let status = StatusCode::from_u16(*status).unwrap();
+            Ok(Answer { status, headers: HeaderMap::new(), body: body.as_bytes().to_vec() })
+        }
+    }
+
+    static BY_ID: Api = Api {
+        kind: ForgeKind::Gitea,
+        page_size_param: "limit",
+        page_size: 2,
+        issues_only: "",
+        labels: LabelsBy::Id,
+        color_prefix: "#",
+        duplicate_pull_status: 409,
+        draft: DraftStyle::Flag,
+        permissions: &[],
+        permission_forbidden_hint: None,
+        find_pull: FindPull::BaseHeadRoute,
+    };
+
+    #[tokio::test]
+    async fn label_ids_are_looked_up_once_over_all_pages() {
+        let asked = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let transport = Scripted {
+            script: vec![
+                ("GET /repos/o/r/labels?limit=2&page=1", 200, r#"[{"id":1,"name":"a"},{"id":2,"name":"b"}]"#),
+                ("GET /repos/o/r/labels?limit=2&page=2", 200, r#"[{"id":3,"name":"wip"}]"#),
+                ("POST /repos/o/r/issues/7/labels", 200, "[]"),
+                ("DELETE /repos/o/r/issues/7/labels/3", 204, ""),
+            ],
+            asked: asked.clone(),
+        };
+        let forge = RestForge::new(&BY_ID, Box::new(transport));
+        forge.add_label("o/r", 7, "wip").await.unwrap();
+        forge.remove_label("o/r", 7, "wip").await.unwrap();
+        forge.add_label("o/r", 7, "wip").await.unwrap();
+        let asked = asked.lock().unwrap().clone();
+        let listings = asked.iter().filter(|r| r.contains("/labels?")).count();
+        assert_eq!(listings, 2, "{asked:?}");
+        assert_eq!(asked.len(), 5, "{asked:?}");
+    }
 
     #[test]
     fn status_labels_say_what_they_mean() {
