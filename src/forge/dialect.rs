@@ -4,9 +4,12 @@
 
 use std::sync::Arc;
 
+use secrecy::SecretString;
+
 use super::client::Forge;
 use super::event::ForgeEvent;
 use super::payload::PayloadError;
+use super::signature::SignatureError;
 use crate::config::ForgeSettings;
 
 /// What differs between forges outside their REST API (that table is [`super::rest::Api`]).
@@ -15,6 +18,9 @@ pub struct Dialect {
     pub name: &'static str,
     /// The webhook headers to read.
     pub headers: WebhookHeaders,
+    /// Checks the signature header's value over the raw body against the configured
+    /// secrets (both forges today: [`super::signature::verify`], HMAC-SHA256 in hex).
+    pub verify_signature: VerifySignature,
     /// Parses the events only this forge sends (its review events); `None` for any other
     /// event, which the shared parser then handles.
     pub parse_own_event: fn(event: &str, json: &[u8]) -> OwnEvent,
@@ -25,6 +31,9 @@ pub struct Dialect {
     /// Builds the REST client for a configured forge.
     pub connect: fn(&ForgeSettings) -> anyhow::Result<Arc<dyn Forge>>,
 }
+
+/// Checks a signature header's value over the raw body against any of the secrets.
+pub type VerifySignature = fn(&[SecretString], body: &[u8], signature: &str) -> Result<(), SignatureError>;
 
 /// A forge's own event, parsed; `None` when the event is not one of its own.
 pub type OwnEvent = Option<Result<ForgeEvent, PayloadError>>;

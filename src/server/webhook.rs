@@ -132,12 +132,14 @@ async fn verify_and_parse(
     if forge.webhook_secret.is_empty() {
         return Err(WebhookError::NoSecret(forge.name.clone()));
     }
-    let names = &crate::forge::dialect(forge.kind).headers;
+    let dialect = crate::forge::dialect(forge.kind);
+    let names = &dialect.headers;
     // An unsigned request is refused before its body is read.
     let signature = signature_header(headers, names.signature)?;
     let server = &state.settings().server;
     let body = read_body(headers, body, server.max_body_bytes, server.body_timeout_secs).await?;
-    signature::verify(&forge.webhook_secret.0, &body, signature).map_err(WebhookError::BadSignature)?;
+    (dialect.verify_signature)(&forge.webhook_secret.0, &body, signature)
+        .map_err(WebhookError::BadSignature)?;
     let event_name = first_header(headers, names.event)
         .ok_or_else(|| WebhookError::MissingHeader(alternatives(names.event)))?;
     let delivery_id = first_header(headers, names.delivery)

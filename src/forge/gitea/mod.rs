@@ -21,6 +21,7 @@ pub static DIALECT: Dialect = Dialect {
         delivery: &["x-forgejo-delivery", "x-gitea-delivery", "x-github-delivery"],
         signature: &["x-forgejo-signature", "x-gitea-signature", "x-hub-signature-256"],
     },
+    verify_signature: super::signature::verify,
     parse_own_event: payload::parse_own_event,
     git_user: GitUser::BotLoginOr("forgehand"),
     setup: SetupFacts {

@@ -20,6 +20,7 @@ pub static DIALECT: Dialect = Dialect {
         delivery: &["x-github-delivery"],
         signature: &["x-hub-signature-256"],
     },
+    verify_signature: super::signature::verify,
     parse_own_event: payload::parse_own_event,
     // GitHub ignores the name that goes with a token, but git needs one.
     git_user: GitUser::Fixed("x-access-token"),
