@@ -5,14 +5,16 @@
 //! answer models (`models.rs`), the payloads every forge sends alike (`payload.rs`),
 //! signatures and forgehand's normalized events.
 //!
-//! Adding a forge: a folder with its `DIALECT`, a `ForgeKind` variant, and its arm in
+//! Adding a forge: a folder with its `DIALECT` (and, if its REST API has GitHub's shape,
+//! an `Api` table; otherwise its own `Forge` implementation behind `DIALECT.connect`), a
+//! `ForgeKind` variant (with its name in `ForgeKind::ALL` and `Display`), and its arm in
 //! [`dialect`].
 
 pub mod client;
 mod dialect;
 pub mod event;
-pub mod gitea;
-pub mod github;
+mod gitea;
+mod github;
 mod models;
 pub mod payload;
 mod rest;
