@@ -20,9 +20,10 @@ run: ## run the daemon on the embedded defaults (SQLite in ./data)
 test: ## every test, on SQLite and on PostgreSQL (installs missing test packages; the command CI runs)
 	bash scripts/test.sh
 
-lint: ## formatting and clippy, warnings are errors
+lint: ## formatting, clippy (warnings are errors), and layers and import cycles (scripts/check-layers.py)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	python3 scripts/check-layers.py --allow-db-leaks
 
 fmt: ## format the code
 	$(CARGO) fmt --all

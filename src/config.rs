@@ -202,7 +202,7 @@ pub struct AgentSettings {
     pub prompt_via: PromptVia,
     /// `none` or `bubblewrap` (see `executor::sandbox`).
     #[serde(default)]
-    pub sandbox: crate::executor::sandbox::Sandbox,
+    pub sandbox: Sandbox,
     /// More paths a sandboxed agent may read.
     #[serde(default)]
     pub sandbox_read_only: Vec<PathBuf>,
@@ -218,6 +218,17 @@ pub enum AgentKind {
     Codex,
     /// Any program: the prompt on stdin or as the last argument, plain text out.
     Command,
+}
+
+/// How the agent process is confined (the code that confines is `executor::sandbox`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sandbox {
+    /// Runs as forgehand's user, in its worktree, with a cleared environment.
+    #[default]
+    None,
+    /// Runs inside bubblewrap (`bwrap`): see `executor::sandbox`.
+    Bubblewrap,
 }
 
 /// Where a `kind = "command"` program reads the prompt.

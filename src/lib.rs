@@ -13,6 +13,6 @@ pub mod executor;
 pub mod failpoint;
 pub mod forge;
 pub mod server;
-pub mod setup;
 pub mod telemetry;
+pub mod token;
 pub mod trigger;

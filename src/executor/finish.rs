@@ -8,7 +8,7 @@ use sea_orm::Value;
 
 use super::Context;
 use super::guard::StopReason;
-use super::pipeline::{Failure, Success, task_url};
+use super::outcome::{Failure, Success};
 use super::report::{Status, status_comment};
 use crate::db::entities::tasks::{self, Column};
 use crate::db::{TaskStatus, clean, queries};
@@ -211,6 +211,11 @@ fn backoff(ctx: &Context, attempt: i32) -> Duration {
     let base = ctx.settings.executor.retry_base_secs;
     let factor = 2u64.saturating_pow(attempt.saturating_sub(1).max(0) as u32);
     Duration::from_secs(base.saturating_mul(factor).min(900))
+}
+
+/// The task's page, as linked from the forge.
+pub fn task_url(ctx: &Context, task_id: i64) -> String {
+    format!("{}/tasks/{task_id}", ctx.settings.server.public_url.trim_end_matches('/'))
 }
 
 /// Creates or edits the task's status comment; remembers a new comment's id.

@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod finish;
 pub mod guard;
+pub mod outcome;
 pub mod pipeline;
 pub mod prompt;
 pub mod report;
@@ -81,11 +82,11 @@ impl Executor {
     /// Builds the forge clients; nothing runs until [`Executor::run`].
     pub fn new(settings: Settings, db: Db, wake: Arc<Notify>) -> anyhow::Result<Executor> {
         let forges = connect_forges(&settings)?;
-        if settings.agent.sandbox == sandbox::Sandbox::Bubblewrap {
+        if settings.agent.sandbox == crate::config::Sandbox::Bubblewrap {
             sandbox::check_bubblewrap().map_err(anyhow::Error::msg)?;
         }
         let instance = instance_name(&settings);
-        let owner = format!("{instance}/{}", crate::server::auth::generate_token()?.get(..12).unwrap_or("0"));
+        let owner = format!("{instance}/{}", crate::token::generate_token()?.get(..12).unwrap_or("0"));
         let workspaces = Arc::new(Workspaces::new(settings.data_dir.join("workspaces")));
         std::fs::create_dir_all(settings.data_dir.join("transcripts"))
             .context("cannot create data_dir/transcripts")?;

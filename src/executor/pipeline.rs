@@ -9,7 +9,9 @@ use secrecy::SecretString;
 
 use super::Context;
 use super::agent::{self, AgentOutcome, AgentRun, AgentSpec};
+use super::finish::task_url;
 use super::guard::{Guard, StopReason};
+use super::outcome::{Failure, Success};
 use super::prompt::Prompt;
 use super::report::{self, PullFacts, Status};
 use super::workspace::{
@@ -17,70 +19,7 @@ use super::workspace::{
 };
 use crate::db::entities::tasks;
 use crate::db::queries;
-use crate::forge::client::{ErrorKind, Forge, ForgeError, NewPull};
-
-/// How a task ended well.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Success {
-    /// A pull request was opened (or, for a follow-up, new commits pushed to it).
-    Done {
-        pr_number: u32,
-        pr_url: String,
-    },
-    NoChanges {
-        agent_text: String,
-    },
-}
-
-/// How a task ended otherwise.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Failure {
-    /// Worth another attempt, after `after` if the forge said.
-    Transient {
-        reason: String,
-        after: Option<Duration>,
-    },
-    Permanent {
-        reason: String,
-        partial_branch: Option<String>,
-    },
-    /// The person behind the trigger may not trigger, or the issue is not workable.
-    Rejected {
-        reason: String,
-    },
-    Cancelled {
-        reason: String,
-    },
-    /// A stop from outside (shutdown, lease lost): `finish` decides what to do.
-    Stopped,
-}
-
-impl From<ForgeError> for Failure {
-    fn from(err: ForgeError) -> Failure {
-        match err.kind {
-            ErrorKind::Transient { retry_after } => {
-                Failure::Transient { reason: err.to_string(), after: retry_after }
-            }
-            _ => Failure::Permanent { reason: err.to_string(), partial_branch: None },
-        }
-    }
-}
-
-impl From<WorkspaceError> for Failure {
-    fn from(err: WorkspaceError) -> Failure {
-        if err.is_transient() {
-            Failure::Transient { reason: err.to_string(), after: None }
-        } else {
-            Failure::Permanent { reason: err.to_string(), partial_branch: None }
-        }
-    }
-}
-
-impl From<sea_orm::DbErr> for Failure {
-    fn from(err: sea_orm::DbErr) -> Failure {
-        Failure::Transient { reason: format!("the database failed: {err}"), after: None }
-    }
-}
+use crate::forge::client::{ErrorKind, Forge, NewPull};
 
 type Step<T> = Result<T, Failure>;
 
@@ -501,11 +440,6 @@ async fn open_pull(
     let opened = forge.create_pull(&task.repo, &pull).await?;
     crate::failpoint::hit("after_pull_created");
     Ok(Success::Done { pr_number: opened.number, pr_url: opened.url })
-}
-
-/// The task's page, as linked from the forge.
-pub fn task_url(ctx: &Context, task_id: i64) -> String {
-    format!("{}/tasks/{task_id}", ctx.settings.server.public_url.trim_end_matches('/'))
 }
 
 /// Fails with `Stopped` when the task's lease is no longer ours (another executor took it).

@@ -11,20 +11,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use serde::{Deserialize, Serialize};
-
 use super::agent::AgentSpec;
-
-/// How the agent process is confined.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Sandbox {
-    /// Runs as forgehand's user, in its worktree, with a cleared environment.
-    #[default]
-    None,
-    /// Runs inside bubblewrap (`bwrap`): see the module documentation.
-    Bubblewrap,
-}
+use crate::config::Sandbox;
 
 /// The program that confines.
 const BWRAP: &str = "bwrap";

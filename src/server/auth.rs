@@ -12,6 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use super::AppState;
+use crate::token::generate_token;
 
 /// File in `data_dir` holding a generated admin token.
 pub const TOKEN_FILE: &str = "admin_token";
@@ -66,13 +67,6 @@ pub fn load_or_generate(
     file.write_all(token.expose_secret().as_bytes())?;
     file.sync_all()?;
     Ok((AdminToken::new(&token), TokenSource::Generated(path, token)))
-}
-
-/// 32 random bytes as hex.
-pub fn generate_token() -> std::io::Result<String> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(std::io::Error::other)?;
-    Ok(hex::encode(bytes))
 }
 
 /// Refuses requests without `Authorization: Bearer <admin token>` or a dashboard session.

@@ -55,8 +55,8 @@ pub struct CurrentSession {
 
 impl Sessions {
     fn create(&self) -> std::io::Result<String> {
-        let id = super::auth::generate_token()?;
-        let csrf = super::auth::generate_token()?;
+        let id = crate::token::generate_token()?;
+        let csrf = crate::token::generate_token()?;
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         live.retain(|_, s| s.expires > now);

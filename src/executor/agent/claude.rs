@@ -3,8 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::profile::{Request, one_line};
-use super::{AgentEvent, AgentResult};
+use super::{AgentEvent, AgentResult, Request, one_line};
 
 /// Builds the argv after the program: `-p <prompt> --output-format stream-json --verbose
 /// --max-turns <n>`, then `--model` if non-empty, `--allowedTools` if any, `--resume` if
@@ -143,7 +142,7 @@ fn parse_result(object: &Map<String, Value>) -> AgentResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::executor::agent::profile::PREVIEW_CHARS;
+    use crate::executor::agent::PREVIEW_CHARS;
 
     #[test]
     fn build_args_always_passes_max_turns() {

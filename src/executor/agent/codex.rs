@@ -7,8 +7,7 @@
 
 use serde_json::{Map, Value};
 
-use super::profile::{Launch, Request, one_line};
-use super::{AgentEnd, AgentEvent, AgentResult};
+use super::{AgentEnd, AgentEvent, AgentResult, Launch, Request, one_line};
 
 /// `exec --json [-m model] agent.args… -`, or for a follow-up
 /// `exec resume --json [-m model] agent.args… <session> -`; the prompt goes on stdin (the

@@ -5,8 +5,7 @@
 
 use crate::config::PromptVia;
 
-use super::profile::{Launch, Request};
-use super::{AgentEnd, AgentEvent, AgentResult};
+use super::{AgentEnd, AgentEvent, AgentResult, Launch, Request};
 
 /// How much of the end of the output becomes the result text.
 pub const TEXT_TAIL_BYTES: usize = 64 << 10;

@@ -18,32 +18,31 @@ use std::path::{Path, PathBuf};
 
 use git2::Repository;
 
-use super::{Context as _, Redactor, WorkspaceError, Workspaces, mirror_dir_name, remove_dir_if_present};
+use super::errors::{Context as _, Scrub};
+use super::mirror::mirror_dir_name;
+use super::{WorkspaceError, Workspaces, remove_dir_if_present};
 
 impl Workspaces {
     /// Puts the checkout of task `task_id` aside for the next task on `repo_key`, after
     /// the daemon committed every change in it; deletes it instead when `keep` checkouts
     /// already wait for that repository or it cannot be cleaned.
     pub fn recycle_task(&self, task_id: i64, repo_key: &str, keep: usize) -> Result<(), WorkspaceError> {
-        self.recycle(task_id, repo_key, keep).map_err(|e| e.redacted(&Redactor::new(&self.root, None)))
-    }
-
-    fn recycle(&self, task_id: i64, repo_key: &str, keep: usize) -> Result<(), WorkspaceError> {
+        let scrub = self.scrub();
         let path = self.task_path(task_id);
         if !path.is_dir() {
             return Ok(());
         }
         let shelf = self.shelf(OsStr::new(&mirror_dir_name(repo_key)?));
         if count_entries(&shelf) >= keep {
-            return self.remove(task_id);
+            return self.remove_task(task_id);
         }
-        if let Err(error) = scrub_git_dir(&path) {
+        if let Err(error) = scrub_git_dir(&path, scrub) {
             tracing::warn!(task_id, error = %error, "cannot recycle the checkout; deleting it");
-            return self.remove(task_id);
+            return self.remove_task(task_id);
         }
         let action = || format!("putting the checkout of task {task_id} aside");
-        fs::create_dir_all(&shelf).context(action)?;
-        fs::rename(&path, shelf.join(format!("task-{task_id}"))).context(action)
+        fs::create_dir_all(&shelf).context(scrub, action)?;
+        fs::rename(&path, shelf.join(format!("task-{task_id}"))).context(scrub, action)
     }
 
     /// Moves a recycled checkout of `mirror`'s repository to `path`; false when none waits.
@@ -65,24 +64,24 @@ fn count_entries(dir: &Path) -> usize {
 }
 
 /// Deletes everything in `.git` but the index and makes an empty repository around it;
-/// [`super::attach_to_mirror`] gives it its objects and remote again when it is taken.
-fn scrub_git_dir(path: &Path) -> Result<(), WorkspaceError> {
+/// [`super::worktree::attach_to_mirror`] gives it its objects and remote again when it is taken.
+fn scrub_git_dir(path: &Path, scrub: Scrub<'_>) -> Result<(), WorkspaceError> {
     let action = || "cleaning a checkout for reuse".to_owned();
     let git = path.join(".git");
     // symlink_metadata: a `.git` or an index an agent replaced by a link is never followed.
-    if !fs::symlink_metadata(&git).context(action)?.is_dir() {
-        return Err(WorkspaceError::Io { action: action(), message: ".git is not a directory".into() });
+    if !fs::symlink_metadata(&git).context(scrub, action)?.is_dir() {
+        return Err(scrub.io(action(), ".git is not a directory".into()));
     }
     let index = git.join("index");
     let kept = path.join(".forgehand-index");
     let has_index = fs::symlink_metadata(&index).is_ok_and(|m| m.is_file());
     if has_index {
-        fs::rename(&index, &kept).context(action)?;
+        fs::rename(&index, &kept).context(scrub, action)?;
     }
-    remove_dir_if_present(&git, action)?;
-    Repository::init(path).context(action)?;
+    remove_dir_if_present(&git, scrub, action)?;
+    Repository::init(path).context(scrub, action)?;
     if has_index {
-        fs::rename(&kept, &index).context(action)?;
+        fs::rename(&kept, &index).context(scrub, action)?;
     }
     Ok(())
 }

@@ -8,8 +8,8 @@ mod payload;
 use std::sync::Arc;
 
 use super::client::Forge;
-use super::dialect::{Dialect, GitUser, SetupFacts, WebhookHeaders};
 use super::rest::{Api, DraftStyle, FindPull, LabelsBy};
+use super::{Dialect, GitUser, SetupFacts, WebhookHeaders};
 use crate::config::{ForgeKind, ForgeSettings, Permission};
 
 /// Gitea's facts outside its REST API.

@@ -8,8 +8,8 @@ mod payload;
 use std::sync::Arc;
 
 use super::client::Forge;
-use super::dialect::{Dialect, GitUser, Hosted, SetupFacts, WebhookHeaders};
 use super::rest::{Api, DraftStyle, FindPull, LabelsBy};
+use super::{Dialect, GitUser, Hosted, SetupFacts, WebhookHeaders};
 use crate::config::{ForgeKind, ForgeSettings, Permission};
 
 /// GitHub's facts outside its REST API.

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::forge::dialect::OwnEvent;
+use crate::forge::OwnEvent;
 use crate::forge::event::{ForgeEvent, ReviewVerdict};
 use crate::forge::payload::{ReviewFacts, ReviewPayload, null_as_empty, read};
 

@@ -2,7 +2,14 @@
 //! to change one), `GET /setup/wizard/{step}` shows a step, `POST /setup/wizard/{step}`
 //! takes its answers. The answers stay on the server, per session ([`Drafts`]); a page
 //! never carries a configured secret, and a generated webhook secret is shown once. The
-//! work itself (checks, the file, writing it) is in [`crate::setup`].
+//! work itself is in the submodules: the answers ([`draft`]), live checks ([`checks`]),
+//! and the file and writing it ([`file`]).
+
+pub mod checks;
+pub mod draft;
+pub mod file;
+#[cfg(test)]
+mod fixtures;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,7 +27,8 @@ use super::AppState;
 use super::pages::{self, render};
 use super::session::{CurrentSession, SESSION_TTL, check_csrf};
 use crate::config::{ForgeKind, Settings};
-use crate::setup::{self, AgentAnswers, Draft, ForgeAnswers, Problems, Step};
+
+use draft::{AgentAnswers, Draft, ForgeAnswers, Problems, Step};
 
 /// Held while a config file is planned and written.
 static SAVING: Mutex<()> = Mutex::new(());
@@ -295,7 +303,7 @@ async fn answer(
 }
 
 fn plan(draft: &Draft, settings: &Settings) -> Result<Review, Problems> {
-    let plan = setup::plan(draft, settings, &settings.config_target())?;
+    let plan = file::plan(draft, settings, &settings.config_target())?;
     Ok(Review { path: plan.path.display().to_string(), replaces: plan.replaces, masked: plan.masked })
 }
 
@@ -307,7 +315,7 @@ async fn save(state: &AppState, session: &CurrentSession, draft: Draft, settings
         // File work blocks; one save at a time, so two people cannot interleave theirs.
         tokio::task::spawn_blocking(move || {
             let _one_at_a_time = SAVING.lock().unwrap_or_else(|e| e.into_inner());
-            setup::plan(&draft, &settings, &path).and_then(|plan| setup::save(&plan))
+            file::plan(&draft, &settings, &path).and_then(|plan| file::save(&plan))
         })
         .await
         .unwrap_or_else(|err| {
@@ -326,8 +334,8 @@ async fn save(state: &AppState, session: &CurrentSession, draft: Draft, settings
         path: path.display().to_string(),
         backup: saved.backup.as_ref().map(|b| b.display().to_string()),
         webhook_url: webhook_url(&saved.settings.server.public_url, &draft.name),
-        restart: setup::restart_needed(settings, &saved.settings),
-        overridden: setup::overridden(&draft, &saved.settings),
+        restart: file::restart_needed(settings, &saved.settings),
+        overridden: file::overridden(&draft, &saved.settings),
         discovered: settings.config_file.is_none(),
     };
     tracing::info!(file = %path.display(), forge = %draft.name, "the setup wizard wrote the configuration; applying it");

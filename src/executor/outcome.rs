@@ -1,0 +1,69 @@
+//! How a task's steps ended, as the pipeline reports it and `finish` records it.
+
+use std::time::Duration;
+
+use super::workspace::WorkspaceError;
+use crate::forge::client::{ErrorKind, ForgeError};
+
+/// How a task ended well.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Success {
+    /// A pull request was opened (or, for a follow-up, new commits pushed to it).
+    Done {
+        pr_number: u32,
+        pr_url: String,
+    },
+    NoChanges {
+        agent_text: String,
+    },
+}
+
+/// How a task ended otherwise.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    /// Worth another attempt, after `after` if the forge said.
+    Transient {
+        reason: String,
+        after: Option<Duration>,
+    },
+    Permanent {
+        reason: String,
+        partial_branch: Option<String>,
+    },
+    /// The person behind the trigger may not trigger, or the issue is not workable.
+    Rejected {
+        reason: String,
+    },
+    Cancelled {
+        reason: String,
+    },
+    /// A stop from outside (shutdown, lease lost): `finish` decides what to do.
+    Stopped,
+}
+
+impl From<ForgeError> for Failure {
+    fn from(err: ForgeError) -> Failure {
+        match err.kind {
+            ErrorKind::Transient { retry_after } => {
+                Failure::Transient { reason: err.to_string(), after: retry_after }
+            }
+            _ => Failure::Permanent { reason: err.to_string(), partial_branch: None },
+        }
+    }
+}
+
+impl From<WorkspaceError> for Failure {
+    fn from(err: WorkspaceError) -> Failure {
+        if err.is_transient() {
+            Failure::Transient { reason: err.to_string(), after: None }
+        } else {
+            Failure::Permanent { reason: err.to_string(), partial_branch: None }
+        }
+    }
+}
+
+impl From<sea_orm::DbErr> for Failure {
+    fn from(err: sea_orm::DbErr) -> Failure {
+        Failure::Transient { reason: format!("the database failed: {err}"), after: None }
+    }
+}

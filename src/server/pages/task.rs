@@ -1,0 +1,296 @@
+//! `/tasks/{id}`: one task with its timeline, deliveries and live transcript; cancel and
+//! retry.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Form};
+use chrono::Utc;
+use serde::Deserialize;
+
+use super::deliveries::{DeliveryRow, delivery_row};
+use super::{CsrfForm, Refusal, TaskRow, database_error, error_page, render, task_row, time};
+use crate::db::TaskStatus;
+use crate::db::dashboard::{RETRYABLE, Retried};
+use crate::db::entities::{task_events, tasks};
+use crate::server::AppState;
+use crate::server::session::{CurrentSession, check_csrf};
+use crate::server::transcript::{self, Entry, Kind};
+
+/// A task as its page shows it.
+pub struct TaskView {
+    pub row: TaskRow,
+    pub kind: String,
+    pub branch: Option<String>,
+    pub attempt: i32,
+    pub turns: Option<i32>,
+    pub created: String,
+    pub started: Option<String>,
+    pub finished: Option<String>,
+    pub error: Option<String>,
+    pub wait_reason: Option<String>,
+    pub result_text: Option<String>,
+    pub cancel_requested: bool,
+    pub can_cancel: bool,
+    pub can_retry: bool,
+}
+
+/// One line of the timeline.
+pub struct EventRow {
+    pub at: String,
+    pub status: String,
+    pub message: String,
+}
+
+#[derive(Template)]
+#[template(path = "task.html")]
+struct TaskPage {
+    csrf: Option<String>,
+    task: TaskView,
+    events: Vec<EventRow>,
+    deliveries: Vec<DeliveryRow>,
+    entries: Vec<Entry>,
+    truncated: bool,
+    /// How much of the transcript comes before the lines shown, e.g. `6.5 MB`.
+    left_out: String,
+    shown_lines: usize,
+    stream_url: Option<String>,
+    notice: Option<&'static str>,
+}
+
+#[derive(Template)]
+#[template(path = "entries.html")]
+struct EntriesPart {
+    entries: Vec<Entry>,
+}
+
+/// Query string of `/tasks/{id}`.
+#[derive(Deserialize, Default)]
+pub struct TaskQueryString {
+    done: Option<String>,
+}
+
+fn notice(code: Option<&str>) -> Option<&'static str> {
+    Some(match code? {
+        "cancelled" => "The task is cancelled.",
+        "cancel_requested" => "Cancel requested: the agent stops within a few seconds.",
+        "retried" => "Queued as a new task.",
+        "active" => "Another task for this issue is already queued or running: it was left as is.",
+        "ended" => "The task had already ended: nothing to cancel.",
+        _ => return None,
+    })
+}
+
+fn task_id(raw: &str) -> Result<i64, Refusal> {
+    raw.parse::<i64>().map_err(|_| Refusal {
+        status: StatusCode::NOT_FOUND,
+        heading: "No such task",
+        message: format!("{:?} is not a task number.", raw.chars().take(40).collect::<String>()),
+    })
+}
+
+fn no_such_task(id: i64) -> Response {
+    error_page(
+        StatusCode::NOT_FOUND,
+        "No such task",
+        &format!("There is no task {id}. It may never have existed."),
+    )
+}
+
+/// `GET /tasks/{id}`.
+pub async fn task_page(
+    State(state): State<AppState>,
+    Extension(session): Extension<CurrentSession>,
+    Path(raw): Path<String>,
+    Query(query): Query<TaskQueryString>,
+) -> Response {
+    let id = match task_id(&raw) {
+        Ok(id) => id,
+        Err(refused) => return refused.into_response(),
+    };
+    let (task, events) = match state.db.task(id).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return no_such_task(id),
+        Err(err) => return database_error(err),
+    };
+    let deliveries = match state.db.deliveries_of_task(id).await {
+        Ok(rows) => rows,
+        Err(err) => return database_error(err),
+    };
+    // From the database, so that any instance shows what any executor ran.
+    let tail = state.db.transcript_tail(id, transcript::MAX_LINES, transcript::MAX_BYTES).await;
+    let (chunk, left_out) = match tail {
+        Ok((bytes, start)) => (transcript::chunk_of(&bytes, start, None), start),
+        Err(err) => {
+            tracing::warn!(task = id, error = %err, "cannot read the transcript");
+            (transcript::Chunk::default(), 0)
+        }
+    };
+    let active = TaskStatus::ACTIVE.iter().any(|s| s.as_str() == task.status);
+    let page = TaskPage {
+        csrf: Some(session.csrf),
+        task: task_view(&state, &task),
+        events: events.iter().map(event_row).collect(),
+        deliveries: deliveries.iter().map(delivery_row).collect(),
+        entries: chunk.entries,
+        truncated: chunk.truncated,
+        left_out: transcript::size(left_out),
+        shown_lines: chunk.lines,
+        stream_url: active
+            .then(|| format!("/tasks/{id}/stream?from={}&status={}", chunk.offset, task.status)),
+        notice: notice(query.done.as_deref()),
+    };
+    render(StatusCode::OK, &page)
+}
+
+fn task_view(state: &AppState, task: &tasks::Model) -> TaskView {
+    let now = Utc::now();
+    TaskView {
+        row: task_row(state, task, now),
+        kind: task.kind.clone(),
+        branch: task.branch.clone(),
+        attempt: task.attempt,
+        turns: task.turns,
+        created: time(task.created_at),
+        started: task.started_at.map(time),
+        finished: task.finished_at.map(time),
+        error: task.error.clone(),
+        wait_reason: task.wait_reason.clone(),
+        result_text: task.result_text.clone(),
+        cancel_requested: task.cancel_requested,
+        can_cancel: TaskStatus::ACTIVE.iter().any(|s| s.as_str() == task.status) && !task.cancel_requested,
+        can_retry: RETRYABLE.iter().any(|s| s.as_str() == task.status),
+    }
+}
+
+fn event_row(event: &task_events::Model) -> EventRow {
+    EventRow { at: time(event.at), status: event.status.clone(), message: event.message.clone() }
+}
+
+/// Query string of the transcript stream.
+#[derive(Deserialize)]
+pub struct StreamQuery {
+    #[serde(default)]
+    from: u64,
+    #[serde(default)]
+    status: String,
+}
+
+struct Tail {
+    state: AppState,
+    id: i64,
+    offset: u64,
+    status: String,
+    ended: bool,
+    first: bool,
+}
+
+/// `GET /tasks/{id}/stream`: server-sent events with the transcript entries written after
+/// `from` (`entries`, HTML) and the task's status when it changes (`status`).
+pub async fn task_stream(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Query(query): Query<StreamQuery>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    // A reconnecting EventSource says how far it got: resume there, not at `from`.
+    let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let offset = resume.unwrap_or(query.from);
+    let tail = Tail { state, id, offset, status: query.status, ended: false, first: true };
+    let stream = futures_util::stream::unfold(tail, |mut tail| async move {
+        let event = next_event(&mut tail).await?;
+        Some((Ok::<_, Infallible>(event), tail))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+}
+
+async fn next_event(tail: &mut Tail) -> Option<Event> {
+    loop {
+        if tail.ended {
+            return None;
+        }
+        if !tail.first {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        tail.first = false;
+        let from = tail.offset;
+        let (bytes, start) =
+            tail.state.db.transcript_bytes(tail.id, from, transcript::MAX_BYTES).await.ok()?;
+        let chunk = transcript::chunk_of(&bytes, start, Some(from));
+        tail.offset = chunk.offset;
+        if !chunk.entries.is_empty() {
+            let html = EntriesPart { entries: chunk.entries }.render().ok()?;
+            let event = Event::default().event("entries").id(tail.offset.to_string());
+            return Some(event.data(html));
+        }
+        let status = tail.state.db.task(tail.id).await.ok()??.0.status;
+        if status != tail.status {
+            tail.ended = !TaskStatus::ACTIVE.iter().any(|s| s.as_str() == status);
+            tail.status.clone_from(&status);
+            return Some(Event::default().event("status").data(status));
+        }
+    }
+}
+
+/// `POST /tasks/{id}/cancel`.
+pub async fn cancel(
+    State(state): State<AppState>,
+    Extension(session): Extension<CurrentSession>,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Err(refused) = check_csrf(&session, &form.csrf) {
+        return refused.into_response();
+    }
+    let cancelled = state.db.cancel_from_dashboard(id, "cancelled from the dashboard").await;
+    state.overview.invalidate().await;
+    match cancelled {
+        Ok(None) => no_such_task(id),
+        Ok(Some(TaskStatus::Cancelled)) => {
+            Redirect::to(&format!("/tasks/{id}?done=cancelled")).into_response()
+        }
+        Ok(Some(TaskStatus::Running)) => {
+            Redirect::to(&format!("/tasks/{id}?done=cancel_requested")).into_response()
+        }
+        Ok(Some(_)) => Redirect::to(&format!("/tasks/{id}?done=ended")).into_response(),
+        Err(err) => database_error(err),
+    }
+}
+
+/// `POST /tasks/{id}/retry`.
+pub async fn retry(
+    State(state): State<AppState>,
+    Extension(session): Extension<CurrentSession>,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Err(refused) = check_csrf(&session, &form.csrf) {
+        return refused.into_response();
+    }
+    let retried = state.db.retry_task(id, "an admin").await;
+    state.overview.invalidate().await;
+    match retried {
+        Ok(Retried::Queued(new_id)) => {
+            state.wake.notify_one();
+            Redirect::to(&format!("/tasks/{new_id}?done=retried")).into_response()
+        }
+        Ok(Retried::AlreadyActive(Some(active))) => {
+            Redirect::to(&format!("/tasks/{active}?done=active")).into_response()
+        }
+        Ok(Retried::AlreadyActive(None)) => Redirect::to(&format!("/tasks/{id}?done=active")).into_response(),
+        Ok(Retried::NotRetryable(status)) => error_page(
+            StatusCode::CONFLICT,
+            "Cannot retry",
+            &format!(
+                "Task {id} is {status}; only failed, cancelled, no_changes and rejected tasks can be retried."
+            ),
+        ),
+        Ok(Retried::NotFound) => no_such_task(id),
+        Err(err) => database_error(err),
+    }
+}

@@ -1,0 +1,384 @@
+//! The wizard's answers collected step by step ([`Draft`]), each step checked with the
+//! loader's rules before the next one opens.
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::checks::{AgentCheck, TokenReport, check_agent, check_token};
+use crate::config::{ForgeKind, ForgeSettings, Settings, WebhookSecrets};
+
+/// The wizard's steps, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Step {
+    Forge,
+    Token,
+    Webhook,
+    Trigger,
+    Agent,
+    Review,
+}
+
+impl Step {
+    /// Every step, in order.
+    pub const ALL: [Step; 6] =
+        [Step::Forge, Step::Token, Step::Webhook, Step::Trigger, Step::Agent, Step::Review];
+
+    /// The step's path segment: `/setup/wizard/<slug>`.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Step::Forge => "forge",
+            Step::Token => "token",
+            Step::Webhook => "webhook",
+            Step::Trigger => "trigger",
+            Step::Agent => "agent",
+            Step::Review => "review",
+        }
+    }
+
+    /// The step's heading.
+    pub fn title(self) -> &'static str {
+        match self {
+            Step::Forge => "Forge",
+            Step::Token => "API token",
+            Step::Webhook => "Webhook",
+            Step::Trigger => "Trigger",
+            Step::Agent => "Agent",
+            Step::Review => "Review and save",
+        }
+    }
+
+    /// The step named `slug`.
+    pub fn from_slug(slug: &str) -> Option<Step> {
+        Step::ALL.into_iter().find(|s| s.slug() == slug)
+    }
+
+    fn next(self) -> Step {
+        Step::ALL.into_iter().find(|s| *s > self).unwrap_or(Step::Review)
+    }
+}
+
+/// The wizard's answers so far. Secrets typed or generated here live only in this draft
+/// (server-side, per session) until they are written to the file; pages only say
+/// whether one is set.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    /// The name of the configured forge being edited; `None` adds a forge.
+    pub editing: Option<String>,
+    pub public_url: String,
+    pub name: String,
+    pub kind: ForgeKind,
+    pub api_url: String,
+    /// A token typed in the wizard, replacing the configured one.
+    pub new_token: Option<SecretString>,
+    /// The last successful token check.
+    pub checked: Option<TokenReport>,
+    pub repo: String,
+    /// A webhook secret generated in the wizard, replacing the configured one.
+    pub new_secret: Option<SecretString>,
+    /// Whether the generated secret was shown (it is shown once).
+    pub secret_shown: bool,
+    pub label: String,
+    pub command: String,
+    pub agent_command: String,
+    pub agent: Option<AgentCheck>,
+    pub max_concurrent: usize,
+    pub timeout_secs: u64,
+    /// The furthest step the answers allow.
+    pub reached: Step,
+}
+
+/// The first step's answers.
+#[derive(Debug, Clone, Default)]
+pub struct ForgeAnswers {
+    pub public_url: String,
+    pub name: String,
+    pub kind: String,
+    pub api_url: String,
+}
+
+/// The agent step's answers.
+#[derive(Debug, Clone, Default)]
+pub struct AgentAnswers {
+    pub command: String,
+    pub max_concurrent: String,
+    pub timeout_secs: String,
+}
+
+/// Problems with the answers, each a sentence saying what to change.
+pub type Problems = Vec<String>;
+
+impl Draft {
+    /// A draft editing the forge named `forge`, or adding one when it is not configured.
+    pub fn new(current: &Settings, forge: Option<&str>) -> Draft {
+        let existing = forge.and_then(|name| current.forge(name));
+        let (name, kind, api_url) = match existing {
+            Some(f) => (f.name.clone(), f.kind, f.api_url.clone()),
+            None => {
+                let kind = ForgeKind::Github;
+                let api_url = crate::forge::dialect(kind).setup.default_api_url.to_owned();
+                (free_name(current, &kind.to_string()), kind, api_url)
+            }
+        };
+        Draft {
+            editing: existing.map(|f| f.name.clone()),
+            public_url: current.server.public_url.clone(),
+            name,
+            kind,
+            api_url,
+            new_token: None,
+            checked: None,
+            repo: current.trigger.repos.first().cloned().unwrap_or_default(),
+            new_secret: None,
+            secret_shown: false,
+            label: current.trigger.label.clone(),
+            command: current.trigger.command.clone(),
+            agent_command: current.agent.command.clone(),
+            agent: None,
+            max_concurrent: current.executor.max_concurrent,
+            timeout_secs: current.executor.timeout_secs,
+            reached: Step::Forge,
+        }
+    }
+
+    /// The forge as these answers configure it; secrets not replaced here are the ones
+    /// in force.
+    pub fn forge(&self, current: &Settings) -> ForgeSettings {
+        let existing = self.editing.as_deref().and_then(|name| current.forge(name));
+        let token = match (&self.new_token, existing) {
+            (Some(token), _) => token.clone(),
+            (None, Some(f)) => f.token.clone(),
+            (None, None) => SecretString::from(""),
+        };
+        let webhook_secret = match (&self.new_secret, existing) {
+            (Some(secret), _) => WebhookSecrets(vec![secret.clone()]),
+            (None, Some(f)) => f.webhook_secret.clone(),
+            (None, None) => WebhookSecrets::default(),
+        };
+        ForgeSettings {
+            name: self.name.clone(),
+            kind: self.kind,
+            api_url: self.api_url.clone(),
+            token,
+            webhook_secret,
+            bot_login: self.bot_login(existing),
+        }
+    }
+
+    fn bot_login(&self, existing: Option<&ForgeSettings>) -> String {
+        match (&self.checked, existing) {
+            (Some(report), _) => report.login.clone(),
+            (None, Some(f)) => f.bot_login.clone(),
+            (None, None) => String::new(),
+        }
+    }
+
+    /// Whether the forge has an API token, typed here or configured.
+    pub fn token_set(&self, current: &Settings) -> bool {
+        !self.forge(current).token.expose_secret().is_empty()
+    }
+
+    /// Whether the forge has a webhook secret, generated here or configured.
+    pub fn secret_set(&self, current: &Settings) -> bool {
+        !self.forge(current).webhook_secret.is_empty()
+    }
+
+    /// The settings in force with these answers applied, for validation.
+    pub fn candidate(&self, current: &Settings) -> Settings {
+        let mut settings = current.clone();
+        settings.server.public_url.clone_from(&self.public_url);
+        let forge = self.forge(current);
+        match settings.forges.iter_mut().find(|f| Some(&f.name) == self.editing.as_ref()) {
+            Some(slot) => *slot = forge,
+            None => settings.forges.push(forge),
+        }
+        settings.trigger.label.clone_from(&self.label);
+        settings.trigger.command.clone_from(&self.command);
+        settings.agent.command.clone_from(&self.agent_command);
+        settings.executor.max_concurrent = self.max_concurrent;
+        settings.executor.timeout_secs = self.timeout_secs;
+        settings
+    }
+
+    pub(super) fn validated(&self, current: &Settings) -> Result<(), Problems> {
+        match self.candidate(current).validate() {
+            Ok(()) => Ok(()),
+            Err(crate::config::ConfigError::Invalid(problems)) => Err(problems),
+            Err(other) => Err(vec![other.to_string()]),
+        }
+    }
+
+    fn advance(&mut self, done: Step) {
+        self.reached = self.reached.max(done.next());
+    }
+
+    /// Step 1: where forgehand is reached, and the forge's name, kind and API URL.
+    pub fn set_forge(&mut self, current: &Settings, answers: ForgeAnswers) -> Result<(), Problems> {
+        let before = (self.kind, self.api_url.clone());
+        self.public_url = answers.public_url.trim().trim_end_matches('/').to_owned();
+        if self.editing.is_none() {
+            self.name = answers.name.trim().to_owned();
+        }
+        self.api_url = answers.api_url.trim().trim_end_matches('/').to_owned();
+        let kind = answers.kind.parse::<ForgeKind>().map_err(|_| {
+            let known: Vec<&str> =
+                ForgeKind::ALL.iter().map(|kind| crate::forge::dialect(*kind).name).collect();
+            format!("Forge kind {:?} is not known: pick {}.", answers.kind, known.join(" or "))
+        });
+        if let Ok(kind) = kind {
+            self.kind = kind;
+        }
+        if (self.kind, &self.api_url) != (before.0, &before.1) {
+            self.checked = None;
+        }
+        let mut problems: Problems = kind.err().into_iter().collect();
+        if self.editing.is_none() && current.forge(&self.name).is_some() {
+            problems.push(format!(
+                "A forge named {:?} is configured already: pick another name, or change it from the setup page.",
+                self.name
+            ));
+        }
+        self.finish(Step::Forge, current, problems)
+    }
+
+    /// Records the outcome of `step`: with problems, the answers stay (to be corrected)
+    /// and the wizard holds at this step; without, the next step opens.
+    fn finish(&mut self, step: Step, current: &Settings, mut problems: Problems) -> Result<(), Problems> {
+        if problems.is_empty()
+            && let Err(more) = self.validated(current)
+        {
+            problems = more;
+        }
+        if !problems.is_empty() {
+            self.reached = self.reached.min(step);
+            return Err(problems);
+        }
+        self.advance(step);
+        if self.checked.is_none() {
+            // A new API URL or kind: the token is tested again before going further.
+            self.reached = self.reached.min(Step::Token);
+        }
+        Ok(())
+    }
+
+    /// Step 2: tests the token (a new one, or the one in force) live against the forge:
+    /// who it is and its permission on `repo`.
+    pub async fn set_token(&mut self, current: &Settings, token: &str, repo: &str) -> Result<(), Problems> {
+        let repo = repo.trim();
+        let mut forge = self.forge(current);
+        if !token.trim().is_empty() {
+            forge.token = SecretString::from(token.trim().to_owned());
+        }
+        let mut problems = Vec::new();
+        if forge.token.expose_secret().is_empty() {
+            problems.push("Enter the bot account's API token.".to_owned());
+        }
+        if !is_repo(repo) {
+            problems.push(format!(
+                "Name a repository the bot should work on as owner/name (got {:?}).",
+                repo.chars().take(100).collect::<String>()
+            ));
+        }
+        self.repo = repo.to_owned();
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let report = check_token(&forge, Some(repo)).await.map_err(|message| vec![message])?;
+        if !token.trim().is_empty() {
+            self.new_token = Some(forge.token);
+        }
+        self.checked = Some(report);
+        self.advance(Step::Token);
+        Ok(())
+    }
+
+    /// Step 3: a new webhook secret, shown once by the next page.
+    pub fn generate_secret(&mut self) -> std::io::Result<()> {
+        self.new_secret = Some(SecretString::from(crate::token::generate_token()?));
+        self.secret_shown = false;
+        Ok(())
+    }
+
+    /// Step 3 done: a secret must be set.
+    pub fn confirm_webhook(&mut self, current: &Settings) -> Result<(), Problems> {
+        if !self.secret_set(current) {
+            return Err(vec![
+                "Generate a webhook secret first: without one every delivery is refused.".into(),
+            ]);
+        }
+        self.advance(Step::Webhook);
+        Ok(())
+    }
+
+    /// Step 4: the trigger label and command.
+    pub fn set_trigger(&mut self, current: &Settings, label: &str, command: &str) -> Result<(), Problems> {
+        self.label = label.trim().to_owned();
+        self.command = command.trim().to_owned();
+        self.finish(Step::Trigger, current, Vec::new())
+    }
+
+    /// Step 5: the agent command (found and answering `--version`), concurrency and timeout.
+    pub async fn set_agent(&mut self, current: &Settings, answers: AgentAnswers) -> Result<(), Problems> {
+        let mut problems = Vec::new();
+        self.agent_command = answers.command.trim().to_owned();
+        self.agent = None;
+        match answers.max_concurrent.trim().parse::<usize>() {
+            Ok(n) if (1..=64).contains(&n) => self.max_concurrent = n,
+            _ => problems.push("Concurrent agents must be a whole number from 1 to 64.".to_owned()),
+        }
+        match answers.timeout_secs.trim().parse::<u64>() {
+            Ok(s) if (60..=86_400).contains(&s) => self.timeout_secs = s,
+            _ => problems
+                .push("The timeout must be a whole number of seconds from 60 to 86400 (a day).".to_owned()),
+        }
+        if problems.is_empty() && !self.agent_command.is_empty() {
+            match check_agent(&self.agent_command).await {
+                Ok(found) => self.agent = Some(found),
+                Err(message) => problems.push(message),
+            }
+        }
+        self.finish(Step::Agent, current, problems)
+    }
+}
+
+fn free_name(current: &Settings, base: &str) -> String {
+    if current.forge(base).is_none() {
+        return base.to_owned();
+    }
+    (2..).map(|n| format!("{base}-{n}")).find(|name| current.forge(name).is_none()).unwrap_or_default()
+}
+
+fn is_repo(repo: &str) -> bool {
+    let mut parts = repo.split('/');
+    matches!((parts.next(), parts.next(), parts.next()), (Some(o), Some(n), None)
+        if !o.is_empty() && !n.is_empty() && !repo.contains(char::is_whitespace))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::wizard::fixtures::{base, settings_from};
+
+    #[test]
+    fn answers_are_checked_with_the_loader_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let current = settings_from(dir.path(), &base(dir.path()));
+        let mut draft = Draft::new(&current, None);
+        let answers = |name: &str, url: &str| ForgeAnswers {
+            public_url: "http://127.0.0.1:8080".into(),
+            name: name.into(),
+            kind: "github".into(),
+            api_url: url.into(),
+        };
+        let problems = draft.set_forge(&current, answers("Bad Name", "ftp://x")).unwrap_err();
+        assert!(
+            problems.iter().any(|p| p.contains(".name")) && problems.iter().any(|p| p.contains(".api_url"))
+        );
+        let taken = draft.set_forge(&current, answers("gitea", "https://api.github.com")).unwrap_err();
+        assert!(taken[0].contains("configured already"), "{taken:?}");
+        assert_eq!(draft.reached, Step::Forge);
+        let problems = draft.set_trigger(&current, "", "two words").unwrap_err();
+        assert!(problems.iter().any(|p| p.starts_with("trigger.label")), "{problems:?}");
+        assert!(problems.iter().any(|p| p.starts_with("trigger.command")), "{problems:?}");
+        assert_eq!(draft.command, "two words", "a refused answer stays, to be corrected");
+        assert_eq!(draft.reached, Step::Forge, "and the steps after it stay closed");
+    }
+}
