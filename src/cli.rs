@@ -114,7 +114,7 @@ pub fn task_table(tasks: &[tasks::Model]) -> String {
     for task in tasks {
         rows.push(vec![
             task.id.to_string(),
-            task.status.clone(),
+            task.status.to_string(),
             task.forge.clone(),
             task.repo.clone(),
             task.number.to_string(),

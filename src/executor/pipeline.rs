@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sea_orm::Value;
 use secrecy::SecretString;
 
 use super::Context;
@@ -18,7 +17,7 @@ use super::workspace::{
     BranchStart, GitCredentials, Identity, PrepareSpec, WorkspaceError, Worktree, branch_name,
 };
 use crate::db::entities::tasks;
-use crate::db::queries;
+use crate::db::{Beat, RunRecord};
 use crate::forge::client::{ErrorKind, Forge, NewPull};
 
 type Step<T> = Result<T, Failure>;
@@ -82,7 +81,7 @@ pub async fn execute(ctx: &Arc<Context>, task: &tasks::Model, guard: &Guard) -> 
 async fn announce(ctx: &Context, forge: &dyn Forge, task: &tasks::Model) {
     let status = Status::Working { attempt: task.attempt, max_attempts: ctx.settings.executor.max_attempts };
     super::finish::post_status(ctx, forge, task, &status).await;
-    let number = task.number as u32;
+    let number = task.issue_number();
     if let Err(err) = forge.add_label(&task.repo, number, &ctx.settings.labels.working).await {
         tracing::warn!(error = %err, "cannot set the working label");
     }
@@ -109,7 +108,7 @@ async fn check_permission(ctx: &Context, forge: &dyn Forge, task: &tasks::Model)
 }
 
 async fn plan(ctx: &Context, forge: &dyn Forge, task: &tasks::Model) -> Step<Plan> {
-    let number = task.number as u32;
+    let number = task.issue_number();
     let issue = forge.issue(&task.repo, number).await?;
     if !issue.is_open {
         return Err(Failure::Cancelled { reason: format!("#{number} was closed") });
@@ -227,9 +226,7 @@ async fn prepare(
         Ok(worktree)
     })
     .await?;
-    let branch = Value::from(Some(plan.branch.clone()));
-    queries::update_owned(ctx.db.connection(), task.id, &ctx.owner, vec![(tasks::Column::Branch, branch)])
-        .await?;
+    ctx.lease(task.id).record_branch(&plan.branch).await?;
     Ok(worktree)
 }
 
@@ -248,7 +245,7 @@ async fn run_agent(
     let prompt = Prompt {
         repo: &task.repo,
         branch: &plan.branch,
-        number: task.number as u32,
+        number: task.issue_number(),
         title: &task.title,
         body: &plan.issue_body,
         requested_by: &task.requested_by,
@@ -257,7 +254,7 @@ async fn run_agent(
     }
     .text();
     let resume = if follow_up {
-        queries::last_session_for_pull(ctx.db.connection(), &task.forge, &task.repo, task.number).await?
+        ctx.db.last_session_for_pull(&task.forge, &task.repo, task.number).await?
     } else {
         None
     };
@@ -329,13 +326,13 @@ async fn run_agent(
 
 async fn record_run(ctx: &Context, task: &tasks::Model, run: &AgentRun) -> Step<()> {
     let result = run.result.as_ref();
-    let changes = vec![
-        (tasks::Column::AgentSessionId, Value::from(run.session_id.clone())),
-        (tasks::Column::Turns, Value::from(result.and_then(|r| r.num_turns).map(|n| n as i32))),
-        (tasks::Column::CostUsd, Value::from(result.and_then(|r| r.total_cost_usd))),
-        (tasks::Column::ResultText, Value::from(result.map(|r| crate::db::clean(&r.text, 65_536)))),
-    ];
-    queries::update_owned(ctx.db.connection(), task.id, &ctx.owner, changes).await?;
+    let record = RunRecord {
+        session_id: run.session_id.as_deref(),
+        turns: result.and_then(|r| r.num_turns),
+        cost_usd: result.and_then(|r| r.total_cost_usd),
+        result_text: result.map(|r| r.text.as_str()),
+    };
+    ctx.lease(task.id).record_run(&record).await?;
     Ok(())
 }
 
@@ -412,7 +409,7 @@ async fn open_pull(
     run: Option<&AgentRun>,
     duration: Duration,
 ) -> Step<Success> {
-    let number = task.number as u32;
+    let number = task.issue_number();
     if task.kind == "follow_up" {
         let pull = forge.pull(&task.repo, number).await?;
         return Ok(Success::Done { pr_number: pull.number, pr_url: pull.url });
@@ -444,10 +441,9 @@ async fn open_pull(
 
 /// Fails with `Stopped` when the task's lease is no longer ours (another executor took it).
 pub async fn ensure_lease(ctx: &Context, task: &tasks::Model) -> Step<()> {
-    let lease = chrono::Duration::seconds(ctx.settings.executor.lease_secs as i64);
-    match queries::heartbeat(ctx.db.connection(), task.id, &ctx.owner, chrono::Utc::now() + lease).await? {
-        Some(_) => Ok(()),
-        None => Err(Failure::Stopped),
+    match ctx.lease(task.id).heartbeat().await? {
+        Beat::Held | Beat::CancelRequested => Ok(()),
+        Beat::Lost => Err(Failure::Stopped),
     }
 }
 

@@ -414,9 +414,9 @@ async fn cancelling_a_running_task_asks_it_to_stop() {
     let app = TestApp::spawn().await;
     let id = queue_task(&app, 12, "running").await;
     let mut running = app.db.task(id).await.unwrap().unwrap().0.into_active_model();
-    running.status = Set("running".into());
+    running.status = Set(forgehand::db::TaskStatus::Running);
     running.started_at = Set(Some(chrono::Utc::now()));
-    running.update(app.db.connection()).await.unwrap();
+    running.update(app.db.connection_for_tests()).await.unwrap();
     let browser = Browser::login(&app).await;
     let (_, page) = browser.get("/").await;
     assert!(page.contains("1 / 2"), "agents running vs max_concurrent");
@@ -530,10 +530,10 @@ async fn metrics_are_open_bounded_and_count_what_happened() {
     assert_eq!(app.deliver("github", forged).await.status, 401);
     let mut done = app.db.task(first).await.unwrap().unwrap().0.into_active_model();
     let end = chrono::Utc::now();
-    done.status = Set("done".into());
+    done.status = Set(forgehand::db::TaskStatus::Done);
     done.started_at = Set(Some(end - chrono::Duration::seconds(90)));
     done.finished_at = Set(Some(end));
-    done.update(app.db.connection()).await.unwrap();
+    done.update(app.db.connection_for_tests()).await.unwrap();
 
     let response = client().get(format!("{}/metrics", app.base)).send().await.unwrap();
     assert_eq!(response.status(), 200, "no session or token needed");

@@ -529,7 +529,7 @@ mod sweep {
         let answer = app.deliver(name, labeled.delivery()).await;
         assert_eq!(answer.status, 202, "{}", answer.text);
         let first = answer.json["task_id"].as_i64().unwrap();
-        forgehand::db::queries::cancel_task(app.db.connection(), first, "test").await.unwrap();
+        app.db.cancel_task(first, "test").await.unwrap();
 
         // trigger.repos is empty: the repositories come from recent deliveries.
         let executor = Executor::new(settings, app.db.clone(), Arc::new(tokio::sync::Notify::new())).unwrap();

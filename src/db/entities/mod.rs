@@ -3,5 +3,6 @@
 pub mod deliveries;
 pub mod label_states;
 pub mod task_events;
+pub mod task_status;
 pub mod tasks;
 pub mod transcript_chunks;

@@ -131,7 +131,7 @@ pub async fn task_page(
             (transcript::Chunk::default(), 0)
         }
     };
-    let active = TaskStatus::ACTIVE.iter().any(|s| s.as_str() == task.status);
+    let active = task.status.is_active();
     let page = TaskPage {
         csrf: Some(session.csrf),
         task: task_view(&state, &task),
@@ -163,8 +163,8 @@ fn task_view(state: &AppState, task: &tasks::Model) -> TaskView {
         wait_reason: task.wait_reason.clone(),
         result_text: task.result_text.clone(),
         cancel_requested: task.cancel_requested,
-        can_cancel: TaskStatus::ACTIVE.iter().any(|s| s.as_str() == task.status) && !task.cancel_requested,
-        can_retry: RETRYABLE.iter().any(|s| s.as_str() == task.status),
+        can_cancel: task.status.is_active() && !task.cancel_requested,
+        can_retry: RETRYABLE.contains(&task.status),
     }
 }
 
@@ -185,7 +185,8 @@ struct Tail {
     state: AppState,
     id: i64,
     offset: u64,
-    status: String,
+    /// The status the page shows (`None`: one it did not name).
+    status: Option<TaskStatus>,
     ended: bool,
     first: bool,
 }
@@ -201,7 +202,7 @@ pub async fn task_stream(
     // A reconnecting EventSource says how far it got: resume there, not at `from`.
     let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
     let offset = resume.unwrap_or(query.from);
-    let tail = Tail { state, id, offset, status: query.status, ended: false, first: true };
+    let tail = Tail { state, id, offset, status: query.status.parse().ok(), ended: false, first: true };
     let stream = futures_util::stream::unfold(tail, |mut tail| async move {
         let event = next_event(&mut tail).await?;
         Some((Ok::<_, Infallible>(event), tail))
@@ -229,10 +230,10 @@ async fn next_event(tail: &mut Tail) -> Option<Event> {
             return Some(event.data(html));
         }
         let status = tail.state.db.task(tail.id).await.ok()??.0.status;
-        if status != tail.status {
-            tail.ended = !TaskStatus::ACTIVE.iter().any(|s| s.as_str() == status);
-            tail.status.clone_from(&status);
-            return Some(Event::default().event("status").data(status));
+        if tail.status != Some(status) {
+            tail.ended = !status.is_active();
+            tail.status = Some(status);
+            return Some(Event::default().event("status").data(status.as_str()));
         }
     }
 }
