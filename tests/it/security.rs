@@ -1,0 +1,197 @@
+//! The red-team findings of issue 22, each reproduced against the real server over real
+//! sockets: stalled form bodies, token guessing, the wizard's stored token, and the
+//! smaller items (streams after logout, CL+TE, file modes).
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::harness::*;
+
+/// An app whose `[server]` section also carries `server_keys`.
+async fn spawn_server_with(server_keys: &str) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(&dir.path().join("data"), "").await;
+    let text = text.replacen("[server]\n", &format!("[server]\n{server_keys}\n"), 1);
+    TestApp::spawn_config(dir, &text).await
+}
+
+fn address(app: &TestApp) -> String {
+    app.base.trim_start_matches("http://").to_owned()
+}
+
+/// Sends `head` (headers and the start of a body that never completes) and reads until
+/// the server closes; how long that took and the status line, or `None` when the server
+/// still held the connection after `give_up`.
+async fn stall(
+    app: &TestApp,
+    head: &'static str,
+    sent: tokio::sync::mpsc::Sender<()>,
+    give_up: Duration,
+) -> Option<(Duration, String)> {
+    let mut stream = TcpStream::connect(address(app)).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let _ = sent.send(()).await;
+    let mut answer = Vec::new();
+    match tokio::time::timeout(give_up, stream.read_to_end(&mut answer)).await {
+        Ok(_) => {
+            let status = String::from_utf8_lossy(&answer)
+                .lines()
+                .next()
+                .unwrap_or("(closed without an answer)")
+                .to_owned();
+            Some((started.elapsed(), status))
+        }
+        Err(_) => None,
+    }
+}
+
+const STALLED_LOGOUT: &str = "POST /logout HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+                              Content-Length: 100\r\n\r\ncsrf=";
+
+#[tokio::test]
+async fn stalled_form_bodies_neither_hold_their_slots_nor_starve_deliveries() {
+    let (slots, body_timeout) = (8, Duration::from_secs(3));
+    let app = spawn_server_with("max_connections = 8\nbody_timeout_secs = 3\nheader_timeout_secs = 30").await;
+    // Twice as many stalled clients as slots: the ones over the limit queue in the
+    // backlog ahead of the delivery.
+    let attackers = 2 * slots;
+    let (sent, mut all_sent) = tokio::sync::mpsc::channel(attackers);
+    let app = std::sync::Arc::new(app);
+    let stalled: Vec<_> = (0..attackers)
+        .map(|_| {
+            let (app, sent) = (app.clone(), sent.clone());
+            tokio::spawn(async move { stall(&app, STALLED_LOGOUT, sent, body_timeout * 4).await })
+        })
+        .collect();
+    for _ in 0..attackers {
+        all_sent.recv().await.unwrap();
+    }
+
+    let started = Instant::now();
+    let delivery = Delivery::github("issues", fixture("github/issues_labeled.json"));
+    let answer = tokio::time::timeout(body_timeout, app.deliver("github", delivery))
+        .await
+        .expect("a signed delivery was not answered within the body timeout while form bodies stalled");
+    let delivery_took = started.elapsed();
+    assert_eq!((answer.status, answer.outcome()), (202, "task_created"), "{}", answer.text);
+
+    let mut longest = Duration::ZERO;
+    let mut statuses = std::collections::BTreeMap::<String, usize>::new();
+    for client in stalled {
+        let (open_for, status) =
+            client.await.unwrap().expect("a stalled client was still held after 4 body timeouts");
+        assert!(status.starts_with("HTTP/1.1 408") || status.starts_with("HTTP/1.1 503"), "{status}");
+        longest = longest.max(open_for);
+        *statuses.entry(status).or_default() += 1;
+    }
+    eprintln!(
+        "stalled form bodies: {attackers} clients, {slots} slots, body timeout {body_timeout:?}: \
+         the delivery took {delivery_took:?}; the longest stalled client was cut off after {longest:?}; {statuses:?}"
+    );
+    assert!(longest < body_timeout + Duration::from_millis(1500), "a stalled body was read for {longest:?}");
+}
+
+/// A `POST /login` whose headers are sent now and whose body (a wrong token) is sent when
+/// `go` fires; the status line of the answer.
+async fn login_in_two_parts(
+    app: &TestApp,
+    sent: tokio::sync::mpsc::Sender<()>,
+    mut go: tokio::sync::watch::Receiver<bool>,
+) -> String {
+    let body = "token=guess";
+    let head = format!(
+        "POST /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut stream = TcpStream::connect(address(app)).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    sent.send(()).await.unwrap();
+    go.wait_for(|go| *go).await.unwrap();
+    stream.write_all(body.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    String::from_utf8_lossy(&answer).lines().next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn wrong_tokens_are_counted_once_per_client_however_presented_and_however_concurrent() {
+    let app = std::sync::Arc::new(spawn_server_with("").await);
+    // 25 logins send their headers, wait, then all send a wrong token at once.
+    let (sent, mut all_sent) = tokio::sync::mpsc::channel(25);
+    let (go, wait) = tokio::sync::watch::channel(false);
+    let logins: Vec<_> = (0..25)
+        .map(|_| {
+            let (app, sent, wait) = (app.clone(), sent.clone(), wait.clone());
+            tokio::spawn(async move { login_in_two_parts(&app, sent, wait).await })
+        })
+        .collect();
+    for _ in 0..25 {
+        all_sent.recv().await.unwrap();
+    }
+    go.send(true).unwrap();
+    let mut statuses = std::collections::BTreeMap::<String, usize>::new();
+    for login in logins {
+        *statuses.entry(login.await.unwrap()).or_default() += 1;
+    }
+    let expected =
+        [("HTTP/1.1 401 Unauthorized".to_owned(), 5), ("HTTP/1.1 429 Too Many Requests".to_owned(), 20)];
+    assert_eq!(statuses, expected.into_iter().collect(), "exactly five wrong tokens are compared");
+
+    // The API's Bearer header shares the count: no more guesses there, not even the
+    // right token is compared until the window has passed.
+    let bearer =
+        |token: &'static str| app.client.get(format!("{}/api/tasks", app.base)).bearer_auth(token).send();
+    for token in ["guess-1", "guess-2", ADMIN_TOKEN] {
+        let refused = bearer(token).await.unwrap();
+        assert_eq!(
+            (refused.status().as_u16(), &refused.headers()["retry-after"]),
+            (429, &"60".parse().unwrap())
+        );
+    }
+}
+
+#[tokio::test]
+async fn wrong_bearer_tokens_lock_the_login_too_but_not_a_browser_that_logged_in_before() {
+    let app = spawn_server_with("").await;
+    let client = crate::dashboard::client();
+    let login = |token: &'static str, device: Option<&str>| {
+        let mut request = client.post(format!("{}/login", app.base));
+        if let Some(device) = device {
+            request = request.header("cookie", device);
+        }
+        crate::dashboard::FormBody::form_body(request, &[("token", token)]).send()
+    };
+    // The admin logged in from this browser before: it keeps a device cookie for /login.
+    let first = login(ADMIN_TOKEN, None).await.unwrap();
+    assert_eq!(first.status(), 303);
+    let device = first
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("forgehand_device="))
+        .expect("a successful login hands out a device cookie");
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/login"] {
+        assert!(device.contains(flag), "{flag} missing in {device}");
+    }
+    let device = device.split(';').next().unwrap().to_owned();
+
+    // Someone else behind the same address guesses through the API.
+    for n in 0..5 {
+        let answer =
+            app.client.get(format!("{}/api/tasks", app.base)).bearer_auth(format!("guess-{n}")).send();
+        assert_eq!(answer.await.unwrap().status(), 401);
+    }
+    assert_eq!(login("guess-6", None).await.unwrap().status(), 429, "the form shares the API's count");
+    assert_eq!(login(ADMIN_TOKEN, None).await.unwrap().status(), 429, "a new browser waits like anyone");
+    let returning = login(ADMIN_TOKEN, Some(&device)).await.unwrap();
+    assert_eq!(returning.status(), 303, "the admin's own browser is not locked out by others' guesses");
+    assert_eq!(returning.headers()["location"], "/");
+    let forged = login(ADMIN_TOKEN, Some("forgehand_device=made-up")).await.unwrap();
+    assert_eq!(forged.status(), 429, "a device cookie forgehand did not hand out counts for nothing");
+}
