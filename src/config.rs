@@ -518,6 +518,20 @@ impl Settings {
     }
 }
 
+impl ForgeKind {
+    /// Every kind, in the order the setup wizard offers them.
+    pub const ALL: [ForgeKind; 2] = [ForgeKind::Github, ForgeKind::Gitea];
+}
+
+impl std::str::FromStr for ForgeKind {
+    type Err = serde::de::value::Error;
+
+    /// The kind as the configuration file names it (`github`, `gitea`, `forgejo`).
+    fn from_str(name: &str) -> Result<ForgeKind, Self::Err> {
+        ForgeKind::deserialize(serde::de::value::StrDeserializer::new(name))
+    }
+}
+
 impl fmt::Display for ForgeKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

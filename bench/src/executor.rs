@@ -4,7 +4,7 @@
 //! webhook to the agent's start, and from the agent's end to the pull request (commit,
 //! push, PR). The two depths show whether a task's cost follows the history's.
 
-#[path = "../../tests/it/fake_forge.rs"]
+#[path = "../../tests/it/fake_forge/mod.rs"]
 mod fake_forge;
 
 use std::io::Write as _;

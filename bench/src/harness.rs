@@ -1,4 +1,4 @@
-//! What tests/it/fake_forge.rs needs from the test harness, for the executor benchmark:
+//! What tests/it/fake_forge/ needs from the test harness, for the executor benchmark:
 //! the webhook secrets and a signed delivery.
 
 use crate::payload::sign;

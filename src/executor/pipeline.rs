@@ -17,7 +17,6 @@ use super::report::{self, PullFacts, Status};
 use super::workspace::{
     BranchStart, GitCredentials, Identity, PrepareSpec, WorkspaceError, Worktree, branch_name,
 };
-use crate::config::ForgeKind;
 use crate::db::entities::tasks;
 use crate::db::queries;
 use crate::forge::client::{ErrorKind, Forge, NewPull};
@@ -162,11 +161,7 @@ fn credentials(ctx: &Context, task: &tasks::Model) -> Option<GitCredentials> {
     if token.is_empty() {
         return None;
     }
-    let username = match forge.kind {
-        ForgeKind::Github => "x-access-token".to_owned(),
-        ForgeKind::Gitea if !forge.bot_login.is_empty() => forge.bot_login.clone(),
-        ForgeKind::Gitea => "forgehand".to_owned(),
-    };
+    let username = crate::forge::dialect(forge.kind).git_user.name(&forge.bot_login);
     Some(GitCredentials { username, token: SecretString::from(token.to_owned()) })
 }
 

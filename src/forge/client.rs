@@ -1,5 +1,5 @@
-//! The `Forge` trait: what the executor asks of a forge's REST API, with a GitHub
-//! (octocrab) and a Gitea/Forgejo (reqwest) implementation.
+//! The `Forge` trait: what the executor asks of a forge's REST API. One implementation
+//! (`rest.rs`) serves GitHub (through octocrab) and Gitea/Forgejo (through reqwest).
 //!
 //! Errors say what failed and whether trying again later can help; they never contain
 //! the token.
@@ -151,10 +151,7 @@ pub(crate) const MAX_PAGES: u32 = 50;
 
 /// Builds the client for a configured forge.
 pub fn connect(settings: &ForgeSettings) -> anyhow::Result<Arc<dyn Forge>> {
-    Ok(match settings.kind {
-        ForgeKind::Github => Arc::new(super::github::GithubClient::new(settings)?),
-        ForgeKind::Gitea => Arc::new(super::gitea::GiteaClient::new(settings)?),
-    })
+    (super::dialect(settings.kind).connect)(settings)
 }
 
 /// An HTTP answer before interpretation.

@@ -18,24 +18,22 @@ pub struct PayloadError {
     pub message: String,
 }
 
-/// Parses the JSON body of a delivery of `event` sent by a forge of `kind`.
+/// Parses the JSON body of a delivery of `event` sent by a forge of `kind`: the events every
+/// forge sends here, its own (reviews) in its folder.
 pub fn parse(kind: ForgeKind, event: &str, json: &[u8]) -> Result<ForgeEvent, PayloadError> {
-    match (kind, event) {
-        (_, "ping") => read::<IgnoredAny>(event, json).map(|_| ForgeEvent::Ping),
-        (_, "issues") => read::<IssuesPayload>(event, json).map(IssuesPayload::into_event),
-        (_, "issue_comment") => read::<CommentPayload>(event, json).map(CommentPayload::into_event),
-        (ForgeKind::Github, "pull_request_review") => {
-            read::<GithubReviewPayload>(event, json).map(GithubReviewPayload::into_event)
-        }
-        (ForgeKind::Gitea, "pull_request_approved" | "pull_request_rejected" | "pull_request_comment") => {
-            read::<GiteaReviewPayload>(event, json).map(|p| p.into_event(event))
-        }
-        _ => read::<Envelope>(event, json)
-            .map(|envelope| ForgeEvent::Unsupported { event: event.to_owned(), action: envelope.action }),
+    match event {
+        "ping" => read::<IgnoredAny>(event, json).map(|_| ForgeEvent::Ping),
+        "issues" => read::<IssuesPayload>(event, json).map(IssuesPayload::into_event),
+        "issue_comment" => read::<CommentPayload>(event, json).map(CommentPayload::into_event),
+        _ => (super::dialect(kind).parse_own_event)(event, json).unwrap_or_else(|| {
+            read::<Envelope>(event, json)
+                .map(|envelope| ForgeEvent::Unsupported { event: event.to_owned(), action: envelope.action })
+        }),
     }
 }
 
-fn read<T: DeserializeOwned>(event: &str, json: &[u8]) -> Result<T, PayloadError> {
+/// Reads a payload, naming the JSON path of a field that cannot be read.
+pub(crate) fn read<T: DeserializeOwned>(event: &str, json: &[u8]) -> Result<T, PayloadError> {
     // The plain parse is the fast path (it also refuses trailing text); only a payload it
     // refuses pays for a second parse that tracks the path for the message.
     match serde_json::from_slice(json) {
@@ -131,23 +129,25 @@ struct RepoNamePayload {
     full_name: String,
 }
 
+/// A pull request's head.
 #[derive(Deserialize)]
-struct HeadPayload {
+pub(crate) struct HeadPayload {
     #[serde(rename = "ref")]
     git_ref: String,
     #[serde(default)]
-    sha: String,
+    pub sha: String,
     #[serde(default)]
     repo: Option<RepoNamePayload>,
 }
 
+/// A pull request as webhooks show it.
 #[derive(Deserialize)]
-struct PullPayload {
-    number: u32,
+pub(crate) struct PullPayload {
+    pub number: u32,
     title: String,
     #[serde(default)]
     state: String,
-    head: HeadPayload,
+    pub head: HeadPayload,
 }
 
 impl PullPayload {
@@ -156,47 +156,45 @@ impl PullPayload {
     }
 }
 
+/// A review event: the parts every forge sends alike, and `R`, its own review object.
 #[derive(Deserialize)]
-struct GithubReview {
-    #[serde(default)]
-    id: Option<u64>,
-    #[serde(default, deserialize_with = "null_as_empty")]
-    body: String,
-    state: String,
-}
-
-#[derive(Deserialize)]
-struct GithubReviewPayload {
-    action: String,
-    review: GithubReview,
-    pull_request: PullPayload,
+pub(crate) struct ReviewPayload<R> {
+    pub action: String,
+    pub review: R,
+    pub pull_request: PullPayload,
     repository: RepoPayload,
     sender: UserPayload,
 }
 
-#[derive(Deserialize)]
-struct GiteaReview {
-    #[serde(default, deserialize_with = "null_as_empty")]
-    content: String,
+/// What a forge reads from its own review object.
+pub(crate) struct ReviewFacts {
+    pub review_key: Option<String>,
+    pub verdict: ReviewVerdict,
+    pub body: String,
 }
 
-#[derive(Deserialize)]
-struct GiteaReviewPayload {
-    action: String,
-    review: GiteaReview,
-    pull_request: PullPayload,
-    repository: RepoPayload,
-    sender: UserPayload,
+impl<R> ReviewPayload<R> {
+    /// The event, with what `read` takes from the forge's review object.
+    pub(crate) fn into_event(self, read: impl FnOnce(R, &PullPayload) -> ReviewFacts) -> ForgeEvent {
+        let facts = read(self.review, &self.pull_request);
+        ForgeEvent::Review {
+            action: self.action,
+            review_key: facts.review_key,
+            head_in_repo: self.pull_request.head_in(&self.repository),
+            pr_open: self.pull_request.state == "open",
+            repo: self.repository.into(),
+            pr_number: self.pull_request.number,
+            pr_title: self.pull_request.title,
+            head_ref: self.pull_request.head.git_ref,
+            verdict: facts.verdict,
+            body: facts.body,
+            sender: self.sender.into(),
+        }
+    }
 }
 
-/// Gitea reviews carry no id: the same review on the same commit is the same event.
-fn gitea_review_key(pull: &PullPayload, content: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = hex::encode(Sha256::digest(content.as_bytes()));
-    format!("{}:{}:{}", pull.number, pull.head.sha, &digest[..16])
-}
-
-fn null_as_empty<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+/// Reads `null` as the default value (Gitea sends `null` for empty lists and texts).
+pub(crate) fn null_as_empty<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Default + Deserialize<'de>,
@@ -259,54 +257,6 @@ impl CommentPayload {
             repo: self.repository.into(),
             issue: self.issue.into_issue(self.is_pull),
             body: self.comment.body,
-            sender: self.sender.into(),
-        }
-    }
-}
-
-impl GithubReviewPayload {
-    fn into_event(self) -> ForgeEvent {
-        let verdict = match self.review.state.to_ascii_lowercase().as_str() {
-            "approved" => ReviewVerdict::Approved,
-            "changes_requested" => ReviewVerdict::ChangesRequested,
-            _ => ReviewVerdict::Commented,
-        };
-        ForgeEvent::Review {
-            action: self.action,
-            review_key: self.review.id.map(|id| id.to_string()),
-            head_in_repo: self.pull_request.head_in(&self.repository),
-            pr_open: self.pull_request.state == "open",
-            repo: self.repository.into(),
-            pr_number: self.pull_request.number,
-            pr_title: self.pull_request.title,
-            head_ref: self.pull_request.head.git_ref,
-            verdict,
-            body: self.review.body,
-            sender: self.sender.into(),
-        }
-    }
-}
-
-impl GiteaReviewPayload {
-    fn into_event(self, event: &str) -> ForgeEvent {
-        let verdict = match event {
-            "pull_request_approved" => ReviewVerdict::Approved,
-            "pull_request_rejected" => ReviewVerdict::ChangesRequested,
-            _ => ReviewVerdict::Commented,
-        };
-        // Gitea has no "submitted" action; "reviewed" is its equivalent.
-        let action = if self.action == "reviewed" { "submitted".to_owned() } else { self.action };
-        ForgeEvent::Review {
-            action,
-            review_key: Some(gitea_review_key(&self.pull_request, &self.review.content)),
-            head_in_repo: self.pull_request.head_in(&self.repository),
-            pr_open: self.pull_request.state == "open",
-            repo: self.repository.into(),
-            pr_number: self.pull_request.number,
-            pr_title: self.pull_request.title,
-            head_ref: self.pull_request.head.git_ref,
-            verdict,
-            body: self.review.content,
             sender: self.sender.into(),
         }
     }

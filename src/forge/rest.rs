@@ -1,102 +1,482 @@
-//! The answers GitHub and Gitea share the shape of: only the fields forgehand reads.
+//! The one [`Forge`] implementation for forges whose REST API has GitHub's shape (GitHub,
+//! Gitea, Forgejo): the same routes and bodies, with the differences read from an [`Api`]
+//! table that each forge folder fills, and the HTTP calls made by that forge's
+//! [`Transport`].
 
-use serde::Deserialize;
-use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Mutex;
 
-use super::client::{IssueInfo, PullInfo, RepoInfo};
+use async_trait::async_trait;
+use axum::http::Method;
+use serde_json::{Value, json};
 
-/// `GET /user`.
-#[derive(Deserialize)]
-pub struct Login {
-    pub login: String,
+use super::client::{
+    Answer, ErrorKind, Forge, ForgeError, ForgeResult, IssueInfo, MAX_PAGES, NewPull, PullInfo, RepoInfo,
+    repo_path, segment,
+};
+use super::models::{Id, Issue, Label, Login, PermissionAnswer, Pull, Repository};
+use crate::config::{ForgeKind, Permission};
+
+/// What differs between the REST APIs of forges with GitHub's shape.
+pub struct Api {
+    pub kind: ForgeKind,
+    /// The query parameter that sets the page size, and the size asked for.
+    pub page_size_param: &'static str,
+    pub page_size: usize,
+    /// Added to an issue listing so that it leaves out pull requests, if the forge can.
+    pub issues_only: &'static str,
+    /// How an issue's labels are addressed.
+    pub labels: LabelsBy,
+    /// Put before a label's hex colour when creating it.
+    pub color_prefix: &'static str,
+    /// The status that says "a pull request for this head exists already".
+    pub duplicate_pull_status: u16,
+    pub draft: DraftStyle,
+    /// The forge's permission names, mapped onto forgehand's levels; others are `None`.
+    pub permissions: &'static [(&'static str, Permission)],
+    /// Said when the permission endpoint answers 403 because of who may read it, if the
+    /// forge restricts it.
+    pub permission_forbidden_hint: Option<&'static str>,
+    pub find_pull: FindPull,
 }
 
-/// `GET /repos/{o}/{r}`.
-#[derive(Deserialize)]
-pub struct Repository {
-    default_branch: String,
-    clone_url: String,
+/// How labels are named in routes and bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelsBy {
+    /// By name; adding a label creates it (`POST /labels` answers 422 when it exists).
+    Name,
+    /// By id, found by listing the repository's labels.
+    Id,
 }
 
-impl From<Repository> for RepoInfo {
-    fn from(repo: Repository) -> RepoInfo {
-        RepoInfo { default_branch: repo.default_branch, clone_url: repo.clone_url }
+/// A label as routes and bodies name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum LabelAddress {
+    Name(String),
+    Id(u64),
+}
+
+impl LabelAddress {
+    fn json(&self) -> Value {
+        match self {
+            LabelAddress::Name(name) => json!(name),
+            LabelAddress::Id(id) => json!(id),
+        }
     }
-}
 
-/// `GET /repos/{o}/{r}/collaborators/{user}/permission`.
-#[derive(Deserialize)]
-pub struct PermissionAnswer {
-    pub permission: String,
-}
-
-/// A label; Gitea addresses labels by id, GitHub by name.
-#[derive(Deserialize)]
-pub struct Label {
-    #[serde(default)]
-    pub id: u64,
-    pub name: String,
-}
-
-/// An issue (pull requests show up as issues too).
-#[derive(Deserialize)]
-pub struct Issue {
-    number: u32,
-    title: String,
-    #[serde(default)]
-    body: Option<String>,
-    state: String,
-    #[serde(default)]
-    labels: Option<Vec<Label>>,
-    #[serde(default)]
-    pull_request: Option<Value>,
-    #[serde(default)]
-    user: Option<Login>,
-}
-
-impl From<Issue> for IssueInfo {
-    fn from(issue: Issue) -> IssueInfo {
-        IssueInfo {
-            number: issue.number,
-            title: issue.title,
-            body: issue.body.unwrap_or_default(),
-            is_open: issue.state == "open",
-            labels: issue.labels.unwrap_or_default().into_iter().map(|l| l.name).collect(),
-            // Gitea sends `"pull_request": null` on plain issues.
-            is_pull_request: issue.pull_request.is_some_and(|p| !p.is_null()),
-            author: issue.user.map(|u| u.login).unwrap_or_default(),
+    fn segment(&self) -> String {
+        match self {
+            LabelAddress::Name(name) => segment(name),
+            LabelAddress::Id(id) => id.to_string(),
         }
     }
 }
 
-/// Anything created with an id (a comment, a label).
-#[derive(Deserialize)]
-pub struct Id {
-    pub id: u64,
+/// How a pull request is marked as a draft.
+pub enum DraftStyle {
+    /// A `draft` field in the body.
+    Flag,
+    /// A prefix on the title.
+    TitlePrefix(&'static str),
 }
 
-#[derive(Deserialize)]
-struct HeadRef {
-    #[serde(rename = "ref")]
-    name: String,
+/// How the open pull request for a head branch is found.
+pub enum FindPull {
+    /// `GET /pulls?state=open&head=owner:branch&base=...`, a list.
+    HeadQuery,
+    /// `GET /pulls/{base}/{head}`, one pull request of any state, or 404.
+    BaseHeadRoute,
 }
 
-/// A pull request.
-#[derive(Deserialize)]
-pub struct Pull {
-    number: u32,
-    html_url: String,
-    state: String,
-    head: HeadRef,
+/// Sends one request to the forge's API and hands back the raw answer: status and headers
+/// intact, so that [`Answer`] can classify errors the same way for every forge.
+#[async_trait]
+pub trait Transport: Send + Sync {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        operation: &str,
+    ) -> ForgeResult<Answer>;
 }
 
-impl From<Pull> for PullInfo {
-    fn from(pull: Pull) -> PullInfo {
-        PullInfo {
-            number: pull.number,
-            url: pull.html_url,
-            head_ref: pull.head.name,
-            is_open: pull.state == "open",
+/// A forge client: the shared routes over a forge's [`Api`] table and [`Transport`].
+pub struct RestForge {
+    api: &'static Api,
+    transport: Box<dyn Transport>,
+    /// `repo#label` → how to address that label, for labels known to exist, so that each
+    /// is created (or looked up) at most once per process.
+    known_labels: Mutex<HashMap<String, LabelAddress>>,
+}
+
+impl RestForge {
+    pub fn new(api: &'static Api, transport: Box<dyn Transport>) -> RestForge {
+        RestForge { api, transport, known_labels: Mutex::new(HashMap::new()) }
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        operation: &str,
+    ) -> ForgeResult<Answer> {
+        self.transport.send(method, path, body, operation).await
+    }
+
+    /// `path` with the page size and number added to its query.
+    fn page(&self, path: &str, page: u32) -> String {
+        let separator = if path.contains('?') { '&' } else { '?' };
+        format!("{path}{separator}{}={}&page={page}", self.api.page_size_param, self.api.page_size)
+    }
+
+    /// Every item of a paged listing, up to [`MAX_PAGES`] pages.
+    async fn all_pages<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        operation: &str,
+    ) -> ForgeResult<Vec<T>> {
+        let mut all = Vec::new();
+        for page in 1..=MAX_PAGES {
+            let batch: Vec<T> =
+                self.send(Method::GET, &self.page(path, page), None, operation).await?.json(operation)?;
+            let last = batch.len() < self.api.page_size;
+            all.extend(batch);
+            if last {
+                break;
+            }
         }
+        Ok(all)
+    }
+
+    fn known_label(&self, key: &str) -> Option<LabelAddress> {
+        self.known_labels.lock().ok()?.get(key).cloned()
+    }
+
+    fn remember_label(&self, key: String, address: &LabelAddress) {
+        if let Ok(mut known) = self.known_labels.lock() {
+            known.insert(key, address.clone());
+        }
+    }
+
+    fn forget_label(&self, key: &str) {
+        if let Ok(mut known) = self.known_labels.lock() {
+            known.remove(key);
+        }
+    }
+
+    /// How to address `label` in `repo` (its name, or its id), creating it when `create`
+    /// is set; `None` when it does not exist and was not created.
+    async fn label_address(
+        &self,
+        repo: &str,
+        label: &str,
+        create: bool,
+    ) -> ForgeResult<Option<LabelAddress>> {
+        let key = format!("{repo}#{label}");
+        if let Some(known) = self.known_label(&key) {
+            return Ok(Some(known));
+        }
+        let address = match (self.api.labels, create) {
+            (LabelsBy::Name, false) => return Ok(Some(LabelAddress::Name(label.to_owned()))),
+            (LabelsBy::Name, true) => self.create_label(repo, label).await?,
+            (LabelsBy::Id, _) => match self.find_label_id(repo, label).await? {
+                Some(id) => LabelAddress::Id(id),
+                None if create => self.create_label(repo, label).await?,
+                None => return Ok(None),
+            },
+        };
+        self.remember_label(key, &address);
+        Ok(Some(address))
+    }
+
+    async fn find_label_id(&self, repo: &str, label: &str) -> ForgeResult<Option<u64>> {
+        let operation = format!("listing the labels of {repo}");
+        let path = format!("/repos/{}/labels", repo_path(repo));
+        let labels: Vec<Label> = self.all_pages(&path, &operation).await?;
+        Ok(labels.into_iter().find(|l| l.name == label).map(|l| l.id))
+    }
+
+    /// Creates `label`; returns how to address it.
+    async fn create_label(&self, repo: &str, label: &str) -> ForgeResult<LabelAddress> {
+        let operation = format!("creating the label {label:?} in {repo}");
+        let body =
+            json!({ "name": label, "color": format!("{}{}", self.api.color_prefix, label_color(label)) });
+        let path = format!("/repos/{}/labels", repo_path(repo));
+        let answer = self.send(Method::POST, &path, Some(&body), &operation).await?;
+        match self.api.labels {
+            // 422: it exists already.
+            LabelsBy::Name if answer.status.as_u16() == 422 => Ok(LabelAddress::Name(label.to_owned())),
+            LabelsBy::Name => answer.ok(&operation).map(|_| LabelAddress::Name(label.to_owned())),
+            LabelsBy::Id => Ok(LabelAddress::Id(answer.json::<Id>(&operation)?.id)),
+        }
+    }
+
+    async fn delete_label(
+        &self,
+        repo: &str,
+        number: u32,
+        address: &LabelAddress,
+        operation: &str,
+    ) -> ForgeResult<Answer> {
+        let path = format!("/repos/{}/issues/{number}/labels/{}", repo_path(repo), address.segment());
+        self.send(Method::DELETE, &path, None, operation).await
+    }
+
+    fn permission_named(&self, name: &str) -> Permission {
+        let known = self.api.permissions.iter().find(|(forge_name, _)| *forge_name == name);
+        known.map_or(Permission::None, |(_, level)| *level)
+    }
+
+    fn new_pull_body(&self, pull: &NewPull<'_>) -> Value {
+        match self.api.draft {
+            DraftStyle::Flag => {
+                json!({ "title": pull.title, "head": pull.head, "base": pull.base, "body": pull.body, "draft": pull.draft })
+            }
+            DraftStyle::TitlePrefix(prefix) => {
+                let title =
+                    if pull.draft { format!("{prefix}{}", pull.title) } else { pull.title.to_owned() };
+                json!({ "title": title, "head": pull.head, "base": pull.base, "body": pull.body })
+            }
+        }
+    }
+}
+
+/// forgehand's status labels get colours that say what they mean.
+fn label_color(label: &str) -> &'static str {
+    if label.ends_with("failed") {
+        "d73a4a"
+    } else if label.ends_with("done") {
+        "0e8a16"
+    } else {
+        "fbca04"
+    }
+}
+
+/// Success, or a 404 (the thing to remove is not there): both fine for a removal.
+fn removed(answer: Answer, operation: &str) -> ForgeResult<()> {
+    if answer.status.is_success() || answer.status.as_u16() == 404 {
+        Ok(())
+    } else {
+        Err(answer.error(operation))
+    }
+}
+
+#[async_trait]
+impl Forge for RestForge {
+    fn kind(&self) -> ForgeKind {
+        self.api.kind
+    }
+
+    async fn current_login(&self) -> ForgeResult<String> {
+        let operation = "reading the bot account";
+        Ok(self.send(Method::GET, "/user", None, operation).await?.json::<Login>(operation)?.login)
+    }
+
+    async fn repository(&self, repo: &str) -> ForgeResult<RepoInfo> {
+        let operation = format!("reading the repository {repo}");
+        let answer = self.send(Method::GET, &format!("/repos/{}", repo_path(repo)), None, &operation).await?;
+        Ok(answer.json::<Repository>(&operation)?.into())
+    }
+
+    async fn permission(&self, repo: &str, login: &str) -> ForgeResult<Permission> {
+        let operation = format!("reading {login}'s permission on {repo}");
+        let path = format!("/repos/{}/collaborators/{}/permission", repo_path(repo), segment(login));
+        let answer = self.send(Method::GET, &path, None, &operation).await?;
+        if let (403, Some(hint)) = (answer.status.as_u16(), self.api.permission_forbidden_hint) {
+            let message = format!("{hint} {repo}");
+            return Err(ForgeError { operation, kind: ErrorKind::Forbidden, message });
+        }
+        Ok(self.permission_named(&answer.json::<PermissionAnswer>(&operation)?.permission))
+    }
+
+    async fn issue(&self, repo: &str, number: u32) -> ForgeResult<IssueInfo> {
+        let operation = format!("reading {repo}#{number}");
+        let path = format!("/repos/{}/issues/{number}", repo_path(repo));
+        Ok(self.send(Method::GET, &path, None, &operation).await?.json::<Issue>(&operation)?.into())
+    }
+
+    async fn create_comment(&self, repo: &str, number: u32, body: &str) -> ForgeResult<u64> {
+        let operation = format!("commenting on {repo}#{number}");
+        let path = format!("/repos/{}/issues/{number}/comments", repo_path(repo));
+        let answer = self.send(Method::POST, &path, Some(&json!({ "body": body })), &operation).await?;
+        Ok(answer.json::<Id>(&operation)?.id)
+    }
+
+    async fn edit_comment(&self, repo: &str, comment_id: u64, body: &str) -> ForgeResult<()> {
+        let operation = format!("editing comment {comment_id} in {repo}");
+        let path = format!("/repos/{}/issues/comments/{comment_id}", repo_path(repo));
+        self.send(Method::PATCH, &path, Some(&json!({ "body": body })), &operation).await?.ok(&operation)?;
+        Ok(())
+    }
+
+    async fn add_label(&self, repo: &str, number: u32, label: &str) -> ForgeResult<()> {
+        let Some(address) = self.label_address(repo, label, true).await? else { return Ok(()) };
+        let operation = format!("labelling {repo}#{number} {label:?}");
+        let path = format!("/repos/{}/issues/{number}/labels", repo_path(repo));
+        let answer =
+            self.send(Method::POST, &path, Some(&json!({ "labels": [address.json()] })), &operation).await?;
+        if !answer.status.is_success() && self.api.labels == LabelsBy::Id {
+            // An id goes stale when the label is deleted (a name does not): look it up
+            // again next time.
+            self.forget_label(&format!("{repo}#{label}"));
+        }
+        answer.ok(&operation)?;
+        Ok(())
+    }
+
+    async fn remove_label(&self, repo: &str, number: u32, label: &str) -> ForgeResult<()> {
+        let Some(address) = self.label_address(repo, label, false).await? else { return Ok(()) };
+        let operation = format!("removing the label {label:?} from {repo}#{number}");
+        let answer = self.delete_label(repo, number, &address, &operation).await?;
+        if self.api.labels == LabelsBy::Id && answer.status.as_u16() == 404 {
+            // The id may be stale (the label deleted and made again): look it up afresh.
+            self.forget_label(&format!("{repo}#{label}"));
+            match self.label_address(repo, label, false).await? {
+                Some(fresh) if fresh != address => {
+                    return removed(self.delete_label(repo, number, &fresh, &operation).await?, &operation);
+                }
+                _ => {}
+            }
+        }
+        removed(answer, &operation)
+    }
+
+    async fn react(&self, repo: &str, number: u32, content: &str) -> ForgeResult<()> {
+        let operation = format!("reacting to {repo}#{number}");
+        let path = format!("/repos/{}/issues/{number}/reactions", repo_path(repo));
+        self.send(Method::POST, &path, Some(&json!({ "content": content })), &operation)
+            .await?
+            .ok(&operation)?;
+        Ok(())
+    }
+
+    async fn find_pull(&self, repo: &str, head: &str, base: &str) -> ForgeResult<Option<PullInfo>> {
+        let operation = format!("looking for the pull request of {head} in {repo}");
+        match self.api.find_pull {
+            FindPull::HeadQuery => {
+                let owner = repo.split('/').next().unwrap_or_default();
+                let path = format!(
+                    "/repos/{}/pulls?state=open&head={}:{}&base={}",
+                    repo_path(repo),
+                    segment(owner),
+                    segment(head),
+                    segment(base)
+                );
+                let pulls: Vec<Pull> =
+                    self.send(Method::GET, &path, None, &operation).await?.json(&operation)?;
+                Ok(pulls.into_iter().next().map(PullInfo::from))
+            }
+            FindPull::BaseHeadRoute => {
+                let path = format!("/repos/{}/pulls/{}/{}", repo_path(repo), segment(base), segment(head));
+                let answer = self.send(Method::GET, &path, None, &operation).await?;
+                if answer.status.as_u16() == 404 {
+                    return Ok(None);
+                }
+                let pull: PullInfo = answer.json::<Pull>(&operation)?.into();
+                Ok(pull.is_open.then_some(pull))
+            }
+        }
+    }
+
+    async fn create_pull(&self, repo: &str, pull: &NewPull<'_>) -> ForgeResult<PullInfo> {
+        let operation = format!("opening the pull request of {} in {repo}", pull.head);
+        let body = self.new_pull_body(pull);
+        let answer = self
+            .send(Method::POST, &format!("/repos/{}/pulls", repo_path(repo)), Some(&body), &operation)
+            .await?;
+        // The forge refuses a second pull request for the same head: reuse the first.
+        if answer.status.as_u16() == self.api.duplicate_pull_status
+            && let Some(existing) = self.find_pull(repo, pull.head, pull.base).await?
+        {
+            return Ok(existing);
+        }
+        Ok(answer.json::<Pull>(&operation)?.into())
+    }
+
+    async fn pull(&self, repo: &str, number: u32) -> ForgeResult<PullInfo> {
+        let operation = format!("reading the pull request {repo}#{number}");
+        let path = format!("/repos/{}/pulls/{number}", repo_path(repo));
+        Ok(self.send(Method::GET, &path, None, &operation).await?.json::<Pull>(&operation)?.into())
+    }
+
+    async fn open_issues_with_label(&self, repo: &str, label: &str) -> ForgeResult<Vec<IssueInfo>> {
+        let operation = format!("listing the open issues labelled {label:?} in {repo}");
+        let path = format!(
+            "/repos/{}/issues?state=open&labels={}{}",
+            repo_path(repo),
+            segment(label),
+            self.api.issues_only
+        );
+        let issues: Vec<Issue> = self.all_pages(&path, &operation).await?;
+        Ok(issues.into_iter().map(IssueInfo::from).filter(|issue| !issue.is_pull_request).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderMap, StatusCode};
+
+    use super::*;
+
+    /// Answers from a script of `(method path, status, body)`; records what was asked.
+    struct Scripted {
+        script: Vec<(&'static str, u16, &'static str)>,
+        asked: std::sync::Arc<Mutex<Vec<String>>>,
+    }
+
+    #[async_trait]
+    impl Transport for Scripted {
+        async fn send(&self, method: Method, path: &str, _: Option<&Value>, _: &str) -> ForgeResult<Answer> {
+            let request = format!("{method} {path}");
+            self.asked.lock().unwrap().push(request.clone());
+            let (_, status, body) = self.script.iter().find(|(r, ..)| *r == request).expect(&request);
+            let status = StatusCode::from_u16(*status).unwrap();
+            Ok(Answer { status, headers: HeaderMap::new(), body: body.as_bytes().to_vec() })
+        }
+    }
+
+    static BY_ID: Api = Api {
+        kind: ForgeKind::Gitea,
+        page_size_param: "limit",
+        page_size: 2,
+        issues_only: "",
+        labels: LabelsBy::Id,
+        color_prefix: "#",
+        duplicate_pull_status: 409,
+        draft: DraftStyle::Flag,
+        permissions: &[],
+        permission_forbidden_hint: None,
+        find_pull: FindPull::BaseHeadRoute,
+    };
+
+    #[tokio::test]
+    async fn label_ids_are_looked_up_once_over_all_pages() {
+        let asked = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let transport = Scripted {
+            script: vec![
+                ("GET /repos/o/r/labels?limit=2&page=1", 200, r#"[{"id":1,"name":"a"},{"id":2,"name":"b"}]"#),
+                ("GET /repos/o/r/labels?limit=2&page=2", 200, r#"[{"id":3,"name":"wip"}]"#),
+                ("POST /repos/o/r/issues/7/labels", 200, "[]"),
+                ("DELETE /repos/o/r/issues/7/labels/3", 204, ""),
+            ],
+            asked: asked.clone(),
+        };
+        let forge = RestForge::new(&BY_ID, Box::new(transport));
+        forge.add_label("o/r", 7, "wip").await.unwrap();
+        forge.remove_label("o/r", 7, "wip").await.unwrap();
+        forge.add_label("o/r", 7, "wip").await.unwrap();
+        let asked = asked.lock().unwrap().clone();
+        let listings = asked.iter().filter(|r| r.contains("/labels?")).count();
+        assert_eq!(listings, 2, "{asked:?}");
+        assert_eq!(asked.len(), 5, "{asked:?}");
+    }
+
+    #[test]
+    fn status_labels_say_what_they_mean() {
+        assert_eq!(label_color("forgehand:failed"), "d73a4a");
+        assert_eq!(label_color("forgehand:done"), "0e8a16");
+        assert_eq!(label_color("forgehand:working"), "fbca04");
     }
 }

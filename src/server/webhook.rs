@@ -11,7 +11,7 @@ use serde_json::json;
 use tracing::Instrument;
 
 use super::AppState;
-use crate::config::{ForgeKind, ForgeSettings};
+use crate::config::ForgeSettings;
 use crate::db::{NewDelivery, Outcome, Recorded};
 use crate::forge::event::ForgeEvent;
 use crate::forge::{payload, signature};
@@ -83,33 +83,6 @@ impl IntoResponse for WebhookError {
     }
 }
 
-/// The header names a forge kind uses, most specific first.
-struct HeaderNames {
-    event: &'static [&'static str],
-    delivery: &'static [&'static str],
-    signature: &'static [&'static str],
-}
-
-const GITHUB_HEADERS: HeaderNames = HeaderNames {
-    event: &["x-github-event"],
-    delivery: &["x-github-delivery"],
-    signature: &["x-hub-signature-256"],
-};
-
-// Gitea and Forgejo also send GitHub-style copies; their own headers come first.
-const GITEA_HEADERS: HeaderNames = HeaderNames {
-    event: &["x-forgejo-event", "x-gitea-event", "x-github-event"],
-    delivery: &["x-forgejo-delivery", "x-gitea-delivery", "x-github-delivery"],
-    signature: &["x-forgejo-signature", "x-gitea-signature", "x-hub-signature-256"],
-};
-
-fn header_names(kind: ForgeKind) -> &'static HeaderNames {
-    match kind {
-        ForgeKind::Github => &GITHUB_HEADERS,
-        ForgeKind::Gitea => &GITEA_HEADERS,
-    }
-}
-
 /// A verified, parsed delivery.
 struct Verified {
     delivery_id: String,
@@ -129,7 +102,7 @@ pub async fn receive(
         tracing::warn!(forge = %printable(&forge_name), "webhook for an unknown forge");
         return WebhookError::UnknownForge(printable(&forge_name)).into_response();
     };
-    let names = header_names(forge.kind);
+    let names = &crate::forge::dialect(forge.kind).headers;
     let delivery_for_log = first_header(&headers, names.delivery).map(printable).unwrap_or_default();
     let result = match verify_and_parse(&state, forge, &headers, body).await {
         Ok(verified) => record(&state, forge, verified).await,
@@ -159,12 +132,14 @@ async fn verify_and_parse(
     if forge.webhook_secret.is_empty() {
         return Err(WebhookError::NoSecret(forge.name.clone()));
     }
-    let names = header_names(forge.kind);
+    let dialect = crate::forge::dialect(forge.kind);
+    let names = &dialect.headers;
     // An unsigned request is refused before its body is read.
     let signature = signature_header(headers, names.signature)?;
     let server = &state.settings().server;
     let body = read_body(headers, body, server.max_body_bytes, server.body_timeout_secs).await?;
-    signature::verify(&forge.webhook_secret.0, &body, signature).map_err(WebhookError::BadSignature)?;
+    (dialect.verify_signature)(&forge.webhook_secret.0, &body, signature)
+        .map_err(WebhookError::BadSignature)?;
     let event_name = first_header(headers, names.event)
         .ok_or_else(|| WebhookError::MissingHeader(alternatives(names.event)))?;
     let delivery_id = first_header(headers, names.delivery)

@@ -24,7 +24,6 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::AppState;
-use crate::config::ForgeKind;
 use crate::db::entities::tasks;
 
 const PAGE_SIZE: u64 = 50;
@@ -134,11 +133,10 @@ fn task_row(state: &AppState, task: &tasks::Model, now: DateTime<Utc>) -> TaskRo
 fn issue_url(state: &AppState, task: &tasks::Model) -> Option<String> {
     let settings = state.settings();
     let forge = settings.forges.iter().find(|f| f.name == task.forge);
-    let base = match forge {
-        Some(f) if f.kind == ForgeKind::Github && f.api_url.contains("://api.github.com") => {
-            "https://github.com".to_owned()
-        }
-        _ => {
+    let hosted = forge.and_then(|f| crate::forge::dialect(f.kind).hosted_web(&f.api_url));
+    let base = match hosted {
+        Some(web) => web.to_owned(),
+        None => {
             let url = web_url(&task.clone_url)?;
             let (scheme, rest) = url.split_once("://")?;
             let host = rest.split('/').next()?.rsplit('@').next()?;

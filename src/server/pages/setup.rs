@@ -8,7 +8,7 @@ use axum::{Extension, Form};
 use serde::Deserialize;
 
 use super::{duration, error_page, render};
-use crate::config::{ForgeKind, ForgeSettings};
+use crate::config::ForgeSettings;
 use crate::server::AppState;
 use crate::server::session::{CurrentSession, check_csrf};
 
@@ -18,7 +18,7 @@ pub struct ForgeSetup {
     pub kind: &'static str,
     pub api_url: String,
     pub webhook_url: String,
-    pub events: &'static str,
+    pub events: String,
     pub secret_set: bool,
     pub token_set: bool,
 }
@@ -45,14 +45,8 @@ struct SetupPage {
 
 fn forge_setup(public_url: &str, forge: &ForgeSettings) -> ForgeSetup {
     use secrecy::ExposeSecret;
-    let (kind, events) = match forge.kind {
-        ForgeKind::Github => {
-            ("GitHub", "Let me select individual events: Issues, Issue comments, Pull request reviews")
-        }
-        ForgeKind::Gitea => {
-            ("Gitea / Forgejo", "Custom events: Issues, Issue label, Issue comment, Pull request reviewed")
-        }
-    };
+    let dialect = crate::forge::dialect(forge.kind);
+    let (kind, events) = (dialect.name, dialect.setup.events_line());
     ForgeSetup {
         name: forge.name.clone(),
         kind,

@@ -112,7 +112,11 @@ impl Draft {
         let existing = forge.and_then(|name| current.forge(name));
         let (name, kind, api_url) = match existing {
             Some(f) => (f.name.clone(), f.kind, f.api_url.clone()),
-            None => (free_name(current, "github"), ForgeKind::Github, "https://api.github.com".to_owned()),
+            None => {
+                let kind = ForgeKind::Github;
+                let api_url = crate::forge::dialect(kind).setup.default_api_url.to_owned();
+                (free_name(current, &kind.to_string()), kind, api_url)
+            }
         };
         Draft {
             editing: existing.map(|f| f.name.clone()),
@@ -214,11 +218,11 @@ impl Draft {
             self.name = answers.name.trim().to_owned();
         }
         self.api_url = answers.api_url.trim().trim_end_matches('/').to_owned();
-        let kind = match answers.kind.as_str() {
-            "github" => Ok(ForgeKind::Github),
-            "gitea" | "forgejo" => Ok(ForgeKind::Gitea),
-            other => Err(format!("Forge kind {other:?} is not known: pick GitHub or Gitea/Forgejo.")),
-        };
+        let kind = answers.kind.parse::<ForgeKind>().map_err(|_| {
+            let known: Vec<&str> =
+                ForgeKind::ALL.iter().map(|kind| crate::forge::dialect(*kind).name).collect();
+            format!("Forge kind {:?} is not known: pick {}.", answers.kind, known.join(" or "))
+        });
         if let Ok(kind) = kind {
             self.kind = kind;
         }

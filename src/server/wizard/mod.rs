@@ -77,6 +77,10 @@ pub struct DraftView {
     pub kind: String,
     pub api_url: String,
     pub api_hint: &'static str,
+    /// The kinds to choose from.
+    pub kinds: Vec<KindChoice>,
+    /// What the bot's token needs, for this kind (may hold markup).
+    pub token_advice: &'static str,
     pub token_set: bool,
     pub token_report: Vec<String>,
     pub repo: String,
@@ -94,6 +98,21 @@ pub struct DraftView {
     pub max_concurrent: usize,
     pub timeout_secs: u64,
     pub timeout_human: String,
+}
+
+/// One forge kind offered in the first step.
+pub struct KindChoice {
+    pub value: String,
+    pub name: &'static str,
+    pub api_hint: &'static str,
+}
+
+fn kind_choices() -> Vec<KindChoice> {
+    let choice = |kind: ForgeKind| {
+        let dialect = crate::forge::dialect(kind);
+        KindChoice { value: kind.to_string(), name: dialect.name, api_hint: dialect.setup.api_hint }
+    };
+    ForgeKind::ALL.into_iter().map(choice).collect()
 }
 
 /// What the review step shows.
@@ -368,25 +387,16 @@ fn page(
 }
 
 fn view(draft: &Draft, settings: &Settings, secret_once: Option<String>) -> DraftView {
-    let (api_hint, where_to, events): (_, _, Vec<&'static str>) = match draft.kind {
-        ForgeKind::Github => (
-            "https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server",
-            "Repository (or organisation) → Settings → Webhooks → Add webhook. Under “Which events”, choose “Let me select individual events” and tick:",
-            vec!["Issues", "Issue comments", "Pull request reviews"],
-        ),
-        ForgeKind::Gitea => (
-            "https://HOST/api/v1",
-            "Repository → Settings → Webhooks → Add webhook → Gitea (or Forgejo). HTTP method POST; under “Trigger on”, choose “Custom events” and tick:",
-            vec!["Issues", "Issue label", "Issue comment", "Pull request reviewed"],
-        ),
-    };
+    let setup = &crate::forge::dialect(draft.kind).setup;
     DraftView {
         editing: draft.editing.is_some(),
         public_url: draft.public_url.clone(),
         name: draft.name.clone(),
         kind: draft.kind.to_string(),
         api_url: draft.api_url.clone(),
-        api_hint,
+        api_hint: setup.api_hint,
+        kinds: kind_choices(),
+        token_advice: setup.token_advice,
         token_set: draft.token_set(settings),
         token_report: draft.checked.as_ref().map(|r| r.lines()).unwrap_or_default(),
         repo: draft.repo.clone(),
@@ -394,8 +404,8 @@ fn view(draft: &Draft, settings: &Settings, secret_once: Option<String>) -> Draf
         secret_generated: draft.new_secret.is_some(),
         secret_once,
         webhook_url: webhook_url(&draft.public_url, &draft.name),
-        where_to,
-        events,
+        where_to: setup.webhook_steps,
+        events: setup.events.to_vec(),
         reachability: reachability(&draft.public_url, draft.kind),
         label: draft.label.clone(),
         command: draft.command.clone(),
@@ -415,13 +425,5 @@ fn webhook_url(public_url: &str, forge: &str) -> String {
 fn reachability(public_url: &str, kind: ForgeKind) -> Option<&'static str> {
     let host = public_url.split("://").nth(1)?.split(['/', ':']).next()?;
     let local = host == "localhost" || host.starts_with("127.") || host == "[::1]";
-    match (local, kind) {
-        (true, ForgeKind::Github) => Some(
-            "GitHub cannot deliver to this address: put forgehand behind a reverse proxy or tunnel, and set the public URL (step 1) to the address GitHub reaches.",
-        ),
-        (true, ForgeKind::Gitea) => Some(
-            "Gitea delivers to loopback addresses only when its app.ini allows it: [webhook] ALLOWED_HOST_LIST = loopback (or external,loopback).",
-        ),
-        _ => None,
-    }
+    local.then_some(crate::forge::dialect(kind).setup.loopback_warning)
 }

@@ -1,0 +1,43 @@
+//! The webhook events only Gitea and Forgejo send: one event per review verdict.
+
+use serde::Deserialize;
+
+use crate::forge::OwnEvent;
+use crate::forge::event::{ForgeEvent, ReviewVerdict};
+use crate::forge::payload::{PullPayload, ReviewFacts, ReviewPayload, null_as_empty, read};
+
+#[derive(Deserialize)]
+struct Review {
+    #[serde(default, deserialize_with = "null_as_empty")]
+    content: String,
+}
+
+/// Parses Gitea's own events; `None` for the others.
+pub fn parse_own_event(event: &str, json: &[u8]) -> OwnEvent {
+    let verdict = match event {
+        "pull_request_approved" => ReviewVerdict::Approved,
+        "pull_request_rejected" => ReviewVerdict::ChangesRequested,
+        "pull_request_comment" => ReviewVerdict::Commented,
+        _ => return None,
+    };
+    Some(read::<ReviewPayload<Review>>(event, json).map(|payload| review_event(payload, verdict)))
+}
+
+fn review_event(mut payload: ReviewPayload<Review>, verdict: ReviewVerdict) -> ForgeEvent {
+    // Gitea has no "submitted" action; "reviewed" is its equivalent.
+    if payload.action == "reviewed" {
+        payload.action = "submitted".to_owned();
+    }
+    payload.into_event(|review, pull| ReviewFacts {
+        review_key: Some(review_key(pull, &review.content)),
+        verdict,
+        body: review.content,
+    })
+}
+
+/// Gitea reviews carry no id: the same review on the same commit is the same event.
+fn review_key(pull: &PullPayload, content: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = hex::encode(Sha256::digest(content.as_bytes()));
+    format!("{}:{}:{}", pull.number, pull.head.sha, &digest[..16])
+}

@@ -1,0 +1,102 @@
+//! The REST answers GitHub and Gitea share the shape of: only the fields forgehand reads.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::client::{IssueInfo, PullInfo, RepoInfo};
+
+/// `GET /user`.
+#[derive(Deserialize)]
+pub struct Login {
+    pub login: String,
+}
+
+/// `GET /repos/{o}/{r}`.
+#[derive(Deserialize)]
+pub struct Repository {
+    default_branch: String,
+    clone_url: String,
+}
+
+impl From<Repository> for RepoInfo {
+    fn from(repo: Repository) -> RepoInfo {
+        RepoInfo { default_branch: repo.default_branch, clone_url: repo.clone_url }
+    }
+}
+
+/// `GET /repos/{o}/{r}/collaborators/{user}/permission`.
+#[derive(Deserialize)]
+pub struct PermissionAnswer {
+    pub permission: String,
+}
+
+/// A label; Gitea addresses labels by id, GitHub by name.
+#[derive(Deserialize)]
+pub struct Label {
+    #[serde(default)]
+    pub id: u64,
+    pub name: String,
+}
+
+/// An issue (pull requests show up as issues too).
+#[derive(Deserialize)]
+pub struct Issue {
+    number: u32,
+    title: String,
+    #[serde(default)]
+    body: Option<String>,
+    state: String,
+    #[serde(default)]
+    labels: Option<Vec<Label>>,
+    #[serde(default)]
+    pull_request: Option<Value>,
+    #[serde(default)]
+    user: Option<Login>,
+}
+
+impl From<Issue> for IssueInfo {
+    fn from(issue: Issue) -> IssueInfo {
+        IssueInfo {
+            number: issue.number,
+            title: issue.title,
+            body: issue.body.unwrap_or_default(),
+            is_open: issue.state == "open",
+            labels: issue.labels.unwrap_or_default().into_iter().map(|l| l.name).collect(),
+            // Gitea sends `"pull_request": null` on plain issues.
+            is_pull_request: issue.pull_request.is_some_and(|p| !p.is_null()),
+            author: issue.user.map(|u| u.login).unwrap_or_default(),
+        }
+    }
+}
+
+/// Anything created with an id (a comment, a label).
+#[derive(Deserialize)]
+pub struct Id {
+    pub id: u64,
+}
+
+#[derive(Deserialize)]
+struct HeadRef {
+    #[serde(rename = "ref")]
+    name: String,
+}
+
+/// A pull request.
+#[derive(Deserialize)]
+pub struct Pull {
+    number: u32,
+    html_url: String,
+    state: String,
+    head: HeadRef,
+}
+
+impl From<Pull> for PullInfo {
+    fn from(pull: Pull) -> PullInfo {
+        PullInfo {
+            number: pull.number,
+            url: pull.html_url,
+            head_ref: pull.head.name,
+            is_open: pull.state == "open",
+        }
+    }
+}
