@@ -195,3 +195,146 @@ async fn wrong_bearer_tokens_lock_the_login_too_but_not_a_browser_that_logged_in
     let forged = login(ADMIN_TOKEN, Some("forgehand_device=made-up")).await.unwrap();
     assert_eq!(forged.status(), 429, "a device cookie forgehand did not hand out counts for nothing");
 }
+
+/// A listener at an address of the attacker's choosing: records every request head it
+/// receives and answers 404.
+struct Listener {
+    url: String,
+    heads: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Listener {
+    async fn start() -> Listener {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorded = heads.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut buffer = vec![0u8; 16 * 1024];
+                let read = stream.read(&mut buffer).await.unwrap_or(0);
+                recorded.lock().unwrap().push(String::from_utf8_lossy(&buffer[..read]).into_owned());
+                let answer = "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: 23\r\nconnection: close\r\n\r\n{\"message\":\"Not Found\"}";
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        });
+        Listener { url, heads }
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+/// The problems a wizard page lists, as text.
+fn problems(page: &str) -> String {
+    page.split("id=\"problems\"")
+        .nth(1)
+        .map(|rest| rest.split("</ul>").next().unwrap_or(rest))
+        .unwrap_or("")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn the_wizard_never_sends_a_stored_secret_to_another_address_nor_tells_what_lives_there() {
+    use crate::fake_forge::FakeForge;
+    let forge = FakeForge::github().await;
+    forge.add_repo("octo/app", "https://fake.invalid/octo/app.git", "main");
+    let app = TestApp::spawn_with(&forge.config_toml("fake")).await;
+    let browser = crate::dashboard::Browser::login(&app).await;
+    let listener = Listener::start().await;
+
+    // A stolen session points the configured forge's live check at its own listener
+    // and leaves the token empty, hoping the stored one is used.
+    browser.get("/setup/wizard?forge=fake").await;
+    let elsewhere =
+        [("public_url", "http://fh.test"), ("kind", "github"), ("api_url", listener.url.as_str())];
+    assert_eq!(browser.step("forge", &elsewhere).await.0, 303);
+    let (_, page) = browser.get("/setup/wizard/token").await;
+    assert!(
+        !page.contains("leave empty to keep it"),
+        "the stored token is offered for the new address: {page}"
+    );
+    let (status, _, page) = browser.step("token", &[("token", ""), ("repo", "octo/app")]).await;
+    assert_eq!(status, 400, "{page}");
+    assert!(problems(&page).contains("the stored token is not sent to"), "{page}");
+    assert_eq!(listener.heads(), Vec::<String>::new(), "the listener was sent a request");
+
+    // A typed token is checked there, and the answer is the same whether something
+    // answers 404 or nothing listens at all.
+    let (status, _, at_listener) = browser.step("token", &[("token", "typed"), ("repo", "octo/app")]).await;
+    assert!(status == 400 && problems(&at_listener).contains("The token does not work at"), "{at_listener}");
+    assert_eq!(listener.heads().len(), 1);
+    assert!(listener.heads().iter().all(|head| !head.contains(forge.token())));
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let nowhere = format!("http://{closed}");
+    let answers = [("public_url", "http://fh.test"), ("kind", "github"), ("api_url", nowhere.as_str())];
+    assert_eq!(browser.step("forge", &answers).await.0, 303);
+    let (_, _, at_nothing) = browser.step("token", &[("token", "typed"), ("repo", "octo/app")]).await;
+    assert_eq!(
+        problems(&at_listener).replace(&listener.url, "URL"),
+        problems(&at_nothing).replace(&nowhere, "URL"),
+        "the check tells a listener from a closed port"
+    );
+
+    // A token typed for one address is not carried to the next either.
+    let home = [("public_url", "http://fh.test"), ("kind", "github"), ("api_url", forge.base_url())];
+    assert_eq!(browser.step("forge", &home).await.0, 303);
+    assert_eq!(browser.step("token", &[("token", forge.token()), ("repo", "octo/app")]).await.0, 303);
+    assert_eq!(browser.step("forge", &elsewhere).await.0, 303);
+    let (status, _, _) = browser.step("token", &[("token", ""), ("repo", "octo/app")]).await;
+    assert_eq!(status, 400);
+    assert_eq!(listener.heads().len(), 1, "the token typed for the forge went to the listener");
+
+    // Nor is the stored webhook secret kept for another address: a new one is needed.
+    let other = FakeForge::github().await;
+    other.add_repo("octo/app", "https://fake.invalid/octo/app.git", "main");
+    let moved = [("public_url", "http://fh.test"), ("kind", "github"), ("api_url", other.base_url())];
+    assert_eq!(browser.step("forge", &moved).await.0, 303);
+    assert_eq!(browser.step("token", &[("token", other.token()), ("repo", "octo/app")]).await.0, 303);
+    let (status, _, page) = browser.step("webhook", &[("action", "continue")]).await;
+    assert!(status == 400 && problems(&page).contains("Generate a webhook secret first"), "{page}");
+}
+
+#[tokio::test]
+async fn repository_names_typed_in_the_wizard_or_the_setup_check_are_owner_slash_name() {
+    use crate::fake_forge::FakeForge;
+    let forge = FakeForge::github().await;
+    forge.add_repo("octo/app", "https://fake.invalid/octo/app.git", "main");
+    let app = TestApp::spawn_with(&forge.config_toml("fake")).await;
+    let browser = crate::dashboard::Browser::login(&app).await;
+    browser.get("/setup/wizard?forge=fake").await;
+    let home = [("public_url", "http://fh.test"), ("kind", "github"), ("api_url", forge.base_url())];
+    assert_eq!(browser.step("forge", &home).await.0, 303);
+    let before = forge.requests().len();
+    for bad in
+        ["a/b/../../../../admin/secret", "../secret", "octo/..", "octo/app/", "octo/a%2fb", "octo/ app"]
+    {
+        let (status, _, page) = browser.step("token", &[("token", ""), ("repo", bad)]).await;
+        assert!(
+            status == 400 && problems(&page).contains("Name the repository as owner/name"),
+            "{bad}: {page}"
+        );
+        let form = [("csrf", browser.csrf.as_str()), ("forge", "fake"), ("repo", bad)];
+        let (status, page) = setup_check(&browser, &form).await;
+        assert!(status == 400 && page.contains("Name the repository as owner/name"), "{bad}: {page}");
+    }
+    assert_eq!(forge.requests().len(), before, "a refused name reached the forge");
+    let (status, _, page) = browser.step("token", &[("token", ""), ("repo", "octo/app")]).await;
+    assert_eq!(status, 303, "{page}");
+    let form = [("csrf", browser.csrf.as_str()), ("forge", "fake"), ("repo", "octo/app")];
+    assert_eq!(setup_check(&browser, &form).await.0, 200);
+}
+
+async fn setup_check(browser: &crate::dashboard::Browser, form: &[(&str, &str)]) -> (u16, String) {
+    use crate::dashboard::FormBody;
+    let response = browser
+        .client
+        .post(format!("{}/setup/check", browser.base))
+        .header("cookie", &browser.cookie)
+        .form_body(form)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}

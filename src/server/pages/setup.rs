@@ -63,7 +63,7 @@ pub async fn setup_page(
     State(state): State<AppState>,
     Extension(session): Extension<CurrentSession>,
 ) -> Response {
-    setup_with(&state, session, None)
+    setup_with(&state, session, None, StatusCode::OK)
 }
 
 /// The token test form.
@@ -96,14 +96,23 @@ pub async fn setup_check(
         );
     };
     let repo = Some(form.repo.trim()).filter(|r| !r.is_empty());
+    if let Some(Err(problem)) = repo.map(crate::config::check_repo_name) {
+        let check = TokenCheck { forge: forge.name.clone(), ok: false, lines: vec![problem] };
+        return setup_with(&state, session, Some(check), StatusCode::BAD_REQUEST);
+    }
     let check = match crate::server::wizard::checks::check_token(forge, repo).await {
         Ok(report) => TokenCheck { forge: forge.name.clone(), ok: true, lines: report.lines() },
         Err(message) => TokenCheck { forge: forge.name.clone(), ok: false, lines: vec![message] },
     };
-    setup_with(&state, session, Some(check))
+    setup_with(&state, session, Some(check), StatusCode::OK)
 }
 
-fn setup_with(state: &AppState, session: CurrentSession, check: Option<TokenCheck>) -> Response {
+fn setup_with(
+    state: &AppState,
+    session: CurrentSession,
+    check: Option<TokenCheck>,
+    status: StatusCode,
+) -> Response {
     let settings = state.settings();
     let page = SetupPage {
         csrf: Some(session.csrf),
@@ -115,5 +124,5 @@ fn setup_with(state: &AppState, session: CurrentSession, check: Option<TokenChec
         max_concurrent: settings.executor.max_concurrent,
         timeout: duration(chrono::Duration::seconds(settings.executor.timeout_secs as i64)),
     };
-    render(StatusCode::OK, &page)
+    render(status, &page)
 }
