@@ -181,10 +181,20 @@ async fn wrong_bearer_tokens_lock_the_login_too_but_not_a_browser_that_logged_in
     }
     let device = device.split(';').next().unwrap().to_owned();
 
-    // Someone else behind the same address guesses through the API.
+    let setup = |session: String| client.get(format!("{}/setup", app.base)).header("cookie", session).send();
+    let session = first.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let page = setup(session.clone()).await.unwrap().text().await.unwrap();
+    assert!(!page.contains("untrusted-proxy"), "{page}");
+
+    // Someone else behind the same address (a proxy not in trusted_proxies) guesses
+    // through the API.
     for n in 0..5 {
-        let answer =
-            app.client.get(format!("{}/api/tasks", app.base)).bearer_auth(format!("guess-{n}")).send();
+        let answer = app
+            .client
+            .get(format!("{}/api/tasks", app.base))
+            .header("x-forwarded-for", "203.0.113.9")
+            .bearer_auth(format!("guess-{n}"))
+            .send();
         assert_eq!(answer.await.unwrap().status(), 401);
     }
     assert_eq!(login("guess-6", None).await.unwrap().status(), 429, "the form shares the API's count");
@@ -194,6 +204,15 @@ async fn wrong_bearer_tokens_lock_the_login_too_but_not_a_browser_that_logged_in
     assert_eq!(returning.headers()["location"], "/");
     let forged = login(ADMIN_TOKEN, Some("forgehand_device=made-up")).await.unwrap();
     assert_eq!(forged.status(), 429, "a device cookie forgehand did not hand out counts for nothing");
+
+    // The setup page says why, and what to do.
+    let page = setup(session).await.unwrap().text().await.unwrap();
+    assert!(
+        page.contains("id=\"untrusted-proxy\"")
+            && page.contains("Requests from 127.0.0.1 carry X-Forwarded-For")
+            && page.contains("add it to server.trusted_proxies"),
+        "{page}"
+    );
 }
 
 /// A listener at an address of the attacker's choosing: records every request head it

@@ -41,6 +41,8 @@ struct SetupPage {
     agent: String,
     max_concurrent: usize,
     timeout: String,
+    /// A warning about a proxy forwarding without being trusted.
+    untrusted_proxy: Option<String>,
 }
 
 fn forge_setup(public_url: &str, forge: &ForgeSettings) -> ForgeSetup {
@@ -123,6 +125,19 @@ fn setup_with(
         agent: settings.agent.command.clone(),
         max_concurrent: settings.executor.max_concurrent,
         timeout: duration(chrono::Duration::seconds(settings.executor.timeout_secs as i64)),
+        untrusted_proxy: state.forwarding.last_untrusted().map(|proxy| untrusted_proxy_warning(&proxy)),
     };
     render(status, &page)
+}
+
+/// What the setup page says about a proxy forwarding without being trusted.
+pub fn untrusted_proxy_warning(proxy: &crate::server::client::UntrustedProxy) -> String {
+    let ago = proxy.last_seen.elapsed().unwrap_or_default().as_secs();
+    format!(
+        "Requests from {address} carry X-Forwarded-For (last {ago} s ago), but {address} is not in \
+         server.trusted_proxies: every client behind it counts as {address}, so wrong admin tokens sent \
+         by anyone there lock out everyone there who has not logged in from their browser before. \
+         If {address} is your reverse proxy, add it to server.trusted_proxies.",
+        address = proxy.address
+    )
 }
