@@ -357,3 +357,50 @@ async fn setup_check(browser: &crate::dashboard::Browser, form: &[(&str, &str)])
         .unwrap();
     (response.status().as_u16(), response.text().await.unwrap())
 }
+
+#[tokio::test]
+async fn an_open_transcript_stream_ends_when_its_session_logs_out() {
+    use futures_util::StreamExt;
+    let app = spawn_server_with("").await;
+    let answer =
+        app.deliver("github", Delivery::github("issues", fixture("github/issues_labeled.json"))).await;
+    let id = answer.json["task_id"].as_i64().expect("a task was queued");
+    let line = |text: &str| {
+        format!(
+            "{}\n",
+            serde_json::json!({"type":"assistant","message":{"content":[{"type":"text","text":text}]}})
+        )
+    };
+    let first = line("before logout");
+    app.db.append_transcript(id, 0, first.clone().into_bytes()).await.unwrap();
+    let browser = crate::dashboard::Browser::login(&app).await;
+    let response = browser
+        .client
+        .get(format!("{}/tasks/{id}/stream?from=0&status=queued", app.base))
+        .header("cookie", &browser.cookie)
+        .send()
+        .await
+        .unwrap();
+    let mut body = response.bytes_stream();
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        text.push_str(&String::from_utf8_lossy(&body.next().await.unwrap().unwrap()));
+    }
+    assert!(text.contains("before logout"), "{text}");
+
+    let (status, location) = browser.post("/logout", &[("csrf", &browser.csrf)]).await;
+    assert_eq!((status, location.as_str()), (303, "/login"));
+    let logged_out = Instant::now();
+    app.db.append_transcript(id, first.len() as u64, line("after logout").into_bytes()).await.unwrap();
+    let rest = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut rest = String::new();
+        while let Some(chunk) = body.next().await {
+            rest.push_str(&String::from_utf8_lossy(&chunk.unwrap_or_default()));
+        }
+        rest
+    })
+    .await
+    .expect("the stream went on for 5 s after its session logged out");
+    eprintln!("the stream ended {:?} after logout", logged_out.elapsed());
+    assert!(!rest.contains("after logout"), "entries written after logout were streamed: {rest}");
+}
