@@ -404,3 +404,46 @@ async fn an_open_transcript_stream_ends_when_its_session_logs_out() {
     eprintln!("the stream ended {:?} after logout", logged_out.elapsed());
     assert!(!rest.contains("after logout"), "entries written after logout were streamed: {rest}");
 }
+
+/// Sends `request` raw and reads until the server closes; what it answered.
+async fn raw_exchange(app: &TestApp, request: &str) -> String {
+    let mut stream = TcpStream::connect(address(app)).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+        .await
+        .expect(
+            "the server kept the connection open after a request with Content-Length and Transfer-Encoding",
+        )
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn a_request_with_both_content_length_and_transfer_encoding_cannot_smuggle_a_second_one() {
+    let app = spawn_server_with("").await;
+    // A front proxy that believed Content-Length would see one request; the chunked body
+    // ends early and the rest looks like a second request on the same connection.
+    let smuggled = "GET /api/tasks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer guess\r\n\r\n";
+    let body = format!("5\r\ncsrf=\r\n0\r\n\r\n{smuggled}");
+    for headers in [
+        format!("Content-Length: {}\r\nTransfer-Encoding: chunked\r\n", body.len()),
+        format!("Transfer-Encoding: chunked\r\nContent-Length: {}\r\n", body.len()),
+    ] {
+        let request = format!(
+            "POST /logout HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n{headers}\r\n{body}"
+        );
+        let answer = raw_exchange(&app, &request).await;
+        assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "more than one answer: {answer}");
+        assert!(answer.starts_with("HTTP/1.1 303") && !answer.contains("401"), "{answer}");
+    }
+    // The control: without Content-Length the same bytes are two pipelined requests.
+    let request = format!(
+        "POST /logout HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Transfer-Encoding: chunked\r\n\r\n{}",
+        body.replace("Host: x\r\n", "Host: x\r\nConnection: close\r\n")
+    );
+    let answer = raw_exchange(&app, &request).await;
+    assert_eq!(answer.matches("HTTP/1.1 ").count(), 2, "{answer}");
+    assert!(answer.contains("HTTP/1.1 401"), "{answer}");
+}
