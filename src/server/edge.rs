@@ -45,9 +45,7 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         return next.run(request).await;
     }
     let Ok(permit) = state.form_readers.0.clone().try_acquire_owned() else {
-        tracing::warn!(
-            "a form body was refused: every form reader is busy (a quarter of server.max_connections is kept for webhooks)"
-        );
+        busy_warning();
         return closing(error_page(
             StatusCode::SERVICE_UNAVAILABLE,
             "Busy",
@@ -84,6 +82,21 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
             ))
         }
     }
+}
+
+/// Warns that form bodies are being refused, at most once a minute: under a flood of
+/// stalled forms a line per refusal would flood the log instead.
+fn busy_warning() {
+    static LAST_WARNED: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+    let mut last = LAST_WARNED.lock().unwrap_or_else(|e| e.into_inner());
+    if last.is_some_and(|at| at.elapsed() < Duration::from_secs(60)) {
+        return;
+    }
+    *last = Some(std::time::Instant::now());
+    tracing::warn!(
+        "form bodies are refused (503): every form reader is busy, a quarter of server.max_connections \
+         being kept for webhooks; this warning repeats at most once a minute"
+    );
 }
 
 /// `response`, ending its connection: a body left unread must not be taken for the next
