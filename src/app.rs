@@ -30,8 +30,7 @@ impl App {
     /// Creates `data_dir`, opens and migrates the database, loads or generates the admin
     /// token, and binds `server.listen`.
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
-        std::fs::create_dir_all(&settings.data_dir)
-            .with_context(|| format!("cannot create data_dir {}", settings.data_dir.display()))?;
+        create_data_dir(&settings.data_dir)?;
         let db = open_database(&settings).await?;
         let (admin_token, source) = auth::load_or_generate(&settings.auth.admin_token, &settings.data_dir)
             .with_context(|| format!("cannot store the admin token in {}", settings.data_dir.display()))?;
@@ -211,6 +210,26 @@ async fn accept_failed(err: std::io::Error) {
     }
     tracing::error!(error = %err, "cannot accept a connection; retrying in a second");
     tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+/// Makes every file and directory this process creates from now on private to its user
+/// (0600 / 0700) whatever the umask it was started with: the database and its WAL,
+/// transcripts, checkouts and the admin token live in `data_dir`. Called first thing by
+/// the `forgehand` binary; the process's children (git, the agent) inherit it.
+pub fn keep_new_files_private() {
+    // SAFETY: umask only sets the process's file mode creation mask; it cannot fail.
+    unsafe { libc::umask(0o077) };
+}
+
+/// Creates `data_dir` (and missing parents) with mode 0700; an existing one is left as
+/// it is.
+pub fn create_data_dir(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data_dir)
+        .with_context(|| format!("cannot create data_dir {}", data_dir.display()))
 }
 
 /// Opens the configured database and applies pending migrations.

@@ -58,6 +58,7 @@ pub enum TasksCommand {
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> ExitCode {
+    app::keep_new_files_private();
     telemetry::init(cli.log_format);
     let settings = match Settings::load_or_discover(cli.config.as_deref()) {
         Ok(settings) => settings,
@@ -92,7 +93,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&settings.data_dir)?;
+    app::create_data_dir(&settings.data_dir)?;
     app::open_database(settings).await?;
     eprintln!("database is up to date");
     Ok(())

@@ -590,11 +590,27 @@ fn is_forge_name(name: &str) -> bool {
 }
 
 fn is_repo_name(repo: &str) -> bool {
-    let mut parts = repo.split('/');
-    let (Some(owner), Some(name), None) = (parts.next(), parts.next(), parts.next()) else {
-        return false;
+    check_repo_name(repo).is_ok()
+}
+
+/// Checks a repository name typed by a person: `owner/name`, each part letters, digits,
+/// `-`, `_` and `.` (as GitHub and Gitea allow), neither `.` nor `..`. It becomes part
+/// of API paths, so nothing else gets through. The error says what to type.
+pub fn check_repo_name(repo: &str) -> Result<(), String> {
+    let part_ok = |part: &str| {
+        (1..=100).contains(&part.len())
+            && part != "."
+            && part != ".."
+            && part.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
     };
-    [owner, name].iter().all(|p| !p.is_empty() && !p.contains(char::is_whitespace))
+    match repo.split_once('/') {
+        Some((owner, name)) if part_ok(owner) && part_ok(name) => Ok(()),
+        _ => Err(format!(
+            "Name the repository as owner/name, e.g. octo-org/hello-world: two parts of letters, digits, '-', '_' and '.', \
+             not '.' or '..' (got {:?}).",
+            repo.chars().take(100).collect::<String>()
+        )),
+    }
 }
 
 fn is_branch_prefix(prefix: &str) -> bool {

@@ -2,7 +2,10 @@
 //! their own.
 
 pub mod api;
+pub mod attempts;
 pub mod auth;
+pub mod client;
+pub mod edge;
 pub mod metrics;
 pub mod pages;
 pub mod session;
@@ -32,8 +35,14 @@ pub struct Inner {
     pub admin_token: auth::AdminToken,
     /// Wakes the executor when intake queues a task.
     pub wake: Arc<tokio::sync::Notify>,
-    /// Dashboard sessions and failed logins.
+    /// Dashboard sessions.
     pub sessions: session::Sessions,
+    /// Wrong admin tokens per client, however presented.
+    pub attempts: attempts::Attempts,
+    /// The last proxy seen forwarding without being trusted.
+    pub forwarding: client::Forwarding,
+    /// Connections that may be reading a form body at once.
+    pub form_readers: edge::FormReaders,
     /// The setup wizard's unsaved answers, per session.
     pub drafts: wizard::Drafts,
     /// Webhook timing and answers, for `/metrics`.
@@ -54,6 +63,7 @@ impl AppState {
     /// Wraps the shared state.
     pub fn new(settings: Settings, db: Db, admin_token: auth::AdminToken) -> AppState {
         let wake = Arc::new(tokio::sync::Notify::new());
+        let form_readers = edge::FormReaders::new(settings.server.max_connections);
         let (current_settings, _) = tokio::sync::watch::channel(Arc::new(settings));
         AppState(Arc::new(Inner {
             current_settings,
@@ -61,6 +71,9 @@ impl AppState {
             admin_token,
             wake,
             sessions: Default::default(),
+            attempts: Default::default(),
+            forwarding: Default::default(),
+            form_readers,
             drafts: Default::default(),
             intake: Default::default(),
             overview: Default::default(),
@@ -103,6 +116,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(dashboard(state.clone()))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), edge::guard))
         .layer(axum::middleware::from_fn(session::security_headers))
         .with_state(state)
 }

@@ -21,6 +21,7 @@ mod real_claude;
 mod real_codex;
 mod sandbox;
 mod scale_out;
+mod security;
 mod storage;
 mod triggers;
 mod wizard;

@@ -13,7 +13,7 @@ const AGENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/agent/fake-claud
 
 impl Browser {
     /// POSTs a wizard form with the session's CSRF token: status, Location, body.
-    async fn step(&self, step: &str, form: &[(&str, &str)]) -> (u16, String, String) {
+    pub(crate) async fn step(&self, step: &str, form: &[(&str, &str)]) -> (u16, String, String) {
         let mut pairs = vec![("csrf", self.csrf.as_str())];
         pairs.extend_from_slice(form);
         let response = self

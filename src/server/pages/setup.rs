@@ -41,6 +41,8 @@ struct SetupPage {
     agent: String,
     max_concurrent: usize,
     timeout: String,
+    /// A warning about a proxy forwarding without being trusted.
+    untrusted_proxy: Option<String>,
 }
 
 fn forge_setup(public_url: &str, forge: &ForgeSettings) -> ForgeSetup {
@@ -63,7 +65,7 @@ pub async fn setup_page(
     State(state): State<AppState>,
     Extension(session): Extension<CurrentSession>,
 ) -> Response {
-    setup_with(&state, session, None)
+    setup_with(&state, session, None, StatusCode::OK)
 }
 
 /// The token test form.
@@ -96,14 +98,23 @@ pub async fn setup_check(
         );
     };
     let repo = Some(form.repo.trim()).filter(|r| !r.is_empty());
+    if let Some(Err(problem)) = repo.map(crate::config::check_repo_name) {
+        let check = TokenCheck { forge: forge.name.clone(), ok: false, lines: vec![problem] };
+        return setup_with(&state, session, Some(check), StatusCode::BAD_REQUEST);
+    }
     let check = match crate::server::wizard::checks::check_token(forge, repo).await {
         Ok(report) => TokenCheck { forge: forge.name.clone(), ok: true, lines: report.lines() },
         Err(message) => TokenCheck { forge: forge.name.clone(), ok: false, lines: vec![message] },
     };
-    setup_with(&state, session, Some(check))
+    setup_with(&state, session, Some(check), StatusCode::OK)
 }
 
-fn setup_with(state: &AppState, session: CurrentSession, check: Option<TokenCheck>) -> Response {
+fn setup_with(
+    state: &AppState,
+    session: CurrentSession,
+    check: Option<TokenCheck>,
+    status: StatusCode,
+) -> Response {
     let settings = state.settings();
     let page = SetupPage {
         csrf: Some(session.csrf),
@@ -114,6 +125,19 @@ fn setup_with(state: &AppState, session: CurrentSession, check: Option<TokenChec
         agent: settings.agent.command.clone(),
         max_concurrent: settings.executor.max_concurrent,
         timeout: duration(chrono::Duration::seconds(settings.executor.timeout_secs as i64)),
+        untrusted_proxy: state.forwarding.last_untrusted().map(|proxy| untrusted_proxy_warning(&proxy)),
     };
-    render(StatusCode::OK, &page)
+    render(status, &page)
+}
+
+/// What the setup page says about a proxy forwarding without being trusted.
+pub fn untrusted_proxy_warning(proxy: &crate::server::client::UntrustedProxy) -> String {
+    let ago = proxy.last_seen.elapsed().unwrap_or_default().as_secs();
+    format!(
+        "Requests from {address} carry X-Forwarded-For (last {ago} s ago), but {address} is not in \
+         server.trusted_proxies: every client behind it counts as {address}, so wrong admin tokens sent \
+         by anyone there lock out everyone there who has not logged in from their browser before. \
+         If {address} is your reverse proxy, add it to server.trusted_proxies.",
+        address = proxy.address
+    )
 }

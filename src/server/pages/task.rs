@@ -183,6 +183,8 @@ pub struct StreamQuery {
 
 struct Tail {
     state: AppState,
+    /// The session that opened the stream: it ends when the session does.
+    session: CurrentSession,
     id: i64,
     offset: u64,
     /// The status the page shows (`None`: one it did not name).
@@ -192,9 +194,11 @@ struct Tail {
 }
 
 /// `GET /tasks/{id}/stream`: server-sent events with the transcript entries written after
-/// `from` (`entries`, HTML) and the task's status when it changes (`status`).
+/// `from` (`entries`, HTML) and the task's status when it changes (`status`). The
+/// stream ends when the task does, or when the session logs out or expires.
 pub async fn task_stream(
     State(state): State<AppState>,
+    Extension(session): Extension<CurrentSession>,
     Path(id): Path<i64>,
     Query(query): Query<StreamQuery>,
     headers: axum::http::HeaderMap,
@@ -202,7 +206,7 @@ pub async fn task_stream(
     // A reconnecting EventSource says how far it got: resume there, not at `from`.
     let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
     let offset = resume.unwrap_or(query.from);
-    let tail = Tail { state, id, offset, status: query.status.parse().ok(), ended: false, first: true };
+    let tail = Tail { state, session, id, offset, status: query.status.parse().ok(), ended: false, first: true };
     let stream = futures_util::stream::unfold(tail, |mut tail| async move {
         let event = next_event(&mut tail).await?;
         Some((Ok::<_, Infallible>(event), tail))
@@ -219,6 +223,9 @@ async fn next_event(tail: &mut Tail) -> Option<Event> {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         tail.first = false;
+        if !tail.state.sessions.alive(&tail.session) {
+            return None;
+        }
         let from = tail.offset;
         let (bytes, start) =
             tail.state.db.transcript_bytes(tail.id, from, transcript::MAX_BYTES).await.ok()?;
