@@ -127,6 +127,7 @@ fn dashboard(state: AppState) -> Router<AppState> {
         .route("/logout", post(session::logout))
         .route("/static/app.css", get(pages::style))
         .route("/static/app.js", get(pages::script))
+        .route("/favicon.ico", get(pages::favicon))
         .merge(pages)
 }
 

@@ -250,6 +250,13 @@ async fn every_response_carries_the_security_headers() {
     let css = client.get(format!("{}/static/app.css", app.base)).send().await.unwrap();
     assert!(css.headers()["cache-control"].to_str().unwrap().contains("max-age"));
     assert!(css.headers()["content-type"].to_str().unwrap().starts_with("text/css"));
+    // Browsers ask for it on every page, logged in or not.
+    let icon = client.get(format!("{}/favicon.ico", app.base)).send().await.unwrap();
+    assert_eq!(
+        (icon.status().as_u16(), icon.headers()["content-type"].to_str().unwrap()),
+        (200, "image/x-icon")
+    );
+    assert_eq!(&icon.bytes().await.unwrap()[..4], b"\0\0\x01\0", "an ICO file");
 }
 
 #[tokio::test]

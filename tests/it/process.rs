@@ -189,7 +189,10 @@ async fn first_start_with_no_config_creates_database_and_admin_token() {
 
     // The second start reuses the stored token.
     let again = start(dir.path(), &[], &[("FORGEHAND__SERVER__LISTEN", "127.0.0.1:0")]).await;
-    assert!(!again.printed.join("\n").contains("generated"));
+    let shown = again.printed.join("\n");
+    assert!(!shown.contains("generated") && !shown.contains(&token), "{shown}");
+    let login = format!("the admin token is in data/admin_token; log in with it at {}/login", again.base);
+    assert!(shown.contains(&login), "every start says where the token is and where to log in: {shown}");
     assert_eq!(std::fs::read_to_string(&token_file).unwrap(), token);
 }
 

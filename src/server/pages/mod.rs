@@ -11,7 +11,7 @@ mod deliveries;
 mod setup;
 mod task;
 
-pub use assets::{asset_version, script, style};
+pub use assets::{asset_version, favicon, script, style};
 pub use dashboard::{dashboard, dashboard_live};
 pub use deliveries::{DeliveryRow, deliveries_page};
 pub use setup::{setup_check, setup_page};
