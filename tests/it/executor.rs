@@ -578,6 +578,25 @@ async fn a_rate_limited_forge_is_waited_for_then_the_task_completes() {
 }
 
 #[tokio::test]
+async fn a_waiting_task_says_why_once_with_its_next_attempt_and_the_attempts_left() {
+    let world = World::start(Setup::new(Dialect::Github)).await;
+    let permission = format!("/repos/{}/collaborators/", world.repo);
+    world.forge.fail_next("GET", &permission, 429, &[("retry-after", "3600")], 1);
+    let id = world.deliver_label().await;
+    let task = world.app.wait_task(id, LONG, |t| t.status == "queued" && t.attempt == 1).await;
+    let next = task.next_attempt_at.expect("a retry time").format("%Y-%m-%d %H:%M").to_string();
+    let browser = crate::dashboard::Browser::login(&world.app).await;
+    let (status, page) = browser.get(&format!("/tasks/{id}")).await;
+    assert_eq!(status, 200);
+    let alerts: Vec<&str> = page.split("<p class=\"alert").skip(1).collect();
+    assert_eq!(alerts.len(), 1, "the reason is said once: {alerts:#?}");
+    let alert = alerts[0];
+    assert!(alert.contains("Waiting: ") && alert.contains("rate limited"), "{alert}");
+    assert!(alert.contains(&format!("next attempt at {next}")) && alert.contains("(in 59m"), "{alert}");
+    assert!(alert.contains("2 attempts left of 3"), "{alert}");
+}
+
+#[tokio::test]
 async fn a_command_sent_while_the_agent_runs_becomes_the_next_run() {
     let mut setup = Setup::new(Dialect::Github);
     setup.hold_ms = 1500;
