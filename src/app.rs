@@ -42,6 +42,7 @@ impl App {
             )
         })?;
         let app = App { listener, state: AppState::new(settings, db, admin_token) };
+        let _ = app.state.local_addr.set(app.local_addr());
         app.announce(&source);
         Ok(app)
     }

@@ -1,4 +1,5 @@
-//! The command line: `serve` (the default), `check-config`, `migrate`, `tasks list`.
+//! The command line: `serve` (the default), `check-config`, `migrate`, `send-test`,
+//! `tasks list`.
 //!
 //! The read-only commands (`check-config`, `tasks list`) never create `data_dir` or a
 //! database: they say which configuration and database they read, and fail when there is
@@ -42,6 +43,17 @@ pub enum Command {
     CheckConfig,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Sign a test delivery with a forge's webhook secret, send it to the running daemon's
+    /// webhook endpoint and show its answer (it starts no task).
+    SendTest {
+        /// The forge (its `name`); the first one configured when not given.
+        #[arg(long)]
+        forge: Option<String>,
+        /// Where the daemon is reached, e.g. your public_url to go through its proxy;
+        /// by default the address it listens on (server.listen).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
     /// Inspect tasks.
     #[command(subcommand)]
     Tasks(TasksCommand),
@@ -78,6 +90,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Serve => serve(settings).await,
         Command::CheckConfig => check_config(&settings),
         Command::Migrate => migrate(&settings).await,
+        Command::SendTest { forge, url } => send_test(&settings, forge.as_deref(), url.as_deref()).await,
         Command::Tasks(TasksCommand::List { status, repo, limit }) => {
             list_tasks(&settings, TaskFilter { status, repo, limit, ..TaskFilter::default() }).await
         }
@@ -126,6 +139,32 @@ fn check_config(settings: &Settings) -> anyhow::Result<()> {
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
+}
+
+async fn send_test(settings: &Settings, forge: Option<&str>, url: Option<&str>) -> anyhow::Result<()> {
+    use crate::server::test_delivery;
+    eprintln!("{}", configuration_source(settings));
+    let chosen = match forge {
+        Some(name) => settings.forge(name),
+        None => settings.forges.first(),
+    };
+    let Some(forge) = chosen else {
+        let names: Vec<&str> = settings.forges.iter().map(|f| f.name.as_str()).collect();
+        bail!(
+            "no forge {}in this configuration (configured: {}); add one, or pass the daemon's --config",
+            forge.map(|n| format!("named {n:?} ")).unwrap_or_default(),
+            if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+        );
+    };
+    let base = url.map_or_else(|| test_delivery::local_base(settings.server.listen), str::to_owned);
+    let sent = test_delivery::send(forge, &base).await.map_err(anyhow::Error::msg)?;
+    for line in sent.lines() {
+        println!("{line}");
+    }
+    if !sent.accepted() {
+        bail!("the test delivery was refused ({})", sent.status);
+    }
+    Ok(())
 }
 
 /// Which file the settings were read from, in words.

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod metrics;
 pub mod pages;
 pub mod session;
+pub mod test_delivery;
 pub mod transcript;
 pub mod webhook;
 pub mod wizard;
@@ -40,6 +41,9 @@ pub struct Inner {
     pub intake: metrics::IntakeMetrics,
     /// The dashboard's figures, shared by the page loads of one second.
     pub overview: crate::db::dashboard::OverviewCache,
+    /// The address the server listens on, once bound (the setup page's test delivery
+    /// goes there).
+    pub local_addr: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
 impl std::ops::Deref for AppState {
@@ -64,6 +68,7 @@ impl AppState {
             drafts: Default::default(),
             intake: Default::default(),
             overview: Default::default(),
+            local_addr: Default::default(),
         }))
     }
 
@@ -119,6 +124,7 @@ fn dashboard(state: AppState) -> Router<AppState> {
         .route("/deliveries", get(pages::deliveries_page))
         .route("/setup", get(pages::setup_page))
         .route("/setup/check", post(pages::setup_check))
+        .route("/setup/test-delivery", post(pages::setup_test_delivery))
         .route("/setup/wizard", get(wizard::start))
         .route("/setup/wizard/{step}", get(wizard::show).post(wizard::submit))
         .route_layer(axum::middleware::from_fn_with_state(state, session::require_session));

@@ -232,13 +232,108 @@ async fn check_config_masks_every_secret() {
         .output()
         .await
         .unwrap();
-    assert!(output.status.success());
-    let shown = String::from_utf8(output.stdout).unwrap();
+    // The test config cannot work (no tokens): check-config says so, still masking.
+    assert_eq!(output.status.code(), Some(1));
+    let shown = String::from_utf8(output.stdout).unwrap() + &String::from_utf8(output.stderr).unwrap();
     for secret in [GITHUB_SECRET, GITEA_SECRET, ADMIN_TOKEN, "gitea-token-value", "an old secret"] {
         assert!(!shown.contains(secret), "{secret} shown in:\n{shown}");
     }
     assert!(shown.contains("webhook_secret = [\n    \"********\",\n    \"********\",\n]"), "{shown}");
     assert!(shown.contains("name = \"gitea\""));
+}
+
+#[tokio::test]
+async fn check_config_names_the_file_and_fails_on_what_cannot_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path()).await;
+    let output =
+        command(dir.path(), &["--config", config.to_str().unwrap(), "check-config"]).output().await.unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(said.contains(&format!("configuration: {}", config.display())), "{said}");
+    assert!(said.contains("(not created yet)"), "{said}");
+    for expected in [
+        "error: forges[2].webhook_secret: not set, so every delivery to /webhooks/unsigned is refused",
+        "error: forges[0].token: not set",
+        "error: forges[1].api_url: \"https://gitea.example.com/api/v1\" is a placeholder",
+        "warning: trigger.repos: empty",
+        "errors above: forgehand cannot work with this configuration",
+    ] {
+        assert!(said.contains(expected), "{expected:?} not in:\n{said}");
+    }
+    assert!(!dir.path().join("data").exists(), "check-config created data_dir");
+
+    let agent = dir.path().join("agent");
+    std::fs::write(&agent, "#!/bin/sh\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let fine = format!(
+        "data_dir = \"data\"\n[agent]\ncommand = \"{}\"\n[trigger]\nrepos = [\"me/mine\"]\n\
+         [[forges]]\nname = \"github\"\nkind = \"github\"\napi_url = \"https://api.github.com\"\n\
+         token = \"t\"\nwebhook_secret = \"s\"\n",
+        agent.display()
+    );
+    std::fs::write(&config, fine).unwrap();
+    let output =
+        command(dir.path(), &["--config", config.to_str().unwrap(), "check-config"]).output().await.unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && said.contains("configuration is valid"), "{said}");
+    std::fs::write(&config, "[agent]\ncommand = \"no-such-agent-program\"\n").unwrap();
+    let output =
+        command(dir.path(), &["--config", config.to_str().unwrap(), "check-config"]).output().await.unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(said.contains("error: agent.command: \"no-such-agent-program\" is not found on PATH"), "{said}");
+}
+
+#[tokio::test]
+async fn read_only_commands_create_nothing_and_say_what_they_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = command(dir.path(), &["tasks", "list"]).output().await.unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(said.contains("configuration: no file"), "{said}");
+    assert!(said.contains("there is no database at data/forgehand.db"), "{said}");
+    let _ = command(dir.path(), &["check-config"]).output().await.unwrap();
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "a read-only command wrote something");
+
+    let daemon = start(dir.path(), &[], &[("FORGEHAND__SERVER__LISTEN", "127.0.0.1:0")]).await;
+    drop(daemon);
+    let output = command(dir.path(), &["tasks", "list"]).output().await.unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{said}");
+    assert!(said.contains("database: SQLite, data/forgehand.db"), "{said}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("(no tasks)"));
+}
+
+#[tokio::test]
+async fn send_test_signs_a_delivery_and_shows_the_daemons_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path()).await;
+    let config = config.to_str().unwrap();
+    let daemon = start(dir.path(), &["--config", config], &[]).await;
+    for forge in ["github", "gitea"] {
+        let args = ["--config", config, "send-test", "--forge", forge, "--url", &daemon.base];
+        let output = command(dir.path(), &args).output().await.unwrap();
+        let shown = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{forge}: {shown}{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            shown.contains(&format!("{}/webhooks/{forge} answered 200: ignored", daemon.base)),
+            "{shown}"
+        );
+    }
+    let args = ["--config", config, "send-test", "--forge", "unsigned", "--url", &daemon.base];
+    let output = command(dir.path(), &args).output().await.unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("has no webhook_secret"));
+    drop(daemon);
+    let output = command(dir.path(), &["--config", config, "send-test", "--url", "http://127.0.0.1:9"])
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(said.contains("cannot reach http://127.0.0.1:9/webhooks/github: Connection refused"), "{said}");
 }
 
 /// The daemon as a user runs it: the real binary, a fake GitHub, a bare remote.

@@ -14,7 +14,7 @@ mod task;
 pub use assets::{asset_version, favicon, script, style};
 pub use dashboard::{dashboard, dashboard_live};
 pub use deliveries::{DeliveryRow, deliveries_page};
-pub use setup::{setup_check, setup_page};
+pub use setup::{setup_check, setup_page, setup_test_delivery};
 pub use task::{cancel, retry, task_page, task_stream};
 
 use askama::Template;

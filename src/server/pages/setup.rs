@@ -30,11 +30,19 @@ pub struct TokenCheck {
     pub lines: Vec<String>,
 }
 
+/// What sending a test delivery to a forge's endpoint came to.
+pub struct DeliveryTest {
+    pub forge: String,
+    pub ok: bool,
+    pub lines: Vec<String>,
+}
+
 #[derive(Template)]
 #[template(path = "setup.html")]
 struct SetupPage {
     csrf: Option<String>,
     check: Option<TokenCheck>,
+    sent: Option<DeliveryTest>,
     forges: Vec<ForgeSetup>,
     label: String,
     command: String,
@@ -63,7 +71,7 @@ pub async fn setup_page(
     State(state): State<AppState>,
     Extension(session): Extension<CurrentSession>,
 ) -> Response {
-    setup_with(&state, session, None)
+    setup_with(&state, session, None, None)
 }
 
 /// The token test form.
@@ -100,14 +108,55 @@ pub async fn setup_check(
         Ok(report) => TokenCheck { forge: forge.name.clone(), ok: true, lines: report.lines() },
         Err(message) => TokenCheck { forge: forge.name.clone(), ok: false, lines: vec![message] },
     };
-    setup_with(&state, session, Some(check))
+    setup_with(&state, session, Some(check), None)
 }
 
-fn setup_with(state: &AppState, session: CurrentSession, check: Option<TokenCheck>) -> Response {
+/// The test delivery form.
+#[derive(Deserialize)]
+pub struct TestDeliveryForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    forge: String,
+}
+
+/// `POST /setup/test-delivery`: signs a test delivery with the forge's secret and sends
+/// it to this server's own webhook endpoint; shows what it answered.
+pub async fn setup_test_delivery(
+    State(state): State<AppState>,
+    Extension(session): Extension<CurrentSession>,
+    Form(form): Form<TestDeliveryForm>,
+) -> Response {
+    if let Err(refused) = check_csrf(&session, &form.csrf) {
+        return refused.into_response();
+    }
+    let settings = state.settings();
+    let (Some(forge), Some(addr)) = (settings.forge(&form.forge), state.local_addr.get()) else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "Unknown forge",
+            "Pick a forge listed on the setup page.",
+        );
+    };
+    let base = crate::server::test_delivery::local_base(*addr);
+    let sent = match crate::server::test_delivery::send(forge, &base).await {
+        Ok(sent) => DeliveryTest { forge: forge.name.clone(), ok: sent.accepted(), lines: sent.lines() },
+        Err(message) => DeliveryTest { forge: forge.name.clone(), ok: false, lines: vec![message] },
+    };
+    setup_with(&state, session, None, Some(sent))
+}
+
+fn setup_with(
+    state: &AppState,
+    session: CurrentSession,
+    check: Option<TokenCheck>,
+    sent: Option<DeliveryTest>,
+) -> Response {
     let settings = state.settings();
     let page = SetupPage {
         csrf: Some(session.csrf),
         check,
+        sent,
         forges: settings.forges.iter().map(|f| forge_setup(&settings.server.public_url, f)).collect(),
         label: settings.trigger.label.clone(),
         command: settings.trigger.command.clone(),
