@@ -4,6 +4,7 @@
 pub mod dashboard;
 pub mod entities;
 pub mod queries;
+mod refusals;
 pub mod transcripts;
 mod writer;
 
@@ -22,6 +23,8 @@ use sea_orm::{
 };
 use secrecy::ExposeSecret;
 use tokio::sync::{Notify, watch};
+
+pub use refusals::{LastDelivery, NewRefusal, REFUSALS_KEPT};
 
 use crate::config::Settings;
 use crate::trigger::{Decision, IssueContext};

@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod metrics;
 pub mod pages;
+pub mod refusals;
 pub mod session;
 pub mod test_delivery;
 pub mod transcript;
@@ -41,6 +42,8 @@ pub struct Inner {
     pub intake: metrics::IntakeMetrics,
     /// The dashboard's figures, shared by the page loads of one second.
     pub overview: crate::db::dashboard::OverviewCache,
+    /// Refused deliveries on their way to the database.
+    pub refusals: refusals::Refusals,
     /// The address the server listens on, once bound (the setup page's test delivery
     /// goes there).
     pub local_addr: std::sync::OnceLock<std::net::SocketAddr>,
@@ -61,6 +64,7 @@ impl AppState {
         let (current_settings, _) = tokio::sync::watch::channel(Arc::new(settings));
         AppState(Arc::new(Inner {
             current_settings,
+            refusals: refusals::Refusals::start(db.clone()),
             db,
             admin_token,
             wake,

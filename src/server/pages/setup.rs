@@ -7,8 +7,9 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Form};
 use serde::Deserialize;
 
-use super::{duration, error_page, render};
+use super::{database_error, duration, error_page, render};
 use crate::config::ForgeSettings;
+use crate::db::LastDelivery;
 use crate::server::AppState;
 use crate::server::session::{CurrentSession, check_csrf};
 
@@ -21,6 +22,28 @@ pub struct ForgeSetup {
     pub events: String,
     pub secret_set: bool,
     pub token_set: bool,
+    /// What became of the newest delivery for this forge, if one arrived.
+    pub last_delivery: Option<LastSeen>,
+}
+
+/// The newest delivery of a forge, in a sentence.
+pub struct LastSeen {
+    pub refused: bool,
+    pub text: String,
+}
+
+fn last_seen(forge: &str, last: LastDelivery) -> LastSeen {
+    let ago = |at: chrono::DateTime<chrono::Utc>| format!("{} ago", duration(chrono::Utc::now() - at));
+    match last {
+        LastDelivery::Accepted { at } => LastSeen {
+            refused: false,
+            text: format!("The last delivery for {forge} was accepted, {}.", ago(at)),
+        },
+        LastDelivery::Refused { at, status, reason } => LastSeen {
+            refused: true,
+            text: format!("The last delivery for {forge} was refused ({status}, {}): {reason}.", ago(at)),
+        },
+    }
 }
 
 /// What testing a forge's token found.
@@ -63,6 +86,7 @@ fn forge_setup(public_url: &str, forge: &ForgeSettings) -> ForgeSetup {
         events,
         secret_set: !forge.webhook_secret.is_empty(),
         token_set: !forge.token.expose_secret().is_empty(),
+        last_delivery: None,
     }
 }
 
@@ -71,7 +95,7 @@ pub async fn setup_page(
     State(state): State<AppState>,
     Extension(session): Extension<CurrentSession>,
 ) -> Response {
-    setup_with(&state, session, None, None)
+    setup_with(&state, session, None, None).await
 }
 
 /// The token test form.
@@ -108,7 +132,7 @@ pub async fn setup_check(
         Ok(report) => TokenCheck { forge: forge.name.clone(), ok: true, lines: report.lines() },
         Err(message) => TokenCheck { forge: forge.name.clone(), ok: false, lines: vec![message] },
     };
-    setup_with(&state, session, Some(check), None)
+    setup_with(&state, session, Some(check), None).await
 }
 
 /// The test delivery form.
@@ -143,21 +167,30 @@ pub async fn setup_test_delivery(
         Ok(sent) => DeliveryTest { forge: forge.name.clone(), ok: sent.accepted(), lines: sent.lines() },
         Err(message) => DeliveryTest { forge: forge.name.clone(), ok: false, lines: vec![message] },
     };
-    setup_with(&state, session, None, Some(sent))
+    setup_with(&state, session, None, Some(sent)).await
 }
 
-fn setup_with(
+async fn setup_with(
     state: &AppState,
     session: CurrentSession,
     check: Option<TokenCheck>,
     sent: Option<DeliveryTest>,
 ) -> Response {
     let settings = state.settings();
+    let mut forges = Vec::new();
+    for forge in &settings.forges {
+        let mut setup = forge_setup(&settings.server.public_url, forge);
+        setup.last_delivery = match state.db.last_delivery(&forge.name).await {
+            Ok(last) => last.map(|last| last_seen(&forge.name, last)),
+            Err(err) => return database_error(err),
+        };
+        forges.push(setup);
+    }
     let page = SetupPage {
         csrf: Some(session.csrf),
         check,
         sent,
-        forges: settings.forges.iter().map(|f| forge_setup(&settings.server.public_url, f)).collect(),
+        forges,
         label: settings.trigger.label.clone(),
         command: settings.trigger.command.clone(),
         agent: settings.agent.command.clone(),
