@@ -336,6 +336,41 @@ async fn send_test_signs_a_delivery_and_shows_the_daemons_answer() {
     assert!(said.contains("cannot reach http://127.0.0.1:9/webhooks/github: Connection refused"), "{said}");
 }
 
+/// The fenced block of `lang` in README's section `heading` that contains `needle`.
+fn readme_block(heading: &str, lang: &str, needle: &str) -> String {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = readme.split("\n## ").find(|s| s.starts_with(heading)).expect("the README section");
+    let fence = format!("```{lang}\n");
+    let blocks = section.split(&fence).skip(1).map(|b| b.split("```").next().unwrap());
+    blocks
+        .map(str::to_owned)
+        .find(|b| b.contains(needle))
+        .unwrap_or_else(|| panic!("no {lang} block with {needle}"))
+}
+
+/// README's "Try it locally", as written: its config, its signed curl (with openssl), the
+/// answer it promises, and the refusal after changing the secret.
+#[tokio::test]
+async fn the_readme_try_it_locally_works_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("try.toml"), readme_block("Try it locally", "toml", "try-it-locally"))
+        .unwrap();
+    let daemon =
+        start(dir.path(), &["--config", "try.toml"], &[("FORGEHAND__SERVER__LISTEN", "127.0.0.1:0")]).await;
+    let script = readme_block("Try it locally", "sh", "curl").replace("http://127.0.0.1:8080", &daemon.base);
+    let run = |script: String| command_for("bash", dir.path(), &["-euc", &script]).output();
+    let output = run(script.clone()).await.unwrap();
+    let answer = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{answer}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(answer.contains(r#""outcome":"task_created","reason":"task 1 queued","task_id":1"#), "{answer}");
+    let wrong = run(script.replace("secret=try-it-locally", "secret=try-it-locallx")).await.unwrap();
+    let refused = String::from_utf8_lossy(&wrong.stdout);
+    assert!(refused.contains("the signature matches none of the webhook secrets"), "{refused}");
+    let db = dir.path().join("data/forgehand.db");
+    assert!(db.is_file());
+    drop(daemon);
+}
+
 /// The daemon as a user runs it: the real binary, a fake GitHub, a bare remote.
 #[tokio::test]
 async fn the_real_daemon_turns_a_labelled_issue_into_a_pull_request() {
