@@ -41,6 +41,7 @@ impl App {
             )
         })?;
         let app = App { listener, state: AppState::new(settings, db, admin_token) };
+        let _ = app.state.local_addr.set(app.local_addr());
         app.announce(&source);
         Ok(app)
     }
@@ -93,25 +94,39 @@ impl App {
     }
 
     fn announce(&self, source: &auth::TokenSource) {
-        let addr = self.local_addr();
-        if let auth::TokenSource::Generated(path, token) = source {
+        let base = self.base_url();
+        match source {
             // Shown once, and only on a terminal: under systemd stdout is the journal.
-            if !std::io::stdout().is_terminal() {
-                tracing::info!(
-                    "generated an admin token and stored it in {} (mode 0600); read it there and log in at http://{addr}/login",
-                    path.display()
-                );
-                return self.announce_listening();
-            }
-            println!(
+            auth::TokenSource::Generated(path, token) if std::io::stdout().is_terminal() => println!(
                 "\nforgehand generated an admin token and stored it in {} (mode 0600):\n\n    {}\n\n\
-                 Log in with it at http://{addr}/login, or send it as `Authorization: Bearer <token>`\n\
-                 to http://{addr}/api/tasks.\n",
+                 Log in with it at {base}/login, or send it as `Authorization: Bearer <token>`\n\
+                 to {base}/api/tasks.\n",
                 path.display(),
                 token.expose_secret(),
-            );
+            ),
+            auth::TokenSource::Generated(path, _) => tracing::info!(
+                "generated an admin token and stored it in {} (mode 0600); read it there and log in at {base}/login",
+                path.display()
+            ),
+            auth::TokenSource::Stored(path) => {
+                tracing::info!("the admin token is in {}; log in with it at {base}/login", path.display())
+            }
+            auth::TokenSource::Configured => tracing::info!(
+                "the admin token is auth.admin_token of the configuration; log in with it at {base}/login"
+            ),
         }
         self.announce_listening();
+    }
+
+    /// Where people on this machine reach the server: the listening address, or
+    /// `server.public_url` when it listens on every interface.
+    fn base_url(&self) -> String {
+        let addr = self.local_addr();
+        if addr.ip().is_unspecified() {
+            self.state.settings().server.public_url.trim_end_matches('/').to_owned()
+        } else {
+            format!("http://{addr}")
+        }
     }
 
     fn announce_listening(&self) {

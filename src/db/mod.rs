@@ -8,6 +8,7 @@ mod intake;
 mod lease;
 pub mod limits;
 pub mod queries;
+mod refusals;
 pub mod transcripts;
 mod writer;
 
@@ -28,6 +29,8 @@ use sea_orm::{
 };
 use secrecy::ExposeSecret;
 use tokio::sync::{Notify, watch};
+
+pub use refusals::{LastDelivery, NewRefusal, REFUSALS_KEPT};
 
 use crate::config::Settings;
 use crate::trigger::{Decision, IssueContext, TaskRequest};

@@ -18,7 +18,7 @@ use super::workspace::{
 };
 use crate::db::entities::tasks;
 use crate::db::{Beat, RunRecord};
-use crate::forge::client::{ErrorKind, Forge, NewPull};
+use crate::forge::client::{ErrorKind, Forge, ForgeError, NewPull};
 
 type Step<T> = Result<T, Failure>;
 
@@ -40,8 +40,9 @@ pub async fn execute(ctx: &Arc<Context>, task: &tasks::Model, guard: &Guard) -> 
         reason: format!("the forge {:?} is no longer configured", task.forge),
         partial_branch: None,
     })?;
-    announce(ctx, forge.as_ref(), task).await;
+    // Nothing is said on the issue before it is known that this person may start a task.
     check_permission(ctx, forge.as_ref(), task).await?;
+    announce(ctx, forge.as_ref(), task).await;
     let mut plan = plan(ctx, forge.as_ref(), task).await?;
     stop_if_asked(guard)?;
     let creds = credentials(ctx, task);
@@ -91,10 +92,11 @@ async fn check_permission(ctx: &Context, forge: &dyn Forge, task: &tasks::Model)
     let needed = ctx.settings.trigger.min_permission;
     let has = match forge.permission(&task.repo, &task.requested_by).await {
         Ok(has) => has,
-        Err(err) if err.kind == ErrorKind::Forbidden || err.kind == ErrorKind::NotFound => {
-            return Err(Failure::Rejected { reason: format!("cannot check who may trigger: {err}") });
+        Err(err) if err.is_transient() => return Err(err.into()),
+        // Not a "no" for this person: forgehand could not ask. That is the token's doing.
+        Err(err) => {
+            return Err(Failure::Permanent { reason: permission_unknown(forge, &err), partial_branch: None });
         }
-        Err(err) => return Err(err.into()),
     };
     if has < needed {
         return Err(Failure::Rejected {
@@ -105,6 +107,17 @@ async fn check_permission(ctx: &Context, forge: &dyn Forge, task: &tasks::Model)
         });
     }
     Ok(())
+}
+
+/// Why a task fails when the forge would not say what the person may do.
+fn permission_unknown(forge: &dyn Forge, err: &ForgeError) -> String {
+    let advice =
+        crate::forge::dialect(forge.kind()).setup.token_advice.replace("<code>", "").replace("</code>", "");
+    let scope = match err.kind {
+        ErrorKind::Unauthorized => "the token was refused: replace forges[].token".to_owned(),
+        _ => format!("check the token's scope and the bot account's access to the repository. {advice}"),
+    };
+    format!("cannot check who may trigger: {err}. This is not a refusal of the person; {scope}")
 }
 
 async fn plan(ctx: &Context, forge: &dyn Forge, task: &tasks::Model) -> Step<Plan> {

@@ -79,7 +79,7 @@ pub fn client_ip(request: &Request, trusted_proxies: &[IpAddr]) -> IpAddr {
     rate_key(client.unwrap_or(peer))
 }
 
-fn forwarded_for(headers: &HeaderMap, trusted_proxies: &[IpAddr]) -> Option<IpAddr> {
+pub(crate) fn forwarded_for(headers: &HeaderMap, trusted_proxies: &[IpAddr]) -> Option<IpAddr> {
     let hops: Vec<&str> = headers
         .get_all("x-forwarded-for")
         .iter()

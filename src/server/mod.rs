@@ -8,7 +8,9 @@ pub mod client;
 pub mod edge;
 pub mod metrics;
 pub mod pages;
+pub mod refusals;
 pub mod session;
+pub mod test_delivery;
 pub mod transcript;
 pub mod webhook;
 pub mod wizard;
@@ -49,6 +51,11 @@ pub struct Inner {
     pub intake: metrics::IntakeMetrics,
     /// The dashboard's figures, shared by the page loads of one second.
     pub overview: crate::db::dashboard::OverviewCache,
+    /// Refused deliveries on their way to the database.
+    pub refusals: refusals::Refusals,
+    /// The address the server listens on, once bound (the setup page's test delivery
+    /// goes there).
+    pub local_addr: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
 impl std::ops::Deref for AppState {
@@ -67,6 +74,7 @@ impl AppState {
         let (current_settings, _) = tokio::sync::watch::channel(Arc::new(settings));
         AppState(Arc::new(Inner {
             current_settings,
+            refusals: refusals::Refusals::start(db.clone()),
             db,
             admin_token,
             wake,
@@ -77,6 +85,7 @@ impl AppState {
             drafts: Default::default(),
             intake: Default::default(),
             overview: Default::default(),
+            local_addr: Default::default(),
         }))
     }
 
@@ -133,6 +142,7 @@ fn dashboard(state: AppState) -> Router<AppState> {
         .route("/deliveries", get(pages::deliveries_page))
         .route("/setup", get(pages::setup_page))
         .route("/setup/check", post(pages::setup_check))
+        .route("/setup/test-delivery", post(pages::setup_test_delivery))
         .route("/setup/wizard", get(wizard::start))
         .route("/setup/wizard/{step}", get(wizard::show).post(wizard::submit))
         .route_layer(axum::middleware::from_fn_with_state(state, session::require_session));
@@ -141,6 +151,7 @@ fn dashboard(state: AppState) -> Router<AppState> {
         .route("/logout", post(session::logout))
         .route("/static/app.css", get(pages::style))
         .route("/static/app.js", get(pages::script))
+        .route("/favicon.ico", get(pages::favicon))
         .merge(pages)
 }
 

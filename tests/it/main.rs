@@ -19,6 +19,7 @@ mod pg_server;
 mod process;
 mod real_claude;
 mod real_codex;
+mod refusals;
 mod sandbox;
 mod scale_out;
 mod security;

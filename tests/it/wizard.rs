@@ -158,7 +158,10 @@ async fn the_wizard_adds_a_forge_that_takes_webhooks_at_once() {
 
     // Steps 4 and 5.
     let (status, _, page) = browser.step("trigger", &[("label", " "), ("command", "two words")]).await;
-    assert!(status == 400 && page.contains("trigger.label") && page.contains("trigger.command"), "{page}");
+    assert!(
+        status == 400 && page.contains("Trigger label: ") && page.contains("Trigger command: "),
+        "{page}"
+    );
     assert_eq!(
         browser.step("trigger", &[("label", "robot"), ("command", "/robot")]).await.1,
         "/setup/wizard/agent"

@@ -11,10 +11,10 @@ mod deliveries;
 mod setup;
 mod task;
 
-pub use assets::{asset_version, script, style};
+pub use assets::{asset_version, favicon, script, style};
 pub use dashboard::{dashboard, dashboard_live};
 pub use deliveries::{DeliveryRow, deliveries_page};
-pub use setup::{setup_check, setup_page};
+pub use setup::{setup_check, setup_page, setup_test_delivery};
 pub use task::{cancel, retry, task_page, task_stream};
 
 use askama::Template;

@@ -148,8 +148,24 @@ pub async fn task_page(
     render(StatusCode::OK, &page)
 }
 
+/// Why a queued task waits, when it runs next and how many attempts it has left — said
+/// once, in place of the error it repeats.
+fn waiting(task: &tasks::Model, max_attempts: u32, now: chrono::DateTime<Utc>) -> Option<String> {
+    let reason = task.wait_reason.as_deref().filter(|_| task.status == TaskStatus::Queued.as_str())?;
+    let next = match task.next_attempt_at {
+        Some(at) if at > now => {
+            format!("next attempt at {} (in {})", time(at), super::duration(at - now))
+        }
+        _ => "next attempt as soon as an agent is free".to_owned(),
+    };
+    let left = max_attempts.saturating_sub(task.attempt.max(0) as u32);
+    let attempts = if left == 1 { "attempt" } else { "attempts" };
+    Some(format!("{reason}. {next}; {left} {attempts} left of {max_attempts}."))
+}
+
 fn task_view(state: &AppState, task: &tasks::Model) -> TaskView {
     let now = Utc::now();
+    let wait_reason = waiting(task, state.settings().executor.max_attempts, now);
     TaskView {
         row: task_row(state, task, now),
         kind: task.kind.clone(),
@@ -159,8 +175,8 @@ fn task_view(state: &AppState, task: &tasks::Model) -> TaskView {
         created: time(task.created_at),
         started: task.started_at.map(time),
         finished: task.finished_at.map(time),
-        error: task.error.clone(),
-        wait_reason: task.wait_reason.clone(),
+        error: task.error.clone().filter(|_| wait_reason.is_none()),
+        wait_reason,
         result_text: task.result_text.clone(),
         cancel_requested: task.cancel_requested,
         can_cancel: task.status.is_active() && !task.cancel_requested,
@@ -206,7 +222,8 @@ pub async fn task_stream(
     // A reconnecting EventSource says how far it got: resume there, not at `from`.
     let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
     let offset = resume.unwrap_or(query.from);
-    let tail = Tail { state, session, id, offset, status: query.status.parse().ok(), ended: false, first: true };
+    let tail =
+        Tail { state, session, id, offset, status: query.status.parse().ok(), ended: false, first: true };
     let stream = futures_util::stream::unfold(tail, |mut tail| async move {
         let event = next_event(&mut tail).await?;
         Some((Ok::<_, Infallible>(event), tail))

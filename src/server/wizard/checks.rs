@@ -136,7 +136,9 @@ pub async fn check_agent(command: &str) -> Result<AgentCheck, String> {
     Ok(AgentCheck { path, version: if version.is_empty() { first_line(&output.stderr) } else { version } })
 }
 
-fn find_program(command: &str) -> Option<PathBuf> {
+/// The program `command` names: a path to an executable file, or the first executable of
+/// that name on `PATH`.
+pub fn find_program(command: &str) -> Option<PathBuf> {
     let executable =
         |path: &Path| path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
     if command.contains('/') {

@@ -220,7 +220,9 @@ impl Draft {
     pub(super) fn validated(&self, current: &Settings) -> Result<(), Problems> {
         match self.candidate(current).validate() {
             Ok(()) => Ok(()),
-            Err(crate::config::ConfigError::Invalid(problems)) => Err(problems),
+            Err(crate::config::ConfigError::Invalid(problems)) => {
+                Err(problems.into_iter().map(in_field_words).collect())
+            }
             Err(other) => Err(vec![other.to_string()]),
         }
     }
@@ -371,6 +373,29 @@ fn free_name(current: &Settings, base: &str) -> String {
     (2..).map(|n| format!("{base}-{n}")).find(|name| current.forge(name).is_none()).unwrap_or_default()
 }
 
+/// The wizard's fields, by the config key (or the end of it) each one sets.
+const FIELDS: &[(&str, &str)] = &[
+    ("server.public_url", "forgehand's public URL"),
+    ("].name", "Name"),
+    ("].api_url", "API URL"),
+    ("].token", "Token"),
+    ("trigger.label", "Trigger label"),
+    ("trigger.command", "Trigger command"),
+    ("agent.command", "Claude Code command"),
+    ("executor.max_concurrent", "Agents running at once"),
+    ("executor.timeout_secs", "Timeout of one run"),
+];
+
+/// `forges[1].api_url: …` as the page names that field: `API URL: …`. Problems with keys
+/// the wizard does not ask for keep their config key, which is where they are fixed.
+fn in_field_words(problem: String) -> String {
+    let Some((key, rest)) = problem.split_once(": ") else { return problem };
+    match FIELDS.iter().find(|(end, _)| key.ends_with(end)) {
+        Some((_, field)) => format!("{field}: {rest}"),
+        None => problem,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,14 +414,17 @@ mod tests {
         };
         let problems = draft.set_forge(&current, answers("Bad Name", "ftp://x")).unwrap_err();
         assert!(
-            problems.iter().any(|p| p.contains(".name")) && problems.iter().any(|p| p.contains(".api_url"))
+            problems.iter().any(|p| p.starts_with("Name: "))
+                && problems.iter().any(|p| p.starts_with("API URL: ")),
+            "the fields are named as on the page: {problems:?}"
         );
+        assert!(!problems.iter().any(|p| p.contains("forges[")), "{problems:?}");
         let taken = draft.set_forge(&current, answers("gitea", "https://api.github.com")).unwrap_err();
         assert!(taken[0].contains("configured already"), "{taken:?}");
         assert_eq!(draft.reached, Step::Forge);
         let problems = draft.set_trigger(&current, "", "two words").unwrap_err();
-        assert!(problems.iter().any(|p| p.starts_with("trigger.label")), "{problems:?}");
-        assert!(problems.iter().any(|p| p.starts_with("trigger.command")), "{problems:?}");
+        assert!(problems.iter().any(|p| p.starts_with("Trigger label: ")), "{problems:?}");
+        assert!(problems.iter().any(|p| p.starts_with("Trigger command: ")), "{problems:?}");
         assert_eq!(draft.command, "two words", "a refused answer stays, to be corrected");
         assert_eq!(draft.reached, Step::Forge, "and the steps after it stay closed");
     }
