@@ -4,6 +4,7 @@
 //! Permission checks need the forge's API and happen when a task is picked up, never here.
 
 use crate::config::{ForgeSettings, TriggerSettings};
+use crate::forge::IssueNumber;
 use crate::forge::event::{Actor, ForgeEvent, Issue, IssueChange, Repo, ReviewVerdict};
 
 /// What the database knows about the issue or PR an event is about.
@@ -41,7 +42,7 @@ pub struct TaskRequest {
     pub trigger: TriggerKind,
     pub repo: String,
     pub clone_url: String,
-    pub number: u32,
+    pub number: IssueNumber,
     pub title: String,
     pub requested_by: String,
     /// Text the person added after the command, or the review's body.
@@ -360,7 +361,7 @@ mod tests {
 
     fn issue(labels: &[&str]) -> Issue {
         Issue {
-            number: 7,
+            number: 7.into(),
             title: "Fix it".into(),
             labels: labels.iter().map(|l| l.to_string()).collect(),
             is_open: true,
@@ -388,7 +389,7 @@ mod tests {
             action: "submitted".into(),
             review_key: Some("2".into()),
             repo: repo(),
-            pr_number: 9,
+            pr_number: 9.into(),
             pr_title: "PR".into(),
             pr_open: true,
             head_ref: head_ref.into(),
@@ -425,7 +426,7 @@ mod tests {
         let request =
             created(run(&issue_event(IssueChange::Labeled("forgehand".into()), issue(&["forgehand"])), NONE));
         assert_eq!(
-            (request.kind, request.trigger, request.number),
+            (request.kind, request.trigger, request.number.get()),
             (TaskKind::Implement, TriggerKind::Label, 7)
         );
         assert_eq!((request.requested_by.as_str(), request.repo.as_str()), ("alice", "o/r"));
@@ -547,7 +548,7 @@ mod tests {
             NONE,
         ));
         assert_eq!(
-            (request.kind, request.trigger, request.number),
+            (request.kind, request.trigger, request.number.get()),
             (TaskKind::FollowUp, TriggerKind::Review, 9)
         );
         assert_eq!(

@@ -33,6 +33,7 @@ use tokio::sync::{Notify, watch};
 pub use refusals::{LastDelivery, NewRefusal, REFUSALS_KEPT};
 
 use crate::config::Settings;
+use crate::forge::IssueNumber;
 use crate::trigger::{Decision, IssueContext, TaskRequest};
 use entities::{deliveries, task_events, tasks};
 
@@ -47,7 +48,7 @@ pub const SQLITE_FILE: &str = "forgehand.db";
 pub struct IssueKey {
     pub forge: String,
     pub repo: String,
-    pub number: i64,
+    pub number: IssueNumber,
 }
 
 /// Which tasks to list.
@@ -71,7 +72,7 @@ pub struct NewDelivery {
     pub event: String,
     pub action: Option<String>,
     pub repo: Option<String>,
-    pub number: Option<u32>,
+    pub number: Option<IssueNumber>,
     pub sender: Option<String>,
     /// For label events: whether the issue carries the trigger label afterwards.
     pub label_present: Option<bool>,
@@ -226,7 +227,7 @@ impl Db {
         &self,
         forge: &str,
         repo: &str,
-        pr_number: i64,
+        pr_number: IssueNumber,
     ) -> Result<Option<String>, DbError> {
         Ok(queries::last_session_for_pull(&self.conn, forge, repo, pr_number).await?)
     }

@@ -267,7 +267,7 @@ async fn run_agent(
     }
     .text();
     let resume = if follow_up {
-        ctx.db.last_session_for_pull(&task.forge, &task.repo, task.number).await?
+        ctx.db.last_session_for_pull(&task.forge, &task.repo, task.issue_number()).await?
     } else {
         None
     };

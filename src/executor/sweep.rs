@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use super::Context;
 use crate::config::ForgeSettings;
 use crate::db::{DbError, IssueKey, TaskFilter};
+use crate::forge::IssueNumber;
 use crate::forge::client::{Forge, ForgeResult, IssueInfo};
 use crate::trigger::{TaskKind, TaskRequest, TriggerKind};
 
@@ -110,8 +111,8 @@ async fn repository_clone_url(forge: &dyn Forge, repo: &str) -> ForgeResult<Stri
 }
 
 /// Whether the issue ever had a task, in any status.
-async fn had_task(ctx: &Context, forge: &str, repo: &str, number: u32) -> Result<bool, DbError> {
-    let key = IssueKey { forge: forge.to_owned(), repo: repo.to_owned(), number: i64::from(number) };
+async fn had_task(ctx: &Context, forge: &str, repo: &str, number: IssueNumber) -> Result<bool, DbError> {
+    let key = IssueKey { forge: forge.to_owned(), repo: repo.to_owned(), number };
     ctx.db.had_task(&key).await
 }
 
@@ -139,7 +140,7 @@ async fn queue(
         issue.number, ctx.settings.trigger.label
     );
     let Some(id) = ctx.db.queue_task(forge, &request, &message).await? else { return Ok(false) };
-    tracing::info!(task = id, forge, repo, number = issue.number, "sweep queued a task");
+    tracing::info!(task = id, forge, repo, number = issue.number.get(), "sweep queued a task");
     ctx.wake.notify_one();
     Ok(true)
 }

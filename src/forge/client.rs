@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
+use super::IssueNumber;
 use crate::config::{ForgeKind, ForgeSettings, Permission};
 
 /// A repository as the executor needs it.
@@ -23,7 +24,7 @@ pub struct RepoInfo {
 /// An issue (or pull request) read back from the forge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssueInfo {
-    pub number: u32,
+    pub number: IssueNumber,
     pub title: String,
     pub body: String,
     pub is_open: bool,
@@ -36,7 +37,7 @@ pub struct IssueInfo {
 /// A pull request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullInfo {
-    pub number: u32,
+    pub number: IssueNumber,
     /// The page people open.
     pub url: String,
     pub head_ref: String,
@@ -145,23 +146,23 @@ pub trait Forge: Send + Sync {
     /// The permission `login` has on `repo`.
     async fn permission(&self, repo: &str, login: &str) -> ForgeResult<Permission>;
     /// An issue or pull request as it is now.
-    async fn issue(&self, repo: &str, number: u32) -> ForgeResult<IssueInfo>;
+    async fn issue(&self, repo: &str, number: IssueNumber) -> ForgeResult<IssueInfo>;
     /// Posts a comment; returns its id.
-    async fn create_comment(&self, repo: &str, number: u32, body: &str) -> ForgeResult<u64>;
+    async fn create_comment(&self, repo: &str, number: IssueNumber, body: &str) -> ForgeResult<u64>;
     /// Replaces a comment's text.
     async fn edit_comment(&self, repo: &str, comment_id: u64, body: &str) -> ForgeResult<()>;
     /// Adds a label to an issue, creating it in the repository when missing.
-    async fn add_label(&self, repo: &str, number: u32, label: &str) -> ForgeResult<()>;
+    async fn add_label(&self, repo: &str, number: IssueNumber, label: &str) -> ForgeResult<()>;
     /// Removes a label from an issue; a label that is not there is fine.
-    async fn remove_label(&self, repo: &str, number: u32, label: &str) -> ForgeResult<()>;
+    async fn remove_label(&self, repo: &str, number: IssueNumber, label: &str) -> ForgeResult<()>;
     /// Adds a reaction (`eyes`, `rocket`, ...) to an issue.
-    async fn react(&self, repo: &str, number: u32, content: &str) -> ForgeResult<()>;
+    async fn react(&self, repo: &str, number: IssueNumber, content: &str) -> ForgeResult<()>;
     /// The open pull request from `head` into `base`, if any.
     async fn find_pull(&self, repo: &str, head: &str, base: &str) -> ForgeResult<Option<PullInfo>>;
     /// Opens a pull request, or returns the open one for the same head: never two.
     async fn create_pull(&self, repo: &str, pull: &NewPull<'_>) -> ForgeResult<PullInfo>;
     /// A pull request by number.
-    async fn pull(&self, repo: &str, number: u32) -> ForgeResult<PullInfo>;
+    async fn pull(&self, repo: &str, number: IssueNumber) -> ForgeResult<PullInfo>;
     /// Every open issue (never a pull request) that carries `label`, all pages.
     async fn open_issues_with_label(&self, repo: &str, label: &str) -> ForgeResult<Vec<IssueInfo>>;
 }
@@ -320,7 +321,7 @@ mod tests {
                 webhook_secret: Default::default(),
                 bot_login: String::new(),
             };
-            let err = connect(&settings).unwrap().issue("o/r", 1).await.unwrap_err();
+            let err = connect(&settings).unwrap().issue("o/r", 1.into()).await.unwrap_err();
             assert!(err.is_transient(), "{kind}");
             let text = err.to_string();
             assert!(

@@ -15,9 +15,12 @@ pub mod event;
 mod gitea;
 mod github;
 mod models;
+mod number;
 pub mod payload;
 mod rest;
 pub mod signature;
+
+pub use number::IssueNumber;
 
 use std::sync::Arc;
 

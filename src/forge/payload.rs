@@ -6,6 +6,7 @@
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 
+use super::IssueNumber;
 use super::event::{Actor, ForgeEvent, Issue, IssueChange, Repo, ReviewVerdict};
 use crate::config::ForgeKind;
 
@@ -86,7 +87,7 @@ struct LabelPayload {
 
 #[derive(Deserialize)]
 struct IssuePayload {
-    number: u32,
+    number: IssueNumber,
     title: String,
     #[serde(default, deserialize_with = "null_as_empty")]
     labels: Vec<LabelPayload>,
@@ -143,7 +144,7 @@ pub(crate) struct HeadPayload {
 /// A pull request as webhooks show it.
 #[derive(Deserialize)]
 pub(crate) struct PullPayload {
-    pub number: u32,
+    pub number: IssueNumber,
     title: String,
     #[serde(default)]
     state: String,
@@ -313,7 +314,7 @@ mod tests {
         for event in [github, gitea] {
             let ForgeEvent::Review { verdict, head_ref, pr_number, action, .. } = event else { panic!() };
             assert_eq!(
-                (verdict, pr_number, action.as_str()),
+                (verdict, pr_number.get(), action.as_str()),
                 (ReviewVerdict::ChangesRequested, 43, "submitted")
             );
             assert!(head_ref.starts_with("forgehand/"));

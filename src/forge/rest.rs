@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use axum::http::Method;
 use serde_json::{Value, json};
 
+use super::IssueNumber;
 use super::client::{
     Answer, ErrorKind, Forge, ForgeError, ForgeResult, IssueInfo, MAX_PAGES, NewPull, PullInfo, RepoInfo,
     repo_path, segment,
@@ -216,7 +217,7 @@ impl RestForge {
     async fn delete_label(
         &self,
         repo: &str,
-        number: u32,
+        number: IssueNumber,
         address: &LabelAddress,
         operation: &str,
     ) -> ForgeResult<Answer> {
@@ -291,13 +292,13 @@ impl Forge for RestForge {
         Ok(self.permission_named(&answer.json::<PermissionAnswer>(&operation)?.permission))
     }
 
-    async fn issue(&self, repo: &str, number: u32) -> ForgeResult<IssueInfo> {
+    async fn issue(&self, repo: &str, number: IssueNumber) -> ForgeResult<IssueInfo> {
         let operation = format!("reading {repo}#{number}");
         let path = format!("/repos/{}/issues/{number}", repo_path(repo));
         Ok(self.send(Method::GET, &path, None, &operation).await?.json::<Issue>(&operation)?.into())
     }
 
-    async fn create_comment(&self, repo: &str, number: u32, body: &str) -> ForgeResult<u64> {
+    async fn create_comment(&self, repo: &str, number: IssueNumber, body: &str) -> ForgeResult<u64> {
         let operation = format!("commenting on {repo}#{number}");
         let path = format!("/repos/{}/issues/{number}/comments", repo_path(repo));
         let answer = self.send(Method::POST, &path, Some(&json!({ "body": body })), &operation).await?;
@@ -311,7 +312,7 @@ impl Forge for RestForge {
         Ok(())
     }
 
-    async fn add_label(&self, repo: &str, number: u32, label: &str) -> ForgeResult<()> {
+    async fn add_label(&self, repo: &str, number: IssueNumber, label: &str) -> ForgeResult<()> {
         let Some(address) = self.label_address(repo, label, true).await? else { return Ok(()) };
         let operation = format!("labelling {repo}#{number} {label:?}");
         let path = format!("/repos/{}/issues/{number}/labels", repo_path(repo));
@@ -326,7 +327,7 @@ impl Forge for RestForge {
         Ok(())
     }
 
-    async fn remove_label(&self, repo: &str, number: u32, label: &str) -> ForgeResult<()> {
+    async fn remove_label(&self, repo: &str, number: IssueNumber, label: &str) -> ForgeResult<()> {
         let Some(address) = self.label_address(repo, label, false).await? else { return Ok(()) };
         let operation = format!("removing the label {label:?} from {repo}#{number}");
         let answer = self.delete_label(repo, number, &address, &operation).await?;
@@ -343,7 +344,7 @@ impl Forge for RestForge {
         removed(answer, &operation)
     }
 
-    async fn react(&self, repo: &str, number: u32, content: &str) -> ForgeResult<()> {
+    async fn react(&self, repo: &str, number: IssueNumber, content: &str) -> ForgeResult<()> {
         let operation = format!("reacting to {repo}#{number}");
         let path = format!("/repos/{}/issues/{number}/reactions", repo_path(repo));
         self.send(Method::POST, &path, Some(&json!({ "content": content })), &operation)
@@ -395,7 +396,7 @@ impl Forge for RestForge {
         Ok(answer.json::<Pull>(&operation)?.into())
     }
 
-    async fn pull(&self, repo: &str, number: u32) -> ForgeResult<PullInfo> {
+    async fn pull(&self, repo: &str, number: IssueNumber) -> ForgeResult<PullInfo> {
         let operation = format!("reading the pull request {repo}#{number}");
         let path = format!("/repos/{}/pulls/{number}", repo_path(repo));
         Ok(self.send(Method::GET, &path, None, &operation).await?.json::<Pull>(&operation)?.into())
@@ -464,9 +465,9 @@ mod tests {
             asked: asked.clone(),
         };
         let forge = RestForge::new(&BY_ID, Box::new(transport));
-        forge.add_label("o/r", 7, "wip").await.unwrap();
-        forge.remove_label("o/r", 7, "wip").await.unwrap();
-        forge.add_label("o/r", 7, "wip").await.unwrap();
+        forge.add_label("o/r", 7.into(), "wip").await.unwrap();
+        forge.remove_label("o/r", 7.into(), "wip").await.unwrap();
+        forge.add_label("o/r", 7.into(), "wip").await.unwrap();
         let asked = asked.lock().unwrap().clone();
         let listings = asked.iter().filter(|r| r.contains("/labels?")).count();
         assert_eq!(listings, 2, "{asked:?}");

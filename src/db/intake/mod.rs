@@ -22,6 +22,7 @@ use sea_orm::DbErr;
 use super::entities::task_status::TaskStatus;
 use super::limits::{self, clean};
 use super::{IssueKey, NewDelivery, Outcome, Recorded};
+use crate::forge::IssueNumber;
 use crate::trigger::{Decision, IssueContext, TaskRequest};
 
 /// The timeline kind of an event that changes no status.
@@ -67,7 +68,7 @@ pub(super) struct DeliveryRow<'a> {
     pub event: String,
     pub action: Option<String>,
     pub repo: Option<String>,
-    pub number: Option<u32>,
+    pub number: Option<IssueNumber>,
     pub sender: Option<String>,
 }
 
@@ -149,11 +150,7 @@ pub(super) async fn record(
 }
 
 fn issue_key(delivery: &NewDelivery) -> Option<IssueKey> {
-    Some(IssueKey {
-        forge: delivery.forge.clone(),
-        repo: delivery.repo.clone()?,
-        number: i64::from(delivery.number?),
-    })
+    Some(IssueKey { forge: delivery.forge.clone(), repo: delivery.repo.clone()?, number: delivery.number? })
 }
 
 type Applied = (Outcome, String, Option<i64>);
