@@ -3,7 +3,7 @@
 //!
 //! Permission checks need the forge's API and happen when a task is picked up, never here.
 
-use crate::config::{ForgeSettings, TriggerSettings};
+use crate::config::{ForgeSettings, RepoName, TriggerSettings};
 use crate::forge::IssueNumber;
 use crate::forge::event::{Actor, ForgeEvent, Issue, IssueChange, Repo, ReviewVerdict};
 
@@ -40,7 +40,7 @@ pub enum TriggerKind {
 pub struct TaskRequest {
     pub kind: TaskKind,
     pub trigger: TriggerKind,
-    pub repo: String,
+    pub repo: RepoName,
     pub clone_url: String,
     pub number: IssueNumber,
     pub title: String,
@@ -107,8 +107,7 @@ fn ignored_sender(sender: &Actor, forge: &ForgeSettings) -> Option<String> {
 }
 
 fn ignored_repo(repo: &Repo, trigger: &TriggerSettings) -> Option<String> {
-    let allowed =
-        trigger.repos.is_empty() || trigger.repos.iter().any(|r| r.eq_ignore_ascii_case(&repo.full_name));
+    let allowed = trigger.repos.is_empty() || trigger.repos.iter().any(|r| r.same_as(&repo.full_name));
     (!allowed).then(|| format!("repository {} is not in trigger.repos", repo.full_name))
 }
 

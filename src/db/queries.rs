@@ -14,6 +14,7 @@ use super::entities::{deliveries, label_states, task_events, tasks};
 use super::intake::{DeliveryRow, Instructions, TaskRow};
 use super::limits::{self, clean};
 use super::{IssueKey, TaskFilter};
+use crate::config::RepoName;
 use crate::forge::IssueNumber;
 use crate::trigger::{IssueContext, TaskRequest};
 
@@ -71,7 +72,7 @@ pub async fn issue_context(db: &impl ConnectionTrait, key: &IssueKey) -> Result<
     // committed in between is then seen by the second read too, as the active task, and
     // this delivery joins it instead of being told the label was already there.
     let label_was_present =
-        label_states::Entity::find_by_id((key.forge.clone(), key.repo.clone(), i64::from(key.number)))
+        label_states::Entity::find_by_id((key.forge.clone(), key.repo.to_string(), i64::from(key.number)))
             .one(db)
             .await?
             .map(|state| state.present);
@@ -83,7 +84,7 @@ pub async fn issue_context(db: &impl ConnectionTrait, key: &IssueKey) -> Result<
 pub async fn active_task(db: &impl ConnectionTrait, key: &IssueKey) -> Result<Option<tasks::Model>, DbErr> {
     tasks::Entity::find()
         .filter(tasks::Column::Forge.eq(&key.forge))
-        .filter(tasks::Column::Repo.eq(&key.repo))
+        .filter(tasks::Column::Repo.eq(key.repo.as_str()))
         .filter(tasks::Column::Number.eq(i64::from(key.number)))
         .filter(tasks::Column::Status.is_in(TaskStatus::ACTIVE))
         .one(db)
@@ -98,7 +99,7 @@ pub(super) async fn set_label_state(
 ) -> Result<(), DbErr> {
     let row = label_states::ActiveModel {
         forge: Set(key.forge.clone()),
-        repo: Set(key.repo.clone()),
+        repo: Set(key.repo.to_string()),
         number: Set(i64::from(key.number)),
         present: Set(present),
         updated_at: Set(Utc::now()),
@@ -235,7 +236,7 @@ pub async fn list_tasks(db: &impl ConnectionTrait, filter: &TaskFilter) -> Resul
         query = query.filter(tasks::Column::Status.eq(status));
     }
     if let Some(repo) = &filter.repo {
-        query = query.filter(tasks::Column::Repo.eq(repo));
+        query = query.filter(tasks::Column::Repo.eq(repo.as_str()));
     }
     if let Some(forge) = &filter.forge {
         query = query.filter(tasks::Column::Forge.eq(forge));
@@ -427,12 +428,12 @@ pub(super) async fn requeue_abandoned(
 pub async fn last_session_for_pull(
     db: &impl ConnectionTrait,
     forge: &str,
-    repo: &str,
+    repo: &RepoName,
     pr_number: IssueNumber,
 ) -> Result<Option<String>, DbErr> {
     let task = tasks::Entity::find()
         .filter(tasks::Column::Forge.eq(forge))
-        .filter(tasks::Column::Repo.eq(repo))
+        .filter(tasks::Column::Repo.eq(repo.as_str()))
         .filter(
             sea_orm::Condition::any()
                 .add(tasks::Column::PrNumber.eq(tasks::pr_number_column(pr_number)))
@@ -511,7 +512,7 @@ pub(super) async fn set_pending_instructions(
 pub async fn had_task(db: &impl ConnectionTrait, key: &IssueKey) -> Result<bool, DbErr> {
     let count = tasks::Entity::find()
         .filter(tasks::Column::Forge.eq(&key.forge))
-        .filter(tasks::Column::Repo.eq(&key.repo))
+        .filter(tasks::Column::Repo.eq(key.repo.as_str()))
         .filter(tasks::Column::Number.eq(i64::from(key.number)))
         .count(db)
         .await?;
@@ -531,7 +532,7 @@ pub(super) async fn queue_pending_follow_up(
     let request = TaskRequest {
         kind: crate::trigger::TaskKind::FollowUp,
         trigger: crate::trigger::TriggerKind::Review,
-        repo: task.repo.clone(),
+        repo: task.repo_name(),
         clone_url: task.clone_url.clone(),
         number,
         title: task.title.clone(),

@@ -1,12 +1,13 @@
 //! forgehand's own view of a webhook: the few facts it acts on, the same for every forge.
 
 use super::IssueNumber;
+use crate::config::RepoName;
 
 /// The repository an event happened in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Repo {
     /// `owner/name`.
-    pub full_name: String,
+    pub full_name: RepoName,
     /// Where the executor clones from.
     pub clone_url: String,
 }

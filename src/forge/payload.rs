@@ -8,7 +8,7 @@ use serde::de::{DeserializeOwned, IgnoredAny};
 
 use super::IssueNumber;
 use super::event::{Actor, ForgeEvent, Issue, IssueChange, Repo, ReviewVerdict};
-use crate::config::ForgeKind;
+use crate::config::{ForgeKind, RepoName};
 
 /// A payload that cannot be read, with the JSON path of the offending field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,7 +69,7 @@ struct Envelope {
 
 #[derive(Deserialize)]
 struct RepoPayload {
-    full_name: String,
+    full_name: RepoName,
     clone_url: String,
 }
 
@@ -153,7 +153,10 @@ pub(crate) struct PullPayload {
 
 impl PullPayload {
     fn head_in(&self, repo: &RepoPayload) -> bool {
-        self.head.repo.as_ref().is_some_and(|head| head.full_name.eq_ignore_ascii_case(&repo.full_name))
+        self.head
+            .repo
+            .as_ref()
+            .is_some_and(|head| head.full_name.eq_ignore_ascii_case(repo.full_name.as_str()))
     }
 }
 
@@ -280,6 +283,20 @@ mod tests {
         assert!(issue.is_open && !issue.is_pull_request);
         assert_eq!(repo.full_name, "octo-org/hello-world");
         assert_eq!(sender, Actor { login: "alice".into(), is_bot: false });
+    }
+
+    #[test]
+    fn a_repository_name_is_taken_as_the_forge_sent_it() {
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&fixture("github/issues_labeled.json")).unwrap();
+        for odd in ["a/b/c", "no-slash", "../up"] {
+            json["repository"]["full_name"] = odd.into();
+            let event = parse(ForgeKind::Github, "issues", json.to_string().as_bytes()).unwrap();
+            assert_eq!(event.repo().unwrap().full_name, odd);
+        }
+        json["repository"]["full_name"] = 7.into();
+        let err = parse(ForgeKind::Github, "issues", json.to_string().as_bytes()).unwrap_err();
+        assert_eq!(err.path, "repository.full_name");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use sea_orm::entity::prelude::*;
 use serde::Serialize;
 
+use crate::config::RepoName;
 use crate::forge::IssueNumber;
 
 pub use super::task_status::TaskStatus;
@@ -57,6 +58,11 @@ pub enum Relation {}
 impl ActiveModelBehavior for ActiveModel {}
 
 impl Model {
+    /// The repository, `owner/name`, as its forge named it (stored from a `RepoName`).
+    pub fn repo_name(&self) -> RepoName {
+        RepoName::from(self.repo.clone())
+    }
+
     /// The issue or pull request the task works on, as forges number them.
     pub fn issue_number(&self) -> IssueNumber {
         // Stored from an `IssueNumber` (`TaskRequest::number`), so it always fits.

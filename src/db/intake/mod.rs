@@ -80,7 +80,7 @@ impl<'a> DeliveryRow<'a> {
             event_key: d.event_key.as_deref(),
             event: clean(&d.event, limits::EVENT_NAME),
             action: d.action.as_deref().map(|a| clean(a, limits::ACTION)),
-            repo: d.repo.as_deref().map(|r| clean(r, limits::REPO)),
+            repo: d.repo.as_ref().map(|r| clean(r.as_str(), limits::REPO)),
             number: d.number,
             sender: d.sender.as_deref().map(|s| clean(s, limits::LOGIN)),
         }
@@ -105,7 +105,7 @@ impl<'a> TaskRow<'a> {
     pub fn of(forge: &'a str, r: &'a TaskRequest) -> TaskRow<'a> {
         TaskRow {
             forge,
-            repo: &r.repo,
+            repo: r.repo.as_str(),
             number: i64::from(r.number),
             kind: r.kind.as_str(),
             trigger: r.trigger.as_str(),
