@@ -25,6 +25,13 @@ if [ ! -d tests/browser/node_modules ]; then
   (cd tests/browser && npm ci --no-audit --no-fund)
 fi
 
+# GitHub's webhook examples and REST OpenAPI description (tests/it/corpus.rs, openapi.rs).
+if [ ! -f tests/octokit/node_modules/@octokit/openapi/generated/api.github.com.json ] \
+   || [ ! -f tests/octokit/node_modules/@octokit/webhooks-examples/api.github.com/index.json ]; then
+  echo "== GitHub's webhook examples and OpenAPI description (tests/octokit)"
+  (cd tests/octokit && npm ci --no-audit --no-fund --ignore-scripts)
+fi
+
 # The pinned Claude Code CLI that tests/it/real_claude.rs runs (versions in tests/claude/).
 if [ ! -x tests/claude/node_modules/@anthropic-ai/claude-code-linux-x64/claude ]; then
   echo "== installing the pinned Claude Code CLI (tests/claude)"

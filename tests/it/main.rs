@@ -9,6 +9,7 @@ mod model_server;
 mod api;
 mod browser;
 mod command_agent;
+mod corpus;
 mod dashboard;
 mod executor;
 mod faults;
