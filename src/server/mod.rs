@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod identity;
 pub mod metrics;
 pub mod pages;
 pub mod session;
@@ -40,6 +41,8 @@ pub struct Inner {
     pub intake: metrics::IntakeMetrics,
     /// The dashboard's figures, shared by the page loads of one second.
     pub overview: crate::db::dashboard::OverviewCache,
+    /// Whom each forge's token belongs to, for forges without `bot_login`.
+    pub identities: Arc<identity::Identities>,
 }
 
 impl std::ops::Deref for AppState {
@@ -64,6 +67,7 @@ impl AppState {
             drafts: Default::default(),
             intake: Default::default(),
             overview: Default::default(),
+            identities: Default::default(),
         }))
     }
 

@@ -15,6 +15,7 @@ mod executor;
 mod faults;
 mod fuzz_replay;
 mod hardening;
+mod identity;
 mod intake;
 mod pg_server;
 mod process;

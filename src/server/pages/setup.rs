@@ -10,6 +10,7 @@ use serde::Deserialize;
 use super::{duration, error_page, render};
 use crate::config::ForgeSettings;
 use crate::server::AppState;
+use crate::server::identity::Identity;
 use crate::server::session::{CurrentSession, check_csrf};
 
 /// What a forge needs on its side, for the setup page.
@@ -21,6 +22,10 @@ pub struct ForgeSetup {
     pub events: String,
     pub secret_set: bool,
     pub token_set: bool,
+    /// forgehand's own account on the forge (its events never trigger), and whether it is
+    /// known: configured as `bot_login`, or learned from the token.
+    pub account: String,
+    pub account_known: bool,
 }
 
 /// What testing a forge's token found.
@@ -43,8 +48,23 @@ struct SetupPage {
     timeout: String,
 }
 
-fn forge_setup(public_url: &str, forge: &ForgeSettings) -> ForgeSetup {
+/// The account line of a forge: its `bot_login`, or what asking the forge found.
+fn account(forge: &ForgeSettings, identity: Option<Identity>) -> (String, bool) {
+    if !forge.bot_login.is_empty() {
+        return (format!("{} (forges[].bot_login)", forge.bot_login), true);
+    }
+    match identity {
+        Some(Identity::Known(login)) => (format!("{login} (the token's account)"), true),
+        Some(Identity::Unknown(why)) => {
+            (format!("unknown: the forge could not say ({why}); check the token or set bot_login"), false)
+        }
+        None => ("not asked yet".to_owned(), false),
+    }
+}
+
+fn forge_setup(public_url: &str, forge: &ForgeSettings, identity: Option<Identity>) -> ForgeSetup {
     use secrecy::ExposeSecret;
+    let (account, account_known) = account(forge, identity);
     let dialect = crate::forge::dialect(forge.kind);
     let (kind, events) = (dialect.name, dialect.setup.events_line());
     ForgeSetup {
@@ -55,6 +75,8 @@ fn forge_setup(public_url: &str, forge: &ForgeSettings) -> ForgeSetup {
         events,
         secret_set: !forge.webhook_secret.is_empty(),
         token_set: !forge.token.expose_secret().is_empty(),
+        account,
+        account_known,
     }
 }
 
@@ -108,7 +130,9 @@ fn setup_with(state: &AppState, session: CurrentSession, check: Option<TokenChec
     let page = SetupPage {
         csrf: Some(session.csrf),
         check,
-        forges: settings.forges.iter().map(|f| forge_setup(&settings.server.public_url, f)).collect(),
+        forges: (settings.forges.iter())
+            .map(|f| forge_setup(&settings.server.public_url, f, state.identities.get(&f.name)))
+            .collect(),
         label: settings.trigger.label.clone(),
         command: settings.trigger.command.clone(),
         agent: settings.agent.command.clone(),
