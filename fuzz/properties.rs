@@ -14,7 +14,7 @@ use secrecy::SecretString;
 
 /// Branch names: any issue title gives a valid git reference under the prefix.
 pub fn branch(number: u32, title: &str) {
-    let branch = branch_name("forgehand/", number, title);
+    let branch = branch_name("forgehand/", number.into(), title);
     assert!(branch.starts_with("forgehand/issue-"), "{branch:?}");
     assert!(git2::Reference::is_valid_name(&format!("refs/heads/{branch}")), "{branch:?} is not a valid ref");
     assert!(branch.len() <= 255, "{} bytes", branch.len());

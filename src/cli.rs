@@ -253,7 +253,7 @@ pub fn task_table(tasks: &[tasks::Model]) -> String {
             task.status.to_string(),
             task.forge.clone(),
             task.repo.clone(),
-            task.number.to_string(),
+            task.issue_number().to_string(),
             task.kind.clone(),
             task.requested_by.clone(),
             age((now - task.created_at).num_seconds()),

@@ -14,6 +14,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
 
 mod describe;
+mod repo_name;
+
+pub use repo_name::{RepoName, check_repo_name};
 
 /// The built-in defaults, embedded so that `forgehand serve` works with no file at all.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
@@ -164,7 +167,7 @@ pub enum Permission {
 pub struct TriggerSettings {
     pub label: String,
     pub command: String,
-    pub repos: Vec<String>,
+    pub repos: Vec<RepoName>,
     pub min_permission: Permission,
 }
 
@@ -476,7 +479,7 @@ impl Settings {
             ));
         }
         for repo in &trigger.repos {
-            if !is_repo_name(repo) {
+            if !is_repo_name(repo.as_str()) {
                 problems.push(format!("trigger.repos: {repo:?} is not of the form \"owner/name\""));
             }
         }
@@ -579,26 +582,6 @@ fn is_forge_name(name: &str) -> bool {
 
 fn is_repo_name(repo: &str) -> bool {
     check_repo_name(repo).is_ok()
-}
-
-/// Checks a repository name typed by a person: `owner/name`, each part letters, digits,
-/// `-`, `_` and `.` (as GitHub and Gitea allow), neither `.` nor `..`. It becomes part
-/// of API paths, so nothing else gets through. The error says what to type.
-pub fn check_repo_name(repo: &str) -> Result<(), String> {
-    let part_ok = |part: &str| {
-        (1..=100).contains(&part.len())
-            && part != "."
-            && part != ".."
-            && part.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-    };
-    match repo.split_once('/') {
-        Some((owner, name)) if part_ok(owner) && part_ok(name) => Ok(()),
-        _ => Err(format!(
-            "Name the repository as owner/name, e.g. octo-org/hello-world: two parts of letters, digits, '-', '_' and '.', \
-             not '.' or '..' (got {:?}).",
-            repo.chars().take(100).collect::<String>()
-        )),
-    }
 }
 
 fn is_branch_prefix(prefix: &str) -> bool {

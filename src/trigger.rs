@@ -3,7 +3,8 @@
 //!
 //! Permission checks need the forge's API and happen when a task is picked up, never here.
 
-use crate::config::{ForgeSettings, TriggerSettings};
+use crate::config::{ForgeSettings, RepoName, TriggerSettings};
+use crate::forge::IssueNumber;
 use crate::forge::event::{Actor, ForgeEvent, Issue, IssueChange, Repo, ReviewVerdict};
 
 /// What the database knows about the issue or PR an event is about.
@@ -39,9 +40,9 @@ pub enum TriggerKind {
 pub struct TaskRequest {
     pub kind: TaskKind,
     pub trigger: TriggerKind,
-    pub repo: String,
+    pub repo: RepoName,
     pub clone_url: String,
-    pub number: u32,
+    pub number: IssueNumber,
     pub title: String,
     pub requested_by: String,
     /// Text the person added after the command, or the review's body.
@@ -106,8 +107,7 @@ fn ignored_sender(sender: &Actor, forge: &ForgeSettings) -> Option<String> {
 }
 
 fn ignored_repo(repo: &Repo, trigger: &TriggerSettings) -> Option<String> {
-    let allowed =
-        trigger.repos.is_empty() || trigger.repos.iter().any(|r| r.eq_ignore_ascii_case(&repo.full_name));
+    let allowed = trigger.repos.is_empty() || trigger.repos.iter().any(|r| r.same_as(&repo.full_name));
     (!allowed).then(|| format!("repository {} is not in trigger.repos", repo.full_name))
 }
 
@@ -360,7 +360,7 @@ mod tests {
 
     fn issue(labels: &[&str]) -> Issue {
         Issue {
-            number: 7,
+            number: 7.into(),
             title: "Fix it".into(),
             labels: labels.iter().map(|l| l.to_string()).collect(),
             is_open: true,
@@ -388,7 +388,7 @@ mod tests {
             action: "submitted".into(),
             review_key: Some("2".into()),
             repo: repo(),
-            pr_number: 9,
+            pr_number: 9.into(),
             pr_title: "PR".into(),
             pr_open: true,
             head_ref: head_ref.into(),
@@ -425,7 +425,7 @@ mod tests {
         let request =
             created(run(&issue_event(IssueChange::Labeled("forgehand".into()), issue(&["forgehand"])), NONE));
         assert_eq!(
-            (request.kind, request.trigger, request.number),
+            (request.kind, request.trigger, request.number.get()),
             (TaskKind::Implement, TriggerKind::Label, 7)
         );
         assert_eq!((request.requested_by.as_str(), request.repo.as_str()), ("alice", "o/r"));
@@ -547,7 +547,7 @@ mod tests {
             NONE,
         ));
         assert_eq!(
-            (request.kind, request.trigger, request.number),
+            (request.kind, request.trigger, request.number.get()),
             (TaskKind::FollowUp, TriggerKind::Review, 9)
         );
         assert_eq!(

@@ -109,7 +109,7 @@ fn placeholders(settings: &Settings, found: &mut Vec<Finding>) {
         }
     }
     for repo in &settings.trigger.repos {
-        values.push(("trigger.repos".into(), repo));
+        values.push(("trigger.repos".into(), repo.as_str()));
     }
     for (key, value) in values {
         if copied(value) {

@@ -309,7 +309,8 @@ impl Db {
         if !RETRYABLE.contains(&old.status) {
             return Ok(Retried::NotRetryable(old.status.as_str().to_owned()));
         }
-        let key = super::IssueKey { forge: old.forge.clone(), repo: old.repo.clone(), number: old.number };
+        let key =
+            super::IssueKey { forge: old.forge.clone(), repo: old.repo_name(), number: old.issue_number() };
         if let Some(active) = queries::active_task(db, &key).await? {
             return Ok(Retried::AlreadyActive(Some(active.id)));
         }

@@ -11,6 +11,7 @@ use super::entities::task_status::{Ending, TaskEvent, TaskStatus};
 use super::entities::tasks::{self, Column};
 use super::limits::{self, clean};
 use super::{Db, DbError, queries};
+use crate::forge::IssueNumber;
 
 /// A claim on a running task: its id and its owner, `<instance>/<random>`.
 #[derive(Debug, Clone, Copy)]
@@ -44,7 +45,7 @@ pub struct RunRecord<'a> {
 /// The pull request a task opened or pushed to.
 #[derive(Debug, Clone, Copy)]
 pub struct PullRef<'a> {
-    pub number: u32,
+    pub number: IssueNumber,
     pub url: &'a str,
 }
 
@@ -136,7 +137,7 @@ impl Lease<'_> {
                 changes.push((Column::FinishedAt, Value::from(Some(Utc::now()))));
                 if let Some(pull) = pull {
                     changes.push((Column::PrUrl, Value::from(Some(pull.url.to_owned()))));
-                    changes.push((Column::PrNumber, Value::from(Some(pull.number as i32))));
+                    changes.push((Column::PrNumber, Value::from(Some(tasks::pr_number_column(pull.number)))));
                 }
                 TaskEvent::Finish(ending)
             }

@@ -32,7 +32,8 @@ use tokio::sync::{Notify, watch};
 
 pub use refusals::{LastDelivery, NewRefusal, REFUSALS_KEPT};
 
-use crate::config::Settings;
+use crate::config::{RepoName, Settings};
+use crate::forge::IssueNumber;
 use crate::trigger::{Decision, IssueContext, TaskRequest};
 use entities::{deliveries, task_events, tasks};
 
@@ -46,8 +47,8 @@ pub const SQLITE_FILE: &str = "forgehand.db";
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct IssueKey {
     pub forge: String,
-    pub repo: String,
-    pub number: i64,
+    pub repo: RepoName,
+    pub number: IssueNumber,
 }
 
 /// Which tasks to list.
@@ -70,8 +71,8 @@ pub struct NewDelivery {
     pub event_key: Option<String>,
     pub event: String,
     pub action: Option<String>,
-    pub repo: Option<String>,
-    pub number: Option<u32>,
+    pub repo: Option<RepoName>,
+    pub number: Option<IssueNumber>,
     pub sender: Option<String>,
     /// For label events: whether the issue carries the trigger label afterwards.
     pub label_present: Option<bool>,
@@ -225,8 +226,8 @@ impl Db {
     pub async fn last_session_for_pull(
         &self,
         forge: &str,
-        repo: &str,
-        pr_number: i64,
+        repo: &RepoName,
+        pr_number: IssueNumber,
     ) -> Result<Option<String>, DbError> {
         Ok(queries::last_session_for_pull(&self.conn, forge, repo, pr_number).await?)
     }

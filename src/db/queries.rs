@@ -14,6 +14,8 @@ use super::entities::{deliveries, label_states, task_events, tasks};
 use super::intake::{DeliveryRow, Instructions, TaskRow};
 use super::limits::{self, clean};
 use super::{IssueKey, TaskFilter};
+use crate::config::RepoName;
+use crate::forge::IssueNumber;
 use crate::trigger::{IssueContext, TaskRequest};
 
 pub use super::intake::NOTE;
@@ -70,7 +72,7 @@ pub async fn issue_context(db: &impl ConnectionTrait, key: &IssueKey) -> Result<
     // committed in between is then seen by the second read too, as the active task, and
     // this delivery joins it instead of being told the label was already there.
     let label_was_present =
-        label_states::Entity::find_by_id((key.forge.clone(), key.repo.clone(), key.number))
+        label_states::Entity::find_by_id((key.forge.clone(), key.repo.to_string(), i64::from(key.number)))
             .one(db)
             .await?
             .map(|state| state.present);
@@ -82,8 +84,8 @@ pub async fn issue_context(db: &impl ConnectionTrait, key: &IssueKey) -> Result<
 pub async fn active_task(db: &impl ConnectionTrait, key: &IssueKey) -> Result<Option<tasks::Model>, DbErr> {
     tasks::Entity::find()
         .filter(tasks::Column::Forge.eq(&key.forge))
-        .filter(tasks::Column::Repo.eq(&key.repo))
-        .filter(tasks::Column::Number.eq(key.number))
+        .filter(tasks::Column::Repo.eq(key.repo.as_str()))
+        .filter(tasks::Column::Number.eq(i64::from(key.number)))
         .filter(tasks::Column::Status.is_in(TaskStatus::ACTIVE))
         .one(db)
         .await
@@ -97,8 +99,8 @@ pub(super) async fn set_label_state(
 ) -> Result<(), DbErr> {
     let row = label_states::ActiveModel {
         forge: Set(key.forge.clone()),
-        repo: Set(key.repo.clone()),
-        number: Set(key.number),
+        repo: Set(key.repo.to_string()),
+        number: Set(i64::from(key.number)),
         present: Set(present),
         updated_at: Set(Utc::now()),
     };
@@ -234,7 +236,7 @@ pub async fn list_tasks(db: &impl ConnectionTrait, filter: &TaskFilter) -> Resul
         query = query.filter(tasks::Column::Status.eq(status));
     }
     if let Some(repo) = &filter.repo {
-        query = query.filter(tasks::Column::Repo.eq(repo));
+        query = query.filter(tasks::Column::Repo.eq(repo.as_str()));
     }
     if let Some(forge) = &filter.forge {
         query = query.filter(tasks::Column::Forge.eq(forge));
@@ -426,16 +428,16 @@ pub(super) async fn requeue_abandoned(
 pub async fn last_session_for_pull(
     db: &impl ConnectionTrait,
     forge: &str,
-    repo: &str,
-    pr_number: i64,
+    repo: &RepoName,
+    pr_number: IssueNumber,
 ) -> Result<Option<String>, DbErr> {
     let task = tasks::Entity::find()
         .filter(tasks::Column::Forge.eq(forge))
-        .filter(tasks::Column::Repo.eq(repo))
+        .filter(tasks::Column::Repo.eq(repo.as_str()))
         .filter(
             sea_orm::Condition::any()
-                .add(tasks::Column::PrNumber.eq(pr_number as i32))
-                .add(tasks::Column::Number.eq(pr_number)),
+                .add(tasks::Column::PrNumber.eq(tasks::pr_number_column(pr_number)))
+                .add(tasks::Column::Number.eq(i64::from(pr_number))),
         )
         .filter(tasks::Column::AgentSessionId.is_not_null())
         .order_by_desc(tasks::Column::Id)
@@ -510,8 +512,8 @@ pub(super) async fn set_pending_instructions(
 pub async fn had_task(db: &impl ConnectionTrait, key: &IssueKey) -> Result<bool, DbErr> {
     let count = tasks::Entity::find()
         .filter(tasks::Column::Forge.eq(&key.forge))
-        .filter(tasks::Column::Repo.eq(&key.repo))
-        .filter(tasks::Column::Number.eq(key.number))
+        .filter(tasks::Column::Repo.eq(key.repo.as_str()))
+        .filter(tasks::Column::Number.eq(i64::from(key.number)))
         .count(db)
         .await?;
     Ok(count > 0)
@@ -530,7 +532,7 @@ pub(super) async fn queue_pending_follow_up(
     let request = TaskRequest {
         kind: crate::trigger::TaskKind::FollowUp,
         trigger: crate::trigger::TriggerKind::Review,
-        repo: task.repo.clone(),
+        repo: task.repo_name(),
         clone_url: task.clone_url.clone(),
         number,
         title: task.title.clone(),
@@ -547,10 +549,10 @@ pub(super) async fn queue_pending_follow_up(
 }
 
 /// The pull request a follow-up of `task` works on: the one it opened, or its own.
-fn follow_up_target(task: &tasks::Model) -> Option<u32> {
+fn follow_up_target(task: &tasks::Model) -> Option<IssueNumber> {
     match task.kind.as_str() {
         "follow_up" => Some(task.issue_number()),
-        _ => task.pr_number.and_then(|n| u32::try_from(n).ok()),
+        _ => task.pull_number(),
     }
 }
 

@@ -212,7 +212,7 @@ mod tests {
             event: "issues".into(),
             action: Some("labeled".into()),
             repo: Some("octo-org/hello-world".into()),
-            number: Some(42),
+            number: Some(42.into()),
             sender: Some("alice".into()),
             label_present: Some(false),
         }

@@ -225,8 +225,8 @@ pub async fn post_status(ctx: &Context, forge: &dyn Forge, task: &tasks::Model, 
     let body = status_comment(task.id, &task_url(ctx, task.id), status);
     let number = task.issue_number();
     let result = match task.status_comment_id {
-        Some(id) => forge.edit_comment(&task.repo, id as u64, &body).await,
-        None => match forge.create_comment(&task.repo, number, &body).await {
+        Some(id) => forge.edit_comment(&task.repo_name(), id as u64, &body).await,
+        None => match forge.create_comment(&task.repo_name(), number, &body).await {
             Ok(id) => {
                 if let Err(err) = ctx.lease(task.id).record_status_comment(id).await {
                     tracing::warn!(error = %err, "cannot remember the status comment");
@@ -254,11 +254,11 @@ async fn set_labels(ctx: &Context, forge: &dyn Forge, task: &tasks::Model, statu
     if status == TaskStatus::Queued {
         return;
     }
-    if let Err(err) = forge.remove_label(&task.repo, number, &labels.working).await {
+    if let Err(err) = forge.remove_label(&task.repo_name(), number, &labels.working).await {
         tracing::warn!(error = %err, "cannot remove the working label");
     }
     if let Some(label) = add
-        && let Err(err) = forge.add_label(&task.repo, number, label).await
+        && let Err(err) = forge.add_label(&task.repo_name(), number, label).await
     {
         tracing::warn!(error = %err, "cannot set the status label");
     }

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::workspace::WorkspaceError;
 use crate::db::DbError;
+use crate::forge::IssueNumber;
 use crate::forge::client::{ErrorKind, ForgeError};
 
 /// How a task ended well.
@@ -11,7 +12,7 @@ use crate::forge::client::{ErrorKind, ForgeError};
 pub enum Success {
     /// A pull request was opened (or, for a follow-up, new commits pushed to it).
     Done {
-        pr_number: u32,
+        pr_number: IssueNumber,
         pr_url: String,
     },
     NoChanges {

@@ -83,14 +83,14 @@ async fn announce(ctx: &Context, forge: &dyn Forge, task: &tasks::Model) {
     let status = Status::Working { attempt: task.attempt, max_attempts: ctx.settings.executor.max_attempts };
     super::finish::post_status(ctx, forge, task, &status).await;
     let number = task.issue_number();
-    if let Err(err) = forge.add_label(&task.repo, number, &ctx.settings.labels.working).await {
+    if let Err(err) = forge.add_label(&task.repo_name(), number, &ctx.settings.labels.working).await {
         tracing::warn!(error = %err, "cannot set the working label");
     }
 }
 
 async fn check_permission(ctx: &Context, forge: &dyn Forge, task: &tasks::Model) -> Step<()> {
     let needed = ctx.settings.trigger.min_permission;
-    let has = match forge.permission(&task.repo, &task.requested_by).await {
+    let has = match forge.permission(&task.repo_name(), &task.requested_by).await {
         Ok(has) => has,
         Err(err) if err.is_transient() => return Err(err.into()),
         // Not a "no" for this person: forgehand could not ask. That is the token's doing.
@@ -122,7 +122,7 @@ fn permission_unknown(forge: &dyn Forge, err: &ForgeError) -> String {
 
 async fn plan(ctx: &Context, forge: &dyn Forge, task: &tasks::Model) -> Step<Plan> {
     let number = task.issue_number();
-    let issue = forge.issue(&task.repo, number).await?;
+    let issue = forge.issue(&task.repo_name(), number).await?;
     if !issue.is_open {
         return Err(Failure::Cancelled { reason: format!("#{number} was closed") });
     }
@@ -130,9 +130,9 @@ async fn plan(ctx: &Context, forge: &dyn Forge, task: &tasks::Model) -> Step<Pla
     if matches!(task.trigger.as_str(), "label" | "sweep") && !issue.labels.iter().any(|l| l == label) {
         return Err(Failure::Cancelled { reason: format!("the label {label:?} is no longer on #{number}") });
     }
-    let repo = forge.repository(&task.repo).await?;
+    let repo = forge.repository(&task.repo_name()).await?;
     if task.kind == "follow_up" {
-        let pull = forge.pull(&task.repo, number).await?;
+        let pull = forge.pull(&task.repo_name(), number).await?;
         let prefix = &ctx.settings.git.branch_prefix;
         if !pull.is_open || !pull.head_ref.starts_with(prefix.as_str()) {
             return Err(Failure::Rejected {
@@ -206,7 +206,7 @@ async fn reuse_branch(
     if head_message.lines().any(|line| line.trim() == trailer(task)) {
         return Ok(true);
     }
-    if forge.find_pull(&task.repo, &plan.branch, &plan.base).await?.is_some() {
+    if forge.find_pull(&task.repo_name(), &plan.branch, &plan.base).await?.is_some() {
         plan.start = BranchStart::Existing;
     } else {
         plan.force_push = true;
@@ -267,7 +267,7 @@ async fn run_agent(
     }
     .text();
     let resume = if follow_up {
-        ctx.db.last_session_for_pull(&task.forge, &task.repo, task.number).await?
+        ctx.db.last_session_for_pull(&task.forge, &task.repo_name(), task.issue_number()).await?
     } else {
         None
     };
@@ -425,7 +425,7 @@ async fn open_pull(
 ) -> Step<Success> {
     let number = task.issue_number();
     if task.kind == "follow_up" {
-        let pull = forge.pull(&task.repo, number).await?;
+        let pull = forge.pull(&task.repo_name(), number).await?;
         return Ok(Success::Done { pr_number: pull.number, pr_url: pull.url });
     }
     let result = run.and_then(|r| r.result.as_ref());
@@ -448,7 +448,7 @@ async fn open_pull(
         body: &body,
         draft: ctx.settings.pr.draft,
     };
-    let opened = forge.create_pull(&task.repo, &pull).await?;
+    let opened = forge.create_pull(&task.repo_name(), &pull).await?;
     crate::failpoint::hit("after_pull_created");
     Ok(Success::Done { pr_number: opened.number, pr_url: opened.url })
 }

@@ -2,13 +2,15 @@
 
 use askama::Template;
 
+use crate::forge::IssueNumber;
+
 /// Everything the prompt says about the task.
 #[derive(Template)]
 #[template(path = "prompt.txt", escape = "none")]
 pub struct Prompt<'a> {
     pub repo: &'a str,
     pub branch: &'a str,
-    pub number: u32,
+    pub number: IssueNumber,
     pub title: &'a str,
     pub body: &'a str,
     pub requested_by: &'a str,
@@ -32,7 +34,7 @@ mod tests {
         Prompt {
             repo: "o/r",
             branch: "forgehand/issue-7-x",
-            number: 7,
+            number: 7.into(),
             title: "Add a flag",
             body: "The CLI needs --verbose.",
             requested_by: "alice",

@@ -3,11 +3,13 @@
 
 use std::time::Duration;
 
+use crate::forge::IssueNumber;
+
 /// A task's state as people see it on the issue.
 pub enum Status<'a> {
     Working { attempt: i32, max_attempts: u32 },
     Retrying { attempt: i32, max_attempts: u32, reason: &'a str, wait: Duration },
-    Done { pr_number: u32, pr_url: &'a str, follow_up: bool },
+    Done { pr_number: IssueNumber, pr_url: &'a str, follow_up: bool },
     NoChanges { agent_text: &'a str },
     Failed { reason: &'a str, partial_branch: Option<&'a str> },
     Rejected { reason: &'a str },
@@ -50,7 +52,7 @@ pub fn status_comment(task_id: i64, task_url: &str, status: &Status<'_>) -> Stri
 /// Facts for a pull request's description.
 pub struct PullFacts<'a> {
     pub summary: &'a str,
-    pub issue: Option<u32>,
+    pub issue: Option<IssueNumber>,
     pub task_id: i64,
     pub task_url: &'a str,
     pub requested_by: &'a str,
@@ -130,7 +132,7 @@ mod tests {
     fn pull_bodies_close_the_issue_and_state_the_cost() {
         let body = pull_body(&PullFacts {
             summary: "Added --verbose.",
-            issue: Some(42),
+            issue: Some(42.into()),
             task_id: 3,
             task_url: "http://h/tasks/3",
             requested_by: "alice",

@@ -14,8 +14,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::Context;
-use crate::config::ForgeSettings;
+use crate::config::{ForgeSettings, RepoName};
+use crate::db::entities::tasks;
 use crate::db::{DbError, IssueKey, TaskFilter};
+use crate::forge::IssueNumber;
 use crate::forge::client::{Forge, ForgeResult, IssueInfo};
 use crate::trigger::{TaskKind, TaskRequest, TriggerKind};
 
@@ -61,20 +63,24 @@ pub async fn sweep_once(ctx: &Context) -> usize {
 }
 
 /// `trigger.repos`, or else the repositories recent tasks and deliveries came from.
-async fn repos_to_sweep(ctx: &Context, forge: &ForgeSettings) -> BTreeSet<String> {
+async fn repos_to_sweep(ctx: &Context, forge: &ForgeSettings) -> BTreeSet<RepoName> {
     if !ctx.settings.trigger.repos.is_empty() {
         return ctx.settings.trigger.repos.iter().cloned().collect();
     }
     let mut repos = BTreeSet::new();
     let filter = TaskFilter { forge: Some(forge.name.clone()), limit: RECENT, ..Default::default() };
     match ctx.db.list_tasks(&filter).await {
-        Ok(tasks) => repos.extend(tasks.into_iter().map(|t| t.repo)),
+        Ok(tasks) => repos.extend(tasks.iter().map(tasks::Model::repo_name)),
         Err(err) => tracing::warn!(error = %err, "sweep cannot read recent tasks"),
     }
     match ctx.db.recent_deliveries(RECENT).await {
-        Ok(deliveries) => {
-            repos.extend(deliveries.into_iter().filter(|d| d.forge == forge.name).filter_map(|d| d.repo))
-        }
+        Ok(deliveries) => repos.extend(
+            deliveries
+                .into_iter()
+                .filter(|d| d.forge == forge.name)
+                .filter_map(|d| d.repo)
+                .map(RepoName::from),
+        ),
         Err(err) => tracing::warn!(error = %err, "sweep cannot read recent deliveries"),
     }
     repos
@@ -84,7 +90,7 @@ async fn sweep_repo(
     ctx: &Context,
     settings: &ForgeSettings,
     forge: &dyn Forge,
-    repo: &str,
+    repo: &RepoName,
 ) -> anyhow::Result<usize> {
     let label = &ctx.settings.trigger.label;
     let issues = forge.open_issues_with_label(repo, label).await?;
@@ -105,13 +111,13 @@ async fn sweep_repo(
     Ok(queued)
 }
 
-async fn repository_clone_url(forge: &dyn Forge, repo: &str) -> ForgeResult<String> {
+async fn repository_clone_url(forge: &dyn Forge, repo: &RepoName) -> ForgeResult<String> {
     Ok(forge.repository(repo).await?.clone_url)
 }
 
 /// Whether the issue ever had a task, in any status.
-async fn had_task(ctx: &Context, forge: &str, repo: &str, number: u32) -> Result<bool, DbError> {
-    let key = IssueKey { forge: forge.to_owned(), repo: repo.to_owned(), number: i64::from(number) };
+async fn had_task(ctx: &Context, forge: &str, repo: &RepoName, number: IssueNumber) -> Result<bool, DbError> {
+    let key = IssueKey { forge: forge.to_owned(), repo: repo.clone(), number };
     ctx.db.had_task(&key).await
 }
 
@@ -119,14 +125,14 @@ async fn had_task(ctx: &Context, forge: &str, repo: &str, number: u32) -> Result
 async fn queue(
     ctx: &Context,
     forge: &str,
-    repo: &str,
+    repo: &RepoName,
     clone_url: &str,
     issue: &IssueInfo,
 ) -> anyhow::Result<bool> {
     let request = TaskRequest {
         kind: TaskKind::Implement,
         trigger: TriggerKind::Sweep,
-        repo: repo.to_owned(),
+        repo: repo.clone(),
         clone_url: clone_url.to_owned(),
         number: issue.number,
         title: issue.title.clone(),
@@ -139,7 +145,13 @@ async fn queue(
         issue.number, ctx.settings.trigger.label
     );
     let Some(id) = ctx.db.queue_task(forge, &request, &message).await? else { return Ok(false) };
-    tracing::info!(task = id, forge, repo, number = issue.number, "sweep queued a task");
+    tracing::info!(
+        task = id,
+        forge,
+        repo = repo.as_str(),
+        number = issue.number.get(),
+        "sweep queued a task"
+    );
     ctx.wake.notify_one();
     Ok(true)
 }

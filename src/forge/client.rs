@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
-use crate::config::{ForgeKind, ForgeSettings, Permission};
+use super::IssueNumber;
+use crate::config::{ForgeKind, ForgeSettings, Permission, RepoName};
 
 /// A repository as the executor needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +24,7 @@ pub struct RepoInfo {
 /// An issue (or pull request) read back from the forge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssueInfo {
-    pub number: u32,
+    pub number: IssueNumber,
     pub title: String,
     pub body: String,
     pub is_open: bool,
@@ -36,7 +37,7 @@ pub struct IssueInfo {
 /// A pull request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullInfo {
-    pub number: u32,
+    pub number: IssueNumber,
     /// The page people open.
     pub url: String,
     pub head_ref: String,
@@ -141,29 +142,29 @@ pub trait Forge: Send + Sync {
     /// The login of the account the token belongs to.
     async fn current_login(&self) -> ForgeResult<String>;
     /// Default branch and clone URL.
-    async fn repository(&self, repo: &str) -> ForgeResult<RepoInfo>;
+    async fn repository(&self, repo: &RepoName) -> ForgeResult<RepoInfo>;
     /// The permission `login` has on `repo`.
-    async fn permission(&self, repo: &str, login: &str) -> ForgeResult<Permission>;
+    async fn permission(&self, repo: &RepoName, login: &str) -> ForgeResult<Permission>;
     /// An issue or pull request as it is now.
-    async fn issue(&self, repo: &str, number: u32) -> ForgeResult<IssueInfo>;
+    async fn issue(&self, repo: &RepoName, number: IssueNumber) -> ForgeResult<IssueInfo>;
     /// Posts a comment; returns its id.
-    async fn create_comment(&self, repo: &str, number: u32, body: &str) -> ForgeResult<u64>;
+    async fn create_comment(&self, repo: &RepoName, number: IssueNumber, body: &str) -> ForgeResult<u64>;
     /// Replaces a comment's text.
-    async fn edit_comment(&self, repo: &str, comment_id: u64, body: &str) -> ForgeResult<()>;
+    async fn edit_comment(&self, repo: &RepoName, comment_id: u64, body: &str) -> ForgeResult<()>;
     /// Adds a label to an issue, creating it in the repository when missing.
-    async fn add_label(&self, repo: &str, number: u32, label: &str) -> ForgeResult<()>;
+    async fn add_label(&self, repo: &RepoName, number: IssueNumber, label: &str) -> ForgeResult<()>;
     /// Removes a label from an issue; a label that is not there is fine.
-    async fn remove_label(&self, repo: &str, number: u32, label: &str) -> ForgeResult<()>;
+    async fn remove_label(&self, repo: &RepoName, number: IssueNumber, label: &str) -> ForgeResult<()>;
     /// Adds a reaction (`eyes`, `rocket`, ...) to an issue.
-    async fn react(&self, repo: &str, number: u32, content: &str) -> ForgeResult<()>;
+    async fn react(&self, repo: &RepoName, number: IssueNumber, content: &str) -> ForgeResult<()>;
     /// The open pull request from `head` into `base`, if any.
-    async fn find_pull(&self, repo: &str, head: &str, base: &str) -> ForgeResult<Option<PullInfo>>;
+    async fn find_pull(&self, repo: &RepoName, head: &str, base: &str) -> ForgeResult<Option<PullInfo>>;
     /// Opens a pull request, or returns the open one for the same head: never two.
-    async fn create_pull(&self, repo: &str, pull: &NewPull<'_>) -> ForgeResult<PullInfo>;
+    async fn create_pull(&self, repo: &RepoName, pull: &NewPull<'_>) -> ForgeResult<PullInfo>;
     /// A pull request by number.
-    async fn pull(&self, repo: &str, number: u32) -> ForgeResult<PullInfo>;
+    async fn pull(&self, repo: &RepoName, number: IssueNumber) -> ForgeResult<PullInfo>;
     /// Every open issue (never a pull request) that carries `label`, all pages.
-    async fn open_issues_with_label(&self, repo: &str, label: &str) -> ForgeResult<Vec<IssueInfo>>;
+    async fn open_issues_with_label(&self, repo: &RepoName, label: &str) -> ForgeResult<Vec<IssueInfo>>;
 }
 
 /// The most pages a listing reads, so that a forge answering in circles cannot hold the
@@ -260,8 +261,8 @@ pub(crate) fn segment(text: &str) -> String {
 }
 
 /// `owner/name` as two encoded path segments.
-pub(crate) fn repo_path(repo: &str) -> String {
-    repo.split('/').map(segment).collect::<Vec<_>>().join("/")
+pub(crate) fn repo_path(repo: &RepoName) -> String {
+    repo.segments().map(segment).collect::<Vec<_>>().join("/")
 }
 
 #[cfg(test)]
@@ -320,7 +321,7 @@ mod tests {
                 webhook_secret: Default::default(),
                 bot_login: String::new(),
             };
-            let err = connect(&settings).unwrap().issue("o/r", 1).await.unwrap_err();
+            let err = connect(&settings).unwrap().issue(&"o/r".into(), 1.into()).await.unwrap_err();
             assert!(err.is_transient(), "{kind}");
             let text = err.to_string();
             assert!(
@@ -334,6 +335,6 @@ mod tests {
     fn path_segments_are_encoded() {
         assert_eq!(segment("forgehand:working"), "forgehand%3Aworking");
         assert_eq!(segment("a b/c"), "a%20b%2Fc");
-        assert_eq!(repo_path("octo-org/hello.world"), "octo-org/hello.world");
+        assert_eq!(repo_path(&"octo-org/hello.world".into()), "octo-org/hello.world");
     }
 }

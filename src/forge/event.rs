@@ -1,10 +1,13 @@
 //! forgehand's own view of a webhook: the few facts it acts on, the same for every forge.
 
+use super::IssueNumber;
+use crate::config::RepoName;
+
 /// The repository an event happened in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Repo {
     /// `owner/name`.
-    pub full_name: String,
+    pub full_name: RepoName,
     /// Where the executor clones from.
     pub clone_url: String,
 }
@@ -20,7 +23,7 @@ pub struct Actor {
 /// An issue or pull request, as the event saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Issue {
-    pub number: u32,
+    pub number: IssueNumber,
     pub title: String,
     /// Label names after the change the event reports.
     pub labels: Vec<String>,
@@ -79,7 +82,7 @@ pub enum ForgeEvent {
         /// sends none) the pull request, head commit and a digest of the text.
         review_key: Option<String>,
         repo: Repo,
-        pr_number: u32,
+        pr_number: IssueNumber,
         pr_title: String,
         pr_open: bool,
         head_ref: String,
@@ -132,7 +135,7 @@ impl ForgeEvent {
     }
 
     /// The issue or pull-request number the event is about.
-    pub fn number(&self) -> Option<u32> {
+    pub fn number(&self) -> Option<IssueNumber> {
         match self {
             ForgeEvent::Issue { issue, .. } | ForgeEvent::Comment { issue, .. } => Some(issue.number),
             ForgeEvent::Review { pr_number, .. } => Some(*pr_number),

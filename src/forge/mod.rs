@@ -17,9 +17,12 @@ mod github;
 /// Public so that the integration tests can check every field read against the forges'
 /// API descriptions.
 pub mod models;
+mod number;
 pub mod payload;
 mod rest;
 pub mod signature;
+
+pub use number::IssueNumber;
 
 use std::sync::Arc;
 

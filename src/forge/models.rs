@@ -3,6 +3,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::IssueNumber;
 use super::client::{IssueInfo, PullInfo, RepoInfo};
 
 /// `GET /user`.
@@ -41,7 +42,7 @@ pub struct Label {
 /// An issue (pull requests show up as issues too).
 #[derive(Deserialize)]
 pub struct Issue {
-    number: u32,
+    number: IssueNumber,
     title: String,
     #[serde(default)]
     body: Option<String>,
@@ -84,7 +85,7 @@ struct HeadRef {
 /// A pull request.
 #[derive(Deserialize)]
 pub struct Pull {
-    number: u32,
+    number: IssueNumber,
     html_url: String,
     state: String,
     head: HeadRef,

@@ -6,8 +6,9 @@
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 
+use super::IssueNumber;
 use super::event::{Actor, ForgeEvent, Issue, IssueChange, Repo, ReviewVerdict};
-use crate::config::ForgeKind;
+use crate::config::{ForgeKind, RepoName};
 
 /// A payload that cannot be read, with the JSON path of the offending field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -102,7 +103,7 @@ struct ActionEnvelope {
 
 #[derive(Deserialize)]
 struct RepoPayload {
-    full_name: String,
+    full_name: RepoName,
     clone_url: String,
 }
 
@@ -120,7 +121,7 @@ struct LabelPayload {
 
 #[derive(Deserialize)]
 struct IssuePayload {
-    number: u32,
+    number: IssueNumber,
     title: String,
     #[serde(default, deserialize_with = "null_as_empty")]
     labels: Vec<LabelPayload>,
@@ -177,7 +178,7 @@ pub(crate) struct HeadPayload {
 /// A pull request as webhooks show it.
 #[derive(Deserialize)]
 pub(crate) struct PullPayload {
-    pub number: u32,
+    pub number: IssueNumber,
     title: String,
     #[serde(default)]
     state: String,
@@ -186,7 +187,10 @@ pub(crate) struct PullPayload {
 
 impl PullPayload {
     fn head_in(&self, repo: &RepoPayload) -> bool {
-        self.head.repo.as_ref().is_some_and(|head| head.full_name.eq_ignore_ascii_case(&repo.full_name))
+        self.head
+            .repo
+            .as_ref()
+            .is_some_and(|head| head.full_name.eq_ignore_ascii_case(repo.full_name.as_str()))
     }
 }
 
@@ -316,6 +320,20 @@ mod tests {
     }
 
     #[test]
+    fn a_repository_name_is_taken_as_the_forge_sent_it() {
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&fixture("github/issues_labeled.json")).unwrap();
+        for odd in ["a/b/c", "no-slash", "../up"] {
+            json["repository"]["full_name"] = odd.into();
+            let event = parse(ForgeKind::Github, "issues", json.to_string().as_bytes()).unwrap();
+            assert_eq!(event.repo().unwrap().full_name, odd);
+        }
+        json["repository"]["full_name"] = 7.into();
+        let err = parse(ForgeKind::Github, "issues", json.to_string().as_bytes()).unwrap_err();
+        assert_eq!(err.path, "repository.full_name");
+    }
+
+    #[test]
     fn gitea_label_updated_has_only_the_label_set() {
         let event = parse(ForgeKind::Gitea, "issues", &fixture("gitea/issues_label_updated.json")).unwrap();
         assert_eq!(event.label_present_after("forgehand"), Some(true));
@@ -347,7 +365,7 @@ mod tests {
         for event in [github, gitea] {
             let ForgeEvent::Review { verdict, head_ref, pr_number, action, .. } = event else { panic!() };
             assert_eq!(
-                (verdict, pr_number, action.as_str()),
+                (verdict, pr_number.get(), action.as_str()),
                 (ReviewVerdict::ChangesRequested, 43, "submitted")
             );
             assert!(head_ref.starts_with("forgehand/"));

@@ -10,12 +10,13 @@ use async_trait::async_trait;
 use axum::http::Method;
 use serde_json::{Value, json};
 
+use super::IssueNumber;
 use super::client::{
     Answer, ErrorKind, Forge, ForgeError, ForgeResult, IssueInfo, MAX_PAGES, NewPull, PullInfo, RepoInfo,
     repo_path, segment,
 };
 use super::models::{Id, Issue, Label, Login, PermissionAnswer, Pull, Repository};
-use crate::config::{ForgeKind, Permission};
+use crate::config::{ForgeKind, Permission, RepoName};
 
 /// What differs between the REST APIs of forges with GitHub's shape.
 pub struct Api {
@@ -170,7 +171,7 @@ impl RestForge {
     /// is set; `None` when it does not exist and was not created.
     async fn label_address(
         &self,
-        repo: &str,
+        repo: &RepoName,
         label: &str,
         create: bool,
     ) -> ForgeResult<Option<LabelAddress>> {
@@ -191,7 +192,7 @@ impl RestForge {
         Ok(Some(address))
     }
 
-    async fn find_label_id(&self, repo: &str, label: &str) -> ForgeResult<Option<u64>> {
+    async fn find_label_id(&self, repo: &RepoName, label: &str) -> ForgeResult<Option<u64>> {
         let operation = format!("listing the labels of {repo}");
         let path = format!("/repos/{}/labels", repo_path(repo));
         let labels: Vec<Label> = self.all_pages(&path, &operation).await?;
@@ -199,7 +200,7 @@ impl RestForge {
     }
 
     /// Creates `label`; returns how to address it.
-    async fn create_label(&self, repo: &str, label: &str) -> ForgeResult<LabelAddress> {
+    async fn create_label(&self, repo: &RepoName, label: &str) -> ForgeResult<LabelAddress> {
         let operation = format!("creating the label {label:?} in {repo}");
         let body =
             json!({ "name": label, "color": format!("{}{}", self.api.color_prefix, label_color(label)) });
@@ -215,8 +216,8 @@ impl RestForge {
 
     async fn delete_label(
         &self,
-        repo: &str,
-        number: u32,
+        repo: &RepoName,
+        number: IssueNumber,
         address: &LabelAddress,
         operation: &str,
     ) -> ForgeResult<Answer> {
@@ -274,13 +275,13 @@ impl Forge for RestForge {
         Ok(self.send(Method::GET, "/user", None, operation).await?.json::<Login>(operation)?.login)
     }
 
-    async fn repository(&self, repo: &str) -> ForgeResult<RepoInfo> {
+    async fn repository(&self, repo: &RepoName) -> ForgeResult<RepoInfo> {
         let operation = format!("reading the repository {repo}");
         let answer = self.send(Method::GET, &format!("/repos/{}", repo_path(repo)), None, &operation).await?;
         Ok(answer.json::<Repository>(&operation)?.into())
     }
 
-    async fn permission(&self, repo: &str, login: &str) -> ForgeResult<Permission> {
+    async fn permission(&self, repo: &RepoName, login: &str) -> ForgeResult<Permission> {
         let operation = format!("reading {login}'s permission on {repo}");
         let path = format!("/repos/{}/collaborators/{}/permission", repo_path(repo), segment(login));
         let answer = self.send(Method::GET, &path, None, &operation).await?;
@@ -291,27 +292,27 @@ impl Forge for RestForge {
         Ok(self.permission_named(&answer.json::<PermissionAnswer>(&operation)?.permission))
     }
 
-    async fn issue(&self, repo: &str, number: u32) -> ForgeResult<IssueInfo> {
+    async fn issue(&self, repo: &RepoName, number: IssueNumber) -> ForgeResult<IssueInfo> {
         let operation = format!("reading {repo}#{number}");
         let path = format!("/repos/{}/issues/{number}", repo_path(repo));
         Ok(self.send(Method::GET, &path, None, &operation).await?.json::<Issue>(&operation)?.into())
     }
 
-    async fn create_comment(&self, repo: &str, number: u32, body: &str) -> ForgeResult<u64> {
+    async fn create_comment(&self, repo: &RepoName, number: IssueNumber, body: &str) -> ForgeResult<u64> {
         let operation = format!("commenting on {repo}#{number}");
         let path = format!("/repos/{}/issues/{number}/comments", repo_path(repo));
         let answer = self.send(Method::POST, &path, Some(&json!({ "body": body })), &operation).await?;
         Ok(answer.json::<Id>(&operation)?.id)
     }
 
-    async fn edit_comment(&self, repo: &str, comment_id: u64, body: &str) -> ForgeResult<()> {
+    async fn edit_comment(&self, repo: &RepoName, comment_id: u64, body: &str) -> ForgeResult<()> {
         let operation = format!("editing comment {comment_id} in {repo}");
         let path = format!("/repos/{}/issues/comments/{comment_id}", repo_path(repo));
         self.send(Method::PATCH, &path, Some(&json!({ "body": body })), &operation).await?.ok(&operation)?;
         Ok(())
     }
 
-    async fn add_label(&self, repo: &str, number: u32, label: &str) -> ForgeResult<()> {
+    async fn add_label(&self, repo: &RepoName, number: IssueNumber, label: &str) -> ForgeResult<()> {
         let Some(address) = self.label_address(repo, label, true).await? else { return Ok(()) };
         let operation = format!("labelling {repo}#{number} {label:?}");
         let path = format!("/repos/{}/issues/{number}/labels", repo_path(repo));
@@ -326,7 +327,7 @@ impl Forge for RestForge {
         Ok(())
     }
 
-    async fn remove_label(&self, repo: &str, number: u32, label: &str) -> ForgeResult<()> {
+    async fn remove_label(&self, repo: &RepoName, number: IssueNumber, label: &str) -> ForgeResult<()> {
         let Some(address) = self.label_address(repo, label, false).await? else { return Ok(()) };
         let operation = format!("removing the label {label:?} from {repo}#{number}");
         let answer = self.delete_label(repo, number, &address, &operation).await?;
@@ -343,7 +344,7 @@ impl Forge for RestForge {
         removed(answer, &operation)
     }
 
-    async fn react(&self, repo: &str, number: u32, content: &str) -> ForgeResult<()> {
+    async fn react(&self, repo: &RepoName, number: IssueNumber, content: &str) -> ForgeResult<()> {
         let operation = format!("reacting to {repo}#{number}");
         let path = format!("/repos/{}/issues/{number}/reactions", repo_path(repo));
         self.send(Method::POST, &path, Some(&json!({ "content": content })), &operation)
@@ -352,11 +353,11 @@ impl Forge for RestForge {
         Ok(())
     }
 
-    async fn find_pull(&self, repo: &str, head: &str, base: &str) -> ForgeResult<Option<PullInfo>> {
+    async fn find_pull(&self, repo: &RepoName, head: &str, base: &str) -> ForgeResult<Option<PullInfo>> {
         let operation = format!("looking for the pull request of {head} in {repo}");
         match self.api.find_pull {
             FindPull::HeadQuery => {
-                let owner = repo.split('/').next().unwrap_or_default();
+                let owner = repo.owner();
                 let path = format!(
                     "/repos/{}/pulls?state=open&head={}:{}&base={}",
                     repo_path(repo),
@@ -380,7 +381,7 @@ impl Forge for RestForge {
         }
     }
 
-    async fn create_pull(&self, repo: &str, pull: &NewPull<'_>) -> ForgeResult<PullInfo> {
+    async fn create_pull(&self, repo: &RepoName, pull: &NewPull<'_>) -> ForgeResult<PullInfo> {
         let operation = format!("opening the pull request of {} in {repo}", pull.head);
         let body = self.new_pull_body(pull);
         let answer = self
@@ -395,13 +396,13 @@ impl Forge for RestForge {
         Ok(answer.json::<Pull>(&operation)?.into())
     }
 
-    async fn pull(&self, repo: &str, number: u32) -> ForgeResult<PullInfo> {
+    async fn pull(&self, repo: &RepoName, number: IssueNumber) -> ForgeResult<PullInfo> {
         let operation = format!("reading the pull request {repo}#{number}");
         let path = format!("/repos/{}/pulls/{number}", repo_path(repo));
         Ok(self.send(Method::GET, &path, None, &operation).await?.json::<Pull>(&operation)?.into())
     }
 
-    async fn open_issues_with_label(&self, repo: &str, label: &str) -> ForgeResult<Vec<IssueInfo>> {
+    async fn open_issues_with_label(&self, repo: &RepoName, label: &str) -> ForgeResult<Vec<IssueInfo>> {
         let operation = format!("listing the open issues labelled {label:?} in {repo}");
         let path = format!(
             "/repos/{}/issues?state=open&labels={}{}",
@@ -464,9 +465,9 @@ mod tests {
             asked: asked.clone(),
         };
         let forge = RestForge::new(&BY_ID, Box::new(transport));
-        forge.add_label("o/r", 7, "wip").await.unwrap();
-        forge.remove_label("o/r", 7, "wip").await.unwrap();
-        forge.add_label("o/r", 7, "wip").await.unwrap();
+        forge.add_label(&"o/r".into(), 7.into(), "wip").await.unwrap();
+        forge.remove_label(&"o/r".into(), 7.into(), "wip").await.unwrap();
+        forge.add_label(&"o/r".into(), 7.into(), "wip").await.unwrap();
         let asked = asked.lock().unwrap().clone();
         let listings = asked.iter().filter(|r| r.contains("/labels?")).count();
         assert_eq!(listings, 2, "{asked:?}");

@@ -281,7 +281,7 @@ async fn record(
         delivery = %printable(&delivery_id),
         forge = %forge.name,
         event = %printable(&event_name),
-        repo = %delivery.repo.as_deref().map(printable).unwrap_or_default(),
+        repo = %delivery.repo.as_ref().map(|r| printable(r.as_str())).unwrap_or_default(),
     );
     // The decision runs in the database writer: it owns what it needs, and decides with
     // the settings this delivery was verified under.

@@ -718,7 +718,7 @@ async fn webhooks_read_back_through_forgehands_parser() {
             IssueChange::LabelsUpdated
         };
         assert_eq!(
-            (change, issue.number, issue.labels),
+            (change, issue.number.get(), issue.labels),
             (expected, 1, vec!["bug".into(), "forgehand".into()])
         );
         assert_eq!(
@@ -748,7 +748,7 @@ async fn webhooks_read_back_through_forgehands_parser() {
                 panic!("{dialect:?} {state}")
             };
             assert_eq!(
-                (got, head_ref.as_str(), pr_number, action.as_str()),
+                (got, head_ref.as_str(), pr_number.get(), action.as_str()),
                 (verdict, "forgehand/issue-1", 2, "submitted")
             );
         }

@@ -273,7 +273,7 @@ fn signal(pid: &str, which: &str) {
 
 #[test]
 fn the_branch_of_issue_1_is_what_the_tests_expect() {
-    assert_eq!(forgehand::executor::workspace::branch_name("forgehand/", 1, "Issue 1"), BRANCH_1);
+    assert_eq!(forgehand::executor::workspace::branch_name("forgehand/", 1.into(), "Issue 1"), BRANCH_1);
     assert_ne!(BRANCH, BRANCH_1);
 }
 

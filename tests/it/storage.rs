@@ -12,7 +12,7 @@ fn request(number: u32) -> TaskRequest {
         trigger: TriggerKind::Label,
         repo: "o/r".into(),
         clone_url: "file:///r.git".into(),
-        number,
+        number: number.into(),
         title: "t".into(),
         requested_by: "alice".into(),
         instructions: String::new(),

@@ -3,6 +3,9 @@
 use sea_orm::entity::prelude::*;
 use serde::Serialize;
 
+use crate::config::RepoName;
+use crate::forge::IssueNumber;
+
 pub use super::task_status::TaskStatus;
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize)]
@@ -55,9 +58,24 @@ pub enum Relation {}
 impl ActiveModelBehavior for ActiveModel {}
 
 impl Model {
-    /// The issue or pull request the task works on, as forges number them.
-    pub fn issue_number(&self) -> u32 {
-        // Stored from a `u32` (`TaskRequest::number`), so it always fits.
-        self.number as u32
+    /// The repository, `owner/name`, as its forge named it (stored from a `RepoName`).
+    pub fn repo_name(&self) -> RepoName {
+        RepoName::from(self.repo.clone())
     }
+
+    /// The issue or pull request the task works on, as forges number them.
+    pub fn issue_number(&self) -> IssueNumber {
+        // Stored from an `IssueNumber` (`TaskRequest::number`), so it always fits.
+        IssueNumber::new(self.number as u32)
+    }
+
+    /// The pull request the task opened or pushed to, if it fits an issue number.
+    pub fn pull_number(&self) -> Option<IssueNumber> {
+        self.pr_number.and_then(|n| IssueNumber::try_from(i64::from(n)).ok())
+    }
+}
+
+/// `tasks.pr_number` is a 32-bit column: a pull request's number as stored there.
+pub fn pr_number_column(number: IssueNumber) -> i32 {
+    number.get() as i32
 }

@@ -22,6 +22,7 @@ use sea_orm::DbErr;
 use super::entities::task_status::TaskStatus;
 use super::limits::{self, clean};
 use super::{IssueKey, NewDelivery, Outcome, Recorded};
+use crate::forge::IssueNumber;
 use crate::trigger::{Decision, IssueContext, TaskRequest};
 
 /// The timeline kind of an event that changes no status.
@@ -67,7 +68,7 @@ pub(super) struct DeliveryRow<'a> {
     pub event: String,
     pub action: Option<String>,
     pub repo: Option<String>,
-    pub number: Option<u32>,
+    pub number: Option<IssueNumber>,
     pub sender: Option<String>,
 }
 
@@ -79,7 +80,7 @@ impl<'a> DeliveryRow<'a> {
             event_key: d.event_key.as_deref(),
             event: clean(&d.event, limits::EVENT_NAME),
             action: d.action.as_deref().map(|a| clean(a, limits::ACTION)),
-            repo: d.repo.as_deref().map(|r| clean(r, limits::REPO)),
+            repo: d.repo.as_ref().map(|r| clean(r.as_str(), limits::REPO)),
             number: d.number,
             sender: d.sender.as_deref().map(|s| clean(s, limits::LOGIN)),
         }
@@ -104,7 +105,7 @@ impl<'a> TaskRow<'a> {
     pub fn of(forge: &'a str, r: &'a TaskRequest) -> TaskRow<'a> {
         TaskRow {
             forge,
-            repo: &r.repo,
+            repo: r.repo.as_str(),
             number: i64::from(r.number),
             kind: r.kind.as_str(),
             trigger: r.trigger.as_str(),
@@ -149,11 +150,7 @@ pub(super) async fn record(
 }
 
 fn issue_key(delivery: &NewDelivery) -> Option<IssueKey> {
-    Some(IssueKey {
-        forge: delivery.forge.clone(),
-        repo: delivery.repo.clone()?,
-        number: i64::from(delivery.number?),
-    })
+    Some(IssueKey { forge: delivery.forge.clone(), repo: delivery.repo.clone()?, number: delivery.number? })
 }
 
 type Applied = (Outcome, String, Option<i64>);

@@ -74,7 +74,7 @@ impl IntakeStore for SqliteStore<'_> {
             d.event,
             d.action,
             d.repo,
-            d.number,
+            d.number.map(i64::from),
             d.sender,
             self.now
         ];
@@ -83,7 +83,7 @@ impl IntakeStore for SqliteStore<'_> {
 
     async fn issue_context(&self, key: &IssueKey) -> Result<IssueContext, DbErr> {
         let mut read = self.conn.prepare_cached(&ISSUE_CONTEXT).map_err(db_err)?;
-        read.query_row(params![key.forge, key.repo, key.number], |row| {
+        read.query_row(params![key.forge, key.repo.as_str(), i64::from(key.number)], |row| {
             Ok(IssueContext { label_was_present: row.get(0)?, active_task: row.get(1)? })
         })
         .map_err(db_err)
@@ -174,7 +174,7 @@ impl IntakeStore for SqliteStore<'_> {
                  ON CONFLICT (forge, repo, number) DO UPDATE SET present = excluded.present, \
                  updated_at = excluded.updated_at",
             )
-            .and_then(|mut s| s.execute(params![key.forge, key.repo, key.number, present, self.now]))
+            .and_then(|mut s| s.execute(params![key.forge, key.repo.as_str(), i64::from(key.number), present, self.now]))
             .map_err(db_err)?;
         Ok(())
     }

@@ -16,7 +16,7 @@ fn delivery(id: &str) -> NewDelivery {
         event: "issue_comment".into(),
         action: Some("created".into()),
         repo: Some("octo-org/hello-world".into()),
-        number: Some(42),
+        number: Some(42.into()),
         sender: Some("alice\0".into()),
         label_present: Some(true),
     }
@@ -28,7 +28,7 @@ fn create(_: &IssueContext) -> Decision {
         trigger: TriggerKind::Comment,
         repo: "octo-org/hello-world".into(),
         clone_url: "https://example.com/octo-org/hello-world.git".into(),
-        number: 42,
+        number: 42.into(),
         title: "x".repeat(limits::TITLE + 5),
         requested_by: "alice".into(),
         instructions: "first".into(),

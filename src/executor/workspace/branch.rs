@@ -1,6 +1,7 @@
 //! Branch names: one per issue, readable, and a valid ref whatever the title holds.
 
 use super::WorkspaceError;
+use crate::forge::IssueNumber;
 
 const SLUG_MAX: usize = 40;
 
@@ -8,7 +9,7 @@ const SLUG_MAX: usize = 40;
 /// (lowercased), other runs becoming one `-`, at most 40 characters; no slug part when
 /// the title has no such characters. A valid ref name for any title whenever
 /// `<prefix>issue-1` is one.
-pub fn branch_name(prefix: &str, number: u32, title: &str) -> String {
+pub fn branch_name(prefix: &str, number: IssueNumber, title: &str) -> String {
     let slug = slug(title);
     if slug.is_empty() { format!("{prefix}issue-{number}") } else { format!("{prefix}issue-{number}-{slug}") }
 }
@@ -86,10 +87,10 @@ mod tests {
         let titles = NASTY_TITLES.iter().copied().chain([long.as_str()]);
         for title in titles {
             for prefix in ["forgehand/", "", "bot-"] {
-                let name = branch_name(prefix, 7, title);
+                let name = branch_name(prefix, 7.into(), title);
                 let full = format!("refs/heads/{name}");
                 assert!(git2::Reference::is_valid_name(&full), "{title:?} -> {name}");
-                assert_eq!(name, branch_name(prefix, 7, title), "not deterministic");
+                assert_eq!(name, branch_name(prefix, 7.into(), title), "not deterministic");
                 let limit = format!("{prefix}issue-7").len() + 1 + SLUG_MAX;
                 assert!(name.len() <= limit, "{name}");
                 assert!(!name.ends_with('-'), "{name}");
@@ -99,7 +100,7 @@ mod tests {
 
     #[test]
     fn branch_name_examples() {
-        let name = |title| branch_name("forgehand/", 12, title);
+        let name = |title| branch_name("forgehand/", 12.into(), title);
         assert_eq!(name("Fix the login bug"), "forgehand/issue-12-fix-the-login-bug");
         assert_eq!(name("  Crash on `--help`!! "), "forgehand/issue-12-crash-on-help");
         assert_eq!(name("Ünïcödé 🚀"), "forgehand/issue-12-n-c-d");

@@ -26,6 +26,7 @@ use serde::Deserialize;
 use super::AppState;
 use crate::db::entities::tasks;
 use crate::db::{DbError, TaskStatus};
+use crate::forge::IssueNumber;
 
 const PAGE_SIZE: u64 = 50;
 
@@ -102,7 +103,7 @@ pub struct TaskRow {
     pub title: String,
     pub forge: String,
     pub repo: String,
-    pub number: i64,
+    pub number: IssueNumber,
     pub issue_url: Option<String>,
     pub pr_url: Option<String>,
     pub trigger: String,
@@ -119,7 +120,7 @@ fn task_row(state: &AppState, task: &tasks::Model, now: DateTime<Utc>) -> TaskRo
         title: task.title.clone(),
         forge: task.forge.clone(),
         repo: task.repo.clone(),
-        number: task.number,
+        number: task.issue_number(),
         issue_url: issue_url(state, task),
         pr_url: task.pr_url.as_deref().and_then(web_url),
         trigger: task.trigger.clone(),
@@ -144,7 +145,7 @@ fn issue_url(state: &AppState, task: &tasks::Model) -> Option<String> {
             format!("{scheme}://{host}")
         }
     };
-    Some(format!("{base}/{}/issues/{}", task.repo, task.number))
+    Some(format!("{base}/{}/issues/{}", task.repo, task.issue_number()))
 }
 
 /// `url` when it is an http(s) address: nothing else becomes a link.

@@ -8,7 +8,7 @@ use axum::{Extension, Form};
 use serde::Deserialize;
 
 use super::{database_error, duration, error_page, render};
-use crate::config::ForgeSettings;
+use crate::config::{ForgeSettings, RepoName};
 use crate::db::LastDelivery;
 use crate::server::AppState;
 use crate::server::identity::Identity;
@@ -151,12 +151,14 @@ pub async fn setup_check(
             "Pick a forge listed on the setup page.",
         );
     };
-    let repo = Some(form.repo.trim()).filter(|r| !r.is_empty());
-    if let Some(Err(problem)) = repo.map(crate::config::check_repo_name) {
-        let check = TokenCheck { forge: forge.name.clone(), ok: false, lines: vec![problem] };
-        return setup_with(&state, session, Some(check), None, StatusCode::BAD_REQUEST).await;
-    }
-    let check = match crate::server::wizard::checks::check_token(forge, repo).await {
+    let repo = match Some(form.repo.trim()).filter(|r| !r.is_empty()).map(RepoName::parse).transpose() {
+        Ok(repo) => repo,
+        Err(problem) => {
+            let check = TokenCheck { forge: forge.name.clone(), ok: false, lines: vec![problem] };
+            return setup_with(&state, session, Some(check), None, StatusCode::BAD_REQUEST).await;
+        }
+    };
+    let check = match crate::server::wizard::checks::check_token(forge, repo.as_ref()).await {
         Ok(report) => TokenCheck { forge: forge.name.clone(), ok: true, lines: report.lines() },
         Err(message) => TokenCheck { forge: forge.name.clone(), ok: false, lines: vec![message] },
     };

@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::{ForgeSettings, Permission};
+use crate::config::{ForgeSettings, Permission, RepoName};
 
 /// How long a live check (token or agent) may take.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(20);
@@ -50,7 +50,7 @@ pub struct AgentCheck {
 /// and not what the address answered: the same words whether nothing listens there, it
 /// is no forge, or it refused the token (the log has the details), so that the check
 /// tells nothing about addresses that are not a forge.
-pub async fn check_token(forge: &ForgeSettings, repo: Option<&str>) -> Result<TokenReport, String> {
+pub async fn check_token(forge: &ForgeSettings, repo: Option<&RepoName>) -> Result<TokenReport, String> {
     let check = async {
         let client =
             crate::forge::client::connect(forge).map_err(|e| format!("Cannot build the API client: {e}"))?;
@@ -60,7 +60,7 @@ pub async fn check_token(forge: &ForgeSettings, repo: Option<&str>) -> Result<To
         })?;
         let permission = match repo {
             Some(repo) => match client.permission(repo, &login).await {
-                Ok(permission) => Some((repo.to_owned(), permission)),
+                Ok(permission) => Some((repo.to_string(), permission)),
                 Err(err) => {
                     return Err(format!(
                         "The token authenticates as {login}, but reading its permission on {repo} failed: {err}"

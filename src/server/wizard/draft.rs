@@ -4,7 +4,7 @@
 use secrecy::{ExposeSecret, SecretString};
 
 use super::checks::{AgentCheck, TokenReport, check_agent, check_token};
-use crate::config::{ForgeKind, ForgeSettings, Settings, WebhookSecrets};
+use crate::config::{ForgeKind, ForgeSettings, RepoName, Settings, WebhookSecrets};
 
 /// The wizard's steps, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -126,7 +126,7 @@ impl Draft {
             api_url,
             new_token: None,
             checked: None,
-            repo: current.trigger.repos.first().cloned().unwrap_or_default(),
+            repo: current.trigger.repos.first().map(RepoName::to_string).unwrap_or_default(),
             new_secret: None,
             secret_shown: false,
             label: current.trigger.label.clone(),
@@ -301,14 +301,13 @@ impl Draft {
         } else if forge.token.expose_secret().is_empty() {
             problems.push("Enter the bot account's API token.".to_owned());
         }
-        if let Err(problem) = crate::config::check_repo_name(repo) {
-            problems.push(problem);
+        let parsed = RepoName::parse(repo);
+        if let Err(problem) = &parsed {
+            problems.push(problem.clone());
         }
         self.repo = repo.to_owned();
-        if !problems.is_empty() {
-            return Err(problems);
-        }
-        let report = check_token(&forge, Some(repo)).await.map_err(|message| vec![message])?;
+        let (Ok(repo), true) = (parsed, problems.is_empty()) else { return Err(problems) };
+        let report = check_token(&forge, Some(&repo)).await.map_err(|message| vec![message])?;
         if !token.trim().is_empty() {
             self.new_token = Some(forge.token);
         }
