@@ -1,4 +1,7 @@
-//! The command line: `serve` (the default), `check-config`, `migrate`, `tasks list`.
+//! The command line: `serve` (the default), `check-config`, `doctor`, `migrate`,
+//! `tasks list`.
+
+mod doctor;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +35,18 @@ pub enum Command {
     Serve,
     /// Validate the configuration and print it, every secret masked.
     CheckConfig,
+    /// Check that the configuration can run tasks: forge tokens and permissions, webhook
+    /// secrets, the agent (with a dry run), the database and data_dir. Exit code 1 when
+    /// something would stop tasks.
+    Doctor {
+        /// Check the token's permission on this repository (owner/name) instead of
+        /// trigger.repos; may be repeated.
+        #[arg(long = "repo", value_name = "OWNER/NAME")]
+        repos: Vec<String>,
+        /// Do not run the agent in a scratch repository (the dry run costs a model call).
+        #[arg(long)]
+        skip_agent_run: bool,
+    },
     /// Apply pending database migrations and exit.
     Migrate,
     /// Inspect tasks.
@@ -73,6 +88,9 @@ pub async fn run(cli: Cli) -> ExitCode {
             eprintln!("configuration is valid");
             Ok(())
         }
+        Command::Doctor { repos, skip_agent_run } => {
+            return run_doctor(&settings, doctor::Options { repos, skip_agent_run }).await;
+        }
         Command::Migrate => migrate(&settings).await,
         Command::Tasks(TasksCommand::List { status, repo, limit }) => {
             list_tasks(&settings, TaskFilter { status, repo, limit, ..TaskFilter::default() }).await
@@ -89,6 +107,12 @@ pub async fn run(cli: Cli) -> ExitCode {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     App::build(settings).await?.run_until_stopped(app::shutdown_signal()).await
+}
+
+async fn run_doctor(settings: &Settings, options: doctor::Options) -> ExitCode {
+    let findings = doctor::run(settings, &options).await;
+    println!("{}", doctor::summary(&findings));
+    if doctor::blocks_tasks(&findings) { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
 
 async fn migrate(settings: &Settings) -> anyhow::Result<()> {
