@@ -32,7 +32,9 @@ pub async fn check_agent(settings: &Settings, skip_run: bool) -> Vec<Finding> {
         }
     };
     let version = if found.version.is_empty() { "(it printed none)".to_owned() } else { found.version };
-    let mut findings = vec![Finding::ok(format!("{name}: {}, version {version}", found.path.display()))];
+    let place =
+        if agent.command.contains('/') { String::new() } else { format!("{}, ", found.path.display()) };
+    let mut findings = vec![Finding::ok(format!("{name}: {place}version {version}"))];
     findings.push(if skip_run {
         Finding::skip(
             "agent dry run: skipped (--skip-agent-run); without it doctor makes the agent edit a file in a \
@@ -55,7 +57,7 @@ pub async fn dry_run(settings: &Settings) -> Finding {
     let limit = DRY_RUN_TIMEOUT.min(Duration::from_secs(settings.executor.timeout_secs));
     let started = Instant::now();
     let run = start(settings, &scratch, limit).await;
-    let took = format!("{:.1} s", started.elapsed().as_secs_f64());
+    let took = format!("{:.2} s", started.elapsed().as_secs_f64());
     let run = match run {
         Ok(run) => run,
         Err(err) => return Finding::fail(format!("agent dry run: the agent could not be started: {err}")),
