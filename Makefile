@@ -23,7 +23,7 @@ test: ## every test, on SQLite and on PostgreSQL (installs missing test packages
 lint: ## formatting, clippy (warnings are errors), and layers and import cycles (scripts/check-layers.py)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
-	python3 scripts/check-layers.py --allow-db-leaks
+	python3 scripts/check-layers.py
 
 fmt: ## format the code
 	$(CARGO) fmt --all

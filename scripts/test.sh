@@ -14,6 +14,9 @@ command -v python3 >/dev/null || missing+=(python3)
 # npm fetches playwright-core and the pinned Claude Code and Codex CLIs (native binaries).
 command -v npm >/dev/null || missing+=(nodejs npm)
 command -v bwrap >/dev/null || missing+=(bubblewrap)   # agent.sandbox = "bubblewrap"
+# README's "Try it locally" is run as written (process::the_readme_try_it_locally_works_as_written).
+command -v curl >/dev/null || missing+=(curl)
+command -v openssl >/dev/null || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   as_root apt-get update -qq

@@ -30,8 +30,7 @@ impl App {
     /// Creates `data_dir`, opens and migrates the database, loads or generates the admin
     /// token, and binds `server.listen`.
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
-        std::fs::create_dir_all(&settings.data_dir)
-            .with_context(|| format!("cannot create data_dir {}", settings.data_dir.display()))?;
+        create_data_dir(&settings.data_dir)?;
         let db = open_database(&settings).await?;
         let (admin_token, source) = auth::load_or_generate(&settings.auth.admin_token, &settings.data_dir)
             .with_context(|| format!("cannot store the admin token in {}", settings.data_dir.display()))?;
@@ -42,6 +41,7 @@ impl App {
             )
         })?;
         let app = App { listener, state: AppState::new(settings, db, admin_token) };
+        let _ = app.state.local_addr.set(app.local_addr());
         app.announce(&source);
         Ok(app)
     }
@@ -96,25 +96,39 @@ impl App {
     }
 
     fn announce(&self, source: &auth::TokenSource) {
-        let addr = self.local_addr();
-        if let auth::TokenSource::Generated(path, token) = source {
+        let base = self.base_url();
+        match source {
             // Shown once, and only on a terminal: under systemd stdout is the journal.
-            if !std::io::stdout().is_terminal() {
-                tracing::info!(
-                    "generated an admin token and stored it in {} (mode 0600); read it there and log in at http://{addr}/login",
-                    path.display()
-                );
-                return self.announce_listening();
-            }
-            println!(
+            auth::TokenSource::Generated(path, token) if std::io::stdout().is_terminal() => println!(
                 "\nforgehand generated an admin token and stored it in {} (mode 0600):\n\n    {}\n\n\
-                 Log in with it at http://{addr}/login, or send it as `Authorization: Bearer <token>`\n\
-                 to http://{addr}/api/tasks.\n",
+                 Log in with it at {base}/login, or send it as `Authorization: Bearer <token>`\n\
+                 to {base}/api/tasks.\n",
                 path.display(),
                 token.expose_secret(),
-            );
+            ),
+            auth::TokenSource::Generated(path, _) => tracing::info!(
+                "generated an admin token and stored it in {} (mode 0600); read it there and log in at {base}/login",
+                path.display()
+            ),
+            auth::TokenSource::Stored(path) => {
+                tracing::info!("the admin token is in {}; log in with it at {base}/login", path.display())
+            }
+            auth::TokenSource::Configured => tracing::info!(
+                "the admin token is auth.admin_token of the configuration; log in with it at {base}/login"
+            ),
         }
         self.announce_listening();
+    }
+
+    /// Where people on this machine reach the server: the listening address, or
+    /// `server.public_url` when it listens on every interface.
+    fn base_url(&self) -> String {
+        let addr = self.local_addr();
+        if addr.ip().is_unspecified() {
+            self.state.settings().server.public_url.trim_end_matches('/').to_owned()
+        } else {
+            format!("http://{addr}")
+        }
     }
 
     fn announce_listening(&self) {
@@ -213,6 +227,26 @@ async fn accept_failed(err: std::io::Error) {
     }
     tracing::error!(error = %err, "cannot accept a connection; retrying in a second");
     tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+/// Makes every file and directory this process creates from now on private to its user
+/// (0600 / 0700) whatever the umask it was started with: the database and its WAL,
+/// transcripts, checkouts and the admin token live in `data_dir`. Called first thing by
+/// the `forgehand` binary; the process's children (git, the agent) inherit it.
+pub fn keep_new_files_private() {
+    // SAFETY: umask only sets the process's file mode creation mask; it cannot fail.
+    unsafe { libc::umask(0o077) };
+}
+
+/// Creates `data_dir` (and missing parents) with mode 0700; an existing one is left as
+/// it is.
+pub fn create_data_dir(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data_dir)
+        .with_context(|| format!("cannot create data_dir {}", data_dir.display()))
 }
 
 /// Opens the configured database and applies pending migrations.

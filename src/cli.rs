@@ -1,16 +1,23 @@
 //! The command line: `serve` (the default), `check-config`, `doctor`, `migrate`,
-//! `tasks list`.
+//! `send-test`, `tasks list`.
+//!
+//! The read-only commands (`check-config`, `tasks list`) never create `data_dir` or a
+//! database: they say which configuration and database they read, and fail when there is
+//! none. `doctor` tries everything a task needs, so it creates both, as `serve` would.
 
+mod check;
 mod doctor;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::{Context, bail};
 use chrono::Utc;
 use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
 
 use crate::app::{self, App};
-use crate::config::Settings;
+use crate::config::{Settings, mask_url_password};
 use crate::db::{TaskFilter, TaskStatus, entities::tasks};
 use crate::telemetry::{self, LogFormat};
 
@@ -49,6 +56,17 @@ pub enum Command {
     },
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Sign a test delivery with a forge's webhook secret, send it to the running daemon's
+    /// webhook endpoint and show its answer (it starts no task).
+    SendTest {
+        /// The forge (its `name`); the first one configured when not given.
+        #[arg(long)]
+        forge: Option<String>,
+        /// Where the daemon is reached, e.g. your public_url to go through its proxy;
+        /// by default the address it listens on (server.listen).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
     /// Inspect tasks.
     #[command(subcommand)]
     Tasks(TasksCommand),
@@ -73,6 +91,7 @@ pub enum TasksCommand {
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> ExitCode {
+    app::keep_new_files_private();
     telemetry::init(cli.log_format);
     let settings = match Settings::load_or_discover(cli.config.as_deref()) {
         Ok(settings) => settings,
@@ -83,15 +102,12 @@ pub async fn run(cli: Cli) -> ExitCode {
     };
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
-        Command::CheckConfig => {
-            print!("{}", settings.to_masked_toml());
-            eprintln!("configuration is valid");
-            Ok(())
-        }
+        Command::CheckConfig => check_config(&settings),
         Command::Doctor { repos, skip_agent_run } => {
             return run_doctor(&settings, doctor::Options { repos, skip_agent_run }).await;
         }
         Command::Migrate => migrate(&settings).await,
+        Command::SendTest { forge, url } => send_test(&settings, forge.as_deref(), url.as_deref()).await,
         Command::Tasks(TasksCommand::List { status, repo, limit }) => {
             list_tasks(&settings, TaskFilter { status, repo, limit, ..TaskFilter::default() }).await
         }
@@ -110,22 +126,141 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn run_doctor(settings: &Settings, options: doctor::Options) -> ExitCode {
+    println!("{}", configuration_source(settings));
     let findings = doctor::run(settings, &options).await;
     println!("{}", doctor::summary(&findings));
     if doctor::blocks_tasks(&findings) { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
 
 async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&settings.data_dir)?;
+    app::create_data_dir(&settings.data_dir)?;
     app::open_database(settings).await?;
     eprintln!("database is up to date");
     Ok(())
 }
 
+/// Prints the effective configuration (secrets masked) on stdout; where it came from, the
+/// errors and the warnings on stderr. Fails when there is an error.
+fn check_config(settings: &Settings) -> anyhow::Result<()> {
+    eprintln!("{}", configuration_source(settings));
+    eprintln!("{}", Database::of(settings));
+    print!("{}", settings.to_masked_toml());
+    let findings = check::findings(settings);
+    for finding in &findings {
+        eprintln!("{finding}");
+    }
+    let errors = findings.iter().filter(|f| f.severity == check::Severity::Error).count();
+    if errors > 0 {
+        bail!("{errors} error{} above: forgehand cannot work with this configuration", plural(errors));
+    }
+    let warnings = findings.len();
+    match warnings {
+        0 => eprintln!("configuration is valid"),
+        n => eprintln!("configuration is valid, with {n} warning{} above", plural(n)),
+    }
+    Ok(())
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+async fn send_test(settings: &Settings, forge: Option<&str>, url: Option<&str>) -> anyhow::Result<()> {
+    use crate::server::test_delivery;
+    eprintln!("{}", configuration_source(settings));
+    let chosen = match forge {
+        Some(name) => settings.forge(name),
+        None => settings.forges.first(),
+    };
+    let Some(forge) = chosen else {
+        let names: Vec<&str> = settings.forges.iter().map(|f| f.name.as_str()).collect();
+        bail!(
+            "no forge {}in this configuration (configured: {}); add one, or pass the daemon's --config",
+            forge.map(|n| format!("named {n:?} ")).unwrap_or_default(),
+            if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+        );
+    };
+    let base = url.map_or_else(|| test_delivery::local_base(settings.server.listen), str::to_owned);
+    let sent = test_delivery::send(forge, &base).await.map_err(anyhow::Error::msg)?;
+    for line in sent.lines() {
+        println!("{line}");
+    }
+    if !sent.accepted() {
+        bail!("the test delivery was refused ({})", sent.status);
+    }
+    Ok(())
+}
+
+/// Which file the settings were read from, in words.
+fn configuration_source(settings: &Settings) -> String {
+    match &settings.config_file {
+        Some(file) => format!("configuration: {}", file.display()),
+        None => format!(
+            "configuration: no file, only the built-in defaults and FORGEHAND__ variables \
+             (give one with --config PATH; without it {} is read when it exists)",
+            settings.config_target().display()
+        ),
+    }
+}
+
+/// The database the settings point at.
+enum Database {
+    /// An SQLite file (the default: `forgehand.db` in `data_dir`).
+    Sqlite(PathBuf),
+    /// A database server, its URL with the password masked.
+    Server(String),
+}
+
+impl Database {
+    fn of(settings: &Settings) -> Database {
+        let url = settings.database.url.expose_secret();
+        if url.is_empty() {
+            return Database::Sqlite(settings.data_dir.join(crate::db::SQLITE_FILE));
+        }
+        match url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            Some(rest) => Database::Sqlite(PathBuf::from(rest.split('?').next().unwrap_or(rest))),
+            None => Database::Server(mask_url_password(url)),
+        }
+    }
+
+    /// Fails, saying where it looked, when the SQLite file does not exist.
+    fn existing(self, settings: &Settings) -> anyhow::Result<Database> {
+        if let Database::Sqlite(path) = &self
+            && !is_file(path)
+        {
+            bail!(
+                "there is no database at {} (data_dir = {:?}): forgehand has not run with this configuration yet; \
+                 start it once, or give the daemon's own configuration with --config PATH",
+                path.display(),
+                settings.data_dir
+            );
+        }
+        Ok(self)
+    }
+}
+
+fn is_file(path: &Path) -> bool {
+    path.as_os_str() == ":memory:" || path.is_file()
+}
+
+impl std::fmt::Display for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(path) if is_file(path) => write!(f, "database: SQLite, {}", path.display()),
+            Database::Sqlite(path) => write!(f, "database: SQLite, {} (not created yet)", path.display()),
+            Database::Server(url) => write!(f, "database: {url}"),
+        }
+    }
+}
+
 async fn list_tasks(settings: &Settings, filter: TaskFilter) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&settings.data_dir)?;
-    let db = app::open_database(settings).await?;
-    let tasks = db.list_tasks(&filter).await?;
+    eprintln!("{}", configuration_source(settings));
+    let database = Database::of(settings).existing(settings)?;
+    eprintln!("{database}");
+    let db = crate::db::Db::connect(settings).await.context("cannot open the database (database.url)")?;
+    let tasks = db.list_tasks(&filter).await.context(
+        "cannot read the tasks; if the database is from an older forgehand, run `forgehand migrate` first",
+    )?;
     print!("{}", task_table(&tasks));
     Ok(())
 }
@@ -138,7 +273,7 @@ pub fn task_table(tasks: &[tasks::Model]) -> String {
     for task in tasks {
         rows.push(vec![
             task.id.to_string(),
-            task.status.clone(),
+            task.status.to_string(),
             task.forge.clone(),
             task.repo.clone(),
             task.number.to_string(),

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
 
+mod describe;
+
 /// The built-in defaults, embedded so that `forgehand serve` works with no file at all.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
 
@@ -282,6 +284,10 @@ impl Settings {
 
     /// Loads the layered configuration with the given environment, then validates it.
     pub fn load_with_env(file: Option<&Path>, env: HashMap<String, String>) -> Result<Settings, ConfigError> {
+        let sources = describe::Sources {
+            file,
+            env: env.keys().filter(|key| key.starts_with(ENV_PREFIX)).cloned().collect(),
+        };
         let (mut section_env, forge_env): (HashMap<_, _>, HashMap<_, _>) = env
             .into_iter()
             .filter(|(key, _)| key.starts_with(ENV_PREFIX))
@@ -315,10 +321,11 @@ impl Settings {
         for (key, items) in list_overrides {
             builder = builder.set_override(key, items).map_err(|e| ConfigError::Load(e.to_string()))?;
         }
-        let mut settings: Settings = builder
-            .build()
-            .and_then(|c| c.try_deserialize())
-            .map_err(|e| ConfigError::Load(with_hint(e.to_string())))?;
+        let built = builder.build().map_err(|e| ConfigError::Load(describe::describe(e, None, &sources)))?;
+        let mut settings: Settings = built
+            .clone()
+            .try_deserialize()
+            .map_err(|e| ConfigError::Load(describe::describe(e, Some(&built), &sources)))?;
         settings.apply_forge_env(forge_env)?;
         settings.validate()?;
         settings.config_file = file.map(Path::to_path_buf);
@@ -552,25 +559,6 @@ impl fmt::Display for Permission {
     }
 }
 
-/// Fixes for the values serde refuses, keyed by the config key its message names.
-const HINTS: &[(&str, &str)] = &[
-    ("server.listen", "write IP:PORT, e.g. \"127.0.0.1:8080\""),
-    ("server.trusted_proxies", "write a list of IP addresses, e.g. [\"127.0.0.1\"]"),
-    ("trigger.min_permission", "use \"read\", \"write\" or \"admin\""),
-    ("kind", "use \"github\" or \"gitea\" (Forgejo is \"gitea\")"),
-    ("webhook_secret", "use a string, or a list of strings while rotating"),
-];
-
-fn with_hint(message: String) -> String {
-    let hint = HINTS
-        .iter()
-        .find(|(key, _)| message.contains(&format!("key `{key}`")) || message.contains(&format!("]{key}`")));
-    match hint {
-        Some((_, hint)) => format!("{message}: {hint}"),
-        None => format!("{message}; every key is described in docs/configuration.md"),
-    }
-}
-
 fn env_name(forge_name: &str) -> String {
     forge_name.to_ascii_uppercase().replace('-', "_")
 }
@@ -590,11 +578,27 @@ fn is_forge_name(name: &str) -> bool {
 }
 
 fn is_repo_name(repo: &str) -> bool {
-    let mut parts = repo.split('/');
-    let (Some(owner), Some(name), None) = (parts.next(), parts.next(), parts.next()) else {
-        return false;
+    check_repo_name(repo).is_ok()
+}
+
+/// Checks a repository name typed by a person: `owner/name`, each part letters, digits,
+/// `-`, `_` and `.` (as GitHub and Gitea allow), neither `.` nor `..`. It becomes part
+/// of API paths, so nothing else gets through. The error says what to type.
+pub fn check_repo_name(repo: &str) -> Result<(), String> {
+    let part_ok = |part: &str| {
+        (1..=100).contains(&part.len())
+            && part != "."
+            && part != ".."
+            && part.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
     };
-    [owner, name].iter().all(|p| !p.is_empty() && !p.contains(char::is_whitespace))
+    match repo.split_once('/') {
+        Some((owner, name)) if part_ok(owner) && part_ok(name) => Ok(()),
+        _ => Err(format!(
+            "Name the repository as owner/name, e.g. octo-org/hello-world: two parts of letters, digits, '-', '_' and '.', \
+             not '.' or '..' (got {:?}).",
+            repo.chars().take(100).collect::<String>()
+        )),
+    }
 }
 
 fn is_branch_prefix(prefix: &str) -> bool {
@@ -723,6 +727,22 @@ mod tests {
         assert!(err.contains("modle"), "{err}");
         let err = load(TWO_FORGES, &[("FORGEHAND__FORGES__NOPE__TOKEN", "x")]).unwrap_err().to_string();
         assert!(err.contains("FORGEHAND__FORGES__NOPE__TOKEN"), "{err}");
+    }
+
+    #[test]
+    fn errors_speak_the_files_language_and_name_the_file() {
+        let err = load("[[forges]]\nname = \"g\"\nkind = \"githb\"\napi_url = \"https://x\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(r#"forges[0].kind: "githb" is not one of github, gitea (in "#), "{err}");
+        assert!(err.contains("forgehand.toml)") && !err.contains("variant constructor"), "{err}");
+        let err = load("[server]\nlisen = \"x\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("server.lisen: no such key; [server] takes listen,"), "{err}");
+        assert!(err.contains("forgehand.toml)"), "the file is named: {err}");
+        let err = load("", &[("FORGEHAND__AGENT__MODLE", "x")]).unwrap_err().to_string();
+        assert!(err.contains("(in the environment variable FORGEHAND__AGENT__MODLE)"), "{err}");
+        let err = load("[[forges]]\nname = \"g\"\nkind = \"github\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("forges[0].api_url: not set"), "{err}");
     }
 
     #[test]

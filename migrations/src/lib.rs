@@ -8,6 +8,7 @@ mod m20261123_000001_initial;
 mod m20261123_000002_executor;
 mod m20261123_000003_dashboard;
 mod m20261123_000004_transcripts;
+mod m20261205_000005_refused_deliveries;
 
 /// Applies forgehand's migrations in order.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_executor::Migration),
             Box::new(m20261123_000003_dashboard::Migration),
             Box::new(m20261123_000004_transcripts::Migration),
+            Box::new(m20261205_000005_refused_deliveries::Migration),
         ]
     }
 }

@@ -8,12 +8,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, Func};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    SqlErr,
+    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
 };
 
 use super::entities::{deliveries, tasks};
-use super::{Db, TaskStatus, clean, queries};
+use super::{Db, DbError, TaskStatus, clean, limits, queries};
 
 /// Which tasks the dashboard lists.
 #[derive(Debug, Clone, Default)]
@@ -111,7 +110,7 @@ impl OverviewCache {
     }
 
     /// The overview of `db`, computed now if the cached one is too old.
-    pub async fn get(&self, db: &Db) -> Result<Arc<Overview>, DbErr> {
+    pub async fn get(&self, db: &Db) -> Result<Arc<Overview>, DbError> {
         self.get_or_compute(|| db.overview(Utc::now())).await
     }
 
@@ -119,10 +118,10 @@ impl OverviewCache {
     /// Concurrent callers wait for one computation instead of each running their own, and
     /// share its failure too: with the database down, waiting page loads fail together
     /// instead of each waiting for its own timeout in turn.
-    pub async fn get_or_compute<F, Fut>(&self, compute: F) -> Result<Arc<Overview>, DbErr>
+    pub async fn get_or_compute<F, Fut>(&self, compute: F) -> Result<Arc<Overview>, DbError>
     where
         F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<Overview, DbErr>>,
+        Fut: std::future::Future<Output = Result<Overview, DbError>>,
     {
         let asked = Instant::now();
         let mut slot = self.slot.lock().await;
@@ -134,7 +133,7 @@ impl OverviewCache {
         if let Some((failed, why)) = &slot.failure
             && *failed >= asked
         {
-            return Err(DbErr::Custom(why.clone()));
+            return Err(DbError::custom(why.clone()));
         }
         let started = Instant::now();
         match compute().await {
@@ -187,10 +186,10 @@ const ENDED: [TaskStatus; 5] = [
 
 impl Db {
     /// One page of tasks, newest first.
-    pub async fn dashboard_tasks(&self, query: &TaskQuery) -> Result<Page<tasks::Model>, DbErr> {
+    pub async fn dashboard_tasks(&self, query: &TaskQuery) -> Result<Page<tasks::Model>, DbError> {
         let mut select = tasks::Entity::find().order_by_desc(tasks::Column::Id).limit(query.limit + 1);
         if let Some(status) = query.status {
-            select = select.filter(tasks::Column::Status.eq(status.as_str()));
+            select = select.filter(tasks::Column::Status.eq(status));
         }
         if let Some(repo) = &query.repo {
             select = select.filter(tasks::Column::Repo.eq(repo));
@@ -208,7 +207,7 @@ impl Db {
         if let Some(before) = query.before {
             select = select.filter(tasks::Column::Id.lt(before));
         }
-        let rows = select.all(self.connection()).await?;
+        let rows = select.all(&self.conn).await?;
         Ok(page(rows, query.limit, |t| t.id))
     }
 
@@ -216,7 +215,7 @@ impl Db {
     pub async fn dashboard_deliveries(
         &self,
         query: &DeliveryQuery,
-    ) -> Result<Page<deliveries::Model>, DbErr> {
+    ) -> Result<Page<deliveries::Model>, DbError> {
         let mut select =
             deliveries::Entity::find().order_by_desc(deliveries::Column::Id).limit(query.limit + 1);
         if let Some(outcome) = &query.outcome {
@@ -228,19 +227,17 @@ impl Db {
         if let Some(before) = query.before {
             select = select.filter(deliveries::Column::Id.lt(before));
         }
-        let rows = select.all(self.connection()).await?;
+        let rows = select.all(&self.conn).await?;
         Ok(page(rows, query.limit, |d| d.id))
     }
 
     /// The dashboard's figures; "today" starts at `midnight` (UTC).
-    pub async fn overview(&self, now: DateTime<Utc>) -> Result<Overview, DbErr> {
-        let db = self.connection();
-        let queued = tasks::Entity::find()
-            .filter(tasks::Column::Status.eq(TaskStatus::Queued.as_str()))
-            .count(db)
-            .await?;
+    pub async fn overview(&self, now: DateTime<Utc>) -> Result<Overview, DbError> {
+        let db = &self.conn;
+        let queued =
+            tasks::Entity::find().filter(tasks::Column::Status.eq(TaskStatus::Queued)).count(db).await?;
         let running = tasks::Entity::find()
-            .filter(tasks::Column::Status.eq(TaskStatus::Running.as_str()))
+            .filter(tasks::Column::Status.eq(TaskStatus::Running))
             .order_by_asc(tasks::Column::Id)
             .limit(MAX_RUNNING_SHOWN)
             .all(db)
@@ -256,46 +253,46 @@ impl Db {
         })
     }
 
-    async fn finished_since(&self, since: DateTime<Utc>) -> Result<Finished, DbErr> {
-        let rows: Vec<(String, i64, Option<f64>)> = tasks::Entity::find()
+    async fn finished_since(&self, since: DateTime<Utc>) -> Result<Finished, DbError> {
+        let rows: Vec<(TaskStatus, i64, Option<f64>)> = tasks::Entity::find()
             .select_only()
             .column(tasks::Column::Status)
             .column_as(Expr::col(tasks::Column::Id).count(), "n")
             .column_as(Expr::col(tasks::Column::CostUsd).sum(), "cost")
             // Naming the statuses lets both databases range-scan (status, finished_at).
-            .filter(tasks::Column::Status.is_in(ENDED.map(TaskStatus::as_str)))
+            .filter(tasks::Column::Status.is_in(ENDED))
             .filter(tasks::Column::FinishedAt.gte(since))
             .group_by(tasks::Column::Status)
             .into_tuple()
-            .all(self.connection())
+            .all(&self.conn)
             .await?;
         let mut finished = Finished::default();
         for (status, n, cost) in rows {
             finished.cost_usd += cost.unwrap_or(0.0);
-            match status.parse::<TaskStatus>() {
-                Ok(TaskStatus::Done) => finished.done += n,
-                Ok(TaskStatus::Failed) => finished.failed += n,
-                Ok(TaskStatus::NoChanges) => finished.no_changes += n,
-                Ok(TaskStatus::Cancelled) => finished.cancelled += n,
-                Ok(TaskStatus::Rejected) => finished.rejected += n,
-                _ => {}
+            match status {
+                TaskStatus::Done => finished.done += n,
+                TaskStatus::Failed => finished.failed += n,
+                TaskStatus::NoChanges => finished.no_changes += n,
+                TaskStatus::Cancelled => finished.cancelled += n,
+                TaskStatus::Rejected => finished.rejected += n,
+                TaskStatus::Queued | TaskStatus::Running => {}
             }
         }
         Ok(finished)
     }
 
-    async fn median_to_pr(&self, since: DateTime<Utc>) -> Result<Option<chrono::Duration>, DbErr> {
+    async fn median_to_pr(&self, since: DateTime<Utc>) -> Result<Option<chrono::Duration>, DbError> {
         let rows: Vec<(DateTime<Utc>, Option<DateTime<Utc>>)> = tasks::Entity::find()
             .select_only()
             .column(tasks::Column::CreatedAt)
             .column(tasks::Column::FinishedAt)
             .filter(tasks::Column::FinishedAt.gte(since))
-            .filter(tasks::Column::Status.eq(TaskStatus::Done.as_str()))
+            .filter(tasks::Column::Status.eq(TaskStatus::Done))
             .filter(tasks::Column::PrUrl.is_not_null())
             .order_by_desc(tasks::Column::FinishedAt)
             .limit(MAX_MEDIAN_SAMPLES)
             .into_tuple()
-            .all(self.connection())
+            .all(&self.conn)
             .await?;
         let mut durations: Vec<_> =
             rows.into_iter().filter_map(|(created, finished)| Some(finished? - created)).collect();
@@ -304,13 +301,13 @@ impl Db {
     }
 
     /// Queues a new task with the fields of task `id`, which must have ended.
-    pub async fn retry_task(&self, id: i64, by: &str) -> Result<Retried, DbErr> {
-        let db = self.connection();
+    pub async fn retry_task(&self, id: i64, by: &str) -> Result<Retried, DbError> {
+        let db = &self.conn;
         let Some(old) = tasks::Entity::find_by_id(id).one(db).await? else {
             return Ok(Retried::NotFound);
         };
-        if !RETRYABLE.iter().any(|s| s.as_str() == old.status) {
-            return Ok(Retried::NotRetryable(old.status));
+        if !RETRYABLE.contains(&old.status) {
+            return Ok(Retried::NotRetryable(old.status.as_str().to_owned()));
         }
         let key = super::IssueKey { forge: old.forge.clone(), repo: old.repo.clone(), number: old.number };
         if let Some(active) = queries::active_task(db, &key).await? {
@@ -327,7 +324,7 @@ impl Db {
             title: Set(old.title.clone()),
             instructions: Set(old.instructions.clone()),
             clone_url: Set(old.clone_url.clone()),
-            status: Set(TaskStatus::Queued.as_str().to_owned()),
+            status: Set(TaskStatus::Queued),
             attempt: Set(0),
             // A follow-up works on its pull request's branch; an issue task finds its own.
             branch: Set(if old.kind == "follow_up" { old.branch.clone() } else { None }),
@@ -342,25 +339,31 @@ impl Db {
             Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
                 return Ok(Retried::AlreadyActive(None));
             }
-            Err(err) => return Err(err),
+            Err(err) => return Err(err.into()),
         };
         let message = format!("queued from the dashboard by {by} as a retry of task {id}");
-        queries::add_task_event(db, new_id, TaskStatus::Queued.as_str(), &clean(&message, 500)).await?;
+        queries::add_task_event(
+            db,
+            new_id,
+            TaskStatus::Queued.as_str(),
+            &clean(&message, limits::DASHBOARD_NOTE),
+        )
+        .await?;
         queries::add_task_event(db, id, queries::NOTE, &format!("retried as task {new_id}")).await?;
         Ok(Retried::Queued(new_id))
     }
 
     /// Cancels a queued task at once, or asks a running one to stop; `None` when the
     /// task does not exist, else the status after.
-    pub async fn cancel_from_dashboard(&self, id: i64, reason: &str) -> Result<Option<TaskStatus>, DbErr> {
-        let db = self.connection();
+    pub async fn cancel_from_dashboard(&self, id: i64, reason: &str) -> Result<Option<TaskStatus>, DbError> {
+        let db = &self.conn;
         let Some(task) = tasks::Entity::find_by_id(id).one(db).await? else {
             return Ok(None);
         };
-        if !TaskStatus::ACTIVE.iter().any(|s| s.as_str() == task.status) {
-            return Ok(task.status.parse().ok());
+        if !task.status.is_active() {
+            return Ok(Some(task.status));
         }
-        queries::cancel_task(db, id, reason).await.map(Some)
+        Ok(Some(super::intake::sea::cancel_task(db, id, reason).await?))
     }
 }
 
@@ -402,8 +405,8 @@ const MAX_DURATION_SAMPLES: u64 = 10_000;
 impl Db {
     /// Tasks by status, deliveries by outcome, and the run time of tasks finished since
     /// `since` (at most the latest 10,000).
-    pub async fn metric_counts(&self, since: DateTime<Utc>) -> Result<MetricCounts, DbErr> {
-        let db = self.connection();
+    pub async fn metric_counts(&self, since: DateTime<Utc>) -> Result<MetricCounts, DbError> {
+        let db = &self.conn;
         let tasks = tasks::Entity::find()
             .select_only()
             .column(tasks::Column::Status)
@@ -425,7 +428,7 @@ impl Db {
             .column(tasks::Column::StartedAt)
             .column(tasks::Column::FinishedAt)
             // Naming the statuses lets both databases range-scan (status, finished_at).
-            .filter(tasks::Column::Status.is_in(ENDED.map(TaskStatus::as_str)))
+            .filter(tasks::Column::Status.is_in(ENDED))
             .filter(tasks::Column::FinishedAt.gte(since))
             .order_by_desc(tasks::Column::FinishedAt)
             .limit(MAX_DURATION_SAMPLES)
@@ -448,7 +451,7 @@ mod tests {
     use super::*;
 
     /// A computation that counts its runs and reports the count as the queued figure.
-    async fn counting(runs: &AtomicU64) -> Result<Overview, DbErr> {
+    async fn counting(runs: &AtomicU64) -> Result<Overview, DbError> {
         Ok(Overview { queued: runs.fetch_add(1, Ordering::SeqCst) + 1, ..Default::default() })
     }
 
@@ -473,10 +476,10 @@ mod tests {
         let cache = OverviewCache::new(Duration::ZERO);
         assert_eq!(cache.get_or_compute(|| counting(&runs)).await.unwrap().queued, 1);
         assert_eq!(cache.get_or_compute(|| counting(&runs)).await.unwrap().queued, 2, "too old at once");
-        let failed = cache.get_or_compute(|| async { Err(DbErr::Custom("down".into())) }).await;
+        let failed = cache.get_or_compute(|| async { Err(DbError::custom("down")) }).await;
         assert!(failed.is_err());
         let cache = OverviewCache::new(Duration::from_secs(3600));
-        assert!(cache.get_or_compute(|| async { Err(DbErr::Custom("down".into())) }).await.is_err());
+        assert!(cache.get_or_compute(|| async { Err(DbError::custom("down")) }).await.is_err());
         assert_eq!(cache.get_or_compute(|| counting(&runs)).await.unwrap().queued, 3, "errors are not kept");
     }
 
@@ -487,7 +490,7 @@ mod tests {
         let (release, released) = tokio::sync::oneshot::channel::<()>();
         let failing = cache.get_or_compute(|| async {
             let _ = released.await;
-            Err(DbErr::Custom("the database is down".into()))
+            Err(DbError::custom("the database is down"))
         });
         let waiting = async {
             tokio::task::yield_now().await; // after the failing one holds the slot

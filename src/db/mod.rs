@@ -3,28 +3,37 @@
 
 pub mod dashboard;
 pub mod entities;
+mod error;
+mod intake;
+mod lease;
+pub mod limits;
 pub mod queries;
+mod refusals;
 pub mod transcripts;
 mod writer;
 
+pub use entities::task_status::{Ending, IllegalTransition, TaskEvent, TaskStatus};
+pub use error::DbError;
+pub use lease::{Beat, Lease, PullRef, RunEnd, RunRecord};
+pub use limits::clean;
+
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use migrations::{Migrator, MigratorTrait};
 use sea_orm::sqlx::postgres::PgListener;
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ActiveValue::Set, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
-    TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, TransactionTrait,
 };
 use secrecy::ExposeSecret;
 use tokio::sync::{Notify, watch};
 
+pub use refusals::{LastDelivery, NewRefusal, REFUSALS_KEPT};
+
 use crate::config::Settings;
-use crate::trigger::{Decision, IssueContext};
+use crate::trigger::{Decision, IssueContext, TaskRequest};
 use entities::{deliveries, task_events, tasks};
 
 /// The PostgreSQL channel on which instances announce queued tasks.
@@ -32,58 +41,6 @@ pub const TASK_CHANNEL: &str = "forgehand_tasks";
 
 /// The file name of the default SQLite database inside `data_dir`.
 pub const SQLITE_FILE: &str = "forgehand.db";
-
-/// Where a task stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskStatus {
-    Queued,
-    Running,
-    Done,
-    NoChanges,
-    Failed,
-    Cancelled,
-    Rejected,
-}
-
-impl TaskStatus {
-    /// Statuses of a task that is still to run or running: at most one per issue.
-    pub const ACTIVE: [TaskStatus; 2] = [TaskStatus::Queued, TaskStatus::Running];
-    /// Every status, in lifecycle order.
-    pub const ALL: [TaskStatus; 7] = [
-        TaskStatus::Queued,
-        TaskStatus::Running,
-        TaskStatus::Done,
-        TaskStatus::NoChanges,
-        TaskStatus::Failed,
-        TaskStatus::Cancelled,
-        TaskStatus::Rejected,
-    ];
-
-    /// The name stored in the database and shown to people.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskStatus::Queued => "queued",
-            TaskStatus::Running => "running",
-            TaskStatus::Done => "done",
-            TaskStatus::NoChanges => "no_changes",
-            TaskStatus::Failed => "failed",
-            TaskStatus::Cancelled => "cancelled",
-            TaskStatus::Rejected => "rejected",
-        }
-    }
-}
-
-impl FromStr for TaskStatus {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        TaskStatus::ALL.into_iter().find(|status| status.as_str() == s).ok_or_else(|| {
-            let names: Vec<_> = TaskStatus::ALL.iter().map(|s| s.as_str()).collect();
-            format!("unknown status {s:?}; use one of {}", names.join(", "))
-        })
-    }
-}
 
 /// Identifies an issue or pull request across forges.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -164,7 +121,7 @@ pub struct Db {
 
 impl Db {
     /// Connects to the configured database, creating the SQLite file when none is set.
-    pub async fn connect(settings: &Settings) -> Result<Db, DbErr> {
+    pub async fn connect(settings: &Settings) -> Result<Db, DbError> {
         let url = settings.database.url.expose_secret();
         let mut options = if url.is_empty() {
             let path = settings.data_dir.join(SQLITE_FILE);
@@ -182,7 +139,7 @@ impl Db {
         let conn = Database::connect(options).await.map_err(|err| redact(err, url))?;
         let writer = match sqlite_file(&conn).await? {
             Some(path) => Some(writer::Writer::start(path).map_err(|err| {
-                DbErr::Custom(format!("cannot start the SQLite intake writer thread: {err}"))
+                DbError::custom(format!("cannot start the SQLite intake writer thread: {err}"))
             })?),
             None => None,
         };
@@ -190,29 +147,29 @@ impl Db {
     }
 
     /// Applies every pending migration.
-    pub async fn migrate(&self) -> Result<(), DbErr> {
-        Migrator::up(&self.conn, None).await
+    pub async fn migrate(&self) -> Result<(), DbError> {
+        Ok(Migrator::up(&self.conn, None).await?)
     }
 
     /// Whether the database answers.
-    pub async fn ping(&self) -> Result<(), DbErr> {
-        self.conn.ping().await
+    pub async fn ping(&self) -> Result<(), DbError> {
+        Ok(self.conn.ping().await?)
     }
 
     /// Proves the database takes writes (a read-only file, a full disk, a role without
     /// INSERT fail here): one row written in a transaction that is then rolled back.
-    pub async fn check_writable(&self) -> Result<(), DbErr> {
-        use sea_orm::ActiveModelTrait;
+    pub async fn check_writable(&self) -> Result<(), DbError> {
+        use sea_orm::{ActiveModelTrait, ActiveValue::Set};
         let txn = self.conn.begin().await?;
         let probe = entities::label_states::ActiveModel {
             forge: Set("forgehand-doctor".to_owned()),
             repo: Set("forgehand/doctor".to_owned()),
             number: Set(0),
             present: Set(false),
-            updated_at: Set(Utc::now()),
+            updated_at: Set(chrono::Utc::now()),
         };
         probe.insert(&txn).await?;
-        txn.rollback().await
+        Ok(txn.rollback().await?)
     }
 
     /// Records a verified delivery and whatever `decide` makes of it, committed before this
@@ -222,38 +179,72 @@ impl Db {
         &self,
         delivery: NewDelivery,
         decide: impl Fn(&IssueContext) -> Decision + Send + Sync + 'static,
-    ) -> Result<Recorded, DbErr> {
+    ) -> Result<Recorded, DbError> {
         if let Some(writer) = &self.writer {
-            return writer.record(delivery, Box::new(decide)).await;
+            return Ok(writer.record(delivery, Box::new(decide)).await?);
         }
         let txn = self.conn.begin().await?;
-        let Some(started) = start_record(&txn, &delivery).await? else {
+        let recorded = intake::record(&intake::sea::SeaStore(&txn), &delivery, decide).await?;
+        if recorded == Recorded::Duplicate {
             txn.rollback().await?;
-            return Ok(Recorded::Duplicate);
-        };
-        let recorded = finish_record(&txn, &delivery, &started, decide(&started.context)).await?;
-        txn.commit().await?;
+        } else {
+            txn.commit().await?;
+        }
         Ok(recorded)
     }
 
     /// Tasks matching `filter`, newest first.
-    pub async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<tasks::Model>, DbErr> {
-        queries::list_tasks(&self.conn, filter).await
+    pub async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<tasks::Model>, DbError> {
+        Ok(queries::list_tasks(&self.conn, filter).await?)
     }
 
     /// One task with its timeline.
-    pub async fn task(&self, id: i64) -> Result<Option<(tasks::Model, Vec<task_events::Model>)>, DbErr> {
-        queries::task_with_events(&self.conn, id).await
+    pub async fn task(&self, id: i64) -> Result<Option<(tasks::Model, Vec<task_events::Model>)>, DbError> {
+        Ok(queries::task_with_events(&self.conn, id).await?)
     }
 
     /// The deliveries that created or joined a task.
-    pub async fn deliveries_of_task(&self, task_id: i64) -> Result<Vec<deliveries::Model>, DbErr> {
-        queries::deliveries_of_task(&self.conn, task_id).await
+    pub async fn deliveries_of_task(&self, task_id: i64) -> Result<Vec<deliveries::Model>, DbError> {
+        Ok(queries::deliveries_of_task(&self.conn, task_id).await?)
     }
 
     /// The most recent deliveries, newest first.
-    pub async fn recent_deliveries(&self, limit: u64) -> Result<Vec<deliveries::Model>, DbErr> {
-        queries::recent_deliveries(&self.conn, limit).await
+    pub async fn recent_deliveries(&self, limit: u64) -> Result<Vec<deliveries::Model>, DbError> {
+        Ok(queries::recent_deliveries(&self.conn, limit).await?)
+    }
+
+    /// Cancels a queued task at once; asks a running one to stop. Returns the status after.
+    pub async fn cancel_task(&self, id: i64, reason: &str) -> Result<TaskStatus, DbError> {
+        Ok(intake::sea::cancel_task(&self.conn, id, reason).await?)
+    }
+
+    /// Whether the issue ever had a task, in any status.
+    pub async fn had_task(&self, key: &IssueKey) -> Result<bool, DbError> {
+        Ok(queries::had_task(&self.conn, key).await?)
+    }
+
+    /// Queues a task outside intake (the sweep) with `message` as its first timeline line;
+    /// `None` when the issue has an active task.
+    pub async fn queue_task(
+        &self,
+        forge: &str,
+        request: &TaskRequest,
+        message: &str,
+    ) -> Result<Option<i64>, DbError> {
+        let Some(id) = queries::insert_task(&self.conn, forge, request).await? else { return Ok(None) };
+        queries::add_task_event(&self.conn, id, TaskStatus::Queued.as_str(), message).await?;
+        Ok(Some(id))
+    }
+
+    /// The newest agent session of the task that opened pull request `pr_number`, or of an
+    /// earlier follow-up on it, for `--resume`.
+    pub async fn last_session_for_pull(
+        &self,
+        forge: &str,
+        repo: &str,
+        pr_number: i64,
+    ) -> Result<Option<String>, DbError> {
+        Ok(queries::last_session_for_pull(&self.conn, forge, repo, pr_number).await?)
     }
 
     /// Wakes the executors of every instance sharing this PostgreSQL database: a task was
@@ -290,8 +281,10 @@ impl Db {
         }
     }
 
-    /// The underlying connection, for code that composes its own queries.
-    pub fn connection(&self) -> &DatabaseConnection {
+    /// The underlying connection, for tests that arrange rows the facade has no way to
+    /// make. Everything else goes through `Db`'s methods and [`Lease`].
+    #[doc(hidden)]
+    pub fn connection_for_tests(&self) -> &DatabaseConnection {
         &self.conn
     }
 }
@@ -348,148 +341,4 @@ fn redact(err: DbErr, url: &str) -> DbErr {
         return err;
     }
     DbErr::Custom(text.replace(url, &crate::config::mask_url_password(url)))
-}
-
-/// A delivery inserted and not yet decided.
-struct Started {
-    row_id: i64,
-    key: Option<IssueKey>,
-    context: IssueContext,
-}
-
-/// Inserts the delivery and reads what is known about its issue; `None` for a duplicate.
-async fn start_record(txn: &impl ConnectionTrait, delivery: &NewDelivery) -> Result<Option<Started>, DbErr> {
-    // The insert comes first so that the transaction holds the write lock from its
-    // start: on SQLite a read-then-write transaction can fail instead of waiting.
-    let Some(row_id) = queries::insert_delivery(txn, delivery_row(delivery)).await? else {
-        return Ok(None);
-    };
-    let key = issue_key(delivery);
-    let context = match &key {
-        Some(key) => queries::issue_context(txn, key).await?,
-        None => IssueContext::default(),
-    };
-    Ok(Some(Started { row_id, key, context }))
-}
-
-/// Applies the decision and stores the delivery's outcome.
-async fn finish_record(
-    txn: &impl ConnectionTrait,
-    delivery: &NewDelivery,
-    started: &Started,
-    decision: Decision,
-) -> Result<Recorded, DbErr> {
-    let key = started.key.as_ref();
-    let (outcome, reason, task_id) = apply_decision(txn, delivery, key, decision).await?;
-    if let (Some(key), Some(present)) = (key, delivery.label_present) {
-        queries::set_label_state(txn, key, present).await?;
-    }
-    queries::set_delivery_outcome(txn, started.row_id, outcome.as_str(), &reason, task_id).await?;
-    Ok(Recorded::Outcome { outcome, reason, task_id })
-}
-
-fn delivery_row(delivery: &NewDelivery) -> deliveries::ActiveModel {
-    deliveries::ActiveModel {
-        forge: Set(delivery.forge.clone()),
-        delivery_id: Set(clean(&delivery.delivery_id, 200)),
-        event_key: Set(delivery.event_key.clone()),
-        event: Set(clean(&delivery.event, 100)),
-        action: Set(delivery.action.as_deref().map(|a| clean(a, 100))),
-        repo: Set(delivery.repo.as_deref().map(|r| clean(r, 300))),
-        number: Set(delivery.number.map(i64::from)),
-        sender: Set(delivery.sender.as_deref().map(|s| clean(s, 200))),
-        received_at: Set(Utc::now()),
-        outcome: Set("pending".to_owned()),
-        reason: Set(String::new()),
-        ..Default::default()
-    }
-}
-
-fn issue_key(delivery: &NewDelivery) -> Option<IssueKey> {
-    Some(IssueKey {
-        forge: delivery.forge.clone(),
-        repo: delivery.repo.clone()?,
-        number: i64::from(delivery.number?),
-    })
-}
-
-async fn apply_decision(
-    txn: &impl ConnectionTrait,
-    delivery: &NewDelivery,
-    key: Option<&IssueKey>,
-    decision: Decision,
-) -> Result<(Outcome, String, Option<i64>), DbErr> {
-    let by = delivery.sender.as_deref().unwrap_or("unknown");
-    match decision {
-        Decision::Ignore(reason) => Ok((Outcome::Ignored, reason, None)),
-        Decision::Create(request) => match queries::insert_task(txn, &delivery.forge, &request).await? {
-            Some(id) => {
-                queries::add_task_event(txn, id, TaskStatus::Queued.as_str(), &queued_message(delivery, by))
-                    .await?;
-                Ok((Outcome::TaskCreated, queued_reason(id), Some(id)))
-            }
-            None => {
-                let active = match key {
-                    Some(key) => queries::active_task(txn, key).await?.map(|t| t.id),
-                    None => None,
-                };
-                let text = &request.instructions;
-                let addition = (!text.is_empty()).then(|| format!("@{}: {text}", request.requested_by));
-                coalesce(txn, active, delivery, by, addition).await
-            }
-        },
-        Decision::Coalesce { task_id, instructions } => {
-            coalesce(txn, Some(task_id), delivery, by, instructions).await
-        }
-        Decision::Cancel { task_id, reason } => {
-            let status = queries::cancel_task(txn, task_id, &reason).await?;
-            Ok((Outcome::CancelledTask, cancelled_reason(task_id, status, &reason), Some(task_id)))
-        }
-    }
-}
-
-async fn coalesce(
-    txn: &impl ConnectionTrait,
-    task_id: Option<i64>,
-    delivery: &NewDelivery,
-    by: &str,
-    instructions: Option<String>,
-) -> Result<(Outcome, String, Option<i64>), DbErr> {
-    let Some(task_id) = task_id else {
-        return Err(DbErr::Custom("a task for this issue appeared and vanished during the delivery".into()));
-    };
-    if let Some(text) = instructions {
-        queries::add_instructions(txn, task_id, by, &text).await?;
-    }
-    queries::add_task_event(txn, task_id, queries::NOTE, &joined_message(delivery, by)).await?;
-    Ok((Outcome::Coalesced, coalesced_reason(task_id), Some(task_id)))
-}
-
-/// The timeline line of a task a delivery queued.
-fn queued_message(delivery: &NewDelivery, by: &str) -> String {
-    format!("queued by delivery {} ({} by {by})", delivery.delivery_id, delivery.event)
-}
-
-/// The timeline line of a delivery that joined a task.
-fn joined_message(delivery: &NewDelivery, by: &str) -> String {
-    format!("delivery {} ({} by {by}) joined this task", delivery.delivery_id, delivery.event)
-}
-
-fn queued_reason(task_id: i64) -> String {
-    format!("task {task_id} queued")
-}
-
-fn coalesced_reason(task_id: i64) -> String {
-    format!("task {task_id} is already queued or running for this issue")
-}
-
-fn cancelled_reason(task_id: i64, status: TaskStatus, reason: &str) -> String {
-    let what = if status == TaskStatus::Cancelled { "cancelled" } else { "asked to stop" };
-    format!("task {task_id} {what}: {reason}")
-}
-
-/// Makes forge-supplied text safe to store on every backend: PostgreSQL refuses NUL
-/// characters, and nothing gains from keeping a 25 MB title.
-pub fn clean(text: &str, max_chars: usize) -> String {
-    text.chars().filter(|&c| c != '\0').take(max_chars).collect()
 }

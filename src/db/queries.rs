@@ -1,22 +1,43 @@
 //! Query functions that take any connection, so they compose inside a transaction.
+//! Those that change tasks are for the facade (`Db`, `Lease`) only; `insert_task` stays
+//! public for the integration test that stages a race with it.
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Statement, TryInsertResult, Value,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Statement, TryInsertResult, Value,
 };
 
+use super::entities::task_status::{Ending, TaskEvent, TaskStatus};
 use super::entities::{deliveries, label_states, task_events, tasks};
-use super::{IssueKey, TaskFilter, TaskStatus, clean};
+use super::intake::{DeliveryRow, Instructions, TaskRow};
+use super::limits::{self, clean};
+use super::{IssueKey, TaskFilter};
 use crate::trigger::{IssueContext, TaskRequest};
+
+pub use super::intake::NOTE;
 
 /// Inserts a delivery unless one with the same forge and id, or carrying the same comment
 /// or review, exists; returns its row id, or `None` for a duplicate.
-pub async fn insert_delivery(
+pub(super) async fn insert_delivery(
     db: &impl ConnectionTrait,
-    row: deliveries::ActiveModel,
+    d: DeliveryRow<'_>,
 ) -> Result<Option<i64>, DbErr> {
+    let row = deliveries::ActiveModel {
+        forge: Set(d.forge.to_owned()),
+        delivery_id: Set(d.delivery_id),
+        event_key: Set(d.event_key.map(str::to_owned)),
+        event: Set(d.event),
+        action: Set(d.action),
+        repo: Set(d.repo),
+        number: Set(d.number.map(i64::from)),
+        sender: Set(d.sender),
+        received_at: Set(Utc::now()),
+        outcome: Set("pending".to_owned()),
+        reason: Set(String::new()),
+        ..Default::default()
+    };
     // No conflict target: either unique index (delivery id, event key) makes a duplicate.
     let on_conflict = OnConflict::new().do_nothing().to_owned();
     match deliveries::Entity::insert(row).on_conflict(on_conflict).try_insert().exec(db).await? {
@@ -25,8 +46,8 @@ pub async fn insert_delivery(
     }
 }
 
-/// Records what a delivery led to.
-pub async fn set_delivery_outcome(
+/// Records what a delivery led to; `reason` arrives cleaned.
+pub(super) async fn set_delivery_outcome(
     db: &impl ConnectionTrait,
     id: i64,
     outcome: &str,
@@ -35,7 +56,7 @@ pub async fn set_delivery_outcome(
 ) -> Result<(), DbErr> {
     deliveries::Entity::update_many()
         .col_expr(deliveries::Column::Outcome, Expr::value(outcome))
-        .col_expr(deliveries::Column::Reason, Expr::value(clean(reason, 2000)))
+        .col_expr(deliveries::Column::Reason, Expr::value(reason))
         .col_expr(deliveries::Column::TaskId, Expr::value(task_id))
         .filter(deliveries::Column::Id.eq(id))
         .exec(db)
@@ -63,13 +84,17 @@ pub async fn active_task(db: &impl ConnectionTrait, key: &IssueKey) -> Result<Op
         .filter(tasks::Column::Forge.eq(&key.forge))
         .filter(tasks::Column::Repo.eq(&key.repo))
         .filter(tasks::Column::Number.eq(key.number))
-        .filter(tasks::Column::Status.is_in(TaskStatus::ACTIVE.map(TaskStatus::as_str)))
+        .filter(tasks::Column::Status.is_in(TaskStatus::ACTIVE))
         .one(db)
         .await
 }
 
 /// Remembers whether the issue carries the trigger label now.
-pub async fn set_label_state(db: &impl ConnectionTrait, key: &IssueKey, present: bool) -> Result<(), DbErr> {
+pub(super) async fn set_label_state(
+    db: &impl ConnectionTrait,
+    key: &IssueKey,
+    present: bool,
+) -> Result<(), DbErr> {
     let row = label_states::ActiveModel {
         forge: Set(key.forge.clone()),
         repo: Set(key.repo.clone()),
@@ -88,8 +113,14 @@ pub async fn set_label_state(db: &impl ConnectionTrait, key: &IssueKey, present:
     Ok(())
 }
 
-/// The predicate of the `tasks_one_active_per_issue` index, word for word.
-const ACTIVE_TASK_PREDICATE: &str = "status IN ('queued', 'running')";
+/// The predicate of the `tasks_one_active_per_issue` index, word for word (a test checks
+/// it against [`TaskStatus::ACTIVE`]).
+pub(super) const ACTIVE_TASK_PREDICATE: &str = "status IN ('queued', 'running')";
+
+/// `'a', 'b'`: statuses as SQL literals, for statements written out by hand.
+pub(super) fn status_list(statuses: impl Iterator<Item = TaskStatus>) -> String {
+    statuses.map(|status| format!("'{}'", status.as_str())).collect::<Vec<_>>().join(", ")
+}
 
 /// Queues a task; `None` when another task for the issue became active first (the
 /// database's one-active-task-per-issue index decides).
@@ -98,20 +129,24 @@ pub async fn insert_task(
     forge: &str,
     request: &TaskRequest,
 ) -> Result<Option<i64>, DbErr> {
+    insert_task_row(db, TaskRow::of(forge, request)).await
+}
+
+pub(super) async fn insert_task_row(db: &impl ConnectionTrait, r: TaskRow<'_>) -> Result<Option<i64>, DbErr> {
     let now = Utc::now();
     let row = tasks::ActiveModel {
-        forge: Set(forge.to_owned()),
-        repo: Set(request.repo.clone()),
-        number: Set(i64::from(request.number)),
-        kind: Set(request.kind.as_str().to_owned()),
-        trigger: Set(request.trigger.as_str().to_owned()),
-        requested_by: Set(clean(&request.requested_by, 200)),
-        title: Set(clean(&request.title, 1000)),
-        instructions: Set(clean(&request.instructions, 65_536)),
-        clone_url: Set(clean(&request.clone_url, 2000)),
-        status: Set(TaskStatus::Queued.as_str().to_owned()),
+        forge: Set(r.forge.to_owned()),
+        repo: Set(r.repo.to_owned()),
+        number: Set(r.number),
+        kind: Set(r.kind.to_owned()),
+        trigger: Set(r.trigger.to_owned()),
+        requested_by: Set(r.requested_by),
+        title: Set(r.title),
+        instructions: Set(r.instructions),
+        clone_url: Set(r.clone_url),
+        status: Set(TaskStatus::Queued),
         attempt: Set(0),
-        branch: Set(request.branch.as_deref().map(|b| clean(b, 255))),
+        branch: Set(r.branch),
         cancel_requested: Set(false),
         created_at: Set(now),
         updated_at: Set(now),
@@ -129,11 +164,18 @@ pub async fn insert_task(
     }
 }
 
-/// The timeline kind of an event that changes no status.
-pub const NOTE: &str = "note";
-
 /// Appends a line to a task's timeline: `kind` is the new status, or [`NOTE`].
-pub async fn add_task_event(
+pub(super) async fn add_task_event(
+    db: &impl ConnectionTrait,
+    task_id: i64,
+    kind: &str,
+    message: &str,
+) -> Result<(), DbErr> {
+    insert_task_event(db, task_id, kind, &clean(message, limits::TIMELINE_MESSAGE)).await
+}
+
+/// Appends a timeline line whose message arrives cleaned.
+pub(super) async fn insert_task_event(
     db: &impl ConnectionTrait,
     task_id: i64,
     kind: &str,
@@ -143,44 +185,53 @@ pub async fn add_task_event(
         task_id: Set(task_id),
         at: Set(Utc::now()),
         status: Set(kind.to_owned()),
-        message: Set(clean(message, 4000)),
+        message: Set(message.to_owned()),
         ..Default::default()
     };
     task_events::Entity::insert(row).exec_without_returning(db).await?;
     Ok(())
 }
 
-/// Cancels a queued task at once; asks a running one to stop. Returns the status after.
-pub async fn cancel_task(db: &impl ConnectionTrait, task_id: i64, reason: &str) -> Result<TaskStatus, DbErr> {
-    let now = Utc::now();
-    let cancelled = tasks::Entity::update_many()
-        .col_expr(tasks::Column::Status, Expr::value(TaskStatus::Cancelled.as_str()))
-        .col_expr(tasks::Column::Error, Expr::value(clean(reason, 2000)))
-        .col_expr(tasks::Column::FinishedAt, Expr::value(now))
-        .col_expr(tasks::Column::UpdatedAt, Expr::value(now))
+/// An update of tasks that moves them through `event`: the target status, and a guard on
+/// the statuses the transition table allows it from.
+pub(super) fn transition(event: TaskEvent) -> sea_orm::UpdateMany<tasks::Entity> {
+    tasks::Entity::update_many()
+        .col_expr(tasks::Column::Status, Expr::value(event.target()))
+        .col_expr(tasks::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(tasks::Column::Status.is_in(event.sources()))
+}
+
+/// `TaskEvent::Cancel` for task `task_id` with `error` (cleaned); whether it happened.
+pub(super) async fn cancel_at_once(
+    db: &impl ConnectionTrait,
+    task_id: i64,
+    error: &str,
+) -> Result<bool, DbErr> {
+    let cancelled = transition(TaskEvent::Cancel)
+        .col_expr(tasks::Column::Error, Expr::value(error))
+        .col_expr(tasks::Column::FinishedAt, Expr::value(Utc::now()))
         .filter(tasks::Column::Id.eq(task_id))
-        .filter(tasks::Column::Status.eq(TaskStatus::Queued.as_str()))
         .exec(db)
         .await?;
-    if cancelled.rows_affected == 1 {
-        add_task_event(db, task_id, TaskStatus::Cancelled.as_str(), &format!("cancelled: {reason}")).await?;
-        return Ok(TaskStatus::Cancelled);
-    }
+    Ok(cancelled.rows_affected == 1)
+}
+
+/// Flags a task so that its executor's heartbeat stops it.
+pub(super) async fn request_cancel(db: &impl ConnectionTrait, task_id: i64) -> Result<(), DbErr> {
     tasks::Entity::update_many()
         .col_expr(tasks::Column::CancelRequested, Expr::value(true))
-        .col_expr(tasks::Column::UpdatedAt, Expr::value(now))
+        .col_expr(tasks::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(tasks::Column::Id.eq(task_id))
         .exec(db)
         .await?;
-    add_task_event(db, task_id, NOTE, &format!("cancel requested: {reason}")).await?;
-    Ok(TaskStatus::Running)
+    Ok(())
 }
 
 /// Tasks matching `filter`, newest first.
 pub async fn list_tasks(db: &impl ConnectionTrait, filter: &TaskFilter) -> Result<Vec<tasks::Model>, DbErr> {
     let mut query = tasks::Entity::find().order_by_desc(tasks::Column::Id).limit(filter.limit);
     if let Some(status) = filter.status {
-        query = query.filter(tasks::Column::Status.eq(status.as_str()));
+        query = query.filter(tasks::Column::Status.eq(status));
     }
     if let Some(repo) = &filter.repo {
         query = query.filter(tasks::Column::Repo.eq(repo));
@@ -253,7 +304,7 @@ fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
 
 /// Claims the oldest queued task that is due: one statement, so two claimers never get the
 /// same task (PostgreSQL skips rows another transaction is claiming).
-pub async fn claim_next(
+pub(super) async fn claim_next(
     db: &impl ConnectionTrait,
     owner: &str,
     lease_until: DateTime<Utc>,
@@ -261,12 +312,13 @@ pub async fn claim_next(
     let backend = db.get_database_backend();
     let lock = if backend == DbBackend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
     let now = Utc::now();
+    let (running, queued) = (TaskEvent::Claim.target().as_str(), status_list(TaskEvent::Claim.sources()));
     let sql = format!(
-        "UPDATE tasks SET status = 'running', lease_owner = ?, lease_expires_at = ?, attempt = attempt + 1, \
+        "UPDATE tasks SET status = '{running}', lease_owner = ?, lease_expires_at = ?, attempt = attempt + 1, \
          started_at = COALESCE(started_at, ?), updated_at = ?, wait_reason = NULL \
-         WHERE id = (SELECT id FROM tasks WHERE status = 'queued' \
+         WHERE id = (SELECT id FROM tasks WHERE status IN ({queued}) \
          AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY id LIMIT 1{lock}) \
-         AND status = 'queued' RETURNING *"
+         AND status IN ({queued}) RETURNING *"
     );
     let values = vec![owner.into(), lease_until.into(), now.into(), now.into(), now.into()];
     tasks::Entity::find().from_raw_sql(statement(backend, &sql, values)).one(db).await
@@ -274,7 +326,7 @@ pub async fn claim_next(
 
 /// Extends a lease. `None` when the task is no longer ours (fenced); otherwise whether a
 /// cancel was requested.
-pub async fn heartbeat(
+pub(super) async fn heartbeat(
     db: &impl ConnectionTrait,
     id: i64,
     owner: &str,
@@ -284,7 +336,7 @@ pub async fn heartbeat(
         .col_expr(tasks::Column::LeaseExpiresAt, Expr::value(lease_until))
         .filter(tasks::Column::Id.eq(id))
         .filter(tasks::Column::LeaseOwner.eq(owner))
-        .filter(tasks::Column::Status.eq(TaskStatus::Running.as_str()))
+        .filter(tasks::Column::Status.eq(TaskStatus::Running))
         .exec(db)
         .await?;
     if extended.rows_affected == 0 {
@@ -295,7 +347,8 @@ pub async fn heartbeat(
 }
 
 /// Changes columns of a task the caller still holds the lease of; false when it does not.
-pub async fn update_owned(
+/// Only the task facade (`db::lease`) calls it, with typed changes.
+pub(super) async fn update_owned(
     db: &impl ConnectionTrait,
     id: i64,
     owner: &str,
@@ -311,15 +364,32 @@ pub async fn update_owned(
     Ok(update.exec(db).await?.rows_affected == 1)
 }
 
+/// Moves a task the caller holds the lease of through `event`, with `changes`; false when
+/// the lease is no longer the caller's.
+pub(super) async fn transition_owned(
+    db: &impl ConnectionTrait,
+    id: i64,
+    owner: &str,
+    event: TaskEvent,
+    changes: Vec<(tasks::Column, Value)>,
+) -> Result<bool, DbErr> {
+    let mut update =
+        transition(event).filter(tasks::Column::Id.eq(id)).filter(tasks::Column::LeaseOwner.eq(owner));
+    for (column, value) in changes {
+        update = update.col_expr(column, Expr::value(value));
+    }
+    Ok(update.exec(db).await?.rows_affected == 1)
+}
+
 /// Puts running tasks whose lease expired (or, with `owner_prefix`, that an earlier life of
 /// this instance held) back in the queue, or fails them when their attempts are used up.
 /// Returns the ids requeued and the ids failed.
-pub async fn requeue_abandoned(
+pub(super) async fn requeue_abandoned(
     db: &impl ConnectionTrait,
     owner_prefix: Option<&str>,
     max_attempts: u32,
 ) -> Result<(Vec<i64>, Vec<i64>), DbErr> {
-    let mut query = tasks::Entity::find().filter(tasks::Column::Status.eq(TaskStatus::Running.as_str()));
+    let mut query = tasks::Entity::find().filter(tasks::Column::Status.eq(TaskStatus::Running));
     query = match owner_prefix {
         Some(prefix) => query.filter(tasks::Column::LeaseOwner.starts_with(prefix)),
         None => query.filter(tasks::Column::LeaseExpiresAt.lt(Utc::now())),
@@ -327,14 +397,12 @@ pub async fn requeue_abandoned(
     let (mut requeued, mut failed) = (Vec::new(), Vec::new());
     for task in query.all(db).await? {
         let exhausted = task.attempt >= max_attempts as i32;
-        let status = if exhausted { TaskStatus::Failed } else { TaskStatus::Queued };
-        let mut update = tasks::Entity::update_many()
-            .col_expr(tasks::Column::Status, Expr::value(status.as_str()))
+        let event = if exhausted { TaskEvent::Finish(Ending::Failed) } else { TaskEvent::Expire };
+        let status = event.target();
+        let mut update = transition(event)
             .col_expr(tasks::Column::LeaseOwner, Expr::value(Option::<String>::None))
             .col_expr(tasks::Column::LeaseExpiresAt, Expr::value(Option::<DateTime<Utc>>::None))
-            .col_expr(tasks::Column::UpdatedAt, Expr::value(Utc::now()))
-            .filter(tasks::Column::Id.eq(task.id))
-            .filter(tasks::Column::Status.eq(TaskStatus::Running.as_str()));
+            .filter(tasks::Column::Id.eq(task.id));
         if exhausted {
             update = update
                 .col_expr(tasks::Column::Error, Expr::value("the executor stopped during every attempt"))
@@ -378,57 +446,80 @@ pub async fn last_session_for_pull(
 
 /// Puts the tasks `owner` is running (or only task `only`) back in the queue without
 /// counting the attempt: the daemon is shutting down, not failing.
-pub async fn release_owned(db: &impl ConnectionTrait, owner: &str, only: Option<i64>) -> Result<u64, DbErr> {
-    let mut update = tasks::Entity::update_many();
+pub(super) async fn release_owned(
+    db: &impl ConnectionTrait,
+    owner: &str,
+    only: Option<i64>,
+) -> Result<u64, DbErr> {
+    let mut update = transition(TaskEvent::Release);
     if let Some(id) = only {
         update = update.filter(tasks::Column::Id.eq(id));
     }
     let released = update
-        .col_expr(tasks::Column::Status, Expr::value(TaskStatus::Queued.as_str()))
         .col_expr(tasks::Column::Attempt, Expr::col(tasks::Column::Attempt).sub(1))
         .col_expr(tasks::Column::LeaseOwner, Expr::value(Option::<String>::None))
         .col_expr(tasks::Column::LeaseExpiresAt, Expr::value(Option::<DateTime<Utc>>::None))
-        .col_expr(tasks::Column::UpdatedAt, Expr::value(Utc::now()))
-        .filter(tasks::Column::Status.eq(TaskStatus::Running.as_str()))
         .filter(tasks::Column::LeaseOwner.eq(owner))
         .exec(db)
         .await?;
     Ok(released.rows_affected)
 }
 
-/// Adds instructions that arrived for an active task: a queued task gets them in its own
-/// run, a running one keeps them for a follow-up run after it.
-pub async fn add_instructions(
+/// A task's status and instructions, for `intake::add_instructions`.
+pub(super) async fn instructions(
     db: &impl ConnectionTrait,
     task_id: i64,
-    by: &str,
+) -> Result<Option<Instructions>, DbErr> {
+    let task = tasks::Entity::find_by_id(task_id).one(db).await?;
+    Ok(task.map(|t| Instructions {
+        status: t.status,
+        instructions: t.instructions,
+        pending: t.pending_instructions,
+    }))
+}
+
+pub(super) async fn set_instructions(
+    db: &impl ConnectionTrait,
+    task_id: i64,
     text: &str,
 ) -> Result<(), DbErr> {
-    let Some(task) = tasks::Entity::find_by_id(task_id).one(db).await? else {
-        return Ok(());
-    };
-    let append = |existing: Option<&str>| match existing {
-        Some(existing) if !existing.is_empty() => clean(&format!("{existing}\n\n{text}"), 65_536),
-        _ => clean(text, 65_536),
-    };
-    let mut update = tasks::Entity::update_many().filter(tasks::Column::Id.eq(task_id));
-    update = if task.status == TaskStatus::Queued.as_str() {
-        update.col_expr(tasks::Column::Instructions, Expr::value(append(Some(&task.instructions))))
-    } else {
-        update
-            .col_expr(
-                tasks::Column::PendingInstructions,
-                Expr::value(append(task.pending_instructions.as_deref())),
-            )
-            .col_expr(tasks::Column::PendingRequestedBy, Expr::value(clean(by, 200)))
-    };
-    update.exec(db).await?;
+    tasks::Entity::update_many()
+        .col_expr(tasks::Column::Instructions, Expr::value(text))
+        .filter(tasks::Column::Id.eq(task_id))
+        .exec(db)
+        .await?;
     Ok(())
+}
+
+pub(super) async fn set_pending_instructions(
+    db: &impl ConnectionTrait,
+    task_id: i64,
+    text: &str,
+    by: &str,
+) -> Result<(), DbErr> {
+    tasks::Entity::update_many()
+        .col_expr(tasks::Column::PendingInstructions, Expr::value(text))
+        .col_expr(tasks::Column::PendingRequestedBy, Expr::value(by))
+        .filter(tasks::Column::Id.eq(task_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Whether the issue ever had a task, in any status.
+pub async fn had_task(db: &impl ConnectionTrait, key: &IssueKey) -> Result<bool, DbErr> {
+    let count = tasks::Entity::find()
+        .filter(tasks::Column::Forge.eq(&key.forge))
+        .filter(tasks::Column::Repo.eq(&key.repo))
+        .filter(tasks::Column::Number.eq(key.number))
+        .count(db)
+        .await?;
+    Ok(count > 0)
 }
 
 /// Queues the follow-up that instructions sent during `task`'s run asked for, on the pull
 /// request the task worked on. Returns its id.
-pub async fn queue_pending_follow_up(
+pub(super) async fn queue_pending_follow_up(
     db: &impl ConnectionTrait,
     task: &tasks::Model,
 ) -> Result<Option<i64>, DbErr> {
@@ -458,7 +549,18 @@ pub async fn queue_pending_follow_up(
 /// The pull request a follow-up of `task` works on: the one it opened, or its own.
 fn follow_up_target(task: &tasks::Model) -> Option<u32> {
     match task.kind.as_str() {
-        "follow_up" => u32::try_from(task.number).ok(),
+        "follow_up" => Some(task.issue_number()),
         _ => task.pr_number.and_then(|n| u32::try_from(n).ok()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_index_predicate_names_the_active_statuses() {
+        let listed = status_list(TaskStatus::ACTIVE.into_iter());
+        assert_eq!(ACTIVE_TASK_PREDICATE, format!("status IN ({listed})"));
     }
 }

@@ -2,37 +2,42 @@
 //! chunks while the agent runs; any instance's dashboard reads them back.
 
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use super::Db;
 use super::entities::transcript_chunks::{self, Column, Entity};
+use super::{Db, DbError};
 
 impl Db {
     /// Stores the transcript bytes of task `task_id` starting at `offset` (idempotent).
-    pub async fn append_transcript(&self, task_id: i64, offset: u64, data: Vec<u8>) -> Result<(), DbErr> {
+    pub async fn append_transcript(&self, task_id: i64, offset: u64, data: Vec<u8>) -> Result<(), DbError> {
         let row = transcript_chunks::ActiveModel {
             task_id: Set(task_id),
             byte_offset: Set(offset as i64),
             data: Set(data),
         };
         let on_conflict = OnConflict::columns([Column::TaskId, Column::ByteOffset]).do_nothing().to_owned();
-        Entity::insert(row).on_conflict(on_conflict).try_insert().exec(self.connection()).await?;
+        Entity::insert(row).on_conflict(on_conflict).try_insert().exec(&self.conn).await?;
         Ok(())
     }
 
     /// Where the stored transcript of task `task_id` ends.
-    pub async fn transcript_end(&self, task_id: i64) -> Result<u64, DbErr> {
+    pub async fn transcript_end(&self, task_id: i64) -> Result<u64, DbError> {
         let last = Entity::find()
             .filter(Column::TaskId.eq(task_id))
             .order_by_desc(Column::ByteOffset)
-            .one(self.connection())
+            .one(&self.conn)
             .await?;
         Ok(last.map_or(0, |c| c.byte_offset as u64 + c.data.len() as u64))
     }
 
     /// The stored transcript bytes from `from` on, at most about `max` of them (whole
     /// chunks), and the offset they start at.
-    pub async fn transcript_bytes(&self, task_id: i64, from: u64, max: u64) -> Result<(Vec<u8>, u64), DbErr> {
+    pub async fn transcript_bytes(
+        &self,
+        task_id: i64,
+        from: u64,
+        max: u64,
+    ) -> Result<(Vec<u8>, u64), DbError> {
         let mut bytes = Vec::new();
         let mut start = None;
         let mut next = from as i64;
@@ -42,7 +47,7 @@ impl Db {
                 .filter(Column::ByteOffset.gte(next))
                 .order_by_asc(Column::ByteOffset)
                 .limit(BATCH)
-                .all(self.connection())
+                .all(&self.conn)
                 .await?;
             let last_batch = (rows.len() as u64) < BATCH;
             for chunk in rows {
@@ -69,7 +74,7 @@ impl Db {
         task_id: i64,
         max_lines: usize,
         max_bytes: u64,
-    ) -> Result<(Vec<u8>, u64), DbErr> {
+    ) -> Result<(Vec<u8>, u64), DbError> {
         let mut newest = Vec::new();
         let (mut newlines, mut total) = (0usize, 0u64);
         let mut before = i64::MAX;
@@ -81,7 +86,7 @@ impl Db {
                 .filter(Column::ByteOffset.lt(before))
                 .order_by_desc(Column::ByteOffset)
                 .limit(batch)
-                .all(self.connection())
+                .all(&self.conn)
                 .await?;
             let reached_start = (rows.len() as u64) < batch;
             for chunk in rows {

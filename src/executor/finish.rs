@@ -4,14 +4,13 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use sea_orm::Value;
 
 use super::Context;
 use super::guard::StopReason;
 use super::outcome::{Failure, Success};
 use super::report::{Status, status_comment};
-use crate::db::entities::tasks::{self, Column};
-use crate::db::{TaskStatus, clean, queries};
+use crate::db::entities::tasks;
+use crate::db::{PullRef, RunEnd, TaskStatus, clean, limits};
 use crate::forge::client::Forge;
 
 /// Writes the end of a task and tells the issue.
@@ -30,31 +29,15 @@ pub async fn record(
         (result, _) => result,
     };
     let ending = Ending::of(ctx, task, result);
-    let mut changes = vec![
-        (Column::Status, Value::from(ending.status.as_str())),
-        (Column::Error, Value::from(ending.error.clone())),
-        (Column::LeaseOwner, Value::from(Option::<String>::None)),
-        (Column::LeaseExpiresAt, Value::from(Option::<chrono::DateTime<Utc>>::None)),
-    ];
-    if ending.status == TaskStatus::Queued {
-        changes.push((Column::NextAttemptAt, Value::from(Some(Utc::now() + ending.wait))));
-        changes.push((Column::WaitReason, Value::from(ending.error.clone())));
-    } else {
-        changes.push((Column::FinishedAt, Value::from(Some(Utc::now()))));
-    }
-    if let Some(Success::Done { pr_number, pr_url }) = &ending.success {
-        changes.push((Column::PrUrl, Value::from(Some(pr_url.clone()))));
-        changes.push((Column::PrNumber, Value::from(Some(*pr_number as i32))));
-    }
-    match queries::update_owned(ctx.db.connection(), task.id, &ctx.owner, changes).await {
+    let lease = ctx.lease(task.id);
+    match lease.end(ending.run_end()).await {
         Ok(true) => {}
         Ok(false) => return tracing::warn!("the task was taken over before its end was recorded"),
         Err(err) => {
             return tracing::error!(error = %err, "cannot record the task's end; its lease will expire");
         }
     }
-    let _ =
-        queries::add_task_event(ctx.db.connection(), task.id, ending.status.as_str(), &ending.message).await;
+    let _ = lease.add_event(ending.status, &ending.message).await;
     tracing::info!(status = ending.status.as_str(), message = %ending.message, "task ended");
     let fresh = reload(ctx, task).await;
     if ending.status != TaskStatus::Queued {
@@ -84,7 +67,8 @@ async fn queue_pending(ctx: &Context, task: &tasks::Model) {
     if task.pending_instructions.is_none() {
         return;
     }
-    match queries::queue_pending_follow_up(ctx.db.connection(), task).await {
+    let lease = ctx.lease(task.id);
+    match lease.queue_pending_follow_up(task).await {
         Ok(Some(id)) => {
             tracing::info!(follow_up = id, "queued a follow-up for what arrived during the run");
             ctx.wake.notify_one();
@@ -92,7 +76,7 @@ async fn queue_pending(ctx: &Context, task: &tasks::Model) {
         }
         Ok(None) => {
             let note = "what arrived during the run was dropped: there is no pull request to follow up";
-            let _ = queries::add_task_event(ctx.db.connection(), task.id, queries::NOTE, note).await;
+            let _ = lease.add_note(note).await;
         }
         Err(err) => tracing::error!(error = %err, "cannot queue the follow-up"),
     }
@@ -110,7 +94,7 @@ async fn stopped(ctx: &Context, task: &tasks::Model, stop: Option<StopReason>) {
     if stop != Some(StopReason::Shutdown) {
         return tracing::warn!("another executor took this task over");
     }
-    if let Err(err) = queries::release_owned(ctx.db.connection(), &ctx.owner, Some(task.id)).await {
+    if let Err(err) = ctx.lease(task.id).release().await {
         tracing::error!(error = %err, "cannot requeue the stopped task; the next start will");
     }
     tracing::info!(task = task.id, "task stopped by shutdown; requeued");
@@ -178,7 +162,25 @@ impl Ending {
             TaskStatus::Queued => format!("retrying in {}s: {reason}", self.wait.num_seconds()),
             _ => format!("{}: {reason}", status.as_str()),
         };
-        self.error = Some(clean(&reason, 2000));
+        // Cleaned here, not only when stored: the status comment shows it too.
+        self.error = Some(clean(&reason, limits::ERROR));
+    }
+
+    /// What the task row records of this end.
+    fn run_end(&self) -> RunEnd<'_> {
+        let error = self.error.as_deref();
+        match self.status.ending() {
+            Some(ending) => {
+                let pull = match &self.success {
+                    Some(Success::Done { pr_number, pr_url }) => {
+                        Some(PullRef { number: *pr_number, url: pr_url })
+                    }
+                    _ => None,
+                };
+                RunEnd::Final { ending, error, pull }
+            }
+            None => RunEnd::Retry { due: Utc::now() + self.wait, reason: error.unwrap_or_default() },
+        }
     }
 
     fn comment(&self) -> Status<'_> {
@@ -221,15 +223,12 @@ pub fn task_url(ctx: &Context, task_id: i64) -> String {
 /// Creates or edits the task's status comment; remembers a new comment's id.
 pub async fn post_status(ctx: &Context, forge: &dyn Forge, task: &tasks::Model, status: &Status<'_>) {
     let body = status_comment(task.id, &task_url(ctx, task.id), status);
-    let number = task.number as u32;
+    let number = task.issue_number();
     let result = match task.status_comment_id {
         Some(id) => forge.edit_comment(&task.repo, id as u64, &body).await,
         None => match forge.create_comment(&task.repo, number, &body).await {
             Ok(id) => {
-                let change = vec![(Column::StatusCommentId, Value::from(Some(id as i64)))];
-                if let Err(err) =
-                    queries::update_owned(ctx.db.connection(), task.id, &ctx.owner, change).await
-                {
+                if let Err(err) = ctx.lease(task.id).record_status_comment(id).await {
                     tracing::warn!(error = %err, "cannot remember the status comment");
                 }
                 Ok(())
@@ -240,13 +239,13 @@ pub async fn post_status(ctx: &Context, forge: &dyn Forge, task: &tasks::Model, 
     if let Err(err) = result {
         tracing::warn!(error = %err, "cannot update the status comment");
         let note = format!("could not update the status comment: {err}");
-        let _ = queries::add_task_event(ctx.db.connection(), task.id, queries::NOTE, &note).await;
+        let _ = ctx.lease(task.id).add_note(&note).await;
     }
 }
 
 async fn set_labels(ctx: &Context, forge: &dyn Forge, task: &tasks::Model, status: TaskStatus) {
     let labels = &ctx.settings.labels;
-    let number = task.number as u32;
+    let number = task.issue_number();
     let add = match status {
         TaskStatus::Done | TaskStatus::NoChanges => Some(&labels.done),
         TaskStatus::Failed => Some(&labels.failed),

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::Context;
-use crate::db::queries;
+use crate::db::Beat;
 
 /// Why a task must stop before it is done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,14 +107,13 @@ fn signal(stop: &AtomicU8, stop_tx: &watch::Sender<bool>, reason: StopReason) {
 }
 
 async fn beat(ctx: &Context, task_id: i64) -> Option<StopReason> {
-    let lease = chrono::Duration::seconds(ctx.settings.executor.lease_secs as i64);
-    match queries::heartbeat(ctx.db.connection(), task_id, &ctx.owner, chrono::Utc::now() + lease).await {
-        Ok(None) => {
+    match ctx.lease(task_id).heartbeat().await {
+        Ok(Beat::Lost) => {
             tracing::warn!("the task's lease was taken over; stopping without reporting");
             Some(StopReason::LostLease)
         }
-        Ok(Some(true)) => Some(StopReason::Cancelled),
-        Ok(Some(false)) => None,
+        Ok(Beat::CancelRequested) => Some(StopReason::Cancelled),
+        Ok(Beat::Held) => None,
         Err(err) => {
             // The lease may still expire; the next beat tries again.
             tracing::warn!(error = %err, "heartbeat failed");

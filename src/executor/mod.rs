@@ -28,7 +28,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::config::Settings;
-use crate::db::{Db, entities::tasks, queries};
+use crate::db::{Db, DbError, Lease, TaskStatus, entities::tasks};
 use crate::forge::client::{self, Forge};
 use guard::Guard;
 use workspace::Workspaces;
@@ -56,6 +56,16 @@ pub struct Executor {
 }
 
 impl Context {
+    /// This process's lease on task `task_id`: the only way the executor changes a task.
+    pub fn lease(&self, task_id: i64) -> Lease<'_> {
+        self.db.lease(task_id, &self.owner, self.lease_length())
+    }
+
+    /// How long a claim holds without a heartbeat.
+    fn lease_length(&self) -> chrono::Duration {
+        chrono::Duration::seconds(self.settings.executor.lease_secs as i64)
+    }
+
     /// This context with `settings` in force: new forge clients, the same database,
     /// workspaces and lease owner. Tasks already running keep the context they started with.
     fn reconfigured(&self, settings: &Settings) -> anyhow::Result<Context> {
@@ -114,13 +124,7 @@ impl Executor {
         let mut ctx = self.ctx;
         let mut updates = self.updates;
         let prefix = format!("{}/", ctx.instance);
-        match queries::requeue_abandoned(
-            ctx.db.connection(),
-            Some(&prefix),
-            ctx.settings.executor.max_attempts,
-        )
-        .await
-        {
+        match ctx.db.requeue_abandoned(Some(&prefix), ctx.settings.executor.max_attempts).await {
             Ok((requeued, failed)) if !(requeued.is_empty() && failed.is_empty()) => {
                 tracing::info!(?requeued, ?failed, "tasks interrupted by the last stop were requeued");
             }
@@ -246,13 +250,12 @@ fn reconfigure(ctx: &Context, settings: &Settings, pool: &Arc<Semaphore>) -> Opt
     Some(Arc::new(next))
 }
 
-async fn claim(ctx: &Context) -> Result<Option<tasks::Model>, sea_orm::DbErr> {
-    let lease = chrono::Duration::seconds(ctx.settings.executor.lease_secs as i64);
-    queries::claim_next(ctx.db.connection(), &ctx.owner, chrono::Utc::now() + lease).await
+async fn claim(ctx: &Context) -> Result<Option<tasks::Model>, DbError> {
+    ctx.db.claim_next(&ctx.owner, ctx.lease_length()).await
 }
 
 async fn requeue_expired(ctx: &Context) {
-    match queries::requeue_abandoned(ctx.db.connection(), None, ctx.settings.executor.max_attempts).await {
+    match ctx.db.requeue_abandoned(None, ctx.settings.executor.max_attempts).await {
         Ok((requeued, failed)) if !(requeued.is_empty() && failed.is_empty()) => {
             tracing::warn!(?requeued, ?failed, "tasks whose lease expired were requeued");
         }
@@ -267,7 +270,7 @@ async fn run_task(ctx: Arc<Context>, task: tasks::Model, shutdown: watch::Receiv
         async {
             tracing::info!("task started");
             let note = format!("attempt {} started by {}", task.attempt, ctx.owner);
-            if let Err(err) = queries::add_task_event(ctx.db.connection(), task.id, "running", &note).await {
+            if let Err(err) = ctx.lease(task.id).add_event(TaskStatus::Running, &note).await {
                 tracing::warn!(error = %err, "cannot record the start");
             }
             let guard = Guard::start(ctx.clone(), task.id, shutdown);
@@ -297,7 +300,7 @@ async fn shut_down(ctx: &Context, mut running: JoinSet<()>, shutdown: watch::Sen
     if tokio::time::timeout(Duration::from_secs(15), stopped).await.is_err() {
         running.abort_all();
     }
-    if let Err(err) = queries::release_owned(ctx.db.connection(), &ctx.owner, None).await {
+    if let Err(err) = ctx.db.release_all(&ctx.owner).await {
         tracing::error!(error = %err, "cannot requeue the stopped tasks; they will be requeued at the next start");
     }
 }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::workspace::WorkspaceError;
+use crate::db::DbError;
 use crate::forge::client::{ErrorKind, ForgeError};
 
 /// How a task ended well.
@@ -62,8 +63,8 @@ impl From<WorkspaceError> for Failure {
     }
 }
 
-impl From<sea_orm::DbErr> for Failure {
-    fn from(err: sea_orm::DbErr) -> Failure {
+impl From<DbError> for Failure {
+    fn from(err: DbError) -> Failure {
         Failure::Transient { reason: format!("the database failed: {err}"), after: None }
     }
 }

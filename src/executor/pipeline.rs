@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sea_orm::Value;
 use secrecy::SecretString;
 
 use super::Context;
@@ -19,8 +18,8 @@ use super::workspace::{
     BranchStart, GitCredentials, Identity, PrepareSpec, WorkspaceError, Worktree, branch_name,
 };
 use crate::db::entities::tasks;
-use crate::db::queries;
-use crate::forge::client::{ErrorKind, Forge, NewPull};
+use crate::db::{Beat, RunRecord};
+use crate::forge::client::{ErrorKind, Forge, ForgeError, NewPull};
 
 type Step<T> = Result<T, Failure>;
 
@@ -42,8 +41,9 @@ pub async fn execute(ctx: &Arc<Context>, task: &tasks::Model, guard: &Guard) -> 
         reason: format!("the forge {:?} is no longer configured", task.forge),
         partial_branch: None,
     })?;
-    announce(ctx, forge.as_ref(), task).await;
+    // Nothing is said on the issue before it is known that this person may start a task.
     check_permission(ctx, forge.as_ref(), task).await?;
+    announce(ctx, forge.as_ref(), task).await;
     let mut plan = plan(ctx, forge.as_ref(), task).await?;
     stop_if_asked(guard)?;
     let creds = credentials(ctx, task);
@@ -83,7 +83,7 @@ pub async fn execute(ctx: &Arc<Context>, task: &tasks::Model, guard: &Guard) -> 
 async fn announce(ctx: &Context, forge: &dyn Forge, task: &tasks::Model) {
     let status = Status::Working { attempt: task.attempt, max_attempts: ctx.settings.executor.max_attempts };
     super::finish::post_status(ctx, forge, task, &status).await;
-    let number = task.number as u32;
+    let number = task.issue_number();
     if let Err(err) = forge.add_label(&task.repo, number, &ctx.settings.labels.working).await {
         tracing::warn!(error = %err, "cannot set the working label");
     }
@@ -93,10 +93,11 @@ async fn check_permission(ctx: &Context, forge: &dyn Forge, task: &tasks::Model)
     let needed = ctx.settings.trigger.min_permission;
     let has = match forge.permission(&task.repo, &task.requested_by).await {
         Ok(has) => has,
-        Err(err) if err.kind == ErrorKind::Forbidden || err.kind == ErrorKind::NotFound => {
-            return Err(Failure::Rejected { reason: format!("cannot check who may trigger: {err}") });
+        Err(err) if err.is_transient() => return Err(err.into()),
+        // Not a "no" for this person: forgehand could not ask. That is the token's doing.
+        Err(err) => {
+            return Err(Failure::Permanent { reason: permission_unknown(forge, &err), partial_branch: None });
         }
-        Err(err) => return Err(err.into()),
     };
     if has < needed {
         return Err(Failure::Rejected {
@@ -109,8 +110,19 @@ async fn check_permission(ctx: &Context, forge: &dyn Forge, task: &tasks::Model)
     Ok(())
 }
 
+/// Why a task fails when the forge would not say what the person may do.
+fn permission_unknown(forge: &dyn Forge, err: &ForgeError) -> String {
+    let advice =
+        crate::forge::dialect(forge.kind()).setup.token_advice.replace("<code>", "").replace("</code>", "");
+    let scope = match err.kind {
+        ErrorKind::Unauthorized => "the token was refused: replace forges[].token".to_owned(),
+        _ => format!("check the token's scope and the bot account's access to the repository. {advice}"),
+    };
+    format!("cannot check who may trigger: {err}. This is not a refusal of the person; {scope}")
+}
+
 async fn plan(ctx: &Context, forge: &dyn Forge, task: &tasks::Model) -> Step<Plan> {
-    let number = task.number as u32;
+    let number = task.issue_number();
     let issue = forge.issue(&task.repo, number).await?;
     if !issue.is_open {
         return Err(Failure::Cancelled { reason: format!("#{number} was closed") });
@@ -228,9 +240,7 @@ async fn prepare(
         Ok(worktree)
     })
     .await?;
-    let branch = Value::from(Some(plan.branch.clone()));
-    queries::update_owned(ctx.db.connection(), task.id, &ctx.owner, vec![(tasks::Column::Branch, branch)])
-        .await?;
+    ctx.lease(task.id).record_branch(&plan.branch).await?;
     Ok(worktree)
 }
 
@@ -249,7 +259,7 @@ async fn run_agent(
     let prompt = Prompt {
         repo: &task.repo,
         branch: &plan.branch,
-        number: task.number as u32,
+        number: task.issue_number(),
         title: &task.title,
         body: &plan.issue_body,
         requested_by: &task.requested_by,
@@ -258,7 +268,7 @@ async fn run_agent(
     }
     .text();
     let resume = if follow_up {
-        queries::last_session_for_pull(ctx.db.connection(), &task.forge, &task.repo, task.number).await?
+        ctx.db.last_session_for_pull(&task.forge, &task.repo, task.number).await?
     } else {
         None
     };
@@ -306,13 +316,13 @@ async fn run_agent(
 
 async fn record_run(ctx: &Context, task: &tasks::Model, run: &AgentRun) -> Step<()> {
     let result = run.result.as_ref();
-    let changes = vec![
-        (tasks::Column::AgentSessionId, Value::from(run.session_id.clone())),
-        (tasks::Column::Turns, Value::from(result.and_then(|r| r.num_turns).map(|n| n as i32))),
-        (tasks::Column::CostUsd, Value::from(result.and_then(|r| r.total_cost_usd))),
-        (tasks::Column::ResultText, Value::from(result.map(|r| crate::db::clean(&r.text, 65_536)))),
-    ];
-    queries::update_owned(ctx.db.connection(), task.id, &ctx.owner, changes).await?;
+    let record = RunRecord {
+        session_id: run.session_id.as_deref(),
+        turns: result.and_then(|r| r.num_turns),
+        cost_usd: result.and_then(|r| r.total_cost_usd),
+        result_text: result.map(|r| r.text.as_str()),
+    };
+    ctx.lease(task.id).record_run(&record).await?;
     Ok(())
 }
 
@@ -389,7 +399,7 @@ async fn open_pull(
     run: Option<&AgentRun>,
     duration: Duration,
 ) -> Step<Success> {
-    let number = task.number as u32;
+    let number = task.issue_number();
     if task.kind == "follow_up" {
         let pull = forge.pull(&task.repo, number).await?;
         return Ok(Success::Done { pr_number: pull.number, pr_url: pull.url });
@@ -421,10 +431,9 @@ async fn open_pull(
 
 /// Fails with `Stopped` when the task's lease is no longer ours (another executor took it).
 pub async fn ensure_lease(ctx: &Context, task: &tasks::Model) -> Step<()> {
-    let lease = chrono::Duration::seconds(ctx.settings.executor.lease_secs as i64);
-    match queries::heartbeat(ctx.db.connection(), task.id, &ctx.owner, chrono::Utc::now() + lease).await? {
-        Some(_) => Ok(()),
-        None => Err(Failure::Stopped),
+    match ctx.lease(task.id).heartbeat().await? {
+        Beat::Held | Beat::CancelRequested => Ok(()),
+        Beat::Lost => Err(Failure::Stopped),
     }
 }
 

@@ -11,12 +11,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use tokio::sync::watch;
 
 use super::Context;
 use crate::config::ForgeSettings;
-use crate::db::{TaskFilter, TaskStatus, entities::tasks, queries};
+use crate::db::{DbError, IssueKey, TaskFilter};
 use crate::forge::client::{Forge, ForgeResult, IssueInfo};
 use crate::trigger::{TaskKind, TaskRequest, TriggerKind};
 
@@ -111,14 +110,9 @@ async fn repository_clone_url(forge: &dyn Forge, repo: &str) -> ForgeResult<Stri
 }
 
 /// Whether the issue ever had a task, in any status.
-async fn had_task(ctx: &Context, forge: &str, repo: &str, number: u32) -> Result<bool, sea_orm::DbErr> {
-    let count = tasks::Entity::find()
-        .filter(tasks::Column::Forge.eq(forge))
-        .filter(tasks::Column::Repo.eq(repo))
-        .filter(tasks::Column::Number.eq(i64::from(number)))
-        .count(ctx.db.connection())
-        .await?;
-    Ok(count > 0)
+async fn had_task(ctx: &Context, forge: &str, repo: &str, number: u32) -> Result<bool, DbError> {
+    let key = IssueKey { forge: forge.to_owned(), repo: repo.to_owned(), number: i64::from(number) };
+    ctx.db.had_task(&key).await
 }
 
 /// Queues the task and wakes the executor; false when another task won the race.
@@ -140,13 +134,11 @@ async fn queue(
         instructions: String::new(),
         branch: None,
     };
-    let db = ctx.db.connection();
-    let Some(id) = queries::insert_task(db, forge, &request).await? else { return Ok(false) };
     let message = format!(
         "queued by the sweep: #{} carries the label {:?} but no webhook for it was received",
         issue.number, ctx.settings.trigger.label
     );
-    queries::add_task_event(db, id, TaskStatus::Queued.as_str(), &message).await?;
+    let Some(id) = ctx.db.queue_task(forge, &request, &message).await? else { return Ok(false) };
     tracing::info!(task = id, forge, repo, number = issue.number, "sweep queued a task");
     ctx.wake.notify_one();
     Ok(true)

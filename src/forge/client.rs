@@ -92,11 +92,18 @@ impl ForgeError {
         }
     }
 
-    pub(crate) fn transport(operation: &str, message: impl std::fmt::Display) -> ForgeError {
+    /// The forge at `url` could not be reached: the message names the URL and the
+    /// deepest cause (the OS error, e.g. "Connection refused (os error 111)"), not the
+    /// HTTP stack's wrapping of it ("client error (Connect)").
+    pub(crate) fn unreachable(
+        operation: &str,
+        url: &str,
+        err: &(dyn std::error::Error + 'static),
+    ) -> ForgeError {
         ForgeError {
             operation: operation.to_owned(),
             kind: ErrorKind::Transient { retry_after: None },
-            message: format!("the forge could not be reached: {message}"),
+            message: format!("cannot reach {}: {}", crate::config::mask_url_password(url), root_cause(err)),
         }
     }
 
@@ -107,6 +114,20 @@ impl ForgeError {
             message: format!("the forge's answer could not be read: {message}"),
         }
     }
+}
+
+/// The first OS error in `err`'s chain of sources, else the innermost message.
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut innermost = err;
+    let mut next = Some(err);
+    while let Some(cause) = next {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return io.to_string();
+        }
+        innermost = cause;
+        next = cause.source();
+    }
+    innermost.to_string()
 }
 
 /// Result of a forge call.
@@ -283,6 +304,30 @@ mod tests {
             rejected.to_string(),
             "opening the pull request: the forge answered 422: Validation Failed"
         );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_forge_is_named_with_the_os_error() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/api/v1", closed.local_addr().unwrap());
+        drop(closed);
+        for kind in ForgeKind::ALL {
+            let settings = ForgeSettings {
+                name: "f".into(),
+                kind,
+                api_url: url.clone(),
+                token: "t".to_owned().into(),
+                webhook_secret: Default::default(),
+                bot_login: String::new(),
+            };
+            let err = connect(&settings).unwrap().issue("o/r", 1).await.unwrap_err();
+            assert!(err.is_transient(), "{kind}");
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("cannot reach {url}: Connection refused (os error ")),
+                "{kind}: {text}"
+            );
+        }
     }
 
     #[test]

@@ -67,7 +67,7 @@ fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
-fn database_error(err: sea_orm::DbErr) -> Response {
+fn database_error(err: crate::db::DbError) -> Response {
     tracing::error!(error = %err, "API query failed");
     error(StatusCode::SERVICE_UNAVAILABLE, "the database did not answer; try again")
 }

@@ -12,6 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use super::AppState;
+use super::attempts::{Client, Verdict};
 use crate::token::generate_token;
 
 /// File in `data_dir` holding a generated admin token.
@@ -70,19 +71,35 @@ pub fn load_or_generate(
 }
 
 /// Refuses requests without `Authorization: Bearer <admin token>` or a dashboard session.
+/// Bearer tokens count against the client's address like logins do.
 pub async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
-        Some(token) if state.admin_token.matches(token.trim()) => next.run(request).await,
-        Some(_) => unauthorized("the bearer token is not the admin token"),
-        None if super::session::session_of(&state, request.headers()).is_some() => next.run(request).await,
-        None => unauthorized(
+    let Some(token) = presented else {
+        if super::session::session_of(&state, request.headers()).is_some() {
+            return next.run(request).await;
+        }
+        return unauthorized(
             "send Authorization: Bearer <admin token> (auth.admin_token, or data_dir/admin_token)",
-        ),
+        );
+    };
+    let client =
+        Client::Address(super::client::client_ip(&request, &state.settings().server.trusted_proxies));
+    match state.attempts.try_token(client, "bearer", || state.admin_token.matches(token.trim())) {
+        Verdict::Admin => next.run(request).await,
+        Verdict::Wrong => unauthorized("the bearer token is not the admin token"),
+        Verdict::Locked => {
+            let mut response = (
+                StatusCode::TOO_MANY_REQUESTS,
+                axum::Json(serde_json::json!({ "error": "too many wrong admin tokens from your address; wait a minute" })),
+            )
+                .into_response();
+            response.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from_static("60"));
+            response
+        }
     }
 }
 

@@ -2,11 +2,16 @@
 //! their own.
 
 pub mod api;
+pub mod attempts;
 pub mod auth;
+pub mod client;
+pub mod edge;
 pub mod identity;
 pub mod metrics;
 pub mod pages;
+pub mod refusals;
 pub mod session;
+pub mod test_delivery;
 pub mod transcript;
 pub mod webhook;
 pub mod wizard;
@@ -33,8 +38,14 @@ pub struct Inner {
     pub admin_token: auth::AdminToken,
     /// Wakes the executor when intake queues a task.
     pub wake: Arc<tokio::sync::Notify>,
-    /// Dashboard sessions and failed logins.
+    /// Dashboard sessions.
     pub sessions: session::Sessions,
+    /// Wrong admin tokens per client, however presented.
+    pub attempts: attempts::Attempts,
+    /// The last proxy seen forwarding without being trusted.
+    pub forwarding: client::Forwarding,
+    /// Connections that may be reading a form body at once.
+    pub form_readers: edge::FormReaders,
     /// The setup wizard's unsaved answers, per session.
     pub drafts: wizard::Drafts,
     /// Webhook timing and answers, for `/metrics`.
@@ -43,6 +54,11 @@ pub struct Inner {
     pub overview: crate::db::dashboard::OverviewCache,
     /// Whom each forge's token belongs to, for forges without `bot_login`.
     pub identities: Arc<identity::Identities>,
+    /// Refused deliveries on their way to the database.
+    pub refusals: refusals::Refusals,
+    /// The address the server listens on, once bound (the setup page's test delivery
+    /// goes there).
+    pub local_addr: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
 impl std::ops::Deref for AppState {
@@ -57,17 +73,23 @@ impl AppState {
     /// Wraps the shared state.
     pub fn new(settings: Settings, db: Db, admin_token: auth::AdminToken) -> AppState {
         let wake = Arc::new(tokio::sync::Notify::new());
+        let form_readers = edge::FormReaders::new(settings.server.max_connections);
         let (current_settings, _) = tokio::sync::watch::channel(Arc::new(settings));
         AppState(Arc::new(Inner {
             current_settings,
+            refusals: refusals::Refusals::start(db.clone()),
             db,
             admin_token,
             wake,
             sessions: Default::default(),
+            attempts: Default::default(),
+            forwarding: Default::default(),
+            form_readers,
             drafts: Default::default(),
             intake: Default::default(),
             overview: Default::default(),
             identities: Default::default(),
+            local_addr: Default::default(),
         }))
     }
 
@@ -107,6 +129,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(dashboard(state.clone()))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), edge::guard))
         .layer(axum::middleware::from_fn(session::security_headers))
         .with_state(state)
 }
@@ -123,6 +146,7 @@ fn dashboard(state: AppState) -> Router<AppState> {
         .route("/deliveries", get(pages::deliveries_page))
         .route("/setup", get(pages::setup_page))
         .route("/setup/check", post(pages::setup_check))
+        .route("/setup/test-delivery", post(pages::setup_test_delivery))
         .route("/setup/wizard", get(wizard::start))
         .route("/setup/wizard/{step}", get(wizard::show).post(wizard::submit))
         .route_layer(axum::middleware::from_fn_with_state(state, session::require_session));
@@ -131,6 +155,7 @@ fn dashboard(state: AppState) -> Router<AppState> {
         .route("/logout", post(session::logout))
         .route("/static/app.css", get(pages::style))
         .route("/static/app.js", get(pages::script))
+        .route("/favicon.ico", get(pages::favicon))
         .merge(pages)
 }
 

@@ -3,13 +3,12 @@
 //! token. Sessions live in memory: a restart logs people out.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use askama::Template;
 use axum::Form;
-use axum::extract::{ConnectInfo, FromRequest, Request, State};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -17,27 +16,28 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::AppState;
+use super::attempts::{Client, Verdict};
 use super::pages;
 
 /// The cookie carrying the session id.
 pub const SESSION_COOKIE: &str = "forgehand_session";
 /// How long a session lasts after login.
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
-/// Failed logins allowed per client address within [`LOGIN_WINDOW`].
-pub const MAX_FAILED_LOGINS: usize = 5;
-/// The window failed logins are counted in.
-pub const LOGIN_WINDOW: Duration = Duration::from_secs(60);
+/// The cookie by which a browser that logged in before is known at `/login` (see
+/// [`super::attempts::Client::Device`]).
+pub const DEVICE_COOKIE: &str = "forgehand_device";
+/// How long a browser keeps its device cookie (400 days, the most browsers allow).
+const DEVICE_TTL: Duration = Duration::from_secs(400 * 24 * 3600);
 
 /// The value of every response's Content-Security-Policy: no inline script, no framing.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
      img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
      form-action 'self'; frame-ancestors 'none'";
 
-/// Live sessions and recent failed logins.
+/// Live sessions.
 #[derive(Default)]
 pub struct Sessions {
     live: Mutex<HashMap<String, Session>>,
-    failures: Mutex<HashMap<IpAddr, Vec<Instant>>>,
 }
 
 #[derive(Clone)]
@@ -74,20 +74,12 @@ impl Sessions {
         self.live.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
     }
 
-    /// Whether `client` has used up its failed logins for now.
-    fn locked_out(&self, client: IpAddr) -> bool {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+    /// Whether the session `session` was read from is still live (not logged out, not
+    /// expired): long-lived responses ask this as they go.
+    pub fn alive(&self, session: &CurrentSession) -> bool {
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        failures.retain(|_, times| {
-            times.retain(|t| now.duration_since(*t) < LOGIN_WINDOW);
-            !times.is_empty()
-        });
-        failures.get(&client).is_some_and(|times| times.len() >= MAX_FAILED_LOGINS)
-    }
-
-    fn record_failure(&self, client: IpAddr) {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        failures.entry(client).or_default().push(Instant::now());
+        live.values().any(|s| s.csrf == session.csrf && s.expires > now)
     }
 }
 
@@ -172,26 +164,36 @@ pub struct LoginForm {
     token: String,
 }
 
-/// `POST /login`: a new session for the admin token, a refusal otherwise.
+/// `POST /login`: a new session for the admin token, a refusal otherwise. Wrong tokens
+/// count against the client (its device cookie, else its address) together with wrong
+/// Bearer tokens.
 pub async fn login(State(state): State<AppState>, request: Request) -> Response {
-    let client = client_ip(&request, &state.settings().server.trusted_proxies);
-    if state.sessions.locked_out(client) {
-        return too_many_attempts();
-    }
+    let trusted = state.settings().server.trusted_proxies.clone();
+    let address = Client::Address(super::client::client_ip(&request, &trusted));
+    let known_device = cookie(request.headers(), DEVICE_COOKIE).and_then(|id| state.attempts.device(&id));
     let Ok(Form(form)) = Form::<LoginForm>::from_request(request, &()).await else {
         return pages::error_page(StatusCode::BAD_REQUEST, "Bad login form", "Send the form from /login.");
     };
-    if !state.admin_token.matches(form.token.trim()) {
-        state.sessions.record_failure(client);
-        tracing::warn!(%client, "dashboard login with a wrong token");
-        let page = LoginPage {
-            csrf: None,
-            error: Some("That is not the admin token (auth.admin_token, or the file data_dir/admin_token)."),
-        };
-        return pages::render(StatusCode::UNAUTHORIZED, &page);
+    let client = known_device.unwrap_or(address);
+    match state.attempts.try_token(client, "login", || state.admin_token.matches(form.token.trim())) {
+        Verdict::Admin => {}
+        Verdict::Locked => return too_many_attempts(),
+        Verdict::Wrong => {
+            let page = LoginPage {
+                csrf: None,
+                error: Some(
+                    "That is not the admin token (auth.admin_token, or the file data_dir/admin_token).",
+                ),
+            };
+            return pages::render(StatusCode::UNAUTHORIZED, &page);
+        }
     }
-    let id = match state.sessions.create() {
-        Ok(id) => id,
+    let created = state.sessions.create().and_then(|id| {
+        let device = if known_device.is_some() { None } else { Some(state.attempts.new_device()?) };
+        Ok((id, device))
+    });
+    let (id, device) = match created {
+        Ok(created) => created,
         Err(err) => {
             tracing::error!(error = %err, "cannot create a session id");
             return pages::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Login failed", "Try again.");
@@ -199,9 +201,15 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Response 
     };
     let secure = if state.settings().server.public_url.starts_with("https://") { "; Secure" } else { "" };
     let max_age = SESSION_TTL.as_secs();
-    let cookie =
-        format!("{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");
-    see_other("/", Some(cookie))
+    let mut cookies =
+        vec![format!("{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")];
+    if let Some(device) = device {
+        let max_age = DEVICE_TTL.as_secs();
+        cookies.push(format!(
+            "{DEVICE_COOKIE}={device}; Path=/login; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+        ));
+    }
+    see_other("/", cookies)
 }
 
 /// `POST /logout`.
@@ -221,13 +229,13 @@ pub async fn logout(
         state.drafts.forget(&session);
     }
     let expired = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
-    see_other("/login", Some(expired))
+    see_other("/login", vec![expired])
 }
 
-fn see_other(to: &str, cookie: Option<String>) -> Response {
+fn see_other(to: &str, cookies: Vec<String>) -> Response {
     let mut response = Redirect::to(to).into_response();
-    if let Some(value) = cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
-        response.headers_mut().insert(header::SET_COOKIE, value);
+    for value in cookies.iter().filter_map(|c| HeaderValue::from_str(c).ok()) {
+        response.headers_mut().append(header::SET_COOKIE, value);
     }
     response
 }
@@ -240,96 +248,4 @@ fn too_many_attempts() -> Response {
     );
     response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
     response
-}
-
-/// The address failed logins are counted against: the connection's peer, or, when the
-/// peer is a trusted proxy, the right-most `X-Forwarded-For` address that is not one
-/// (entries further left are whatever the client sent). IPv6 clients count per /64,
-/// the block one host usually has.
-fn client_ip(request: &Request, trusted_proxies: &[IpAddr]) -> IpAddr {
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip())
-        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    let client = if trusted_proxies.contains(&peer) {
-        forwarded_for(request.headers(), trusted_proxies)
-    } else {
-        None
-    };
-    rate_key(client.unwrap_or(peer))
-}
-
-fn forwarded_for(headers: &HeaderMap, trusted_proxies: &[IpAddr]) -> Option<IpAddr> {
-    let hops: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect();
-    for hop in hops.into_iter().rev() {
-        let ip = hop.parse::<IpAddr>().ok()?;
-        if !trusted_proxies.contains(&ip) {
-            return Some(ip);
-        }
-    }
-    None
-}
-
-fn rate_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(std::net::Ipv6Addr::from(v6.to_bits() & !((1u128 << 64) - 1))),
-        },
-        v4 => v4,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request(peer: &str, forwarded: &[&str]) -> Request {
-        let mut builder = Request::builder().uri("/login");
-        for value in forwarded {
-            builder = builder.header("x-forwarded-for", *value);
-        }
-        let mut request = builder.body(axum::body::Body::empty()).unwrap();
-        request.extensions_mut().insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
-        request
-    }
-
-    fn ip(text: &str) -> IpAddr {
-        text.parse().unwrap()
-    }
-
-    #[test]
-    fn the_peer_counts_unless_it_is_a_trusted_proxy() {
-        let proxy = [ip("10.0.0.2")];
-        assert_eq!(client_ip(&request("198.51.100.9:5000", &["203.0.113.7"]), &[]), ip("198.51.100.9"));
-        assert_eq!(client_ip(&request("198.51.100.9:5000", &["203.0.113.7"]), &proxy), ip("198.51.100.9"));
-        assert_eq!(client_ip(&request("10.0.0.2:5000", &["203.0.113.7"]), &proxy), ip("203.0.113.7"));
-        assert_eq!(client_ip(&request("10.0.0.2:5000", &[]), &proxy), ip("10.0.0.2"));
-    }
-
-    #[test]
-    fn a_forged_left_part_of_the_header_is_ignored() {
-        let proxies = [ip("10.0.0.2"), ip("10.0.0.3")];
-        let chained = request("10.0.0.2:1", &["1.2.3.4, 203.0.113.7", "10.0.0.3"]);
-        assert_eq!(client_ip(&chained, &proxies), ip("203.0.113.7"));
-        let garbage = request("10.0.0.2:1", &["1.2.3.4, not-an-ip"]);
-        assert_eq!(client_ip(&garbage, &proxies), ip("10.0.0.2"), "an unreadable hop: the proxy counts");
-    }
-
-    #[test]
-    fn ipv6_clients_count_per_64_block() {
-        let a = client_ip(&request("[2001:db8:1:2::1]:1", &[]), &[]);
-        let b = client_ip(&request("[2001:db8:1:2:ffff::9]:1", &[]), &[]);
-        let other = client_ip(&request("[2001:db8:1:3::1]:1", &[]), &[]);
-        assert_eq!(a, b);
-        assert_ne!(a, other);
-        assert_eq!(client_ip(&request("[::ffff:192.0.2.1]:1", &[]), &[]), ip("192.0.2.1"));
-    }
 }

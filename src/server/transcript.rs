@@ -136,9 +136,10 @@ pub fn parse_line(line: &[u8], entries: &mut Vec<Entry>) {
                 codex_item(item, entries);
             }
         }
-        "turn.completed" => entries.push(info("Run ended: success".into(), false)),
+        "turn.completed" => entries.push(info("Turn completed".into(), false)),
+        crate::executor::agent::VERDICT_TYPE => entries.push(verdict_entry(&object)),
         "turn.failed" => {
-            let mut entry = info("Run ended: turn failed".into(), true);
+            let mut entry = info("Turn failed".into(), true);
             let message = object.get("error").and_then(|e| e.get("message")).and_then(Value::as_str);
             entry.result = message.map(cap);
             entries.push(entry);
@@ -230,7 +231,9 @@ fn codex_item(item: &Map<String, Value>, entries: &mut Vec<Entry>) {
 }
 
 fn result_entry(object: &Map<String, Value>) -> Entry {
-    let is_error = object.get("is_error").and_then(Value::as_bool).unwrap_or(false);
+    // Claude Code says `success` of a run whose tool calls were refused: that is no success.
+    let denials = object.get("permission_denials").and_then(Value::as_array).map_or(0, Vec::len);
+    let is_error = object.get("is_error").and_then(Value::as_bool).unwrap_or(false) || denials > 0;
     let subtype = object.get("subtype").and_then(Value::as_str).unwrap_or("finished");
     let turns =
         object.get("num_turns").and_then(Value::as_u64).map(|n| format!(", {n} turns")).unwrap_or_default();
@@ -239,11 +242,25 @@ fn result_entry(object: &Map<String, Value>) -> Entry {
         .and_then(Value::as_f64)
         .map(|c| format!(", ${c:.2}"))
         .unwrap_or_default();
-    let mut entry = info(format!("Run ended: {subtype}{turns}{cost}"), is_error);
+    let refused = match denials {
+        0 => String::new(),
+        n => format!(", {n} tool call{} refused", if n == 1 { "" } else { "s" }),
+    };
+    let mut entry = info(format!("The agent reported: {subtype}{turns}{cost}{refused}"), is_error);
     if let Some(text) = object.get("result").and_then(Value::as_str).filter(|t| !t.is_empty()) {
         entry.result = Some(cap(text));
     }
     entry
+}
+
+/// forgehand's own verdict on a run, the last line of each run in the transcript.
+fn verdict_entry(object: &Map<String, Value>) -> Entry {
+    let success = object.get("success").and_then(Value::as_bool).unwrap_or(false);
+    let reason = object.get("reason").and_then(Value::as_str).unwrap_or_default();
+    match success {
+        true => info("forgehand: the run succeeded".into(), false),
+        false => info(format!("forgehand: the run failed: {}", cap(reason)), true),
+    }
 }
 
 fn info(text: String, is_error: bool) -> Entry {
@@ -302,6 +319,20 @@ mod tests {
         assert_eq!(entries[1].text, "Bash cargo test");
         assert_eq!(entries[1].result.as_deref(), Some("boom"));
         assert!(entries[1].is_error);
+    }
+
+    #[test]
+    fn a_refused_run_never_ends_in_success() {
+        let mut entries = Vec::new();
+        let result = br#"{"type":"result","subtype":"success","is_error":false,"num_turns":2,"permission_denials":[{"tool_name":"Write"}]}"#;
+        parse_line(result, &mut entries);
+        let verdict = br#"{"type":"forgehand.verdict","success":false,"reason":"the agent was refused permission 1 time (Write)"}"#;
+        parse_line(verdict, &mut entries);
+        assert_eq!(entries[0].text, "The agent reported: success, 2 turns, 1 tool call refused");
+        assert!(entries[0].is_error);
+        let last = entries.last().unwrap();
+        assert_eq!(last.text, "forgehand: the run failed: the agent was refused permission 1 time (Write)");
+        assert!(last.is_error);
     }
 
     #[test]

@@ -1,18 +1,19 @@
 //! `POST /webhooks/{forge}`: extract, verify, record, answer. Nothing here waits on a forge.
 
 use std::borrow::Cow;
+use std::net::{IpAddr, SocketAddr};
 
-use axum::Json;
 use axum::body::{Body, to_bytes};
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde_json::json;
 use tracing::Instrument;
 
 use super::AppState;
 use crate::config::ForgeSettings;
-use crate::db::{NewDelivery, Outcome, Recorded};
+use crate::db::{NewDelivery, NewRefusal, Outcome, Recorded};
 use crate::forge::event::ForgeEvent;
 use crate::forge::{payload, signature};
 use crate::trigger;
@@ -94,13 +95,18 @@ struct Verified {
 pub async fn receive(
     State(state): State<AppState>,
     Path(forge_name): Path<String>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let settings = state.settings();
+    let source = peer
+        .map(|Extension(ConnectInfo(peer))| source(peer.ip(), &headers, &settings.server.trusted_proxies));
     let Some(forge) = settings.forge(&forge_name) else {
         tracing::warn!(forge = %printable(&forge_name), "webhook for an unknown forge");
-        return WebhookError::UnknownForge(printable(&forge_name)).into_response();
+        let err = WebhookError::UnknownForge(printable(&forge_name));
+        state.refusals.note(refusal(&printable(&forge_name), &err, None, None, source));
+        return err.into_response();
     };
     let names = &crate::forge::dialect(forge.kind).headers;
     let delivery_for_log = first_header(&headers, names.delivery).map(printable).unwrap_or_default();
@@ -118,9 +124,39 @@ pub async fn receive(
                 reason = %err,
                 "delivery refused"
             );
+            let event = first_header(&headers, names.event).map(printable);
+            let delivery = Some(delivery_for_log).filter(|id| !id.is_empty());
+            state.refusals.note(refusal(&forge.name, &err, event, delivery, source));
             err.into_response()
         }
     }
+}
+
+/// What is kept of a refused delivery: never its body nor its headers but the event and
+/// delivery id (forge-supplied text, made printable).
+fn refusal(
+    forge: &str,
+    err: &WebhookError,
+    event: Option<String>,
+    delivery_id: Option<String>,
+    source: Option<String>,
+) -> NewRefusal {
+    NewRefusal {
+        forge: forge.to_owned(),
+        status: err.status().as_u16(),
+        reason: err.to_string(),
+        event,
+        delivery_id,
+        source,
+        received_at: chrono::Utc::now(),
+    }
+}
+
+/// Who sent it: the peer, or behind a trusted proxy the client it names.
+fn source(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[IpAddr]) -> String {
+    let forwarded =
+        trusted_proxies.contains(&peer).then(|| super::client::forwarded_for(headers, trusted_proxies));
+    forwarded.flatten().unwrap_or(peer).to_string()
 }
 
 async fn verify_and_parse(
@@ -171,7 +207,7 @@ async fn read_body(
     }
 }
 
-fn is_length_limit(err: &axum::Error) -> bool {
+pub(super) fn is_length_limit(err: &axum::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {
         if e.is::<http_body_util::LengthLimitError>() {

@@ -157,3 +157,31 @@ async fn a_new_user_runs_the_setup_wizard_in_chromium() {
         assert!(shots.join(format!("{shot}.png")).exists(), "{shot}.png was not saved");
     }
 }
+
+#[tokio::test]
+async fn a_person_sees_a_refused_delivery_and_sends_a_test_one_in_chromium() {
+    require_tools();
+    let app = TestApp::spawn().await;
+    let wrong = Delivery::github("issues", fixture("github/issues_labeled.json"))
+        .set_header("x-hub-signature-256", Some(&format!("sha256={}", "0".repeat(64))));
+    assert_eq!(app.deliver("github", wrong).await.status, 401);
+    assert_eq!(app.wait_refusals(1).await[0].status, 401);
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    let run = tokio::process::Command::new("node")
+        .arg(browser_dir().join("deliveries.mjs"))
+        .args([&app.base, ADMIN_TOKEN, shots.to_str().unwrap()])
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the deliveries script did not finish in 120 s")
+        .expect("cannot start node");
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "the deliveries script failed: {stderr}\nstdout: {stdout}");
+    assert_eq!(stdout.lines().last(), Some("OK"), "{stdout} {stderr}");
+    for shot in
+        ["20-deliveries-refused", "21-setup-refused", "22-setup-test-delivery", "23-deliveries-after-test"]
+    {
+        assert!(shots.join(format!("{shot}.png")).exists(), "{shot}.png was not saved");
+    }
+}

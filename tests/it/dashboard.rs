@@ -250,6 +250,13 @@ async fn every_response_carries_the_security_headers() {
     let css = client.get(format!("{}/static/app.css", app.base)).send().await.unwrap();
     assert!(css.headers()["cache-control"].to_str().unwrap().contains("max-age"));
     assert!(css.headers()["content-type"].to_str().unwrap().starts_with("text/css"));
+    // Browsers ask for it on every page, logged in or not.
+    let icon = client.get(format!("{}/favicon.ico", app.base)).send().await.unwrap();
+    assert_eq!(
+        (icon.status().as_u16(), icon.headers()["content-type"].to_str().unwrap()),
+        (200, "image/x-icon")
+    );
+    assert_eq!(&icon.bytes().await.unwrap()[..4], b"\0\0\x01\0", "an ICO file");
 }
 
 #[tokio::test]
@@ -414,9 +421,9 @@ async fn cancelling_a_running_task_asks_it_to_stop() {
     let app = TestApp::spawn().await;
     let id = queue_task(&app, 12, "running").await;
     let mut running = app.db.task(id).await.unwrap().unwrap().0.into_active_model();
-    running.status = Set("running".into());
+    running.status = Set(forgehand::db::TaskStatus::Running);
     running.started_at = Set(Some(chrono::Utc::now()));
-    running.update(app.db.connection()).await.unwrap();
+    running.update(app.db.connection_for_tests()).await.unwrap();
     let browser = Browser::login(&app).await;
     let (_, page) = browser.get("/").await;
     assert!(page.contains("1 / 2"), "agents running vs max_concurrent");
@@ -460,6 +467,32 @@ async fn the_setup_page_tests_a_forge_token_live() {
         let unknown = browser.post("/setup/check", &[("csrf", &browser.csrf), ("forge", "nope")]).await;
         assert_eq!(unknown.0, 400);
     }
+}
+
+#[tokio::test]
+async fn the_setup_page_sends_a_test_delivery_to_its_own_endpoint() {
+    let app = TestApp::spawn().await;
+    let browser = Browser::login(&app).await;
+    let (_, page) = browser.get("/setup").await;
+    assert!(page.contains("id=\"send-test-github\"") && page.contains("id=\"send-test-gitea\""), "{page}");
+    let send = |forge: &'static str| {
+        let form = [("csrf", browser.csrf.as_str()), ("forge", forge)];
+        let request = browser.client.post(format!("{}/setup/test-delivery", app.base));
+        request.header("cookie", &browser.cookie).form_body(&form).send()
+    };
+    for forge in ["github", "gitea"] {
+        let page = send(forge).await.unwrap().text().await.unwrap();
+        let answer = format!("/webhooks/{forge} answered 200: ignored");
+        assert!(page.contains(&answer) && page.contains("starts no task"), "{forge}: {page}");
+    }
+    let page = send("unsigned").await.unwrap().text().await.unwrap();
+    assert!(page.contains("has no webhook_secret"), "{page}");
+    let recorded = app.db.recent_deliveries(10).await.unwrap();
+    assert_eq!(recorded.len(), 2, "both test deliveries are recorded: {recorded:?}");
+    assert!(recorded.iter().all(|d| d.outcome == "ignored" && d.delivery_id.starts_with("test-")));
+    assert!(app.tasks().await.is_empty(), "a test delivery starts no task");
+    let refused = browser.post("/setup/test-delivery", &[("forge", "github")]).await;
+    assert_eq!(refused.0, 403, "it needs the CSRF token");
 }
 
 #[tokio::test]
@@ -530,10 +563,10 @@ async fn metrics_are_open_bounded_and_count_what_happened() {
     assert_eq!(app.deliver("github", forged).await.status, 401);
     let mut done = app.db.task(first).await.unwrap().unwrap().0.into_active_model();
     let end = chrono::Utc::now();
-    done.status = Set("done".into());
+    done.status = Set(forgehand::db::TaskStatus::Done);
     done.started_at = Set(Some(end - chrono::Duration::seconds(90)));
     done.finished_at = Set(Some(end));
-    done.update(app.db.connection()).await.unwrap();
+    done.update(app.db.connection_for_tests()).await.unwrap();
 
     let response = client().get(format!("{}/metrics", app.base)).send().await.unwrap();
     assert_eq!(response.status(), 200, "no session or token needed");

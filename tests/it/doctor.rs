@@ -12,7 +12,7 @@ use crate::model_server::{Behaviour, ModelServer, Turn};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_forgehand");
 const AGENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/agent/fake-claude");
-const REPO: &str = "octo-org/hello-world";
+const REPO: &str = "acme-corp/doctor-demo";
 
 /// Runs `forgehand --config <dir>/forgehand.toml doctor <args>` with `config` as the file.
 async fn doctor(dir: &Path, config: &str, args: &[&str]) -> (Option<i32>, Vec<String>, String) {
@@ -81,7 +81,8 @@ async fn doctor_passes_a_good_setup_and_runs_the_agent_as_a_task_would() {
     let dry = line(&lines, "OK   agent dry run: edited FORGEHAND_DEMO.md in a scratch repository in ");
     assert!(dry.contains(" s, started as a task starts it"), "{dry}");
     assert_eq!(lines.last().unwrap(), "doctor: nothing stops tasks; 0 warnings.");
-    assert!(lines.iter().all(|l| l.starts_with("OK ") || l.starts_with("doctor:")), "{lines:#?}");
+    assert_eq!(lines[0], format!("configuration: {}", dir.path().join("forgehand.toml").display()));
+    assert!(lines[1..].iter().all(|l| l.starts_with("OK ") || l.starts_with("doctor:")), "{lines:#?}");
 
     // The dry run got a task's permissions (the defaults: acceptEdits and the tool set).
     let run: serde_json::Value =
@@ -153,10 +154,7 @@ async fn doctor_names_every_problem_of_a_broken_setup_and_exits_non_zero() {
     line(&lines, "FAIL forge gitea: no webhook_secret: every delivery to /webhooks/gitea is refused (403)");
     let down =
         line(&lines, &format!("FAIL forge down (http://127.0.0.1:{closed}): the token does not work: "));
-    assert!(
-        down.contains(&format!("connecting to 127.0.0.1:{closed}: Connection refused (os error 111)")),
-        "{down}"
-    );
+    assert!(down.contains(&format!("127.0.0.1:{closed}: Connection refused (os error 111)")), "{down}");
     line(
         &lines,
         "FAIL agent.command \"/nonexistent/claude\" (kind claude): \"/nonexistent/claude\" is not an executable file",

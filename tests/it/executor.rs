@@ -386,6 +386,20 @@ async fn a_read_only_users_command_is_rejected() {
     assert!(task.error.as_deref().unwrap().contains("@bob has read permission"), "{task:?}");
     assert!(world.agent_runs().is_empty(), "the agent never ran");
     assert!(world.bot_comments(42)[0].starts_with("🚫 forgehand did not start"));
+    assert_nothing_written_before_the_permission_check(&world.forge);
+}
+
+/// The permission is read before forgehand says anything on the issue: no "working"
+/// comment or label for a task that does not start.
+fn assert_nothing_written_before_the_permission_check(forge: &crate::fake_forge::FakeForge) {
+    let requests = forge.requests();
+    let asked =
+        requests.iter().position(|r| r.path.contains("/permission")).expect("the permission was read");
+    let writes: Vec<_> = requests[..asked].iter().filter(|r| r.method != "GET").map(|r| &r.path).collect();
+    assert!(writes.is_empty(), "written before the permission check: {writes:?}");
+    let working =
+        requests.iter().any(|r| r.path.ends_with("/labels") && r.body.to_string().contains(":working"));
+    assert!(!working, "the working label was set on a task that did not start");
 }
 
 #[tokio::test]
@@ -503,9 +517,26 @@ async fn a_gitea_bot_that_cannot_read_permissions_says_what_to_do() {
     let world = World::start(Setup::new(Dialect::Gitea)).await;
     world.forge.set_permission(world.repo, &world.forge.bot_login(), "write");
     let task = world.finished(world.deliver_label().await).await;
-    assert_eq!(task.status, "rejected");
-    assert!(task.error.unwrap().contains("make the bot account an admin of acme/widgets"));
+    // The forge would not say: that is the token's doing, not a "no" for the person.
+    assert_eq!(task.status, "failed");
+    let error = task.error.unwrap();
+    assert!(error.contains("make the bot account an admin of acme/widgets"), "{error}");
+    assert!(error.contains("not a refusal of the person") && error.contains("token"), "{error}");
     assert!(world.agent_runs().is_empty());
+    assert_nothing_written_before_the_permission_check(&world.forge);
+}
+
+#[tokio::test]
+async fn a_permission_endpoint_that_answers_404_fails_the_task_with_a_hint_about_the_token() {
+    let world = World::start(Setup::new(Dialect::Github)).await;
+    let path = format!("/repos/{}/collaborators/", world.repo);
+    world.forge.fail_next("GET", &path, 404, &[], 1);
+    let task = world.finished(world.deliver_label().await).await;
+    assert_eq!(task.status, "failed", "{task:?}");
+    let error = task.error.unwrap();
+    assert!(error.contains("cannot check who may trigger") && error.contains("404"), "{error}");
+    assert!(error.contains("Contents, Issues and Pull requests"), "the token's scope is named: {error}");
+    assert_nothing_written_before_the_permission_check(&world.forge);
 }
 
 #[tokio::test]
@@ -544,6 +575,25 @@ async fn a_rate_limited_forge_is_waited_for_then_the_task_completes() {
             .any(|e| e.message.starts_with("retrying in 1s: ") && e.message.contains("rate limited")),
         "{events:#?}"
     );
+}
+
+#[tokio::test]
+async fn a_waiting_task_says_why_once_with_its_next_attempt_and_the_attempts_left() {
+    let world = World::start(Setup::new(Dialect::Github)).await;
+    let permission = format!("/repos/{}/collaborators/", world.repo);
+    world.forge.fail_next("GET", &permission, 429, &[("retry-after", "3600")], 1);
+    let id = world.deliver_label().await;
+    let task = world.app.wait_task(id, LONG, |t| t.status == "queued" && t.attempt == 1).await;
+    let next = task.next_attempt_at.expect("a retry time").format("%Y-%m-%d %H:%M").to_string();
+    let browser = crate::dashboard::Browser::login(&world.app).await;
+    let (status, page) = browser.get(&format!("/tasks/{id}")).await;
+    assert_eq!(status, 200);
+    let alerts: Vec<&str> = page.split("<p class=\"alert").skip(1).collect();
+    assert_eq!(alerts.len(), 1, "the reason is said once: {alerts:#?}");
+    let alert = alerts[0];
+    assert!(alert.contains("Waiting: ") && alert.contains("rate limited"), "{alert}");
+    assert!(alert.contains(&format!("next attempt at {next}")) && alert.contains("(in 59m"), "{alert}");
+    assert!(alert.contains("2 attempts left of 3"), "{alert}");
 }
 
 #[tokio::test]

@@ -74,7 +74,7 @@ pub async fn open_db(path: &Path) -> forgehand::db::Db {
 
 /// Delivery ids recorded more than zero times, with their counts.
 async fn delivery_counts(db: &forgehand::db::Db) -> HashMap<String, i64> {
-    let connection = db.connection();
+    let connection = db.connection_for_tests();
     let sql = "SELECT delivery_id, COUNT(*) AS n FROM deliveries GROUP BY delivery_id";
     let rows = connection
         .query_all_raw(Statement::from_string(connection.get_database_backend(), sql))
@@ -469,7 +469,7 @@ async fn a_remote_that_disappears_fails_the_task_clearly() {
 async fn with_database_locked<T>(config: &Path, hold: Duration, during: impl Future<Output = T>) -> T {
     use sea_orm::TransactionTrait;
     let db = open_db(config).await;
-    let txn = db.connection().begin().await.unwrap();
+    let txn = db.connection_for_tests().begin().await.unwrap();
     let lock = if on_postgres() {
         "LOCK TABLE deliveries, tasks IN ACCESS EXCLUSIVE MODE"
     } else {

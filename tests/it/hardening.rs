@@ -529,7 +529,7 @@ mod sweep {
         let answer = app.deliver(name, labeled.delivery()).await;
         assert_eq!(answer.status, 202, "{}", answer.text);
         let first = answer.json["task_id"].as_i64().unwrap();
-        forgehand::db::queries::cancel_task(app.db.connection(), first, "test").await.unwrap();
+        app.db.cancel_task(first, "test").await.unwrap();
 
         // trigger.repos is empty: the repositories come from recent deliveries.
         let executor = Executor::new(settings, app.db.clone(), Arc::new(tokio::sync::Notify::new())).unwrap();
@@ -664,7 +664,9 @@ mod secrets {
         let config_path = dir.path().join("forgehand.toml");
         std::fs::write(&config_path, &text).unwrap();
 
-        let mut child = Command::new(env!("CARGO_BIN_EXE_forgehand"))
+        // Started under umask 022, as outside systemd: its files must be private anyway.
+        let mut child = Command::new("sh")
+            .args(["-c", "umask 022; exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_forgehand")])
             .args(["--log-format", "json", "--config", config_path.to_str().unwrap(), "serve"])
             .current_dir(dir.path())
             .env_clear()
@@ -825,5 +827,39 @@ mod secrets {
             files(&data_dir).len()
         );
         assert!(hits.is_empty(), "secrets leaked:\n{}", hits.join("\n"));
+        assert_private(&data_dir);
+    }
+
+    /// `dir` and everything under it is its owner's alone: files 0600 (0700 when
+    /// executable), directories 0700.
+    fn assert_private(dir: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        fn walk(path: &Path, found: &mut Vec<(std::path::PathBuf, u32)>) {
+            let Ok(meta) = std::fs::symlink_metadata(path) else { return };
+            found.push((path.to_path_buf(), meta.permissions().mode()));
+            if meta.is_dir() {
+                for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+                    walk(&entry.path(), found);
+                }
+            }
+        }
+        let mut found = Vec::new();
+        walk(dir, &mut found);
+        let open: Vec<String> = found
+            .iter()
+            .filter(|(_, mode)| mode & 0o077 != 0 && mode & 0o170000 != 0o120000)
+            .map(|(path, mode)| format!("{:o} {}", mode & 0o777, path.display()))
+            .collect();
+        eprintln!("file modes: checked {} files and directories under data_dir", found.len());
+        assert!(open.is_empty(), "readable by others:\n{}", open.join("\n"));
+        let names: Vec<&str> = found.iter().filter_map(|(p, _)| p.file_name()?.to_str()).collect();
+        let expected: &[&str] = if on_postgres() {
+            &["transcripts", "workspaces"]
+        } else {
+            &["forgehand.db", "forgehand.db-wal", "workspaces"]
+        };
+        for name in expected {
+            assert!(names.contains(name), "nothing named {name} under data_dir: {names:?}");
+        }
     }
 }

@@ -188,6 +188,27 @@ impl TestApp {
         }
     }
 
+    /// The refused deliveries, newest first, once at least `count` are recorded (they are
+    /// written off the request path).
+    pub async fn wait_refusals(
+        &self,
+        count: usize,
+    ) -> Vec<forgehand::db::entities::refused_deliveries::Model> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let refusals = self.db.recent_refusals(1000).await.unwrap();
+            if refusals.len() >= count {
+                return refusals;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} of {count} refusals recorded",
+                refusals.len()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
+
     /// Sends a delivery to `/webhooks/{forge}`.
     pub async fn deliver(&self, forge: &str, delivery: Delivery) -> Answer {
         let mut request = self.client.post(format!("{}/webhooks/{forge}", self.base)).body(delivery.body);

@@ -189,7 +189,10 @@ async fn first_start_with_no_config_creates_database_and_admin_token() {
 
     // The second start reuses the stored token.
     let again = start(dir.path(), &[], &[("FORGEHAND__SERVER__LISTEN", "127.0.0.1:0")]).await;
-    assert!(!again.printed.join("\n").contains("generated"));
+    let shown = again.printed.join("\n");
+    assert!(!shown.contains("generated") && !shown.contains(&token), "{shown}");
+    let login = format!("the admin token is in data/admin_token; log in with it at {}/login", again.base);
+    assert!(shown.contains(&login), "every start says where the token is and where to log in: {shown}");
     assert_eq!(std::fs::read_to_string(&token_file).unwrap(), token);
 }
 
@@ -229,13 +232,145 @@ async fn check_config_masks_every_secret() {
         .output()
         .await
         .unwrap();
-    assert!(output.status.success());
-    let shown = String::from_utf8(output.stdout).unwrap();
+    // The test config cannot work (no tokens): check-config says so, still masking.
+    assert_eq!(output.status.code(), Some(1));
+    let shown = String::from_utf8(output.stdout).unwrap() + &String::from_utf8(output.stderr).unwrap();
     for secret in [GITHUB_SECRET, GITEA_SECRET, ADMIN_TOKEN, "gitea-token-value", "an old secret"] {
         assert!(!shown.contains(secret), "{secret} shown in:\n{shown}");
     }
     assert!(shown.contains("webhook_secret = [\n    \"********\",\n    \"********\",\n]"), "{shown}");
     assert!(shown.contains("name = \"gitea\""));
+}
+
+#[tokio::test]
+async fn check_config_names_the_file_and_fails_on_what_cannot_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path()).await;
+    let output =
+        command(dir.path(), &["--config", config.to_str().unwrap(), "check-config"]).output().await.unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(said.contains(&format!("configuration: {}", config.display())), "{said}");
+    // The database is only named: an SQLite file is not created by checking.
+    let database = if on_postgres() { "database: postgres://" } else { "(not created yet)" };
+    assert!(said.contains(database), "{said}");
+    for expected in [
+        "error: forges[2].webhook_secret: not set, so every delivery to /webhooks/unsigned is refused",
+        "error: forges[0].token: not set",
+        "error: forges[1].api_url: \"https://gitea.example.com/api/v1\" is a placeholder",
+        "warning: trigger.repos: empty",
+        "errors above: forgehand cannot work with this configuration",
+    ] {
+        assert!(said.contains(expected), "{expected:?} not in:\n{said}");
+    }
+    assert!(!dir.path().join("data").exists(), "check-config created data_dir");
+
+    let agent = dir.path().join("agent");
+    std::fs::write(&agent, "#!/bin/sh\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let fine = format!(
+        "data_dir = \"data\"\n[agent]\ncommand = \"{}\"\n[trigger]\nrepos = [\"me/mine\"]\n\
+         [[forges]]\nname = \"github\"\nkind = \"github\"\napi_url = \"https://api.github.com\"\n\
+         token = \"t\"\nwebhook_secret = \"s\"\n",
+        agent.display()
+    );
+    std::fs::write(&config, fine).unwrap();
+    let output =
+        command(dir.path(), &["--config", config.to_str().unwrap(), "check-config"]).output().await.unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && said.contains("configuration is valid"), "{said}");
+    std::fs::write(&config, "[agent]\ncommand = \"no-such-agent-program\"\n").unwrap();
+    let output =
+        command(dir.path(), &["--config", config.to_str().unwrap(), "check-config"]).output().await.unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(said.contains("error: agent.command: \"no-such-agent-program\" is not found on PATH"), "{said}");
+}
+
+#[tokio::test]
+async fn read_only_commands_create_nothing_and_say_what_they_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = command(dir.path(), &["tasks", "list"]).output().await.unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(said.contains("configuration: no file"), "{said}");
+    assert!(said.contains("there is no database at data/forgehand.db"), "{said}");
+    let _ = command(dir.path(), &["check-config"]).output().await.unwrap();
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "a read-only command wrote something");
+
+    let daemon = start(dir.path(), &[], &[("FORGEHAND__SERVER__LISTEN", "127.0.0.1:0")]).await;
+    drop(daemon);
+    let output = command(dir.path(), &["tasks", "list"]).output().await.unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{said}");
+    assert!(said.contains("database: SQLite, data/forgehand.db"), "{said}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("(no tasks)"));
+}
+
+#[tokio::test]
+async fn send_test_signs_a_delivery_and_shows_the_daemons_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path()).await;
+    let config = config.to_str().unwrap();
+    let daemon = start(dir.path(), &["--config", config], &[]).await;
+    for forge in ["github", "gitea"] {
+        let args = ["--config", config, "send-test", "--forge", forge, "--url", &daemon.base];
+        let output = command(dir.path(), &args).output().await.unwrap();
+        let shown = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{forge}: {shown}{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            shown.contains(&format!("{}/webhooks/{forge} answered 200: ignored", daemon.base)),
+            "{shown}"
+        );
+    }
+    let args = ["--config", config, "send-test", "--forge", "unsigned", "--url", &daemon.base];
+    let output = command(dir.path(), &args).output().await.unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("has no webhook_secret"));
+    drop(daemon);
+    let output = command(dir.path(), &["--config", config, "send-test", "--url", "http://127.0.0.1:9"])
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(said.contains("cannot reach http://127.0.0.1:9/webhooks/github: Connection refused"), "{said}");
+}
+
+/// The fenced block of `lang` in README's section `heading` that contains `needle`.
+fn readme_block(heading: &str, lang: &str, needle: &str) -> String {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = readme.split("\n## ").find(|s| s.starts_with(heading)).expect("the README section");
+    let fence = format!("```{lang}\n");
+    let blocks = section.split(&fence).skip(1).map(|b| b.split("```").next().unwrap());
+    blocks
+        .map(str::to_owned)
+        .find(|b| b.contains(needle))
+        .unwrap_or_else(|| panic!("no {lang} block with {needle}"))
+}
+
+/// README's "Try it locally", as written: its config, its signed curl (with openssl), the
+/// answer it promises, and the refusal after changing the secret.
+#[tokio::test]
+async fn the_readme_try_it_locally_works_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("try.toml"), readme_block("Try it locally", "toml", "try-it-locally"))
+        .unwrap();
+    let daemon =
+        start(dir.path(), &["--config", "try.toml"], &[("FORGEHAND__SERVER__LISTEN", "127.0.0.1:0")]).await;
+    let script = readme_block("Try it locally", "sh", "curl").replace("http://127.0.0.1:8080", &daemon.base);
+    let run = |script: String| command_for("bash", dir.path(), &["-euc", &script]).output();
+    let output = run(script.clone()).await.unwrap();
+    let answer = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{answer}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(answer.contains(r#""outcome":"task_created","reason":"task 1 queued","task_id":1"#), "{answer}");
+    let wrong = run(script.replace("secret=try-it-locally", "secret=try-it-locallx")).await.unwrap();
+    let refused = String::from_utf8_lossy(&wrong.stdout);
+    assert!(refused.contains("the signature matches none of the webhook secrets"), "{refused}");
+    let db = dir.path().join("data/forgehand.db");
+    assert!(db.is_file());
+    drop(daemon);
 }
 
 /// The daemon as a user runs it: the real binary, a fake GitHub, a bare remote.

@@ -228,7 +228,14 @@ author_email = "forgehand@test"
         self.forge.comments(self.repo, 42).into_iter().filter(|c| c.user == bot).map(|c| c.body).collect()
     }
 
+    /// The lines the CLI printed (without the verdict forgehand adds after each run).
     pub fn transcript(&self, id: i64) -> Vec<serde_json::Value> {
+        let all = self.transcript_file(id);
+        all.into_iter().filter(|line| line["type"] != forgehand::executor::agent::VERDICT_TYPE).collect()
+    }
+
+    /// Every line of the transcript file.
+    pub fn transcript_file(&self, id: i64) -> Vec<serde_json::Value> {
         let path = self.data.join("transcripts").join(format!("task-{id}.jsonl"));
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
@@ -388,10 +395,16 @@ async fn permission_denials_fail_the_task_and_are_reported() {
     let result = world.transcript(task.id).pop().unwrap();
     assert_eq!((result["is_error"].as_bool(), result["subtype"].as_str()), (Some(false), Some("success")));
     assert_eq!(result["permission_denials"][0]["tool_name"], "Bash");
+    // The CLI calls it a success; the transcript ends with forgehand's word on it.
+    let last = world.transcript_file(task.id).pop().unwrap();
+    assert_eq!((last["type"].as_str(), last["success"].as_bool()), (Some("forgehand.verdict"), Some(false)));
     let browser = crate::dashboard::Browser::login(&world.app).await;
     let (status, page) = browser.get(&format!("/tasks/{}", task.id)).await;
     assert_eq!(status, 200);
     assert!(page.contains("refused permission 1 time (Bash)"), "the task page names the denial");
+    let transcript = &page[page.find("id=\"transcript\"").unwrap()..];
+    let ended = transcript.rfind("forgehand: the run failed: the agent was refused permission");
+    assert!(ended.is_some_and(|at| !transcript[at..].contains("success")), "{transcript}");
 }
 
 #[tokio::test]

@@ -26,7 +26,7 @@ fn request(number: u32) -> TaskRequest {
 #[tokio::test]
 async fn racing_inserts_for_one_issue_make_one_task() {
     let app = TestApp::spawn().await;
-    let conn = app.db.connection().clone();
+    let conn = app.db.connection_for_tests().clone();
     let first = conn.begin().await.unwrap();
     let won = queries::insert_task(&first, "github", &request(7)).await.unwrap();
     assert!(won.is_some());
@@ -39,6 +39,8 @@ async fn racing_inserts_for_one_issue_make_one_task() {
     first.commit().await.unwrap();
     assert_eq!(second.await.unwrap(), None);
     // Another issue is not affected.
-    assert!(queries::insert_task(app.db.connection(), "github", &request(8)).await.unwrap().is_some());
+    assert!(
+        queries::insert_task(app.db.connection_for_tests(), "github", &request(8)).await.unwrap().is_some()
+    );
     assert_eq!(app.tasks().await.len(), 2);
 }

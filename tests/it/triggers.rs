@@ -174,7 +174,7 @@ async fn events_from_bots_and_other_repositories_are_ignored() {
 /// Moves a task along as the executor would.
 async fn set_status(app: &TestApp, id: i64, status: &str) {
     let sql = format!("UPDATE tasks SET status = '{status}' WHERE id = {id}");
-    app.db.connection().execute_unprepared(&sql).await.unwrap();
+    app.db.connection_for_tests().execute_unprepared(&sql).await.unwrap();
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ const AGENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/agent/fake-claud
 
 impl Browser {
     /// POSTs a wizard form with the session's CSRF token: status, Location, body.
-    async fn step(&self, step: &str, form: &[(&str, &str)]) -> (u16, String, String) {
+    pub(crate) async fn step(&self, step: &str, form: &[(&str, &str)]) -> (u16, String, String) {
         let mut pairs = vec![("csrf", self.csrf.as_str())];
         pairs.extend_from_slice(form);
         let response = self
@@ -158,7 +158,10 @@ async fn the_wizard_adds_a_forge_that_takes_webhooks_at_once() {
 
     // Steps 4 and 5.
     let (status, _, page) = browser.step("trigger", &[("label", " "), ("command", "two words")]).await;
-    assert!(status == 400 && page.contains("trigger.label") && page.contains("trigger.command"), "{page}");
+    assert!(
+        status == 400 && page.contains("Trigger label: ") && page.contains("Trigger command: "),
+        "{page}"
+    );
     assert_eq!(
         browser.step("trigger", &[("label", "robot"), ("command", "/robot")]).await.1,
         "/setup/wizard/agent"

@@ -130,7 +130,8 @@ async fn call<T>(
             return Err(CallError { kind: None, message });
         }
     };
-    let message = if err.is_transient() && err.retry_after().is_none() {
+    // Only when the transport's message does not already carry the OS error.
+    let message = if err.is_transient() && err.retry_after().is_none() && !err.message.contains("(os error") {
         format!("{err} ({})", connect_probe(&forge.api_url).await)
     } else {
         err.to_string()

@@ -86,12 +86,37 @@ pub async fn run(settings: &Settings, options: &Options) -> Vec<Finding> {
             findings.push(finding);
         }
     };
+    report(configuration(settings));
     report(storage::check_data_dir(settings));
     report(storage::check_database(settings).await);
     let repos = if options.repos.is_empty() { &settings.trigger.repos } else { &options.repos };
     report(forge::check_forges(settings, repos).await);
     report(agent::check_agent(settings, options.skip_agent_run).await);
     findings
+}
+
+/// What `check-config` finds in the file itself (placeholders, risky values), except what
+/// the live checks below say better (no forge, webhook secrets, the agent program, an
+/// empty `trigger.repos`).
+fn configuration(settings: &Settings) -> Vec<Finding> {
+    let live = |key: &str| {
+        key == "forges"
+            || key.ends_with(".webhook_secret")
+            || key == "agent.command"
+            || key == "trigger.repos"
+    };
+    let findings = super::check::findings(settings)
+        .into_iter()
+        .filter(|f| !live(&f.key) || f.text.contains("placeholder"));
+    findings
+        .map(|f| {
+            let text = format!("{}: {}", f.key, f.text);
+            match f.severity {
+                super::check::Severity::Error => Finding::fail(text),
+                super::check::Severity::Warning => Finding::warn(text),
+            }
+        })
+        .collect()
 }
 
 /// The closing line: how many lines stop tasks and how many are warnings.

@@ -2,6 +2,8 @@
 
 pub mod deliveries;
 pub mod label_states;
+pub mod refused_deliveries;
 pub mod task_events;
+pub mod task_status;
 pub mod tasks;
 pub mod transcript_chunks;

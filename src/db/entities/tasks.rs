@@ -3,6 +3,8 @@
 use sea_orm::entity::prelude::*;
 use serde::Serialize;
 
+pub use super::task_status::TaskStatus;
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize)]
 #[sea_orm(table_name = "tasks")]
 pub struct Model {
@@ -17,7 +19,7 @@ pub struct Model {
     pub title: String,
     pub instructions: String,
     pub clone_url: String,
-    pub status: String,
+    pub status: TaskStatus,
     pub attempt: i32,
     pub branch: Option<String>,
     pub pr_url: Option<String>,
@@ -51,3 +53,11 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Model {
+    /// The issue or pull request the task works on, as forges number them.
+    pub fn issue_number(&self) -> u32 {
+        // Stored from a `u32` (`TaskRequest::number`), so it always fits.
+        self.number as u32
+    }
+}

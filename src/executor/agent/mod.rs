@@ -18,6 +18,7 @@ pub mod verdict;
 
 pub use env::agent_env;
 pub use profile::launch;
+pub use stream::VERDICT_TYPE;
 pub use verdict::{AgentOutcome, outcome, resume_refused};
 
 use std::io;

@@ -16,6 +16,9 @@ use super::{
     profile,
 };
 
+/// The `type` of the line forgehand adds at the end of each run in the transcript.
+pub const VERDICT_TYPE: &str = "forgehand.verdict";
+
 /// How long output is still read after the process group was stopped.
 pub(super) const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(5);
 
@@ -90,19 +93,29 @@ impl Pump {
         }
     }
 
+    /// Ends the transcript with forgehand's verdict on the run: the CLI's own last line may
+    /// say `success` of a run that failed (permission denials, a non-zero exit).
     pub(super) async fn finish(mut self, end: AgentEnd, duration: Duration) -> AgentRun {
         if let Some(event) = self.sink.reader.finish(end) {
             self.sink.emit(event);
         }
-        let transcript_bytes = self.sink.transcript.finish().await;
-        AgentRun {
+        let mut run = AgentRun {
             end,
             session_id: self.sink.session_id,
             result: self.sink.result,
             stderr_tail: String::from_utf8_lossy(&self.stderr_tail.bytes).into_owned(),
-            transcript_bytes,
+            transcript_bytes: 0,
             duration,
-        }
+        };
+        let verdict = super::verdict::outcome(&run);
+        let line = serde_json::json!({
+            "type": VERDICT_TYPE,
+            "success": verdict.is_success(),
+            "reason": verdict.reason(),
+        });
+        self.sink.transcript.append(line.to_string().as_bytes()).await;
+        run.transcript_bytes = self.sink.transcript.finish().await;
+        run
     }
 }
 

@@ -107,8 +107,23 @@ async fn transcript_holds_every_line() {
     let run = run_mode(&fixture, "edit").await;
     let transcript = std::fs::read_to_string(fixture.path("logs/transcript.jsonl")).unwrap();
     assert_eq!(transcript.len() as u64, run.transcript_bytes);
-    assert_eq!(transcript.lines().count(), 6);
-    assert!(transcript.lines().last().unwrap().contains(r#""type": "result""#));
+    assert_eq!(transcript.lines().count(), 7);
+    assert!(transcript.lines().nth(5).unwrap().contains(r#""type": "result""#));
+    let verdict: serde_json::Value = serde_json::from_str(transcript.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (verdict["type"].as_str(), verdict["success"].as_bool()),
+        (Some(super::VERDICT_TYPE), Some(true))
+    );
+}
+
+#[tokio::test]
+async fn a_refused_run_ends_its_transcript_with_forgehands_verdict() {
+    let fixture = Fixture::new();
+    let run = run_mode(&fixture, "denied").await;
+    let transcript = std::fs::read_to_string(fixture.path("logs/transcript.jsonl")).unwrap();
+    let verdict: serde_json::Value = serde_json::from_str(transcript.lines().last().unwrap()).unwrap();
+    assert_eq!(verdict["success"], false, "{transcript}");
+    assert_eq!(verdict["reason"].as_str(), Some(outcome(&run).reason().as_str()));
 }
 
 #[tokio::test]

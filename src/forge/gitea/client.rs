@@ -56,11 +56,12 @@ impl Transport for Http {
         if let Some(body) = body {
             request = request.json(body);
         }
-        // reqwest's errors carry the URL, which holds no secret; the token is in a header.
-        let response = request.send().await.map_err(|e| ForgeError::transport(operation, e.without_url()))?;
+        let unreachable =
+            |e: reqwest::Error| ForgeError::unreachable(operation, &self.base, &e.without_url());
+        let response = request.send().await.map_err(unreachable)?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(|e| ForgeError::transport(operation, e.without_url()))?;
+        let body = response.bytes().await.map_err(unreachable)?;
         Ok(Answer { status, headers, body: body.to_vec() })
     }
 }

@@ -29,7 +29,11 @@ use crate::forge::client::{Answer, ForgeError, ForgeResult};
 use crate::forge::rest::{Api, RestForge, Transport};
 
 /// Sends GitHub API requests through octocrab.
-pub struct Octocrab(octocrab::Octocrab);
+pub struct Octocrab {
+    client: octocrab::Octocrab,
+    /// `api_url`, to name it when it cannot be reached.
+    base: String,
+}
 
 impl Octocrab {
     /// A transport for `settings.api_url` authenticated with `settings.token`.
@@ -43,7 +47,8 @@ impl Octocrab {
         if !token.is_empty() {
             builder = builder.personal_token(token.to_owned());
         }
-        Ok(Octocrab(builder.build().context("cannot build the GitHub client")?))
+        let client = builder.build().context("cannot build the GitHub client")?;
+        Ok(Octocrab { client, base: settings.api_url.clone() })
     }
 }
 
@@ -56,7 +61,7 @@ impl Transport for Octocrab {
         body: Option<&Value>,
         operation: &str,
     ) -> ForgeResult<Answer> {
-        let client = &self.0;
+        let client = &self.client;
         let response = match method {
             Method::GET => client._get(path).await,
             Method::POST => client._post(path, body).await,
@@ -64,9 +69,10 @@ impl Transport for Octocrab {
             Method::DELETE => client._delete(path, body).await,
             _ => unreachable!("only GET, POST, PATCH and DELETE are used"),
         }
-        .map_err(|e| ForgeError::transport(operation, e))?;
+        .map_err(|e| ForgeError::unreachable(operation, &self.base, &e))?;
         let (parts, body) = response.into_parts();
-        let body = body.collect().await.map_err(|e| ForgeError::transport(operation, e))?.to_bytes();
+        let body = body.collect().await.map_err(|e| ForgeError::unreachable(operation, &self.base, &e))?;
+        let body = body.to_bytes();
         Ok(Answer { status: parts.status, headers: parts.headers, body: body.to_vec() })
     }
 }

@@ -1,10 +1,12 @@
-//! The static CSS and JS the pages use, served with a version in their URL.
+//! The static CSS and JS the pages use, served with a version in their URL, and the icon
+//! browsers ask for at `/favicon.ico`.
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 const STYLE: &str = include_str!("../../../static/app.css");
 const SCRIPT: &str = include_str!("../../../static/app.js");
+const ICON: &[u8] = include_bytes!("../../../static/favicon.ico");
 
 /// A short digest of the static files, so that their URLs change when they do.
 pub fn asset_version() -> &'static str {
@@ -24,6 +26,12 @@ pub async fn style() -> Response {
 /// `GET /static/app.js`.
 pub async fn script() -> Response {
     asset("text/javascript; charset=utf-8", SCRIPT)
+}
+
+/// `GET /favicon.ico`: asked for by every browser on every page, without a session.
+pub async fn favicon() -> Response {
+    let headers = [(header::CONTENT_TYPE, "image/x-icon"), (header::CACHE_CONTROL, "public, max-age=86400")];
+    (headers, ICON).into_response()
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {

@@ -13,8 +13,8 @@ use serde::Deserialize;
 use super::{
     PAGE_SIZE, Refusal, TaskRow, database_error, duration, non_empty, query_string, render, task_row,
 };
-use crate::db::TaskStatus;
 use crate::db::dashboard::{Overview, TaskQuery};
+use crate::db::{DbError, TaskStatus};
 use crate::server::AppState;
 use crate::server::session::CurrentSession;
 
@@ -105,7 +105,7 @@ fn filters(query: DashboardQuery) -> Result<(Filters, TaskQuery), Refusal> {
     Ok((f, q))
 }
 
-async fn live(state: &AppState, f: &Filters, query: &TaskQuery) -> Result<Live, sea_orm::DbErr> {
+async fn live(state: &AppState, f: &Filters, query: &TaskQuery) -> Result<Live, DbError> {
     let now = Utc::now();
     let overview: Arc<Overview> = state.overview.get(&state.db).await?;
     let page = state.db.dashboard_tasks(query).await?;

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::{PAGE_SIZE, database_error, error_page, non_empty, query_string, render, time};
 use crate::db::dashboard::DeliveryQuery;
-use crate::db::entities::deliveries;
+use crate::db::entities::{deliveries, refused_deliveries};
 use crate::server::AppState;
 use crate::server::session::CurrentSession;
 
@@ -46,6 +46,32 @@ pub(super) fn delivery_row(d: &deliveries::Model) -> DeliveryRow {
     }
 }
 
+/// A refused delivery as its table row shows it.
+pub struct RefusedRow {
+    pub received: String,
+    pub forge: String,
+    pub status: i32,
+    pub event: String,
+    pub delivery_id: String,
+    pub source: String,
+    pub reason: String,
+}
+
+fn refused_row(r: refused_deliveries::Model) -> RefusedRow {
+    RefusedRow {
+        received: time(r.received_at),
+        forge: r.forge,
+        status: r.status,
+        event: r.event.unwrap_or_default(),
+        delivery_id: r.delivery_id.unwrap_or_default(),
+        source: r.source.unwrap_or_default(),
+        reason: r.reason,
+    }
+}
+
+/// Refused deliveries shown on the first page of `/deliveries`.
+const REFUSED_SHOWN: u64 = 50;
+
 /// Query string of `/deliveries`.
 #[derive(Deserialize)]
 pub struct DeliveriesQuery {
@@ -64,6 +90,8 @@ struct DeliveriesPage {
     outcome: String,
     forge: String,
     next_page: Option<String>,
+    refused: Vec<RefusedRow>,
+    kept: i64,
 }
 
 const OUTCOMES: [&str; 5] = ["task_created", "ignored", "coalesced", "cancelled_task", "pending"];
@@ -88,6 +116,20 @@ pub async fn deliveries_page(
         Ok(page) => page,
         Err(err) => return database_error(err),
     };
+    // The refusals come first, unfiltered, on the first page only: they are few and recent.
+    let first_page = before.is_none() && outcome.is_none();
+    let refused = match first_page {
+        true => match state.db.recent_refusals(REFUSED_SHOWN).await {
+            Ok(rows) => rows,
+            Err(err) => return database_error(err),
+        },
+        false => Vec::new(),
+    };
+    let refused: Vec<RefusedRow> = refused
+        .into_iter()
+        .filter(|r| forge.as_ref().is_none_or(|f| *f == r.forge))
+        .map(refused_row)
+        .collect();
     let pairs = [("outcome", &outcome), ("forge", &forge)];
     let next_page = page.next_before.map(|b| format!("/deliveries?{}", query_string(&pairs, Some(b))));
     let page = DeliveriesPage {
@@ -98,6 +140,8 @@ pub async fn deliveries_page(
         outcome: outcome.unwrap_or_default(),
         forge: forge.unwrap_or_default(),
         next_page,
+        refused,
+        kept: crate::db::REFUSALS_KEPT,
     };
     render(StatusCode::OK, &page)
 }

@@ -11,10 +11,10 @@ mod deliveries;
 mod setup;
 mod task;
 
-pub use assets::{asset_version, script, style};
+pub use assets::{asset_version, favicon, script, style};
 pub use dashboard::{dashboard, dashboard_live};
 pub use deliveries::{DeliveryRow, deliveries_page};
-pub use setup::{setup_check, setup_page};
+pub use setup::{setup_check, setup_page, setup_test_delivery};
 pub use task::{cancel, retry, task_page, task_stream};
 
 use askama::Template;
@@ -25,6 +25,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use crate::db::entities::tasks;
+use crate::db::{DbError, TaskStatus};
 
 const PAGE_SIZE: u64 = 50;
 
@@ -80,7 +81,7 @@ impl IntoResponse for Refusal {
     }
 }
 
-fn database_error(err: sea_orm::DbErr) -> Response {
+fn database_error(err: DbError) -> Response {
     tracing::error!(error = %err, "dashboard query failed");
     error_page(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -97,7 +98,7 @@ pub async fn not_found_page() -> Response {
 /// A task as a table row shows it.
 pub struct TaskRow {
     pub id: i64,
-    pub status: String,
+    pub status: TaskStatus,
     pub title: String,
     pub forge: String,
     pub repo: String,
@@ -114,7 +115,7 @@ pub struct TaskRow {
 fn task_row(state: &AppState, task: &tasks::Model, now: DateTime<Utc>) -> TaskRow {
     TaskRow {
         id: task.id,
-        status: task.status.clone(),
+        status: task.status,
         title: task.title.clone(),
         forge: task.forge.clone(),
         repo: task.repo.clone(),
@@ -154,8 +155,8 @@ fn web_url(url: &str) -> Option<String> {
 
 fn task_duration(task: &tasks::Model, now: DateTime<Utc>) -> String {
     match (task.started_at, task.finished_at) {
-        (Some(start), Some(end)) if task.status != "running" => duration(end - start),
-        (Some(start), _) if task.status == "running" => format!("{} so far", duration(now - start)),
+        (Some(start), Some(end)) if task.status != TaskStatus::Running => duration(end - start),
+        (Some(start), _) if task.status == TaskStatus::Running => format!("{} so far", duration(now - start)),
         _ => String::new(),
     }
 }

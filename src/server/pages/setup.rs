@@ -7,8 +7,9 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Form};
 use serde::Deserialize;
 
-use super::{duration, error_page, render};
+use super::{database_error, duration, error_page, render};
 use crate::config::ForgeSettings;
+use crate::db::LastDelivery;
 use crate::server::AppState;
 use crate::server::identity::Identity;
 use crate::server::session::{CurrentSession, check_csrf};
@@ -26,10 +27,39 @@ pub struct ForgeSetup {
     /// known: configured as `bot_login`, or learned from the token.
     pub account: String,
     pub account_known: bool,
+    /// What became of the newest delivery for this forge, if one arrived.
+    pub last_delivery: Option<LastSeen>,
+}
+
+/// The newest delivery of a forge, in a sentence.
+pub struct LastSeen {
+    pub refused: bool,
+    pub text: String,
+}
+
+fn last_seen(forge: &str, last: LastDelivery) -> LastSeen {
+    let ago = |at: chrono::DateTime<chrono::Utc>| format!("{} ago", duration(chrono::Utc::now() - at));
+    match last {
+        LastDelivery::Accepted { at } => LastSeen {
+            refused: false,
+            text: format!("The last delivery for {forge} was accepted, {}.", ago(at)),
+        },
+        LastDelivery::Refused { at, status, reason } => LastSeen {
+            refused: true,
+            text: format!("The last delivery for {forge} was refused ({status}, {}): {reason}.", ago(at)),
+        },
+    }
 }
 
 /// What testing a forge's token found.
 pub struct TokenCheck {
+    pub forge: String,
+    pub ok: bool,
+    pub lines: Vec<String>,
+}
+
+/// What sending a test delivery to a forge's endpoint came to.
+pub struct DeliveryTest {
     pub forge: String,
     pub ok: bool,
     pub lines: Vec<String>,
@@ -40,12 +70,15 @@ pub struct TokenCheck {
 struct SetupPage {
     csrf: Option<String>,
     check: Option<TokenCheck>,
+    sent: Option<DeliveryTest>,
     forges: Vec<ForgeSetup>,
     label: String,
     command: String,
     agent: String,
     max_concurrent: usize,
     timeout: String,
+    /// A warning about a proxy forwarding without being trusted.
+    untrusted_proxy: Option<String>,
 }
 
 /// The account line of a forge: its `bot_login`, or what asking the forge found.
@@ -77,6 +110,7 @@ fn forge_setup(public_url: &str, forge: &ForgeSettings, identity: Option<Identit
         token_set: !forge.token.expose_secret().is_empty(),
         account,
         account_known,
+        last_delivery: None,
     }
 }
 
@@ -85,7 +119,7 @@ pub async fn setup_page(
     State(state): State<AppState>,
     Extension(session): Extension<CurrentSession>,
 ) -> Response {
-    setup_with(&state, session, None)
+    setup_with(&state, session, None, None, StatusCode::OK).await
 }
 
 /// The token test form.
@@ -118,26 +152,92 @@ pub async fn setup_check(
         );
     };
     let repo = Some(form.repo.trim()).filter(|r| !r.is_empty());
+    if let Some(Err(problem)) = repo.map(crate::config::check_repo_name) {
+        let check = TokenCheck { forge: forge.name.clone(), ok: false, lines: vec![problem] };
+        return setup_with(&state, session, Some(check), None, StatusCode::BAD_REQUEST).await;
+    }
     let check = match crate::server::wizard::checks::check_token(forge, repo).await {
         Ok(report) => TokenCheck { forge: forge.name.clone(), ok: true, lines: report.lines() },
         Err(message) => TokenCheck { forge: forge.name.clone(), ok: false, lines: vec![message] },
     };
-    setup_with(&state, session, Some(check))
+    setup_with(&state, session, Some(check), None, StatusCode::OK).await
 }
 
-fn setup_with(state: &AppState, session: CurrentSession, check: Option<TokenCheck>) -> Response {
+/// The test delivery form.
+#[derive(Deserialize)]
+pub struct TestDeliveryForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    forge: String,
+}
+
+/// `POST /setup/test-delivery`: signs a test delivery with the forge's secret and sends
+/// it to this server's own webhook endpoint; shows what it answered.
+pub async fn setup_test_delivery(
+    State(state): State<AppState>,
+    Extension(session): Extension<CurrentSession>,
+    Form(form): Form<TestDeliveryForm>,
+) -> Response {
+    if let Err(refused) = check_csrf(&session, &form.csrf) {
+        return refused.into_response();
+    }
     let settings = state.settings();
+    let (Some(forge), Some(addr)) = (settings.forge(&form.forge), state.local_addr.get()) else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "Unknown forge",
+            "Pick a forge listed on the setup page.",
+        );
+    };
+    let base = crate::server::test_delivery::local_base(*addr);
+    let sent = match crate::server::test_delivery::send(forge, &base).await {
+        Ok(sent) => DeliveryTest { forge: forge.name.clone(), ok: sent.accepted(), lines: sent.lines() },
+        Err(message) => DeliveryTest { forge: forge.name.clone(), ok: false, lines: vec![message] },
+    };
+    setup_with(&state, session, None, Some(sent), StatusCode::OK).await
+}
+
+async fn setup_with(
+    state: &AppState,
+    session: CurrentSession,
+    check: Option<TokenCheck>,
+    sent: Option<DeliveryTest>,
+    status: StatusCode,
+) -> Response {
+    let settings = state.settings();
+    let mut forges = Vec::new();
+    for forge in &settings.forges {
+        let mut setup = forge_setup(&settings.server.public_url, forge, state.identities.get(&forge.name));
+        setup.last_delivery = match state.db.last_delivery(&forge.name).await {
+            Ok(last) => last.map(|last| last_seen(&forge.name, last)),
+            Err(err) => return database_error(err),
+        };
+        forges.push(setup);
+    }
     let page = SetupPage {
         csrf: Some(session.csrf),
         check,
-        forges: (settings.forges.iter())
-            .map(|f| forge_setup(&settings.server.public_url, f, state.identities.get(&f.name)))
-            .collect(),
+        sent,
+        forges,
         label: settings.trigger.label.clone(),
         command: settings.trigger.command.clone(),
         agent: settings.agent.command.clone(),
         max_concurrent: settings.executor.max_concurrent,
         timeout: duration(chrono::Duration::seconds(settings.executor.timeout_secs as i64)),
+        untrusted_proxy: state.forwarding.last_untrusted().map(|proxy| untrusted_proxy_warning(&proxy)),
     };
-    render(StatusCode::OK, &page)
+    render(status, &page)
+}
+
+/// What the setup page says about a proxy forwarding without being trusted.
+pub fn untrusted_proxy_warning(proxy: &crate::server::client::UntrustedProxy) -> String {
+    let ago = proxy.last_seen.elapsed().unwrap_or_default().as_secs();
+    format!(
+        "Requests from {address} carry X-Forwarded-For (last {ago} s ago), but {address} is not in \
+         server.trusted_proxies: every client behind it counts as {address}, so wrong admin tokens sent \
+         by anyone there lock out everyone there who has not logged in from their browser before. \
+         If {address} is your reverse proxy, add it to server.trusted_proxies.",
+        address = proxy.address
+    )
 }

@@ -131,7 +131,7 @@ pub async fn task_page(
             (transcript::Chunk::default(), 0)
         }
     };
-    let active = TaskStatus::ACTIVE.iter().any(|s| s.as_str() == task.status);
+    let active = task.status.is_active();
     let page = TaskPage {
         csrf: Some(session.csrf),
         task: task_view(&state, &task),
@@ -148,8 +148,24 @@ pub async fn task_page(
     render(StatusCode::OK, &page)
 }
 
+/// Why a queued task waits, when it runs next and how many attempts it has left — said
+/// once, in place of the error it repeats.
+fn waiting(task: &tasks::Model, max_attempts: u32, now: chrono::DateTime<Utc>) -> Option<String> {
+    let reason = task.wait_reason.as_deref().filter(|_| task.status == TaskStatus::Queued.as_str())?;
+    let next = match task.next_attempt_at {
+        Some(at) if at > now => {
+            format!("next attempt at {} (in {})", time(at), super::duration(at - now))
+        }
+        _ => "next attempt as soon as an agent is free".to_owned(),
+    };
+    let left = max_attempts.saturating_sub(task.attempt.max(0) as u32);
+    let attempts = if left == 1 { "attempt" } else { "attempts" };
+    Some(format!("{reason}. {next}; {left} {attempts} left of {max_attempts}."))
+}
+
 fn task_view(state: &AppState, task: &tasks::Model) -> TaskView {
     let now = Utc::now();
+    let wait_reason = waiting(task, state.settings().executor.max_attempts, now);
     TaskView {
         row: task_row(state, task, now),
         kind: task.kind.clone(),
@@ -159,12 +175,12 @@ fn task_view(state: &AppState, task: &tasks::Model) -> TaskView {
         created: time(task.created_at),
         started: task.started_at.map(time),
         finished: task.finished_at.map(time),
-        error: task.error.clone(),
-        wait_reason: task.wait_reason.clone(),
+        error: task.error.clone().filter(|_| wait_reason.is_none()),
+        wait_reason,
         result_text: task.result_text.clone(),
         cancel_requested: task.cancel_requested,
-        can_cancel: TaskStatus::ACTIVE.iter().any(|s| s.as_str() == task.status) && !task.cancel_requested,
-        can_retry: RETRYABLE.iter().any(|s| s.as_str() == task.status),
+        can_cancel: task.status.is_active() && !task.cancel_requested,
+        can_retry: RETRYABLE.contains(&task.status),
     }
 }
 
@@ -183,17 +199,22 @@ pub struct StreamQuery {
 
 struct Tail {
     state: AppState,
+    /// The session that opened the stream: it ends when the session does.
+    session: CurrentSession,
     id: i64,
     offset: u64,
-    status: String,
+    /// The status the page shows (`None`: one it did not name).
+    status: Option<TaskStatus>,
     ended: bool,
     first: bool,
 }
 
 /// `GET /tasks/{id}/stream`: server-sent events with the transcript entries written after
-/// `from` (`entries`, HTML) and the task's status when it changes (`status`).
+/// `from` (`entries`, HTML) and the task's status when it changes (`status`). The
+/// stream ends when the task does, or when the session logs out or expires.
 pub async fn task_stream(
     State(state): State<AppState>,
+    Extension(session): Extension<CurrentSession>,
     Path(id): Path<i64>,
     Query(query): Query<StreamQuery>,
     headers: axum::http::HeaderMap,
@@ -201,7 +222,8 @@ pub async fn task_stream(
     // A reconnecting EventSource says how far it got: resume there, not at `from`.
     let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
     let offset = resume.unwrap_or(query.from);
-    let tail = Tail { state, id, offset, status: query.status, ended: false, first: true };
+    let tail =
+        Tail { state, session, id, offset, status: query.status.parse().ok(), ended: false, first: true };
     let stream = futures_util::stream::unfold(tail, |mut tail| async move {
         let event = next_event(&mut tail).await?;
         Some((Ok::<_, Infallible>(event), tail))
@@ -218,6 +240,9 @@ async fn next_event(tail: &mut Tail) -> Option<Event> {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         tail.first = false;
+        if !tail.state.sessions.alive(&tail.session) {
+            return None;
+        }
         let from = tail.offset;
         let (bytes, start) =
             tail.state.db.transcript_bytes(tail.id, from, transcript::MAX_BYTES).await.ok()?;
@@ -229,10 +254,10 @@ async fn next_event(tail: &mut Tail) -> Option<Event> {
             return Some(event.data(html));
         }
         let status = tail.state.db.task(tail.id).await.ok()??.0.status;
-        if status != tail.status {
-            tail.ended = !TaskStatus::ACTIVE.iter().any(|s| s.as_str() == status);
-            tail.status.clone_from(&status);
-            return Some(Event::default().event("status").data(status));
+        if tail.status != Some(status) {
+            tail.ended = !status.is_active();
+            tail.status = Some(status);
+            return Some(Event::default().event("status").data(status.as_str()));
         }
     }
 }

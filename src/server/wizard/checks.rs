@@ -46,12 +46,18 @@ pub struct AgentCheck {
 }
 
 /// Tries `forge`'s token: the account it authenticates as and, when `repo` is given, that
-/// account's permission there. The error says what failed, never the token.
+/// account's permission there. The error says whether the token works, never the token,
+/// and not what the address answered: the same words whether nothing listens there, it
+/// is no forge, or it refused the token (the log has the details), so that the check
+/// tells nothing about addresses that are not a forge.
 pub async fn check_token(forge: &ForgeSettings, repo: Option<&str>) -> Result<TokenReport, String> {
     let check = async {
         let client =
             crate::forge::client::connect(forge).map_err(|e| format!("Cannot build the API client: {e}"))?;
-        let login = client.current_login().await.map_err(|e| format!("The token does not work: {e}"))?;
+        let login = client.current_login().await.map_err(|err| {
+            tracing::info!(api_url = %forge.api_url, error = %err, "token check: the token did not work");
+            token_does_not_work(forge)
+        })?;
         let permission = match repo {
             Some(repo) => match client.permission(repo, &login).await {
                 Ok(permission) => Some((repo.to_owned(), permission)),
@@ -67,8 +73,20 @@ pub async fn check_token(forge: &ForgeSettings, repo: Option<&str>) -> Result<To
     };
     match tokio::time::timeout(CHECK_TIMEOUT, check).await {
         Ok(result) => result,
-        Err(_) => Err(format!("{} did not answer within {} s.", forge.api_url, CHECK_TIMEOUT.as_secs())),
+        Err(_) => {
+            tracing::info!(api_url = %forge.api_url, "token check: no answer within {} s", CHECK_TIMEOUT.as_secs());
+            Err(token_does_not_work(forge))
+        }
     }
+}
+
+fn token_does_not_work(forge: &ForgeSettings) -> String {
+    let dialect = crate::forge::dialect(forge.kind);
+    format!(
+        "The token does not work at {}: either the token is wrong or expired, or this is not the API address of a {} forge. \
+         Check both; forgehand's log says what the address answered.",
+        forge.api_url, dialect.name
+    )
 }
 
 /// Finds the agent program (a path, or a name on forgehand's `PATH`) and runs it with
@@ -118,7 +136,9 @@ pub async fn check_agent(command: &str) -> Result<AgentCheck, String> {
     Ok(AgentCheck { path, version: if version.is_empty() { first_line(&output.stderr) } else { version } })
 }
 
-fn find_program(command: &str) -> Option<PathBuf> {
+/// The program `command` names: a path to an executable file, or the first executable of
+/// that name on `PATH`.
+pub fn find_program(command: &str) -> Option<PathBuf> {
     let executable =
         |path: &Path| path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
     if command.contains('/') {

@@ -140,15 +140,16 @@ impl Draft {
     }
 
     /// The forge as these answers configure it; secrets not replaced here are the ones
-    /// in force.
+    /// in force, as long as the answers keep the API they were stored for.
     pub fn forge(&self, current: &Settings) -> ForgeSettings {
         let existing = self.editing.as_deref().and_then(|name| current.forge(name));
-        let token = match (&self.new_token, existing) {
+        let stored = self.stored_secrets(current);
+        let token = match (&self.new_token, stored) {
             (Some(token), _) => token.clone(),
             (None, Some(f)) => f.token.clone(),
             (None, None) => SecretString::from(""),
         };
-        let webhook_secret = match (&self.new_secret, existing) {
+        let webhook_secret = match (&self.new_secret, stored) {
             (Some(secret), _) => WebhookSecrets(vec![secret.clone()]),
             (None, Some(f)) => f.webhook_secret.clone(),
             (None, None) => WebhookSecrets::default(),
@@ -161,6 +162,24 @@ impl Draft {
             webhook_secret,
             bot_login: self.bot_login(existing),
         }
+    }
+
+    /// The configured forge being edited, when the answers still name its kind and API
+    /// URL. Only then are its stored secrets used: a stored token is never sent to, nor
+    /// saved with, another address (whoever holds a dashboard session could otherwise
+    /// point the live check at a listener of theirs and receive the token).
+    fn stored_secrets<'s>(&self, current: &'s Settings) -> Option<&'s ForgeSettings> {
+        let existing = self.editing.as_deref().and_then(|name| current.forge(name))?;
+        let same_api = existing.api_url.trim_end_matches('/') == self.api_url;
+        (existing.kind == self.kind && same_api).then_some(existing)
+    }
+
+    /// Whether a configured forge has a token that these answers no longer use because
+    /// they changed its API URL or kind.
+    fn token_left_behind(&self, current: &Settings) -> bool {
+        let existing = self.editing.as_deref().and_then(|name| current.forge(name));
+        existing.is_some_and(|f| !f.token.expose_secret().is_empty())
+            && self.stored_secrets(current).is_none()
     }
 
     fn bot_login(&self, existing: Option<&ForgeSettings>) -> String {
@@ -201,7 +220,9 @@ impl Draft {
     pub(super) fn validated(&self, current: &Settings) -> Result<(), Problems> {
         match self.candidate(current).validate() {
             Ok(()) => Ok(()),
-            Err(crate::config::ConfigError::Invalid(problems)) => Err(problems),
+            Err(crate::config::ConfigError::Invalid(problems)) => {
+                Err(problems.into_iter().map(in_field_words).collect())
+            }
             Err(other) => Err(vec![other.to_string()]),
         }
     }
@@ -227,7 +248,11 @@ impl Draft {
             self.kind = kind;
         }
         if (self.kind, &self.api_url) != (before.0, &before.1) {
+            // Secrets typed or generated for the old address stay with it.
             self.checked = None;
+            self.new_token = None;
+            self.new_secret = None;
+            self.secret_shown = false;
         }
         let mut problems: Problems = kind.err().into_iter().collect();
         if self.editing.is_none() && current.forge(&self.name).is_some() {
@@ -268,14 +293,16 @@ impl Draft {
             forge.token = SecretString::from(token.trim().to_owned());
         }
         let mut problems = Vec::new();
-        if forge.token.expose_secret().is_empty() {
+        if forge.token.expose_secret().is_empty() && self.token_left_behind(current) {
+            problems.push(format!(
+                "The API URL or kind changed, so the stored token is not sent to {}: enter the token for this address.",
+                self.api_url
+            ));
+        } else if forge.token.expose_secret().is_empty() {
             problems.push("Enter the bot account's API token.".to_owned());
         }
-        if !is_repo(repo) {
-            problems.push(format!(
-                "Name a repository the bot should work on as owner/name (got {:?}).",
-                repo.chars().take(100).collect::<String>()
-            ));
+        if let Err(problem) = crate::config::check_repo_name(repo) {
+            problems.push(problem);
         }
         self.repo = repo.to_owned();
         if !problems.is_empty() {
@@ -346,10 +373,27 @@ fn free_name(current: &Settings, base: &str) -> String {
     (2..).map(|n| format!("{base}-{n}")).find(|name| current.forge(name).is_none()).unwrap_or_default()
 }
 
-fn is_repo(repo: &str) -> bool {
-    let mut parts = repo.split('/');
-    matches!((parts.next(), parts.next(), parts.next()), (Some(o), Some(n), None)
-        if !o.is_empty() && !n.is_empty() && !repo.contains(char::is_whitespace))
+/// The wizard's fields, by the config key (or the end of it) each one sets.
+const FIELDS: &[(&str, &str)] = &[
+    ("server.public_url", "forgehand's public URL"),
+    ("].name", "Name"),
+    ("].api_url", "API URL"),
+    ("].token", "Token"),
+    ("trigger.label", "Trigger label"),
+    ("trigger.command", "Trigger command"),
+    ("agent.command", "Claude Code command"),
+    ("executor.max_concurrent", "Agents running at once"),
+    ("executor.timeout_secs", "Timeout of one run"),
+];
+
+/// `forges[1].api_url: …` as the page names that field: `API URL: …`. Problems with keys
+/// the wizard does not ask for keep their config key, which is where they are fixed.
+fn in_field_words(problem: String) -> String {
+    let Some((key, rest)) = problem.split_once(": ") else { return problem };
+    match FIELDS.iter().find(|(end, _)| key.ends_with(end)) {
+        Some((_, field)) => format!("{field}: {rest}"),
+        None => problem,
+    }
 }
 
 #[cfg(test)]
@@ -370,14 +414,17 @@ mod tests {
         };
         let problems = draft.set_forge(&current, answers("Bad Name", "ftp://x")).unwrap_err();
         assert!(
-            problems.iter().any(|p| p.contains(".name")) && problems.iter().any(|p| p.contains(".api_url"))
+            problems.iter().any(|p| p.starts_with("Name: "))
+                && problems.iter().any(|p| p.starts_with("API URL: ")),
+            "the fields are named as on the page: {problems:?}"
         );
+        assert!(!problems.iter().any(|p| p.contains("forges[")), "{problems:?}");
         let taken = draft.set_forge(&current, answers("gitea", "https://api.github.com")).unwrap_err();
         assert!(taken[0].contains("configured already"), "{taken:?}");
         assert_eq!(draft.reached, Step::Forge);
         let problems = draft.set_trigger(&current, "", "two words").unwrap_err();
-        assert!(problems.iter().any(|p| p.starts_with("trigger.label")), "{problems:?}");
-        assert!(problems.iter().any(|p| p.starts_with("trigger.command")), "{problems:?}");
+        assert!(problems.iter().any(|p| p.starts_with("Trigger label: ")), "{problems:?}");
+        assert!(problems.iter().any(|p| p.starts_with("Trigger command: ")), "{problems:?}");
         assert_eq!(draft.command, "two words", "a refused answer stays, to be corrected");
         assert_eq!(draft.reached, Step::Forge, "and the steps after it stay closed");
     }

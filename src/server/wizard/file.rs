@@ -46,11 +46,17 @@ pub fn plan(draft: &Draft, current: &Settings, path: &Path) -> Result<Plan, Prob
     apply(&mut table, draft);
     let body =
         toml::to_string(&table).map_err(|e| vec![format!("Cannot write the settings as TOML: {e}")])?;
+    // The backup is only promised when there is a previous file to keep.
+    let backup = match replaces {
+        true => format!(
+            "# The previous file is kept as {}.bak. ",
+            path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        ),
+        false => "# ".to_owned(),
+    };
     let header = format!(
-        "# forgehand configuration, written by the setup wizard on {}.\n\
-         # The previous file is kept as {}.bak. Every key: docs/configuration.md\n\n",
+        "# forgehand configuration, written by the setup wizard on {}.\n{backup}Every key: docs/configuration.md\n\n",
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
-        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
     );
     mask_table(&mut table);
     let masked = format!("{header}{}", toml::to_string(&table).unwrap_or_default());
@@ -271,6 +277,17 @@ mod tests {
     }
 
     #[test]
+    fn a_first_file_promises_no_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let current = settings_from(dir.path(), &base(dir.path()));
+        let fresh = dir.path().join("fresh.toml");
+        let saved = save(&plan(&github_draft(&current), &current, &fresh).unwrap()).unwrap();
+        assert_eq!(saved.backup, None);
+        let text = std::fs::read_to_string(&fresh).unwrap();
+        assert!(text.starts_with("# forgehand configuration") && !text.contains(".bak"), "{text}");
+    }
+
+    #[test]
     fn the_file_is_0600_and_the_previous_one_is_the_backup() {
         let dir = tempfile::tempdir().unwrap();
         let original = base(dir.path());
@@ -281,6 +298,7 @@ mod tests {
         let backup = saved.backup.unwrap();
         assert_eq!(backup, dir.path().join("forgehand.toml.bak"));
         assert_eq!(std::fs::read_to_string(&backup).unwrap(), original);
+        assert!(std::fs::read_to_string(&path).unwrap().contains("kept as forgehand.toml.bak"));
         for file in [&path, &backup] {
             assert_eq!(file.metadata().unwrap().permissions().mode() & 0o777, 0o600, "{}", file.display());
         }

@@ -1,0 +1,195 @@
+//! The intake store on rusqlite, for the group-commit writer's thread (`db::writer`):
+//! each statement is prepared once and cached on the writer's connection, and every
+//! method returns without waiting, so the rules run to their end in one poll.
+
+use std::sync::LazyLock;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use sea_orm::DbErr;
+
+use super::{DeliveryRow, Instructions, IntakeStore, TaskRow};
+use crate::db::entities::task_status::{TaskEvent, TaskStatus};
+use crate::db::{IssueKey, Outcome, queries};
+use crate::trigger::IssueContext;
+
+/// The intake statements on the writer's connection, inside its batch transaction, with
+/// the batch's timestamp.
+pub(in crate::db) struct SqliteStore<'a> {
+    pub conn: &'a Connection,
+    pub now: &'a str,
+}
+
+pub(in crate::db) fn db_err(err: rusqlite::Error) -> DbErr {
+    DbErr::Custom(format!("SQLite: {err}"))
+}
+
+/// `TaskEvent::Cancel` as a statement: its target and its legal sources from the table.
+static CANCEL: LazyLock<String> = LazyLock::new(|| {
+    let event = TaskEvent::Cancel;
+    format!(
+        "UPDATE tasks SET status = '{}', error = ?1, finished_at = ?2, updated_at = ?2 \
+         WHERE id = ?3 AND status IN ({})",
+        event.target().as_str(),
+        queries::status_list(event.sources()),
+    )
+});
+
+/// The issue's trigger-label state and active task, in one statement.
+static ISSUE_CONTEXT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT (SELECT present FROM label_states WHERE forge = ?1 AND repo = ?2 AND number = ?3), \
+         (SELECT id FROM tasks WHERE forge = ?1 AND repo = ?2 AND number = ?3 AND {})",
+        queries::ACTIVE_TASK_PREDICATE
+    )
+});
+
+/// A queued task, unless the issue has an active one: the partial unique index decides,
+/// its predicate spelled out so that SQLite matches the index.
+static INSERT_TASK: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO tasks (forge, repo, number, kind, trigger, requested_by, title, instructions, \
+         clone_url, status, attempt, branch, cancel_requested, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, '{}', 0, ?10, 0, ?11, ?11) \
+         ON CONFLICT (forge, repo, number) WHERE {} DO NOTHING RETURNING id",
+        TaskStatus::Queued.as_str(),
+        queries::ACTIVE_TASK_PREDICATE
+    )
+});
+
+impl IntakeStore for SqliteStore<'_> {
+    async fn insert_delivery(&self, d: DeliveryRow<'_>) -> Result<Option<i64>, DbErr> {
+        // No conflict target: either unique index (delivery id, event key) makes a duplicate.
+        let mut insert = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO deliveries (forge, delivery_id, event_key, event, action, repo, number, sender, \
+                 received_at, outcome, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', '') \
+                 ON CONFLICT DO NOTHING RETURNING id",
+            )
+            .map_err(db_err)?;
+        let params = params![
+            d.forge,
+            d.delivery_id,
+            d.event_key,
+            d.event,
+            d.action,
+            d.repo,
+            d.number,
+            d.sender,
+            self.now
+        ];
+        insert.query_row(params, |row| row.get(0)).optional().map_err(db_err)
+    }
+
+    async fn issue_context(&self, key: &IssueKey) -> Result<IssueContext, DbErr> {
+        let mut read = self.conn.prepare_cached(&ISSUE_CONTEXT).map_err(db_err)?;
+        read.query_row(params![key.forge, key.repo, key.number], |row| {
+            Ok(IssueContext { label_was_present: row.get(0)?, active_task: row.get(1)? })
+        })
+        .map_err(db_err)
+    }
+
+    async fn active_task(&self, key: &IssueKey) -> Result<Option<i64>, DbErr> {
+        Ok(self.issue_context(key).await?.active_task)
+    }
+
+    async fn insert_task(&self, r: TaskRow<'_>) -> Result<Option<i64>, DbErr> {
+        let mut insert = self.conn.prepare_cached(&INSERT_TASK).map_err(db_err)?;
+        let params = params![
+            r.forge,
+            r.repo,
+            r.number,
+            r.kind,
+            r.trigger,
+            r.requested_by,
+            r.title,
+            r.instructions,
+            r.clone_url,
+            r.branch,
+            self.now,
+        ];
+        insert.query_row(params, |row| row.get(0)).optional().map_err(db_err)
+    }
+
+    async fn add_event(&self, task_id: i64, kind: &str, message: &str) -> Result<(), DbErr> {
+        self.conn
+            .prepare_cached("INSERT INTO task_events (task_id, at, status, message) VALUES (?1, ?2, ?3, ?4)")
+            .and_then(|mut s| s.execute(params![task_id, self.now, kind, message]))
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn cancel(&self, task_id: i64, error: &str) -> Result<bool, DbErr> {
+        let changed = self
+            .conn
+            .prepare_cached(&CANCEL)
+            .and_then(|mut s| s.execute(params![error, self.now, task_id]))
+            .map_err(db_err)?;
+        Ok(changed == 1)
+    }
+
+    async fn request_cancel(&self, task_id: i64) -> Result<(), DbErr> {
+        self.conn
+            .prepare_cached("UPDATE tasks SET cancel_requested = 1, updated_at = ?1 WHERE id = ?2")
+            .and_then(|mut s| s.execute(params![self.now, task_id]))
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn instructions(&self, task_id: i64) -> Result<Option<Instructions>, DbErr> {
+        let row: Option<(String, String, Option<String>)> = self
+            .conn
+            .prepare_cached("SELECT status, instructions, pending_instructions FROM tasks WHERE id = ?1")
+            .and_then(|mut s| {
+                s.query_row(params![task_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?))).optional()
+            })
+            .map_err(db_err)?;
+        let Some((status, instructions, pending)) = row else { return Ok(None) };
+        let status = status.parse().map_err(DbErr::Type)?;
+        Ok(Some(Instructions { status, instructions, pending }))
+    }
+
+    async fn set_instructions(&self, task_id: i64, text: &str) -> Result<(), DbErr> {
+        self.conn
+            .prepare_cached("UPDATE tasks SET instructions = ?1 WHERE id = ?2")
+            .and_then(|mut s| s.execute(params![text, task_id]))
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn set_pending_instructions(&self, task_id: i64, text: &str, by: &str) -> Result<(), DbErr> {
+        self.conn
+            .prepare_cached(
+                "UPDATE tasks SET pending_instructions = ?1, pending_requested_by = ?2 WHERE id = ?3",
+            )
+            .and_then(|mut s| s.execute(params![text, by, task_id]))
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn set_label_state(&self, key: &IssueKey, present: bool) -> Result<(), DbErr> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO label_states (forge, repo, number, present, updated_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (forge, repo, number) DO UPDATE SET present = excluded.present, \
+                 updated_at = excluded.updated_at",
+            )
+            .and_then(|mut s| s.execute(params![key.forge, key.repo, key.number, present, self.now]))
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn set_outcome(
+        &self,
+        row_id: i64,
+        outcome: Outcome,
+        reason: &str,
+        task_id: Option<i64>,
+    ) -> Result<(), DbErr> {
+        self.conn
+            .prepare_cached("UPDATE deliveries SET outcome = ?1, reason = ?2, task_id = ?3 WHERE id = ?4")
+            .and_then(|mut s| s.execute(params![outcome.as_str(), reason, task_id, row_id]))
+            .map_err(db_err)?;
+        Ok(())
+    }
+}

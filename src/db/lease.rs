@@ -1,0 +1,179 @@
+//! The task facade for executors: claiming a task, and a [`Lease`] — a task id and the
+//! owner that claimed it — through which every change of a claimed task goes. Each write
+//! is fenced by `lease_owner = owner` (an executor whose task was taken over changes
+//! nothing), and each status change takes its target and its legal sources from the
+//! transition table (`entities::task_status`).
+
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::Value;
+
+use super::entities::task_status::{Ending, TaskEvent, TaskStatus};
+use super::entities::tasks::{self, Column};
+use super::limits::{self, clean};
+use super::{Db, DbError, queries};
+
+/// A claim on a running task: its id and its owner, `<instance>/<random>`.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease<'a> {
+    db: &'a Db,
+    task_id: i64,
+    owner: &'a str,
+    length: Duration,
+}
+
+/// What a heartbeat found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Beat {
+    /// The lease was extended.
+    Held,
+    /// The lease was extended, and someone asked the task to stop.
+    CancelRequested,
+    /// The task is no longer ours: another executor took it over.
+    Lost,
+}
+
+/// What an agent run produced, kept on the task.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunRecord<'a> {
+    pub session_id: Option<&'a str>,
+    pub turns: Option<u32>,
+    pub cost_usd: Option<f64>,
+    pub result_text: Option<&'a str>,
+}
+
+/// The pull request a task opened or pushed to.
+#[derive(Debug, Clone, Copy)]
+pub struct PullRef<'a> {
+    pub number: u32,
+    pub url: &'a str,
+}
+
+/// How a run ends, as [`Lease::end`] writes it.
+#[derive(Debug, Clone, Copy)]
+pub enum RunEnd<'a> {
+    /// For good, with the reason of a failure, rejection or cancel.
+    Final { ending: Ending, error: Option<&'a str>, pull: Option<PullRef<'a>> },
+    /// Back to the queue after a transient failure, due at `due`.
+    Retry { due: DateTime<Utc>, reason: &'a str },
+}
+
+impl Db {
+    /// Claims the oldest queued task that is due, for `owner`, for `length`.
+    pub async fn claim_next(&self, owner: &str, length: Duration) -> Result<Option<tasks::Model>, DbError> {
+        Ok(queries::claim_next(&self.conn, owner, Utc::now() + length).await?)
+    }
+
+    /// The lease `owner` holds on `task_id` (from [`Db::claim_next`]), renewed for
+    /// `length` by each heartbeat.
+    pub fn lease<'a>(&'a self, task_id: i64, owner: &'a str, length: Duration) -> Lease<'a> {
+        Lease { db: self, task_id, owner, length }
+    }
+
+    /// Puts running tasks whose lease expired (or, with `owner_prefix`, that an earlier
+    /// life of this instance held) back in the queue, or fails them when their attempts are
+    /// used up. Returns the ids requeued and the ids failed.
+    pub async fn requeue_abandoned(
+        &self,
+        owner_prefix: Option<&str>,
+        max_attempts: u32,
+    ) -> Result<(Vec<i64>, Vec<i64>), DbError> {
+        Ok(queries::requeue_abandoned(&self.conn, owner_prefix, max_attempts).await?)
+    }
+
+    /// Puts every task `owner` runs back in the queue without counting the attempt: the
+    /// daemon is shutting down, not failing. Returns how many.
+    pub async fn release_all(&self, owner: &str) -> Result<u64, DbError> {
+        Ok(queries::release_owned(&self.conn, owner, None).await?)
+    }
+}
+
+impl Lease<'_> {
+    /// The task this lease is on.
+    pub fn task_id(&self) -> i64 {
+        self.task_id
+    }
+
+    /// Extends the lease and reads whether a cancel was requested.
+    pub async fn heartbeat(&self) -> Result<Beat, DbError> {
+        let until = Utc::now() + self.length;
+        Ok(match queries::heartbeat(&self.db.conn, self.task_id, self.owner, until).await? {
+            None => Beat::Lost,
+            Some(true) => Beat::CancelRequested,
+            Some(false) => Beat::Held,
+        })
+    }
+
+    /// Records the branch the task works on; false when the lease is lost.
+    pub async fn record_branch(&self, branch: &str) -> Result<bool, DbError> {
+        self.update(vec![(Column::Branch, Value::from(Some(clean(branch, limits::BRANCH))))]).await
+    }
+
+    /// Records what the agent run produced; false when the lease is lost.
+    pub async fn record_run(&self, run: &RunRecord<'_>) -> Result<bool, DbError> {
+        self.update(vec![
+            (Column::AgentSessionId, Value::from(run.session_id.map(str::to_owned))),
+            (Column::Turns, Value::from(run.turns.map(|n| n as i32))),
+            (Column::CostUsd, Value::from(run.cost_usd)),
+            (Column::ResultText, Value::from(run.result_text.map(|t| clean(t, limits::RESULT_TEXT)))),
+        ])
+        .await
+    }
+
+    /// Remembers the status comment forgehand edits; false when the lease is lost.
+    pub async fn record_status_comment(&self, comment_id: u64) -> Result<bool, DbError> {
+        self.update(vec![(Column::StatusCommentId, Value::from(Some(comment_id as i64)))]).await
+    }
+
+    /// Writes how the run ended and gives the lease up; false when it was already lost.
+    pub async fn end(&self, end: RunEnd<'_>) -> Result<bool, DbError> {
+        let mut changes = vec![
+            (Column::LeaseOwner, Value::from(Option::<String>::None)),
+            (Column::LeaseExpiresAt, Value::from(Option::<DateTime<Utc>>::None)),
+        ];
+        let event = match end {
+            RunEnd::Final { ending, error, pull } => {
+                changes.push((Column::Error, Value::from(error.map(|e| clean(e, limits::ERROR)))));
+                changes.push((Column::FinishedAt, Value::from(Some(Utc::now()))));
+                if let Some(pull) = pull {
+                    changes.push((Column::PrUrl, Value::from(Some(pull.url.to_owned()))));
+                    changes.push((Column::PrNumber, Value::from(Some(pull.number as i32))));
+                }
+                TaskEvent::Finish(ending)
+            }
+            RunEnd::Retry { due, reason } => {
+                let reason = clean(reason, limits::ERROR);
+                changes.push((Column::Error, Value::from(Some(reason.clone()))));
+                changes.push((Column::NextAttemptAt, Value::from(Some(due))));
+                changes.push((Column::WaitReason, Value::from(Some(reason))));
+                TaskEvent::Retry
+            }
+        };
+        Ok(queries::transition_owned(&self.db.conn, self.task_id, self.owner, event, changes).await?)
+    }
+
+    /// Puts the task back in the queue without counting the attempt (shutdown).
+    pub async fn release(&self) -> Result<bool, DbError> {
+        Ok(queries::release_owned(&self.db.conn, self.owner, Some(self.task_id)).await? == 1)
+    }
+
+    /// Appends a line to the task's timeline under `status`. Not fenced: history is
+    /// written even after the lease ended.
+    pub async fn add_event(&self, status: TaskStatus, message: &str) -> Result<(), DbError> {
+        Ok(queries::add_task_event(&self.db.conn, self.task_id, status.as_str(), message).await?)
+    }
+
+    /// Appends a note (no status change) to the task's timeline. Not fenced.
+    pub async fn add_note(&self, message: &str) -> Result<(), DbError> {
+        Ok(queries::add_task_event(&self.db.conn, self.task_id, queries::NOTE, message).await?)
+    }
+
+    /// Queues the follow-up that instructions sent during `task`'s run asked for, on the
+    /// pull request it worked on; its id. `task` is this lease's task as stored now.
+    pub async fn queue_pending_follow_up(&self, task: &tasks::Model) -> Result<Option<i64>, DbError> {
+        Ok(queries::queue_pending_follow_up(&self.db.conn, task).await?)
+    }
+
+    async fn update(&self, changes: Vec<(Column, Value)>) -> Result<bool, DbError> {
+        Ok(queries::update_owned(&self.db.conn, self.task_id, self.owner, changes).await?)
+    }
+}

@@ -1,0 +1,37 @@
+//! How much of each text forgehand stores, in characters, and [`clean`], which applies
+//! them. Forges send what their users typed; nothing gains from keeping a 25 MB title.
+
+/// A webhook delivery's id.
+pub const DELIVERY_ID: usize = 200;
+/// A webhook's event name (`issues`, `pull_request_review`, …).
+pub const EVENT_NAME: usize = 100;
+/// A webhook's action (`labeled`, `created`, …).
+pub const ACTION: usize = 100;
+/// A repository's `owner/name` on a delivery.
+pub const REPO: usize = 300;
+/// A forge login (sender, requester).
+pub const LOGIN: usize = 200;
+/// An issue's title.
+pub const TITLE: usize = 1000;
+/// A task's instructions, and those kept for its follow-up (64 KiB).
+pub const INSTRUCTIONS: usize = 65_536;
+/// A repository's clone URL.
+pub const CLONE_URL: usize = 2000;
+/// A git branch name.
+pub const BRANCH: usize = 255;
+/// Why a delivery led where it did (`deliveries.reason`).
+pub const REASON: usize = 2000;
+/// Why a task failed, was cancelled or waits (`tasks.error`, `tasks.wait_reason`).
+pub const ERROR: usize = 2000;
+/// A line of a task's timeline.
+pub const TIMELINE_MESSAGE: usize = 4000;
+/// A line the dashboard adds to a timeline (a retry), before the timeline's own limit.
+pub const DASHBOARD_NOTE: usize = 500;
+/// The agent's final text.
+pub const RESULT_TEXT: usize = 65_536;
+
+/// Makes forge-supplied text safe to store on every backend: PostgreSQL refuses NUL
+/// characters, and the text is cut to `max_chars`.
+pub fn clean(text: &str, max_chars: usize) -> String {
+    text.chars().filter(|&c| c != '\0').take(max_chars).collect()
+}
