@@ -130,29 +130,33 @@ async fn call<T>(
             return Err(CallError { kind: None, message });
         }
     };
-    // Only when the transport's message does not already carry the OS error.
-    let message = if err.is_transient() && err.retry_after().is_none() && !err.message.contains("(os error") {
-        format!("{err} ({})", connect_probe(&forge.api_url).await)
-    } else {
-        err.to_string()
-    };
+    let mut message = err.to_string();
+    if err.is_transient() && err.retry_after().is_none() {
+        let (address, said) = connect_probe(&forge.api_url).await;
+        // Only when the transport's message does not already say it.
+        if !message.contains(&said) {
+            message = format!("{message} (connecting to {address}: {said})");
+        }
+    }
     Err(CallError { kind: Some(err.kind), message })
 }
 
-/// What a plain TCP connection to `api_url`'s host and port says.
-async fn connect_probe(api_url: &str) -> String {
+/// Where a plain TCP connection to `api_url`'s host and port goes, and what it says.
+async fn connect_probe(api_url: &str) -> (String, String) {
     let Some((host, port)) = Url::parse(api_url)
         .ok()
         .and_then(|url| Some((url.host_str()?.to_owned(), url.port_or_known_default()?)))
     else {
-        return format!("{api_url} is not a URL with a host");
+        return (api_url.to_owned(), "not a URL with a host".to_owned());
     };
     let address = format!("{host}:{port}");
-    match tokio::time::timeout(Duration::from_secs(10), tokio::net::TcpStream::connect(&address)).await {
-        Ok(Ok(_)) => format!("{address} accepts connections; the HTTP request itself failed"),
-        Ok(Err(err)) => format!("connecting to {address}: {err}"),
-        Err(_) => format!("connecting to {address}: no answer within 10 s"),
-    }
+    let said =
+        match tokio::time::timeout(Duration::from_secs(10), tokio::net::TcpStream::connect(&address)).await {
+            Ok(Ok(_)) => "it accepts connections; the HTTP request itself failed".to_owned(),
+            Ok(Err(err)) => err.to_string(),
+            Err(_) => "no answer within 10 s".to_owned(),
+        };
+    (address, said)
 }
 
 fn check_secret(forge: &ForgeSettings) -> Finding {
