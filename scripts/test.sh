@@ -28,10 +28,12 @@ if [ ! -d tests/browser/node_modules ]; then
   (cd tests/browser && npm ci --no-audit --no-fund)
 fi
 
-# GitHub's webhook examples and REST OpenAPI description (tests/it/corpus.rs, openapi.rs).
+# GitHub's webhook examples and REST OpenAPI description, and gitea-js's types generated from
+# Gitea's swagger (tests/it/corpus.rs, openapi.rs).
 if [ ! -f tests/octokit/node_modules/@octokit/openapi/generated/api.github.com.json ] \
-   || [ ! -f tests/octokit/node_modules/@octokit/webhooks-examples/api.github.com/index.json ]; then
-  echo "== GitHub's webhook examples and OpenAPI description (tests/octokit)"
+   || [ ! -f tests/octokit/node_modules/@octokit/webhooks-examples/api.github.com/index.json ] \
+   || [ ! -f tests/octokit/node_modules/gitea-js/dist/index.d.ts ]; then
+  echo "== the forges' API descriptions and GitHub's webhook examples (tests/octokit)"
   (cd tests/octokit && npm ci --no-audit --no-fund --ignore-scripts)
 fi
 

@@ -18,6 +18,7 @@ mod fuzz_replay;
 mod hardening;
 mod identity;
 mod intake;
+mod openapi;
 mod pg_server;
 mod process;
 mod real_claude;
