@@ -1,11 +1,12 @@
-//! The command line: `serve` (the default), `check-config`, `migrate`, `send-test`,
-//! `tasks list`.
+//! The command line: `serve` (the default), `check-config`, `doctor`, `migrate`,
+//! `send-test`, `tasks list`.
 //!
 //! The read-only commands (`check-config`, `tasks list`) never create `data_dir` or a
 //! database: they say which configuration and database they read, and fail when there is
-//! none.
+//! none. `doctor` tries everything a task needs, so it creates both, as `serve` would.
 
 mod check;
+mod doctor;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -41,6 +42,18 @@ pub enum Command {
     Serve,
     /// Validate the configuration and print it, every secret masked.
     CheckConfig,
+    /// Check that the configuration can run tasks: forge tokens and permissions, webhook
+    /// secrets, the agent (with a dry run), the database and data_dir. Exit code 1 when
+    /// something would stop tasks.
+    Doctor {
+        /// Check the token's permission on this repository (owner/name) instead of
+        /// trigger.repos; may be repeated.
+        #[arg(long = "repo", value_name = "OWNER/NAME")]
+        repos: Vec<String>,
+        /// Do not run the agent in a scratch repository (the dry run costs a model call).
+        #[arg(long)]
+        skip_agent_run: bool,
+    },
     /// Apply pending database migrations and exit.
     Migrate,
     /// Sign a test delivery with a forge's webhook secret, send it to the running daemon's
@@ -90,6 +103,9 @@ pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
         Command::CheckConfig => check_config(&settings),
+        Command::Doctor { repos, skip_agent_run } => {
+            return run_doctor(&settings, doctor::Options { repos, skip_agent_run }).await;
+        }
         Command::Migrate => migrate(&settings).await,
         Command::SendTest { forge, url } => send_test(&settings, forge.as_deref(), url.as_deref()).await,
         Command::Tasks(TasksCommand::List { status, repo, limit }) => {
@@ -107,6 +123,13 @@ pub async fn run(cli: Cli) -> ExitCode {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     App::build(settings).await?.run_until_stopped(app::shutdown_signal()).await
+}
+
+async fn run_doctor(settings: &Settings, options: doctor::Options) -> ExitCode {
+    println!("{}", configuration_source(settings));
+    let findings = doctor::run(settings, &options).await;
+    println!("{}", doctor::summary(&findings));
+    if doctor::blocks_tasks(&findings) { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
 
 async fn migrate(settings: &Settings) -> anyhow::Result<()> {

@@ -157,6 +157,22 @@ impl Db {
         Ok(self.conn.ping().await?)
     }
 
+    /// Proves the database takes writes (a read-only file, a full disk, a role without
+    /// INSERT fail here): one row written in a transaction that is then rolled back.
+    pub async fn check_writable(&self) -> Result<(), DbError> {
+        use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+        let txn = self.conn.begin().await?;
+        let probe = entities::label_states::ActiveModel {
+            forge: Set("forgehand-doctor".to_owned()),
+            repo: Set("forgehand/doctor".to_owned()),
+            number: Set(0),
+            present: Set(false),
+            updated_at: Set(chrono::Utc::now()),
+        };
+        probe.insert(&txn).await?;
+        Ok(txn.rollback().await?)
+    }
+
     /// Records a verified delivery and whatever `decide` makes of it, committed before this
     /// returns: a delivery answered 2xx is never lost. On SQLite the commit is shared with
     /// the deliveries arriving meanwhile (see `writer`).

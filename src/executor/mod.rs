@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod finish;
 pub mod guard;
+pub mod launch;
 pub mod outcome;
 pub mod pipeline;
 pub mod prompt;

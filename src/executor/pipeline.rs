@@ -10,6 +10,7 @@ use super::Context;
 use super::agent::{self, AgentOutcome, AgentRun, AgentSpec};
 use super::finish::task_url;
 use super::guard::{Guard, StopReason};
+use super::launch;
 use super::outcome::{Failure, Success};
 use super::prompt::Prompt;
 use super::report::{self, PullFacts, Status};
@@ -272,39 +273,14 @@ async fn run_agent(
         None
     };
     let settings = &ctx.settings.agent;
-    let extra: Vec<(String, String)> = settings.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    let parent =
-        std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
-    let request = agent::Request {
-        prompt: &prompt,
-        max_turns: settings.max_turns,
-        model: &settings.model,
-        resume: resume.as_deref(),
-        allowed_tools: &settings.allowed_tools,
-        extra: &settings.args,
-        prompt_via: settings.prompt_via,
-        sandboxed: settings.sandbox == crate::config::Sandbox::Bubblewrap,
-    };
-    let launch = agent::launch(settings.kind, &request);
-    let mut spec = AgentSpec {
-        kind: settings.kind,
-        program: settings.command.clone(),
-        args: launch.args,
-        stdin: launch.stdin,
-        cwd: worktree.path.clone(),
-        env: agent::agent_env(settings.kind, parent, &extra),
-        timeout: Duration::from_secs(ctx.settings.executor.timeout_secs),
-        kill_grace: Duration::from_secs(5),
-        transcript_path: ctx.settings.data_dir.join("transcripts").join(format!("task-{}.jsonl", task.id)),
-        max_transcript_bytes: 32 * 1024 * 1024,
-    };
+    let request = launch::request(settings, &prompt, resume.as_deref());
+    let transcript = ctx.settings.data_dir.join("transcripts").join(format!("task-{}.jsonl", task.id));
+    let mut spec = launch::spec(&ctx.settings, &request, worktree.path.clone(), transcript);
     let shipper = super::shipper::Shipper::start(ctx.db.clone(), task.id, spec.transcript_path.clone());
     let start = |spec: AgentSpec| async move {
-        let spec = super::sandbox::apply(&ctx.settings, spec)
-            .map_err(|reason| Failure::Permanent { reason, partial_branch: None })?;
-        agent::run(&spec, guard.stop_signal(), None)
+        launch::run(&ctx.settings, spec, guard.stop_signal())
             .await
-            .map_err(|err| Failure::Permanent { reason: err.to_string(), partial_branch: None })
+            .map_err(|reason| Failure::Permanent { reason, partial_branch: None })
     };
     let mut run = start(spec.clone()).await;
     if let Ok(refused) = &run

@@ -11,6 +11,7 @@ mod browser;
 mod command_agent;
 mod corpus;
 mod dashboard;
+mod doctor;
 mod executor;
 mod faults;
 mod fuzz_replay;
