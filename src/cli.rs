@@ -48,8 +48,8 @@ pub enum Command {
     Doctor {
         /// Check the token's permission on this repository (owner/name) instead of
         /// trigger.repos; may be repeated.
-        #[arg(long = "repo", value_name = "OWNER/NAME")]
-        repos: Vec<String>,
+        #[arg(long = "repo", value_name = "OWNER/NAME", value_parser = crate::config::RepoName::parse)]
+        repos: Vec<crate::config::RepoName>,
         /// Do not run the agent in a scratch repository (the dry run costs a model call).
         #[arg(long)]
         skip_agent_run: bool,

@@ -7,14 +7,14 @@ use std::time::Duration;
 use reqwest::Url;
 
 use super::Finding;
-use crate::config::{ForgeSettings, Permission, Settings};
+use crate::config::{ForgeSettings, Permission, RepoName, Settings};
 use crate::forge::client::{ErrorKind, Forge, ForgeError};
 
 /// How long one call to a forge may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Every configured forge, each against `repos`.
-pub async fn check_forges(settings: &Settings, repos: &[String]) -> Vec<Finding> {
+pub async fn check_forges(settings: &Settings, repos: &[RepoName]) -> Vec<Finding> {
     if settings.forges.is_empty() {
         return vec![Finding::fail(
             "no forge configured: nothing can trigger a task; add a [[forges]] entry to the config \
@@ -33,7 +33,7 @@ pub async fn check_forges(settings: &Settings, repos: &[String]) -> Vec<Finding>
 
 /// The token's account, then its permission on each of `repos`. When `several` forges
 /// are configured, a repository missing from this one may live on another: a warning.
-async fn check_token(forge: &ForgeSettings, repos: &[String], several: bool) -> Vec<Finding> {
+async fn check_token(forge: &ForgeSettings, repos: &[RepoName], several: bool) -> Vec<Finding> {
     let name = format!("forge {} ({})", forge.name, forge.api_url);
     let client = match crate::forge::client::connect(forge) {
         Ok(client) => client,
@@ -81,7 +81,7 @@ fn bot_login_mismatch(forge: &ForgeSettings, login: &str) -> Option<Finding> {
 async fn check_permission(
     forge: &ForgeSettings,
     client: &dyn Forge,
-    repo: &str,
+    repo: &RepoName,
     login: &str,
     several: bool,
 ) -> Finding {

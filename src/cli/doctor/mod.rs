@@ -71,7 +71,7 @@ impl fmt::Display for Finding {
 pub struct Options {
     /// Repositories (`owner/name`) to check the token's permission on instead of
     /// `trigger.repos`.
-    pub repos: Vec<String>,
+    pub repos: Vec<crate::config::RepoName>,
     /// Do not run the agent (the dry run costs a model call).
     pub skip_agent_run: bool,
 }
