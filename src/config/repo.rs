@@ -15,8 +15,15 @@ use toml::Spanned;
 pub const REPO_FILE: &str = ".forgehand.toml";
 
 /// The keys of [`REPO_FILE`], in the order the documentation lists them.
-pub const REPO_KEYS: &[&str] =
-    &["setup", "checks", "fix_rounds", "instructions", "on_failing_checks", "on_failing_setup", "command_timeout_secs"];
+pub const REPO_KEYS: &[&str] = &[
+    "setup",
+    "checks",
+    "fix_rounds",
+    "instructions",
+    "on_failing_checks",
+    "on_failing_setup",
+    "command_timeout_secs",
+];
 
 /// What happens when checks still fail after the last fix round.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -185,7 +192,11 @@ impl Verification {
         if let Some(rounds) = &file.fix_rounds
             && *rounds.get_ref() > limits.max_fix_rounds
         {
-            let why = format!("{} is more than the operator allows (repo_config.max_fix_rounds = {})", rounds.get_ref(), limits.max_fix_rounds);
+            let why = format!(
+                "{} is more than the operator allows (repo_config.max_fix_rounds = {})",
+                rounds.get_ref(),
+                limits.max_fix_rounds
+            );
             return refuse("fix_rounds", rounds.span(), why);
         }
         if let Some(secs) = &file.command_timeout_secs
@@ -252,7 +263,10 @@ pub(super) fn problems(defaults: &RepoConfigSettings, entries: &[RepoSettings]) 
     let mut problems = Vec::new();
     for key in &defaults.allow {
         if !REPO_KEYS.contains(&key.as_str()) {
-            problems.push(format!("repo_config.allow: {key:?} is not a key of {REPO_FILE}; use some of {}", REPO_KEYS.join(", ")));
+            problems.push(format!(
+                "repo_config.allow: {key:?} is not a key of {REPO_FILE}; use some of {}",
+                REPO_KEYS.join(", ")
+            ));
         }
     }
     for (key, value) in [
@@ -322,10 +336,19 @@ mod tests {
     #[test]
     fn a_file_cannot_exceed_what_the_operator_allows() {
         let limits = RepoConfigSettings::default();
-        let err = operator().apply_repo_file("checks = []\non_failing_checks = \"draft\"\n", &limits).unwrap_err();
-        assert!(err.starts_with(".forgehand.toml line 2: on_failing_checks: the operator does not let"), "{err}");
+        let err =
+            operator().apply_repo_file("checks = []\non_failing_checks = \"draft\"\n", &limits).unwrap_err();
+        assert!(
+            err.starts_with(".forgehand.toml line 2: on_failing_checks: the operator does not let"),
+            "{err}"
+        );
         let err = operator().apply_repo_file("fix_rounds = 50\n", &limits).unwrap_err();
-        assert!(err.contains("line 1: fix_rounds: 50 is more than the operator allows (repo_config.max_fix_rounds = 5)"), "{err}");
+        assert!(
+            err.contains(
+                "line 1: fix_rounds: 50 is more than the operator allows (repo_config.max_fix_rounds = 5)"
+            ),
+            "{err}"
+        );
         let wide = RepoConfigSettings { allow: vec!["command_timeout_secs".into()], ..limits };
         let err = operator().apply_repo_file("command_timeout_secs = 99999\n", &wide).unwrap_err();
         assert!(err.contains("max_command_timeout_secs = 1800"), "{err}");
