@@ -18,7 +18,7 @@ pub const OUTPUT_TAIL_BYTES: usize = 64 << 10;
 /// How much of a failing command's output the agent is shown in a fix round.
 const PROMPT_TAIL_CHARS: usize = 4000;
 /// How much of a failing command's output is posted on the issue or the pull request.
-pub const POSTED_TAIL_CHARS: usize = 1500;
+pub const POSTED_TAIL_CHARS: usize = 1200;
 /// How long the output of a finished command may take to drain.
 const DRAIN: Duration = Duration::from_secs(5);
 
