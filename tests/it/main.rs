@@ -25,4 +25,5 @@ mod scale_out;
 mod security;
 mod storage;
 mod triggers;
+mod verified;
 mod wizard;
