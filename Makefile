@@ -6,7 +6,7 @@ UNIT_DIR ?= /etc/systemd/system
 CARGO ?= cargo
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: help build run test lint fmt install bench bench-quick fuzz clean
+.PHONY: help build run test lint fmt install bench bench-quick fuzz clean agent-compat
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -48,6 +48,11 @@ bench: ## build in release mode, run the benchmarks, write docs/benchmarks.md
 bench-quick: ## a 3-minute make bench (one repeat, smaller databases), report in target/bench-quick.md
 	$(CARGO) build --release --locked -p forgehand -p forgehand-bench
 	$(TARGET_DIR)/release/forgehand-bench --quick --forgehand $(TARGET_DIR)/release/forgehand --out $(TARGET_DIR)/bench-quick.md
+
+VERSIONS ?= 2.1.332
+
+agent-compat: ## the real-CLI tests against each Claude Code version in VERSIONS="2.1.330 2.1.332"
+	VERSIONS="$(VERSIONS)" bash scripts/agent-compat.sh
 
 FUZZ_SECS ?= 60
 FUZZ_TARGETS ?= signature payload trigger command branch

@@ -28,8 +28,20 @@ if [ ! -d tests/browser/node_modules ]; then
   (cd tests/browser && npm ci --no-audit --no-fund)
 fi
 
+# GitHub's webhook examples and REST OpenAPI description, and gitea-js's types generated from
+# Gitea's swagger (tests/it/corpus.rs, openapi.rs).
+if [ ! -f tests/octokit/node_modules/@octokit/openapi/generated/api.github.com.json ] \
+   || [ ! -f tests/octokit/node_modules/@octokit/webhooks-examples/api.github.com/index.json ] \
+   || [ ! -f tests/octokit/node_modules/gitea-js/dist/index.d.ts ]; then
+  echo "== the forges' API descriptions and GitHub's webhook examples (tests/octokit)"
+  (cd tests/octokit && npm ci --no-audit --no-fund --ignore-scripts)
+fi
+
 # The pinned Claude Code CLI that tests/it/real_claude.rs runs (versions in tests/claude/).
-if [ ! -x tests/claude/node_modules/@anthropic-ai/claude-code-linux-x64/claude ]; then
+# A pin changed since the last install also reinstalls (node_modules is git-ignored).
+pinned_claude=$(python3 -c 'import json; print(json.load(open("tests/claude/package.json"))["dependencies"]["@anthropic-ai/claude-code"])')
+installed_claude=$(python3 -c 'import json; print(json.load(open("tests/claude/node_modules/@anthropic-ai/claude-code/package.json"))["version"])' 2>/dev/null || true)
+if [ ! -x tests/claude/node_modules/@anthropic-ai/claude-code-linux-x64/claude ] || [ "$pinned_claude" != "$installed_claude" ]; then
   echo "== installing the pinned Claude Code CLI (tests/claude)"
   (cd tests/claude && npm ci --no-audit --no-fund --ignore-scripts)
 fi

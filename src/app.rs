@@ -64,6 +64,7 @@ impl App {
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let executor = self.start_executor(stop_rx)?;
+        let identities = server::identity::follow(&self.state);
         let router = server::router(self.state.clone());
         let limits = ConnectionLimits::from(&self.state.settings().server);
         let served = serve(self.listener, router, limits, async move {
@@ -71,6 +72,7 @@ impl App {
             let _ = stop_tx.send(true);
         })
         .await;
+        identities.abort();
         if let Some(executor) = executor {
             let _ = executor.await;
         }

@@ -14,7 +14,9 @@ pub mod client;
 pub mod event;
 mod gitea;
 mod github;
-mod models;
+/// Public so that the integration tests can check every field read against the forges'
+/// API descriptions.
+pub mod models;
 pub mod payload;
 mod rest;
 pub mod signature;

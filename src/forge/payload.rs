@@ -20,15 +20,44 @@ pub struct PayloadError {
 
 /// Parses the JSON body of a delivery of `event` sent by a forge of `kind`: the events every
 /// forge sends here, its own (reviews) in its folder.
+///
+/// A delivery whose action forgehand never acts on (`issues`/`pinned`, a comment edited)
+/// is read only up to its `action`: its other fields may have any shape, and it becomes
+/// [`ForgeEvent::Unsupported`], recorded and answered `ignored`.
 pub fn parse(kind: ForgeKind, event: &str, json: &[u8]) -> Result<ForgeEvent, PayloadError> {
     match event {
         "ping" => read::<IgnoredAny>(event, json).map(|_| ForgeEvent::Ping),
-        "issues" => read::<IssuesPayload>(event, json).map(IssuesPayload::into_event),
-        "issue_comment" => read::<CommentPayload>(event, json).map(CommentPayload::into_event),
+        "issues" => when_acted_on(event, json, ISSUE_ACTIONS, || {
+            read::<IssuesPayload>(event, json).map(IssuesPayload::into_event)
+        }),
+        "issue_comment" => when_acted_on(event, json, &["created"], || {
+            read::<CommentPayload>(event, json).map(CommentPayload::into_event)
+        }),
         _ => (super::dialect(kind).parse_own_event)(event, json).unwrap_or_else(|| {
             read::<Envelope>(event, json)
                 .map(|envelope| ForgeEvent::Unsupported { event: event.to_owned(), action: envelope.action })
         }),
+    }
+}
+
+/// The `issues` actions forgehand acts on (both forges' label changes, open and close).
+const ISSUE_ACTIONS: &[&str] =
+    &["labeled", "unlabeled", "label_updated", "label_cleared", "opened", "closed"];
+
+/// Parses the whole payload with `parse` when its `action` is one of `actions`; any other
+/// action is [`ForgeEvent::Unsupported`] without reading further. An action-less payload
+/// of an event that must have one is malformed.
+pub(crate) fn when_acted_on(
+    event: &str,
+    json: &[u8],
+    actions: &[&str],
+    parse: impl FnOnce() -> Result<ForgeEvent, PayloadError>,
+) -> Result<ForgeEvent, PayloadError> {
+    let envelope = read::<ActionEnvelope>(event, json)?;
+    if actions.contains(&envelope.action.as_str()) {
+        parse()
+    } else {
+        Ok(ForgeEvent::Unsupported { event: event.to_owned(), action: Some(envelope.action) })
     }
 }
 
@@ -64,6 +93,11 @@ fn read_with_path<T: DeserializeOwned>(event: &str, json: &[u8]) -> Result<T, Pa
 #[derive(Deserialize)]
 struct Envelope {
     action: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ActionEnvelope {
+    action: String,
 }
 
 #[derive(Deserialize)]
@@ -331,6 +365,27 @@ mod tests {
         assert!(err.to_string().starts_with("malformed ping payload"), "{err}");
         let err = parse(ForgeKind::Github, "push", b"[1,2").unwrap_err();
         assert_eq!(err.event, "push");
+    }
+
+    #[test]
+    fn actions_forgehand_never_acts_on_are_read_no_further() {
+        // GitHub's issues.pinned carries an issue without `state`.
+        let pinned = br#"{"action":"pinned","issue":{"number":1,"title":"x"},"repository":{}}"#;
+        let event = parse(ForgeKind::Github, "issues", pinned).unwrap();
+        assert_eq!(event, ForgeEvent::Unsupported { event: "issues".into(), action: Some("pinned".into()) });
+        let edited = br#"{"action":"edited","comment":{"body":7}}"#;
+        assert!(matches!(
+            parse(ForgeKind::Gitea, "issue_comment", edited),
+            Ok(ForgeEvent::Unsupported { .. })
+        ));
+        let dismissed = br#"{"action":"dismissed","review":null}"#;
+        let event = parse(ForgeKind::Github, "pull_request_review", dismissed).unwrap();
+        assert_eq!(event.action(), Some("dismissed"));
+        // The actions it acts on are read whole, and an event that has actions needs one.
+        let labeled = br#"{"action":"labeled","issue":{"number":1,"title":"x"}}"#;
+        assert!(parse(ForgeKind::Github, "issues", labeled).is_err());
+        let err = parse(ForgeKind::Github, "issues", br#"{"issue":{}}"#).unwrap_err();
+        assert!(err.message.contains("missing field `action`"), "{err}");
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod attempts;
 pub mod auth;
 pub mod client;
 pub mod edge;
+pub mod identity;
 pub mod metrics;
 pub mod pages;
 pub mod refusals;
@@ -51,6 +52,8 @@ pub struct Inner {
     pub intake: metrics::IntakeMetrics,
     /// The dashboard's figures, shared by the page loads of one second.
     pub overview: crate::db::dashboard::OverviewCache,
+    /// Whom each forge's token belongs to, for forges without `bot_login`.
+    pub identities: Arc<identity::Identities>,
     /// Refused deliveries on their way to the database.
     pub refusals: refusals::Refusals,
     /// The address the server listens on, once bound (the setup page's test delivery
@@ -85,6 +88,7 @@ impl AppState {
             drafts: Default::default(),
             intake: Default::default(),
             overview: Default::default(),
+            identities: Default::default(),
             local_addr: Default::default(),
         }))
     }

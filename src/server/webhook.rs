@@ -286,8 +286,13 @@ async fn record(
     // The decision runs in the database writer: it owns what it needs, and decides with
     // the settings this delivery was verified under.
     let forge_name = forge.name.clone();
+    let identities = state.identities.clone();
     let decide = move |ctx: &trigger::IssueContext| match settings.forge(&forge_name) {
-        Some(forge) => trigger::decide(&event, forge, &settings.trigger, &settings.git.branch_prefix, ctx),
+        Some(forge) => {
+            // Without bot_login, the account the forge named for the token is forgehand's own.
+            let forge = identities.effective(forge);
+            trigger::decide(&event, &forge, &settings.trigger, &settings.git.branch_prefix, ctx)
+        }
         None => trigger::Decision::Ignore(format!("forge {forge_name:?} is no longer configured")),
     };
     async {

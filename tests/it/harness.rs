@@ -99,10 +99,13 @@ name = "gitea"
 kind = "gitea"
 api_url = "https://gitea.example.com/api/v1"
 webhook_secret = "{GITEA_SECRET}"
+# With a bot_login, forgehand does not ask these (unreachable) forges who their token is.
+bot_login = "forgehand-bot"
 [[forges]]
 name = "unsigned"
 kind = "github"
 api_url = "https://api.github.com"
+bot_login = "forgehand-bot"
 {extra}
 "#,
         data_dir = data_dir.display()

@@ -12,19 +12,30 @@ use crate::model_server::{Behaviour, ModelServer, Turn};
 use crate::real_codex::{codex_binary, codex_env};
 
 const LONG: Duration = Duration::from_secs(90);
-const VERSION: &str = "2.1.330";
+/// The version pinned in tests/claude/package.json.
+const PINNED_VERSION: &str = "2.1.332";
 
-/// The pinned CLI; missing means `cd tests/claude && npm ci` was not run.
+/// The CLI under test: `FORGEHAND_TEST_CLAUDE` (what `make agent-compat` sets for each
+/// version), else the pinned one; missing means `cd tests/claude && npm ci` was not run.
 pub fn claude_binary() -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/claude/node_modules/@anthropic-ai/claude-code-linux-x64/claude");
+    let path = match std::env::var_os("FORGEHAND_TEST_CLAUDE") {
+        Some(path) => PathBuf::from(path),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/claude/node_modules/@anthropic-ai/claude-code-linux-x64/claude"),
+    };
     assert!(
         path.is_file(),
-        "the pinned Claude Code CLI is missing at {}: run `(cd tests/claude && npm ci --no-audit --no-fund \
+        "the Claude Code CLI is missing at {}: run `(cd tests/claude && npm ci --no-audit --no-fund \
          --ignore-scripts)` or `make test`",
         path.display()
     );
     path
+}
+
+/// The version of the CLI under test: `FORGEHAND_TEST_CLAUDE_VERSION` with
+/// `FORGEHAND_TEST_CLAUDE`, else the pinned one.
+fn expected_version() -> String {
+    std::env::var("FORGEHAND_TEST_CLAUDE_VERSION").unwrap_or_else(|_| PINNED_VERSION.to_owned())
 }
 
 /// The variables that point the CLI at `model` and keep it off the network and out of
@@ -68,18 +79,23 @@ pub struct Options {
 }
 
 impl Options {
-    /// The real Claude Code CLI with file edits and Bash allowed.
+    /// The real Claude Code CLI with no permission settings: forgehand's defaults.
     pub fn new(dialect: Dialect) -> Options {
-        let args = ["--permission-mode", "acceptEdits", "--allowedTools", "Bash"].map(String::from).to_vec();
         Options {
             dialect,
             cli: Cli::Claude,
             max_turns: 10,
             timeout_secs: 60,
             max_attempts: 3,
-            args,
+            args: Vec::new(),
             allowed_tools: Vec::new(),
         }
+    }
+
+    /// The real Claude Code CLI with file edits and any shell command allowed.
+    pub fn any_command(dialect: Dialect) -> Options {
+        let args = ["--permission-mode", "acceptEdits", "--allowedTools", "Bash"].map(String::from).to_vec();
+        Options { args, ..Options::new(dialect) }
     }
 
     /// Another agent program, with no `agent.args`.
@@ -269,7 +285,7 @@ async fn happy_path(dialect: Dialect) {
     let transcript = world.transcript(id);
     let init =
         transcript.iter().find(|l| l["type"] == "system" && l["subtype"] == "init").expect("init line");
-    assert_eq!(init["claude_code_version"], VERSION);
+    assert_eq!(init["claude_code_version"], expected_version());
     assert_eq!(init["permissionMode"], "acceptEdits");
     let result = transcript.last().unwrap();
     assert_eq!((result["type"].as_str(), result["is_error"].as_bool()), (Some("result"), Some(false)));
@@ -368,24 +384,24 @@ async fn a_rejected_model_request_fails_at_once() {
 
 #[tokio::test]
 async fn permission_denials_fail_the_task_and_are_reported() {
-    let mut options = Options::new(Dialect::Gitea);
-    options.args = Vec::new();
-    let script = vec![Turn::write("VERBOSE.md", "x\n"), Turn::text("Wrote VERBOSE.md.")];
+    // The default allows edits and the usual build tools, not any command.
+    let options = Options::new(Dialect::Gitea);
+    let script = vec![Turn::bash("curl -s http://127.0.0.1:9/"), Turn::text("Fetched it.")];
     let (world, task) = failed_with(Behaviour::Script(script), options).await;
     let reason =
-        "the agent was refused permission 1 time (Write); allow the tools it needs in agent.allowed_tools";
+        "the agent was refused permission 1 time (Bash); allow the tools it needs in agent.allowed_tools";
     assert_eq!(task.error.as_deref(), Some(reason), "{task:?}");
     assert!(world.bot_comments()[0].contains(reason), "{:?}", world.bot_comments());
     let result = world.transcript(task.id).pop().unwrap();
     assert_eq!((result["is_error"].as_bool(), result["subtype"].as_str()), (Some(false), Some("success")));
-    assert_eq!(result["permission_denials"][0]["tool_name"], "Write");
+    assert_eq!(result["permission_denials"][0]["tool_name"], "Bash");
     // The CLI calls it a success; the transcript ends with forgehand's word on it.
     let last = world.transcript_file(task.id).pop().unwrap();
     assert_eq!((last["type"].as_str(), last["success"].as_bool()), (Some("forgehand.verdict"), Some(false)));
     let browser = crate::dashboard::Browser::login(&world.app).await;
     let (status, page) = browser.get(&format!("/tasks/{}", task.id)).await;
     assert_eq!(status, 200);
-    assert!(page.contains("refused permission 1 time (Write)"), "the task page names the denial");
+    assert!(page.contains("refused permission 1 time (Bash)"), "the task page names the denial");
     let transcript = &page[page.find("id=\"transcript\"").unwrap()..];
     let ended = transcript.rfind("forgehand: the run failed: the agent was refused permission");
     assert!(ended.is_some_and(|at| !transcript[at..].contains("success")), "{transcript}");
@@ -394,7 +410,6 @@ async fn permission_denials_fail_the_task_and_are_reported() {
 #[tokio::test]
 async fn allowed_tools_let_listed_tools_run_and_refuse_the_rest() {
     let mut options = Options::new(Dialect::Github);
-    options.args = Vec::new();
     options.allowed_tools = vec!["Write".into(), "Edit".into()];
     let script = vec![
         Turn::write("VERBOSE.md", "The CLI takes --verbose.\n"),
@@ -424,7 +439,7 @@ async fn allowed_tools_let_listed_tools_run_and_refuse_the_rest() {
 
 #[tokio::test]
 async fn a_timeout_stops_the_cli_and_the_commands_it_started() {
-    let mut options = Options::new(Dialect::Github);
+    let mut options = Options::any_command(Dialect::Github);
     options.timeout_secs = 5;
     let script = vec![Turn::bash("(tail -f /dev/null &) ; tail -f /dev/null"), Turn::text("Waited.")];
     let world = World::start(options, Behaviour::Script(script)).await;
@@ -442,7 +457,7 @@ async fn a_timeout_stops_the_cli_and_the_commands_it_started() {
 
 #[tokio::test]
 async fn a_model_that_never_stops_ends_at_max_turns() {
-    let mut options = Options::new(Dialect::Gitea);
+    let mut options = Options::any_command(Dialect::Gitea);
     options.max_turns = 2;
     let (world, task) = failed_with(Behaviour::Script(vec![Turn::bash("true")]), options).await;
     let error = task.error.as_deref().unwrap();
@@ -509,7 +524,8 @@ fn the_pinned_cli_knows_every_flag_forgehand_passes() {
     let missing: Vec<&String> = flags.filter(|f| *f != "--max-turns" && !listed.contains(f)).collect();
     assert!(
         missing.is_empty(),
-        "Claude Code {VERSION} does not list {missing:?}; see src/executor/agent/claude.rs args"
+        "Claude Code {} does not list {missing:?}; see src/executor/agent/claude.rs args",
+        expected_version()
     );
     for documented in ["--permission-mode", "--allowedTools"] {
         assert!(listed.iter().any(|l| l == documented), "docs/agents.md recommends {documented}");

@@ -5,9 +5,82 @@ use serde_json::{Map, Value};
 
 use super::{AgentEvent, AgentResult, Request, one_line};
 
+/// Tools the CLI may use without asking when the configuration grants none (no
+/// `agent.allowed_tools` and no permission flag in `agent.args`): read, search and edit the
+/// worktree, and run git and the usual build and test tools. These run the repository's
+/// own code, so the default is as safe as the repositories the label is used on.
+pub const DEFAULT_ALLOWED_TOOLS: &[&str] = &[
+    "Read",
+    "Glob",
+    "Grep",
+    "LS",
+    "Edit",
+    "MultiEdit",
+    "Write",
+    "NotebookEdit",
+    "TodoWrite",
+    "Bash(git:*)",
+    "Bash(ls:*)",
+    "Bash(cat:*)",
+    "Bash(head:*)",
+    "Bash(tail:*)",
+    "Bash(wc:*)",
+    "Bash(find:*)",
+    "Bash(grep:*)",
+    "Bash(rg:*)",
+    "Bash(diff:*)",
+    "Bash(sort:*)",
+    "Bash(mkdir:*)",
+    "Bash(echo:*)",
+    "Bash(printf:*)",
+    "Bash(make:*)",
+    "Bash(cargo:*)",
+    "Bash(go:*)",
+    "Bash(npm:*)",
+    "Bash(npx:*)",
+    "Bash(yarn:*)",
+    "Bash(pnpm:*)",
+    "Bash(node:*)",
+    "Bash(python3:*)",
+    "Bash(python:*)",
+    "Bash(pytest:*)",
+    "Bash(pip:*)",
+    "Bash(mvn:*)",
+    "Bash(gradle:*)",
+    "Bash(./gradlew:*)",
+    "Bash(dotnet:*)",
+    "Bash(bundle:*)",
+    "Bash(rake:*)",
+];
+
+/// The default inside `agent.sandbox = "bubblewrap"`, where a command can reach only the
+/// worktree, the system's programs and a private home: any shell command.
+pub const SANDBOXED_ALLOWED_TOOLS: &[&str] =
+    &["Read", "Glob", "Grep", "LS", "Edit", "MultiEdit", "Write", "NotebookEdit", "TodoWrite", "Bash"];
+
+/// The tools allowed when the configuration grants none.
+pub fn default_allowed_tools(sandboxed: bool) -> &'static [&'static str] {
+    if sandboxed { SANDBOXED_ALLOWED_TOOLS } else { DEFAULT_ALLOWED_TOOLS }
+}
+
+/// Whether `agent.args` already says how permissions work (a mode, a tool list, or
+/// skipping them): then forgehand adds no default.
+fn args_set_permissions(extra: &[String]) -> bool {
+    const FLAGS: [&str; 6] = [
+        "--permission-mode",
+        "--allowedTools",
+        "--allowed-tools",
+        "--dangerously-skip-permissions",
+        "--disallowedTools",
+        "--disallowed-tools",
+    ];
+    extra.iter().any(|arg| FLAGS.iter().any(|flag| arg == flag || arg.starts_with(&format!("{flag}="))))
+}
+
 /// Builds the argv after the program: `-p <prompt> --output-format stream-json --verbose
-/// --max-turns <n>`, then `--model` if non-empty, `--allowedTools` if any, `--resume` if
-/// given, then `agent.args`.
+/// --max-turns <n>`, then `--model` if non-empty, `--allowedTools` if any (with neither
+/// those nor a permission flag in `agent.args`: `--permission-mode acceptEdits` and
+/// [`default_allowed_tools`]), `--resume` if given, then `agent.args`.
 pub fn args(request: &Request) -> Vec<String> {
     let prompt = request.prompt;
     // The CLI's option parser would take a prompt starting with `-` for an option.
@@ -20,10 +93,18 @@ pub fn args(request: &Request) -> Vec<String> {
     if !request.model.is_empty() {
         args.extend(["--model".to_owned(), request.model.to_owned()]);
     }
+    // One comma-separated value: the option takes several values and would swallow
+    // whatever follows that does not start with `-`.
     if !request.allowed_tools.is_empty() {
-        // One comma-separated value: the option takes several values and would swallow
-        // whatever follows that does not start with `-`.
         args.extend(["--allowedTools".to_owned(), request.allowed_tools.join(",")]);
+    } else if !args_set_permissions(request.extra) {
+        let tools = default_allowed_tools(request.sandboxed).join(",");
+        args.extend([
+            "--permission-mode".to_owned(),
+            "acceptEdits".to_owned(),
+            "--allowedTools".to_owned(),
+            tools,
+        ]);
     }
     if let Some(session) = request.resume {
         args.extend(["--resume".to_owned(), session.to_owned()]);
@@ -148,7 +229,7 @@ mod tests {
     fn build_args_always_passes_max_turns() {
         let built = args(&Request::new("Do it"));
         assert_eq!(
-            built,
+            built[..7],
             ["-p", "Do it", "--output-format", "stream-json", "--verbose", "--max-turns", "50"]
         );
         let extra = ["--permission-mode".to_owned(), "acceptEdits".to_owned()];
@@ -174,6 +255,34 @@ mod tests {
             "acceptEdits",
         ];
         assert_eq!(args(&request)[5..], tail);
+    }
+
+    #[test]
+    fn with_no_permission_settings_edits_and_usual_commands_are_allowed() {
+        let built = args(&Request::new("Do it"));
+        assert_eq!(built[7..10], ["--permission-mode", "acceptEdits", "--allowedTools"]);
+        let tools: Vec<&str> = built[10].split(',').collect();
+        assert!(tools.contains(&"Write") && tools.contains(&"Bash(cargo:*)"), "{tools:?}");
+        assert!(!tools.contains(&"Bash"), "any shell command only inside the sandbox");
+        let sandboxed = args(&Request { sandboxed: true, ..Request::new("Do it") });
+        assert!(sandboxed[10].split(',').any(|tool| tool == "Bash"), "{sandboxed:?}");
+        assert_eq!(built.len(), 11);
+    }
+
+    #[test]
+    fn configured_permissions_replace_the_default() {
+        let tools = ["Write".to_owned()];
+        let listed = args(&Request { allowed_tools: &tools, ..Request::new("Do it") });
+        assert_eq!(listed[7..], ["--allowedTools", "Write"]);
+        for extra in [
+            vec!["--permission-mode".to_owned(), "plan".to_owned()],
+            vec!["--permission-mode=bypassPermissions".to_owned()],
+            vec!["--dangerously-skip-permissions".to_owned()],
+            vec!["--allowedTools".to_owned(), "Bash".to_owned()],
+        ] {
+            let built = args(&Request { extra: &extra, ..Request::new("Do it") });
+            assert_eq!(built[7..], extra[..], "agent.args alone decide");
+        }
     }
 
     #[test]
@@ -222,6 +331,27 @@ mod tests {
         };
         assert_eq!(summary.chars().count(), PREVIEW_CHARS);
         assert!(summary.starts_with("Grep éé") && summary.ends_with('…'));
+    }
+
+    #[test]
+    fn unknown_types_and_fields_are_passed_over() {
+        // What a newer CLI might print: new line types, new fields, new content blocks.
+        let lines: [&[u8]; 5] = [
+            br#"{"type":"rate_limit_event","rate_limit_info":{"status":"allowed"}}"#,
+            br#"{"type":"system","subtype":"init","session_id":"s1","model":"m","plugins":[{"x":1}],"fast_mode_state":"off"}"#,
+            br#"{"type":"assistant","message":{"content":[{"type":"thinking","thinking":"hm"},{"type":"text","text":"Hi","citations":null}],"context_management":{}},"parent_tool_use_id":null,"uuid":"u"}"#,
+            br#"{"type":"user","message":{"content":[{"type":"image","source":{}}]},"tool_use_result":{"stdout":""}}"#,
+            br#"{"type":"result","subtype":"success","is_error":false,"num_turns":1,"modelUsage":{"m":{}},"fast_mode_state":"off","new_field":[1,2]}"#,
+        ];
+        let events: Vec<AgentEvent> = lines.iter().flat_map(|line| parse_events(line)).collect();
+        let [unknown, init, text, image, AgentEvent::Result(result)] = &events[..] else {
+            panic!("{events:#?}")
+        };
+        assert_eq!(unknown, &AgentEvent::Other("rate_limit_event".into()));
+        assert_eq!(init, &AgentEvent::Init { session_id: Some("s1".into()), model: Some("m".into()) });
+        assert_eq!(text, &AgentEvent::AssistantText("Hi".into()), "the thinking block is skipped");
+        assert_eq!(image, &AgentEvent::Other("user".into()));
+        assert!(!result.is_error && result.num_turns == Some(1), "{result:?}");
     }
 
     #[test]

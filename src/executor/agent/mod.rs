@@ -52,6 +52,9 @@ pub struct Request<'a> {
     /// `agent.args`.
     pub extra: &'a [String],
     pub prompt_via: PromptVia,
+    /// The agent runs inside `agent.sandbox = "bubblewrap"`: the default permissions may
+    /// be wider (see [`claude::default_allowed_tools`]).
+    pub sandboxed: bool,
 }
 
 impl<'a> Request<'a> {
@@ -65,6 +68,7 @@ impl<'a> Request<'a> {
             allowed_tools: &[],
             extra: &[],
             prompt_via: PromptVia::Stdin,
+            sandboxed: false,
         }
     }
 }

@@ -334,6 +334,7 @@ async fn run_agent(
         allowed_tools: &settings.allowed_tools,
         extra: &settings.args,
         prompt_via: settings.prompt_via,
+        sandboxed: settings.sandbox == crate::config::Sandbox::Bubblewrap,
     };
     let launch = agent::launch(settings.kind, &request);
     let mut spec = AgentSpec {

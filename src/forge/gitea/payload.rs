@@ -4,7 +4,7 @@ use serde::Deserialize;
 
 use crate::forge::OwnEvent;
 use crate::forge::event::{ForgeEvent, ReviewVerdict};
-use crate::forge::payload::{PullPayload, ReviewFacts, ReviewPayload, null_as_empty, read};
+use crate::forge::payload::{PullPayload, ReviewFacts, ReviewPayload, null_as_empty, read, when_acted_on};
 
 #[derive(Deserialize)]
 struct Review {
@@ -20,7 +20,9 @@ pub fn parse_own_event(event: &str, json: &[u8]) -> OwnEvent {
         "pull_request_comment" => ReviewVerdict::Commented,
         _ => return None,
     };
-    Some(read::<ReviewPayload<Review>>(event, json).map(|payload| review_event(payload, verdict)))
+    Some(when_acted_on(event, json, &["reviewed"], || {
+        read::<ReviewPayload<Review>>(event, json).map(|payload| review_event(payload, verdict))
+    }))
 }
 
 fn review_event(mut payload: ReviewPayload<Review>, verdict: ReviewVerdict) -> ForgeEvent {

@@ -4,7 +4,7 @@ use serde::Deserialize;
 
 use crate::forge::OwnEvent;
 use crate::forge::event::{ForgeEvent, ReviewVerdict};
-use crate::forge::payload::{ReviewFacts, ReviewPayload, null_as_empty, read};
+use crate::forge::payload::{ReviewFacts, ReviewPayload, null_as_empty, read, when_acted_on};
 
 #[derive(Deserialize)]
 struct Review {
@@ -17,7 +17,11 @@ struct Review {
 
 /// Parses GitHub's own events; `None` for the others.
 pub fn parse_own_event(event: &str, json: &[u8]) -> OwnEvent {
-    (event == "pull_request_review").then(|| read::<ReviewPayload<Review>>(event, json).map(review_event))
+    (event == "pull_request_review").then(|| {
+        when_acted_on(event, json, &["submitted"], || {
+            read::<ReviewPayload<Review>>(event, json).map(review_event)
+        })
+    })
 }
 
 fn review_event(payload: ReviewPayload<Review>) -> ForgeEvent {

@@ -11,6 +11,7 @@ use super::{database_error, duration, error_page, render};
 use crate::config::ForgeSettings;
 use crate::db::LastDelivery;
 use crate::server::AppState;
+use crate::server::identity::Identity;
 use crate::server::session::{CurrentSession, check_csrf};
 
 /// What a forge needs on its side, for the setup page.
@@ -22,6 +23,10 @@ pub struct ForgeSetup {
     pub events: String,
     pub secret_set: bool,
     pub token_set: bool,
+    /// forgehand's own account on the forge (its events never trigger), and whether it is
+    /// known: configured as `bot_login`, or learned from the token.
+    pub account: String,
+    pub account_known: bool,
     /// What became of the newest delivery for this forge, if one arrived.
     pub last_delivery: Option<LastSeen>,
 }
@@ -76,8 +81,23 @@ struct SetupPage {
     untrusted_proxy: Option<String>,
 }
 
-fn forge_setup(public_url: &str, forge: &ForgeSettings) -> ForgeSetup {
+/// The account line of a forge: its `bot_login`, or what asking the forge found.
+fn account(forge: &ForgeSettings, identity: Option<Identity>) -> (String, bool) {
+    if !forge.bot_login.is_empty() {
+        return (format!("{} (forges[].bot_login)", forge.bot_login), true);
+    }
+    match identity {
+        Some(Identity::Known(login)) => (format!("{login} (the token's account)"), true),
+        Some(Identity::Unknown(why)) => {
+            (format!("unknown: the forge could not say ({why}); check the token or set bot_login"), false)
+        }
+        None => ("not asked yet".to_owned(), false),
+    }
+}
+
+fn forge_setup(public_url: &str, forge: &ForgeSettings, identity: Option<Identity>) -> ForgeSetup {
     use secrecy::ExposeSecret;
+    let (account, account_known) = account(forge, identity);
     let dialect = crate::forge::dialect(forge.kind);
     let (kind, events) = (dialect.name, dialect.setup.events_line());
     ForgeSetup {
@@ -88,6 +108,8 @@ fn forge_setup(public_url: &str, forge: &ForgeSettings) -> ForgeSetup {
         events,
         secret_set: !forge.webhook_secret.is_empty(),
         token_set: !forge.token.expose_secret().is_empty(),
+        account,
+        account_known,
         last_delivery: None,
     }
 }
@@ -186,7 +208,7 @@ async fn setup_with(
     let settings = state.settings();
     let mut forges = Vec::new();
     for forge in &settings.forges {
-        let mut setup = forge_setup(&settings.server.public_url, forge);
+        let mut setup = forge_setup(&settings.server.public_url, forge, state.identities.get(&forge.name));
         setup.last_delivery = match state.db.last_delivery(&forge.name).await {
             Ok(last) => last.map(|last| last_seen(&forge.name, last)),
             Err(err) => return database_error(err),

@@ -190,7 +190,27 @@ pub(super) fn comment(ctx: &Ctx, repo: &FakeRepo, issue: &FakeIssue, comment: &F
     })
 }
 
+/// A pull request as `GET /pulls/{n}` answers: the listed form and what only that route adds.
 pub(super) fn pull(ctx: &Ctx, repo: &FakeRepo, issue: &FakeIssue) -> Value {
+    let details = json!({
+        "merged": false,
+        "mergeable": null,
+        "rebaseable": null,
+        "mergeable_state": "unknown",
+        "merged_by": null,
+        "comments": issue.comments.len(),
+        "review_comments": 0,
+        "maintainer_can_modify": false,
+        "commits": 1,
+        "additions": 0,
+        "deletions": 0,
+        "changed_files": 0,
+    });
+    merge(listed_pull(ctx, repo, issue), details)
+}
+
+/// A pull request as `GET /pulls` lists it (GitHub's `pull-request-simple`).
+pub(super) fn listed_pull(ctx: &Ctx, repo: &FakeRepo, issue: &FakeIssue) -> Value {
     let part = issue.pull.as_ref().expect("a pull request");
     let api = ctx.repo_api(repo);
     let url = format!("{api}/pulls/{}", issue.number);
@@ -246,18 +266,6 @@ pub(super) fn pull(ctx: &Ctx, repo: &FakeRepo, issue: &FakeIssue) -> Value {
         },
         "author_association": association(repo, &issue.user),
         "auto_merge": null,
-        "merged": false,
-        "mergeable": null,
-        "rebaseable": null,
-        "mergeable_state": "unknown",
-        "merged_by": null,
-        "comments": issue.comments.len(),
-        "review_comments": 0,
-        "maintainer_can_modify": false,
-        "commits": 1,
-        "additions": 0,
-        "deletions": 0,
-        "changed_files": 0,
     });
     merge(json, more)
 }

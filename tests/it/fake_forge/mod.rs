@@ -23,6 +23,9 @@
 mod gitea;
 mod github;
 mod hooks;
+pub mod routes;
+
+use routes::{Route, route};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -822,75 +825,6 @@ fn failure(status: u16, headers: &[(String, String)]) -> Reply {
     reply
 }
 
-/// One endpoint of either dialect.
-#[derive(Debug)]
-enum Route {
-    CurrentUser,
-    Repo,
-    Permission(String),
-    Issue(String),
-    Comments(String),
-    PostComment(String),
-    EditComment(String),
-    CommentReaction(String),
-    RepoLabels,
-    Label(String),
-    CreateLabel,
-    IssueLabels(String),
-    AddLabels(String),
-    RemoveLabel(String, String),
-    IssueReaction(String),
-    ListPulls,
-    CreatePull,
-    ListIssues,
-    Pull(String),
-    EditPull(String),
-    PullByBaseHead(String, String),
-}
-
-/// The repository (`owner/name`, if any) and endpoint `method path` addresses.
-fn route(dialect: Dialect, method: &str, path: &str) -> Option<(Option<String>, Route)> {
-    use Route::*;
-    let segments: Vec<String> = path.trim_matches('/').split('/').map(percent_decode).collect();
-    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-    if let ("GET", ["user"]) = (method, segments.as_slice()) {
-        return Some((None, CurrentUser));
-    }
-    let ["repos", owner, name, rest @ ..] = segments.as_slice() else { return None };
-    let s = |x: &&str| x.to_string();
-    let gitea = dialect == Dialect::Gitea;
-    let route = match (method, rest) {
-        ("GET", []) => Repo,
-        ("GET", ["collaborators", user, "permission"]) => Permission(s(user)),
-        ("GET", ["issues"]) => ListIssues,
-        ("GET", ["issues", n]) => Issue(s(n)),
-        ("GET", ["issues", n, "comments"]) => Comments(s(n)),
-        ("POST", ["issues", n, "comments"]) => PostComment(s(n)),
-        ("PATCH", ["issues", "comments", id]) => EditComment(s(id)),
-        // GitHub takes POST for PATCH (octocrab's `update_comment` relies on it); Gitea does not.
-        ("POST", ["issues", "comments", id]) if !gitea => EditComment(s(id)),
-        ("POST", ["issues", "comments", id, "reactions"]) => CommentReaction(s(id)),
-        ("GET", ["labels"]) => RepoLabels,
-        ("GET", ["labels", name]) if !gitea => Label(s(name)),
-        ("POST", ["labels"]) => CreateLabel,
-        ("GET", ["issues", n, "labels"]) => IssueLabels(s(n)),
-        ("POST", ["issues", n, "labels"]) => AddLabels(s(n)),
-        ("DELETE", ["issues", n, "labels", label]) => RemoveLabel(s(n), s(label)),
-        ("POST", ["issues", n, "reactions"]) => IssueReaction(s(n)),
-        ("GET", ["pulls"]) => ListPulls,
-        ("POST", ["pulls"]) => CreatePull,
-        ("GET", ["pulls", n]) => Pull(s(n)),
-        ("PATCH", ["pulls", n]) => EditPull(s(n)),
-        ("POST", ["pulls", n]) if !gitea => EditPull(s(n)),
-        // Gitea's route is `pulls/{base}/*`: a head with slashes spans several segments.
-        ("GET", ["pulls", base, head @ ..]) if gitea && !head.is_empty() => {
-            PullByBaseHead(s(base), head.join("/"))
-        }
-        _ => return None,
-    };
-    Some((Some(format!("{owner}/{name}")), route))
-}
-
 // ---------------------------------------------------------------------------------------
 // Endpoints: one state change each, rendered in the forge's dialect.
 // ---------------------------------------------------------------------------------------
@@ -1150,7 +1084,7 @@ impl Exchange<'_> {
                 .is_none_or(|(owner, branch)| owner.eq_ignore_ascii_case(&repo.owner) && branch == pull.head);
             state_ok && head_ok && base.is_none_or(|b| b == pull.base)
         });
-        Ok(self.page(pulls.map(|i| self.ctx.pull(repo, i)).collect()))
+        Ok(self.page(pulls.map(|i| self.ctx.listed_pull(repo, i)).collect()))
     }
 
     fn create_pull(&self, repo: &mut FakeRepo) -> Answer {
@@ -1541,6 +1475,15 @@ impl Ctx {
     fn pull(&self, repo: &FakeRepo, issue: &FakeIssue) -> Value {
         match self.dialect {
             Dialect::Github => github::pull(self, repo, issue),
+            Dialect::Gitea => gitea::pull(self, repo, issue),
+        }
+    }
+
+    /// A pull request as the forge's listing shows it: GitHub leaves out what only
+    /// `GET /pulls/{n}` computes (mergeability, counts); Gitea lists the whole.
+    fn listed_pull(&self, repo: &FakeRepo, issue: &FakeIssue) -> Value {
+        match self.dialect {
+            Dialect::Github => github::listed_pull(self, repo, issue),
             Dialect::Gitea => gitea::pull(self, repo, issue),
         }
     }
