@@ -14,8 +14,12 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
 
 mod describe;
+mod repo;
 mod repo_name;
 
+pub use repo::{
+    OnFailingChecks, OnFailingSetup, REPO_FILE, REPO_KEYS, RepoConfigSettings, RepoSettings, Verification,
+};
 pub use repo_name::{RepoName, check_repo_name};
 
 /// The built-in defaults, embedded so that `forgehand serve` works with no file at all.
@@ -53,6 +57,12 @@ pub struct Settings {
     pub git: GitSettings,
     pub labels: LabelSettings,
     pub pr: PrSettings,
+    /// `[[repos]]`: per-repository setup, checks and instructions (see `config::repo`).
+    #[serde(default)]
+    pub repos: Vec<RepoSettings>,
+    /// `[repo_config]`: defaults for every repository and what its `.forgehand.toml` may set.
+    #[serde(default)]
+    pub repo_config: RepoConfigSettings,
     /// The file these settings were read from, if any (not a key of the file).
     #[serde(skip)]
     pub config_file: Option<PathBuf>,
@@ -409,6 +419,7 @@ impl Settings {
         self.validate_forges(&mut problems);
         self.validate_trigger(&mut problems);
         self.validate_limits(&mut problems);
+        problems.extend(repo::problems(&self.repo_config, &self.repos));
         let url = self.database.url.expose_secret();
         let known = ["sqlite:", "postgres://", "postgresql://"];
         if !(url.is_empty() || known.iter().any(|scheme| url.starts_with(scheme))) {
@@ -515,6 +526,11 @@ impl Settings {
                 self.agent.kind
             ));
         }
+    }
+
+    /// What tasks on `repo` run around the agent, from the operator's settings alone.
+    pub fn verification(&self, repo: &str) -> Verification {
+        Verification::for_repo(&self.repo_config, &self.repos, repo)
     }
 
     /// The forge with this name, if configured.

@@ -16,6 +16,10 @@ pub struct Prompt<'a> {
     pub requested_by: &'a str,
     pub instructions: &'a str,
     pub follow_up: bool,
+    /// The repository's `instructions` (`.forgehand.toml` or `[[repos]]`).
+    pub repo_instructions: &'a str,
+    /// The repository's check commands, run after the agent.
+    pub checks: &'a [String],
 }
 
 impl Prompt<'_> {
@@ -40,6 +44,8 @@ mod tests {
             requested_by: "alice",
             instructions,
             follow_up,
+            repo_instructions: "Use the existing logger.",
+            checks: &["cargo test".to_owned()],
         }
         .text()
     }
@@ -57,6 +63,8 @@ mod tests {
             assert!(text.contains(expected), "{expected} missing in {text}");
         }
         assert!(!text.contains("Further instructions"));
+        assert!(text.contains("Instructions for this repository:\n\nUse the existing logger."), "{text}");
+        assert!(text.contains("forgehand runs these checks after you finish:\n- `cargo test`"), "{text}");
         assert!(prompt(false, "also docs").contains("Further instructions from @alice:\n\nalso docs"));
     }
 

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::checks::{CommandRun, POSTED_TAIL_CHARS, Phase};
 use crate::forge::IssueNumber;
 
 /// A task's state as people see it on the issue.
@@ -37,6 +38,14 @@ pub fn status_comment(task_id: i64, task_url: &str, status: &Status<'_>) -> Stri
         Status::NoChanges { agent_text } => {
             format!("ℹ️ forgehand found nothing to change ({task}).{}", quoted(agent_text))
         }
+        // A reason of several lines (a command's output) ends the comment, so that its
+        // code block closes cleanly.
+        Status::Failed { reason, partial_branch: Some(branch) } if reason.contains('\n') => format!(
+            "❌ forgehand could not finish ({task}); the work so far is on the branch `{branch}`: {reason}"
+        ),
+        Status::Failed { reason, partial_branch: None } if reason.contains('\n') => {
+            format!("❌ forgehand could not finish ({task}): {reason}")
+        }
         Status::Failed { reason, partial_branch: Some(branch) } => format!(
             "❌ forgehand could not finish: {reason}. The work so far is on the branch `{branch}` ({task})."
         ),
@@ -59,6 +68,8 @@ pub struct PullFacts<'a> {
     pub turns: Option<u32>,
     pub cost_usd: Option<f64>,
     pub duration: Duration,
+    /// Setup and check commands, every round (empty: the repository has none).
+    pub checks: &'a [CommandRun],
 }
 
 /// The pull request's description.
@@ -81,8 +92,46 @@ pub fn pull_body(facts: &PullFacts<'_>) -> String {
         facts_line.push(format!("${cost:.4}"));
     }
     facts_line.push(human_duration(facts.duration));
+    body.push_str(&checks_section(facts.checks));
     body.push_str(&format!("---\n{}\n", facts_line.join(" · ")));
     body
+}
+
+/// The table of setup and check commands, and the checks that still fail.
+fn checks_section(runs: &[CommandRun]) -> String {
+    if runs.is_empty() {
+        return String::new();
+    }
+    let mut text =
+        String::from("### Checks\n\n| Command | Result | Duration | Round |\n| --- | --- | --- | --- |\n");
+    for run in runs {
+        let result =
+            if run.passed() { "✅ pass".to_owned() } else { format!("❌ fail ({})", run.how_it_ended()) };
+        let round = match run.phase {
+            Phase::Setup => "setup".to_owned(),
+            Phase::Check => run.round.to_string(),
+        };
+        let command = run.command.replace('|', "\\|");
+        let duration = format!("{:.1}s", run.duration.as_secs_f64());
+        text.push_str(&format!("| `{command}` | {result} | {duration} | {round} |\n"));
+    }
+    text.push_str("\nRound 0 ran after the agent's first pass; round n after fix round n.\n\n");
+    let still_failing = still_failing(runs);
+    if !still_failing.is_empty() {
+        text.push_str("⚠️ **These checks still fail**, so this pull request is a draft:\n\n");
+        for run in still_failing {
+            text.push_str(&format!("- {}\n", run.failure_text(POSTED_TAIL_CHARS)));
+        }
+        text.push('\n');
+    }
+    text
+}
+
+/// The checks of the last round that failed.
+pub fn still_failing(runs: &[CommandRun]) -> Vec<&CommandRun> {
+    let checks = || runs.iter().filter(|run| run.phase == Phase::Check);
+    let Some(last) = checks().map(|run| run.round).max() else { return Vec::new() };
+    checks().filter(|run| run.round == last && !run.passed()).collect()
 }
 
 fn quoted(text: &str) -> String {
@@ -139,6 +188,7 @@ mod tests {
             turns: Some(4),
             cost_usd: Some(0.01234),
             duration: Duration::from_secs(75),
+            checks: &[],
         });
         assert!(body.starts_with("Added --verbose.\n\nCloses #42\n\n---\n"), "{body}");
         assert!(

@@ -98,19 +98,28 @@ pub fn wrap(
 /// `spec` as configured: unchanged without a sandbox, else run through `bwrap` with a
 /// private HOME under `<data_dir>/agent-home`.
 pub fn apply(settings: &crate::config::Settings, mut spec: AgentSpec) -> Result<AgentSpec, String> {
+    (spec.program, spec.args) = confine(settings, &spec.cwd, &spec.program, &spec.args)?;
+    Ok(spec)
+}
+
+/// `program args...` to run in `cwd` as the agent would be: unchanged without a sandbox,
+/// else inside the agent's confinement (the same private HOME). Setup and check commands
+/// run this way too.
+pub fn confine(
+    settings: &crate::config::Settings,
+    cwd: &Path,
+    program: &str,
+    args: &[String],
+) -> Result<(String, Vec<String>), String> {
     if settings.agent.sandbox == Sandbox::None {
-        return Ok(spec);
+        return Ok((program.to_owned(), args.to_vec()));
     }
     let confinement = Confinement {
-        worktree: spec.cwd.clone(),
+        worktree: cwd.to_path_buf(),
         home: settings.data_dir.join("agent-home"),
         read_only: settings.agent.sandbox_read_only.clone(),
     };
-    let (program, args) = wrap(&spec.program, &spec.args, &confinement)
-        .map_err(|err| format!("cannot prepare the agent's sandbox: {err}"))?;
-    spec.program = program;
-    spec.args = args;
-    Ok(spec)
+    wrap(program, args, &confinement).map_err(|err| format!("cannot prepare the agent's sandbox: {err}"))
 }
 
 /// The directory of `program` when it is a path outside the system directories (a CLI

@@ -29,4 +29,5 @@ mod scale_out;
 mod security;
 mod storage;
 mod triggers;
+mod verified;
 mod wizard;

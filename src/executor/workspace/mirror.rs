@@ -57,6 +57,22 @@ impl Workspaces {
         Ok(reference.peel_to_commit().ok().and_then(|c| c.message().ok().map(str::to_owned)))
     }
 
+    /// The content of the file `path` at the head of `branch` in the mirror; `None` when
+    /// the branch or the file does not exist.
+    pub fn mirror_file(
+        &self,
+        repo_key: &str,
+        branch: &str,
+        path: &str,
+    ) -> Result<Option<Vec<u8>>, WorkspaceError> {
+        let mirror = self.mirror_path(repo_key)?;
+        let Ok(repo) = Repository::open_bare(&mirror) else { return Ok(None) };
+        let Ok(reference) = repo.find_reference(&format!("refs/heads/{branch}")) else { return Ok(None) };
+        let Ok(tree) = reference.peel_to_tree() else { return Ok(None) };
+        let Ok(entry) = tree.get_path(Path::new(path)) else { return Ok(None) };
+        Ok(repo.find_blob(entry.id()).ok().map(|blob| blob.content().to_vec()))
+    }
+
     fn mirror_path(&self, repo_key: &str) -> Result<PathBuf, WorkspaceError> {
         Ok(self.root.join("mirrors").join(mirror_dir_name(repo_key)?))
     }

@@ -14,6 +14,7 @@
 
 mod branch;
 mod errors;
+mod leftovers;
 mod mirror;
 mod recycle;
 mod worktree;
@@ -29,6 +30,7 @@ use secrecy::SecretString;
 pub use branch::branch_name;
 pub use errors::WorkspaceError;
 use errors::{Context as _, Scrub};
+pub use leftovers::{Leftovers, PathState, Snapshot};
 pub use worktree::{ChangeSummary, Worktree};
 
 /// Credentials for the forge's git remote: username + token, handed to git2 only through

@@ -631,3 +631,35 @@ fn a_forge_asking_for_credentials_without_any_is_a_permanent_error() {
     let err = f.workspaces.sync_mirror(KEY, &forge.url, None).unwrap_err();
     assert!(!err.is_transient(), "{err:?}");
 }
+
+#[test]
+fn what_commands_left_stays_out_of_the_commit_unless_the_agent_changed_it() {
+    let f = fixture();
+    let worktree = f.workspaces.prepare(&spec(&f, 1, from_main())).unwrap();
+    let dir = &worktree.path;
+    let before = worktree.snapshot().unwrap();
+    assert!(before.is_empty(), "{before:?}");
+    // Setup: a dependency folder, a generated file, a rewritten tracked file.
+    fs::create_dir_all(dir.join("deps/pkg")).unwrap();
+    fs::write(dir.join("deps/pkg/index.js"), "dep").unwrap();
+    fs::write(dir.join("generated.rs"), "gen").unwrap();
+    fs::write(dir.join("README.md"), "rewritten by setup\n").unwrap();
+    fs::write(dir.join("lock.txt"), "v1").unwrap();
+    let mut leftovers = crate::executor::workspace::Leftovers::default();
+    leftovers.record(&before, &worktree.snapshot().unwrap());
+    assert_eq!(leftovers.paths().collect::<Vec<_>>(), ["README.md", "deps/", "generated.rs", "lock.txt"]);
+    // The agent: a new file, and a change to one of setup's files.
+    fs::write(dir.join("feature.rs"), "by the agent").unwrap();
+    fs::write(dir.join("lock.txt"), "v2 by the agent").unwrap();
+
+    let oid = worktree.commit_all_except("agent", &bot(), &leftovers).unwrap().unwrap();
+
+    let repo = Repository::open(dir).unwrap();
+    let tree = repo.find_commit(oid).unwrap().tree().unwrap();
+    let has = |path: &str| tree.get_path(Path::new(path)).is_ok();
+    assert!(has("feature.rs") && has("lock.txt"), "the agent's changes are committed");
+    assert!(!has("deps/pkg/index.js") && !has("generated.rs"), "setup's files stayed out");
+    let readme = repo.find_blob(tree.get_path(Path::new("README.md")).unwrap().id()).unwrap();
+    assert_eq!(readme.content(), b"hello\n", "setup's rewrite stayed out");
+    assert_eq!(fs::read_to_string(dir.join("README.md")).unwrap(), "rewritten by setup\n");
+}

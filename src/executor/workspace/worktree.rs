@@ -8,7 +8,7 @@ use git2::{ErrorCode, Repository};
 
 use super::errors::{Context as _, Scrub};
 use super::mirror::{callbacks, display_url};
-use super::{GitCredentials, Identity, WorkspaceError};
+use super::{GitCredentials, Identity, Leftovers, WorkspaceError};
 
 /// A task's checkout: an ordinary repository whose `origin` is the real remote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +84,17 @@ impl Worktree {
         message: &str,
         identity: &Identity,
     ) -> Result<Option<git2::Oid>, WorkspaceError> {
+        self.commit_all_except(message, identity, &Leftovers::default())
+    }
+
+    /// [`Worktree::commit_all`], leaving out what setup and check commands left that the
+    /// agent did not change since (those paths stay as HEAD has them).
+    pub fn commit_all_except(
+        &self,
+        message: &str,
+        identity: &Identity,
+        leftovers: &Leftovers,
+    ) -> Result<Option<git2::Oid>, WorkspaceError> {
         let scrub = self.scrub();
         let action = || format!("committing on {}", self.branch);
         let repo = self.open()?;
@@ -91,8 +102,13 @@ impl Worktree {
         index.add_all(["*"], git2::IndexAddOption::DEFAULT, None).context(scrub, action)?;
         index.update_all(["*"], None).context(scrub, action)?;
         index.write().context(scrub, action)?;
-        let tree = repo.find_tree(index.write_tree().context(scrub, action)?).context(scrub, action)?;
         let head = repo.head().and_then(|h| h.peel_to_commit()).context(scrub, action)?;
+        let keep_out = leftovers.untouched(&self.path);
+        if !keep_out.is_empty() {
+            repo.reset_default(Some(head.as_object()), keep_out.iter()).context(scrub, action)?;
+            index = repo.index().context(scrub, action)?;
+        }
+        let tree = repo.find_tree(index.write_tree().context(scrub, action)?).context(scrub, action)?;
         if head.tree_id() == tree.id() {
             return Ok(None);
         }

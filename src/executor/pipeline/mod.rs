@@ -1,5 +1,8 @@
 //! The steps of one task: check who asked, re-read the issue, prepare the branch, run the
-//! agent, commit, push, open the pull request. Reporting the end is `finish`'s job.
+//! repository's setup, the agent and its checks (with fix rounds: `verify`), commit, push,
+//! open the pull request. Reporting the end is `finish`'s job.
+
+mod verify;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,6 +11,7 @@ use secrecy::SecretString;
 
 use super::Context;
 use super::agent::{self, AgentOutcome, AgentRun, AgentSpec};
+use super::checks::CommandRun;
 use super::finish::task_url;
 use super::guard::{Guard, StopReason};
 use super::launch;
@@ -15,8 +19,9 @@ use super::outcome::{Failure, Success};
 use super::prompt::Prompt;
 use super::report::{self, PullFacts, Status};
 use super::workspace::{
-    BranchStart, GitCredentials, Identity, PrepareSpec, WorkspaceError, Worktree, branch_name,
+    BranchStart, GitCredentials, Identity, Leftovers, PrepareSpec, WorkspaceError, Worktree, branch_name,
 };
+use crate::config::Verification;
 use crate::db::entities::tasks;
 use crate::db::{Beat, RunRecord};
 use crate::forge::client::{ErrorKind, Forge, ForgeError, NewPull};
@@ -57,25 +62,56 @@ pub async fn execute(ctx: &Arc<Context>, task: &tasks::Model, guard: &Guard) -> 
         _ => false,
     };
     let started = Instant::now();
-    let (summary, run) = if already_pushed {
+    let work = if already_pushed {
         // An earlier attempt pushed the branch and stopped before the pull request.
-        (task.result_text.clone().unwrap_or_default(), None)
+        Work {
+            summary: task.result_text.clone().unwrap_or_default(),
+            turns: task.turns.map(|t| t as u32),
+            cost_usd: task.cost_usd,
+            checks: Vec::new(),
+        }
     } else {
         let worktree = prepare(ctx, task, &repo_key, &plan, creds.clone()).await?;
-        let run = run_agent(ctx, task, &plan, &worktree, guard).await?;
-        let text = run.result.as_ref().map(|r| r.text.clone()).unwrap_or_default();
-        match commit_and_push(ctx, task, &worktree, &run, creds, plan.force_push).await? {
+        let rules = verify::rules(ctx, task, &repo_key, &plan).await?;
+        let mut verified = verify::Verified::default();
+        verify::setup(ctx, &rules, &worktree, guard, &mut verified).await?;
+        let site = Site { plan: &plan, worktree: &worktree, guard };
+        let (prompt, resume) = first_prompt(ctx, task, &plan, &rules).await?;
+        let first = run_agent(ctx, task, &site, &prompt, resume, &verified.leftovers).await?;
+        let runs = verify::check_and_fix(ctx, task, &site, &rules, first, &mut verified).await?;
+        let work = record_totals(ctx, task, &runs, std::mem::take(&mut verified.runs)).await?;
+        verify::refuse_failing(ctx, task, &site, &rules, &work.checks, &verified.leftovers).await?;
+        match commit_and_push(ctx, task, &worktree, &verified.leftovers, creds, plan.force_push).await? {
             Pushed::Nothing => {
                 recycle_workspace(ctx, task.id, &repo_key).await;
-                return Ok(Success::NoChanges { agent_text: text });
+                return Ok(Success::NoChanges { agent_text: work.summary });
             }
             Pushed::Branch => {}
         }
         recycle_workspace(ctx, task.id, &repo_key).await;
-        (text, Some(run))
+        work
     };
     ensure_lease(ctx, task).await?;
-    open_pull(ctx, forge.as_ref(), task, &plan, &summary, run.as_ref(), started.elapsed()).await
+    open_pull(ctx, forge.as_ref(), task, &plan, &work, started.elapsed()).await
+}
+
+/// Where a task's agent runs.
+#[derive(Clone, Copy)]
+struct Site<'a> {
+    plan: &'a Plan,
+    worktree: &'a Worktree,
+    guard: &'a Guard,
+}
+
+/// What the agent's runs and the checks came to, for the pull request.
+struct Work {
+    /// The last run's summary.
+    summary: String,
+    /// Over all the task's runs.
+    turns: Option<u32>,
+    cost_usd: Option<f64>,
+    /// Setup and check commands, every round.
+    checks: Vec<CommandRun>,
 }
 
 /// Posts (or updates) the status comment and the working label; failures here are logged,
@@ -248,13 +284,13 @@ fn identity(ctx: &Context) -> Identity {
     Identity { name: ctx.settings.git.author_name.clone(), email: ctx.settings.git.author_email.clone() }
 }
 
-async fn run_agent(
-    ctx: &Arc<Context>,
+/// The first run's prompt, and the session it continues (a follow-up's).
+async fn first_prompt(
+    ctx: &Context,
     task: &tasks::Model,
     plan: &Plan,
-    worktree: &Worktree,
-    guard: &Guard,
-) -> Step<AgentRun> {
+    rules: &Verification,
+) -> Step<(String, Option<String>)> {
     let follow_up = task.kind == "follow_up";
     let prompt = Prompt {
         repo: &task.repo,
@@ -265,6 +301,8 @@ async fn run_agent(
         requested_by: &task.requested_by,
         instructions: &task.instructions,
         follow_up,
+        repo_instructions: &rules.instructions,
+        checks: &rules.checks,
     }
     .text();
     let resume = if follow_up {
@@ -272,8 +310,21 @@ async fn run_agent(
     } else {
         None
     };
+    Ok((prompt, resume))
+}
+
+/// Runs the agent once with `prompt`, continuing the session `resume` if given.
+async fn run_agent(
+    ctx: &Arc<Context>,
+    task: &tasks::Model,
+    site: &Site<'_>,
+    prompt: &str,
+    resume: Option<String>,
+    leftovers: &Leftovers,
+) -> Step<AgentRun> {
+    let Site { plan, worktree, guard } = *site;
     let settings = &ctx.settings.agent;
-    let request = launch::request(settings, &prompt, resume.as_deref());
+    let request = launch::request(settings, prompt, resume.as_deref());
     let transcript = ctx.settings.data_dir.join("transcripts").join(format!("task-{}.jsonl", task.id));
     let mut spec = launch::spec(&ctx.settings, &request, worktree.path.clone(), transcript);
     let shipper = super::shipper::Shipper::start(ctx.db.clone(), task.id, spec.transcript_path.clone());
@@ -305,13 +356,37 @@ async fn run_agent(
         }
         outcome => {
             // Keep what the agent did: push it so that people can look at it.
-            let partial = push_partial(ctx, task, worktree).await;
+            let partial = push_partial(ctx, task, worktree, leftovers).await;
             Err(Failure::Permanent {
                 reason: outcome.reason(),
                 partial_branch: partial.then(|| plan.branch.clone()),
             })
         }
     }
+}
+
+/// Records the task's runs as one: turns and cost summed, the last session and summary.
+async fn record_totals(
+    ctx: &Context,
+    task: &tasks::Model,
+    runs: &[AgentRun],
+    checks: Vec<CommandRun>,
+) -> Step<Work> {
+    let results = || runs.iter().filter_map(|run| run.result.as_ref());
+    let turns = results().filter_map(|r| r.num_turns).reduce(|a, b| a + b);
+    let cost_usd = results().filter_map(|r| r.total_cost_usd).reduce(|a, b| a + b);
+    let last = runs.last();
+    let summary = last.and_then(|run| run.result.as_ref()).map(|r| r.text.clone()).unwrap_or_default();
+    if runs.len() > 1 {
+        let record = RunRecord {
+            session_id: last.and_then(|run| run.session_id.as_deref()),
+            turns,
+            cost_usd,
+            result_text: Some(&summary),
+        };
+        ctx.lease(task.id).record_run(&record).await?;
+    }
+    Ok(Work { summary, turns, cost_usd, checks })
 }
 
 async fn record_run(ctx: &Context, task: &tasks::Model, run: &AgentRun) -> Step<()> {
@@ -335,15 +410,15 @@ async fn commit_and_push(
     ctx: &Arc<Context>,
     task: &tasks::Model,
     worktree: &Worktree,
-    run: &AgentRun,
+    leftovers: &Leftovers,
     creds: Option<GitCredentials>,
     force: bool,
 ) -> Step<Pushed> {
     let message = commit_message(task);
     let identity = identity(ctx);
-    let tree = worktree.clone();
+    let (tree, leftovers) = (worktree.clone(), leftovers.clone());
     let changed = blocking(move || {
-        tree.commit_all(&message, &identity)?;
+        tree.commit_all_except(&message, &identity, &leftovers)?;
         tree.has_new_commits()
     })
     .await?;
@@ -355,7 +430,7 @@ async fn commit_and_push(
     let tree = worktree.clone();
     blocking(move || tree.push(creds.as_ref(), force)).await?;
     crate::failpoint::hit("after_push");
-    tracing::info!(turns = ?run.result.as_ref().and_then(|r| r.num_turns), "pushed the branch");
+    tracing::info!(branch = %worktree.branch, "pushed the branch");
     Ok(Pushed::Branch)
 }
 
@@ -369,14 +444,20 @@ fn trailer(task: &tasks::Model) -> String {
 }
 
 /// Commits and pushes whatever a failed run left; true when a branch was pushed.
-async fn push_partial(ctx: &Arc<Context>, task: &tasks::Model, worktree: &Worktree) -> bool {
+async fn push_partial(
+    ctx: &Arc<Context>,
+    task: &tasks::Model,
+    worktree: &Worktree,
+    leftovers: &Leftovers,
+) -> bool {
     if ensure_lease(ctx, task).await.is_err() {
         return false;
     }
     let (message, identity, tree, creds) =
         (commit_message(task), identity(ctx), worktree.clone(), credentials(ctx, task));
+    let leftovers = leftovers.clone();
     let pushed = blocking(move || {
-        tree.commit_all(&message, &identity)?;
+        tree.commit_all_except(&message, &identity, &leftovers)?;
         if !tree.has_new_commits()? {
             return Ok(false);
         }
@@ -395,8 +476,7 @@ async fn open_pull(
     forge: &dyn Forge,
     task: &tasks::Model,
     plan: &Plan,
-    summary: &str,
-    run: Option<&AgentRun>,
+    work: &Work,
     duration: Duration,
 ) -> Step<Success> {
     let number = task.issue_number();
@@ -404,17 +484,17 @@ async fn open_pull(
         let pull = forge.pull(&task.repo_name(), number).await?;
         return Ok(Success::Done { pr_number: pull.number, pr_url: pull.url });
     }
-    let result = run.and_then(|r| r.result.as_ref());
     let task_url = task_url(ctx, task.id);
     let body = report::pull_body(&PullFacts {
-        summary,
+        summary: &work.summary,
         issue: Some(number),
         task_id: task.id,
         task_url: &task_url,
         requested_by: &task.requested_by,
-        turns: result.and_then(|r| r.num_turns).or(task.turns.map(|t| t as u32)),
-        cost_usd: result.and_then(|r| r.total_cost_usd).or(task.cost_usd),
+        turns: work.turns,
+        cost_usd: work.cost_usd,
         duration,
+        checks: &work.checks,
     });
     let title = task.title.lines().next().unwrap_or("forgehand").to_owned();
     let pull = NewPull {
@@ -422,7 +502,7 @@ async fn open_pull(
         head: &plan.branch,
         base: &plan.base,
         body: &body,
-        draft: ctx.settings.pr.draft,
+        draft: ctx.settings.pr.draft || !report::still_failing(&work.checks).is_empty(),
     };
     let opened = forge.create_pull(&task.repo_name(), &pull).await?;
     crate::failpoint::hit("after_pull_created");

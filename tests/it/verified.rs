@@ -1,0 +1,301 @@
+//! Verified pull requests: a repository's `.forgehand.toml` (or the operator's `[[repos]]`)
+//! runs setup before the stand-in agent and checks after it, resumes the agent to fix
+//! failing checks, and the pull request carries the evidence. Real processes, a real bare
+//! remote, the fake forge in both dialects.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::executor::{BRANCH, Setup, config, remote_file};
+use crate::fake_forge::{Dialect, FakeForge};
+use crate::harness::*;
+
+const LONG: Duration = Duration::from_secs(60);
+/// Fails until the agent writes "right" into ANSWER.txt; its output is what the stand-in
+/// agent (mode "fix") needs to see to get it right.
+const ANSWER_CHECK: &str = "grep -q right ANSWER.txt || { echo 'ANSWER.txt must say right'; exit 1; }";
+
+struct World {
+    app: TestApp,
+    forge: FakeForge,
+    remote: PathBuf,
+    repo: &'static str,
+    log: PathBuf,
+    dialect: Dialect,
+}
+
+impl World {
+    /// A forgehand whose repository holds `files` on `main`, with `operator` appended to
+    /// its configuration.
+    async fn start(dialect: Dialect, mode: &'static str, files: &[(&str, &str)], operator: &str) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let forge = match dialect {
+            Dialect::Github => FakeForge::github().await,
+            Dialect::Gitea => FakeForge::gitea().await,
+        };
+        let repo = match dialect {
+            Dialect::Github => "octo-org/hello-world",
+            Dialect::Gitea => "acme/widgets",
+        };
+        let remote = dir.path().join("remote.git");
+        remote_with(&remote, files);
+        forge.add_repo(repo, &format!("file://{}", remote.display()), "main");
+        forge.add_issue(
+            repo,
+            42,
+            "Add a --verbose flag to the CLI",
+            "The CLI needs --verbose.",
+            &["forgehand"],
+            "alice",
+        );
+        forge.set_permission(repo, "alice", "write");
+        forge.set_permission(repo, &forge.bot_login(), "admin");
+        let (log, pidfile) = (dir.path().join("agent.log"), dir.path().join("agent.pid"));
+        let setup = Setup::new(dialect).mode(mode);
+        let text = format!(
+            "{}\n{}",
+            config(&dir, &forge, &setup, &log, &pidfile).await,
+            operator.replace("REPO", repo)
+        );
+        let app = TestApp::spawn_config(dir, &text).await;
+        World { app, forge, remote, repo, log, dialect }
+    }
+
+    /// Delivers the label webhook for #42 and waits until the task ended and the forge shows it.
+    async fn run_task(&self) -> forgehand::db::entities::tasks::Model {
+        let (name, delivery) = match self.dialect {
+            Dialect::Github => ("github", Delivery::github("issues", fixture("github/issues_labeled.json"))),
+            Dialect::Gitea => (
+                "gitea",
+                Delivery::gitea("issues", "issue_label", fixture("gitea/issues_label_updated.json")),
+            ),
+        };
+        let answer = self.app.deliver(name, delivery).await;
+        assert_eq!(answer.status, 202, "{}", answer.text);
+        let id = answer.json["task_id"].as_i64().unwrap();
+        let task =
+            self.app.wait_task(id, LONG, |t| !["queued", "running"].contains(&t.status.as_str())).await;
+        let repo = self.repo;
+        let settled = self
+            .forge
+            .wait_until(|state| !state.labels_of(repo, 42).iter().any(|l| l == "forgehand:working"), LONG)
+            .await;
+        assert!(settled, "the working label stayed: {:?}", self.forge.labels(repo, 42));
+        task
+    }
+
+    fn status_comment(&self) -> String {
+        let bot = self.forge.bot_login();
+        let mut comments: Vec<String> = self
+            .forge
+            .comments(self.repo, 42)
+            .into_iter()
+            .filter(|c| c.user == bot)
+            .map(|c| c.body)
+            .collect();
+        assert_eq!(comments.len(), 1, "{comments:?}");
+        comments.remove(0)
+    }
+
+    /// The prompt and `--resume` value of each agent run, in start order.
+    fn agent_runs(&self) -> Vec<(String, Option<String>)> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|e| e.get("argv").is_some())
+            .map(|e| {
+                let argv: Vec<String> =
+                    e["argv"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_owned()).collect();
+                let prompt =
+                    argv.iter().position(|a| a == "-p").map(|i| argv[i + 1].clone()).unwrap_or_default();
+                (prompt, e["resume"].as_str().map(str::to_owned))
+            })
+            .collect()
+    }
+}
+
+/// A bare repository whose `main` holds README.md and `files`.
+fn remote_with(path: &Path, files: &[(&str, &str)]) {
+    let repo = git2::Repository::init_bare(path).unwrap();
+    let mut tree = repo.treebuilder(None).unwrap();
+    for (name, content) in [("README.md", "# hello\n")].iter().chain(files) {
+        tree.insert(name, repo.blob(content.as_bytes()).unwrap(), 0o100644).unwrap();
+    }
+    let tree = repo.find_tree(tree.write().unwrap()).unwrap();
+    let sig = git2::Signature::now("upstream", "upstream@test").unwrap();
+    repo.commit(Some("refs/heads/main"), &sig, &sig, "initial", &tree, &[]).unwrap();
+    repo.set_head("refs/heads/main").unwrap();
+}
+
+fn repo_file(setup: &str, checks: &str, fix_rounds: u32) -> String {
+    format!(
+        "setup = [{setup:?}]\nchecks = [{checks:?}]\nfix_rounds = {fix_rounds}\ninstructions = \"Keep answers short.\"\n"
+    )
+}
+
+async fn fixed_in_one_round(dialect: Dialect) {
+    // Setup leaves a dependency folder, a generated file and a rewritten tracked file.
+    let setup =
+        "mkdir -p deps && echo dep > deps/lib.txt && echo gen > generated.txt && echo rewritten > README.md";
+    let file = repo_file(setup, ANSWER_CHECK, 2);
+    let world = World::start(dialect, "fix", &[(".forgehand.toml", &file)], "").await;
+    let task = world.run_task().await;
+    assert_eq!(task.status, "done", "{task:?}");
+
+    let runs = world.agent_runs();
+    assert_eq!(runs.len(), 2, "the agent ran once and was resumed once: {runs:?}");
+    assert!(runs[0].0.contains("Instructions for this repository:\n\nKeep answers short."), "{}", runs[0].0);
+    assert!(runs[0].1.is_none());
+    let (fix_prompt, resumed) = &runs[1];
+    assert!(resumed.is_some(), "the fix round resumes the session");
+    assert!(
+        fix_prompt.contains("fix round 1 of 2") && fix_prompt.contains("ANSWER.txt must say right"),
+        "{fix_prompt}"
+    );
+    assert_eq!((task.turns, task.cost_usd), (Some(4), Some(0.0246)), "both runs are counted");
+
+    let pulls = world.forge.pulls(world.repo);
+    assert_eq!(pulls.len(), 1);
+    let (pull, body) = (&pulls[0], &pulls[0].body);
+    assert!(!pull.draft && !pull.title.starts_with("WIP"), "{pull:?}");
+    assert!(body.contains("| Command | Result | Duration | Round |"), "{body}");
+    assert!(body.contains(&format!("| `{setup}` | ✅ pass |")), "{body}");
+    let check = ANSWER_CHECK.replace('|', "\\|");
+    assert!(
+        body.contains(&format!("| `{check}` | ❌ fail (exit 1) |")) && body.contains(" | 0 |\n"),
+        "{body}"
+    );
+    assert!(body.contains(&format!("| `{check}` | ✅ pass |")) && body.contains(" | 1 |\n"), "{body}");
+    assert!(!body.contains("still fail"), "{body}");
+    assert!(body.starts_with("Wrote right to ANSWER.txt"), "the last run's summary: {body}");
+
+    let (answer, _) =
+        remote_file(&world.remote, BRANCH, "ANSWER.txt").expect("the agent's file is committed");
+    assert_eq!(answer, "right\n");
+    assert!(remote_file(&world.remote, BRANCH, "deps/lib.txt").is_none(), "setup's folder was committed");
+    assert!(remote_file(&world.remote, BRANCH, "generated.txt").is_none(), "setup's file was committed");
+    assert_eq!(remote_file(&world.remote, BRANCH, "README.md").unwrap().0, "# hello\n");
+}
+
+#[tokio::test]
+async fn github_failing_checks_are_fixed_by_resuming_the_agent() {
+    fixed_in_one_round(Dialect::Github).await;
+}
+
+#[tokio::test]
+async fn gitea_failing_checks_are_fixed_by_resuming_the_agent() {
+    fixed_in_one_round(Dialect::Gitea).await;
+}
+
+/// Checks that never pass, set by the operator's `[[repos]]` (the repository has no file).
+async fn hopeless(dialect: Dialect) {
+    let operator =
+        "[[repos]]\nname = \"REPO\"\nchecks = [\"echo never passes; exit 4\", \"true\"]\nfix_rounds = 2\n";
+    let world = World::start(dialect, "edit", &[], operator).await;
+    let task = world.run_task().await;
+    assert_eq!(task.status, "done", "{task:?}");
+    let runs = world.agent_runs();
+    assert_eq!(runs.len(), 3, "1 + fix_rounds runs");
+    assert!(runs[1].1.is_some() && runs[1].1 == runs[2].1, "{runs:?}");
+    assert!(runs[2].0.contains("fix round 2 of 2"), "{}", runs[2].0);
+
+    let pulls = world.forge.pulls(world.repo);
+    assert_eq!(pulls.len(), 1);
+    assert!(pulls[0].draft, "{:?}", pulls[0]);
+    let body = &pulls[0].body;
+    assert!(body.contains("⚠️ **These checks still fail**"), "{body}");
+    assert!(
+        body.contains(
+            "- `echo never passes; exit 4` (exit 4); the end of its output:\n\n```\nnever passes\n```"
+        ),
+        "{body}"
+    );
+    assert_eq!(body.matches("| `true` | ✅ pass |").count(), 3, "{body}");
+    assert!(!body.contains("- `true`"), "{body}");
+}
+
+#[tokio::test]
+async fn github_hopeless_checks_open_a_draft_listing_them() {
+    hopeless(Dialect::Github).await;
+}
+
+#[tokio::test]
+async fn gitea_hopeless_checks_open_a_draft_listing_them() {
+    hopeless(Dialect::Gitea).await;
+}
+
+#[tokio::test]
+async fn failing_checks_with_on_failing_checks_fail_open_no_pull_request() {
+    let operator =
+        "[[repos]]\nname = \"REPO\"\nchecks = [\"exit 9\"]\nfix_rounds = 0\non_failing_checks = \"fail\"\n";
+    let world = World::start(Dialect::Gitea, "edit", &[], operator).await;
+    let task = world.run_task().await;
+    assert_eq!(task.status, "failed", "{task:?}");
+    assert_eq!(world.agent_runs().len(), 1);
+    assert!(world.forge.pulls(world.repo).is_empty());
+    let comment = world.status_comment();
+    assert!(
+        comment.contains("the checks still fail after 0 fix round(s): `exit 9` (exit 9); no pull request"),
+        "{comment}"
+    );
+    assert!(remote_file(&world.remote, BRANCH, "FORGEHAND_DEMO.md").is_some(), "the work was pushed");
+}
+
+#[tokio::test]
+async fn a_failing_setup_fails_the_task_with_its_output() {
+    let file = "setup = [\"echo installing; echo 'no such package' >&2; exit 7\", \"touch never-ran\"]\n";
+    let world = World::start(Dialect::Github, "edit", &[(".forgehand.toml", file)], "").await;
+    let task = world.run_task().await;
+    assert_eq!(task.status, "failed", "{task:?}");
+    assert!(world.agent_runs().is_empty(), "the agent never ran");
+    let comment = world.status_comment();
+    assert!(
+        comment.starts_with("❌ forgehand could not finish ([task #")
+            && comment.contains(
+                "the setup command `echo installing; echo 'no such package' >&2; exit 7` (exit 7); the end of its output:\n\n```\ninstalling\nno such package\n```"
+            ),
+        "{comment}"
+    );
+    assert!(world.forge.labels(world.repo, 42).contains(&"forgehand:failed".to_owned()));
+}
+
+#[tokio::test]
+async fn a_repository_file_with_a_bad_key_fails_with_its_line() {
+    let file = "checks = [\"true\"]\nchekcs = [\"true\"]\n";
+    let world = World::start(Dialect::Gitea, "edit", &[(".forgehand.toml", file)], "").await;
+    let task = world.run_task().await;
+    assert_eq!(task.status, "failed");
+    assert!(world.agent_runs().is_empty());
+    let comment = world.status_comment();
+    assert!(comment.contains(".forgehand.toml line 2 (chekcs): unknown field `chekcs`"), "{comment}");
+    assert!(comment.contains("Fix .forgehand.toml on the branch main"), "{comment}");
+}
+
+#[tokio::test]
+async fn a_repository_file_cannot_go_past_the_operator() {
+    let operator = "[repo_config]\nallow = [\"checks\", \"fix_rounds\"]\nmax_fix_rounds = 1\n";
+    let file = "checks = [\"true\"]\nsetup = [\"true\"]\n";
+    let world = World::start(Dialect::Github, "edit", &[(".forgehand.toml", file)], operator).await;
+    let task = world.run_task().await;
+    assert_eq!(task.status, "failed");
+    assert!(world.agent_runs().is_empty());
+    let comment = world.status_comment();
+    assert!(
+        comment.contains(".forgehand.toml line 2: setup: the operator does not let repository files set it (repo_config.allow is [checks, fix_rounds])"),
+        "{comment}"
+    );
+}
+
+#[tokio::test]
+async fn a_repository_file_cannot_ask_for_more_fix_rounds_than_allowed() {
+    let world = World::start(Dialect::Gitea, "edit", &[(".forgehand.toml", "fix_rounds = 9\n")], "").await;
+    let task = world.run_task().await;
+    assert_eq!(task.status, "failed");
+    let comment = world.status_comment();
+    assert!(
+        comment.contains(
+            "line 1: fix_rounds: 9 is more than the operator allows (repo_config.max_fix_rounds = 5)"
+        ),
+        "{comment}"
+    );
+}
