@@ -256,7 +256,13 @@ async fn a_failing_setup_fails_the_task_with_its_output() {
             ),
         "{comment}"
     );
-    assert!(world.forge.labels(world.repo, 42).contains(&"forgehand:failed".to_owned()));
+    // The working label goes before the failed one comes: wait for the second call too.
+    let repo = world.repo;
+    let failed = world
+        .forge
+        .wait_until(|state| state.labels_of(repo, 42).iter().any(|l| l == "forgehand:failed"), LONG)
+        .await;
+    assert!(failed, "no failed label: {:?}", world.forge.labels(repo, 42));
 }
 
 #[tokio::test]
