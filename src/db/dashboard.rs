@@ -73,6 +73,8 @@ pub struct Overview {
     /// Median time from queueing to a pull request over the last 7 days (at most the
     /// latest 2,000).
     pub median_to_pr: Option<chrono::Duration>,
+    /// Pull requests of the last 7 days by how their checks came out.
+    pub checks_week: super::ChecksCounts,
 }
 
 /// How old the overview a page shows may be: every page load within this time after a
@@ -250,6 +252,7 @@ impl Db {
             today: self.finished_since(midnight).await?,
             week: self.finished_since(week_ago).await?,
             median_to_pr: self.median_to_pr(week_ago).await?,
+            checks_week: self.checks_counts(Some(week_ago)).await?,
         })
     }
 
@@ -396,6 +399,8 @@ pub struct MetricCounts {
     pub deliveries: Vec<(String, i64)>,
     /// Seconds from start to end of recently finished tasks, unsorted.
     pub recent_durations: Vec<f64>,
+    /// Pull requests by how their checks came out (every time).
+    pub checks: super::ChecksCounts,
 }
 
 type Time = DateTime<Utc>;
@@ -441,7 +446,8 @@ impl Db {
             .filter_map(|(start, end)| Some((end? - start?).num_milliseconds() as f64 / 1000.0))
             .filter(|seconds| *seconds >= 0.0)
             .collect();
-        Ok(MetricCounts { tasks, deliveries, recent_durations })
+        let checks = self.checks_counts(None).await?;
+        Ok(MetricCounts { tasks, deliveries, recent_durations, checks })
     }
 }
 

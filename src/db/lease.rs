@@ -94,6 +94,15 @@ impl Lease<'_> {
         self.task_id
     }
 
+    /// The executor that holds it.
+    pub(super) fn owner(&self) -> &str {
+        self.owner
+    }
+
+    pub(super) fn db(&self) -> &Db {
+        self.db
+    }
+
     /// Extends the lease and reads whether a cancel was requested.
     pub async fn heartbeat(&self) -> Result<Beat, DbError> {
         let until = Utc::now() + self.length;

@@ -29,6 +29,10 @@ pub const TIMELINE_MESSAGE: usize = 4000;
 pub const DASHBOARD_NOTE: usize = 500;
 /// The agent's final text.
 pub const RESULT_TEXT: usize = 65_536;
+/// The tail of a setup or check command's output kept for the task page (16 KiB).
+pub const STEP_OUTPUT: usize = 16_384;
+/// A setup or check command line, or an agent run's outcome.
+pub const STEP_TEXT: usize = 2000;
 
 /// Makes forge-supplied text safe to store on every backend: PostgreSQL refuses NUL
 /// characters, and the text is cut to `max_chars`.

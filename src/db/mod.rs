@@ -9,6 +9,7 @@ mod lease;
 pub mod limits;
 pub mod queries;
 mod refusals;
+mod steps;
 pub mod transcripts;
 mod writer;
 
@@ -31,6 +32,7 @@ use secrecy::ExposeSecret;
 use tokio::sync::{Notify, watch};
 
 pub use refusals::{LastDelivery, NewRefusal, REFUSALS_KEPT};
+pub use steps::{ChecksCounts, ChecksResult, NewStep, StepPhase};
 
 use crate::config::{RepoName, Settings};
 use crate::forge::IssueNumber;

@@ -320,10 +320,15 @@ pub(super) async fn claim_next(
          started_at = COALESCE(started_at, ?), updated_at = ?, wait_reason = NULL \
          WHERE id = (SELECT id FROM tasks WHERE status IN ({queued}) \
          AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY id LIMIT 1{lock}) \
-         AND status IN ({queued}) RETURNING *"
+         AND status IN ({queued}) RETURNING id"
     );
     let values = vec![owner.into(), lease_until.into(), now.into(), now.into(), now.into()];
-    tasks::Entity::find().from_raw_sql(statement(backend, &sql, values)).one(db).await
+    // `RETURNING id`, not `*`: sqlx's SQLite driver caches a statement's columns and reads
+    // past them when a migration added a column to the table since (it panicked here).
+    let Some(claimed) = db.query_one_raw(statement(backend, &sql, values)).await? else { return Ok(None) };
+    let id: i64 = claimed.try_get("", "id")?;
+    // Ours now (fenced by lease_owner), so reading it back races with nobody.
+    tasks::Entity::find_by_id(id).one(db).await
 }
 
 /// Extends a lease. `None` when the task is no longer ours (fenced); otherwise whether a

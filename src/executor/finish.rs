@@ -6,10 +6,11 @@ use std::time::Duration;
 use chrono::Utc;
 
 use super::Context;
+use super::checklist::checklist;
 use super::guard::StopReason;
 use super::outcome::{Failure, Success};
 use super::report::{Status, status_comment};
-use crate::db::entities::tasks;
+use crate::db::entities::{task_steps, tasks};
 use crate::db::{PullRef, RunEnd, TaskStatus, clean, limits};
 use crate::forge::client::Forge;
 
@@ -222,7 +223,12 @@ pub fn task_url(ctx: &Context, task_id: i64) -> String {
 
 /// Creates or edits the task's status comment; remembers a new comment's id.
 pub async fn post_status(ctx: &Context, forge: &dyn Forge, task: &tasks::Model, status: &Status<'_>) {
-    let body = status_comment(task.id, &task_url(ctx, task.id), status);
+    let now = match status {
+        Status::Working { now, .. } => *now,
+        _ => None,
+    };
+    let steps = attempt_steps(ctx, task).await;
+    let body = status_comment(task.id, &task_url(ctx, task.id), status, &checklist(&steps, now));
     let number = task.issue_number();
     let result = match task.status_comment_id {
         Some(id) => forge.edit_comment(&task.repo_name(), id as u64, &body).await,
@@ -240,6 +246,18 @@ pub async fn post_status(ctx: &Context, forge: &dyn Forge, task: &tasks::Model, 
         tracing::warn!(error = %err, "cannot update the status comment");
         let note = format!("could not update the status comment: {err}");
         let _ = ctx.lease(task.id).add_note(&note).await;
+    }
+}
+
+/// The steps of the task's current attempt; none when they cannot be read (the status
+/// comment is then shorter, not missing).
+async fn attempt_steps(ctx: &Context, task: &tasks::Model) -> Vec<task_steps::Model> {
+    match ctx.db.task_steps(task.id).await {
+        Ok(steps) => steps.into_iter().filter(|step| step.attempt == task.attempt).collect(),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read the task's steps for its status comment");
+            Vec::new()
+        }
     }
 }
 

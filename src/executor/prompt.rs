@@ -3,6 +3,7 @@
 use askama::Template;
 
 use crate::forge::IssueNumber;
+use crate::forge::client::IssueComment;
 
 /// Everything the prompt says about the task.
 #[derive(Template)]
@@ -20,6 +21,49 @@ pub struct Prompt<'a> {
     pub repo_instructions: &'a str,
     /// The repository's check commands, run after the agent.
     pub checks: &'a [String],
+    /// People's comments on the issue, rendered by [`thread`] (empty: none).
+    pub comments: &'a str,
+}
+
+/// How much of an issue's comment thread the prompt carries, in characters: the newest
+/// comments are kept.
+pub const THREAD_CHARS: usize = 16_000;
+/// How much of one comment the prompt carries.
+const COMMENT_CHARS: usize = 4_000;
+/// What marks forgehand's own comments (the status comment, replies).
+pub const OWN_MARKER: &str = "<!-- forgehand:";
+
+/// The comments people wrote on the issue, oldest first, as the prompt shows them:
+/// forgehand's own comments (by `bot_login`, or carrying its marker) left out, each cut
+/// to a few thousand characters, and only the newest that fit in [`THREAD_CHARS`].
+pub fn thread(comments: &[IssueComment], bot_login: &str) -> String {
+    let own = |c: &IssueComment| {
+        (!bot_login.is_empty() && c.author.eq_ignore_ascii_case(bot_login)) || c.body.contains(OWN_MARKER)
+    };
+    let mut kept = Vec::new();
+    let mut used = 0;
+    let people: Vec<&IssueComment> =
+        comments.iter().filter(|c| !own(c) && !c.body.trim().is_empty()).collect();
+    for comment in people.iter().rev() {
+        let mut body: String = comment.body.trim().chars().take(COMMENT_CHARS).collect();
+        if comment.body.trim().chars().count() > COMMENT_CHARS {
+            body.push_str(" […]");
+        }
+        let author = if comment.author.is_empty() { "someone" } else { &comment.author };
+        let entry = format!("@{author} wrote:\n{body}");
+        used += entry.chars().count();
+        if used > THREAD_CHARS && !kept.is_empty() {
+            break;
+        }
+        kept.push(entry);
+    }
+    let left_out = people.len() - kept.len();
+    kept.reverse();
+    let mut text = kept.join("\n\n");
+    if left_out > 0 {
+        text.insert_str(0, &format!("({left_out} older comments left out)\n\n"));
+    }
+    text
 }
 
 impl Prompt<'_> {
@@ -46,8 +90,32 @@ mod tests {
             follow_up,
             repo_instructions: "Use the existing logger.",
             checks: &["cargo test".to_owned()],
+            comments: "@bob wrote:\nPlease keep -v too.",
         }
         .text()
+    }
+
+    fn comment(author: &str, body: &str) -> IssueComment {
+        IssueComment { author: author.to_owned(), body: body.to_owned() }
+    }
+
+    #[test]
+    fn the_thread_leaves_out_forgehands_own_comments_and_keeps_the_newest() {
+        let comments = [
+            comment("alice", "first"),
+            comment("bot", "working on it"),
+            comment("carol", "🤖 status\n\n<!-- forgehand:task:3 -->"),
+            comment("bob", "second"),
+        ];
+        assert_eq!(thread(&comments, "BOT"), "@alice wrote:\nfirst\n\n@bob wrote:\nsecond");
+        let long: Vec<IssueComment> =
+            (0..10).map(|i| comment("x", &format!("{i}{}", "y".repeat(3000)))).collect();
+        let text = thread(&long, "");
+        assert!(text.starts_with("(5 older comments left out)"), "{}", &text[..40]);
+        assert!(text.contains("@x wrote:\n9y") && !text.contains("@x wrote:\n4y"));
+        assert!(text.chars().count() <= THREAD_CHARS + 100);
+        let huge = thread(&[comment("x", &"z".repeat(9000))], "");
+        assert!(huge.ends_with(" […]") && huge.chars().count() < COMMENT_CHARS + 40);
     }
 
     #[test]
@@ -66,6 +134,10 @@ mod tests {
         assert!(text.contains("Instructions for this repository:\n\nUse the existing logger."), "{text}");
         assert!(text.contains("forgehand runs these checks after you finish:\n- `cargo test`"), "{text}");
         assert!(prompt(false, "also docs").contains("Further instructions from @alice:\n\nalso docs"));
+        assert!(
+            text.contains("Comments on the issue, oldest first:\n\n@bob wrote:\nPlease keep -v too."),
+            "{text}"
+        );
     }
 
     #[test]

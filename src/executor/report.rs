@@ -3,25 +3,51 @@
 
 use std::time::Duration;
 
+use super::agent::AgentResult;
 use super::checks::{CommandRun, POSTED_TAIL_CHARS, Phase};
+use crate::db::ChecksResult;
 use crate::forge::IssueNumber;
 
 /// A task's state as people see it on the issue.
 pub enum Status<'a> {
-    Working { attempt: i32, max_attempts: u32 },
-    Retrying { attempt: i32, max_attempts: u32, reason: &'a str, wait: Duration },
-    Done { pr_number: IssueNumber, pr_url: &'a str, follow_up: bool },
-    NoChanges { agent_text: &'a str },
-    Failed { reason: &'a str, partial_branch: Option<&'a str> },
-    Rejected { reason: &'a str },
-    Cancelled { reason: &'a str },
+    /// `now`: what runs at the moment, the checklist's last line.
+    Working {
+        attempt: i32,
+        max_attempts: u32,
+        now: Option<&'a str>,
+    },
+    Retrying {
+        attempt: i32,
+        max_attempts: u32,
+        reason: &'a str,
+        wait: Duration,
+    },
+    Done {
+        pr_number: IssueNumber,
+        pr_url: &'a str,
+        follow_up: bool,
+    },
+    NoChanges {
+        agent_text: &'a str,
+    },
+    Failed {
+        reason: &'a str,
+        partial_branch: Option<&'a str>,
+    },
+    Rejected {
+        reason: &'a str,
+    },
+    Cancelled {
+        reason: &'a str,
+    },
 }
 
-/// The status comment for task `task_id`.
-pub fn status_comment(task_id: i64, task_url: &str, status: &Status<'_>) -> String {
+/// The status comment for task `task_id`: what happened, then the `checklist` of the
+/// attempt's phases (see `checklist.rs`).
+pub fn status_comment(task_id: i64, task_url: &str, status: &Status<'_>, checklist: &str) -> String {
     let task = format!("[task #{task_id}]({task_url})");
     let text = match status {
-        Status::Working { attempt, max_attempts } if *attempt > 1 => {
+        Status::Working { attempt, max_attempts, .. } if *attempt > 1 => {
             format!("🤖 forgehand is working on this ({task}, attempt {attempt} of {max_attempts}).")
         }
         Status::Working { .. } => format!("🤖 forgehand is working on this ({task})."),
@@ -55,7 +81,16 @@ pub fn status_comment(task_id: i64, task_url: &str, status: &Status<'_>) -> Stri
         Status::Rejected { reason } => format!("🚫 forgehand did not start: {reason} ({task})."),
         Status::Cancelled { reason } => format!("⏹️ forgehand stopped: {reason} ({task})."),
     };
-    format!("{text}\n\n<!-- forgehand:task:{task_id} -->")
+    let mut checklist = checklist.to_owned();
+    if let Status::Done { pr_number, follow_up: false, .. } = status
+        && !checklist.is_empty()
+    {
+        checklist.push_str(&format!("\n- ✅ pull request #{pr_number}"));
+    }
+    if !checklist.is_empty() {
+        checklist.insert_str(0, "\n\n");
+    }
+    format!("{text}{checklist}\n\n<!-- forgehand:task:{task_id} -->")
 }
 
 /// Facts for a pull request's description.
@@ -127,6 +162,28 @@ fn checks_section(runs: &[CommandRun]) -> String {
     text
 }
 
+/// How the checks came out, for the overview's counts; none when no check ran.
+pub fn checks_result(runs: &[CommandRun]) -> Option<ChecksResult> {
+    let last = runs.iter().filter(|run| run.phase == Phase::Check).map(|run| run.round).max()?;
+    Some(match (still_failing(runs).is_empty(), last) {
+        (false, _) => ChecksResult::Failing,
+        (true, 0) => ChecksResult::Passed,
+        (true, _) => ChecksResult::Fixed,
+    })
+}
+
+/// `8 turns · $0.3100` of an agent run, as far as it says.
+pub fn run_facts(result: Option<&AgentResult>) -> String {
+    let mut facts = Vec::new();
+    if let Some(turns) = result.and_then(|r| r.num_turns) {
+        facts.push(if turns == 1 { "1 turn".to_owned() } else { format!("{turns} turns") });
+    }
+    if let Some(cost) = result.and_then(|r| r.total_cost_usd) {
+        facts.push(format!("${cost:.4}"));
+    }
+    if facts.is_empty() { "finished".to_owned() } else { facts.join(" · ") }
+}
+
 /// The checks of the last round that failed.
 pub fn still_failing(runs: &[CommandRun]) -> Vec<&CommandRun> {
     let checks = || runs.iter().filter(|run| run.phase == Phase::Check);
@@ -159,7 +216,8 @@ mod tests {
 
     #[test]
     fn comments_link_the_task_and_carry_a_marker() {
-        let text = status_comment(12, "http://h/tasks/12", &Status::Working { attempt: 1, max_attempts: 3 });
+        let working = Status::Working { attempt: 1, max_attempts: 3, now: None };
+        let text = status_comment(12, "http://h/tasks/12", &working, "");
         assert!(text.starts_with("🤖 forgehand is working on this ([task #12](http://h/tasks/12))."));
         assert!(text.ends_with("<!-- forgehand:task:12 -->"));
         let retry = status_comment(
@@ -171,10 +229,26 @@ mod tests {
                 reason: "the forge answered 502",
                 wait: Duration::from_secs(90),
             },
+            "",
         );
         assert!(retry.contains("try again in 1m 30s: the forge answered 502"), "{retry}");
-        let none = status_comment(1, "u", &Status::NoChanges { agent_text: "Already done.\nSee main.rs" });
+        let none =
+            status_comment(1, "u", &Status::NoChanges { agent_text: "Already done.\nSee main.rs" }, "");
         assert!(none.contains("\n\n> Already done.\n> See main.rs"), "{none}");
+    }
+
+    #[test]
+    fn the_checklist_follows_the_headline_and_ends_with_the_pull_request() {
+        let done = Status::Done { pr_number: 42.into(), pr_url: "http://pr", follow_up: false };
+        let text = status_comment(5, "u", &done, "- ✅ agent: 3 turns, 9s");
+        assert!(
+            text.ends_with(
+                "([task #5](u)).\n\n- ✅ agent: 3 turns, 9s\n- ✅ pull request #42\n\n<!-- forgehand:task:5 -->"
+            ),
+            "{text}"
+        );
+        let failed = Status::Failed { reason: "no", partial_branch: None };
+        assert!(!status_comment(5, "u", &failed, "").contains("\n\n\n"));
     }
 
     #[test]

@@ -34,6 +34,14 @@ pub struct IssueInfo {
     pub author: String,
 }
 
+/// A comment on an issue, as people wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueComment {
+    /// Empty when the forge does not say.
+    pub author: String,
+    pub body: String,
+}
+
 /// A pull request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullInfo {
@@ -148,6 +156,8 @@ pub trait Forge: Send + Sync {
     /// An issue or pull request as it is now.
     async fn issue(&self, repo: &RepoName, number: IssueNumber) -> ForgeResult<IssueInfo>;
     /// Posts a comment; returns its id.
+    /// The comments on issue `number`, oldest first (at most `MAX_PAGES` pages).
+    async fn comments(&self, repo: &RepoName, number: IssueNumber) -> ForgeResult<Vec<IssueComment>>;
     async fn create_comment(&self, repo: &RepoName, number: IssueNumber, body: &str) -> ForgeResult<u64>;
     /// Replaces a comment's text.
     async fn edit_comment(&self, repo: &RepoName, comment_id: u64, body: &str) -> ForgeResult<()>;

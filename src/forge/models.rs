@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::IssueNumber;
-use super::client::{IssueInfo, PullInfo, RepoInfo};
+use super::client::{IssueComment, IssueInfo, PullInfo, RepoInfo};
 
 /// `GET /user`.
 #[derive(Deserialize)]
@@ -66,6 +66,24 @@ impl From<Issue> for IssueInfo {
             // Gitea sends `"pull_request": null` on plain issues.
             is_pull_request: issue.pull_request.is_some_and(|p| !p.is_null()),
             author: issue.user.map(|u| u.login).unwrap_or_default(),
+        }
+    }
+}
+
+/// A comment on an issue or pull request, as listed.
+#[derive(Deserialize)]
+pub struct Comment {
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    user: Option<Login>,
+}
+
+impl From<Comment> for IssueComment {
+    fn from(comment: Comment) -> IssueComment {
+        IssueComment {
+            author: comment.user.map(|u| u.login).unwrap_or_default(),
+            body: comment.body.unwrap_or_default(),
         }
     }
 }

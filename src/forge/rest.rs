@@ -12,10 +12,10 @@ use serde_json::{Value, json};
 
 use super::IssueNumber;
 use super::client::{
-    Answer, ErrorKind, Forge, ForgeError, ForgeResult, IssueInfo, MAX_PAGES, NewPull, PullInfo, RepoInfo,
-    repo_path, segment,
+    Answer, ErrorKind, Forge, ForgeError, ForgeResult, IssueComment, IssueInfo, MAX_PAGES, NewPull, PullInfo,
+    RepoInfo, repo_path, segment,
 };
-use super::models::{Id, Issue, Label, Login, PermissionAnswer, Pull, Repository};
+use super::models::{Comment, Id, Issue, Label, Login, PermissionAnswer, Pull, Repository};
 use crate::config::{ForgeKind, Permission, RepoName};
 
 /// What differs between the REST APIs of forges with GitHub's shape.
@@ -296,6 +296,13 @@ impl Forge for RestForge {
         let operation = format!("reading {repo}#{number}");
         let path = format!("/repos/{}/issues/{number}", repo_path(repo));
         Ok(self.send(Method::GET, &path, None, &operation).await?.json::<Issue>(&operation)?.into())
+    }
+
+    async fn comments(&self, repo: &RepoName, number: IssueNumber) -> ForgeResult<Vec<IssueComment>> {
+        let operation = format!("reading the comments of {repo}#{number}");
+        let path = format!("/repos/{}/issues/{number}/comments", repo_path(repo));
+        let comments: Vec<Comment> = self.all_pages(&path, &operation).await?;
+        Ok(comments.into_iter().map(IssueComment::from).collect())
     }
 
     async fn create_comment(&self, repo: &RepoName, number: IssueNumber, body: &str) -> ForgeResult<u64> {

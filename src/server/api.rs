@@ -48,16 +48,22 @@ pub async fn list_tasks(State(state): State<AppState>, Query(query): Query<ListQ
     }
 }
 
-/// `GET /api/tasks/{id}`: the task, its timeline and the deliveries behind it.
+/// `GET /api/tasks/{id}`: the task, its timeline, its steps (setup, agent runs, checks)
+/// and the deliveries behind it.
 pub async fn get_task(State(state): State<AppState>, Path(id): Path<i64>) -> Response {
     let (task, events) = match state.db.task(id).await {
         Ok(Some(found)) => found,
         Ok(None) => return error(StatusCode::NOT_FOUND, &format!("no task {id}")),
         Err(err) => return database_error(err),
     };
+    let steps = match state.db.task_steps(id).await {
+        Ok(steps) => steps,
+        Err(err) => return database_error(err),
+    };
     match state.db.deliveries_of_task(id).await {
         Ok(deliveries) => {
-            Json(json!({ "task": task, "events": events, "deliveries": deliveries })).into_response()
+            Json(json!({ "task": task, "events": events, "steps": steps, "deliveries": deliveries }))
+                .into_response()
         }
         Err(err) => database_error(err),
     }

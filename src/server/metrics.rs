@@ -114,6 +114,17 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     let max = if settings.executor.enabled { settings.executor.max_concurrent } else { 0 };
     let _ = writeln!(out, "forgehand_agents_max {max}");
     render_durations(&mut out, counts.recent_durations);
+    family(
+        &mut out,
+        "forgehand_pull_requests_checks",
+        "gauge",
+        "Pull requests whose checks passed first time (passed), after fix rounds (fixed) or not at all (failing).",
+    );
+    for (result, n) in
+        [("passed", counts.checks.passed), ("fixed", counts.checks.fixed), ("failing", counts.checks.failing)]
+    {
+        let _ = writeln!(out, "forgehand_pull_requests_checks{{result=\"{result}\"}} {n}");
+    }
     state.intake.render(&mut out);
     let content_type = [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")];
     (content_type, out).into_response()

@@ -11,7 +11,7 @@
 mod description;
 mod fields;
 
-use forgehand::forge::models::{Id, Issue, Label, Login, PermissionAnswer, Pull, Repository};
+use forgehand::forge::models::{Comment, Id, Issue, Label, Login, PermissionAnswer, Pull, Repository};
 use serde_json::json;
 
 use crate::fake_forge::Dialect;
@@ -74,6 +74,11 @@ fn reads() -> Vec<Read> {
             "/repos/{owner}/{repo}/issues/{index}",
         ),
         Read::both::<Vec<Issue>>("GET", "/repos/{owner}/{repo}/issues", "/repos/{owner}/{repo}/issues"),
+        Read::both::<Vec<Comment>>(
+            "GET",
+            "/repos/{owner}/{repo}/issues/{issue_number}/comments",
+            "/repos/{owner}/{repo}/issues/{index}/comments",
+        ),
         Read::both::<Id>(
             "POST",
             "/repos/{owner}/{repo}/issues/{issue_number}/comments",

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::dashboard::Browser;
 use crate::executor::{BRANCH, Setup, config, remote_file};
 use crate::fake_forge::{Dialect, FakeForge};
 use crate::harness::*;
@@ -139,12 +140,21 @@ async fn fixed_in_one_round(dialect: Dialect) {
         "mkdir -p deps && echo dep > deps/lib.txt && echo gen > generated.txt && echo rewritten > README.md";
     let file = repo_file(setup, ANSWER_CHECK, 2);
     let world = World::start(dialect, "fix", &[(".forgehand.toml", &file)], "").await;
+    world.forge.comment_as(world.repo, 42, "bob", "Please keep the -v short flag working.");
     let task = world.run_task().await;
     assert_eq!(task.status, "done", "{task:?}");
 
     let runs = world.agent_runs();
     assert_eq!(runs.len(), 2, "the agent ran once and was resumed once: {runs:?}");
     assert!(runs[0].0.contains("Instructions for this repository:\n\nKeep answers short."), "{}", runs[0].0);
+    assert!(
+        runs[0].0.contains(
+            "Comments on the issue, oldest first:\n\n@bob wrote:\nPlease keep the -v short flag working."
+        ),
+        "the issue's thread is in the prompt: {}",
+        runs[0].0
+    );
+    assert!(!runs[0].0.contains("forgehand is working"), "forgehand's own comment is not: {}", runs[0].0);
     assert!(runs[0].1.is_none());
     let (fix_prompt, resumed) = &runs[1];
     assert!(resumed.is_some(), "the fix round resumes the session");
@@ -175,6 +185,77 @@ async fn fixed_in_one_round(dialect: Dialect) {
     assert!(remote_file(&world.remote, BRANCH, "deps/lib.txt").is_none(), "setup's folder was committed");
     assert!(remote_file(&world.remote, BRANCH, "generated.txt").is_none(), "setup's file was committed");
     assert_eq!(remote_file(&world.remote, BRANCH, "README.md").unwrap().0, "# hello\n");
+    world.assert_checklist_told_the_story(pull.number, &check).await;
+    world.assert_phases_are_shown_and_counted(task.id).await;
+}
+
+impl World {
+    /// The status comment ends as the checklist of the phases, and was edited as each
+    /// phase ended (the fake forge logs every edit).
+    async fn assert_checklist_told_the_story(&self, pr: u64, check: &str) {
+        let comment = self.status_comment();
+        let check = check.replace("\\|", "|");
+        let expected = [
+            "- ✅ setup: 1 command, ".to_owned(),
+            "- ✅ agent: 2 turns · $0.0123, ".to_owned(),
+            format!("- ❌ checks fail: `{check}` (exit 1)\n- ✅ fix round 1: 2 turns · $0.0123, "),
+            "- ✅ checks pass after fix round 1: 1 command, ".to_owned(),
+            format!("- ✅ pull request #{pr}\n\n<!-- forgehand:task:"),
+        ];
+        let mut at = 0;
+        for line in &expected {
+            let found = comment[at..].find(line.as_str());
+            assert!(found.is_some(), "{line:?} missing (in order) in\n{comment}");
+            at += found.unwrap();
+        }
+        let edits: Vec<String> = self
+            .forge
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "PATCH" && r.path.contains("/issues/comments/"))
+            .filter_map(|r| r.body["body"].as_str().map(str::to_owned))
+            .collect();
+        for now in [
+            "- ⏳ running the setup",
+            "- ⏳ the agent is working",
+            "- ⏳ running the checks",
+            "- ⏳ fix round 1 of 2: the agent is fixing the failing checks",
+            "- ⏳ running the checks after fix round 1",
+        ] {
+            assert!(edits.iter().any(|e| e.contains(now)), "no edit said {now:?}: {edits:#?}");
+        }
+    }
+
+    /// The task page lists every phase with its output; the API carries the steps; the
+    /// overview and /metrics count the pull request as fixed.
+    async fn assert_phases_are_shown_and_counted(&self, task_id: i64) {
+        let browser = Browser::login(&self.app).await;
+        let (status, page) = browser.get(&format!("/tasks/{task_id}")).await;
+        assert_eq!(status, 200);
+        assert!(page.contains("<h2>Phases</h2>"), "{page}");
+        assert_eq!(page.matches("<strong>checks</strong>").count(), 1, "one check in round 0");
+        assert!(page.contains("<strong>checks after fix round 1</strong>"), "{page}");
+        assert!(page.contains("<strong>fix round 1</strong>"), "{page}");
+        assert!(
+            page.contains("<details open><summary>output</summary><pre>ANSWER.txt must say right"),
+            "{page}"
+        );
+        let (_, api) = self.app.api(&format!("/api/tasks/{task_id}")).await;
+        let phases: Vec<&str> =
+            api["steps"].as_array().unwrap().iter().map(|s| s["phase"].as_str().unwrap()).collect();
+        assert_eq!(phases, ["setup", "agent", "check", "agent", "check"]);
+        let stored = self.app.db.task(task_id).await.unwrap().unwrap().0;
+        assert_eq!(stored.checks_result.as_deref(), Some("fixed"));
+        let (_, dashboard) = browser.get("/").await;
+        assert!(
+            dashboard.contains(
+                r#"data-testid="checks"><span class="t-done">0</span> · <span class="t-no_changes">1</span>"#
+            ),
+            "{dashboard}"
+        );
+        let (_, metrics) = browser.get("/metrics").await;
+        assert!(metrics.contains("forgehand_pull_requests_checks{result=\"fixed\"} 1\n"), "{metrics}");
+    }
 }
 
 #[tokio::test]
@@ -212,6 +293,14 @@ async fn hopeless(dialect: Dialect) {
     );
     assert_eq!(body.matches("| `true` | ✅ pass |").count(), 3, "{body}");
     assert!(!body.contains("- `true`"), "{body}");
+    let comment = world.status_comment();
+    assert!(
+        comment.contains("- ❌ checks fail: `echo never passes; exit 4` (exit 4)\n- ✅ fix round 2: "),
+        "{comment}"
+    );
+    assert_eq!(comment.matches("❌ checks fail").count(), 3, "{comment}");
+    let stored = world.app.db.task(task.id).await.unwrap().unwrap().0;
+    assert_eq!(stored.checks_result.as_deref(), Some("failing"));
 }
 
 #[tokio::test]
@@ -304,4 +393,50 @@ async fn a_repository_file_cannot_ask_for_more_fix_rounds_than_allowed() {
         ),
         "{comment}"
     );
+}
+
+#[tokio::test]
+async fn a_follow_up_runs_setup_and_checks_too() {
+    let file = repo_file("echo installing", ANSWER_CHECK, 2);
+    let world = World::start(Dialect::Github, "fix", &[(".forgehand.toml", &file)], "").await;
+    assert_eq!(world.run_task().await.status, "done");
+    let pull = world.forge.pulls(world.repo).remove(0);
+
+    // Someone changes the answer on the branch; the follow-up (told the check) puts it right.
+    commit_on_branch(&world.remote, BRANCH, "ANSWER.txt", "maybe\n");
+    let mut review: serde_json::Value =
+        serde_json::from_slice(&fixture("github/pull_request_review.json")).unwrap();
+    review["pull_request"]["number"] = serde_json::json!(pull.number);
+    review["pull_request"]["head"]["ref"] = serde_json::json!(BRANCH);
+    let delivery = Delivery::github("pull_request_review", serde_json::to_vec(&review).unwrap());
+    let answer = world.app.deliver("github", delivery).await;
+    assert_eq!(answer.status, 202, "{}", answer.text);
+    let id = answer.json["task_id"].as_i64().unwrap();
+    let follow_up =
+        world.app.wait_task(id, LONG, |t| !["queued", "running"].contains(&t.status.as_str())).await;
+    assert_eq!((follow_up.kind.as_str(), follow_up.status.as_str()), ("follow_up", "done"), "{follow_up:?}");
+
+    let runs = world.agent_runs();
+    assert_eq!(runs.len(), 3, "two runs for the issue, one for the review: {runs:?}");
+    assert!(runs[2].0.contains("Pull request #") && runs[2].1.is_some(), "{:?}", runs[2]);
+    assert!(runs[2].0.contains("forgehand runs these checks after you finish"), "{}", runs[2].0);
+    let steps = world.app.db.task_steps(id).await.unwrap();
+    let phases: Vec<(&str, i32, bool)> =
+        steps.iter().map(|s| (s.phase.as_str(), s.round, s.passed)).collect();
+    assert_eq!(phases, [("setup", 0, true), ("agent", 0, true), ("check", 0, true)]);
+    assert_eq!(follow_up.checks_result.as_deref(), Some("passed"));
+    assert_eq!(remote_file(&world.remote, BRANCH, "ANSWER.txt").unwrap().0, "right\n");
+    assert_eq!(world.forge.pulls(world.repo).len(), 1, "still one pull request");
+}
+
+/// Commits `path` = `content` on top of `branch` in the bare repository `remote`.
+fn commit_on_branch(remote: &Path, branch: &str, path: &str, content: &str) {
+    let repo = git2::Repository::open_bare(remote).unwrap();
+    let reference = format!("refs/heads/{branch}");
+    let parent = repo.find_reference(&reference).unwrap().peel_to_commit().unwrap();
+    let mut tree = repo.treebuilder(Some(&parent.tree().unwrap())).unwrap();
+    tree.insert(path, repo.blob(content.as_bytes()).unwrap(), 0o100644).unwrap();
+    let tree = repo.find_tree(tree.write().unwrap()).unwrap();
+    let sig = git2::Signature::now("someone", "someone@test").unwrap();
+    repo.commit(Some(&reference), &sig, &sig, "a person's change", &tree, &[&parent]).unwrap();
 }

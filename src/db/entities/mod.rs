@@ -5,5 +5,6 @@ pub mod label_states;
 pub mod refused_deliveries;
 pub mod task_events;
 pub mod task_status;
+pub mod task_steps;
 pub mod tasks;
 pub mod transcript_chunks;

@@ -50,6 +50,9 @@ pub struct Model {
     /// Comments and reviews that arrived while the task ran: the next run's instructions.
     pub pending_instructions: Option<String>,
     pub pending_requested_by: Option<String>,
+    /// How the checks of the task's pull request came out: `passed` (first time),
+    /// `fixed` (after fix rounds), `failing`; none when the repository has no checks.
+    pub checks_result: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -23,7 +23,7 @@ use super::workspace::{
 };
 use crate::config::Verification;
 use crate::db::entities::tasks;
-use crate::db::{Beat, RunRecord};
+use crate::db::{Beat, NewStep, RunRecord, StepPhase};
 use crate::forge::client::{ErrorKind, Forge, ForgeError, NewPull};
 
 type Step<T> = Result<T, Failure>;
@@ -36,6 +36,8 @@ struct Plan {
     base: String,
     clone_url: String,
     issue_body: String,
+    /// People's comments on the issue, as the prompt shows them (implement tasks only).
+    comments: String,
     /// The branch exists from an earlier task whose pull request is gone: replace it.
     force_push: bool,
 }
@@ -74,12 +76,14 @@ pub async fn execute(ctx: &Arc<Context>, task: &tasks::Model, guard: &Guard) -> 
         let worktree = prepare(ctx, task, &repo_key, &plan, creds.clone()).await?;
         let rules = verify::rules(ctx, task, &repo_key, &plan).await?;
         let mut verified = verify::Verified::default();
-        verify::setup(ctx, &rules, &worktree, guard, &mut verified).await?;
         let site = Site { plan: &plan, worktree: &worktree, guard };
+        verify::setup(ctx, task, &site, &rules, &mut verified).await?;
+        progress(ctx, task, "the agent is working").await;
         let (prompt, resume) = first_prompt(ctx, task, &plan, &rules).await?;
-        let first = run_agent(ctx, task, &site, &prompt, resume, &verified.leftovers).await?;
+        let first = run_agent(ctx, task, &site, &prompt, resume, 0, &verified.leftovers).await?;
         let runs = verify::check_and_fix(ctx, task, &site, &rules, first, &mut verified).await?;
         let work = record_totals(ctx, task, &runs, std::mem::take(&mut verified.runs)).await?;
+        record_checks_result(ctx, task, &work.checks).await?;
         verify::refuse_failing(ctx, task, &site, &rules, &work.checks, &verified.leftovers).await?;
         match commit_and_push(ctx, task, &worktree, &verified.leftovers, creds, plan.force_push).await? {
             Pushed::Nothing => {
@@ -117,7 +121,9 @@ struct Work {
 /// Posts (or updates) the status comment and the working label; failures here are logged,
 /// never fatal.
 async fn announce(ctx: &Context, forge: &dyn Forge, task: &tasks::Model) {
-    let status = Status::Working { attempt: task.attempt, max_attempts: ctx.settings.executor.max_attempts };
+    let now = Some("preparing the branch");
+    let status =
+        Status::Working { attempt: task.attempt, max_attempts: ctx.settings.executor.max_attempts, now };
     super::finish::post_status(ctx, forge, task, &status).await;
     let number = task.issue_number();
     if let Err(err) = forge.add_label(&task.repo_name(), number, &ctx.settings.labels.working).await {
@@ -182,10 +188,14 @@ async fn plan(ctx: &Context, forge: &dyn Forge, task: &tasks::Model) -> Step<Pla
             base: repo.default_branch,
             clone_url: repo.clone_url,
             issue_body: issue.body,
+            comments: String::new(),
             force_push: false,
         });
     }
+    let comments = forge.comments(&task.repo_name(), number).await?;
+    let bot_login = ctx.settings.forge(&task.forge).map(|f| f.bot_login.as_str()).unwrap_or_default();
     Ok(Plan {
+        comments: super::prompt::thread(&comments, bot_login),
         branch: branch_name(&ctx.settings.git.branch_prefix, number, &issue.title),
         start: BranchStart::FromBase(repo.default_branch.clone()),
         base: repo.default_branch,
@@ -193,6 +203,30 @@ async fn plan(ctx: &Context, forge: &dyn Forge, task: &tasks::Model) -> Step<Pla
         issue_body: issue.body,
         force_push: false,
     })
+}
+
+/// Edits the status comment: the phases that ended so far, and `now`. Never fatal.
+async fn progress(ctx: &Context, task: &tasks::Model, now: &str) {
+    let Some(forge) = ctx.forges.get(&task.forge) else { return };
+    // The comment's id was recorded after the task was claimed.
+    let fresh = match ctx.db.task(task.id).await {
+        Ok(Some((fresh, _))) => fresh,
+        _ => task.clone(),
+    };
+    let status = Status::Working {
+        attempt: task.attempt,
+        max_attempts: ctx.settings.executor.max_attempts,
+        now: Some(now),
+    };
+    super::finish::post_status(ctx, forge.as_ref(), &fresh, &status).await;
+}
+
+/// Remembers how the checks of the pull request about to be opened came out.
+async fn record_checks_result(ctx: &Context, task: &tasks::Model, runs: &[CommandRun]) -> Step<()> {
+    if let Some(result) = report::checks_result(runs) {
+        ctx.lease(task.id).record_checks_result(result).await?;
+    }
+    Ok(())
 }
 
 fn stop_if_asked(guard: &Guard) -> Step<()> {
@@ -303,6 +337,7 @@ async fn first_prompt(
         follow_up,
         repo_instructions: &rules.instructions,
         checks: &rules.checks,
+        comments: &plan.comments,
     }
     .text();
     let resume = if follow_up {
@@ -320,9 +355,11 @@ async fn run_agent(
     site: &Site<'_>,
     prompt: &str,
     resume: Option<String>,
+    round: u32,
     leftovers: &Leftovers,
 ) -> Step<AgentRun> {
     let Site { plan, worktree, guard } = *site;
+    let started = Instant::now();
     let settings = &ctx.settings.agent;
     let request = launch::request(settings, prompt, resume.as_deref());
     let transcript = ctx.settings.data_dir.join("transcripts").join(format!("task-{}.jsonl", task.id));
@@ -348,7 +385,9 @@ async fn run_agent(
     shipper.finish().await;
     let run = run?;
     record_run(ctx, task, &run).await?;
-    match agent::outcome(&run) {
+    let outcome = agent::outcome(&run);
+    record_agent_step(ctx, task, &run, &outcome, round, started.elapsed()).await;
+    match outcome {
         AgentOutcome::Success => Ok(run),
         AgentOutcome::Cancelled => Err(stop_if_asked(guard).err().unwrap_or(Failure::Stopped)),
         outcome if outcome.is_transient() => {
@@ -387,6 +426,32 @@ async fn record_totals(
         ctx.lease(task.id).record_run(&record).await?;
     }
     Ok(Work { summary, turns, cost_usd, checks })
+}
+
+/// Adds the agent's run to the task's steps: its turns and cost, or why it failed.
+async fn record_agent_step(
+    ctx: &Context,
+    task: &tasks::Model,
+    run: &AgentRun,
+    outcome: &AgentOutcome,
+    round: u32,
+    took: Duration,
+) {
+    let passed = matches!(outcome, AgentOutcome::Success);
+    let text = if passed { report::run_facts(run.result.as_ref()) } else { outcome.reason() };
+    let step = NewStep {
+        attempt: task.attempt,
+        phase: StepPhase::Agent,
+        round,
+        command: None,
+        passed,
+        outcome: &text,
+        duration: took,
+        output: None,
+    };
+    if let Err(err) = ctx.lease(task.id).add_step(&step).await {
+        tracing::warn!(error = %err, "cannot record the agent's run as a step");
+    }
 }
 
 async fn record_run(ctx: &Context, task: &tasks::Model, run: &AgentRun) -> Step<()> {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::{Site, Step, blocking, push_partial, run_agent, stop_if_asked};
 use crate::config::{OnFailingChecks, OnFailingSetup, REPO_FILE, Verification};
 use crate::db::entities::tasks;
+use crate::db::{NewStep, StepPhase};
 use crate::executor::Context;
 use crate::executor::agent::AgentRun;
 use crate::executor::checks::{CommandRun, POSTED_TAIL_CHARS, Phase, Runner, fix_prompt};
@@ -49,15 +50,16 @@ pub(super) async fn rules(
 /// operator chose `on_failing_setup = "continue"`.
 pub(super) async fn setup(
     ctx: &Context,
+    task: &tasks::Model,
+    site: &Site<'_>,
     rules: &Verification,
-    worktree: &Worktree,
-    guard: &crate::executor::guard::Guard,
     verified: &mut Verified,
 ) -> Step<()> {
     if rules.setup.is_empty() {
         return Ok(());
     }
-    let runs = run_phase(ctx, rules, worktree, guard, Phase::Setup, 0, verified).await?;
+    super::progress(ctx, task, "running the setup").await;
+    let runs = run_phase(ctx, task, site, rules, Phase::Setup, 0, verified).await?;
     if let Some(failed) = runs.iter().find(|run| !run.passed())
         && rules.on_failing_setup == OnFailingSetup::Fail
     {
@@ -84,15 +86,22 @@ pub(super) async fn check_and_fix(
         return Ok(runs);
     }
     for round in 0..=rules.fix_rounds {
-        let checks = run_phase(ctx, rules, site.worktree, site.guard, Phase::Check, round, verified).await?;
+        super::progress(ctx, task, &checks_now(round)).await;
+        let checks = run_phase(ctx, task, site, rules, Phase::Check, round, verified).await?;
         let failing: Vec<&CommandRun> = checks.iter().filter(|run| !run.passed()).collect();
         if failing.is_empty() || round == rules.fix_rounds {
             break;
         }
         tracing::info!(round = round + 1, failing = failing.len(), "checks fail; resuming the agent");
+        let now = format!(
+            "fix round {} of {}: the agent is fixing the failing checks",
+            round + 1,
+            rules.fix_rounds
+        );
+        super::progress(ctx, task, &now).await;
         let prompt = fix_prompt(&failing, round + 1, rules.fix_rounds);
         let resume = runs.last().and_then(|run| run.session_id.clone());
-        runs.push(run_agent(ctx, task, site, &prompt, resume, &verified.leftovers).await?);
+        runs.push(run_agent(ctx, task, site, &prompt, resume, round + 1, &verified.leftovers).await?);
     }
     Ok(runs)
 }
@@ -124,29 +133,60 @@ pub(super) async fn refuse_failing(
     })
 }
 
-/// Runs one phase's commands and records what they left in the worktree.
+fn checks_now(round: u32) -> String {
+    if round == 0 {
+        "running the checks".to_owned()
+    } else {
+        format!("running the checks after fix round {round}")
+    }
+}
+
+/// Runs one phase's commands, records them as the task's steps, and records what they
+/// left in the worktree.
 async fn run_phase(
     ctx: &Context,
+    task: &tasks::Model,
+    site: &Site<'_>,
     rules: &Verification,
-    worktree: &Worktree,
-    guard: &crate::executor::guard::Guard,
     phase: Phase,
     round: u32,
     verified: &mut Verified,
 ) -> Step<Vec<CommandRun>> {
-    let before = snapshot(worktree).await?;
+    let before = snapshot(site.worktree).await?;
     let runner = Runner {
         settings: &ctx.settings,
-        cwd: &worktree.path,
+        cwd: &site.worktree.path,
         timeout: rules.command_timeout,
-        cancel: guard.stop_signal(),
+        cancel: site.guard.stop_signal(),
     };
     let commands = if phase == Phase::Setup { &rules.setup } else { &rules.checks };
     let runs = runner.run_all(phase, commands, round).await;
-    stop_if_asked(guard)?;
-    verified.leftovers.record(&before, &snapshot(worktree).await?);
+    record_steps(ctx, task, &runs).await;
+    stop_if_asked(site.guard)?;
+    verified.leftovers.record(&before, &snapshot(site.worktree).await?);
     verified.runs.extend(runs.iter().cloned());
     Ok(runs)
+}
+
+/// Adds the commands to the task's steps, with their output's tail.
+async fn record_steps(ctx: &Context, task: &tasks::Model, runs: &[CommandRun]) {
+    let lease = ctx.lease(task.id);
+    for run in runs {
+        let phase = if run.phase == Phase::Setup { StepPhase::Setup } else { StepPhase::Check };
+        let step = NewStep {
+            attempt: task.attempt,
+            phase,
+            round: run.round,
+            command: Some(&run.command),
+            passed: run.passed(),
+            outcome: &run.how_it_ended(),
+            duration: run.duration,
+            output: Some(&run.output),
+        };
+        if let Err(err) = lease.add_step(&step).await {
+            tracing::warn!(error = %err, "cannot record a command as a step");
+        }
+    }
 }
 
 async fn snapshot(worktree: &Worktree) -> Step<Snapshot> {

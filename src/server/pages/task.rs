@@ -15,9 +15,9 @@ use serde::Deserialize;
 
 use super::deliveries::{DeliveryRow, delivery_row};
 use super::{CsrfForm, Refusal, TaskRow, database_error, error_page, render, task_row, time};
-use crate::db::TaskStatus;
 use crate::db::dashboard::{RETRYABLE, Retried};
-use crate::db::entities::{task_events, tasks};
+use crate::db::entities::{task_events, task_steps, tasks};
+use crate::db::{StepPhase, TaskStatus};
 use crate::server::AppState;
 use crate::server::session::{CurrentSession, check_csrf};
 use crate::server::transcript::{self, Entry, Kind};
@@ -40,6 +40,18 @@ pub struct TaskView {
     pub can_retry: bool,
 }
 
+/// One setup or check command, or one agent run, as the page's "Phases" list shows it.
+pub struct StepRow {
+    pub attempt: i32,
+    /// `setup`, `agent`, `fix round 1`, `checks`, `checks after fix round 1`.
+    pub phase: String,
+    pub command: Option<String>,
+    pub passed: bool,
+    pub outcome: String,
+    pub duration: String,
+    pub output: Option<String>,
+}
+
 /// One line of the timeline.
 pub struct EventRow {
     pub at: String,
@@ -53,6 +65,9 @@ struct TaskPage {
     csrf: Option<String>,
     task: TaskView,
     events: Vec<EventRow>,
+    steps: Vec<StepRow>,
+    /// The steps come from more than one attempt: each says which.
+    several_attempts: bool,
     deliveries: Vec<DeliveryRow>,
     entries: Vec<Entry>,
     truncated: bool,
@@ -118,6 +133,10 @@ pub async fn task_page(
         Ok(None) => return no_such_task(id),
         Err(err) => return database_error(err),
     };
+    let steps = match state.db.task_steps(id).await {
+        Ok(rows) => rows,
+        Err(err) => return database_error(err),
+    };
     let deliveries = match state.db.deliveries_of_task(id).await {
         Ok(rows) => rows,
         Err(err) => return database_error(err),
@@ -136,6 +155,8 @@ pub async fn task_page(
         csrf: Some(session.csrf),
         task: task_view(&state, &task),
         events: events.iter().map(event_row).collect(),
+        several_attempts: steps.iter().any(|step| step.attempt != steps[0].attempt),
+        steps: steps.iter().map(step_row).collect(),
         deliveries: deliveries.iter().map(delivery_row).collect(),
         entries: chunk.entries,
         truncated: chunk.truncated,
@@ -181,6 +202,26 @@ fn task_view(state: &AppState, task: &tasks::Model) -> TaskView {
         cancel_requested: task.cancel_requested,
         can_cancel: task.status.is_active() && !task.cancel_requested,
         can_retry: RETRYABLE.contains(&task.status),
+    }
+}
+
+fn step_row(step: &task_steps::Model) -> StepRow {
+    let phase = match (StepPhase::parse(&step.phase), step.round) {
+        (Some(StepPhase::Setup), _) => "setup".to_owned(),
+        (Some(StepPhase::Agent), 0) => "agent".to_owned(),
+        (Some(StepPhase::Agent), round) => format!("fix round {round}"),
+        (Some(StepPhase::Check), 0) => "checks".to_owned(),
+        (Some(StepPhase::Check), round) => format!("checks after fix round {round}"),
+        (None, _) => step.phase.clone(),
+    };
+    StepRow {
+        attempt: step.attempt,
+        phase,
+        command: step.command.clone(),
+        passed: step.passed,
+        outcome: step.outcome.clone(),
+        duration: format!("{:.1}s", step.duration_ms as f64 / 1000.0),
+        output: step.output.clone().filter(|text| !text.trim().is_empty()),
     }
 }
 
