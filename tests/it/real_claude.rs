@@ -76,6 +76,8 @@ pub struct Options {
     pub args: Vec<String>,
     /// `agent.allowed_tools`.
     pub allowed_tools: Vec<String>,
+    /// Appended to the configuration (`REPO` replaced by the repository's name).
+    pub extra: String,
 }
 
 impl Options {
@@ -89,6 +91,7 @@ impl Options {
             max_attempts: 3,
             args: Vec::new(),
             allowed_tools: Vec::new(),
+            extra: String::new(),
         }
     }
 
@@ -174,7 +177,8 @@ env = {{ {env} }}
 [git]
 author_name = "forgehand-test"
 author_email = "forgehand@test"
-{forge}"#,
+{forge}
+{extra}"#,
             data = data.display(),
             database = database_section().await,
             timeout = options.timeout_secs,
@@ -185,6 +189,7 @@ author_email = "forgehand@test"
             max_turns = options.max_turns,
             env = env.join(", "),
             forge = forge.config_toml(name),
+            extra = options.extra.replace("REPO", repo),
         );
         let app = TestApp::spawn_config(dir, &config).await;
         World { app, forge, model, remote, data, repo, dialect: options.dialect }
@@ -249,6 +254,40 @@ fn edit_script() -> Vec<Turn> {
         Turn::bash("printf 'ran\\n' > bash.txt"),
         Turn::text("Added VERBOSE.md documenting --verbose."),
     ]
+}
+
+/// The real CLI writes a wrong answer, the repository's check fails, forgehand resumes the
+/// CLI's session with the failure, and the fixed answer goes into the pull request.
+#[tokio::test]
+async fn the_real_cli_fixes_a_failing_check_when_resumed() {
+    let check = "grep -q right ANSWER.txt || { echo 'ANSWER.txt must say right'; exit 1; }";
+    let extra = format!("[[repos]]\nname = \"REPO\"\nchecks = [{check:?}]\nfix_rounds = 1\n");
+    let options = Options { extra, ..Options::any_command(Dialect::Gitea) };
+    let script = vec![
+        Turn::write("ANSWER.txt", "wrong\n"),
+        Turn::text("Wrote the answer."),
+        Turn::bash("printf 'right\\n' > ANSWER.txt"),
+        Turn::text("Fixed the answer."),
+    ];
+    let world = World::start(options, Behaviour::Script(script)).await;
+    let task = world.finished(world.deliver_label().await).await;
+    assert_eq!(task.status, "done", "{task:?}");
+    assert_eq!(task.checks_result.as_deref(), Some("fixed"), "{task:?}");
+    assert_eq!(remote_file(&world.remote, BRANCH, "ANSWER.txt").unwrap().0, "right\n");
+
+    let turns = world.model.turn_requests();
+    assert_eq!(turns.len(), 4, "two turns, then two more in the resumed session");
+    let resumed = turns[2]["messages"].to_string();
+    assert!(resumed.contains("Wrote the answer."), "the fix round continues the session: {resumed}");
+    assert!(resumed.contains("ANSWER.txt must say right"), "the check's output reached the model");
+    let pulls = world.forge.pulls(world.repo);
+    assert_eq!(pulls.len(), 1);
+    assert!(!pulls[0].draft && pulls[0].body.starts_with("Fixed the answer."), "{:?}", pulls[0]);
+    assert!(
+        world.bot_comments()[0].contains("- ✅ checks pass after fix round 1: 1 command"),
+        "{:?}",
+        world.bot_comments()
+    );
 }
 
 async fn happy_path(dialect: Dialect) {
