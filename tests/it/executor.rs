@@ -385,6 +385,10 @@ async fn a_read_only_users_command_is_rejected() {
     assert_eq!(task.status, "rejected");
     assert!(task.error.as_deref().unwrap().contains("@bob has read permission"), "{task:?}");
     assert!(world.agent_runs().is_empty(), "the agent never ran");
+    // The comment comes after the task's end is recorded.
+    let (repo, bot) = (world.repo, world.forge.bot_login());
+    let said = world.forge.wait_until(|s| s.comments_of(repo, 42).iter().any(|c| c.user == bot), LONG).await;
+    assert!(said, "no comment on the issue");
     assert!(world.bot_comments(42)[0].starts_with("🚫 forgehand did not start"));
     assert_nothing_written_before_the_permission_check(&world.forge);
 }
