@@ -29,6 +29,10 @@ pub const TIMELINE_MESSAGE: usize = 4000;
 pub const DASHBOARD_NOTE: usize = 500;
 /// The agent's final text.
 pub const RESULT_TEXT: usize = 65_536;
+/// An agent's question.
+pub const QUESTION: usize = 4000;
+/// One answer to a question.
+pub const ANSWER: usize = 16_384;
 
 /// Makes forge-supplied text safe to store on every backend: PostgreSQL refuses NUL
 /// characters, and the text is cut to `max_chars`.

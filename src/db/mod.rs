@@ -1,6 +1,7 @@
 //! The database: entities, query functions, and [`Db`], the one facade the rest of
 //! forgehand uses. SQLite by default, PostgreSQL by URL; the same code runs on both.
 
+mod answers;
 pub mod dashboard;
 pub mod entities;
 mod error;
@@ -8,10 +9,12 @@ mod intake;
 mod lease;
 pub mod limits;
 pub mod queries;
+mod questions;
 mod refusals;
 pub mod transcripts;
 mod writer;
 
+pub use answers::{Answer, append_answer, parse_answers};
 pub use entities::task_status::{Ending, IllegalTransition, TaskEvent, TaskStatus};
 pub use error::DbError;
 pub use lease::{Beat, Lease, PullRef, RunEnd, RunRecord};
@@ -97,6 +100,8 @@ pub enum Outcome {
     Ignored,
     Coalesced,
     CancelledTask,
+    /// A comment answered the question a task waits on; the task is queued again.
+    Answered,
 }
 
 impl Outcome {
@@ -107,6 +112,7 @@ impl Outcome {
             Outcome::Ignored => "ignored",
             Outcome::Coalesced => "coalesced",
             Outcome::CancelledTask => "cancelled_task",
+            Outcome::Answered => "answered",
         }
     }
 }

@@ -50,6 +50,16 @@ pub struct Model {
     /// Comments and reviews that arrived while the task ran: the next run's instructions.
     pub pending_instructions: Option<String>,
     pub pending_requested_by: Option<String>,
+    /// The agent's last question, kept after it was answered.
+    pub question: Option<String>,
+    /// The comment that asked it on the issue.
+    pub question_comment_id: Option<i64>,
+    /// When the task began to wait for an answer; `None` once nothing is awaited.
+    pub asked_at: Option<DateTimeUtc>,
+    /// How many questions the agent asked in this task.
+    pub questions_asked: i32,
+    /// The answers that arrived since the last question, as JSON (`[Answer]`).
+    pub answers: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
