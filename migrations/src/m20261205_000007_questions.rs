@@ -18,7 +18,10 @@ enum Tasks {
     Answers,
 }
 
-const INDEX: &str = "tasks_one_active_per_issue";
+/// The index before this migration, and after: a new name, so that no connection's idea
+/// of the old index survives the change.
+const OLD_INDEX: &str = "tasks_one_active_per_issue";
+const INDEX: &str = "tasks_one_active_or_waiting_per_issue";
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
@@ -40,11 +43,11 @@ impl MigrationTrait for Migration {
                 .alter_table(Table::alter().table(Tasks::Table).add_column(&mut column).to_owned())
                 .await?;
         }
-        active_index(manager, "'queued', 'running', 'needs_input'").await
+        active_index(manager, OLD_INDEX, INDEX, "'queued', 'running', 'needs_input'").await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        active_index(manager, "'queued', 'running'").await?;
+        active_index(manager, INDEX, OLD_INDEX, "'queued', 'running'").await?;
         for column in
             [Tasks::Question, Tasks::QuestionCommentId, Tasks::AskedAt, Tasks::QuestionsAsked, Tasks::Answers]
         {
@@ -54,13 +57,18 @@ impl MigrationTrait for Migration {
     }
 }
 
-/// Recreates the one-active-task-per-issue index over `statuses`.
-async fn active_index(manager: &SchemaManager<'_>, statuses: &str) -> Result<(), DbErr> {
+/// Replaces the one-active-task-per-issue index `old` by `new`, over `statuses`.
+async fn active_index(
+    manager: &SchemaManager<'_>,
+    old: &str,
+    new: &str,
+    statuses: &str,
+) -> Result<(), DbErr> {
     let db = manager.get_connection();
-    db.execute_unprepared(&format!("DROP INDEX {INDEX}")).await?;
     db.execute_unprepared(&format!(
-        "CREATE UNIQUE INDEX {INDEX} ON tasks (forge, repo, number) WHERE status IN ({statuses})"
+        "CREATE UNIQUE INDEX {new} ON tasks (forge, repo, number) WHERE status IN ({statuses})"
     ))
     .await?;
+    db.execute_unprepared(&format!("DROP INDEX {old}")).await?;
     Ok(())
 }

@@ -153,9 +153,19 @@ impl Db {
         Ok(Db { conn, writer })
     }
 
-    /// Applies every pending migration.
+    /// Applies every pending migration. A SQLite file is migrated through a connection of
+    /// its own: a pool connection the migrator reads through can keep the snapshot of the
+    /// schema before the last migration (seen as a missing column or index afterwards).
     pub async fn migrate(&self) -> Result<(), DbError> {
-        Ok(Migrator::up(&self.conn, None).await?)
+        let Some(path) = sqlite_file(&self.conn).await? else {
+            return Ok(Migrator::up(&self.conn, None).await?);
+        };
+        let options = sqlite_options(format!("sqlite://{}", path.display()), Some(path));
+        let own =
+            Database::connect(options.to_owned().max_connections(1).sqlx_logging(false).to_owned()).await?;
+        let migrated = Migrator::up(&own, None).await;
+        own.close().await?;
+        Ok(migrated?)
     }
 
     /// Whether the database answers.

@@ -147,7 +147,7 @@ pub(super) async fn set_label_state(
     Ok(())
 }
 
-/// The predicate of the `tasks_one_active_per_issue` index, word for word (a test checks
+/// The predicate of the `tasks_one_active_or_waiting_per_issue` index, word for word (a test checks
 /// it against [`TaskStatus::ACTIVE`]).
 pub(super) const ACTIVE_TASK_PREDICATE: &str = "status IN ('queued', 'running', 'needs_input')";
 

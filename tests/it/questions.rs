@@ -239,3 +239,51 @@ async fn a_question_survives_a_restart() {
         "{runs:?}"
     );
 }
+
+/// A database of the previous schema, with a task in it, is upgraded at the next start: the
+/// task keeps its fields and has asked nothing, and a task waiting for an answer counts as
+/// the issue's active task (the index covers `needs_input`).
+#[tokio::test]
+async fn the_migration_upgrades_a_database_of_the_previous_release() {
+    use migrations::{Migrator, MigratorTrait};
+    use sea_orm::ConnectionTrait;
+    let dir = tempfile::tempdir().unwrap();
+    let url = shared_database(dir.path()).await;
+    let sqlite_url = if url.starts_with("sqlite:") { format!("{url}?mode=rwc") } else { url.clone() };
+    let old = sea_orm::Database::connect(&sqlite_url).await.unwrap();
+    let questions = Migrator::migrations().iter().position(|m| m.name().contains("questions")).unwrap();
+    Migrator::up(&old, Some(questions as u32)).await.unwrap();
+    old.execute_unprepared(
+        "INSERT INTO tasks (forge, repo, number, kind, trigger, requested_by, title, instructions, clone_url, \
+         status, attempt, cancel_requested, created_at, updated_at) VALUES ('github', 'o/r', 7, 'implement', \
+         'label', 'alice', 'Old', '', 'file:///r.git', 'done', 1, false, '2026-11-30 10:00:00+00:00', \
+         '2026-11-30 10:00:00+00:00')",
+    )
+    .await
+    .unwrap();
+    old.close().await.unwrap();
+
+    let config = config_text_on(&dir.path().join("data"), &format!("[database]\nurl = \"{url}\"\n"), "");
+    let app = TestApp::spawn_config(dir, &config).await;
+    let old_task = app.tasks().await.into_iter().find(|t| t.title == "Old").expect("the old task is kept");
+    assert_eq!((old_task.questions_asked, old_task.question.as_deref()), (0, None));
+
+    let conn = app.db.connection_for_tests().clone();
+    let request = forgehand::trigger::TaskRequest {
+        kind: forgehand::trigger::TaskKind::Implement,
+        trigger: forgehand::trigger::TriggerKind::Label,
+        repo: "o/r".into(),
+        clone_url: "file:///r.git".into(),
+        number: 8.into(),
+        title: "t".into(),
+        requested_by: "alice".into(),
+        instructions: String::new(),
+        branch: None,
+    };
+    let id = forgehand::db::queries::insert_task(&conn, "github", &request).await.unwrap().unwrap();
+    conn.execute_unprepared(&format!("UPDATE tasks SET status = 'needs_input' WHERE id = {id}"))
+        .await
+        .unwrap();
+    let second = forgehand::db::queries::insert_task(&conn, "github", &request).await.unwrap();
+    assert_eq!(second, None, "a waiting task is the issue's active task");
+}

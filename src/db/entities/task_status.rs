@@ -14,7 +14,8 @@
 //!    cancel a waiting task), and the same rows to the test's `expected`.
 //!
 //! Whether the new status counts as active (at most one per issue) is [`TaskStatus::ACTIVE`];
-//! changing that set also needs a migration of the `tasks_one_active_per_issue` index,
+//! changing that set also needs a migration of the one-active-task-per-issue index (now
+//! `tasks_one_active_or_waiting_per_issue`),
 //! whose predicate is spelled out in `queries::ACTIVE_TASK_PREDICATE`.
 
 use std::str::FromStr;
