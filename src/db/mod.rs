@@ -165,7 +165,23 @@ impl Db {
             Database::connect(options.to_owned().max_connections(1).sqlx_logging(false).to_owned()).await?;
         let migrated = Migrator::up(&own, None).await;
         own.close().await?;
-        Ok(migrated?)
+        migrated?;
+        // The pool's connection read the schema before (to find the file): a statement run
+        // to its end notices the change and reloads it, where preparing an upsert against
+        // the new index would otherwise fail on the old schema.
+        let pool = self.conn.get_sqlite_connection_pool();
+        let mut held = Vec::new();
+        for _ in 0..pool.size() {
+            let Some(mut connection) = pool.try_acquire() else { break };
+            sea_orm::sqlx::query("SELECT count(*) FROM sqlite_master")
+                .execute(&mut *connection)
+                .await
+                .map_err(|err| {
+                    DbError::custom(format!("cannot refresh the schema after migrating: {err}"))
+                })?;
+            held.push(connection);
+        }
+        Ok(())
     }
 
     /// Whether the database answers.
@@ -346,8 +362,10 @@ async fn sqlite_file(conn: &DatabaseConnection) -> Result<Option<PathBuf>, DbErr
         return Ok(None);
     }
     let sql = "SELECT file FROM pragma_database_list WHERE name = 'main'";
-    let row = conn.query_one_raw(sea_orm::Statement::from_string(DbBackend::Sqlite, sql)).await?;
-    let file: Option<String> = row.map(|row| row.try_get("", "file")).transpose()?;
+    // Every row read: a statement stepped once and left open would keep its connection's
+    // read snapshot (and schema) from before the migrations.
+    let rows = conn.query_all_raw(sea_orm::Statement::from_string(DbBackend::Sqlite, sql)).await?;
+    let file: Option<String> = rows.first().map(|row| row.try_get("", "file")).transpose()?;
     Ok(file.filter(|file| !file.is_empty()).map(PathBuf::from))
 }
 

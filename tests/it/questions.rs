@@ -25,6 +25,10 @@ struct World {
 impl World {
     /// Issue 42 makes the stand-in agent ask (its body says `[ask]`); issue 43 does not.
     async fn start(dialect: Dialect, executor_extra: &str) -> World {
+        World::start_with(dialect, executor_extra, "").await
+    }
+
+    async fn start_with(dialect: Dialect, executor_extra: &str, agent_extra: &str) -> World {
         let dir = tempfile::tempdir().unwrap();
         let (forge, repo, name) = match dialect {
             Dialect::Github => (FakeForge::github().await, "octo-org/hello-world", "github"),
@@ -49,7 +53,7 @@ impl World {
         setup.max_concurrent = 1;
         let text = config(&dir, &forge, &setup, &log, &dir.path().join("agent.pid")).await;
         let text = text
-            .replace("[agent]\n", &format!("[agent]\nforgehand_command = \"{FORGEHAND}\"\n"))
+            .replace("[agent]\n", &format!("[agent]\nforgehand_command = \"{FORGEHAND}\"\n{agent_extra}\n"))
             .replace("[executor]\n", &format!("[executor]\n{executor_extra}\n"));
         let app = TestApp::spawn_config(dir, &text).await;
         World { app, forge, repo, log, name, config: text }
@@ -286,4 +290,20 @@ async fn the_migration_upgrades_a_database_of_the_previous_release() {
         .unwrap();
     let second = forgehand::db::queries::insert_task(&conn, "github", &request).await.unwrap();
     assert_eq!(second, None, "a waiting task is the issue's active task");
+}
+
+/// Inside bubblewrap the agent's CLI still starts `forgehand mcp` (bound read-only) and
+/// the question reaches the executor through the task's question directory.
+#[tokio::test]
+async fn a_sandboxed_agent_asks_too() {
+    if forgehand::executor::sandbox::check_bubblewrap().is_err() {
+        eprintln!("skipped: bubblewrap cannot run here");
+        return;
+    }
+    let world = World::start_with(Dialect::Github, "", "sandbox = \"bubblewrap\"").await;
+    let id = world.label(42).await;
+    world.asked(id).await;
+    let answer = world.send(world.forge.comment_as(world.repo, 42, "alice", "Long.")).await;
+    assert_eq!(answer.json["outcome"], "answered", "{}", answer.text);
+    world.status(id, "done").await;
 }
