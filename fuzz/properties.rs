@@ -105,8 +105,8 @@ pub fn trigger(data: &[u8]) {
     let settings = settings();
     let contexts = [
         IssueContext::default(),
-        IssueContext { active_task: Some(7), label_was_present: Some(true) },
-        IssueContext { active_task: None, label_was_present: Some(false) },
+        IssueContext { active_task: Some(7), label_was_present: Some(true), awaiting_answer: false },
+        IssueContext { active_task: None, label_was_present: Some(false), awaiting_answer: false },
     ];
     for ctx in &contexts {
         let decision = decide(&event, &forge(kind), &settings.trigger, &settings.git.branch_prefix, ctx);

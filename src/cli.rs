@@ -70,6 +70,16 @@ pub enum Command {
     /// Inspect tasks.
     #[command(subcommand)]
     Tasks(TasksCommand),
+    /// The MCP server (stdio) that gives a task's agent the `ask_question` tool. The
+    /// agent's CLI starts it; it reads no configuration.
+    Mcp {
+        /// Where the question is written for the executor.
+        #[arg(long, value_name = "PATH")]
+        question_file: PathBuf,
+        /// Questions the agent may still ask in its task.
+        #[arg(long, default_value_t = 1)]
+        remaining: u32,
+    },
 }
 
 /// `forgehand tasks ...`
@@ -77,7 +87,8 @@ pub enum Command {
 pub enum TasksCommand {
     /// List tasks, newest first.
     List {
-        /// Only tasks with this status (queued, running, done, no_changes, failed, cancelled, rejected).
+        /// Only tasks with this status (queued, running, needs_input, done, no_changes, failed,
+        /// cancelled, rejected, expired).
         #[arg(long, value_parser = clap::builder::ValueParser::new(str::parse::<TaskStatus>))]
         status: Option<TaskStatus>,
         /// Only tasks of this repository (owner/name).
@@ -89,8 +100,24 @@ pub enum TasksCommand {
     },
 }
 
+fn serve_mcp(question_file: PathBuf, remaining: u32) -> ExitCode {
+    let server = crate::executor::mcp::Server { question_file, remaining };
+    match server.serve(std::io::stdin().lock(), std::io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("forgehand mcp: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> ExitCode {
+    // Before logging and configuration: stdout is the protocol, and the agent's sandbox
+    // holds no configuration.
+    if let Some(Command::Mcp { question_file, remaining }) = cli.command {
+        return serve_mcp(question_file, remaining);
+    }
     app::keep_new_files_private();
     telemetry::init(cli.log_format);
     let settings = match Settings::load_or_discover(cli.config.as_deref()) {
@@ -111,6 +138,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Tasks(TasksCommand::List { status, repo, limit }) => {
             list_tasks(&settings, TaskFilter { status, repo, limit, ..TaskFilter::default() }).await
         }
+        Command::Mcp { .. } => unreachable!("served above"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -196,6 +196,8 @@ pub struct ExecutorSettings {
     pub keep_failed_workspaces: usize,
     /// Seconds between sweeps for labelled issues whose webhook was missed; 0 disables.
     pub sweep_interval_secs: u64,
+    /// Hours a question waits for an answer before its task ends `expired`.
+    pub question_timeout_hours: u64,
 }
 
 /// `[agent]`: the coding agent CLI and how it is run (see docs/agents.md).
@@ -221,6 +223,24 @@ pub struct AgentSettings {
     /// More paths a sandboxed agent may read.
     #[serde(default)]
     pub sandbox_read_only: Vec<PathBuf>,
+    /// Whether the agent gets the `ask_question` tool; unset: yes for Claude Code, no for
+    /// the other kinds (see [`AgentSettings::asks_questions`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub questions: Option<bool>,
+    /// Most questions the agent may ask in one task.
+    pub max_questions: u32,
+    /// The forgehand program the agent's CLI starts for `ask_question` (`forgehand mcp`);
+    /// empty: the program running now.
+    #[serde(default)]
+    pub forgehand_command: String,
+}
+
+impl AgentSettings {
+    /// Whether the agent is given the `ask_question` tool: `questions`, or by default only
+    /// Claude Code (a command program would not expect the `--mcp-config` argument).
+    pub fn asks_questions(&self) -> bool {
+        self.questions.unwrap_or(self.kind == AgentKind::Claude)
+    }
 }
 
 /// The agent CLIs forgehand knows how to drive.
@@ -262,6 +282,8 @@ pub struct LabelSettings {
     pub working: String,
     pub done: String,
     pub failed: String,
+    /// On the issue while the agent's question waits for an answer.
+    pub question: String,
 }
 
 /// `[pr]`: how pull requests are opened.

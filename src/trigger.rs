@@ -14,6 +14,8 @@ pub struct IssueContext {
     pub active_task: Option<i64>,
     /// Whether the trigger label was on the issue when forgehand last saw its labels.
     pub label_was_present: Option<bool>,
+    /// The active task asked a question and has not resumed yet: a comment answers it.
+    pub awaiting_answer: bool,
 }
 
 /// The kind of work a task does.
@@ -63,6 +65,9 @@ pub enum Decision {
     Coalesce { task_id: i64, instructions: Option<String> },
     /// Cancel the issue's queued or running task.
     Cancel { task_id: i64, reason: String },
+    /// A comment answers the question the issue's task waits on; whether its author may
+    /// answer is the executor's check, as for any trigger.
+    Answer { task_id: i64, by: String, text: String },
 }
 
 /// Decides what `event` means for forgehand.
@@ -214,6 +219,14 @@ fn comment(
 ) -> Decision {
     if action != "created" {
         return Decision::Ignore(format!("comment {action}: only new comments start tasks"));
+    }
+    if let Some(task_id) = ctx.active_task.filter(|_| ctx.awaiting_answer && issue.is_open) {
+        // Any comment answers, a command too: its text after the command.
+        let text = parse_command(body, &trigger.command).unwrap_or_else(|| body.trim().to_owned());
+        if text.is_empty() {
+            return Decision::Ignore("an empty comment answers nothing".into());
+        }
+        return Decision::Answer { task_id, by: sender.login.clone(), text };
     }
     let Some(instructions) = parse_command(body, &trigger.command) else {
         return Decision::Ignore(format!("the comment does not start with {}", trigger.command));
@@ -403,8 +416,12 @@ mod tests {
         decide(event, &forge(), &trigger(), "forgehand/", &ctx)
     }
 
-    const NONE: IssueContext = IssueContext { active_task: None, label_was_present: None };
-    const ACTIVE: IssueContext = IssueContext { active_task: Some(3), label_was_present: Some(true) };
+    const NONE: IssueContext =
+        IssueContext { active_task: None, label_was_present: None, awaiting_answer: false };
+    const WAITING: IssueContext =
+        IssueContext { active_task: Some(3), label_was_present: Some(true), awaiting_answer: true };
+    const ACTIVE: IssueContext =
+        IssueContext { active_task: Some(3), label_was_present: Some(true), awaiting_answer: false };
 
     fn created(decision: Decision) -> TaskRequest {
         match decision {
@@ -418,6 +435,23 @@ mod tests {
             Decision::Ignore(reason) => reason,
             other => panic!("expected ignore, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn while_a_question_waits_any_new_comment_answers_it() {
+        let answer = |body: &str| run(&comment_event("created", body, issue(&["forgehand"])), WAITING);
+        let expected = |text: &str| Decision::Answer { task_id: 3, by: "alice".into(), text: text.into() };
+        assert_eq!(answer("  Use -v, please.\n"), expected("Use -v, please."));
+        assert_eq!(answer("/forgehand use --verbose"), expected("use --verbose"));
+        ignored(answer("   "));
+        ignored(run(&comment_event("edited", "Use -v", issue(&["forgehand"])), WAITING));
+        let not_waiting = run(&comment_event("created", "Use -v", issue(&["forgehand"])), ACTIVE);
+        assert!(ignored(not_waiting).contains("does not start with"));
+        let mut bot = comment_event("created", "Use -v", issue(&["forgehand"]));
+        if let ForgeEvent::Comment { sender, .. } = &mut bot {
+            *sender = Actor { login: "Forgehand-Bot".into(), is_bot: false };
+        }
+        assert!(ignored(run(&bot, WAITING)).contains("forgehand's own account"));
     }
 
     #[test]
@@ -472,8 +506,14 @@ mod tests {
     fn gitea_label_set_triggers_only_when_the_label_is_new() {
         let event = issue_event(IssueChange::LabelsUpdated, issue(&["bug", "forgehand"]));
         created(run(&event, NONE));
-        created(run(&event, IssueContext { active_task: None, label_was_present: Some(false) }));
-        let reason = ignored(run(&event, IssueContext { active_task: None, label_was_present: Some(true) }));
+        created(run(
+            &event,
+            IssueContext { active_task: None, label_was_present: Some(false), awaiting_answer: false },
+        ));
+        let reason = ignored(run(
+            &event,
+            IssueContext { active_task: None, label_was_present: Some(true), awaiting_answer: false },
+        ));
         assert!(reason.contains("already on the issue"), "{reason}");
         let without = issue_event(IssueChange::LabelsUpdated, issue(&["bug"]));
         assert!(ignored(run(&without, NONE)).contains("does not carry"));
@@ -484,13 +524,22 @@ mod tests {
         let opened = issue_event(IssueChange::Opened, issue(&["forgehand"]));
         created(run(&opened, NONE));
         assert_eq!(run(&opened, ACTIVE), Decision::Coalesce { task_id: 3, instructions: None });
-        ignored(run(&opened, IssueContext { active_task: None, label_was_present: Some(true) }));
+        ignored(run(
+            &opened,
+            IssueContext { active_task: None, label_was_present: Some(true), awaiting_answer: false },
+        ));
         assert!(ignored(run(&issue_event(IssueChange::Opened, issue(&["bug"])), NONE)).contains("without"));
         // A labeled event for a label forgehand already saw added (a replay, or GitHub's
         // labeled after opened once the task is over) starts nothing.
         let labeled = issue_event(IssueChange::Labeled("forgehand".into()), issue(&["forgehand"]));
-        ignored(run(&labeled, IssueContext { active_task: None, label_was_present: Some(true) }));
-        created(run(&labeled, IssueContext { active_task: None, label_was_present: Some(false) }));
+        ignored(run(
+            &labeled,
+            IssueContext { active_task: None, label_was_present: Some(true), awaiting_answer: false },
+        ));
+        created(run(
+            &labeled,
+            IssueContext { active_task: None, label_was_present: Some(false), awaiting_answer: false },
+        ));
     }
 
     #[test]
@@ -507,7 +556,8 @@ mod tests {
             assert!(reason.contains("no queued or running task") || reason.contains("not carry"), "{reason}");
         }
         // A Gitea label edit on an issue whose task came from a comment cancels nothing.
-        let comment_task = IssueContext { active_task: Some(3), label_was_present: None };
+        let comment_task =
+            IssueContext { active_task: Some(3), label_was_present: None, awaiting_answer: false };
         ignored(run(&cases[1], comment_task));
         ignored(run(&cases[2], comment_task));
     }

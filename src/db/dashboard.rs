@@ -51,6 +51,8 @@ pub struct Finished {
     pub no_changes: i64,
     pub cancelled: i64,
     pub rejected: i64,
+    /// Questions nobody answered in time.
+    pub expired: i64,
     pub cost_usd: f64,
 }
 
@@ -66,6 +68,8 @@ impl Finished {
 #[derive(Debug, Clone, Default)]
 pub struct Overview {
     pub queued: u64,
+    /// Tasks waiting for an answer to the agent's question.
+    pub needs_input: u64,
     /// Running tasks, oldest first.
     pub running: Vec<tasks::Model>,
     pub today: Finished,
@@ -170,20 +174,26 @@ pub enum Retried {
 }
 
 /// Statuses a person may retry from.
-pub const RETRYABLE: [TaskStatus; 4] =
-    [TaskStatus::Failed, TaskStatus::Cancelled, TaskStatus::NoChanges, TaskStatus::Rejected];
+pub const RETRYABLE: [TaskStatus; 5] = [
+    TaskStatus::Failed,
+    TaskStatus::Cancelled,
+    TaskStatus::NoChanges,
+    TaskStatus::Rejected,
+    TaskStatus::Expired,
+];
 
 /// Running tasks shown at most; more than that is a misconfiguration worth no page.
 const MAX_RUNNING_SHOWN: u64 = 200;
 /// The most recent pull requests the median is taken over.
 const MAX_MEDIAN_SAMPLES: u64 = 2_000;
 /// Statuses a task ends in.
-const ENDED: [TaskStatus; 5] = [
+const ENDED: [TaskStatus; 6] = [
     TaskStatus::Done,
     TaskStatus::Failed,
     TaskStatus::NoChanges,
     TaskStatus::Cancelled,
     TaskStatus::Rejected,
+    TaskStatus::Expired,
 ];
 
 impl Db {
@@ -238,6 +248,8 @@ impl Db {
         let db = &self.conn;
         let queued =
             tasks::Entity::find().filter(tasks::Column::Status.eq(TaskStatus::Queued)).count(db).await?;
+        let needs_input =
+            tasks::Entity::find().filter(tasks::Column::Status.eq(TaskStatus::NeedsInput)).count(db).await?;
         let running = tasks::Entity::find()
             .filter(tasks::Column::Status.eq(TaskStatus::Running))
             .order_by_asc(tasks::Column::Id)
@@ -248,6 +260,7 @@ impl Db {
         let week_ago = now - chrono::Duration::days(7);
         Ok(Overview {
             queued,
+            needs_input,
             running,
             today: self.finished_since(midnight).await?,
             week: self.finished_since(week_ago).await?,
@@ -278,7 +291,8 @@ impl Db {
                 TaskStatus::NoChanges => finished.no_changes += n,
                 TaskStatus::Cancelled => finished.cancelled += n,
                 TaskStatus::Rejected => finished.rejected += n,
-                TaskStatus::Queued | TaskStatus::Running => {}
+                TaskStatus::Expired => finished.expired += n,
+                TaskStatus::Queued | TaskStatus::Running | TaskStatus::NeedsInput => {}
             }
         }
         Ok(finished)

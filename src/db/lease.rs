@@ -56,6 +56,9 @@ pub enum RunEnd<'a> {
     Final { ending: Ending, error: Option<&'a str>, pull: Option<PullRef<'a>> },
     /// Back to the queue after a transient failure, due at `due`.
     Retry { due: DateTime<Utc>, reason: &'a str },
+    /// Waiting for an answer (`needs_input`): to a new `question`, or (`None`) still to the
+    /// last one, the answers that came being ignored. The attempt is given back.
+    Ask { question: Option<&'a str> },
 }
 
 impl Db {
@@ -157,8 +160,29 @@ impl Lease<'_> {
                 changes.push((Column::WaitReason, Value::from(Some(reason))));
                 TaskEvent::Retry
             }
+            RunEnd::Ask { question } => {
+                changes.push((Column::Answers, Value::from(Option::<String>::None)));
+                changes.push((Column::AskedAt, Value::from(Some(Utc::now()))));
+                if let Some(question) = question {
+                    changes.push((Column::Question, Value::from(Some(clean(question, limits::QUESTION)))));
+                    changes.push((Column::QuestionCommentId, Value::from(Option::<i64>::None)));
+                }
+                return Ok(queries::ask_owned(
+                    &self.db.conn,
+                    self.task_id,
+                    self.owner,
+                    question.is_some(),
+                    changes,
+                )
+                .await?);
+            }
         };
         Ok(queries::transition_owned(&self.db.conn, self.task_id, self.owner, event, changes).await?)
+    }
+
+    /// A resumed task no longer waits: its question is answered; false when the lease is lost.
+    pub async fn record_resumed(&self) -> Result<bool, DbError> {
+        self.update(vec![(Column::AskedAt, Value::from(Option::<DateTime<Utc>>::None))]).await
     }
 
     /// Puts the task back in the queue without counting the attempt (shutdown).

@@ -33,6 +33,10 @@ pub const RESULT_TEXT: usize = 65_536;
 pub const STEP_OUTPUT: usize = 16_384;
 /// A setup or check command line, or an agent run's outcome.
 pub const STEP_TEXT: usize = 2000;
+/// An agent's question.
+pub const QUESTION: usize = 4000;
+/// One answer to a question.
+pub const ANSWER: usize = 16_384;
 
 /// Makes forge-supplied text safe to store on every backend: PostgreSQL refuses NUL
 /// characters, and the text is cut to `max_chars`.

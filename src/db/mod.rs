@@ -1,6 +1,7 @@
 //! The database: entities, query functions, and [`Db`], the one facade the rest of
 //! forgehand uses. SQLite by default, PostgreSQL by URL; the same code runs on both.
 
+mod answers;
 pub mod dashboard;
 pub mod entities;
 mod error;
@@ -8,11 +9,13 @@ mod intake;
 mod lease;
 pub mod limits;
 pub mod queries;
+mod questions;
 mod refusals;
 mod steps;
 pub mod transcripts;
 mod writer;
 
+pub use answers::{Answer, append_answer, parse_answers};
 pub use entities::task_status::{Ending, IllegalTransition, TaskEvent, TaskStatus};
 pub use error::DbError;
 pub use lease::{Beat, Lease, PullRef, RunEnd, RunRecord};
@@ -99,6 +102,8 @@ pub enum Outcome {
     Ignored,
     Coalesced,
     CancelledTask,
+    /// A comment answered the question a task waits on; the task is queued again.
+    Answered,
 }
 
 impl Outcome {
@@ -109,6 +114,7 @@ impl Outcome {
             Outcome::Ignored => "ignored",
             Outcome::Coalesced => "coalesced",
             Outcome::CancelledTask => "cancelled_task",
+            Outcome::Answered => "answered",
         }
     }
 }
@@ -149,9 +155,35 @@ impl Db {
         Ok(Db { conn, writer })
     }
 
-    /// Applies every pending migration.
+    /// Applies every pending migration. A SQLite file is migrated through a connection of
+    /// its own: a pool connection the migrator reads through can keep the snapshot of the
+    /// schema before the last migration (seen as a missing column or index afterwards).
     pub async fn migrate(&self) -> Result<(), DbError> {
-        Ok(Migrator::up(&self.conn, None).await?)
+        let Some(path) = sqlite_file(&self.conn).await? else {
+            return Ok(Migrator::up(&self.conn, None).await?);
+        };
+        let options = sqlite_options(format!("sqlite://{}", path.display()), Some(path));
+        let own =
+            Database::connect(options.to_owned().max_connections(1).sqlx_logging(false).to_owned()).await?;
+        let migrated = Migrator::up(&own, None).await;
+        own.close().await?;
+        migrated?;
+        // The pool's connection read the schema before (to find the file): a statement run
+        // to its end notices the change and reloads it, where preparing an upsert against
+        // the new index would otherwise fail on the old schema.
+        let pool = self.conn.get_sqlite_connection_pool();
+        let mut held = Vec::new();
+        for _ in 0..pool.size() {
+            let Some(mut connection) = pool.try_acquire() else { break };
+            sea_orm::sqlx::query("SELECT count(*) FROM sqlite_master")
+                .execute(&mut *connection)
+                .await
+                .map_err(|err| {
+                    DbError::custom(format!("cannot refresh the schema after migrating: {err}"))
+                })?;
+            held.push(connection);
+        }
+        Ok(())
     }
 
     /// Whether the database answers.
@@ -332,8 +364,10 @@ async fn sqlite_file(conn: &DatabaseConnection) -> Result<Option<PathBuf>, DbErr
         return Ok(None);
     }
     let sql = "SELECT file FROM pragma_database_list WHERE name = 'main'";
-    let row = conn.query_one_raw(sea_orm::Statement::from_string(DbBackend::Sqlite, sql)).await?;
-    let file: Option<String> = row.map(|row| row.try_get("", "file")).transpose()?;
+    // Every row read: a statement stepped once and left open would keep its connection's
+    // read snapshot (and schema) from before the migrations.
+    let rows = conn.query_all_raw(sea_orm::Statement::from_string(DbBackend::Sqlite, sql)).await?;
+    let file: Option<String> = rows.first().map(|row| row.try_get("", "file")).transpose()?;
     Ok(file.filter(|file| !file.is_empty()).map(PathBuf::from))
 }
 

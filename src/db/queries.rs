@@ -76,8 +76,40 @@ pub async fn issue_context(db: &impl ConnectionTrait, key: &IssueKey) -> Result<
             .one(db)
             .await?
             .map(|state| state.present);
-    let active_task = active_task(db, key).await?.map(|task| task.id);
-    Ok(IssueContext { active_task, label_was_present })
+    let active = active_task(db, key).await?;
+    let awaiting_answer = active.as_ref().is_some_and(awaits_answer);
+    Ok(IssueContext { active_task: active.map(|task| task.id), label_was_present, awaiting_answer })
+}
+
+/// Whether a comment on the task's issue answers its question: the task waits for an
+/// answer, or is queued with one and has not resumed yet.
+fn awaits_answer(task: &tasks::Model) -> bool {
+    task.status == TaskStatus::NeedsInput || (task.status == TaskStatus::Queued && task.asked_at.is_some())
+}
+
+/// The predicate of [`awaits_answer`], for statements written out by hand.
+pub(super) const AWAITS_ANSWER_PREDICATE: &str =
+    "(status = 'needs_input' OR (status = 'queued' AND asked_at IS NOT NULL))";
+
+/// Stores `answers` on a task that awaits an answer, moving a `needs_input` one through
+/// `TaskEvent::Answer`; whether the task awaited one.
+pub(super) async fn answer(db: &impl ConnectionTrait, task_id: i64, answers: &str) -> Result<bool, DbErr> {
+    let backend = db.get_database_backend();
+    let sql = answer_statement();
+    let values = vec![answers.into(), Utc::now().into(), task_id.into()];
+    Ok(db.execute_raw(statement(backend, &sql, values)).await?.rows_affected() == 1)
+}
+
+/// The statement of [`answer`]: `?` answers, `?` now, `?` task id.
+pub(super) fn answer_statement() -> String {
+    let event = TaskEvent::Answer;
+    format!(
+        "UPDATE tasks SET answers = ?, updated_at = ?, next_attempt_at = NULL, \
+         status = CASE WHEN status IN ({}) THEN '{}' ELSE status END \
+         WHERE id = ? AND {AWAITS_ANSWER_PREDICATE}",
+        status_list(event.sources()),
+        event.target().as_str()
+    )
 }
 
 /// The queued or running task for an issue, if any.
@@ -115,9 +147,9 @@ pub(super) async fn set_label_state(
     Ok(())
 }
 
-/// The predicate of the `tasks_one_active_per_issue` index, word for word (a test checks
+/// The predicate of the `tasks_one_active_or_waiting_per_issue` index, word for word (a test checks
 /// it against [`TaskStatus::ACTIVE`]).
-pub(super) const ACTIVE_TASK_PREDICATE: &str = "status IN ('queued', 'running')";
+pub(super) const ACTIVE_TASK_PREDICATE: &str = "status IN ('queued', 'running', 'needs_input')";
 
 /// `'a', 'b'`: statuses as SQL literals, for statements written out by hand.
 pub(super) fn status_list(statuses: impl Iterator<Item = TaskStatus>) -> String {
@@ -388,6 +420,29 @@ pub(super) async fn transition_owned(
     Ok(update.exec(db).await?.rows_affected == 1)
 }
 
+/// `TaskEvent::Ask` for a task the caller holds the lease of, with `changes`; a new
+/// question counts and gives the attempt back (asking is not a failed attempt).
+pub(super) async fn ask_owned(
+    db: &impl ConnectionTrait,
+    id: i64,
+    owner: &str,
+    new_question: bool,
+    changes: Vec<(tasks::Column, Value)>,
+) -> Result<bool, DbErr> {
+    let mut update = transition(TaskEvent::Ask)
+        .col_expr(tasks::Column::Attempt, Expr::col(tasks::Column::Attempt).sub(1))
+        .filter(tasks::Column::Id.eq(id))
+        .filter(tasks::Column::LeaseOwner.eq(owner));
+    if new_question {
+        update =
+            update.col_expr(tasks::Column::QuestionsAsked, Expr::col(tasks::Column::QuestionsAsked).add(1));
+    }
+    for (column, value) in changes {
+        update = update.col_expr(column, Expr::value(value));
+    }
+    Ok(update.exec(db).await?.rows_affected == 1)
+}
+
 /// Puts running tasks whose lease expired (or, with `owner_prefix`, that an earlier life of
 /// this instance held) back in the queue, or fails them when their attempts are used up.
 /// Returns the ids requeued and the ids failed.
@@ -482,6 +537,7 @@ pub(super) async fn instructions(
         status: t.status,
         instructions: t.instructions,
         pending: t.pending_instructions,
+        answers: t.answers,
     }))
 }
 

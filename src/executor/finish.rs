@@ -9,7 +9,7 @@ use super::Context;
 use super::checklist::checklist;
 use super::guard::StopReason;
 use super::outcome::{Failure, Success};
-use super::report::{Status, status_comment};
+use super::report::{Status, question_comment, status_comment};
 use crate::db::entities::{task_steps, tasks};
 use crate::db::{PullRef, RunEnd, TaskStatus, clean, limits};
 use crate::forge::client::Forge;
@@ -27,6 +27,7 @@ pub async fn record(
             return stopped(ctx, task, stop).await;
         }
         (Err(_), Some(StopReason::Shutdown)) => return stopped(ctx, task, stop).await,
+        (Err(Failure::Asked { question }), _) => return asked(ctx, task, question.as_deref()).await,
         (result, _) => result,
     };
     let ending = Ending::of(ctx, task, result);
@@ -53,10 +54,59 @@ pub async fn record(
     }
 }
 
-/// Removes old task directories (thousands of files each) off the async threads.
-async fn prune_workspaces(ctx: &Context) {
+/// The run ended to wait for an answer: the task goes to `needs_input` (no slot, no
+/// process; the checkout is kept), a new question is posted on the issue to the person who
+/// asked for the task, the question label replaces the working label.
+async fn asked(ctx: &Context, task: &tasks::Model, question: Option<&str>) {
+    let lease = ctx.lease(task.id);
+    match lease.end(RunEnd::Ask { question }).await {
+        Ok(true) => {}
+        Ok(false) => return tracing::warn!("the task was taken over before its question was recorded"),
+        Err(err) => return tracing::error!(error = %err, "cannot record the question; the lease will expire"),
+    }
+    let message = match question {
+        Some(question) => format!("asked: {question}"),
+        None => "no answer could be used; waiting on".to_owned(),
+    };
+    let _ = lease.add_event(TaskStatus::NeedsInput, &message).await;
+    tracing::info!(new_question = question.is_some(), "task waits for an answer");
+    let Some(forge) = ctx.forges.get(&task.forge) else { return };
+    let fresh = reload(ctx, task).await;
+    if let Some(question) = question {
+        let body = question_comment(task.id, &task_url(ctx, task.id), &task.requested_by, question);
+        match forge.create_comment(&task.repo_name(), task.issue_number(), &body).await {
+            Ok(id) => {
+                let _ = ctx.db.record_question_comment(task.id, id).await;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot post the question");
+                let _ = lease.add_note(&format!("could not post the question: {err}")).await;
+            }
+        }
+    }
+    let hours = ctx.settings.executor.question_timeout_hours;
+    post_status(ctx, forge.as_ref(), &fresh, &Status::NeedsInput { requested_by: &task.requested_by, hours })
+        .await;
+    let (repo, number, labels) = (task.repo_name(), task.issue_number(), &ctx.settings.labels);
+    if let Err(err) = forge.add_label(&repo, number, &labels.question).await {
+        tracing::warn!(error = %err, "cannot set the question label");
+    }
+    if let Err(err) = forge.remove_label(&repo, number, &labels.working).await {
+        tracing::warn!(error = %err, "cannot remove the working label");
+    }
+}
+
+/// Removes old task directories (thousands of files each) off the async threads; those
+/// of tasks waiting to resume stay.
+pub async fn prune_workspaces(ctx: &Context) {
     let (workspaces, keep) = (ctx.workspaces.clone(), ctx.settings.executor.keep_failed_workspaces);
-    match tokio::task::spawn_blocking(move || workspaces.prune_tasks(keep)).await {
+    let spare = match ctx.db.waiting_task_ids().await {
+        Ok(ids) => ids,
+        Err(err) => {
+            return tracing::warn!(error = %err, "cannot read the waiting tasks; not pruning workspaces");
+        }
+    };
+    match tokio::task::spawn_blocking(move || workspaces.prune_tasks(keep, &spare)).await {
         Ok(Ok(_)) => {}
         Ok(Err(err)) => tracing::warn!(error = %err, "cannot prune old workspaces"),
         Err(err) => tracing::warn!(error = %err, "pruning old workspaces stopped"),
@@ -157,6 +207,8 @@ impl Ending {
             Failure::Rejected { reason } => (TaskStatus::Rejected, reason.clone()),
             Failure::Cancelled { reason } => (TaskStatus::Cancelled, reason.clone()),
             Failure::Stopped => (TaskStatus::Queued, "stopped".to_owned()),
+            // `record` takes a question before deciding an ending.
+            Failure::Asked { .. } => (TaskStatus::Queued, "waiting for an answer".to_owned()),
         };
         self.status = status;
         self.message = match status {

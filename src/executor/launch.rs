@@ -16,6 +16,7 @@ pub const MAX_TRANSCRIPT_BYTES: u64 = 32 * 1024 * 1024;
 
 /// What a task asks of the agent configured in `agent`: `prompt`, continuing `resume`.
 pub fn request<'a>(agent: &'a AgentSettings, prompt: &'a str, resume: Option<&'a str>) -> Request<'a> {
+    // `mcp_config` is the task's: the pipeline sets it (see `questions::mcp_config`).
     Request {
         prompt,
         max_turns: agent.max_turns,
@@ -25,6 +26,7 @@ pub fn request<'a>(agent: &'a AgentSettings, prompt: &'a str, resume: Option<&'a
         extra: &agent.args,
         prompt_via: agent.prompt_via,
         sandboxed: agent.sandbox == Sandbox::Bubblewrap,
+        mcp_config: None,
     }
 }
 
@@ -48,6 +50,7 @@ pub fn spec(settings: &Settings, request: &Request, cwd: PathBuf, transcript_pat
         kill_grace: Duration::from_secs(5),
         transcript_path,
         max_transcript_bytes: MAX_TRANSCRIPT_BYTES,
+        writable: Vec::new(),
     }
 }
 

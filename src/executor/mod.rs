@@ -12,13 +12,16 @@ pub mod checks;
 pub mod finish;
 pub mod guard;
 pub mod launch;
+pub mod mcp;
 pub mod outcome;
 pub mod pipeline;
 pub mod prompt;
+pub mod questions;
 pub mod report;
 pub mod sandbox;
 pub mod shipper;
 pub mod sweep;
+pub mod waiting;
 pub mod workspace;
 
 use std::collections::HashMap;
@@ -138,6 +141,7 @@ impl Executor {
             async move { db.listen_for_tasks(wake, stop).await }
         });
         let mut sweeper = tokio::spawn(sweep::run(ctx.clone(), stop.clone()));
+        let mut waiting = tokio::spawn(waiting::run(ctx.clone(), stop.clone()));
         let semaphore = Arc::new(Semaphore::new(ctx.settings.executor.max_concurrent));
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mut running = JoinSet::new();
@@ -149,6 +153,8 @@ impl Executor {
                 ctx = next;
                 sweeper.abort();
                 sweeper = tokio::spawn(sweep::run(ctx.clone(), stop.clone()));
+                waiting.abort();
+                waiting = tokio::spawn(waiting::run(ctx.clone(), stop.clone()));
             }
             let poll = Duration::from_secs(ctx.settings.executor.poll_interval_secs);
             let permit = tokio::select! {
@@ -190,6 +196,7 @@ impl Executor {
             }
         }
         sweeper.abort();
+        waiting.abort();
         listener.abort();
         shut_down(&ctx, running, shutdown_tx).await;
     }

@@ -41,6 +41,12 @@ pub enum Failure {
     },
     /// A stop from outside (shutdown, lease lost): `finish` decides what to do.
     Stopped,
+    /// Not a failure: the run ended to wait for a person's answer (`needs_input`), to the
+    /// agent's new `question`, or (`None`) still to the last one, as no answer that came
+    /// may be used.
+    Asked {
+        question: Option<String>,
+    },
 }
 
 impl From<ForgeError> for Failure {

@@ -21,6 +21,10 @@ pub struct Prompt<'a> {
     pub repo_instructions: &'a str,
     /// The repository's check commands, run after the agent.
     pub checks: &'a [String],
+    /// Questions the agent may still ask with `ask_question` (0: the tool is not offered).
+    pub questions_left: u32,
+    /// An earlier question and its answers, for a run that cannot resume its session.
+    pub answered: &'a str,
     /// People's comments on the issue, rendered by [`thread`] (empty: none).
     pub comments: &'a str,
 }
@@ -91,6 +95,8 @@ mod tests {
             repo_instructions: "Use the existing logger.",
             checks: &["cargo test".to_owned()],
             comments: "@bob wrote:\nPlease keep -v too.",
+            questions_left: 2,
+            answered: "",
         }
         .text()
     }
@@ -131,6 +137,7 @@ mod tests {
             assert!(text.contains(expected), "{expected} missing in {text}");
         }
         assert!(!text.contains("Further instructions"));
+        assert!(text.contains("`ask_question` tool (at most 2 more in this task)"), "{text}");
         assert!(text.contains("Instructions for this repository:\n\nUse the existing logger."), "{text}");
         assert!(text.contains("forgehand runs these checks after you finish:\n- `cargo test`"), "{text}");
         assert!(prompt(false, "also docs").contains("Further instructions from @alice:\n\nalso docs"));

@@ -40,6 +40,16 @@ pub enum Status<'a> {
     Cancelled {
         reason: &'a str,
     },
+    /// The agent asked a question; the task waits for an answer from `requested_by` (or
+    /// anyone who may trigger) for `hours`.
+    NeedsInput {
+        requested_by: &'a str,
+        hours: u64,
+    },
+    /// Nobody answered the question in `hours`.
+    Expired {
+        hours: u64,
+    },
 }
 
 /// The status comment for task `task_id`: what happened, then the `checklist` of the
@@ -80,6 +90,14 @@ pub fn status_comment(task_id: i64, task_url: &str, status: &Status<'_>, checkli
         }
         Status::Rejected { reason } => format!("🚫 forgehand did not start: {reason} ({task})."),
         Status::Cancelled { reason } => format!("⏹️ forgehand stopped: {reason} ({task})."),
+        Status::NeedsInput { requested_by, hours } => format!(
+            "❓ forgehand is waiting for an answer to its question below, from @{requested_by} or anyone who \
+             may start forgehand: the next comment on this issue answers it ({task}). It waits {hours} hours."
+        ),
+        Status::Expired { hours } => format!(
+            "⌛ forgehand stopped: nobody answered its question in {hours} hours ({task}). Remove and add the \
+             label again to start over."
+        ),
     };
     let mut checklist = checklist.to_owned();
     if let Status::Done { pr_number, follow_up: false, .. } = status
@@ -91,6 +109,17 @@ pub fn status_comment(task_id: i64, task_url: &str, status: &Status<'_>, checkli
         checklist.insert_str(0, "\n\n");
     }
     format!("{text}{checklist}\n\n<!-- forgehand:task:{task_id} -->")
+}
+
+/// The comment that asks the agent's question on the issue, addressed to `requested_by`.
+pub fn question_comment(task_id: i64, task_url: &str, requested_by: &str, question: &str) -> String {
+    let quoted: Vec<String> = question.trim().lines().map(|line| format!("> {line}")).collect();
+    format!(
+        "@{requested_by}, forgehand's agent has a question before it goes on ([task #{task_id}]({task_url})):\n\n{}\n\n\
+         Answer in a comment on this issue: the next comment by someone who may start forgehand is the answer, \
+         and the work resumes where it stopped.\n\n<!-- forgehand:question:{task_id} -->",
+        quoted.join("\n")
+    )
 }
 
 /// Facts for a pull request's description.
@@ -232,6 +261,11 @@ mod tests {
             "",
         );
         assert!(retry.contains("try again in 1m 30s: the forge answered 502"), "{retry}");
+        let asked = question_comment(4, "http://h/tasks/4", "alice", "Short -v\nor long --verbose?");
+        assert!(asked.starts_with("@alice, forgehand's agent has a question"), "{asked}");
+        assert!(asked.contains("\n\n> Short -v\n> or long --verbose?\n\n"), "{asked}");
+        let waiting = status_comment(4, "u", &Status::NeedsInput { requested_by: "alice", hours: 72 }, "");
+        assert!(waiting.contains("waiting for an answer") && waiting.contains("72 hours"), "{waiting}");
         let none =
             status_comment(1, "u", &Status::NoChanges { agent_text: "Already done.\nSee main.rs" }, "");
         assert!(none.contains("\n\n> Already done.\n> See main.rs"), "{none}");

@@ -56,6 +56,8 @@ pub struct Confinement {
     pub home: PathBuf,
     /// More paths the agent may read (e.g. where its CLI is installed).
     pub read_only: Vec<PathBuf>,
+    /// More directories the agent may write (where its question goes), at the same path.
+    pub writable: Vec<PathBuf>,
 }
 
 /// Rewrites `program args...` into `bwrap <confinement> -- program args...`.
@@ -88,6 +90,12 @@ pub fn wrap(
         let path = path.to_string_lossy();
         push(&["--ro-bind-try", &path, &path]);
     }
+    for dir in &confinement.writable {
+        std::fs::create_dir_all(dir)?;
+        let dir = std::fs::canonicalize(dir)?;
+        let dir = dir.to_string_lossy();
+        push(&["--bind", &dir, &dir]);
+    }
     let (home, worktree) = (home.to_string_lossy(), worktree.to_string_lossy());
     push(&["--bind", &home, AGENT_HOME, "--setenv", "HOME", AGENT_HOME, "--setenv", "TMPDIR", "/tmp"]);
     push(&["--bind", &worktree, &worktree, "--chdir", &worktree, "--", program]);
@@ -98,8 +106,27 @@ pub fn wrap(
 /// `spec` as configured: unchanged without a sandbox, else run through `bwrap` with a
 /// private HOME under `<data_dir>/agent-home`.
 pub fn apply(settings: &crate::config::Settings, mut spec: AgentSpec) -> Result<AgentSpec, String> {
-    (spec.program, spec.args) = confine(settings, &spec.cwd, &spec.program, &spec.args)?;
+    if settings.agent.sandbox == Sandbox::None {
+        return Ok(spec);
+    }
+    let mut confinement = confinement(settings, &spec.cwd);
+    if !spec.writable.is_empty() {
+        // The question server (`forgehand mcp`) is started from inside.
+        confinement.read_only.extend(super::questions::server_program(settings).map(PathBuf::from));
+        confinement.writable = spec.writable.clone();
+    }
+    (spec.program, spec.args) = wrap(&spec.program, &spec.args, &confinement)
+        .map_err(|err| format!("cannot prepare the agent's sandbox: {err}"))?;
     Ok(spec)
+}
+
+fn confinement(settings: &crate::config::Settings, cwd: &Path) -> Confinement {
+    Confinement {
+        worktree: cwd.to_path_buf(),
+        home: settings.data_dir.join("agent-home"),
+        read_only: settings.agent.sandbox_read_only.clone(),
+        writable: Vec::new(),
+    }
 }
 
 /// `program args...` to run in `cwd` as the agent would be: unchanged without a sandbox,
@@ -114,12 +141,8 @@ pub fn confine(
     if settings.agent.sandbox == Sandbox::None {
         return Ok((program.to_owned(), args.to_vec()));
     }
-    let confinement = Confinement {
-        worktree: cwd.to_path_buf(),
-        home: settings.data_dir.join("agent-home"),
-        read_only: settings.agent.sandbox_read_only.clone(),
-    };
-    wrap(program, args, &confinement).map_err(|err| format!("cannot prepare the agent's sandbox: {err}"))
+    wrap(program, args, &confinement(settings, cwd))
+        .map_err(|err| format!("cannot prepare the agent's sandbox: {err}"))
 }
 
 /// The directory of `program` when it is a path outside the system directories (a CLI
@@ -188,8 +211,12 @@ mod tests {
         std::fs::create_dir_all(&mirror).unwrap();
         std::fs::write(worktree.join(".git/objects/info/alternates"), "../../../../mirrors/r.git/objects\n")
             .unwrap();
-        let confinement =
-            Confinement { worktree: worktree.clone(), home: dir.path().join("home"), read_only: Vec::new() };
+        let confinement = Confinement {
+            worktree: worktree.clone(),
+            home: dir.path().join("home"),
+            read_only: Vec::new(),
+            writable: Vec::new(),
+        };
         let (program, args) = wrap("claude", &["-p".to_owned(), "hi".to_owned()], &confinement).unwrap();
         assert_eq!(program, "bwrap");
         let line = args.join(" ");

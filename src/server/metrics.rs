@@ -22,7 +22,7 @@ use crate::db::TaskStatus;
 /// Upper bounds of the intake histogram's buckets, in seconds.
 const BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 /// The delivery outcomes reported; anything else counts as `other`.
-const OUTCOMES: [&str; 5] = ["task_created", "ignored", "coalesced", "cancelled_task", "pending"];
+const OUTCOMES: [&str; 6] = ["task_created", "ignored", "coalesced", "cancelled_task", "answered", "pending"];
 /// The window the task duration quantiles are taken over.
 const DURATION_WINDOW_HOURS: i64 = 24;
 

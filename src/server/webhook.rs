@@ -314,7 +314,7 @@ fn answer(delivery_id: &str, recorded: Recorded, wake: &tokio::sync::Notify, db:
             (StatusCode::OK, Json(body)).into_response()
         }
         Recorded::Outcome { outcome, reason, task_id } => {
-            if outcome == Outcome::TaskCreated {
+            if matches!(outcome, Outcome::TaskCreated | Outcome::Answered) {
                 wake.notify_one();
                 let db = db.clone();
                 tokio::spawn(async move { db.announce_task().await });

@@ -60,9 +60,11 @@ async fn a_sandboxed_agent_cannot_read_the_config_or_the_database_but_makes_its_
             hidden.display()
         );
     }
-    // Of data_dir, only the way to the worktree and the mirror objects it borrows exists.
+    // Of data_dir, only the way to the worktree, the mirror objects it borrows and the
+    // task's question directory exists.
     assert_eq!(seen(scene.dir.path()), "listed: data", "{probe:#}");
-    assert_eq!(seen(&data), "listed: workspaces", "{probe:#}");
+    // And the directory where the task's question (`forgehand mcp`) may be written.
+    assert_eq!(seen(&data), "listed: questions,workspaces", "{probe:#}");
     let mirror = data.join("workspaces/mirrors/github+octo-org+hello-world.git");
     assert_eq!(seen(&mirror), "listed: objects", "{probe:#}");
     assert_eq!((probe["home"].as_str(), probe["home_writable"].as_bool()), (Some("/home/agent"), Some(true)));

@@ -14,7 +14,8 @@
 //!    cancel a waiting task), and the same rows to the test's `expected`.
 //!
 //! Whether the new status counts as active (at most one per issue) is [`TaskStatus::ACTIVE`];
-//! changing that set also needs a migration of the `tasks_one_active_per_issue` index,
+//! changing that set also needs a migration of the one-active-task-per-issue index (now
+//! `tasks_one_active_or_waiting_per_issue`),
 //! whose predicate is spelled out in `queries::ACTIVE_TASK_PREDICATE`.
 
 use std::str::FromStr;
@@ -42,6 +43,12 @@ pub enum TaskStatus {
     Cancelled,
     #[sea_orm(string_value = "rejected")]
     Rejected,
+    /// The agent asked a question; a person's answer on the issue queues the task again.
+    #[sea_orm(string_value = "needs_input")]
+    NeedsInput,
+    /// The question went unanswered for `executor.question_timeout_hours`.
+    #[sea_orm(string_value = "expired")]
+    Expired,
 }
 
 /// Something that happens to a task and may change its status.
@@ -60,6 +67,13 @@ pub enum TaskEvent {
     /// A cancel that takes effect at once (a running task is asked to stop instead, and
     /// ends with `Finish(Ending::Cancelled)`).
     Cancel,
+    /// The agent asked a question: the run ends and the task waits for an answer, holding
+    /// no executor slot.
+    Ask,
+    /// A person answered: back to the queue, to resume the agent's session.
+    Answer,
+    /// Nobody answered in time.
+    Unanswered,
 }
 
 /// How a run ended for good: the statuses [`TaskEvent::Finish`] leads to.
@@ -88,6 +102,10 @@ pub const TRANSITIONS: &[(TaskStatus, TaskEvent, TaskStatus)] = {
         (Running, Retry, Queued),
         (Running, Release, Queued),
         (Running, Expire, Queued),
+        (Running, Ask, NeedsInput),
+        (NeedsInput, Answer, Queued),
+        (NeedsInput, Unanswered, Expired),
+        (NeedsInput, Cancel, Cancelled),
     ]
 };
 
@@ -100,17 +118,20 @@ pub struct IllegalTransition {
 }
 
 impl TaskStatus {
-    /// Statuses of a task that is still to run or running: at most one per issue.
-    pub const ACTIVE: [TaskStatus; 2] = [TaskStatus::Queued, TaskStatus::Running];
+    /// Statuses of a task that is still to run, running or waiting for an answer: at most
+    /// one per issue.
+    pub const ACTIVE: [TaskStatus; 3] = [TaskStatus::Queued, TaskStatus::Running, TaskStatus::NeedsInput];
     /// Every status, in lifecycle order.
-    pub const ALL: [TaskStatus; 7] = [
+    pub const ALL: [TaskStatus; 9] = [
         TaskStatus::Queued,
         TaskStatus::Running,
+        TaskStatus::NeedsInput,
         TaskStatus::Done,
         TaskStatus::NoChanges,
         TaskStatus::Failed,
         TaskStatus::Cancelled,
         TaskStatus::Rejected,
+        TaskStatus::Expired,
     ];
 
     /// The name stored in the database and shown to people.
@@ -123,10 +144,12 @@ impl TaskStatus {
             TaskStatus::Failed => "failed",
             TaskStatus::Cancelled => "cancelled",
             TaskStatus::Rejected => "rejected",
+            TaskStatus::NeedsInput => "needs_input",
+            TaskStatus::Expired => "expired",
         }
     }
 
-    /// Whether the task is still to run or running.
+    /// Whether the task is still to run, running or waiting for an answer.
     pub fn is_active(self) -> bool {
         TaskStatus::ACTIVE.contains(&self)
     }
@@ -151,7 +174,7 @@ impl TaskStatus {
 
 impl TaskEvent {
     /// Every event.
-    pub const ALL: [TaskEvent; 10] = [
+    pub const ALL: [TaskEvent; 13] = [
         TaskEvent::Claim,
         TaskEvent::Finish(Ending::Done),
         TaskEvent::Finish(Ending::NoChanges),
@@ -162,6 +185,9 @@ impl TaskEvent {
         TaskEvent::Release,
         TaskEvent::Expire,
         TaskEvent::Cancel,
+        TaskEvent::Ask,
+        TaskEvent::Answer,
+        TaskEvent::Unanswered,
     ];
 
     /// The statuses this event may happen in: a status-changing statement's guard.
@@ -227,6 +253,10 @@ mod tests {
                 Ending::Cancelled => Cancelled,
             }),
             (Running, TaskEvent::Retry | TaskEvent::Release | TaskEvent::Expire) => Some(Queued),
+            (Running, TaskEvent::Ask) => Some(NeedsInput),
+            (NeedsInput, TaskEvent::Answer) => Some(Queued),
+            (NeedsInput, TaskEvent::Unanswered) => Some(Expired),
+            (NeedsInput, TaskEvent::Cancel) => Some(Cancelled),
             _ => None,
         }
     }

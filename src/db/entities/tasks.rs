@@ -53,6 +53,16 @@ pub struct Model {
     /// How the checks of the task's pull request came out: `passed` (first time),
     /// `fixed` (after fix rounds), `failing`; none when the repository has no checks.
     pub checks_result: Option<String>,
+    /// The agent's last question, kept after it was answered.
+    pub question: Option<String>,
+    /// The comment that asked it on the issue.
+    pub question_comment_id: Option<i64>,
+    /// When the task began to wait for an answer; `None` once nothing is awaited.
+    pub asked_at: Option<DateTimeUtc>,
+    /// How many questions the agent asked in this task.
+    pub questions_asked: i32,
+    /// The answers that arrived since the last question, as JSON (`[Answer]`).
+    pub answers: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

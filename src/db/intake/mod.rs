@@ -49,6 +49,9 @@ pub(super) trait IntakeStore {
     async fn instructions(&self, task_id: i64) -> Result<Option<Instructions>, DbErr>;
     async fn set_instructions(&self, task_id: i64, text: &str) -> Result<(), DbErr>;
     async fn set_pending_instructions(&self, task_id: i64, text: &str, by: &str) -> Result<(), DbErr>;
+    /// Stores `answers` (JSON) on a task that waits for an answer, and queues it if it was
+    /// `needs_input`; false when the task no longer waits.
+    async fn answer(&self, task_id: i64, answers: &str) -> Result<bool, DbErr>;
     /// Remembers whether the issue carries the trigger label now.
     async fn set_label_state(&self, key: &IssueKey, present: bool) -> Result<(), DbErr>;
     async fn set_outcome(
@@ -123,6 +126,8 @@ pub(super) struct Instructions {
     pub status: TaskStatus,
     pub instructions: String,
     pub pending: Option<String>,
+    /// The answers to the task's question so far (JSON).
+    pub answers: Option<String>,
 }
 
 /// Records `delivery` and what `decide` makes of it, inside the caller's transaction.
@@ -186,7 +191,32 @@ async fn apply_decision(
             let status = cancel_task(store, task_id, &reason).await?;
             Ok((Outcome::CancelledTask, cancelled_reason(task_id, status, &reason), Some(task_id)))
         }
+        Decision::Answer { task_id, by, text } => answer(store, delivery, task_id, &by, &text).await,
     }
+}
+
+/// Adds an answer to the task's question and queues the task; its author's permission is
+/// checked by the executor before the answer reaches the agent.
+async fn answer(
+    store: &impl IntakeStore,
+    delivery: &NewDelivery,
+    task_id: i64,
+    by: &str,
+    text: &str,
+) -> Result<Applied, DbErr> {
+    let stored = store.instructions(task_id).await?.and_then(|task| task.answers);
+    let new = super::answers::Answer { by: clean(by, limits::LOGIN), text: clean(text, limits::ANSWER) };
+    let answers = super::answers::append_answer(stored.as_deref(), new);
+    if !store.answer(task_id, &answers).await? {
+        return Ok((
+            Outcome::Ignored,
+            format!("task {task_id} no longer waits for an answer"),
+            Some(task_id),
+        ));
+    }
+    let message = format!("answered by @{by} (delivery {}); queued to resume", delivery.delivery_id);
+    add_event(store, task_id, NOTE, &message).await?;
+    Ok((Outcome::Answered, format!("task {task_id}'s question answered; it resumes"), Some(task_id)))
 }
 
 async fn coalesce(

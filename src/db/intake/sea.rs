@@ -59,6 +59,10 @@ impl<C: ConnectionTrait> IntakeStore for SeaStore<'_, C> {
         queries::set_pending_instructions(self.0, task_id, text, by).await
     }
 
+    async fn answer(&self, task_id: i64, answers: &str) -> Result<bool, DbErr> {
+        queries::answer(self.0, task_id, answers).await
+    }
+
     async fn set_label_state(&self, key: &IssueKey, present: bool) -> Result<(), DbErr> {
         queries::set_label_state(self.0, key, present).await
     }

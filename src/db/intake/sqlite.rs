@@ -38,10 +38,15 @@ static CANCEL: LazyLock<String> = LazyLock::new(|| {
 static ISSUE_CONTEXT: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT (SELECT present FROM label_states WHERE forge = ?1 AND repo = ?2 AND number = ?3), \
-         (SELECT id FROM tasks WHERE forge = ?1 AND repo = ?2 AND number = ?3 AND {})",
-        queries::ACTIVE_TASK_PREDICATE
+         (SELECT id FROM tasks WHERE forge = ?1 AND repo = ?2 AND number = ?3 AND {}), \
+         (SELECT 1 FROM tasks WHERE forge = ?1 AND repo = ?2 AND number = ?3 AND {})",
+        queries::ACTIVE_TASK_PREDICATE,
+        queries::AWAITS_ANSWER_PREDICATE
     )
 });
+
+/// `TaskEvent::Answer` as a statement (see `queries::answer_statement`).
+static ANSWER: LazyLock<String> = LazyLock::new(queries::answer_statement);
 
 /// A queued task, unless the issue has an active one: the partial unique index decides,
 /// its predicate spelled out so that SQLite matches the index.
@@ -84,7 +89,12 @@ impl IntakeStore for SqliteStore<'_> {
     async fn issue_context(&self, key: &IssueKey) -> Result<IssueContext, DbErr> {
         let mut read = self.conn.prepare_cached(&ISSUE_CONTEXT).map_err(db_err)?;
         read.query_row(params![key.forge, key.repo.as_str(), i64::from(key.number)], |row| {
-            Ok(IssueContext { label_was_present: row.get(0)?, active_task: row.get(1)? })
+            let awaiting: Option<i64> = row.get(2)?;
+            Ok(IssueContext {
+                label_was_present: row.get(0)?,
+                active_task: row.get(1)?,
+                awaiting_answer: awaiting.is_some(),
+            })
         })
         .map_err(db_err)
     }
@@ -137,16 +147,20 @@ impl IntakeStore for SqliteStore<'_> {
     }
 
     async fn instructions(&self, task_id: i64) -> Result<Option<Instructions>, DbErr> {
-        let row: Option<(String, String, Option<String>)> = self
+        type Row = (String, String, Option<String>, Option<String>);
+        let row: Option<Row> = self
             .conn
-            .prepare_cached("SELECT status, instructions, pending_instructions FROM tasks WHERE id = ?1")
+            .prepare_cached(
+                "SELECT status, instructions, pending_instructions, answers FROM tasks WHERE id = ?1",
+            )
             .and_then(|mut s| {
-                s.query_row(params![task_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?))).optional()
+                s.query_row(params![task_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
+                    .optional()
             })
             .map_err(db_err)?;
-        let Some((status, instructions, pending)) = row else { return Ok(None) };
+        let Some((status, instructions, pending, answers)) = row else { return Ok(None) };
         let status = status.parse().map_err(DbErr::Type)?;
-        Ok(Some(Instructions { status, instructions, pending }))
+        Ok(Some(Instructions { status, instructions, pending, answers }))
     }
 
     async fn set_instructions(&self, task_id: i64, text: &str) -> Result<(), DbErr> {
@@ -165,6 +179,15 @@ impl IntakeStore for SqliteStore<'_> {
             .and_then(|mut s| s.execute(params![text, by, task_id]))
             .map_err(db_err)?;
         Ok(())
+    }
+
+    async fn answer(&self, task_id: i64, answers: &str) -> Result<bool, DbErr> {
+        let changed = self
+            .conn
+            .prepare_cached(&ANSWER)
+            .and_then(|mut s| s.execute(params![answers, self.now, task_id]))
+            .map_err(db_err)?;
+        Ok(changed == 1)
     }
 
     async fn set_label_state(&self, key: &IssueKey, present: bool) -> Result<(), DbErr> {

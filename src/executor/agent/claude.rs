@@ -95,16 +95,21 @@ pub fn args(request: &Request) -> Vec<String> {
     }
     // One comma-separated value: the option takes several values and would swallow
     // whatever follows that does not start with `-`.
+    let ask = request.mcp_config.map(|_| crate::executor::mcp::CLAUDE_TOOL_NAME);
     if !request.allowed_tools.is_empty() {
-        args.extend(["--allowedTools".to_owned(), request.allowed_tools.join(",")]);
+        let tools: Vec<&str> = request.allowed_tools.iter().map(String::as_str).chain(ask).collect();
+        args.extend(["--allowedTools".to_owned(), tools.join(",")]);
     } else if !args_set_permissions(request.extra) {
-        let tools = default_allowed_tools(request.sandboxed).join(",");
+        let tools: Vec<&str> = default_allowed_tools(request.sandboxed).iter().copied().chain(ask).collect();
         args.extend([
             "--permission-mode".to_owned(),
             "acceptEdits".to_owned(),
             "--allowedTools".to_owned(),
-            tools,
+            tools.join(","),
         ]);
+    }
+    if let Some(config) = request.mcp_config {
+        args.extend(["--mcp-config".to_owned(), config.to_owned()]);
     }
     if let Some(session) = request.resume {
         args.extend(["--resume".to_owned(), session.to_owned()]);
@@ -283,6 +288,18 @@ mod tests {
             let built = args(&Request { extra: &extra, ..Request::new("Do it") });
             assert_eq!(built[7..], extra[..], "agent.args alone decide");
         }
+    }
+
+    #[test]
+    fn the_question_tool_is_configured_and_allowed() {
+        let config = r#"{"mcpServers":{}}"#;
+        let built = args(&Request { mcp_config: Some(config), ..Request::new("Do it") });
+        assert!(built[10].ends_with(",mcp__forgehand__ask_question"), "{built:?}");
+        assert_eq!(built[11..13], ["--mcp-config", config]);
+        let tools = ["Write".to_owned()];
+        let listed =
+            args(&Request { allowed_tools: &tools, mcp_config: Some(config), ..Request::new("Do it") });
+        assert_eq!(listed[7..9], ["--allowedTools", "Write,mcp__forgehand__ask_question"]);
     }
 
     #[test]

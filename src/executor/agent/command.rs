@@ -10,10 +10,14 @@ use super::{AgentEnd, AgentEvent, AgentResult, Launch, Request};
 /// How much of the end of the output becomes the result text.
 pub const TEXT_TAIL_BYTES: usize = 64 << 10;
 
-/// `agent.args`, then the prompt as the last argument or on stdin. `max_turns`, `model`
+/// `agent.args`, then `--mcp-config <json>` when the agent may ask questions
+/// (`agent.questions = true`), then the prompt as the last argument or on stdin. `max_turns`, `model`
 /// and `resume` mean nothing to an arbitrary program and are not passed.
 pub fn launch(request: &Request) -> Launch {
     let mut args = request.extra.to_vec();
+    if let Some(config) = request.mcp_config {
+        args.extend(["--mcp-config".to_owned(), config.to_owned()]);
+    }
     match request.prompt_via {
         PromptVia::Stdin => Launch { args, stdin: Some(request.prompt.to_owned()) },
         PromptVia::Arg => {

@@ -55,6 +55,9 @@ pub struct Request<'a> {
     /// The agent runs inside `agent.sandbox = "bubblewrap"`: the default permissions may
     /// be wider (see [`claude::default_allowed_tools`]).
     pub sandboxed: bool,
+    /// Claude Code's `--mcp-config` JSON that starts `forgehand mcp` (the `ask_question`
+    /// tool); `None`: the agent gets no tool to ask with.
+    pub mcp_config: Option<&'a str>,
 }
 
 impl<'a> Request<'a> {
@@ -69,6 +72,7 @@ impl<'a> Request<'a> {
             extra: &[],
             prompt_via: PromptVia::Stdin,
             sandboxed: false,
+            mcp_config: None,
         }
     }
 }
@@ -100,6 +104,9 @@ pub struct AgentSpec {
     /// never grows past `max_transcript_bytes`.
     pub transcript_path: PathBuf,
     pub max_transcript_bytes: u64,
+    /// Directories a sandboxed agent may write besides its worktree (where `forgehand mcp`
+    /// leaves the question), bound at the same path.
+    pub writable: Vec<PathBuf>,
 }
 
 /// A finished agent process.

@@ -40,6 +40,7 @@ impl Fixture {
             kill_grace: Duration::from_secs(2),
             transcript_path: self.path("logs/transcript.jsonl"),
             max_transcript_bytes: 1 << 20,
+            writable: Vec::new(),
         }
     }
 

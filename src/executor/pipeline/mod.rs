@@ -17,6 +17,7 @@ use super::guard::{Guard, StopReason};
 use super::launch;
 use super::outcome::{Failure, Success};
 use super::prompt::Prompt;
+use super::questions;
 use super::report::{self, PullFacts, Status};
 use super::workspace::{
     BranchStart, GitCredentials, Identity, Leftovers, PrepareSpec, WorkspaceError, Worktree, branch_name,
@@ -50,7 +51,8 @@ pub async fn execute(ctx: &Arc<Context>, task: &tasks::Model, guard: &Guard) -> 
     })?;
     // Nothing is said on the issue before it is known that this person may start a task.
     check_permission(ctx, forge.as_ref(), task).await?;
-    announce(ctx, forge.as_ref(), task).await;
+    let resume = answered(ctx, forge.as_ref(), task).await?;
+    announce(ctx, forge.as_ref(), task, resume.is_some()).await;
     let mut plan = plan(ctx, forge.as_ref(), task).await?;
     stop_if_asked(guard)?;
     let creds = credentials(ctx, task);
@@ -73,13 +75,19 @@ pub async fn execute(ctx: &Arc<Context>, task: &tasks::Model, guard: &Guard) -> 
             checks: Vec::new(),
         }
     } else {
-        let worktree = prepare(ctx, task, &repo_key, &plan, creds.clone()).await?;
+        let kept = resume.as_ref().and_then(|_| reopen(ctx, task, &plan));
+        let reopened = kept.is_some();
+        let worktree = match kept {
+            Some(worktree) => worktree,
+            None => prepare(ctx, task, &repo_key, &plan, creds.clone()).await?,
+        };
         let rules = verify::rules(ctx, task, &repo_key, &plan).await?;
         let mut verified = verify::Verified::default();
         let site = Site { plan: &plan, worktree: &worktree, guard };
         verify::setup(ctx, task, &site, &rules, &mut verified).await?;
         progress(ctx, task, "the agent is working").await;
-        let (prompt, resume) = first_prompt(ctx, task, &plan, &rules).await?;
+        let answers = resume.as_ref().map(|r| (r, reopened));
+        let (prompt, resume) = first_prompt(ctx, task, &plan, &rules, answers).await?;
         let first = run_agent(ctx, task, &site, &prompt, resume, 0, &verified.leftovers).await?;
         let runs = verify::check_and_fix(ctx, task, &site, &rules, first, &mut verified).await?;
         let work = record_totals(ctx, task, &runs, std::mem::take(&mut verified.runs)).await?;
@@ -118,9 +126,9 @@ struct Work {
     checks: Vec<CommandRun>,
 }
 
-/// Posts (or updates) the status comment and the working label; failures here are logged,
-/// never fatal.
-async fn announce(ctx: &Context, forge: &dyn Forge, task: &tasks::Model) {
+/// Posts (or updates) the status comment and the working label (a resumed task's
+/// question label goes); failures here are logged, never fatal.
+async fn announce(ctx: &Context, forge: &dyn Forge, task: &tasks::Model, resumed: bool) {
     let now = Some("preparing the branch");
     let status =
         Status::Working { attempt: task.attempt, max_attempts: ctx.settings.executor.max_attempts, now };
@@ -129,6 +137,71 @@ async fn announce(ctx: &Context, forge: &dyn Forge, task: &tasks::Model) {
     if let Err(err) = forge.add_label(&task.repo_name(), number, &ctx.settings.labels.working).await {
         tracing::warn!(error = %err, "cannot set the working label");
     }
+    if resumed
+        && let Err(err) = forge.remove_label(&task.repo_name(), number, &ctx.settings.labels.question).await
+    {
+        tracing::warn!(error = %err, "cannot remove the question label");
+    }
+}
+
+/// The question a task resumes with and the answers that may reach the agent: those of
+/// people allowed to trigger (the others are recorded as ignored). `None`: the task is
+/// not resuming; `Failure::Asked`: no answer may be used, the task waits on.
+async fn answered(ctx: &Context, forge: &dyn Forge, task: &tasks::Model) -> Step<Option<Resume>> {
+    let (Some(_), Some(question)) = (task.asked_at, task.question.clone()) else { return Ok(None) };
+    let mut answers = Vec::new();
+    for answer in questions::parse_answers(task.answers.as_deref()) {
+        match may_trigger(ctx, forge, task, &answer.by).await? {
+            Ok(()) => answers.push(answer),
+            Err(why) => {
+                let note = format!("the answer by @{} was ignored: {why}", answer.by);
+                let _ = ctx.lease(task.id).add_note(&note).await;
+            }
+        }
+    }
+    if answers.is_empty() {
+        return Err(Failure::Asked { question: None });
+    }
+    ctx.lease(task.id).record_resumed().await?;
+    Ok(Some(Resume { question, answers }))
+}
+
+/// Whether `login` has `trigger.min_permission` on the task's repository; `Err(why)`
+/// when not, or when the forge would not say.
+async fn may_trigger(
+    ctx: &Context,
+    forge: &dyn Forge,
+    task: &tasks::Model,
+    login: &str,
+) -> Step<Result<(), String>> {
+    let needed = ctx.settings.trigger.min_permission;
+    match forge.permission(&task.repo_name(), login).await {
+        Ok(has) if has >= needed => Ok(Ok(())),
+        Ok(has) => Ok(Err(format!("@{login} has {has} permission on {}; {needed} is needed", task.repo))),
+        Err(err) if err.is_transient() => Err(err.into()),
+        Err(err) => Ok(Err(permission_unknown(forge, &err))),
+    }
+}
+
+/// A question and the answers a resumed task takes to its agent.
+struct Resume {
+    question: String,
+    answers: Vec<questions::Answer>,
+}
+
+/// The checkout a waiting task kept, if this instance still has it.
+fn reopen(ctx: &Context, task: &tasks::Model, plan: &Plan) -> Option<Worktree> {
+    let start = match &plan.start {
+        BranchStart::FromBase(base) => base.as_str(),
+        BranchStart::Existing => plan.branch.as_str(),
+    };
+    let worktree = ctx.workspaces.reopen(task.id, &plan.branch, start);
+    if worktree.is_none() {
+        tracing::warn!(
+            "the checkout kept for the answer is gone; starting afresh with the question and answers"
+        );
+    }
+    worktree
 }
 
 async fn check_permission(ctx: &Context, forge: &dyn Forge, task: &tasks::Model) -> Step<()> {
@@ -318,13 +391,23 @@ fn identity(ctx: &Context) -> Identity {
     Identity { name: ctx.settings.git.author_name.clone(), email: ctx.settings.git.author_email.clone() }
 }
 
-/// The first run's prompt, and the session it continues (a follow-up's).
+/// The first run's prompt, and the session it continues (a follow-up's, or the one that
+/// asked the question `answered` answers, when its checkout was kept).
 async fn first_prompt(
     ctx: &Context,
     task: &tasks::Model,
     plan: &Plan,
     rules: &Verification,
+    answered: Option<(&Resume, bool)>,
 ) -> Step<(String, Option<String>)> {
+    let resumable = ctx.settings.agent.kind != crate::config::AgentKind::Command;
+    if let Some((resume, true)) = answered
+        && let Some(session) = task.agent_session_id.clone().filter(|_| resumable)
+    {
+        return Ok((questions::resume_prompt(&resume.question, &resume.answers), Some(session)));
+    }
+    let answered =
+        answered.map(|(r, _)| questions::answered_block(&r.question, &r.answers)).unwrap_or_default();
     let follow_up = task.kind == "follow_up";
     let prompt = Prompt {
         repo: &task.repo,
@@ -338,6 +421,8 @@ async fn first_prompt(
         repo_instructions: &rules.instructions,
         checks: &rules.checks,
         comments: &plan.comments,
+        questions_left: questions_left(ctx, task),
+        answered: &answered,
     }
     .text();
     let resume = if follow_up {
@@ -346,6 +431,33 @@ async fn first_prompt(
         None
     };
     Ok((prompt, resume))
+}
+
+/// How many more questions the task's agent may ask (0 when it gets no tool).
+fn questions_left(ctx: &Context, task: &tasks::Model) -> u32 {
+    let agent = &ctx.settings.agent;
+    if !agent.asks_questions() {
+        return 0;
+    }
+    agent.max_questions.saturating_sub(task.questions_asked.max(0) as u32)
+}
+
+/// Where the run's question goes, and the `--mcp-config` that starts the server writing
+/// it; `None` when the agent gets no question tool.
+fn question_tool(ctx: &Context, task: &tasks::Model) -> Option<(std::path::PathBuf, String)> {
+    if !ctx.settings.agent.asks_questions() {
+        return None;
+    }
+    let program = questions::server_program(&ctx.settings)?;
+    let dir = questions::question_dir(&ctx.settings.data_dir, task.id);
+    if let Err(err) = std::fs::create_dir_all(&dir) {
+        tracing::warn!(error = %err, "cannot create the question directory; the agent gets no question tool");
+        return None;
+    }
+    // A question a crash left behind is not this run's.
+    let _ = std::fs::remove_file(questions::question_file(&dir));
+    let config = questions::mcp_config(&program, &dir, questions_left(ctx, task));
+    Some((dir, config))
 }
 
 /// Runs the agent once with `prompt`, continuing the session `resume` if given.
@@ -361,9 +473,12 @@ async fn run_agent(
     let Site { plan, worktree, guard } = *site;
     let started = Instant::now();
     let settings = &ctx.settings.agent;
-    let request = launch::request(settings, prompt, resume.as_deref());
+    let tool = question_tool(ctx, task);
+    let mut request = launch::request(settings, prompt, resume.as_deref());
+    request.mcp_config = tool.as_ref().map(|(_, config)| config.as_str());
     let transcript = ctx.settings.data_dir.join("transcripts").join(format!("task-{}.jsonl", task.id));
     let mut spec = launch::spec(&ctx.settings, &request, worktree.path.clone(), transcript);
+    spec.writable.extend(tool.as_ref().map(|(dir, _)| dir.clone()));
     let shipper = super::shipper::Shipper::start(ctx.db.clone(), task.id, spec.transcript_path.clone());
     let start = |spec: AgentSpec| async move {
         launch::run(&ctx.settings, spec, guard.stop_signal())
@@ -387,6 +502,12 @@ async fn run_agent(
     record_run(ctx, task, &run).await?;
     let outcome = agent::outcome(&run);
     record_agent_step(ctx, task, &run, &outcome, round, started.elapsed()).await;
+    let asked = tool.and_then(|(dir, _)| super::mcp::take_question(&questions::question_file(&dir)));
+    match (&outcome, asked) {
+        (AgentOutcome::Cancelled, _) => return Err(stop_if_asked(guard).err().unwrap_or(Failure::Stopped)),
+        (_, Some(asked)) => return Err(Failure::Asked { question: Some(asked.question) }),
+        _ => {}
+    }
     match outcome {
         AgentOutcome::Success => Ok(run),
         AgentOutcome::Cancelled => Err(stop_if_asked(guard).err().unwrap_or(Failure::Stopped)),

@@ -114,6 +114,19 @@ impl Workspaces {
         Ok(Worktree { path, branch: spec.branch.to_owned(), base })
     }
 
+    /// The checkout an earlier run of task `task_id` left on `branch` (kept while the task
+    /// waited for an answer), if it is still there; `start` is the branch it started from.
+    pub fn reopen(&self, task_id: i64, branch: &str, start: &str) -> Option<Worktree> {
+        let path = self.task_path(task_id);
+        let repo = Repository::open(&path).ok()?;
+        let head = repo.head().ok()?;
+        if head.shorthand().ok() != Some(branch) {
+            return None;
+        }
+        let base = repo.refname_to_id(&format!("refs/remotes/origin/{start}")).ok()?;
+        Some(Worktree { path, branch: branch.to_owned(), base })
+    }
+
     /// Removes the directory of task `task_id`, if there is one.
     pub fn remove_task(&self, task_id: i64) -> Result<(), WorkspaceError> {
         let path = self.task_path(task_id);
@@ -121,10 +134,12 @@ impl Workspaces {
         Ok(())
     }
 
-    /// Keeps the `max` most recently modified task directories and deletes the others;
-    /// returns how many were deleted.
-    pub fn prune_tasks(&self, max: usize) -> Result<usize, WorkspaceError> {
+    /// Keeps the `max` most recently modified task directories, and those of the tasks
+    /// `spare` (waiting to resume), and deletes the others; returns how many were deleted.
+    pub fn prune_tasks(&self, max: usize, spare: &[i64]) -> Result<usize, WorkspaceError> {
+        let spared: Vec<String> = spare.iter().map(|id| format!("task-{id}")).collect();
         let mut tasks = self.task_dirs()?;
+        tasks.retain(|(_, name)| !spared.contains(name));
         // Newest first; the name breaks ties so the order never depends on read_dir.
         tasks.sort_by(|a, b| b.cmp(a));
         for (_, name) in tasks.iter().skip(max) {

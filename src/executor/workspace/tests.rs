@@ -415,7 +415,7 @@ fn a_missing_branch_is_a_permanent_error() {
 #[test]
 fn remove_and_prune_task_directories() {
     let f = fixture();
-    assert_eq!(f.workspaces.prune_tasks(2).unwrap(), 0);
+    assert_eq!(f.workspaces.prune_tasks(2, &[]).unwrap(), 0);
     let now = std::time::SystemTime::now();
     for id in 1..=4 {
         let worktree = f.workspaces.prepare(&spec(&f, id, from_main())).unwrap();
@@ -425,14 +425,19 @@ fn remove_and_prune_task_directories() {
     }
     f.workspaces.remove_task(2).unwrap();
     f.workspaces.remove_task(2).unwrap();
-    assert_eq!(f.workspaces.prune_tasks(2).unwrap(), 1);
+    assert_eq!(f.workspaces.prune_tasks(2, &[]).unwrap(), 1);
 
     let tasks = f.workspaces.root.join("tasks");
     let mut left: Vec<_> =
         fs::read_dir(&tasks).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     left.sort();
     assert_eq!(left, ["task-3", "task-4"]);
-    assert_eq!(f.workspaces.prune_tasks(0).unwrap(), 2);
+    assert_eq!(f.workspaces.prune_tasks(0, &[3]).unwrap(), 1, "a task waiting to resume keeps its checkout");
+    let reopened = f.workspaces.reopen(3, BRANCH, "main");
+    assert!(reopened.is_some_and(|w| w.path == tasks.join("task-3")), "the kept checkout reopens");
+    assert!(f.workspaces.reopen(3, "another-branch", "main").is_none());
+    assert!(f.workspaces.reopen(4, BRANCH, "main").is_none());
+    assert_eq!(f.workspaces.prune_tasks(0, &[]).unwrap(), 1);
     // The mirror survives: the next task only fetches.
     assert!(f.workspaces.prepare(&spec(&f, 5, from_main())).is_ok());
 }

@@ -31,6 +31,8 @@ pub struct DashboardQuery {
 /// The figures and the table: the part of `/` that refreshes itself.
 pub struct Live {
     pub queued: u64,
+    /// Tasks waiting for an answer to the agent's question.
+    pub needs_input: u64,
     pub running: Vec<(i64, String, String)>,
     pub max_concurrent: usize,
     pub done_today: i64,
@@ -118,6 +120,7 @@ async fn live(state: &AppState, f: &Filters, query: &TaskQuery) -> Result<Live, 
     let next_page = page.next_before.map(|b| format!("/?{}", query_string(&pairs, Some(b))));
     Ok(Live {
         queued: overview.queued,
+        needs_input: overview.needs_input,
         running: overview
             .running
             .iter()

@@ -33,6 +33,9 @@ pub struct TaskView {
     pub started: Option<String>,
     pub finished: Option<String>,
     pub error: Option<String>,
+    /// The agent's question, and the link to it on the issue.
+    pub question: Option<String>,
+    pub question_url: Option<String>,
     pub wait_reason: Option<String>,
     pub result_text: Option<String>,
     pub cancel_requested: bool,
@@ -187,8 +190,12 @@ fn waiting(task: &tasks::Model, max_attempts: u32, now: chrono::DateTime<Utc>) -
 fn task_view(state: &AppState, task: &tasks::Model) -> TaskView {
     let now = Utc::now();
     let wait_reason = waiting(task, state.settings().executor.max_attempts, now);
+    let row = task_row(state, task, now);
+    let question_url = task
+        .question_comment_id
+        .and_then(|id| Some(format!("{}#issuecomment-{id}", row.issue_url.as_deref()?)));
     TaskView {
-        row: task_row(state, task, now),
+        row,
         kind: task.kind.clone(),
         branch: task.branch.clone(),
         attempt: task.attempt,
@@ -197,6 +204,8 @@ fn task_view(state: &AppState, task: &tasks::Model) -> TaskView {
         started: task.started_at.map(time),
         finished: task.finished_at.map(time),
         error: task.error.clone().filter(|_| wait_reason.is_none()),
+        question: task.question.clone(),
+        question_url,
         wait_reason,
         result_text: task.result_text.clone(),
         cancel_requested: task.cancel_requested,
