@@ -9,6 +9,7 @@ mod m20261123_000002_executor;
 mod m20261123_000003_dashboard;
 mod m20261123_000004_transcripts;
 mod m20261205_000005_refused_deliveries;
+mod m20261205_000006_profiles;
 
 /// Applies forgehand's migrations in order.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000003_dashboard::Migration),
             Box::new(m20261123_000004_transcripts::Migration),
             Box::new(m20261205_000005_refused_deliveries::Migration),
+            Box::new(m20261205_000006_profiles::Migration),
         ]
     }
 }

@@ -149,6 +149,9 @@ pub(super) async fn insert_task_row(db: &impl ConnectionTrait, r: TaskRow<'_>) -
         status: Set(TaskStatus::Queued),
         attempt: Set(0),
         branch: Set(r.branch),
+        agent_profile: Set(r.profile),
+        agent_source: Set(r.source.map(str::to_owned)),
+        priority: Set(r.priority),
         cancel_requested: Set(false),
         created_at: Set(now),
         updated_at: Set(now),
@@ -304,25 +307,66 @@ fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
     Statement::from_sql_and_values(backend, sql, values)
 }
 
-/// Claims the oldest queued task that is due: one statement, so two claimers never get the
-/// same task (PostgreSQL skips rows another transaction is claiming).
+/// The limits the claim enforces besides "queued and due".
+#[derive(Debug, Clone, Default)]
+pub struct ClaimLimits {
+    /// Agent profiles with their own `max_concurrent`.
+    pub profiles: Vec<(String, usize)>,
+    /// Repositories (`owner/name`, lower case) with a `max_running`.
+    pub repos: Vec<(String, u32)>,
+}
+
+/// Claims the next queued task that is due: highest priority first, then one of a
+/// repository with nothing running, then the oldest; skipping held repositories and
+/// profiles or repositories at their limit. One statement, so two claimers never get the
+/// same task (PostgreSQL skips rows another transaction is claiming; [`super::Db`]
+/// serialises claims there so that the limits hold over instances).
 pub(super) async fn claim_next(
     db: &impl ConnectionTrait,
     owner: &str,
     lease_until: DateTime<Utc>,
+    limits: &ClaimLimits,
 ) -> Result<Option<tasks::Model>, DbErr> {
     let backend = db.get_database_backend();
-    let lock = if backend == DbBackend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+    let lock = if backend == DbBackend::Postgres { " FOR UPDATE OF t SKIP LOCKED" } else { "" };
     let now = Utc::now();
     let (running, queued) = (TaskEvent::Claim.target().as_str(), status_list(TaskEvent::Claim.sources()));
+    let mut values: Vec<Value> = vec![owner.into(), lease_until.into(), now.into(), now.into(), now.into()];
+    let mut conditions = String::new();
+    if !limits.profiles.is_empty() {
+        let cases = limits.profiles.iter().map(|_| " WHEN ? THEN ?").collect::<String>();
+        for (name, max) in &limits.profiles {
+            values.extend([name.as_str().into(), (*max as i64).into()]);
+        }
+        conditions.push_str(&format!(
+            " AND (SELECT COUNT(*) FROM tasks b WHERE b.status = '{running}' \
+             AND COALESCE(b.agent_profile, 'default') = COALESCE(t.agent_profile, 'default')) \
+             < (CASE COALESCE(t.agent_profile, 'default'){cases} ELSE {} END)",
+            i64::MAX
+        ));
+    }
+    if !limits.repos.is_empty() {
+        let cases = limits.repos.iter().map(|_| " WHEN ? THEN ?").collect::<String>();
+        for (repo, max) in &limits.repos {
+            values.extend([repo.as_str().into(), i64::from(*max).into()]);
+        }
+        conditions.push_str(&format!(
+            " AND (SELECT COUNT(*) FROM tasks b WHERE b.status = '{running}' AND b.forge = t.forge \
+             AND b.repo = t.repo) < (CASE LOWER(t.repo){cases} ELSE {} END)",
+            i64::MAX
+        ));
+    }
     let sql = format!(
         "UPDATE tasks SET status = '{running}', lease_owner = ?, lease_expires_at = ?, attempt = attempt + 1, \
          started_at = COALESCE(started_at, ?), updated_at = ?, wait_reason = NULL \
-         WHERE id = (SELECT id FROM tasks WHERE status IN ({queued}) \
-         AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY id LIMIT 1{lock}) \
+         WHERE id = (SELECT t.id FROM tasks t WHERE t.status IN ({queued}) \
+         AND (t.next_attempt_at IS NULL OR t.next_attempt_at <= ?) \
+         AND NOT EXISTS (SELECT 1 FROM queue_holds h WHERE h.scope = '*' OR LOWER(h.scope) = LOWER(t.repo)){conditions} \
+         ORDER BY t.priority DESC, \
+         (CASE WHEN EXISTS (SELECT 1 FROM tasks b WHERE b.status = '{running}' AND b.forge = t.forge \
+         AND b.repo = t.repo) THEN 1 ELSE 0 END), t.id LIMIT 1{lock}) \
          AND status IN ({queued}) RETURNING *"
     );
-    let values = vec![owner.into(), lease_until.into(), now.into(), now.into(), now.into()];
     tasks::Entity::find().from_raw_sql(statement(backend, &sql, values)).one(db).await
 }
 
@@ -539,6 +583,11 @@ pub(super) async fn queue_pending_follow_up(
         requested_by: task.pending_requested_by.clone().unwrap_or_else(|| task.requested_by.clone()),
         instructions,
         branch: task.branch.clone(),
+        routing: crate::trigger::Routing {
+            profile: task.agent_profile.clone(),
+            priority: task.priority,
+            source: task.agent_source.as_deref().map(|_| crate::trigger::RoutedBy::Request),
+        },
     };
     let id = insert_task(db, &task.forge, &request).await?;
     if let Some(id) = id {

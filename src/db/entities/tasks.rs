@@ -50,6 +50,14 @@ pub struct Model {
     /// Comments and reviews that arrived while the task ran: the next run's instructions.
     pub pending_instructions: Option<String>,
     pub pending_requested_by: Option<String>,
+    /// The agent profile the task was routed to (`None`: `default`, or the repository's
+    /// choice once its file is read), and the model its last run used.
+    pub agent_profile: Option<String>,
+    /// Who chose `agent_profile`: `request` (comment, label) or `repository`.
+    pub agent_source: Option<String>,
+    pub agent_model: Option<String>,
+    /// Higher runs first; 0 unless a label or `p=N` says otherwise.
+    pub priority: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -485,7 +485,9 @@ async fn open_pull(
         return Ok(Success::Done { pr_number: pull.number, pr_url: pull.url });
     }
     let task_url = task_url(ctx, task.id);
+    let agent = agent_line(task.agent_profile.as_deref(), &ctx.settings.agent.model);
     let body = report::pull_body(&PullFacts {
+        agent: &agent,
         summary: &work.summary,
         issue: Some(number),
         task_id: task.id,
@@ -507,6 +509,15 @@ async fn open_pull(
     let opened = forge.create_pull(&task.repo_name(), &pull).await?;
     crate::failpoint::hit("after_pull_created");
     Ok(Success::Done { pr_number: opened.number, pr_url: opened.url })
+}
+
+/// How the pull request names the agent profile and model a task ran with.
+fn agent_line(profile: Option<&str>, model: &str) -> String {
+    let profile = profile.unwrap_or(crate::config::DEFAULT_PROFILE);
+    match model {
+        "" => format!("agent `{profile}` (the CLI's default model)"),
+        model => format!("agent `{profile}` (model `{model}`)"),
+    }
 }
 
 /// Fails with `Stopped` when the task's lease is no longer ours (another executor took it).

@@ -1,0 +1,116 @@
+//! Agent profiles and the fair queue: routing by label, comment and repository, a
+//! profile's own concurrency limit, and priority order.
+
+use serde_json::json;
+
+use crate::executor::{Setup, World};
+use crate::fake_forge::Dialect;
+use crate::harness::*;
+
+const LONG: std::time::Duration = std::time::Duration::from_secs(60);
+
+const PROFILES: &str = r#"
+[[agents]]
+name = "opus"
+model = "opus-x"
+[[agents]]
+name = "solo"
+max_concurrent = 1
+"#;
+
+fn setup(extra: &str) -> Setup {
+    let mut setup = Setup::new(Dialect::Github);
+    setup.extra = format!("{PROFILES}{extra}");
+    setup
+}
+
+/// Queues issue `n` labelled with `labels` (the trigger label first) and returns its task.
+async fn label(world: &World, n: u64, labels: &[&str]) -> i64 {
+    world.forge.add_issue(world.repo, n, &format!("Issue {n}"), "", labels, "alice");
+    let body = edited("github/issues_labeled.json", "/issue/number", json!(n));
+    let names: Vec<_> = labels.iter().map(|l| json!({ "name": l })).collect();
+    let body = edited_bytes(body, "/issue/labels", json!(names));
+    let answer = world.deliver(Delivery::github("issues", body)).await;
+    assert_eq!(answer.status, 202, "{}", answer.text);
+    answer.json["task_id"].as_i64().unwrap()
+}
+
+fn edited_bytes(body: Vec<u8>, pointer: &str, value: serde_json::Value) -> Vec<u8> {
+    let mut json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    *json.pointer_mut(pointer).unwrap() = value;
+    serde_json::to_vec(&json).unwrap()
+}
+
+#[tokio::test]
+async fn a_label_routes_to_its_profile_and_the_pull_request_names_it() {
+    let world = World::start(setup("")).await;
+    world.forge.add_issue(world.repo, 42, "Add a --verbose flag to the CLI", "", &[], "alice");
+    let id = label(&world, 7, &["forgehand", "forgehand:opus"]).await;
+    let task = world.finished(id).await;
+    assert_eq!(task.status, "done", "{task:?}");
+    assert_eq!((task.agent_profile.as_deref(), task.agent_model.as_deref()), (Some("opus"), Some("opus-x")));
+    let argv = world.agent_runs()[0]["argv"].clone();
+    let args: Vec<&str> = argv.as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert!(args.windows(2).any(|w| w == ["--model", "opus-x"]), "{args:?}");
+    let pull = &world.forge.pulls(world.repo)[0];
+    assert!(pull.body.contains("agent `opus` (model `opus-x`)"), "{}", pull.body);
+}
+
+#[tokio::test]
+async fn a_label_naming_no_profile_starts_nothing_and_says_which_exist() {
+    let world = World::start(setup("")).await;
+    world.forge.add_issue(world.repo, 42, "Add a --verbose flag to the CLI", "", &[], "alice");
+    world.forge.add_issue(world.repo, 8, "Issue 8", "", &["forgehand", "forgehand:gpt9"], "alice");
+    let body = edited("github/issues_labeled.json", "/issue/number", json!(8));
+    let body =
+        edited_bytes(body, "/issue/labels", json!([{ "name": "forgehand" }, { "name": "forgehand:gpt9" }]));
+    let answer = world.deliver(Delivery::github("issues", body)).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert!(
+        answer.text.contains("no agent profile is named \\\"gpt9\\\"; the profiles are default, opus, solo"),
+        "{}",
+        answer.text
+    );
+}
+
+/// The repository's `[[repos]]` entry routes its tasks to `solo`, which runs one at a time
+/// although the executor could run three.
+#[tokio::test]
+async fn a_profile_never_runs_more_than_its_max_concurrent() {
+    let mut setup = setup("[[repos]]\nname = \"octo-org/hello-world\"\nagent = \"solo\"\n");
+    setup.hold_ms = 400;
+    setup.max_concurrent = 3;
+    let world = World::start(setup).await;
+    world.forge.add_issue(world.repo, 42, "Add a --verbose flag to the CLI", "", &[], "alice");
+    let mut ids = Vec::new();
+    for n in 1..=3u64 {
+        ids.push(label(&world, n, &["forgehand"]).await);
+    }
+    let mut spans = Vec::new();
+    for id in ids {
+        let task = world.finished(id).await;
+        assert_eq!((task.status.as_str(), task.agent_profile.as_deref()), ("done", Some("solo")));
+        spans.push((task.started_at.unwrap(), task.finished_at.unwrap()));
+    }
+    spans.sort();
+    for pair in spans.windows(2) {
+        assert!(pair[0].1 <= pair[1].0, "two solo tasks overlapped: {spans:?}");
+    }
+}
+
+/// With one place, a high-priority task queued last runs before a low one queued earlier.
+#[tokio::test]
+async fn higher_priority_runs_first() {
+    let mut setup = setup("");
+    setup.hold_ms = 600;
+    setup.max_concurrent = 1;
+    let world = World::start(setup).await;
+    world.forge.add_issue(world.repo, 42, "Add a --verbose flag to the CLI", "", &[], "alice");
+    let first = label(&world, 1, &["forgehand"]).await;
+    world.app.wait_task(first, LONG, |t| t.status.as_str() == "running").await;
+    let low = label(&world, 2, &["forgehand", "forgehand:priority-low"]).await;
+    let high = label(&world, 3, &["forgehand", "forgehand:priority-high"]).await;
+    let (low, high) = (world.finished(low).await, world.finished(high).await);
+    assert_eq!((low.priority, high.priority), (-10, 10));
+    assert!(high.started_at < low.started_at, "high {:?} vs low {:?}", high.started_at, low.started_at);
+}
