@@ -16,6 +16,10 @@ model = "opus-x"
 [[agents]]
 name = "solo"
 max_concurrent = 1
+[[agents]]
+name = "cheap"
+max_budget_usd = 0.01
+fallback_model = "haiku-y"
 "#;
 
 fn setup(extra: &str) -> Setup {
@@ -67,7 +71,9 @@ async fn a_label_naming_no_profile_starts_nothing_and_says_which_exist() {
     let answer = world.deliver(Delivery::github("issues", body)).await;
     assert_eq!(answer.status, 200, "{}", answer.text);
     assert!(
-        answer.text.contains("no agent profile is named \\\"gpt9\\\"; the profiles are default, opus, solo"),
+        answer
+            .text
+            .contains("no agent profile is named \\\"gpt9\\\"; the profiles are default, opus, solo, cheap"),
         "{}",
         answer.text
     );
@@ -113,4 +119,22 @@ async fn higher_priority_runs_first() {
     let (low, high) = (world.finished(low).await, world.finished(high).await);
     assert_eq!((low.priority, high.priority), (-10, 10));
     assert!(high.started_at < low.started_at, "high {:?} vs low {:?}", high.started_at, low.started_at);
+}
+
+/// The stand-in agent reports $0.0123 for its run: over `cheap`'s $0.01, so the task fails
+/// and says what was spent; Claude Code is told the cap and the fallback model.
+#[tokio::test]
+async fn a_run_over_its_budget_fails_the_task_with_the_spend() {
+    let world = World::start(setup("")).await;
+    world.forge.add_issue(world.repo, 42, "Add a --verbose flag to the CLI", "", &[], "alice");
+    let id = label(&world, 9, &["forgehand", "forgehand:cheap"]).await;
+    let task = world.finished(id).await;
+    assert_eq!(task.status, "failed", "{task:?}");
+    let error = task.error.unwrap_or_default();
+    assert!(error.contains("spent $0.0123, more than its profile's max_budget_usd of $0.0100"), "{error}");
+    let argv = world.agent_runs()[0]["argv"].clone();
+    let args: Vec<&str> = argv.as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert!(args.windows(2).any(|w| w == ["--max-budget-usd", "0.01"]), "{args:?}");
+    assert!(args.windows(2).any(|w| w == ["--fallback-model", "haiku-y"]), "{args:?}");
+    assert!(world.forge.pulls(world.repo).is_empty());
 }

@@ -55,6 +55,10 @@ pub struct Request<'a> {
     /// The agent runs inside `agent.sandbox = "bubblewrap"`: the default permissions may
     /// be wider (see [`claude::default_allowed_tools`]).
     pub sandboxed: bool,
+    /// Claude Code's `--max-budget-usd`.
+    pub max_budget_usd: Option<f64>,
+    /// Claude Code's `--fallback-model` (empty: none).
+    pub fallback_model: &'a str,
 }
 
 impl<'a> Request<'a> {
@@ -69,6 +73,8 @@ impl<'a> Request<'a> {
             extra: &[],
             prompt_via: PromptVia::Stdin,
             sandboxed: false,
+            max_budget_usd: None,
+            fallback_model: "",
         }
     }
 }

@@ -348,6 +348,10 @@ async fn run_agent(
     shipper.finish().await;
     let run = run?;
     record_run(ctx, task, &run).await?;
+    if let Some(reason) = over_budget(settings.max_budget_usd, &run) {
+        let partial = push_partial(ctx, task, worktree, leftovers).await;
+        return Err(Failure::Permanent { reason, partial_branch: partial.then(|| plan.branch.clone()) });
+    }
     match agent::outcome(&run) {
         AgentOutcome::Success => Ok(run),
         AgentOutcome::Cancelled => Err(stop_if_asked(guard).err().unwrap_or(Failure::Stopped)),
@@ -363,6 +367,14 @@ async fn run_agent(
             })
         }
     }
+}
+
+/// Why `run` ended the task when it spent more than the profile's `max_budget_usd`.
+fn over_budget(budget: Option<f64>, run: &AgentRun) -> Option<String> {
+    let (budget, spent) = (budget?, run.result.as_ref()?.total_cost_usd?);
+    (spent > budget).then(|| {
+        format!("the agent run spent ${spent:.4}, more than its profile's max_budget_usd of ${budget:.4}")
+    })
 }
 
 /// Records the task's runs as one: turns and cost summed, the last session and summary.
