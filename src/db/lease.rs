@@ -82,6 +82,23 @@ impl Db {
         Ok(claimed)
     }
 
+    /// Holds the queue of repository `scope` (`owner/name`) or, with
+    /// [`queries::HOLD_ALL`], all of it: its queued tasks wait until [`Db::release_hold`].
+    /// False when it was already held.
+    pub async fn hold(&self, scope: &str, by: &str) -> Result<bool, DbError> {
+        Ok(queries::hold(&self.conn, scope, by).await?)
+    }
+
+    /// Ends a hold; false when there was none.
+    pub async fn release_hold(&self, scope: &str) -> Result<bool, DbError> {
+        Ok(queries::release_hold(&self.conn, scope).await?)
+    }
+
+    /// The holds in force: scope and who held it.
+    pub async fn holds(&self) -> Result<Vec<(String, String)>, DbError> {
+        Ok(queries::holds(&self.conn).await?)
+    }
+
     /// The lease `owner` holds on `task_id` (from [`Db::claim_next`]), renewed for
     /// `length` by each heartbeat.
     pub fn lease<'a>(&'a self, task_id: i64, owner: &'a str, length: Duration) -> Lease<'a> {

@@ -370,6 +370,38 @@ pub(super) async fn claim_next(
     tasks::Entity::find().from_raw_sql(statement(backend, &sql, values)).one(db).await
 }
 
+/// The scope of a hold on the whole queue.
+pub const HOLD_ALL: &str = "*";
+
+/// Holds the queue for `scope` (`owner/name`, or [`HOLD_ALL`]); false when it was held.
+pub(super) async fn hold(db: &impl ConnectionTrait, scope: &str, by: &str) -> Result<bool, DbErr> {
+    let backend = db.get_database_backend();
+    let sql =
+        "INSERT INTO queue_holds (scope, held_by, held_at) VALUES (?, ?, ?) ON CONFLICT (scope) DO NOTHING";
+    let values = vec![scope.to_ascii_lowercase().into(), by.into(), Utc::now().into()];
+    Ok(db.execute_raw(statement(backend, sql, values)).await?.rows_affected() == 1)
+}
+
+/// Ends the hold on `scope`; false when there was none.
+pub(super) async fn release_hold(db: &impl ConnectionTrait, scope: &str) -> Result<bool, DbErr> {
+    let backend = db.get_database_backend();
+    let sql = "DELETE FROM queue_holds WHERE scope = ?";
+    Ok(db
+        .execute_raw(statement(backend, sql, vec![scope.to_ascii_lowercase().into()]))
+        .await?
+        .rows_affected()
+        == 1)
+}
+
+/// The scopes held now, with who held them.
+pub(super) async fn holds(db: &impl ConnectionTrait) -> Result<Vec<(String, String)>, DbErr> {
+    let backend = db.get_database_backend();
+    let rows = db
+        .query_all_raw(statement(backend, "SELECT scope, held_by FROM queue_holds ORDER BY scope", vec![]))
+        .await?;
+    rows.iter().map(|row| Ok((row.try_get("", "scope")?, row.try_get("", "held_by")?))).collect()
+}
+
 /// Extends a lease. `None` when the task is no longer ours (fenced); otherwise whether a
 /// cancel was requested.
 pub(super) async fn heartbeat(
