@@ -332,39 +332,41 @@ pub(super) async fn claim_next(
     let now = Utc::now();
     let (running, queued) = (TaskEvent::Claim.target().as_str(), status_list(TaskEvent::Claim.sources()));
     let mut values: Vec<Value> = vec![owner.into(), lease_until.into(), now.into(), now.into(), now.into()];
+    // Running counts are aggregated once and joined: a correlated count per queued task
+    // took minutes at 100,000 queued tasks on SQLite.
     let mut conditions = String::new();
+    let mut limit_values: Vec<Value> = Vec::new();
     if !limits.profiles.is_empty() {
         let cases = limits.profiles.iter().map(|_| " WHEN ? THEN ?").collect::<String>();
         for (name, max) in &limits.profiles {
-            values.extend([name.as_str().into(), (*max as i64).into()]);
+            limit_values.extend([name.as_str().into(), (*max as i64).into()]);
         }
         conditions.push_str(&format!(
-            " AND (SELECT COUNT(*) FROM tasks b WHERE b.status = '{running}' \
-             AND COALESCE(b.agent_profile, 'default') = COALESCE(t.agent_profile, 'default')) \
-             < (CASE COALESCE(t.agent_profile, 'default'){cases} ELSE {} END)",
+            " AND COALESCE(p.n, 0) < (CASE COALESCE(t.agent_profile, 'default'){cases} ELSE {} END)",
             i64::MAX
         ));
     }
     if !limits.repos.is_empty() {
         let cases = limits.repos.iter().map(|_| " WHEN ? THEN ?").collect::<String>();
         for (repo, max) in &limits.repos {
-            values.extend([repo.as_str().into(), i64::from(*max).into()]);
+            limit_values.extend([repo.as_str().into(), i64::from(*max).into()]);
         }
-        conditions.push_str(&format!(
-            " AND (SELECT COUNT(*) FROM tasks b WHERE b.status = '{running}' AND b.forge = t.forge \
-             AND b.repo = t.repo) < (CASE LOWER(t.repo){cases} ELSE {} END)",
-            i64::MAX
-        ));
+        conditions
+            .push_str(&format!(" AND COALESCE(r.n, 0) < (CASE LOWER(t.repo){cases} ELSE {} END)", i64::MAX));
     }
+    values.extend(limit_values);
     let sql = format!(
         "UPDATE tasks SET status = '{running}', lease_owner = ?, lease_expires_at = ?, attempt = attempt + 1, \
          started_at = COALESCE(started_at, ?), updated_at = ?, wait_reason = NULL \
-         WHERE id = (SELECT t.id FROM tasks t WHERE t.status IN ({queued}) \
-         AND (t.next_attempt_at IS NULL OR t.next_attempt_at <= ?) \
+         WHERE id = (SELECT t.id FROM tasks t \
+         LEFT JOIN (SELECT forge, repo, COUNT(*) AS n FROM tasks WHERE status = '{running}' \
+         GROUP BY forge, repo) r ON r.forge = t.forge AND r.repo = t.repo \
+         LEFT JOIN (SELECT COALESCE(agent_profile, 'default') AS profile, COUNT(*) AS n FROM tasks \
+         WHERE status = '{running}' GROUP BY COALESCE(agent_profile, 'default')) p \
+         ON p.profile = COALESCE(t.agent_profile, 'default') \
+         WHERE t.status IN ({queued}) AND (t.next_attempt_at IS NULL OR t.next_attempt_at <= ?) \
          AND NOT EXISTS (SELECT 1 FROM queue_holds h WHERE h.scope = '*' OR LOWER(h.scope) = LOWER(t.repo)){conditions} \
-         ORDER BY t.priority DESC, \
-         (CASE WHEN EXISTS (SELECT 1 FROM tasks b WHERE b.status = '{running}' AND b.forge = t.forge \
-         AND b.repo = t.repo) THEN 1 ELSE 0 END), t.id LIMIT 1{lock}) \
+         ORDER BY t.priority DESC, (CASE WHEN r.n IS NULL THEN 0 ELSE 1 END), t.id LIMIT 1{lock}) \
          AND status IN ({queued}) RETURNING *"
     );
     tasks::Entity::find().from_raw_sql(statement(backend, &sql, values)).one(db).await
