@@ -80,6 +80,17 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         remaining: u32,
     },
+    /// Hold the queue of one repository (owner/name) or, without one, all of it: queued
+    /// tasks wait (running ones go on) until `forgehand release`.
+    Hold {
+        #[arg(value_name = "OWNER/NAME", value_parser = crate::config::RepoName::parse)]
+        repo: Option<crate::config::RepoName>,
+    },
+    /// End a hold made by `forgehand hold`.
+    Release {
+        #[arg(value_name = "OWNER/NAME", value_parser = crate::config::RepoName::parse)]
+        repo: Option<crate::config::RepoName>,
+    },
 }
 
 /// `forgehand tasks ...`
@@ -139,6 +150,8 @@ pub async fn run(cli: Cli) -> ExitCode {
             list_tasks(&settings, TaskFilter { status, repo, limit, ..TaskFilter::default() }).await
         }
         Command::Mcp { .. } => unreachable!("served above"),
+        Command::Hold { repo } => hold(&settings, repo.as_ref(), true).await,
+        Command::Release { repo } => hold(&settings, repo.as_ref(), false).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -158,6 +171,22 @@ async fn run_doctor(settings: &Settings, options: doctor::Options) -> ExitCode {
     let findings = doctor::run(settings, &options).await;
     println!("{}", doctor::summary(&findings));
     if doctor::blocks_tasks(&findings) { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+/// Holds (or releases) the queue of `repo`, or all of it, and says what changed.
+async fn hold(settings: &Settings, repo: Option<&crate::config::RepoName>, on: bool) -> anyhow::Result<()> {
+    let db = app::open_database(settings).await?;
+    let scope = repo.map_or(crate::db::queries::HOLD_ALL, |r| r.as_str());
+    let what = repo.map_or_else(|| "the whole queue".to_owned(), |r| format!("the queue of {r}"));
+    let by = std::env::var("USER").unwrap_or_else(|_| "the command line".into());
+    let changed = if on { db.hold(scope, &by).await? } else { db.release_hold(scope).await? };
+    match (on, changed) {
+        (true, true) => println!("held {what}: queued tasks wait until `forgehand release`"),
+        (true, false) => println!("{what} was already held"),
+        (false, true) => println!("released {what}"),
+        (false, false) => println!("{what} was not held"),
+    }
+    Ok(())
 }
 
 async fn migrate(settings: &Settings) -> anyhow::Result<()> {

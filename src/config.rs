@@ -13,10 +13,12 @@ use std::path::{Path, PathBuf};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
 
+mod agents;
 mod describe;
 mod repo;
 mod repo_name;
 
+pub use agents::{AgentProfileSettings, DEFAULT_PROFILE, is_profile_name};
 pub use repo::{
     OnFailingChecks, OnFailingSetup, REPO_FILE, REPO_KEYS, RepoConfigSettings, RepoSettings, Verification,
 };
@@ -54,6 +56,9 @@ pub struct Settings {
     pub trigger: TriggerSettings,
     pub executor: ExecutorSettings,
     pub agent: AgentSettings,
+    /// `[[agents]]`: more agent profiles; `[agent]` is the one named `default`.
+    #[serde(default)]
+    pub agents: Vec<AgentProfileSettings>,
     pub git: GitSettings,
     pub labels: LabelSettings,
     pub pr: PrSettings,
@@ -223,6 +228,19 @@ pub struct AgentSettings {
     /// More paths a sandboxed agent may read.
     #[serde(default)]
     pub sandbox_read_only: Vec<PathBuf>,
+    /// Most tasks of this profile running at once over all instances (inside
+    /// `executor.max_concurrent`); none: only that limit.
+    #[serde(default)]
+    pub max_concurrent: Option<usize>,
+    /// Most a task may spend on one run, in US dollars.
+    #[serde(default)]
+    pub max_budget_usd: Option<f64>,
+    /// The profile tasks go to while this one's provider fails.
+    #[serde(default)]
+    pub fallback: Option<String>,
+    /// Claude Code's own `--fallback-model`.
+    #[serde(default)]
+    pub fallback_model: Option<String>,
     /// Whether the agent gets the `ask_question` tool; unset: yes for Claude Code, no for
     /// the other kinds (see [`AgentSettings::asks_questions`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -529,7 +547,6 @@ impl Settings {
             ("executor.max_concurrent", self.executor.max_concurrent as u64),
             ("executor.timeout_secs", self.executor.timeout_secs),
             ("executor.max_attempts", u64::from(self.executor.max_attempts)),
-            ("agent.max_turns", u64::from(self.agent.max_turns)),
             ("database.max_connections", u64::from(self.database.max_connections)),
             ("executor.lease_secs", self.executor.lease_secs),
             ("executor.poll_interval_secs", self.executor.poll_interval_secs),
@@ -539,20 +556,31 @@ impl Settings {
                 problems.push(format!("{key}: must be at least 1"));
             }
         }
-        if self.agent.command.trim().is_empty() {
-            problems.push("agent.command: must name the agent program, e.g. \"claude\"".into());
-        }
-        if self.agent.kind != AgentKind::Claude && !self.agent.allowed_tools.is_empty() {
-            problems.push(format!(
-                "agent.allowed_tools: only kind = \"claude\" supports it, not {:?}; grant permissions in agent.args",
-                self.agent.kind
-            ));
+        problems.extend(agents::problems(&self.agent, &self.agents));
+        let profiles = self.profile_names();
+        for (i, entry) in self.repos.iter().enumerate() {
+            if let Some(agent) = entry.agent.as_deref().filter(|agent| !profiles.contains(agent)) {
+                problems.push(format!(
+                    "repos[{i}].agent: no agent profile is named {agent:?}; the profiles are {}",
+                    profiles.join(", ")
+                ));
+            }
         }
     }
 
     /// What tasks on `repo` run around the agent, from the operator's settings alone.
     pub fn verification(&self, repo: &str) -> Verification {
         Verification::for_repo(&self.repo_config, &self.repos, repo)
+    }
+
+    /// The settings of agent profile `name` (`default` is `[agent]`), if there is one.
+    pub fn profile(&self, name: &str) -> Option<AgentSettings> {
+        agents::profile(&self.agent, &self.agents, name)
+    }
+
+    /// Every agent profile's name, `default` first.
+    pub fn profile_names(&self) -> Vec<&str> {
+        agents::names(&self.agents)
     }
 
     /// The forge with this name, if configured.

@@ -51,6 +51,114 @@ pub struct TaskRequest {
     pub instructions: String,
     /// The branch to work on, when already known (follow-ups on a review).
     pub branch: Option<String>,
+    /// The agent profile and priority the comment or labels asked for.
+    pub routing: Routing,
+}
+
+/// What a comment (`/forgehand with <profile> p=N …`) or the issue's labels
+/// (`<label>:<profile>`, `<label>:priority-high`/`-low`) ask of a task's place in the queue.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Routing {
+    /// An agent profile's name; `None`: the repository's, else `default`.
+    pub profile: Option<String>,
+    /// Higher runs first; 0 is normal.
+    pub priority: i32,
+    /// Who chose `profile` (set by [`route`]).
+    pub source: Option<RoutedBy>,
+}
+
+/// `decision` with its task's agent profile checked and, when neither comment nor labels
+/// named one, the repository's `[[repos]]` entry's: a profile nobody configured starts
+/// nothing, and the answer lists the ones there are.
+pub fn route(decision: Decision, settings: &crate::config::Settings) -> Decision {
+    let Decision::Create(mut request) = decision else { return decision };
+    let profiles = settings.profile_names();
+    if request.trigger == TriggerKind::Comment {
+        request.instructions = request.routing.take_from_command(&request.instructions, &profiles);
+    }
+    match &request.routing.profile {
+        Some(name) if !profiles.contains(&name.as_str()) => {
+            return Decision::Ignore(format!(
+                "no agent profile is named {name:?}; the profiles are {}",
+                profiles.join(", ")
+            ));
+        }
+        Some(_) => request.routing.source = Some(RoutedBy::Request),
+        None => {
+            request.routing.profile = settings.verification(request.repo.as_str()).agent;
+            request.routing.source = request.routing.profile.as_ref().map(|_| RoutedBy::Repository);
+        }
+    }
+    Decision::Create(request)
+}
+
+/// Who chose a task's agent profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoutedBy {
+    /// The comment or a label.
+    Request,
+    /// The repository's `[[repos]]` entry (its file may still choose another).
+    Repository,
+}
+
+impl RoutedBy {
+    /// The name stored in `tasks.agent_source`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoutedBy::Request => "request",
+            RoutedBy::Repository => "repository",
+        }
+    }
+}
+
+/// The first word of `text` (after blank space), and what follows it.
+fn first_word(text: &str) -> (&str, &str) {
+    let text = text.trim_start();
+    text.split_once(char::is_whitespace).unwrap_or((text, ""))
+}
+
+/// The priority of `<label>:priority-high`; `-low` is its negation.
+pub const HIGH_PRIORITY: i32 = 10;
+/// `p=N` is clamped to `-MAX_PRIORITY..=MAX_PRIORITY`.
+pub const MAX_PRIORITY: i32 = 1000;
+
+impl Routing {
+    /// The routing the issue's `labels` ask for (`trigger_label` is the trigger label).
+    pub fn from_labels(labels: &[String], trigger_label: &str) -> Routing {
+        let mut routing = Routing::default();
+        let prefix = format!("{trigger_label}:");
+        for rest in labels.iter().filter_map(|label| label.strip_prefix(&prefix)) {
+            match rest {
+                "priority-high" => routing.priority = HIGH_PRIORITY,
+                "priority-low" => routing.priority = -HIGH_PRIORITY,
+                name if routing.profile.is_none() && crate::config::is_profile_name(name) => {
+                    routing.profile = Some(name.to_owned());
+                }
+                _ => {}
+            }
+        }
+        routing
+    }
+
+    /// Takes `with <profile>` (one of `profiles`) and `p=N` off the start of a command's
+    /// `text`; what they ask wins over `self` (the labels'). Returns the rest of the text:
+    /// "with care" stays instructions unless a profile is named `care`.
+    pub fn take_from_command(&mut self, text: &str, profiles: &[&str]) -> String {
+        let mut rest = text.trim_start();
+        loop {
+            let (word, after) = first_word(rest);
+            let (name, tail) = first_word(after);
+            if word == "with" && profiles.contains(&name) {
+                self.profile = Some(name.to_owned());
+                rest = tail.trim_start();
+            } else if let Some(n) = word.strip_prefix("p=").and_then(|n| n.parse::<i64>().ok()) {
+                self.priority = n.clamp(-i64::from(MAX_PRIORITY), i64::from(MAX_PRIORITY)) as i32;
+                rest = after.trim_start();
+            } else {
+                return rest.to_owned();
+            }
+        }
+    }
 }
 
 /// The outcome of one delivery.
@@ -198,6 +306,7 @@ fn label_added(
         requested_by: sender.login.clone(),
         instructions: String::new(),
         branch: None,
+        routing: Routing::from_labels(&issue.labels, &trigger.label),
     })
 }
 
@@ -231,6 +340,8 @@ fn comment(
     let Some(instructions) = parse_command(body, &trigger.command) else {
         return Decision::Ignore(format!("the comment does not start with {}", trigger.command));
     };
+    // `with <profile>` and `p=N` are taken off by `route`, which knows the profiles.
+    let routing = Routing::from_labels(&issue.labels, &trigger.label);
     if !issue.is_open {
         return Decision::Ignore("the issue is closed".into());
     }
@@ -249,6 +360,7 @@ fn comment(
         requested_by: sender.login.clone(),
         instructions,
         branch: None,
+        routing,
     })
 }
 
@@ -313,6 +425,7 @@ fn review(event: &ForgeEvent, branch_prefix: &str, ctx: &IssueContext) -> Decisi
         requested_by: sender.login.clone(),
         instructions: body.trim().to_owned(),
         branch: Some(head_ref.clone()),
+        routing: Routing::default(),
     })
 }
 
@@ -658,5 +771,24 @@ mod tests {
         assert!(ignored(run(&ForgeEvent::Ping, NONE)).contains("ping"));
         let push = ForgeEvent::Unsupported { event: "push".into(), action: None };
         assert_eq!(ignored(run(&push, NONE)), "event push is not one forgehand acts on");
+    }
+
+    #[test]
+    fn routing_comes_from_the_command_over_the_labels() {
+        let labels = ["bug".to_owned(), "forgehand:opus".to_owned(), "forgehand:priority-high".to_owned()];
+        let mut routing = Routing::from_labels(&labels, "forgehand");
+        assert_eq!((routing.profile.as_deref(), routing.priority), (Some("opus"), HIGH_PRIORITY));
+        let profiles = ["default", "haiku"];
+        let rest = routing.take_from_command("with haiku p=-3 fix the typo", &profiles);
+        assert_eq!(
+            (routing.profile.as_deref(), routing.priority, rest.as_str()),
+            (Some("haiku"), -3, "fix the typo")
+        );
+        let mut plain = Routing::default();
+        assert_eq!(plain.take_from_command("with care please", &profiles), "with care please");
+        assert_eq!(plain.take_from_command("p=99999", &profiles), "");
+        assert_eq!((plain.profile, plain.priority), (None, MAX_PRIORITY));
+        let low = Routing::from_labels(&["forgehand:priority-low".to_owned()], "forgehand");
+        assert_eq!((low.profile, low.priority), (None, -HIGH_PRIORITY));
     }
 }

@@ -9,6 +9,7 @@ mod m20261123_000002_executor;
 mod m20261123_000003_dashboard;
 mod m20261123_000004_transcripts;
 mod m20261205_000005_refused_deliveries;
+mod m20261205_000006_profiles;
 mod m20261205_000007_questions;
 mod m20261205_000008_task_steps;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000003_dashboard::Migration),
             Box::new(m20261123_000004_transcripts::Migration),
             Box::new(m20261205_000005_refused_deliveries::Migration),
+            Box::new(m20261205_000006_profiles::Migration),
             Box::new(m20261205_000007_questions::Migration),
             Box::new(m20261205_000008_task_steps::Migration),
         ]

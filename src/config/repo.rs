@@ -93,6 +93,10 @@ pub struct RepoSettings {
     pub on_failing_checks: Option<OnFailingChecks>,
     pub on_failing_setup: Option<OnFailingSetup>,
     pub command_timeout_secs: Option<u64>,
+    /// The agent profile the repository's tasks run with unless a comment or label names one.
+    pub agent: Option<String>,
+    /// Most of the repository's tasks running at once, over all instances (operator only).
+    pub max_running: Option<u32>,
 }
 
 /// A repository's `.forgehand.toml`, with where each key stands in the file.
@@ -106,6 +110,7 @@ struct RepoFile {
     on_failing_checks: Option<Spanned<OnFailingChecks>>,
     on_failing_setup: Option<Spanned<OnFailingSetup>>,
     command_timeout_secs: Option<Spanned<u64>>,
+    agent: Option<Spanned<String>>,
 }
 
 /// What a task does around the agent for one repository.
@@ -122,6 +127,8 @@ pub struct Verification {
     pub on_failing_setup: OnFailingSetup,
     /// Time limit of each command.
     pub command_timeout: Duration,
+    /// The agent profile the repository asks for (`[[repos]]`, then its file).
+    pub agent: Option<String>,
 }
 
 impl Verification {
@@ -135,6 +142,7 @@ impl Verification {
             on_failing_checks: defaults.on_failing_checks,
             on_failing_setup: defaults.on_failing_setup,
             command_timeout: Duration::from_secs(defaults.command_timeout_secs),
+            agent: None,
         };
         if let Some(entry) = entries.iter().find(|e| e.name.eq_ignore_ascii_case(repo)) {
             rules.apply_entry(entry);
@@ -157,6 +165,9 @@ impl Verification {
         self.on_failing_setup = entry.on_failing_setup.unwrap_or(self.on_failing_setup);
         if let Some(secs) = entry.command_timeout_secs {
             self.command_timeout = Duration::from_secs(secs);
+        }
+        if let Some(agent) = &entry.agent {
+            self.agent = Some(agent.clone());
         }
     }
 
@@ -226,6 +237,7 @@ impl RepoFile {
         add("on_failing_checks", self.on_failing_checks.as_ref().map(Spanned::span));
         add("on_failing_setup", self.on_failing_setup.as_ref().map(Spanned::span));
         add("command_timeout_secs", self.command_timeout_secs.as_ref().map(Spanned::span));
+        add("agent", self.agent.as_ref().map(Spanned::span));
         spans
     }
 
@@ -239,6 +251,8 @@ impl RepoFile {
             on_failing_checks: self.on_failing_checks.map(Spanned::into_inner),
             on_failing_setup: self.on_failing_setup.map(Spanned::into_inner),
             command_timeout_secs: self.command_timeout_secs.map(Spanned::into_inner),
+            agent: self.agent.map(Spanned::into_inner),
+            max_running: None,
         }
     }
 }
@@ -287,6 +301,11 @@ pub(super) fn problems(defaults: &RepoConfigSettings, entries: &[RepoSettings]) 
         if entry.command_timeout_secs == Some(0) {
             problems.push(format!("repos[{i}].command_timeout_secs: must be at least 1"));
         }
+        if entry.max_running == Some(0) {
+            problems.push(format!(
+                "repos[{i}].max_running: must be at least 1; hold the repository to stop its tasks"
+            ));
+        }
     }
     problems
 }
@@ -305,6 +324,8 @@ mod tests {
             on_failing_checks: Some(OnFailingChecks::Fail),
             on_failing_setup: None,
             command_timeout_secs: None,
+            agent: None,
+            max_running: None,
         };
         Verification::for_repo(&RepoConfigSettings::default(), &[entry], "octo/repo")
     }

@@ -11,6 +11,10 @@ use super::entities::task_status::{Ending, TaskEvent, TaskStatus};
 use super::entities::tasks::{self, Column};
 use super::limits::{self, clean};
 use super::{Db, DbError, queries};
+use sea_orm::ConnectionTrait as _;
+
+/// The PostgreSQL advisory lock key that serialises claims over instances.
+const CLAIM_LOCK: i64 = 0x666f_7267_6568;
 use crate::forge::IssueNumber;
 
 /// A claim on a running task: its id and its owner, `<instance>/<random>`.
@@ -62,9 +66,40 @@ pub enum RunEnd<'a> {
 }
 
 impl Db {
-    /// Claims the oldest queued task that is due, for `owner`, for `length`.
-    pub async fn claim_next(&self, owner: &str, length: Duration) -> Result<Option<tasks::Model>, DbError> {
-        Ok(queries::claim_next(&self.conn, owner, Utc::now() + length).await?)
+    /// Claims the next queued task that is due (see [`queries::claim_next`]), for `owner`,
+    /// for `length`. On PostgreSQL claims are serialised by an advisory lock, so that a
+    /// profile's or repository's running count cannot be read stale by two instances.
+    pub async fn claim_next(
+        &self,
+        owner: &str,
+        length: Duration,
+        limits: &queries::ClaimLimits,
+    ) -> Result<Option<tasks::Model>, DbError> {
+        if self.conn.get_database_backend() != sea_orm::DbBackend::Postgres {
+            return Ok(queries::claim_next(&self.conn, owner, Utc::now() + length, limits).await?);
+        }
+        let txn = sea_orm::TransactionTrait::begin(&self.conn).await?;
+        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({CLAIM_LOCK})")).await?;
+        let claimed = queries::claim_next(&txn, owner, Utc::now() + length, limits).await?;
+        txn.commit().await?;
+        Ok(claimed)
+    }
+
+    /// Holds the queue of repository `scope` (`owner/name`) or, with
+    /// [`queries::HOLD_ALL`], all of it: its queued tasks wait until [`Db::release_hold`].
+    /// False when it was already held.
+    pub async fn hold(&self, scope: &str, by: &str) -> Result<bool, DbError> {
+        Ok(queries::hold(&self.conn, scope, by).await?)
+    }
+
+    /// Ends a hold; false when there was none.
+    pub async fn release_hold(&self, scope: &str) -> Result<bool, DbError> {
+        Ok(queries::release_hold(&self.conn, scope).await?)
+    }
+
+    /// The holds in force: scope and who held it.
+    pub async fn holds(&self) -> Result<Vec<(String, String)>, DbError> {
+        Ok(queries::holds(&self.conn).await?)
     }
 
     /// The lease `owner` holds on `task_id` (from [`Db::claim_next`]), renewed for
@@ -128,6 +163,15 @@ impl Lease<'_> {
             (Column::Turns, Value::from(run.turns.map(|n| n as i32))),
             (Column::CostUsd, Value::from(run.cost_usd)),
             (Column::ResultText, Value::from(run.result_text.map(|t| clean(t, limits::RESULT_TEXT)))),
+        ])
+        .await
+    }
+
+    /// Records the agent profile and model the task runs with.
+    pub async fn record_agent(&self, profile: &str, model: &str) -> Result<bool, DbError> {
+        self.update(vec![
+            (Column::AgentProfile, Value::from(Some(clean(profile, limits::LOGIN)))),
+            (Column::AgentModel, Value::from(Some(clean(model, limits::LOGIN)))),
         ])
         .await
     }

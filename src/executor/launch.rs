@@ -27,6 +27,8 @@ pub fn request<'a>(agent: &'a AgentSettings, prompt: &'a str, resume: Option<&'a
         prompt_via: agent.prompt_via,
         sandboxed: agent.sandbox == Sandbox::Bubblewrap,
         mcp_config: None,
+        max_budget_usd: agent.max_budget_usd,
+        fallback_model: agent.fallback_model.as_deref().unwrap_or_default(),
     }
 }
 

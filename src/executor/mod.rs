@@ -260,7 +260,22 @@ fn reconfigure(ctx: &Context, settings: &Settings, pool: &Arc<Semaphore>) -> Opt
 }
 
 async fn claim(ctx: &Context) -> Result<Option<tasks::Model>, DbError> {
-    ctx.db.claim_next(&ctx.owner, ctx.lease_length()).await
+    ctx.db.claim_next(&ctx.owner, ctx.lease_length(), &claim_limits(&ctx.settings)).await
+}
+
+/// The profile and repository limits the claim enforces, from `settings`.
+fn claim_limits(settings: &Settings) -> crate::db::queries::ClaimLimits {
+    let profiles = settings
+        .profile_names()
+        .into_iter()
+        .filter_map(|name| Some((name.to_owned(), settings.profile(name)?.max_concurrent?)))
+        .collect();
+    let repos = settings
+        .repos
+        .iter()
+        .filter_map(|entry| Some((entry.name.to_ascii_lowercase(), entry.max_running?)))
+        .collect();
+    crate::db::queries::ClaimLimits { profiles, repos }
 }
 
 async fn requeue_expired(ctx: &Context) {
@@ -283,6 +298,15 @@ async fn run_task(ctx: Arc<Context>, task: tasks::Model, shutdown: watch::Receiv
                 tracing::warn!(error = %err, "cannot record the start");
             }
             let guard = Guard::start(ctx.clone(), task.id, shutdown);
+            let (ctx, task) = match with_profile(&ctx, task).await {
+                Ok(routed) => routed,
+                Err((task, failure)) => {
+                    let stop = guard.stop_reason();
+                    guard.finish().await;
+                    finish::record(&ctx, &task, Err(failure), stop).await;
+                    return;
+                }
+            };
             let result = pipeline::execute(&ctx, &task, &guard).await;
             let stop = guard.stop_reason();
             guard.finish().await;
@@ -291,6 +315,39 @@ async fn run_task(ctx: Arc<Context>, task: tasks::Model, shutdown: watch::Receiv
         span,
     )
     .await;
+}
+
+/// The context `task` runs in: its agent profile's settings in place of `[agent]`, the
+/// profile and model recorded on the task. Fails when no profile has the task's name.
+async fn with_profile(
+    ctx: &Arc<Context>,
+    mut task: tasks::Model,
+) -> Result<(Arc<Context>, tasks::Model), (tasks::Model, outcome::Failure)> {
+    let name = task.agent_profile.clone().unwrap_or_else(|| crate::config::DEFAULT_PROFILE.to_owned());
+    let Some(agent) = ctx.settings.profile(&name) else {
+        let reason = format!(
+            "no agent profile is named {name:?} any more; the profiles are {}",
+            ctx.settings.profile_names().join(", ")
+        );
+        return Err((task, outcome::Failure::Permanent { reason, partial_branch: None }));
+    };
+    if let Err(err) = ctx.lease(task.id).record_agent(&name, &agent.model).await {
+        tracing::warn!(error = %err, "cannot record the agent profile");
+    }
+    task.agent_profile = Some(name);
+    task.agent_model = Some(agent.model.clone());
+    let mut settings = ctx.settings.clone();
+    settings.agent = agent;
+    let routed = Context {
+        settings,
+        db: ctx.db.clone(),
+        forges: ctx.forges.clone(),
+        workspaces: ctx.workspaces.clone(),
+        owner: ctx.owner.clone(),
+        instance: ctx.instance.clone(),
+        wake: ctx.wake.clone(),
+    };
+    Ok((Arc::new(routed), task))
 }
 
 async fn shut_down(ctx: &Context, mut running: JoinSet<()>, shutdown: watch::Sender<bool>) {

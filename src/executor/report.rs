@@ -129,6 +129,8 @@ pub struct PullFacts<'a> {
     pub task_id: i64,
     pub task_url: &'a str,
     pub requested_by: &'a str,
+    /// The agent profile and the model it ran.
+    pub agent: &'a str,
     pub turns: Option<u32>,
     pub cost_usd: Option<f64>,
     pub duration: Duration,
@@ -148,6 +150,7 @@ pub fn pull_body(facts: &PullFacts<'_>) -> String {
     let mut facts_line = vec![
         format!("forgehand [task #{}]({})", facts.task_id, facts.task_url),
         format!("requested by @{}", facts.requested_by),
+        facts.agent.to_owned(),
     ];
     if let Some(turns) = facts.turns {
         facts_line.push(format!("{turns} turns"));
@@ -288,6 +291,7 @@ mod tests {
     #[test]
     fn pull_bodies_close_the_issue_and_state_the_cost() {
         let body = pull_body(&PullFacts {
+            agent: "agent `default`",
             summary: "Added --verbose.",
             issue: Some(42.into()),
             task_id: 3,
@@ -300,7 +304,7 @@ mod tests {
         });
         assert!(body.starts_with("Added --verbose.\n\nCloses #42\n\n---\n"), "{body}");
         assert!(
-            body.contains("[task #3](http://h/tasks/3) · requested by @alice · 4 turns · $0.0123 · 1m 15s"),
+            body.contains("[task #3](http://h/tasks/3) · requested by @alice · agent `default` · 4 turns · $0.0123 · 1m 15s"),
             "{body}"
         );
     }

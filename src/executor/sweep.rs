@@ -139,6 +139,13 @@ async fn queue(
         requested_by: issue.author.clone(),
         instructions: String::new(),
         branch: None,
+        routing: crate::trigger::Routing::from_labels(&issue.labels, &ctx.settings.trigger.label),
+    };
+    let crate::trigger::Decision::Create(request) =
+        crate::trigger::route(crate::trigger::Decision::Create(request), &ctx.settings)
+    else {
+        tracing::warn!(number = issue.number.get(), "the sweep found a label naming no agent profile");
+        return Ok(false);
     };
     let message = format!(
         "queued by the sweep: #{} carries the label {:?} but no webhook for it was received",

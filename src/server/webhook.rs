@@ -291,7 +291,9 @@ async fn record(
         Some(forge) => {
             // Without bot_login, the account the forge named for the token is forgehand's own.
             let forge = identities.effective(forge);
-            trigger::decide(&event, &forge, &settings.trigger, &settings.git.branch_prefix, ctx)
+            let decision =
+                trigger::decide(&event, &forge, &settings.trigger, &settings.git.branch_prefix, ctx);
+            trigger::route(decision, &settings)
         }
         None => trigger::Decision::Ignore(format!("forge {forge_name:?} is no longer configured")),
     };

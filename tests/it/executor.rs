@@ -24,6 +24,8 @@ pub struct Setup {
     pub poll_secs: u64,
     pub lease_secs: u64,
     pub executor_enabled: bool,
+    /// More configuration, appended to the file.
+    pub extra: String,
 }
 
 impl Setup {
@@ -40,6 +42,7 @@ impl Setup {
             // loses a lease by accident; the tests about expiry set their own.
             lease_secs: 15,
             executor_enabled: true,
+            extra: String::new(),
         }
     }
 
@@ -50,18 +53,18 @@ impl Setup {
 }
 
 /// A forgehand with its executor, a fake forge, and a bare remote holding `main`.
-struct World {
-    app: TestApp,
-    forge: FakeForge,
+pub struct World {
+    pub app: TestApp,
+    pub forge: FakeForge,
     remote: PathBuf,
-    repo: &'static str,
-    log: PathBuf,
+    pub repo: &'static str,
+    pub log: PathBuf,
     pidfile: PathBuf,
     setup_dialect: Dialect,
 }
 
 impl World {
-    async fn start(setup: Setup) -> World {
+    pub async fn start(setup: Setup) -> World {
         let dir = tempfile::tempdir().unwrap();
         let forge = match setup.dialect {
             Dialect::Github => FakeForge::github().await,
@@ -111,14 +114,14 @@ impl World {
         answer.json["task_id"].as_i64().unwrap()
     }
 
-    async fn deliver(&self, delivery: Delivery) -> crate::harness::Answer {
+    pub async fn deliver(&self, delivery: Delivery) -> crate::harness::Answer {
         let forge = if self.setup_dialect == Dialect::Github { "github" } else { "gitea" };
         self.app.deliver(forge, delivery).await
     }
 
     /// Waits until task `id` ended and the forge shows it: forgehand records the end first,
     /// then edits the status comment, then sets the labels.
-    async fn finished(&self, id: i64) -> forgehand::db::entities::tasks::Model {
+    pub async fn finished(&self, id: i64) -> forgehand::db::entities::tasks::Model {
         let task =
             self.app.wait_task(id, LONG, |t| !["queued", "running"].contains(&t.status.as_str())).await;
         let wanted = match task.status.as_str() {
@@ -148,7 +151,7 @@ impl World {
     }
 
     /// One entry per agent run, in start order.
-    fn agent_runs(&self) -> Vec<serde_json::Value> {
+    pub fn agent_runs(&self) -> Vec<serde_json::Value> {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         text.lines()
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
@@ -191,7 +194,8 @@ env = {{ FAKE_CLAUDE_MODE = "{mode}", FAKE_CLAUDE_LOG = "{log}", FAKE_CLAUDE_PID
 [git]
 author_name = "forgehand-test"
 author_email = "forgehand@test"
-{forge}"#,
+{forge}
+{extra}"#,
         data = dir.path().join("data").display(),
         database = match &setup.database_url {
             Some(url) => format!("[database]\nurl = \"{url}\"\n"),
@@ -207,6 +211,7 @@ author_email = "forgehand@test"
         pidfile = pidfile.display(),
         hold = setup.hold_ms,
         forge = forge.config_toml(name),
+        extra = setup.extra,
     )
 }
 

@@ -21,6 +21,7 @@ mod intake;
 mod openapi;
 mod pg_server;
 mod process;
+mod profiles;
 mod questions;
 mod real_claude;
 mod real_codex;

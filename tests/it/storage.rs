@@ -17,6 +17,7 @@ fn request(number: u32) -> TaskRequest {
         requested_by: "alice".into(),
         instructions: String::new(),
         branch: None,
+        routing: Default::default(),
     }
 }
 

@@ -63,6 +63,14 @@ pub struct Model {
     pub questions_asked: i32,
     /// The answers that arrived since the last question, as JSON (`[Answer]`).
     pub answers: Option<String>,
+    /// The agent profile the task was routed to (`None`: `default`, or the repository's
+    /// choice once its file is read), and the model its last run used.
+    pub agent_profile: Option<String>,
+    /// Who chose `agent_profile`: `request` (comment, label) or `repository`.
+    pub agent_source: Option<String>,
+    pub agent_model: Option<String>,
+    /// Higher runs first; 0 unless a label or `p=N` says otherwise.
+    pub priority: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

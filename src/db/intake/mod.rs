@@ -102,6 +102,9 @@ pub(super) struct TaskRow<'a> {
     pub instructions: String,
     pub clone_url: String,
     pub branch: Option<String>,
+    pub profile: Option<String>,
+    pub source: Option<&'static str>,
+    pub priority: i32,
 }
 
 impl<'a> TaskRow<'a> {
@@ -117,6 +120,9 @@ impl<'a> TaskRow<'a> {
             instructions: clean(&r.instructions, limits::INSTRUCTIONS),
             clone_url: clean(&r.clone_url, limits::CLONE_URL),
             branch: r.branch.as_deref().map(|b| clean(b, limits::BRANCH)),
+            profile: r.routing.profile.clone(),
+            source: r.routing.source.map(|s| s.as_str()),
+            priority: r.routing.priority,
         }
     }
 }

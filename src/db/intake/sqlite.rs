@@ -53,8 +53,8 @@ static ANSWER: LazyLock<String> = LazyLock::new(queries::answer_statement);
 static INSERT_TASK: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO tasks (forge, repo, number, kind, trigger, requested_by, title, instructions, \
-         clone_url, status, attempt, branch, cancel_requested, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, '{}', 0, ?10, 0, ?11, ?11) \
+         clone_url, status, attempt, branch, cancel_requested, created_at, updated_at, agent_profile, priority, agent_source) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, '{}', 0, ?10, 0, ?11, ?11, ?12, ?13, ?14) \
          ON CONFLICT (forge, repo, number) WHERE {} DO NOTHING RETURNING id",
         TaskStatus::Queued.as_str(),
         queries::ACTIVE_TASK_PREDICATE
@@ -117,6 +117,9 @@ impl IntakeStore for SqliteStore<'_> {
             r.clone_url,
             r.branch,
             self.now,
+            r.profile,
+            r.priority,
+            r.source,
         ];
         insert.query_row(params, |row| row.get(0)).optional().map_err(db_err)
     }

@@ -33,6 +33,7 @@ fn create(_: &IssueContext) -> Decision {
         requested_by: "alice".into(),
         instructions: "first".into(),
         branch: None,
+        routing: Default::default(),
     })
 }
 
@@ -113,7 +114,10 @@ async fn both_stores_apply_the_same_rules() {
         if claim_after {
             let until = chrono::Utc::now() + chrono::Duration::minutes(5);
             for conn in [&by_writer, &by_sea] {
-                queries::claim_next(conn, "me", until).await.unwrap().expect("a queued task");
+                queries::claim_next(conn, "me", until, &Default::default())
+                    .await
+                    .unwrap()
+                    .expect("a queued task");
             }
         }
     }

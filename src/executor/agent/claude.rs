@@ -93,6 +93,12 @@ pub fn args(request: &Request) -> Vec<String> {
     if !request.model.is_empty() {
         args.extend(["--model".to_owned(), request.model.to_owned()]);
     }
+    if !request.fallback_model.is_empty() {
+        args.extend(["--fallback-model".to_owned(), request.fallback_model.to_owned()]);
+    }
+    if let Some(usd) = request.max_budget_usd {
+        args.extend(["--max-budget-usd".to_owned(), usd.to_string()]);
+    }
     // One comma-separated value: the option takes several values and would swallow
     // whatever follows that does not start with `-`.
     let ask = request.mcp_config.map(|_| crate::executor::mcp::CLAUDE_TOOL_NAME);

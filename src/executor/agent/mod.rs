@@ -58,6 +58,10 @@ pub struct Request<'a> {
     /// Claude Code's `--mcp-config` JSON that starts `forgehand mcp` (the `ask_question`
     /// tool); `None`: the agent gets no tool to ask with.
     pub mcp_config: Option<&'a str>,
+    /// Claude Code's `--max-budget-usd`.
+    pub max_budget_usd: Option<f64>,
+    /// Claude Code's `--fallback-model` (empty: none).
+    pub fallback_model: &'a str,
 }
 
 impl<'a> Request<'a> {
@@ -73,6 +77,8 @@ impl<'a> Request<'a> {
             prompt_via: PromptVia::Stdin,
             sandboxed: false,
             mcp_config: None,
+            max_budget_usd: None,
+            fallback_model: "",
         }
     }
 }

@@ -508,6 +508,10 @@ async fn run_agent(
         (_, Some(asked)) => return Err(Failure::Asked { question: Some(asked.question) }),
         _ => {}
     }
+    if let Some(reason) = over_budget(settings.max_budget_usd, &run) {
+        let partial = push_partial(ctx, task, worktree, leftovers).await;
+        return Err(Failure::Permanent { reason, partial_branch: partial.then(|| plan.branch.clone()) });
+    }
     match outcome {
         AgentOutcome::Success => Ok(run),
         AgentOutcome::Cancelled => Err(stop_if_asked(guard).err().unwrap_or(Failure::Stopped)),
@@ -523,6 +527,14 @@ async fn run_agent(
             })
         }
     }
+}
+
+/// Why `run` ended the task when it spent more than the profile's `max_budget_usd`.
+fn over_budget(budget: Option<f64>, run: &AgentRun) -> Option<String> {
+    let (budget, spent) = (budget?, run.result.as_ref()?.total_cost_usd?);
+    (spent > budget).then(|| {
+        format!("the agent run spent ${spent:.4}, more than its profile's max_budget_usd of ${budget:.4}")
+    })
 }
 
 /// Records the task's runs as one: turns and cost summed, the last session and summary.
@@ -671,7 +683,9 @@ async fn open_pull(
         return Ok(Success::Done { pr_number: pull.number, pr_url: pull.url });
     }
     let task_url = task_url(ctx, task.id);
+    let agent = agent_line(task.agent_profile.as_deref(), &ctx.settings.agent.model);
     let body = report::pull_body(&PullFacts {
+        agent: &agent,
         summary: &work.summary,
         issue: Some(number),
         task_id: task.id,
@@ -693,6 +707,15 @@ async fn open_pull(
     let opened = forge.create_pull(&task.repo_name(), &pull).await?;
     crate::failpoint::hit("after_pull_created");
     Ok(Success::Done { pr_number: opened.number, pr_url: opened.url })
+}
+
+/// How the pull request names the agent profile and model a task ran with.
+fn agent_line(profile: Option<&str>, model: &str) -> String {
+    let profile = profile.unwrap_or(crate::config::DEFAULT_PROFILE);
+    match model {
+        "" => format!("agent `{profile}` (the CLI's default model)"),
+        model => format!("agent `{profile}` (model `{model}`)"),
+    }
 }
 
 /// Fails with `Stopped` when the task's lease is no longer ours (another executor took it).
