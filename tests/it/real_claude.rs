@@ -78,6 +78,8 @@ pub struct Options {
     pub allowed_tools: Vec<String>,
     /// Appended to the configuration (`REPO` replaced by the repository's name).
     pub extra: String,
+    /// Added to the `[agent]` section.
+    pub agent_extra: String,
 }
 
 impl Options {
@@ -92,6 +94,7 @@ impl Options {
             args: Vec::new(),
             allowed_tools: Vec::new(),
             extra: String::new(),
+            agent_extra: String::new(),
         }
     }
 
@@ -174,6 +177,7 @@ args = {args:?}
 allowed_tools = {allowed_tools:?}
 max_turns = {max_turns}
 env = {{ {env} }}
+{agent_extra}
 [git]
 author_name = "forgehand-test"
 author_email = "forgehand@test"
@@ -190,6 +194,7 @@ author_email = "forgehand@test"
             env = env.join(", "),
             forge = forge.config_toml(name),
             extra = options.extra.replace("REPO", repo),
+            agent_extra = options.agent_extra,
         );
         let app = TestApp::spawn_config(dir, &config).await;
         World { app, forge, model, remote, data, repo, dialect: options.dialect }
@@ -288,6 +293,51 @@ async fn the_real_cli_fixes_a_failing_check_when_resumed() {
         "{:?}",
         world.bot_comments()
     );
+}
+
+/// The real CLI calls `mcp__forgehand__ask_question` (served by `forgehand mcp`, which it
+/// starts from `--mcp-config`); the task waits for an answer; a person's comment resumes the
+/// same session, which finishes the work.
+#[tokio::test]
+async fn the_real_cli_asks_a_question_and_finishes_after_the_answer() {
+    const QUESTION: &str = "Should the flag be -v or --verbose?";
+    let agent_extra = format!("forgehand_command = \"{}\"", env!("CARGO_BIN_EXE_forgehand"));
+    let options = Options { agent_extra, ..Options::new(Dialect::Github) };
+    let ask =
+        Turn::Tools(vec![("mcp__forgehand__ask_question".into(), serde_json::json!({"question": QUESTION}))]);
+    let script = vec![
+        ask,
+        Turn::text("I asked which flag to use."),
+        Turn::write("VERBOSE.md", "The CLI takes --verbose.\n"),
+        Turn::text("Added VERBOSE.md, as answered."),
+    ];
+    let world = World::start(options, Behaviour::Script(script)).await;
+    let id = world.deliver_label().await;
+    let waiting = world.app.wait_task(id, LONG, |t| t.status != "queued" && t.status != "running").await;
+    assert_eq!(waiting.status, "needs_input", "{waiting:?}");
+    assert_eq!(waiting.question.as_deref(), Some(QUESTION));
+    let told = world.model.turn_requests()[1]["messages"].to_string();
+    assert!(told.contains("end your turn"), "the tool told the model to stop: {told}");
+    assert!(
+        world.bot_comments().iter().any(|c| c.contains(&format!("> {QUESTION}"))),
+        "{:?}",
+        world.bot_comments()
+    );
+
+    let answer = world.forge.comment_as(world.repo, 42, "alice", "Use --verbose, please.");
+    let delivered = world.app.deliver("github", answer.delivery()).await;
+    assert_eq!(delivered.json["outcome"], "answered", "{}", delivered.text);
+    let task = world.finished(id).await;
+    assert_eq!(task.status, "done", "{task:?}");
+    assert_eq!(remote_file(&world.remote, BRANCH, "VERBOSE.md").unwrap().0, "The CLI takes --verbose.\n");
+    let turns = world.model.turn_requests();
+    assert_eq!(turns.len(), 4, "two turns, then two more in the resumed session");
+    let resumed = turns[2]["messages"].to_string();
+    assert!(
+        resumed.contains("I asked which flag to use.") && resumed.contains("Use --verbose, please."),
+        "{resumed}"
+    );
+    assert_eq!(world.forge.pulls(world.repo).len(), 1);
 }
 
 async fn happy_path(dialect: Dialect) {
