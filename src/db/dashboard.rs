@@ -415,6 +415,8 @@ pub struct MetricCounts {
     pub recent_durations: Vec<f64>,
     /// Pull requests by how their checks came out (every time).
     pub checks: super::ChecksCounts,
+    /// Questions agents asked, over every task.
+    pub questions_asked: i64,
 }
 
 type Time = DateTime<Utc>;
@@ -461,7 +463,15 @@ impl Db {
             .filter(|seconds| *seconds >= 0.0)
             .collect();
         let checks = self.checks_counts(None).await?;
-        Ok(MetricCounts { tasks, deliveries, recent_durations, checks })
+        let asked: Option<Option<i64>> = tasks::Entity::find()
+            .select_only()
+            .column_as(Expr::col(tasks::Column::QuestionsAsked).sum(), "asked")
+            .filter(tasks::Column::QuestionsAsked.gt(0))
+            .into_tuple()
+            .one(db)
+            .await?;
+        let questions_asked = asked.flatten().unwrap_or(0);
+        Ok(MetricCounts { tasks, deliveries, recent_durations, checks, questions_asked })
     }
 }
 

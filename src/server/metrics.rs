@@ -116,6 +116,13 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     render_durations(&mut out, counts.recent_durations);
     family(
         &mut out,
+        "forgehand_questions_asked_total",
+        "counter",
+        "Questions agents asked with ask_question (every task; answers are forgehand_deliveries_total{outcome=\"answered\"}).",
+    );
+    let _ = writeln!(out, "forgehand_questions_asked_total {}", counts.questions_asked);
+    family(
+        &mut out,
         "forgehand_pull_requests_checks",
         "gauge",
         "Pull requests whose checks passed first time (passed), after fix rounds (fixed) or not at all (failing).",

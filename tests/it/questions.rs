@@ -308,3 +308,29 @@ async fn a_sandboxed_agent_asks_too() {
     assert_eq!(answer.json["outcome"], "answered", "{}", answer.text);
     world.status(id, "done").await;
 }
+
+/// Answers that arrive before the task resumes are joined into one prompt (the queue is
+/// held so that the first answer cannot be taken alone).
+#[tokio::test]
+async fn two_answers_before_the_resume_are_joined() {
+    let world = World::start(Dialect::Gitea, "").await;
+    let id = world.label(42).await;
+    world.asked(id).await;
+    assert!(world.app.db.hold(world.repo, "test").await.unwrap());
+    world.forge.set_permission(world.repo, "carol", "write");
+    for (who, text) in [("alice", "Use --verbose."), ("carol", "And say so in the README.")] {
+        let answer = world.send(world.forge.comment_as(world.repo, 42, who, text)).await;
+        assert_eq!(answer.json["outcome"], "answered", "{}", answer.text);
+    }
+    assert_eq!(world.status(id, "queued").await.status, "queued", "held: answered but not claimed");
+    assert!(world.app.db.release_hold(world.repo).await.unwrap());
+    world.status(id, "done").await;
+    let runs = world.runs_on_42();
+    assert_eq!(runs.len(), 2, "one resumed run for both answers: {runs:?}");
+    let prompt = runs[1]["argv"].to_string();
+    assert!(prompt.contains("Use --verbose.") && prompt.contains("And say so in the README."), "{prompt}");
+    assert!(prompt.contains("@alice answered:") && prompt.contains("@carol answered:"), "{prompt}");
+    let metrics = reqwest::get(format!("{}/metrics", world.app.base)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("forgehand_questions_asked_total 1\n"), "{metrics}");
+    assert!(metrics.contains("forgehand_deliveries_total{outcome=\"answered\"} 2\n"), "{metrics}");
+}
