@@ -255,9 +255,9 @@ pub struct AgentSettings {
 
 impl AgentSettings {
     /// Whether the agent is given the `ask_question` tool: `questions`, or by default only
-    /// Claude Code (a command program would not expect the `--mcp-config` argument).
+    /// Claude Code and Codex (a command program would not expect the `--mcp-config` argument).
     pub fn asks_questions(&self) -> bool {
-        self.questions.unwrap_or(self.kind == AgentKind::Claude)
+        self.questions.unwrap_or(matches!(self.kind, AgentKind::Claude | AgentKind::Codex))
     }
 }
 

@@ -360,10 +360,16 @@ mod responses {
             Turn::Tools(calls) => calls
                 .iter()
                 .map(|(name, input)| {
-                    json!({
+                    let mut call = json!({
                         "type": "function_call", "id": format!("fc_{}", rand_id()), "status": "completed",
                         "call_id": format!("call_{}", rand_id()), "name": name, "arguments": input.to_string(),
-                    })
+                    });
+                    // `namespace/name`: a tool of a namespace (how Codex offers an MCP server's tools).
+                    if let Some((namespace, tool)) = name.split_once('/') {
+                        call["namespace"] = json!(namespace);
+                        call["name"] = json!(tool);
+                    }
+                    call
                 })
                 .collect(),
         }

@@ -10,6 +10,10 @@ use crate::model_server::{Behaviour, ModelServer, Turn};
 use crate::real_claude::{Cli, Options, World, follow_up_with};
 
 const VERSION: &str = "0.169.0";
+/// How Codex offers the `ask_question` tool of the MCP server `forgehand`: the tool
+/// `ask_question` of the namespace `mcp__forgehand` (see `model_server`).
+const CODEX_TOOL: &str = "mcp__forgehand/ask_question";
+const LONG: std::time::Duration = std::time::Duration::from_secs(90);
 
 /// The pinned CLI; missing means `cd tests/codex && npm ci` was not run.
 pub fn codex_binary() -> PathBuf {
@@ -209,4 +213,43 @@ async fn an_overloaded_model_under_codex_is_retried_by_forgehand_then_reported()
     assert!(world.bot_comments()[0].contains(reason), "{:?}", world.bot_comments());
     let comments = world.bot_comments().concat();
     assert!(!comments.contains("127.0.0.1"), "the model API's address is not posted: {comments}");
+}
+
+/// Codex gets `forgehand mcp` as an MCP server (`-c mcp_servers.forgehand.…`), calls
+/// `ask_question`, waits in `needs_input`, and finishes in the resumed thread after the answer.
+#[tokio::test]
+async fn the_real_codex_cli_asks_a_question_and_finishes_after_the_answer() {
+    const QUESTION: &str = "Should the flag be -v or --verbose?";
+    let mut options = codex_options(Dialect::Github);
+    options.agent_extra = format!("forgehand_command = \"{}\"", env!("CARGO_BIN_EXE_forgehand"));
+    let ask = Turn::Tools(vec![(CODEX_TOOL.into(), serde_json::json!({"question": QUESTION}))]);
+    let script = vec![
+        ask,
+        Turn::text("I asked which flag to use."),
+        Turn::shell("printf 'The CLI takes --verbose.\\n' > VERBOSE.md"),
+        Turn::text("Added VERBOSE.md, as answered."),
+    ];
+    let world = World::start(options, Behaviour::Script(script)).await;
+    let id = world.deliver_label().await;
+    let waiting = world.app.wait_task(id, LONG, |t| t.status != "queued" && t.status != "running").await;
+    let tools: Vec<String> = world.model.turn_requests()[0]["tools"]
+        .as_array()
+        .map(|t| t.iter().filter(|t| t.to_string().contains("forgehand")).map(|t| t.to_string()).collect())
+        .unwrap_or_default();
+    assert_eq!(tools.len(), 1, "Codex was offered forgehand's MCP server once: {tools:?}");
+    assert!(tools[0].contains("\"name\":\"ask_question\""), "{tools:?}");
+    assert_eq!(waiting.status, "needs_input", "{waiting:?}");
+    assert_eq!(waiting.question.as_deref(), Some(QUESTION));
+
+    let answer = world.forge.comment_as(world.repo, 42, "alice", "Use --verbose, please.");
+    let delivered = world.app.deliver("github", answer.delivery()).await;
+    assert_eq!(delivered.json["outcome"], "answered", "{}", delivered.text);
+    let task = world.finished(id).await;
+    assert_eq!(task.status, "done", "{task:?}");
+    assert_eq!(remote_file(&world.remote, BRANCH, "VERBOSE.md").unwrap().0, "The CLI takes --verbose.\n");
+    let resumed = world.model.turn_requests().last().unwrap()["input"].to_string();
+    assert!(
+        resumed.contains("I asked which flag to use.") && resumed.contains("Use --verbose, please."),
+        "{resumed}"
+    );
 }

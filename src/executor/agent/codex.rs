@@ -21,11 +21,29 @@ pub fn launch(request: &Request) -> Launch {
         args.extend(["-m".to_owned(), request.model.to_owned()]);
     }
     args.extend(request.extra.iter().cloned());
+    args.extend(request.mcp_config.map(mcp_overrides).unwrap_or_default());
     if let Some(session) = request.resume {
         args.push(session.to_owned());
     }
     args.push("-".to_owned());
     Launch { args, stdin: Some(request.prompt.to_owned()) }
+}
+
+/// Codex takes MCP servers from its config: the `--mcp-config` JSON (Claude Code's
+/// `mcpServers` shape) as `-c mcp_servers.<name>.command=…` / `.args=[…]` overrides. JSON
+/// strings and arrays of strings are valid TOML values.
+fn mcp_overrides(config: &str) -> Vec<String> {
+    let Ok(Value::Object(root)) = serde_json::from_str::<Value>(config) else { return Vec::new() };
+    let Some(Value::Object(servers)) = root.get("mcpServers") else { return Vec::new() };
+    let mut args = Vec::new();
+    for (name, server) in servers {
+        for key in ["command", "args"] {
+            if let Some(value) = server.get(key) {
+                args.extend(["-c".to_owned(), format!("mcp_servers.{name}.{key}={value}")]);
+            }
+        }
+    }
+    args
 }
 
 /// Follows a run: the thread id and the last agent message make the result.
@@ -156,6 +174,19 @@ fn str_field<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mcp_config_becomes_config_overrides() {
+        let config = r#"{"mcpServers":{"forgehand":{"command":"/usr/bin/forgehand","args":["mcp","--question-file","/d/q \"x\".json"],"env":{}}}}"#;
+        let launch = launch(&Request { mcp_config: Some(config), ..Request::new("Do it") });
+        let args = launch.args.join(" ");
+        assert!(
+            args.contains(r#"-c mcp_servers.forgehand.command="/usr/bin/forgehand" -c mcp_servers.forgehand.args=["mcp","--question-file","/d/q \"x\".json"]"#),
+            "{args}"
+        );
+        assert_eq!(launch.args.last().map(String::as_str), Some("-"));
+        assert_eq!(mcp_overrides("not json"), Vec::<String>::new());
+    }
 
     #[test]
     fn the_prompt_goes_on_stdin_and_resume_names_the_session() {
