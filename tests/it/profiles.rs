@@ -61,6 +61,9 @@ async fn a_label_routes_to_its_profile_and_the_pull_request_names_it() {
     assert!(args.windows(2).any(|w| w == ["--model", "opus-x"]), "{args:?}");
     let pull = &world.forge.pulls(world.repo)[0];
     assert!(pull.body.contains("agent `opus` (model `opus-x`)"), "{}", pull.body);
+    let browser = crate::dashboard::Browser::login(&world.app).await;
+    let (_, page) = browser.get(&format!("/tasks/{id}")).await;
+    assert!(page.contains(r#"<dd id="agent">opus (opus-x)</dd>"#), "{page}");
 }
 
 #[tokio::test]

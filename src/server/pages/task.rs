@@ -29,6 +29,8 @@ pub struct TaskView {
     pub branch: Option<String>,
     pub attempt: i32,
     pub turns: Option<i32>,
+    /// The agent profile and model the task ran with, e.g. `opus (claude-opus-4-1)`.
+    pub agent: Option<String>,
     pub created: String,
     pub started: Option<String>,
     pub finished: Option<String>,
@@ -200,6 +202,10 @@ fn task_view(state: &AppState, task: &tasks::Model) -> TaskView {
         branch: task.branch.clone(),
         attempt: task.attempt,
         turns: task.turns,
+        agent: task.agent_profile.as_ref().map(|profile| match task.agent_model.as_deref() {
+            Some(model) if !model.is_empty() => format!("{profile} ({model})"),
+            _ => profile.clone(),
+        }),
         created: time(task.created_at),
         started: task.started_at.map(time),
         finished: task.finished_at.map(time),
