@@ -233,6 +233,17 @@ author_email = "forgehand@test"
         task
     }
 
+    /// Alice answers the agent's question on #42; the resumed task ends done with the file
+    /// the scripts write after the answer.
+    pub async fn answer_then_done(&self, id: i64, text: &str) {
+        let answer = self.forge.comment_as(self.repo, 42, "alice", text);
+        let delivered = self.app.deliver("github", answer.delivery()).await;
+        assert_eq!(delivered.json["outcome"], "answered", "{}", delivered.text);
+        let task = self.finished(id).await;
+        assert_eq!(task.status, "done", "{task:?}");
+        assert_eq!(remote_file(&self.remote, BRANCH, "VERBOSE.md").unwrap().0, "The CLI takes --verbose.\n");
+    }
+
     pub fn bot_comments(&self) -> Vec<String> {
         let bot = self.forge.bot_login();
         self.forge.comments(self.repo, 42).into_iter().filter(|c| c.user == bot).map(|c| c.body).collect()
@@ -324,12 +335,7 @@ async fn the_real_cli_asks_a_question_and_finishes_after_the_answer() {
         world.bot_comments()
     );
 
-    let answer = world.forge.comment_as(world.repo, 42, "alice", "Use --verbose, please.");
-    let delivered = world.app.deliver("github", answer.delivery()).await;
-    assert_eq!(delivered.json["outcome"], "answered", "{}", delivered.text);
-    let task = world.finished(id).await;
-    assert_eq!(task.status, "done", "{task:?}");
-    assert_eq!(remote_file(&world.remote, BRANCH, "VERBOSE.md").unwrap().0, "The CLI takes --verbose.\n");
+    world.answer_then_done(id, "Use --verbose, please.").await;
     let turns = world.model.turn_requests();
     assert_eq!(turns.len(), 4, "two turns, then two more in the resumed session");
     let resumed = turns[2]["messages"].to_string();

@@ -241,12 +241,7 @@ async fn the_real_codex_cli_asks_a_question_and_finishes_after_the_answer() {
     assert_eq!(waiting.status, "needs_input", "{waiting:?}");
     assert_eq!(waiting.question.as_deref(), Some(QUESTION));
 
-    let answer = world.forge.comment_as(world.repo, 42, "alice", "Use --verbose, please.");
-    let delivered = world.app.deliver("github", answer.delivery()).await;
-    assert_eq!(delivered.json["outcome"], "answered", "{}", delivered.text);
-    let task = world.finished(id).await;
-    assert_eq!(task.status, "done", "{task:?}");
-    assert_eq!(remote_file(&world.remote, BRANCH, "VERBOSE.md").unwrap().0, "The CLI takes --verbose.\n");
+    world.answer_then_done(id, "Use --verbose, please.").await;
     let resumed = world.model.turn_requests().last().unwrap()["input"].to_string();
     assert!(
         resumed.contains("I asked which flag to use.") && resumed.contains("Use --verbose, please."),
