@@ -204,6 +204,16 @@ async fn held_tasks_stay_queued_until_released_and_profiles_keep_their_limit() {
     assert!(app.db.hold("B/Quiet", "test").await.unwrap());
     assert_eq!(claim_all(&app.db, &limits).await, [1, 3], "one solo task at a time; b/quiet held");
     assert_eq!(app.db.holds().await.unwrap(), [("b/quiet".to_owned(), "test".to_owned())]);
+    let quiet = app.tasks().await.into_iter().find(|t| t.repo == "b/quiet").unwrap().id;
+    let (_, page) = crate::dashboard::Browser::login(&app).await.get(&format!("/tasks/{quiet}")).await;
+    assert!(
+        page.contains(
+            "Waiting: the queue of b/quiet is held (by test); it runs after `forgehand release b/quiet`"
+        ),
+        "the held task says why: {page}"
+    );
+    let (_, dashboard) = crate::dashboard::Browser::login(&app).await.get("/").await;
+    assert!(dashboard.contains("Held: b/quiet (by test)"), "{dashboard}");
     assert!(app.db.release_hold("b/quiet").await.unwrap());
     assert_eq!(claim_all(&app.db, &limits).await, [4]);
 }

@@ -14,6 +14,7 @@ use super::{
     PAGE_SIZE, Refusal, TaskRow, database_error, duration, non_empty, query_string, render, task_row,
 };
 use crate::db::dashboard::{Overview, TaskQuery};
+use crate::db::queries::HOLD_ALL;
 use crate::db::{DbError, TaskStatus};
 use crate::server::AppState;
 use crate::server::session::CurrentSession;
@@ -47,6 +48,8 @@ pub struct Live {
     pub checks_passed: i64,
     pub checks_fixed: i64,
     pub checks_failing: i64,
+    /// Queues held by `forgehand hold`: what, and who held it.
+    pub holds: Vec<(String, String)>,
     pub rows: Vec<TaskRow>,
     pub next_page: Option<String>,
     pub filtered: bool,
@@ -116,6 +119,7 @@ async fn live(state: &AppState, f: &Filters, query: &TaskQuery) -> Result<Live, 
     let now = Utc::now();
     let overview: Arc<Overview> = state.overview.get(&state.db).await?;
     let page = state.db.dashboard_tasks(query).await?;
+    let holds = state.db.holds().await?;
     let pairs = [("status", &f.status), ("repo", &f.repo), ("forge", &f.forge), ("q", &f.q)];
     let next_page = page.next_before.map(|b| format!("/?{}", query_string(&pairs, Some(b))));
     Ok(Live {
@@ -141,6 +145,10 @@ async fn live(state: &AppState, f: &Filters, query: &TaskQuery) -> Result<Live, 
         checks_passed: overview.checks_week.passed,
         checks_fixed: overview.checks_week.fixed,
         checks_failing: overview.checks_week.failing,
+        holds: holds
+            .into_iter()
+            .map(|(scope, by)| (if scope == HOLD_ALL { "the whole queue".to_owned() } else { scope }, by))
+            .collect(),
         rows: page.rows.iter().map(|t| task_row(state, t, now)).collect(),
         next_page,
         filtered: f.status.is_some() || f.repo.is_some() || f.forge.is_some() || f.q.is_some(),

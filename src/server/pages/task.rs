@@ -17,6 +17,7 @@ use super::deliveries::{DeliveryRow, delivery_row};
 use super::{CsrfForm, Refusal, TaskRow, database_error, error_page, render, task_row, time};
 use crate::db::dashboard::{RETRYABLE, Retried};
 use crate::db::entities::{task_events, task_steps, tasks};
+use crate::db::queries::HOLD_ALL;
 use crate::db::{StepPhase, TaskStatus};
 use crate::server::AppState;
 use crate::server::session::{CurrentSession, check_csrf};
@@ -138,6 +139,12 @@ pub async fn task_page(
         Ok(None) => return no_such_task(id),
         Err(err) => return database_error(err),
     };
+    // Held queues are said on the page of every task they keep waiting.
+    let holds = if task.status == TaskStatus::Queued {
+        state.db.holds().await.unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let steps = match state.db.task_steps(id).await {
         Ok(rows) => rows,
         Err(err) => return database_error(err),
@@ -158,7 +165,7 @@ pub async fn task_page(
     let active = task.status.is_active();
     let page = TaskPage {
         csrf: Some(session.csrf),
-        task: task_view(&state, &task),
+        task: task_view(&state, &task, &holds),
         events: events.iter().map(event_row).collect(),
         several_attempts: steps.iter().any(|step| step.attempt != steps[0].attempt),
         steps: steps.iter().map(step_row).collect(),
@@ -189,9 +196,22 @@ fn waiting(task: &tasks::Model, max_attempts: u32, now: chrono::DateTime<Utc>) -
     Some(format!("{reason}. {next}; {left} {attempts} left of {max_attempts}."))
 }
 
-fn task_view(state: &AppState, task: &tasks::Model) -> TaskView {
+/// Why a queued task waits for a hold (`forgehand hold`), if one holds its repository.
+fn held(task: &tasks::Model, holds: &[(String, String)]) -> Option<String> {
+    let (scope, by) =
+        holds.iter().find(|(scope, _)| scope == HOLD_ALL || scope.eq_ignore_ascii_case(&task.repo))?;
+    let (what, release) = if scope == HOLD_ALL {
+        ("the whole queue".to_owned(), "forgehand release".to_owned())
+    } else {
+        (format!("the queue of {scope}"), format!("forgehand release {scope}"))
+    };
+    Some(format!("{what} is held (by {by}); it runs after `{release}`"))
+}
+
+fn task_view(state: &AppState, task: &tasks::Model, holds: &[(String, String)]) -> TaskView {
     let now = Utc::now();
-    let wait_reason = waiting(task, state.settings().executor.max_attempts, now);
+    let wait_reason =
+        held(task, holds).or_else(|| waiting(task, state.settings().executor.max_attempts, now));
     let row = task_row(state, task, now);
     let question_url = task
         .question_comment_id
