@@ -154,7 +154,7 @@ async fn answered(ctx: &Context, forge: &dyn Forge, task: &tasks::Model) -> Step
         match may_trigger(ctx, forge, task, &answer.by).await? {
             Ok(()) => answers.push(answer),
             Err(why) => {
-                let note = format!("the answer by @{} was ignored: {why}", answer.by);
+                let note = format!("the answer by @{} was ignored: {}", answer.by, why.reason());
                 let _ = ctx.lease(task.id).add_note(&note).await;
             }
         }
@@ -166,20 +166,39 @@ async fn answered(ctx: &Context, forge: &dyn Forge, task: &tasks::Model) -> Step
     Ok(Some(Resume { question, answers }))
 }
 
-/// Whether `login` has `trigger.min_permission` on the task's repository; `Err(why)`
-/// when not, or when the forge would not say.
+/// Why someone may not trigger.
+enum Denied {
+    /// Their permission is below `trigger.min_permission`.
+    Lacks(String),
+    /// The forge would not say what it is.
+    Unknown(String),
+}
+
+impl Denied {
+    fn reason(&self) -> &str {
+        match self {
+            Denied::Lacks(reason) | Denied::Unknown(reason) => reason,
+        }
+    }
+}
+
+/// Whether `login` has `trigger.min_permission` on the task's repository; a transient
+/// forge error is the step's failure.
 async fn may_trigger(
     ctx: &Context,
     forge: &dyn Forge,
     task: &tasks::Model,
     login: &str,
-) -> Step<Result<(), String>> {
+) -> Step<Result<(), Denied>> {
     let needed = ctx.settings.trigger.min_permission;
     match forge.permission(&task.repo_name(), login).await {
         Ok(has) if has >= needed => Ok(Ok(())),
-        Ok(has) => Ok(Err(format!("@{login} has {has} permission on {}; {needed} is needed", task.repo))),
+        Ok(has) => Ok(Err(Denied::Lacks(format!(
+            "@{login} has {has} permission on {}; {needed} is needed",
+            task.repo
+        )))),
         Err(err) if err.is_transient() => Err(err.into()),
-        Err(err) => Ok(Err(permission_unknown(forge, &err))),
+        Err(err) => Ok(Err(Denied::Unknown(permission_unknown(forge, &err)))),
     }
 }
 
@@ -205,24 +224,12 @@ fn reopen(ctx: &Context, task: &tasks::Model, plan: &Plan) -> Option<Worktree> {
 }
 
 async fn check_permission(ctx: &Context, forge: &dyn Forge, task: &tasks::Model) -> Step<()> {
-    let needed = ctx.settings.trigger.min_permission;
-    let has = match forge.permission(&task.repo_name(), &task.requested_by).await {
-        Ok(has) => has,
-        Err(err) if err.is_transient() => return Err(err.into()),
+    match may_trigger(ctx, forge, task, &task.requested_by).await? {
+        Ok(()) => Ok(()),
+        Err(Denied::Lacks(reason)) => Err(Failure::Rejected { reason }),
         // Not a "no" for this person: forgehand could not ask. That is the token's doing.
-        Err(err) => {
-            return Err(Failure::Permanent { reason: permission_unknown(forge, &err), partial_branch: None });
-        }
-    };
-    if has < needed {
-        return Err(Failure::Rejected {
-            reason: format!(
-                "@{} has {has} permission on {}; {needed} is needed",
-                task.requested_by, task.repo
-            ),
-        });
+        Err(Denied::Unknown(reason)) => Err(Failure::Permanent { reason, partial_branch: None }),
     }
-    Ok(())
 }
 
 /// Why a task fails when the forge would not say what the person may do.
