@@ -86,13 +86,17 @@ fn forge(kind: ForgeKind) -> ForgeSettings {
     }
 }
 
-const TRIGGER_EVENTS: [&str; 6] = [
+const TRIGGER_EVENTS: [&str; 10] = [
     "issues",
     "issue_comment",
     "pull_request_review",
     "pull_request_rejected",
     "pull_request_approved",
     "ping",
+    "check_run",
+    "check_suite",
+    "workflow_run",
+    "status",
 ];
 
 /// Trigger decisions: any parsable event, in any issue context, gives a decision without
@@ -105,11 +109,22 @@ pub fn trigger(data: &[u8]) {
     let settings = settings();
     let contexts = [
         IssueContext::default(),
-        IssueContext { active_task: Some(7), label_was_present: Some(true), awaiting_answer: false },
-        IssueContext { active_task: None, label_was_present: Some(false), awaiting_answer: false },
+        IssueContext {
+            active_task: Some(7),
+            label_was_present: Some(true),
+            awaiting_answer: false,
+            pushed: None,
+        },
+        IssueContext {
+            active_task: None,
+            label_was_present: Some(false),
+            awaiting_answer: false,
+            pushed: None,
+        },
     ];
+    let rules = forgehand::trigger::Rules { branch_prefix: &settings.git.branch_prefix, ci: &settings.ci };
     for ctx in &contexts {
-        let decision = decide(&event, &forge(kind), &settings.trigger, &settings.git.branch_prefix, ctx);
+        let decision = decide(&event, &forge(kind), &settings.trigger, &rules, ctx);
         if let Decision::Create(request) = &decision {
             assert!(event.repo().is_some(), "a task without a repository: {request:?}");
         }

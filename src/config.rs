@@ -68,6 +68,12 @@ pub struct Settings {
     /// `[repo_config]`: defaults for every repository and what its `.forgehand.toml` may set.
     #[serde(default)]
     pub repo_config: RepoConfigSettings,
+    /// `[ci]`: fixing failing checks on forgehand's own pull requests.
+    #[serde(default)]
+    pub ci: CiSettings,
+    /// `[attachments]`: images and files linked in an issue, fetched for the agent.
+    #[serde(default)]
+    pub attachments: AttachmentSettings,
     /// The file these settings were read from, if any (not a key of the file).
     #[serde(skip)]
     pub config_file: Option<PathBuf>,
@@ -184,6 +190,48 @@ pub struct TriggerSettings {
     pub command: String,
     pub repos: Vec<RepoName>,
     pub min_permission: Permission,
+}
+
+/// `[ci]`: what forgehand does when checks fail on its own pull requests.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CiSettings {
+    /// A failing check on the head forgehand pushed queues a follow-up that fixes it.
+    pub follow_failures: bool,
+    /// Most such automatic follow-ups per pull request.
+    pub fix_rounds: u32,
+}
+
+impl Default for CiSettings {
+    fn default() -> CiSettings {
+        CiSettings { follow_failures: true, fix_rounds: 2 }
+    }
+}
+
+/// `[attachments]`: images and files linked in an issue and its comments, downloaded for
+/// the agent from the forge's own hosts only.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttachmentSettings {
+    /// Fetch them at all.
+    pub enabled: bool,
+    /// Larger files are skipped (and the prompt says so).
+    pub max_file_bytes: u64,
+    /// Most bytes fetched for one task.
+    pub max_task_bytes: u64,
+    /// Most files fetched for one task.
+    pub max_files: usize,
+}
+
+impl Default for AttachmentSettings {
+    fn default() -> AttachmentSettings {
+        AttachmentSettings {
+            enabled: true,
+            max_file_bytes: 10 << 20,
+            max_task_bytes: 25 << 20,
+            max_files: 20,
+        }
+    }
 }
 
 /// `[executor]`: how tasks run.

@@ -3,12 +3,12 @@
 //!
 //! Permission checks need the forge's API and happen when a task is picked up, never here.
 
-use crate::config::{ForgeSettings, RepoName, TriggerSettings};
+use crate::config::{CiSettings, ForgeSettings, RepoName, TriggerSettings};
 use crate::forge::IssueNumber;
 use crate::forge::event::{Actor, ForgeEvent, Issue, IssueChange, Repo, ReviewVerdict};
 
 /// What the database knows about the issue or PR an event is about.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IssueContext {
     /// The queued or running task for this issue or PR, if any.
     pub active_task: Option<i64>,
@@ -16,6 +16,25 @@ pub struct IssueContext {
     pub label_was_present: Option<bool>,
     /// The active task asked a question and has not resumed yet: a comment answers it.
     pub awaiting_answer: bool,
+    /// For a check event: the pull request forgehand pushed its commit to, if it did.
+    pub pushed: Option<PushedCommit>,
+}
+
+/// What the database knows of a commit forgehand pushed (found by its id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushedCommit {
+    /// The pull request the commit is on.
+    pub pull: IssueNumber,
+    pub pull_title: String,
+    /// Who asked for the task that pushed it: the follow-up runs on their behalf.
+    pub requested_by: String,
+    pub clone_url: String,
+    /// It is still the last commit forgehand pushed to that pull request.
+    pub newest: bool,
+    /// Check-fix tasks the pull request had so far.
+    pub fix_rounds: u32,
+    /// A check-fix task for this very commit exists already.
+    pub fixed_by: Option<i64>,
 }
 
 /// The kind of work a task does.
@@ -35,6 +54,8 @@ pub enum TriggerKind {
     Review,
     /// The periodic sweep found a labelled issue whose webhook never arrived.
     Sweep,
+    /// Checks failed on the head forgehand pushed to its pull request.
+    Checks,
 }
 
 /// A task to create.
@@ -53,6 +74,8 @@ pub struct TaskRequest {
     pub branch: Option<String>,
     /// The agent profile and priority the comment or labels asked for.
     pub routing: Routing,
+    /// What a follow-up answers: the review's id, or the commit whose checks failed.
+    pub feedback_ref: Option<String>,
 }
 
 /// What a comment (`/forgehand with <profile> p=N …`) or the issue's labels
@@ -161,6 +184,75 @@ impl Routing {
     }
 }
 
+/// The settings beside `[trigger]` that decide what an event means.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules<'a> {
+    /// `git.branch_prefix`: forgehand's own branches start with it.
+    pub branch_prefix: &'a str,
+    pub ci: &'a CiSettings,
+}
+
+/// The conclusions of a check (GitHub) or states of a status (Gitea) that are failures.
+const FAILING: &[&str] = &["failure", "timed_out", "startup_failure", "error"];
+
+/// A finished check on a commit: a failure on the head forgehand last pushed to its pull
+/// request queues one follow-up (several failing checks on one commit join it), within
+/// `ci.fix_rounds` per pull request.
+fn check(event: &ForgeEvent, ci: &CiSettings, ctx: &IssueContext) -> Decision {
+    let ForgeEvent::Check { repo, head_sha, name, conclusion, .. } = event else {
+        unreachable!("check() is only called with checks")
+    };
+    let short = &head_sha[..head_sha.len().min(7)];
+    if !FAILING.contains(&conclusion.as_str()) {
+        return Decision::Ignore(format!("check {name:?} on {short} ended {conclusion}: nothing to fix"));
+    }
+    if !ci.follow_failures {
+        return Decision::Ignore("ci.follow_failures is off: failing checks start nothing".into());
+    }
+    let Some(pushed) = &ctx.pushed else {
+        return Decision::Ignore(format!(
+            "{short} is not a commit forgehand pushed to one of its pull requests (someone else's push, or not forgehand's branch)"
+        ));
+    };
+    let pull = pushed.pull;
+    if !pushed.newest {
+        return Decision::Ignore(format!("{short} is no longer the head forgehand pushed to #{pull}"));
+    }
+    match (pushed.fixed_by, ctx.active_task) {
+        (Some(task_id), Some(active)) if task_id == active => {
+            return Decision::Coalesce { task_id, instructions: None };
+        }
+        (Some(task_id), _) => {
+            return Decision::Ignore(format!("task {task_id} already tried to fix the checks of {short}"));
+        }
+        (None, Some(active)) => {
+            return Decision::Ignore(format!(
+                "task {active} is working on #{pull}; its push is checked again"
+            ));
+        }
+        (None, None) => {}
+    }
+    if pushed.fix_rounds >= ci.fix_rounds {
+        return Decision::Ignore(format!(
+            "#{pull} had its {} automatic fix rounds (ci.fix_rounds); fix it by hand or comment the command",
+            ci.fix_rounds
+        ));
+    }
+    Decision::Create(TaskRequest {
+        kind: TaskKind::FollowUp,
+        trigger: TriggerKind::Checks,
+        repo: repo.full_name.clone(),
+        clone_url: pushed.clone_url.clone(),
+        number: pull,
+        title: pushed.pull_title.clone(),
+        requested_by: pushed.requested_by.clone(),
+        instructions: String::new(),
+        branch: None,
+        routing: Routing::default(),
+        feedback_ref: Some(head_sha.clone()),
+    })
+}
+
 /// The outcome of one delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -183,11 +275,15 @@ pub fn decide(
     event: &ForgeEvent,
     forge: &ForgeSettings,
     trigger: &TriggerSettings,
-    branch_prefix: &str,
+    rules: &Rules<'_>,
     ctx: &IssueContext,
 ) -> Decision {
+    // A check's sender is whoever pushed or the CI's own bot: the check, not its sender,
+    // is what forgehand reacts to.
+    let person = !matches!(event, ForgeEvent::Check { .. });
     if let Some(reason) = event
         .sender()
+        .filter(|_| person)
         .and_then(|sender| ignored_sender(sender, forge))
         .or_else(|| event.repo().and_then(|repo| ignored_repo(repo, trigger)))
     {
@@ -201,7 +297,8 @@ pub fn decide(
         ForgeEvent::Comment { action, repo, issue, body, sender, .. } => {
             comment(action, repo, issue, body, sender, trigger, ctx)
         }
-        ForgeEvent::Review { .. } => review(event, branch_prefix, ctx),
+        ForgeEvent::Review { .. } => review(event, rules.branch_prefix, ctx),
+        ForgeEvent::Check { .. } => check(event, rules.ci, ctx),
         ForgeEvent::Unsupported { event, action } => Decision::Ignore(match action {
             Some(action) => format!("event {event}/{action} is not one forgehand acts on"),
             None => format!("event {event} is not one forgehand acts on"),
@@ -307,6 +404,7 @@ fn label_added(
         instructions: String::new(),
         branch: None,
         routing: Routing::from_labels(&issue.labels, &trigger.label),
+        feedback_ref: None,
     })
 }
 
@@ -361,6 +459,7 @@ fn comment(
         instructions,
         branch: None,
         routing,
+        feedback_ref: None,
     })
 }
 
@@ -386,7 +485,7 @@ fn review(event: &ForgeEvent, branch_prefix: &str, ctx: &IssueContext) -> Decisi
         verdict,
         body,
         sender,
-        ..
+        review_key,
     } = event
     else {
         unreachable!("review() is only called with reviews")
@@ -406,14 +505,10 @@ fn review(event: &ForgeEvent, branch_prefix: &str, ctx: &IssueContext) -> Decisi
     if *verdict == ReviewVerdict::Approved {
         return Decision::Ignore("an approval asks for no change".into());
     }
-    if body.trim().is_empty() {
-        return Decision::Ignore("the review has no text to act on".into());
-    }
+    // A review made only of inline comments has no body: the executor reads its comments.
     if let Some(task_id) = ctx.active_task {
-        return Decision::Coalesce {
-            task_id,
-            instructions: Some(format!("@{}: {}", sender.login, body.trim())),
-        };
+        let instructions = (!body.trim().is_empty()).then(|| format!("@{}: {}", sender.login, body.trim()));
+        return Decision::Coalesce { task_id, instructions };
     }
     Decision::Create(TaskRequest {
         kind: TaskKind::FollowUp,
@@ -426,6 +521,7 @@ fn review(event: &ForgeEvent, branch_prefix: &str, ctx: &IssueContext) -> Decisi
         instructions: body.trim().to_owned(),
         branch: Some(head_ref.clone()),
         routing: Routing::default(),
+        feedback_ref: review_key.clone(),
     })
 }
 
@@ -447,6 +543,7 @@ impl TriggerKind {
             TriggerKind::Comment => "comment",
             TriggerKind::Review => "review",
             TriggerKind::Sweep => "sweep",
+            TriggerKind::Checks => "checks",
         }
     }
 }
@@ -526,15 +623,25 @@ mod tests {
     }
 
     fn run(event: &ForgeEvent, ctx: IssueContext) -> Decision {
-        decide(event, &forge(), &trigger(), "forgehand/", &ctx)
+        decide(event, &forge(), &trigger(), &RULES, &ctx)
     }
 
+    const CI: CiSettings = CiSettings { follow_failures: true, fix_rounds: 2 };
+    const RULES: Rules<'static> = Rules { branch_prefix: "forgehand/", ci: &CI };
     const NONE: IssueContext =
-        IssueContext { active_task: None, label_was_present: None, awaiting_answer: false };
-    const WAITING: IssueContext =
-        IssueContext { active_task: Some(3), label_was_present: Some(true), awaiting_answer: true };
-    const ACTIVE: IssueContext =
-        IssueContext { active_task: Some(3), label_was_present: Some(true), awaiting_answer: false };
+        IssueContext { active_task: None, label_was_present: None, awaiting_answer: false, pushed: None };
+    const WAITING: IssueContext = IssueContext {
+        active_task: Some(3),
+        label_was_present: Some(true),
+        awaiting_answer: true,
+        pushed: None,
+    };
+    const ACTIVE: IssueContext = IssueContext {
+        active_task: Some(3),
+        label_was_present: Some(true),
+        awaiting_answer: false,
+        pushed: None,
+    };
 
     fn created(decision: Decision) -> TaskRequest {
         match decision {
@@ -621,11 +728,21 @@ mod tests {
         created(run(&event, NONE));
         created(run(
             &event,
-            IssueContext { active_task: None, label_was_present: Some(false), awaiting_answer: false },
+            IssueContext {
+                active_task: None,
+                label_was_present: Some(false),
+                awaiting_answer: false,
+                pushed: None,
+            },
         ));
         let reason = ignored(run(
             &event,
-            IssueContext { active_task: None, label_was_present: Some(true), awaiting_answer: false },
+            IssueContext {
+                active_task: None,
+                label_was_present: Some(true),
+                awaiting_answer: false,
+                pushed: None,
+            },
         ));
         assert!(reason.contains("already on the issue"), "{reason}");
         let without = issue_event(IssueChange::LabelsUpdated, issue(&["bug"]));
@@ -639,7 +756,12 @@ mod tests {
         assert_eq!(run(&opened, ACTIVE), Decision::Coalesce { task_id: 3, instructions: None });
         ignored(run(
             &opened,
-            IssueContext { active_task: None, label_was_present: Some(true), awaiting_answer: false },
+            IssueContext {
+                active_task: None,
+                label_was_present: Some(true),
+                awaiting_answer: false,
+                pushed: None,
+            },
         ));
         assert!(ignored(run(&issue_event(IssueChange::Opened, issue(&["bug"])), NONE)).contains("without"));
         // A labeled event for a label forgehand already saw added (a replay, or GitHub's
@@ -647,11 +769,21 @@ mod tests {
         let labeled = issue_event(IssueChange::Labeled("forgehand".into()), issue(&["forgehand"]));
         ignored(run(
             &labeled,
-            IssueContext { active_task: None, label_was_present: Some(true), awaiting_answer: false },
+            IssueContext {
+                active_task: None,
+                label_was_present: Some(true),
+                awaiting_answer: false,
+                pushed: None,
+            },
         ));
         created(run(
             &labeled,
-            IssueContext { active_task: None, label_was_present: Some(false), awaiting_answer: false },
+            IssueContext {
+                active_task: None,
+                label_was_present: Some(false),
+                awaiting_answer: false,
+                pushed: None,
+            },
         ));
     }
 
@@ -669,9 +801,13 @@ mod tests {
             assert!(reason.contains("no queued or running task") || reason.contains("not carry"), "{reason}");
         }
         // A Gitea label edit on an issue whose task came from a comment cancels nothing.
-        let comment_task =
-            IssueContext { active_task: Some(3), label_was_present: None, awaiting_answer: false };
-        ignored(run(&cases[1], comment_task));
+        let comment_task = IssueContext {
+            active_task: Some(3),
+            label_was_present: None,
+            awaiting_answer: false,
+            pushed: None,
+        };
+        ignored(run(&cases[1], comment_task.clone()));
         ignored(run(&cases[2], comment_task));
     }
 
@@ -723,11 +859,85 @@ mod tests {
                 .contains("not forgehand's")
         );
         ignored(run(&review_event(ReviewVerdict::Approved, "forgehand/issue-7-x", "great"), NONE));
-        ignored(run(&review_event(ReviewVerdict::Commented, "forgehand/issue-7-x", "  "), NONE));
+        // A review of inline comments only has no body: its comments are read when it runs.
+        let inline = created(run(&review_event(ReviewVerdict::Commented, "forgehand/issue-7-x", "  "), NONE));
+        assert_eq!((inline.instructions.as_str(), inline.feedback_ref.as_deref()), ("", Some("2")));
+        assert_eq!(
+            run(&review_event(ReviewVerdict::Commented, "forgehand/a", " "), ACTIVE),
+            Decision::Coalesce { task_id: 3, instructions: None }
+        );
         assert_eq!(
             run(&review_event(ReviewVerdict::Commented, "forgehand/a", "x"), ACTIVE),
             Decision::Coalesce { task_id: 3, instructions: Some("@alice: x".into()) }
         );
+    }
+
+    fn check_event(conclusion: &str) -> ForgeEvent {
+        ForgeEvent::Check {
+            check_key: "check_run:5".into(),
+            repo: repo(),
+            head_sha: "abc1234def".into(),
+            name: "ci / test".into(),
+            conclusion: conclusion.into(),
+            sender: Actor { login: "github-actions[bot]".into(), is_bot: true },
+        }
+    }
+
+    fn pushed(newest: bool, fix_rounds: u32, fixed_by: Option<i64>) -> PushedCommit {
+        PushedCommit {
+            pull: 9.into(),
+            pull_title: "Fix it".into(),
+            requested_by: "alice".into(),
+            clone_url: "file:///r.git".into(),
+            newest,
+            fix_rounds,
+            fixed_by,
+        }
+    }
+
+    fn on(pushed: PushedCommit, active_task: Option<i64>) -> IssueContext {
+        IssueContext { active_task, pushed: Some(pushed), ..NONE }
+    }
+
+    #[test]
+    fn a_failing_check_on_forgehands_last_push_queues_one_fix_within_the_rounds() {
+        let request = created(run(&check_event("failure"), on(pushed(true, 1, None), None)));
+        assert_eq!(
+            (request.kind, request.trigger, request.number.get(), request.requested_by.as_str()),
+            (TaskKind::FollowUp, TriggerKind::Checks, 9, "alice")
+        );
+        assert_eq!(request.feedback_ref.as_deref(), Some("abc1234def"));
+        // The CI's bot sends it: that is no reason to ignore a check.
+        created(run(&check_event("timed_out"), on(pushed(true, 0, None), None)));
+        assert!(
+            ignored(run(&check_event("success"), on(pushed(true, 0, None), None))).contains("nothing to fix")
+        );
+        assert!(ignored(run(&check_event("failure"), NONE)).contains("not a commit forgehand pushed"));
+        assert!(
+            ignored(run(&check_event("failure"), on(pushed(false, 0, None), None)))
+                .contains("no longer the head")
+        );
+        assert!(
+            ignored(run(&check_event("failure"), on(pushed(true, 2, None), None))).contains("ci.fix_rounds")
+        );
+        // A second failing check on the same commit joins the fix; a fix that ran is not repeated.
+        assert_eq!(
+            run(&check_event("failure"), on(pushed(true, 1, Some(4)), Some(4))),
+            Decision::Coalesce { task_id: 4, instructions: None }
+        );
+        assert!(
+            ignored(run(&check_event("failure"), on(pushed(true, 1, Some(4)), None)))
+                .contains("already tried")
+        );
+        assert!(
+            ignored(run(&check_event("failure"), on(pushed(true, 0, None), Some(3))))
+                .contains("is working on #9")
+        );
+        let off = CiSettings { follow_failures: false, ..CI };
+        let rules = Rules { ci: &off, ..RULES };
+        let decision =
+            decide(&check_event("failure"), &forge(), &trigger(), &rules, &on(pushed(true, 0, None), None));
+        assert!(ignored(decision).contains("ci.follow_failures"));
     }
 
     #[test]
@@ -759,11 +969,10 @@ mod tests {
         let mut only_other = trigger();
         only_other.repos = vec!["O/other".into()];
         assert!(
-            ignored(decide(&labeled, &forge(), &only_other, "forgehand/", &NONE))
-                .contains("not in trigger.repos")
+            ignored(decide(&labeled, &forge(), &only_other, &RULES, &NONE)).contains("not in trigger.repos")
         );
         only_other.repos.push("O/R".into());
-        created(decide(&labeled, &forge(), &only_other, "forgehand/", &NONE));
+        created(decide(&labeled, &forge(), &only_other, &RULES, &NONE));
     }
 
     #[test]

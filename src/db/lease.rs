@@ -167,6 +167,12 @@ impl Lease<'_> {
         .await
     }
 
+    /// Records the commit just pushed, by which a failing check is known to be on
+    /// forgehand's own push; false when the lease is lost.
+    pub async fn record_pushed(&self, sha: &str) -> Result<bool, DbError> {
+        self.update(vec![(Column::PushedSha, Value::from(Some(clean(sha, limits::BRANCH))))]).await
+    }
+
     /// Records the agent profile and model the task runs with.
     pub async fn record_agent(&self, profile: &str, model: &str) -> Result<bool, DbError> {
         self.update(vec![

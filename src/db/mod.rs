@@ -78,6 +78,8 @@ pub struct NewDelivery {
     pub action: Option<String>,
     pub repo: Option<RepoName>,
     pub number: Option<IssueNumber>,
+    /// For check events: the commit checked, by which the pull request is found.
+    pub head_sha: Option<String>,
     pub sender: Option<String>,
     /// For label events: whether the issue carries the trigger label afterwards.
     pub label_present: Option<bool>,

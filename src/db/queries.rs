@@ -16,7 +16,7 @@ use super::limits::{self, clean};
 use super::{IssueKey, TaskFilter};
 use crate::config::RepoName;
 use crate::forge::IssueNumber;
-use crate::trigger::{IssueContext, TaskRequest};
+use crate::trigger::{IssueContext, PushedCommit, TaskRequest};
 
 pub use super::intake::NOTE;
 
@@ -78,7 +78,62 @@ pub async fn issue_context(db: &impl ConnectionTrait, key: &IssueKey) -> Result<
             .map(|state| state.present);
     let active = active_task(db, key).await?;
     let awaiting_answer = active.as_ref().is_some_and(awaits_answer);
-    Ok(IssueContext { active_task: active.map(|task| task.id), label_was_present, awaiting_answer })
+    Ok(IssueContext {
+        active_task: active.map(|task| task.id),
+        label_was_present,
+        awaiting_answer,
+        pushed: None,
+    })
+}
+
+/// The newest task that pushed commit ?3 to repository ?2 of forge ?1: its title,
+/// requester, clone URL and pull request (`NULL` before it was opened).
+pub(super) const PUSHED_COMMIT: &str = "SELECT t.title, t.requested_by, t.clone_url, \
+     COALESCE(t.pr_number, CASE WHEN t.kind = 'follow_up' THEN t.number END) \
+     FROM tasks t WHERE t.forge = ?1 AND t.repo = ?2 AND t.pushed_sha = ?3 ORDER BY t.id DESC LIMIT 1";
+
+/// For pull request ?3 of repository ?2 of forge ?1: the last commit forgehand pushed to
+/// it, its check-fix tasks so far, and the check-fix task for commit ?4, if any.
+pub(super) const PULL_PUSHES: &str = "SELECT \
+     (SELECT u.pushed_sha FROM tasks u WHERE u.forge = ?1 AND u.repo = ?2 \
+       AND (u.number = ?3 OR u.pr_number = ?3) AND u.pushed_sha IS NOT NULL ORDER BY u.id DESC LIMIT 1), \
+     (SELECT COUNT(*) FROM tasks u WHERE u.forge = ?1 AND u.repo = ?2 AND u.number = ?3 AND u.trigger = 'checks'), \
+     (SELECT MAX(u.id) FROM tasks u WHERE u.forge = ?1 AND u.repo = ?2 AND u.number = ?3 \
+       AND u.trigger = 'checks' AND u.feedback_ref = ?4)";
+
+/// What forgehand knows of commit `sha` in `repo`: the pull request it pushed it to.
+pub async fn pushed_commit(
+    db: &impl ConnectionTrait,
+    forge: &str,
+    repo: &RepoName,
+    sha: &str,
+) -> Result<Option<PushedCommit>, DbErr> {
+    let backend = db.get_database_backend();
+    let values = vec![forge.into(), repo.as_str().into(), sha.into()];
+    let Some(row) = db.query_one_raw(statement(backend, PUSHED_COMMIT, values)).await? else {
+        return Ok(None);
+    };
+    let Some(Ok(number)) = row.try_get_by_index::<Option<i64>>(3)?.map(IssueNumber::try_from) else {
+        return Ok(None);
+    };
+    let pull = i64::from(number);
+    let values = vec![forge.into(), repo.as_str().into(), pull.into(), sha.into()];
+    let pushes = db.query_one_raw(statement(backend, PULL_PUSHES, values)).await?;
+    let (newest, rounds, fixed_by) = match pushes {
+        Some(r) => {
+            (r.try_get_by_index::<Option<String>>(0)?, r.try_get_by_index::<i64>(1)?, r.try_get_by_index(2)?)
+        }
+        None => (None, 0, None),
+    };
+    Ok(Some(PushedCommit {
+        pull: number,
+        pull_title: row.try_get_by_index(0)?,
+        requested_by: row.try_get_by_index(1)?,
+        clone_url: row.try_get_by_index(2)?,
+        newest: newest.as_deref() == Some(sha),
+        fix_rounds: rounds.try_into().unwrap_or(u32::MAX),
+        fixed_by,
+    }))
 }
 
 /// Whether a comment on the task's issue answers its question: the task waits for an
@@ -184,6 +239,7 @@ pub(super) async fn insert_task_row(db: &impl ConnectionTrait, r: TaskRow<'_>) -
         agent_profile: Set(r.profile),
         agent_source: Set(r.source.map(str::to_owned)),
         priority: Set(r.priority),
+        feedback_ref: Set(r.feedback_ref),
         cancel_requested: Set(false),
         created_at: Set(now),
         updated_at: Set(now),
@@ -318,18 +374,21 @@ pub async fn recent_deliveries(
     deliveries::Entity::find().order_by_desc(deliveries::Column::Id).limit(limit).all(db).await
 }
 
-/// A statement written with `?` placeholders, numbered for PostgreSQL.
+/// A statement written with `?` (or numbered `?N`) placeholders, numbered for PostgreSQL.
 fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
     let sql = match backend {
         DbBackend::Postgres => {
             let mut numbered = String::with_capacity(sql.len() + 8);
             let mut n = 0;
-            for c in sql.chars() {
-                if c == '?' {
+            let mut chars = sql.chars().peekable();
+            while let Some(c) = chars.next() {
+                if c != '?' {
+                    numbered.push(c);
+                } else if chars.peek().is_some_and(char::is_ascii_digit) {
+                    numbered.push('$');
+                } else {
                     n += 1;
                     numbered.push_str(&format!("${n}"));
-                } else {
-                    numbered.push(c);
                 }
             }
             numbered
@@ -683,6 +742,7 @@ pub(super) async fn queue_pending_follow_up(
             priority: task.priority,
             source: task.agent_source.as_deref().map(|_| crate::trigger::RoutedBy::Request),
         },
+        feedback_ref: None,
     };
     let id = insert_task(db, &task.forge, &request).await?;
     if let Some(id) = id {

@@ -213,6 +213,7 @@ mod tests {
             action: Some("labeled".into()),
             repo: Some("octo-org/hello-world".into()),
             number: Some(42.into()),
+            head_sha: None,
             sender: Some("alice".into()),
             label_present: Some(false),
         }

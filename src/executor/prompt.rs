@@ -27,6 +27,9 @@ pub struct Prompt<'a> {
     pub answered: &'a str,
     /// People's comments on the issue, rendered by [`thread`] (empty: none).
     pub comments: &'a str,
+    /// What a follow-up answers beyond its instructions: failed checks, inline review
+    /// comments (empty: none).
+    pub feedback: &'a str,
 }
 
 /// How much of an issue's comment thread the prompt carries, in characters: the newest
@@ -95,6 +98,7 @@ mod tests {
             repo_instructions: "Use the existing logger.",
             checks: &["cargo test".to_owned()],
             comments: "@bob wrote:\nPlease keep -v too.",
+            feedback: "",
             questions_left: 2,
             answered: "",
         }

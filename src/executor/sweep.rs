@@ -140,6 +140,7 @@ async fn queue(
         instructions: String::new(),
         branch: None,
         routing: crate::trigger::Routing::from_labels(&issue.labels, &ctx.settings.trigger.label),
+        feedback_ref: None,
     };
     let crate::trigger::Decision::Create(request) =
         crate::trigger::route(crate::trigger::Decision::Create(request), &ctx.settings)

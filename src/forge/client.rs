@@ -49,7 +49,54 @@ pub struct PullInfo {
     /// The page people open.
     pub url: String,
     pub head_ref: String,
+    /// The head commit; empty when the forge does not say.
+    pub head_sha: String,
+    /// `owner/name` of the repository the head branch lives in (a fork's, or the base
+    /// repository's own); `None` when the forge does not say (a deleted fork).
+    pub head_repo: Option<String>,
     pub is_open: bool,
+}
+
+/// An inline comment of a review, on lines of the pull request's diff.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewComment {
+    pub id: u64,
+    /// Empty when the forge does not say.
+    pub author: String,
+    pub path: String,
+    /// The (last) line it is on in the new file; `None` when outdated or unknown.
+    pub line: Option<u32>,
+    /// The first line of a multi-line comment.
+    pub start_line: Option<u32>,
+    /// The diff hunk the comment sits on.
+    pub diff_hunk: String,
+    pub body: String,
+}
+
+/// Which review's inline comments to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReviewRef<'a> {
+    /// By the id the webhook carried (GitHub).
+    Id(u64),
+    /// The newest review by this person (Gitea's review webhooks carry no id).
+    NewestBy(&'a str),
+}
+
+/// A check or commit status that failed on a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedCheck {
+    /// The check run's name or the status's context.
+    pub name: String,
+    /// `failure`, `timed_out`, `error`, ...
+    pub conclusion: String,
+    /// What the check said of itself (a check run's title and summary, a status's
+    /// description); may be empty.
+    pub summary: String,
+    /// Where people look at it; may be empty.
+    pub url: String,
+    /// The end of its log (a check run's text, or the Actions job log where the token may
+    /// read it); may be empty.
+    pub log_tail: String,
 }
 
 /// A pull request to open.
@@ -173,6 +220,25 @@ pub trait Forge: Send + Sync {
     async fn create_pull(&self, repo: &RepoName, pull: &NewPull<'_>) -> ForgeResult<PullInfo>;
     /// A pull request by number.
     async fn pull(&self, repo: &RepoName, number: IssueNumber) -> ForgeResult<PullInfo>;
+    /// The checks (GitHub) and commit statuses (both forges) that failed on `git_ref`, a
+    /// commit or a branch.
+    async fn failing_checks(&self, repo: &RepoName, git_ref: &str) -> ForgeResult<Vec<FailedCheck>>;
+    /// The inline comments of a review of pull request `number`, oldest first.
+    async fn review_comments(
+        &self,
+        repo: &RepoName,
+        number: IssueNumber,
+        review: ReviewRef<'_>,
+    ) -> ForgeResult<Vec<ReviewComment>>;
+    /// Replies in the thread of review comment `comment_id`; `false` when the forge has
+    /// no such reply (Gitea), so that the caller says it elsewhere.
+    async fn reply_to_review_comment(
+        &self,
+        repo: &RepoName,
+        number: IssueNumber,
+        comment_id: u64,
+        body: &str,
+    ) -> ForgeResult<bool>;
     /// Every open issue (never a pull request) that carries `label`, all pages.
     async fn open_issues_with_label(&self, repo: &RepoName, label: &str) -> ForgeResult<Vec<IssueInfo>>;
 }

@@ -92,6 +92,20 @@ pub enum ForgeEvent {
         body: String,
         sender: Actor,
     },
+    /// A check, commit status or workflow run on a commit finished.
+    Check {
+        /// Identifies the check across replays: the kind and id the forge gave it
+        /// (`check_suite:12`, `status:7`, ...).
+        check_key: String,
+        repo: Repo,
+        /// The commit checked.
+        head_sha: String,
+        /// What people call the check (a check run's or workflow's name, a status context).
+        name: String,
+        /// How it ended, as the forge says: `failure`, `timed_out`, `error`, `success`, ...
+        conclusion: String,
+        sender: Actor,
+    },
     /// An event forgehand never acts on (push, release, ...).
     Unsupported {
         event: String,
@@ -107,6 +121,8 @@ impl ForgeEvent {
             ForgeEvent::Issue { action, .. }
             | ForgeEvent::Comment { action, .. }
             | ForgeEvent::Review { action, .. } => Some(action),
+            // Check events that arrive here are all completed: the conclusion says more.
+            ForgeEvent::Check { conclusion, .. } => Some(conclusion),
             ForgeEvent::Unsupported { action, .. } => action.as_deref(),
         }
     }
@@ -120,6 +136,7 @@ impl ForgeEvent {
             ForgeEvent::Review { action, review_key: Some(key), .. } => {
                 Some(format!("review:{key}:{action}"))
             }
+            ForgeEvent::Check { check_key, conclusion, .. } => Some(format!("{check_key}:{conclusion}")),
             _ => None,
         }
     }
@@ -129,7 +146,8 @@ impl ForgeEvent {
         match self {
             ForgeEvent::Issue { repo, .. }
             | ForgeEvent::Comment { repo, .. }
-            | ForgeEvent::Review { repo, .. } => Some(repo),
+            | ForgeEvent::Review { repo, .. }
+            | ForgeEvent::Check { repo, .. } => Some(repo),
             ForgeEvent::Ping | ForgeEvent::Unsupported { .. } => None,
         }
     }
@@ -139,7 +157,7 @@ impl ForgeEvent {
         match self {
             ForgeEvent::Issue { issue, .. } | ForgeEvent::Comment { issue, .. } => Some(issue.number),
             ForgeEvent::Review { pr_number, .. } => Some(*pr_number),
-            ForgeEvent::Ping | ForgeEvent::Unsupported { .. } => None,
+            ForgeEvent::Ping | ForgeEvent::Check { .. } | ForgeEvent::Unsupported { .. } => None,
         }
     }
 
@@ -148,8 +166,17 @@ impl ForgeEvent {
         match self {
             ForgeEvent::Issue { sender, .. }
             | ForgeEvent::Comment { sender, .. }
-            | ForgeEvent::Review { sender, .. } => Some(sender),
+            | ForgeEvent::Review { sender, .. }
+            | ForgeEvent::Check { sender, .. } => Some(sender),
             ForgeEvent::Ping | ForgeEvent::Unsupported { .. } => None,
+        }
+    }
+
+    /// The commit a check event is about; its pull request is found by it.
+    pub fn head_sha(&self) -> Option<&str> {
+        match self {
+            ForgeEvent::Check { head_sha, .. } => Some(head_sha),
+            _ => None,
         }
     }
 

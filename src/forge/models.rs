@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::IssueNumber;
-use super::client::{IssueComment, IssueInfo, PullInfo, RepoInfo};
+use super::client::{IssueComment, IssueInfo, PullInfo, RepoInfo, ReviewComment};
 
 /// `GET /user`.
 #[derive(Deserialize)]
@@ -98,6 +98,127 @@ pub struct Id {
 struct HeadRef {
     #[serde(rename = "ref")]
     name: String,
+    #[serde(default)]
+    sha: Option<String>,
+    /// `None` when the fork was deleted.
+    #[serde(default)]
+    repo: Option<RepoFullName>,
+}
+
+#[derive(Deserialize)]
+struct RepoFullName {
+    full_name: String,
+}
+
+/// A review as `GET /pulls/{n}/reviews` lists it (Gitea).
+#[derive(Deserialize)]
+pub struct Review {
+    pub id: u64,
+    #[serde(default)]
+    pub user: Option<Login>,
+}
+
+/// An inline review comment on GitHub (`GET /pulls/{n}/reviews/{id}/comments`): its lines
+/// in the new file (`null` when the comment is outdated).
+#[derive(Deserialize)]
+pub struct GithubReviewComment {
+    id: u64,
+    #[serde(default)]
+    user: Option<Login>,
+    #[serde(default)]
+    path: String,
+    #[serde(default)]
+    diff_hunk: Option<String>,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    line: Option<u32>,
+    #[serde(default)]
+    start_line: Option<u32>,
+}
+
+/// An inline review comment on Gitea: its line in the new file is its `position` (0 for a
+/// comment on the old side).
+#[derive(Deserialize)]
+pub struct GiteaReviewComment {
+    id: u64,
+    #[serde(default)]
+    user: Option<Login>,
+    #[serde(default)]
+    path: String,
+    #[serde(default)]
+    diff_hunk: Option<String>,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    position: Option<u32>,
+}
+
+impl From<GithubReviewComment> for ReviewComment {
+    fn from(c: GithubReviewComment) -> ReviewComment {
+        ReviewComment {
+            id: c.id,
+            author: c.user.map(|u| u.login).unwrap_or_default(),
+            path: c.path,
+            line: c.line,
+            start_line: c.start_line,
+            diff_hunk: c.diff_hunk.unwrap_or_default(),
+            body: c.body.unwrap_or_default(),
+        }
+    }
+}
+
+impl From<GiteaReviewComment> for ReviewComment {
+    fn from(c: GiteaReviewComment) -> ReviewComment {
+        ReviewComment {
+            id: c.id,
+            author: c.user.map(|u| u.login).unwrap_or_default(),
+            path: c.path,
+            line: c.position.filter(|line| *line > 0),
+            start_line: None,
+            diff_hunk: c.diff_hunk.unwrap_or_default(),
+            body: c.body.unwrap_or_default(),
+        }
+    }
+}
+
+/// `GET /repos/{o}/{r}/commits/{ref}/check-runs` (GitHub).
+#[derive(Deserialize)]
+pub struct CheckRuns {
+    pub check_runs: Vec<CheckRun>,
+}
+
+/// One check run.
+#[derive(Deserialize)]
+pub struct CheckRun {
+    pub id: u64,
+    pub name: String,
+    #[serde(default)]
+    pub conclusion: Option<String>,
+    #[serde(default)]
+    pub html_url: Option<String>,
+    #[serde(default)]
+    pub output: Option<CheckOutput>,
+    #[serde(default)]
+    pub app: Option<CheckApp>,
+}
+
+/// What a check run reports.
+#[derive(Deserialize)]
+pub struct CheckOutput {
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub summary: Option<String>,
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
+/// The app that ran a check (`github-actions` for Actions jobs, whose id is the job's).
+#[derive(Deserialize)]
+pub struct CheckApp {
+    #[serde(default)]
+    pub slug: Option<String>,
 }
 
 /// A pull request.
@@ -115,6 +236,8 @@ impl From<Pull> for PullInfo {
             number: pull.number,
             url: pull.html_url,
             head_ref: pull.head.name,
+            head_sha: pull.head.sha.unwrap_or_default(),
+            head_repo: pull.head.repo.map(|r| r.full_name),
             is_open: pull.state == "open",
         }
     }

@@ -34,6 +34,10 @@ pub fn parse(kind: ForgeKind, event: &str, json: &[u8]) -> Result<ForgeEvent, Pa
         "issue_comment" => when_acted_on(event, json, &["created"], || {
             read::<CommentPayload>(event, json).map(CommentPayload::into_event)
         }),
+        // GitHub, and Gitea/Forgejo with Actions, send it in GitHub's shape.
+        "workflow_run" => when_acted_on(event, json, &["completed"], || {
+            read::<WorkflowRunPayload>(event, json).map(WorkflowRunPayload::into_event)
+        }),
         _ => (super::dialect(kind).parse_own_event)(event, json).unwrap_or_else(|| {
             read::<Envelope>(event, json)
                 .map(|envelope| ForgeEvent::Unsupported { event: event.to_owned(), action: envelope.action })
@@ -102,13 +106,13 @@ struct ActionEnvelope {
 }
 
 #[derive(Deserialize)]
-struct RepoPayload {
+pub(crate) struct RepoPayload {
     full_name: RepoName,
     clone_url: String,
 }
 
 #[derive(Deserialize)]
-struct UserPayload {
+pub(crate) struct UserPayload {
     login: String,
     #[serde(rename = "type", default)]
     kind: Option<String>,
@@ -227,6 +231,61 @@ impl<R> ReviewPayload<R> {
             verdict: facts.verdict,
             body: facts.body,
             sender: self.sender.into(),
+        }
+    }
+}
+
+/// A workflow run (GitHub Actions, Gitea/Forgejo Actions).
+#[derive(Deserialize)]
+struct WorkflowRunPayload {
+    workflow_run: WorkflowRun,
+    repository: RepoPayload,
+    sender: UserPayload,
+}
+
+#[derive(Deserialize)]
+struct WorkflowRun {
+    id: u64,
+    head_sha: String,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    name: String,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    display_title: String,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    conclusion: String,
+}
+
+impl WorkflowRunPayload {
+    fn into_event(self) -> ForgeEvent {
+        let run = self.workflow_run;
+        let name = if run.name.is_empty() { run.display_title } else { run.name };
+        let check = CheckFacts {
+            key: format!("workflow_run:{}", run.id),
+            head_sha: run.head_sha,
+            name,
+            conclusion: run.conclusion,
+        };
+        check.into_event(self.repository, self.sender)
+    }
+}
+
+/// What a forge reads from its own check, status or run object.
+pub(crate) struct CheckFacts {
+    pub key: String,
+    pub head_sha: String,
+    pub name: String,
+    pub conclusion: String,
+}
+
+impl CheckFacts {
+    pub(crate) fn into_event(self, repo: RepoPayload, sender: UserPayload) -> ForgeEvent {
+        ForgeEvent::Check {
+            check_key: self.key,
+            repo: repo.into(),
+            head_sha: self.head_sha,
+            name: self.name,
+            conclusion: self.conclusion.to_ascii_lowercase(),
+            sender: sender.into(),
         }
     }
 }

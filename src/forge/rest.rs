@@ -12,10 +12,13 @@ use serde_json::{Value, json};
 
 use super::IssueNumber;
 use super::client::{
-    Answer, ErrorKind, Forge, ForgeError, ForgeResult, IssueComment, IssueInfo, MAX_PAGES, NewPull, PullInfo,
-    RepoInfo, repo_path, segment,
+    Answer, ErrorKind, FailedCheck, Forge, ForgeError, ForgeResult, IssueComment, IssueInfo, MAX_PAGES,
+    NewPull, PullInfo, RepoInfo, ReviewComment, ReviewRef, repo_path, segment,
 };
-use super::models::{Comment, Id, Issue, Label, Login, PermissionAnswer, Pull, Repository};
+use super::models::{
+    CheckOutput, CheckRuns, Comment, GiteaReviewComment, GithubReviewComment, Id, Issue, Label, Login,
+    PermissionAnswer, Pull, Repository, Review,
+};
 use crate::config::{ForgeKind, Permission, RepoName};
 
 /// What differs between the REST APIs of forges with GitHub's shape.
@@ -39,6 +42,30 @@ pub struct Api {
     /// forge restricts it.
     pub permission_forbidden_hint: Option<&'static str>,
     pub find_pull: FindPull,
+    /// The forge has check runs (GitHub) beside commit statuses, and Actions job logs
+    /// behind `/actions/jobs/{id}/logs`.
+    pub check_runs: bool,
+    /// Review comments take replies in their thread (GitHub's `/comments/{id}/replies`).
+    pub review_replies: bool,
+}
+
+/// How much of a failed check's log the prompt carries, in characters (the end is kept).
+pub const LOG_TAIL_CHARS: usize = 8_000;
+
+/// The conclusions of check runs and the states of commit statuses that are failures.
+const FAILED: &[&str] = &["failure", "timed_out", "startup_failure", "error"];
+
+/// The last `LOG_TAIL_CHARS` characters of `text`, from a line start where there is one.
+pub fn log_tail(text: &str) -> String {
+    let count = text.chars().count();
+    if count <= LOG_TAIL_CHARS {
+        return text.to_owned();
+    }
+    let tail: String = text.chars().skip(count - LOG_TAIL_CHARS).collect();
+    match tail.split_once('\n') {
+        Some((_, rest)) if !rest.is_empty() => rest.to_owned(),
+        _ => tail,
+    }
 }
 
 /// How labels are named in routes and bodies.
@@ -225,6 +252,74 @@ impl RestForge {
         self.send(Method::DELETE, &path, None, operation).await
     }
 
+    /// The check runs that failed on `git_ref`, with the Actions job log's end where the
+    /// token may read it.
+    async fn failed_check_runs(&self, repo: &RepoName, git_ref: &str) -> ForgeResult<Vec<FailedCheck>> {
+        let operation = format!("reading the check runs of {git_ref} in {repo}");
+        let path = format!("/repos/{}/commits/{}/check-runs?per_page=100", repo_path(repo), segment(git_ref));
+        let runs: CheckRuns = self.send(Method::GET, &path, None, &operation).await?.json(&operation)?;
+        let mut failed = Vec::new();
+        for run in runs.check_runs {
+            let conclusion = run.conclusion.clone().unwrap_or_default();
+            if !FAILED.contains(&conclusion.as_str()) {
+                continue;
+            }
+            let output = run.output.as_ref();
+            let said = |f: fn(&CheckOutput) -> &Option<String>| {
+                output.and_then(|o| f(o).clone()).unwrap_or_default()
+            };
+            let summary = [said(|o| &o.title), said(|o| &o.summary)]
+                .into_iter()
+                .filter(|t| !t.trim().is_empty())
+                .collect::<Vec<_>>()
+                .join("\n");
+            let actions = run.app.as_ref().and_then(|a| a.slug.as_deref()) == Some("github-actions");
+            let job_log = if actions { self.job_log(repo, run.id).await } else { None };
+            let log_tail = log_tail(&job_log.unwrap_or_else(|| said(|o| &o.text)));
+            failed.push(FailedCheck {
+                name: run.name,
+                conclusion,
+                summary,
+                url: run.html_url.unwrap_or_default(),
+                log_tail,
+            });
+        }
+        Ok(failed)
+    }
+
+    /// An Actions job's log, when the forge answers it as text (a token without the
+    /// Actions read permission gets none, which is fine: the check's own text remains).
+    async fn job_log(&self, repo: &RepoName, job_id: u64) -> Option<String> {
+        let operation = format!("reading the log of job {job_id} in {repo}");
+        let path = format!("/repos/{}/actions/jobs/{job_id}/logs", repo_path(repo));
+        let answer = self.send(Method::GET, &path, None, &operation).await.ok()?;
+        let body = answer.ok(&operation).ok()?;
+        Some(String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// The commit statuses that failed on `git_ref` (GitHub names a status's state
+    /// `state`, Gitea `status`).
+    async fn failed_statuses(&self, repo: &RepoName, git_ref: &str) -> ForgeResult<Vec<FailedCheck>> {
+        let operation = format!("reading the commit statuses of {git_ref} in {repo}");
+        let path = format!("/repos/{}/commits/{}/status", repo_path(repo), segment(git_ref));
+        let combined: Value = self.send(Method::GET, &path, None, &operation).await?.json(&operation)?;
+        let text = |v: &Value, key: &str| v[key].as_str().unwrap_or_default().to_owned();
+        let statuses = combined["statuses"].as_array().cloned().unwrap_or_default();
+        Ok(statuses
+            .iter()
+            .filter_map(|status| {
+                let state = status["state"].as_str().or(status["status"].as_str()).unwrap_or_default();
+                FAILED.contains(&state).then(|| FailedCheck {
+                    name: text(status, "context"),
+                    conclusion: state.to_owned(),
+                    summary: text(status, "description"),
+                    url: text(status, "target_url"),
+                    log_tail: String::new(),
+                })
+            })
+            .collect())
+    }
+
     fn permission_named(&self, name: &str) -> Permission {
         let known = self.api.permissions.iter().find(|(forge_name, _)| *forge_name == name);
         known.map_or(Permission::None, |(_, level)| *level)
@@ -409,6 +504,60 @@ impl Forge for RestForge {
         Ok(self.send(Method::GET, &path, None, &operation).await?.json::<Pull>(&operation)?.into())
     }
 
+    async fn failing_checks(&self, repo: &RepoName, git_ref: &str) -> ForgeResult<Vec<FailedCheck>> {
+        let mut failed =
+            if self.api.check_runs { self.failed_check_runs(repo, git_ref).await? } else { Vec::new() };
+        failed.extend(self.failed_statuses(repo, git_ref).await?);
+        Ok(failed)
+    }
+
+    async fn review_comments(
+        &self,
+        repo: &RepoName,
+        number: IssueNumber,
+        review: ReviewRef<'_>,
+    ) -> ForgeResult<Vec<ReviewComment>> {
+        let pulls = format!("/repos/{}/pulls/{number}/reviews", repo_path(repo));
+        let id = match review {
+            ReviewRef::Id(id) => id,
+            ReviewRef::NewestBy(login) => {
+                let operation = format!("listing the reviews of {repo}#{number}");
+                let reviews: Vec<Review> = self.all_pages(&pulls, &operation).await?;
+                let by = |r: &Review| r.user.as_ref().is_some_and(|u| u.login.eq_ignore_ascii_case(login));
+                match reviews.iter().filter(|r| by(r)).map(|r| r.id).max() {
+                    Some(id) => id,
+                    None => return Ok(Vec::new()),
+                }
+            }
+        };
+        let operation = format!("reading the comments of review {id} on {repo}#{number}");
+        let path = format!("{pulls}/{id}/comments");
+        // GitHub names the lines in the new file; Gitea gives a position.
+        Ok(if self.api.review_replies {
+            let comments: Vec<GithubReviewComment> = self.all_pages(&path, &operation).await?;
+            comments.into_iter().map(ReviewComment::from).collect()
+        } else {
+            let comments: Vec<GiteaReviewComment> = self.all_pages(&path, &operation).await?;
+            comments.into_iter().map(ReviewComment::from).collect()
+        })
+    }
+
+    async fn reply_to_review_comment(
+        &self,
+        repo: &RepoName,
+        number: IssueNumber,
+        comment_id: u64,
+        body: &str,
+    ) -> ForgeResult<bool> {
+        if !self.api.review_replies {
+            return Ok(false);
+        }
+        let operation = format!("replying to review comment {comment_id} on {repo}#{number}");
+        let path = format!("/repos/{}/pulls/{number}/comments/{comment_id}/replies", repo_path(repo));
+        self.send(Method::POST, &path, Some(&json!({ "body": body })), &operation).await?.ok(&operation)?;
+        Ok(true)
+    }
+
     async fn open_issues_with_label(&self, repo: &RepoName, label: &str) -> ForgeResult<Vec<IssueInfo>> {
         let operation = format!("listing the open issues labelled {label:?} in {repo}");
         let path = format!(
@@ -457,6 +606,8 @@ mod tests {
         permissions: &[],
         permission_forbidden_hint: None,
         find_pull: FindPull::BaseHeadRoute,
+        check_runs: false,
+        review_replies: false,
     };
 
     #[tokio::test]

@@ -273,6 +273,7 @@ async fn record(
         action: event.action().map(str::to_owned),
         repo: event.repo().map(|r| r.full_name.clone()),
         number: event.number(),
+        head_sha: event.head_sha().map(str::to_owned),
         sender: event.sender().map(|s| s.login.clone()),
         label_present: event.label_present_after(&settings.trigger.label),
     };
@@ -291,8 +292,8 @@ async fn record(
         Some(forge) => {
             // Without bot_login, the account the forge named for the token is forgehand's own.
             let forge = identities.effective(forge);
-            let decision =
-                trigger::decide(&event, &forge, &settings.trigger, &settings.git.branch_prefix, ctx);
+            let rules = trigger::Rules { branch_prefix: &settings.git.branch_prefix, ci: &settings.ci };
+            let decision = trigger::decide(&event, &forge, &settings.trigger, &rules, ctx);
             trigger::route(decision, &settings)
         }
         None => trigger::Decision::Ignore(format!("forge {forge_name:?} is no longer configured")),

@@ -11,7 +11,10 @@
 mod description;
 mod fields;
 
-use forgehand::forge::models::{Comment, Id, Issue, Label, Login, PermissionAnswer, Pull, Repository};
+use forgehand::forge::models::{
+    CheckRuns, Comment, GiteaReviewComment, GithubReviewComment, Id, Issue, Label, Login, PermissionAnswer,
+    Pull, Repository, Review,
+};
 use serde_json::json;
 
 use crate::fake_forge::Dialect;
@@ -95,6 +98,33 @@ fn reads() -> Vec<Read> {
         Read { github: None, ..Read::both::<Id>("POST", "", "/repos/{owner}/{repo}/labels") },
         Read { gitea: None, ..Read::both::<Vec<Pull>>("GET", "/repos/{owner}/{repo}/pulls", "") },
         Read { github: None, ..Read::both::<Pull>("GET", "", "/repos/{owner}/{repo}/pulls/{base}/{head}") },
+        Read {
+            gitea: None,
+            ..Read::both::<Vec<GithubReviewComment>>(
+                "GET",
+                "/repos/{owner}/{repo}/pulls/{pull_number}/reviews/{review_id}/comments",
+                "",
+            )
+        },
+        Read {
+            github: None,
+            ..Read::both::<Vec<GiteaReviewComment>>(
+                "GET",
+                "",
+                "/repos/{owner}/{repo}/pulls/{index}/reviews/{id}/comments",
+            )
+        },
+        Read::both::<Vec<Review>>(
+            "GET",
+            "/repos/{owner}/{repo}/pulls/{pull_number}/reviews",
+            "/repos/{owner}/{repo}/pulls/{index}/reviews",
+        ),
+        // Check runs are GitHub's; commit statuses are read by hand (the state is `state` on
+        // GitHub, `status` on Gitea), checked through the fake's answers above.
+        Read {
+            gitea: None,
+            ..Read::both::<CheckRuns>("GET", "/repos/{owner}/{repo}/commits/{ref}/check-runs", "")
+        },
     ]
 }
 
@@ -224,7 +254,7 @@ fn the_probe_finds_every_field_a_model_reads_renames_and_nesting_included() {
     let names = |fields: &[Field]| fields.iter().map(|f| f.name.clone()).collect::<Vec<_>>();
     let pull = fields_of::<Pull>();
     assert_eq!(names(&pull), ["number", "html_url", "state", "head"]);
-    assert_eq!(names(&pull[3].fields), ["ref"]);
+    assert_eq!(names(&pull[3].fields), ["ref", "sha", "repo"]);
     let issue = fields_of::<Vec<Issue>>();
     assert_eq!(names(&issue), ["number", "title", "body", "state", "labels", "pull_request", "user"]);
     assert_eq!(names(&issue[4].fields), ["id", "name"]);
@@ -251,9 +281,19 @@ fn fields_in(value: &serde_json::Value) -> Vec<Field> {
     }
 }
 
+/// The ids of what `answers_of` made: a failed Actions job, a review with an inline comment.
+struct Ids {
+    job: String,
+    review: String,
+}
+
+/// The commit `answers_of` finishes a check on.
+const CHECKED: &str = "9c2f4e1b7a3d5f60e8b1c2d3a4f5e6b7c8d9e0f1";
+
 /// `template` with its parameters filled in for the state `answers_of` sets up: issue 1,
-/// pull request 2 from `feature` into `main`, label `bug`, collaborator alice.
-fn filled(template: &str) -> String {
+/// pull request 2 from `feature` into `main`, label `bug`, collaborator alice, a failed
+/// check `job` (an Actions job with a log) on [`CHECKED`].
+fn filled(template: &str, ids: &Ids) -> String {
     let number = if template.contains("/pulls/") { "2" } else { "1" };
     let value = |param: &str| match param {
         "owner" => "acme",
@@ -263,6 +303,9 @@ fn filled(template: &str) -> String {
         "name" => "bug",
         "base" => "main",
         "head" => "feature",
+        "ref" => CHECKED,
+        "job_id" => &ids.job,
+        "review_id" | "id" => &ids.review,
         other => panic!("no value for {{{other}}} in {template}: add one here"),
     };
     let segments = template.split('/').map(|s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
@@ -283,6 +326,13 @@ async fn answers_of(dialect: Dialect) -> Vec<(&'static str, &'static str, serde_
     forge.set_permission("acme/widgets", "alice", "write");
     // Gitea shows others' permission to a repository admin only.
     forge.set_permission("acme/widgets", &forge.bot_login(), "admin");
+    forge.finish_check("acme/widgets", CHECKED, "ci / test", "failure", "test failed\n");
+    forge.review_with_comments("acme/widgets", 2, "alice", "commented", "", &[("README.md", 1, "Typo")]);
+    let ids = forge.with_state(|s| {
+        let repo = &s.repos["acme/widgets"];
+        let review = repo.issues[&2].pull.as_ref().unwrap().reviews[0].id;
+        Ids { job: repo.checks[0].id.to_string(), review: review.to_string() }
+    });
     let client = reqwest::Client::new();
     let comments = match dialect {
         Dialect::Github => "/repos/{owner}/{repo}/issues/{issue_number}/comments",
@@ -295,10 +345,12 @@ async fn answers_of(dialect: Dialect) -> Vec<(&'static str, &'static str, serde_
     let gets = ENDPOINTS
         .iter()
         .filter(|e| e.method == "GET")
-        .filter_map(|e| Some(("GET", e.template(dialect)?, json!(null))));
+        // A job's log is plain text, not JSON.
+        .filter_map(|e| Some(("GET", e.template(dialect)?, json!(null))))
+        .filter(|(_, template, _)| !template.ends_with("/logs"));
     let mut answers = Vec::new();
     for (method, template, body) in posts.into_iter().chain(gets) {
-        let url = format!("{}{}", forge.base_url(), filled(template));
+        let url = format!("{}{}", forge.base_url(), filled(template, &ids));
         let mut request =
             client.request(method.parse().unwrap(), url).header("authorization", format!("token {TOKEN}"));
         if !body.is_null() {

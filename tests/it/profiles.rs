@@ -157,6 +157,7 @@ fn queued(repo: &str, number: u32, profile: Option<&str>, priority: i32) -> Task
         instructions: String::new(),
         branch: None,
         routing: Routing { profile: profile.map(str::to_owned), priority, source: None },
+        feedback_ref: None,
     }
 }
 

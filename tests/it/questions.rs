@@ -284,6 +284,7 @@ async fn the_migration_upgrades_a_database_of_the_previous_release() {
         instructions: String::new(),
         branch: None,
         routing: Default::default(),
+        feedback_ref: None,
     };
     let id = forgehand::db::queries::insert_task(&conn, "github", &request).await.unwrap().unwrap();
     conn.execute_unprepared(&format!("UPDATE tasks SET status = 'needs_input' WHERE id = {id}"))

@@ -18,6 +18,7 @@ fn request(number: u32) -> TaskRequest {
         instructions: String::new(),
         branch: None,
         routing: Default::default(),
+        feedback_ref: None,
     }
 }
 

@@ -440,3 +440,200 @@ fn commit_on_branch(remote: &Path, branch: &str, path: &str, content: &str) {
     let sig = git2::Signature::now("someone", "someone@test").unwrap();
     repo.commit(Some(&reference), &sig, &sig, "a person's change", &tree, &[&parent]).unwrap();
 }
+
+/// The pull request's checks fail in CI after forgehand pushed: one follow-up, told the
+/// failed check and its log, fixes it; the rounds are capped; a late or foreign failure
+/// starts nothing.
+async fn ci_failure_is_fixed_once(dialect: Dialect) {
+    let world = World::start(dialect, "fix", &[], "[ci]\nfix_rounds = 1\n").await;
+    assert_eq!(world.run_task().await.status, "done");
+    let (repo, name) = (world.repo, if dialect == Dialect::Github { "github" } else { "gitea" });
+    let first = world.forge.branch_sha(repo, BRANCH);
+    let log = "running 3 tests\ntest answer ... FAILED\nANSWER.txt must say right\n";
+
+    let failed = world.forge.finish_check(repo, &first, "ci / test", "failure", log);
+    let answer = world.app.deliver(name, failed.delivery()).await;
+    assert_eq!(answer.status, 202, "{}", answer.text);
+    let id = answer.json["task_id"].as_i64().unwrap();
+    let fix = world.app.wait_task(id, LONG, |t| !["queued", "running"].contains(&t.status.as_str())).await;
+    assert_eq!(
+        (fix.kind.as_str(), fix.trigger.as_str(), fix.status.as_str()),
+        ("follow_up", "checks", "done"),
+        "{fix:?}"
+    );
+    let runs = world.agent_runs();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    let prompt = &runs[1].0;
+    assert!(
+        prompt.contains("### ci / test (failure)") && prompt.contains("ANSWER.txt must say right"),
+        "{prompt}"
+    );
+    assert!(runs[1].1.is_some(), "the fix resumes the session that wrote the change");
+    assert_eq!(remote_file(&world.remote, BRANCH, "ANSWER.txt").unwrap().0, "right\n");
+    let second = world.forge.branch_sha(repo, BRANCH);
+    assert_ne!(first, second);
+
+    // Its own push fails again: ci.fix_rounds = 1 is spent.
+    let again = world
+        .app
+        .deliver(name, world.forge.finish_check(repo, &second, "ci / test", "failure", log).delivery())
+        .await;
+    assert_eq!(answer_of(&again), ("ignored", true), "{}", again.text);
+    assert!(again.text.contains("ci.fix_rounds"), "{}", again.text);
+    // A late failure of the old head starts nothing either.
+    let late = world
+        .app
+        .deliver(name, world.forge.finish_check(repo, &first, "lint", "failure", "").delivery())
+        .await;
+    assert_eq!(answer_of(&late).0, "ignored", "{}", late.text);
+    // Someone else pushes: a failure on their commit is theirs.
+    commit_on_branch(&world.remote, BRANCH, "NOTES.md", "mine\n");
+    let theirs = world.forge.branch_sha(repo, BRANCH);
+    let foreign = world
+        .app
+        .deliver(name, world.forge.finish_check(repo, &theirs, "ci / test", "failure", log).delivery())
+        .await;
+    assert!(foreign.text.contains("not a commit forgehand pushed"), "{}", foreign.text);
+    // A passing check is no news.
+    let passed = world
+        .app
+        .deliver(name, world.forge.finish_check(repo, &second, "docs", "success", "").delivery())
+        .await;
+    assert!(passed.text.contains("nothing to fix"), "{}", passed.text);
+    assert_eq!(world.agent_runs().len(), 2, "no further runs");
+}
+
+fn answer_of(answer: &Answer) -> (&str, bool) {
+    (answer.json["outcome"].as_str().unwrap_or_default(), answer.status == 200)
+}
+
+#[tokio::test]
+async fn github_a_failing_check_run_is_fixed_once() {
+    ci_failure_is_fixed_once(Dialect::Github).await;
+}
+
+#[tokio::test]
+async fn gitea_a_failing_commit_status_is_fixed_once() {
+    ci_failure_is_fixed_once(Dialect::Gitea).await;
+}
+
+#[tokio::test]
+async fn a_check_that_fails_on_the_base_branch_too_is_not_the_pull_requests_to_fix() {
+    let world = World::start(Dialect::Github, "fix", &[], "").await;
+    assert_eq!(world.run_task().await.status, "done");
+    let repo = world.repo;
+    let main = world.forge.branch_sha(repo, "main");
+    world.forge.finish_check(repo, &main, "ci / test", "failure", "broken on main\n");
+    let head = world.forge.branch_sha(repo, BRANCH);
+    let failed = world.forge.finish_check(repo, &head, "ci / test", "failure", "broken on main\n");
+    let answer = world.app.deliver("github", failed.delivery()).await;
+    assert_eq!(answer.status, 202, "{}", answer.text);
+    let id = answer.json["task_id"].as_i64().unwrap();
+    let task = world.app.wait_task(id, LONG, |t| !["queued", "running"].contains(&t.status.as_str())).await;
+    assert_eq!(task.status, "cancelled", "{task:?}");
+    let error = task.error.unwrap_or_default();
+    assert!(error.contains("(\"ci / test\") fail on main too"), "{error}");
+    assert_eq!(world.agent_runs().len(), 1, "no agent ran for it");
+}
+
+/// A review made only of inline comments: one follow-up whose prompt lists each comment with
+/// its file, line, hunk and text; after the push, a reply in each thread (GitHub) or one
+/// comment listing them (Gitea) saying which the commit addressed.
+async fn inline_review_round(dialect: Dialect) {
+    let world = World::start(dialect, "fix", &[], "").await;
+    assert_eq!(world.run_task().await.status, "done");
+    let repo = world.repo;
+    let pull = world.forge.pulls(repo).remove(0).number;
+    let name = if dialect == Dialect::Github { "github" } else { "gitea" };
+    let comments =
+        [("ANSWER.txt", 1, "ANSWER.txt must say right"), ("README.md", 1, "Mention --verbose here.")];
+    let review = world.forge.review_with_comments(repo, pull, "alice", "commented", "", &comments);
+    let answer = world.app.deliver(name, review.delivery()).await;
+    assert_eq!(answer.status, 202, "{}", answer.text);
+    let id = answer.json["task_id"].as_i64().unwrap();
+    let task = world.app.wait_task(id, LONG, |t| !["queued", "running"].contains(&t.status.as_str())).await;
+    assert_eq!((task.trigger.as_str(), task.status.as_str()), ("review", "done"), "{task:?}");
+
+    let prompt = world.agent_runs().remove(1).0;
+    for expected in [
+        "address each one:",
+        "1. `ANSWER.txt` line 1, @alice:\n```diff\n",
+        "> ANSWER.txt must say right",
+        "2. `README.md` line 1, @alice:",
+    ] {
+        assert!(prompt.contains(expected), "{expected:?} missing in {prompt}");
+    }
+    assert_eq!(remote_file(&world.remote, BRANCH, "ANSWER.txt").unwrap().0, "right\n");
+    let head = world.forge.branch_sha(repo, BRANCH);
+    let short = &head[..7];
+    let bot = world.forge.bot_login();
+    match dialect {
+        Dialect::Github => {
+            let replies: Vec<_> = world
+                .forge
+                .review_comments(repo, pull)
+                .into_iter()
+                .filter(|c| c.in_reply_to.is_some())
+                .collect();
+            assert_eq!(replies.len(), 2, "{replies:?}");
+            assert!(replies.iter().all(|r| r.user == bot));
+            assert!(replies[0].body.starts_with(&format!("Addressed in `{short}`.")), "{}", replies[0].body);
+            assert!(replies[1].body.starts_with(&format!("Not changed in `{short}`")), "{}", replies[1].body);
+        }
+        Dialect::Gitea => {
+            let listed: Vec<_> = world
+                .forge
+                .comments(repo, pull)
+                .into_iter()
+                .filter(|c| c.user == bot && c.body.starts_with("On the review's comments:"))
+                .collect();
+            assert_eq!(listed.len(), 1, "{listed:?}");
+            let body = &listed[0].body;
+            assert!(body.contains(&format!("- `ANSWER.txt` line 1: Addressed in `{short}`.")), "{body}");
+            assert!(body.contains(&format!("- `README.md` line 1: Not changed in `{short}`")), "{body}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn github_an_inline_review_is_answered_in_its_threads() {
+    inline_review_round(Dialect::Github).await;
+}
+
+#[tokio::test]
+async fn gitea_an_inline_review_is_answered_on_the_pull_request() {
+    inline_review_round(Dialect::Gitea).await;
+}
+
+/// A command on a pull request from a fork, where forgehand cannot push: the task ends
+/// `rejected`, and the pull request says why.
+async fn fork_command_is_refused_clearly(dialect: Dialect) {
+    let world = World::start(dialect, "fix", &[], "").await;
+    let repo = world.repo;
+    world.forge.add_fork_pull(repo, 50, "main", "mallory/widgets");
+    let name = if dialect == Dialect::Github { "github" } else { "gitea" };
+    let command = world.forge.comment_as(repo, 50, "alice", "/forgehand fix the typo");
+    let answer = world.app.deliver(name, command.delivery()).await;
+    assert_eq!(answer.status, 202, "{}", answer.text);
+    let id = answer.json["task_id"].as_i64().unwrap();
+    let task = world.app.wait_task(id, LONG, |t| !["queued", "running"].contains(&t.status.as_str())).await;
+    assert_eq!(task.status, "rejected", "{task:?}");
+    // The status comment is edited after the end is recorded.
+    let refusal = "comes from the fork mallory/widgets: forgehand cannot push to a fork's branch";
+    let said = world
+        .forge
+        .wait_until(|s| s.comments_of(repo, 50).iter().any(|c| c.body.contains(refusal)), LONG)
+        .await;
+    assert!(said, "{:?}", world.forge.comments(repo, 50));
+    assert!(world.agent_runs().is_empty(), "no agent ran");
+}
+
+#[tokio::test]
+async fn github_a_command_on_a_fork_pull_request_is_refused_clearly() {
+    fork_command_is_refused_clearly(Dialect::Github).await;
+}
+
+#[tokio::test]
+async fn gitea_a_command_on_a_fork_pull_request_is_refused_clearly() {
+    fork_command_is_refused_clearly(Dialect::Gitea).await;
+}

@@ -71,6 +71,11 @@ pub struct Model {
     pub agent_model: Option<String>,
     /// Higher runs first; 0 unless a label or `p=N` says otherwise.
     pub priority: i32,
+    /// The commit forgehand last pushed for this task (a failing check on it is its own).
+    pub pushed_sha: Option<String>,
+    /// What a follow-up answers: a review's id (`review`), or the head commit whose checks
+    /// failed (`checks`).
+    pub feedback_ref: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

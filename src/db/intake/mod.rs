@@ -22,8 +22,9 @@ use sea_orm::DbErr;
 use super::entities::task_status::TaskStatus;
 use super::limits::{self, clean};
 use super::{IssueKey, NewDelivery, Outcome, Recorded};
+use crate::config::RepoName;
 use crate::forge::IssueNumber;
-use crate::trigger::{Decision, IssueContext, TaskRequest};
+use crate::trigger::{Decision, IssueContext, PushedCommit, TaskRequest};
 
 /// The timeline kind of an event that changes no status.
 pub const NOTE: &str = "note";
@@ -35,6 +36,13 @@ pub(super) trait IntakeStore {
     async fn insert_delivery(&self, row: DeliveryRow<'_>) -> Result<Option<i64>, DbErr>;
     /// The issue's active task and trigger-label state.
     async fn issue_context(&self, key: &IssueKey) -> Result<IssueContext, DbErr>;
+    /// The pull request forgehand pushed commit `sha` to, and what it knows of its pushes.
+    async fn pushed_commit(
+        &self,
+        forge: &str,
+        repo: &RepoName,
+        sha: &str,
+    ) -> Result<Option<PushedCommit>, DbErr>;
     /// The issue's active task, read again after a lost insert race.
     async fn active_task(&self, key: &IssueKey) -> Result<Option<i64>, DbErr>;
     /// Queues a task; `None` when the issue has an active task (the partial unique index).
@@ -105,6 +113,7 @@ pub(super) struct TaskRow<'a> {
     pub profile: Option<String>,
     pub source: Option<&'static str>,
     pub priority: i32,
+    pub feedback_ref: Option<String>,
 }
 
 impl<'a> TaskRow<'a> {
@@ -123,6 +132,7 @@ impl<'a> TaskRow<'a> {
             profile: r.routing.profile.clone(),
             source: r.routing.source.map(|s| s.as_str()),
             priority: r.routing.priority,
+            feedback_ref: r.feedback_ref.as_deref().map(|f| clean(f, limits::BRANCH)),
         }
     }
 }
@@ -147,11 +157,24 @@ pub(super) async fn record(
     let Some(row_id) = store.insert_delivery(DeliveryRow::of(delivery)).await? else {
         return Ok(Recorded::Duplicate);
     };
-    let key = issue_key(delivery);
-    let context = match &key {
+    let (key, pushed) = match (issue_key(delivery), &delivery.repo, &delivery.head_sha) {
+        (None, Some(repo), Some(sha)) => {
+            // A check names a commit, not a pull request: the one forgehand pushed it to.
+            let pushed = store.pushed_commit(&delivery.forge, repo, sha).await?;
+            let key = pushed.as_ref().map(|p| IssueKey {
+                forge: delivery.forge.clone(),
+                repo: repo.clone(),
+                number: p.pull,
+            });
+            (key, pushed)
+        }
+        (key, ..) => (key, None),
+    };
+    let mut context = match &key {
         Some(key) => store.issue_context(key).await?,
         None => IssueContext::default(),
     };
+    context.pushed = pushed;
     let (outcome, reason, task_id) = apply_decision(store, delivery, key.as_ref(), decide(&context)).await?;
     if let (Some(key), Some(present)) = (&key, delivery.label_present) {
         store.set_label_state(key, present).await?;

@@ -3,8 +3,9 @@
 use sea_orm::{ConnectionTrait, DbErr};
 
 use super::{DeliveryRow, Instructions, IntakeStore, TaskRow};
+use crate::config::RepoName;
 use crate::db::{IssueKey, Outcome, TaskStatus, queries};
-use crate::trigger::IssueContext;
+use crate::trigger::{IssueContext, PushedCommit};
 
 /// The intake statements on `C`, usually a transaction.
 pub(in crate::db) struct SeaStore<'a, C>(pub &'a C);
@@ -25,6 +26,15 @@ impl<C: ConnectionTrait> IntakeStore for SeaStore<'_, C> {
 
     async fn issue_context(&self, key: &IssueKey) -> Result<IssueContext, DbErr> {
         queries::issue_context(self.0, key).await
+    }
+
+    async fn pushed_commit(
+        &self,
+        forge: &str,
+        repo: &RepoName,
+        sha: &str,
+    ) -> Result<Option<PushedCommit>, DbErr> {
+        queries::pushed_commit(self.0, forge, repo, sha).await
     }
 
     async fn active_task(&self, key: &IssueKey) -> Result<Option<i64>, DbErr> {

@@ -8,9 +8,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 use sea_orm::DbErr;
 
 use super::{DeliveryRow, Instructions, IntakeStore, TaskRow};
+use crate::config::RepoName;
 use crate::db::entities::task_status::{TaskEvent, TaskStatus};
 use crate::db::{IssueKey, Outcome, queries};
-use crate::trigger::IssueContext;
+use crate::forge::IssueNumber;
+use crate::trigger::{IssueContext, PushedCommit};
 
 /// The intake statements on the writer's connection, inside its batch transaction, with
 /// the batch's timestamp.
@@ -53,8 +55,8 @@ static ANSWER: LazyLock<String> = LazyLock::new(queries::answer_statement);
 static INSERT_TASK: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO tasks (forge, repo, number, kind, trigger, requested_by, title, instructions, \
-         clone_url, status, attempt, branch, cancel_requested, created_at, updated_at, agent_profile, priority, agent_source) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, '{}', 0, ?10, 0, ?11, ?11, ?12, ?13, ?14) \
+         clone_url, status, attempt, branch, cancel_requested, created_at, updated_at, agent_profile, priority, agent_source, \
+         feedback_ref) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, '{}', 0, ?10, 0, ?11, ?11, ?12, ?13, ?14, ?15) \
          ON CONFLICT (forge, repo, number) WHERE {} DO NOTHING RETURNING id",
         TaskStatus::Queued.as_str(),
         queries::ACTIVE_TASK_PREDICATE
@@ -94,9 +96,47 @@ impl IntakeStore for SqliteStore<'_> {
                 label_was_present: row.get(0)?,
                 active_task: row.get(1)?,
                 awaiting_answer: awaiting.is_some(),
+                pushed: None,
             })
         })
         .map_err(db_err)
+    }
+
+    async fn pushed_commit(
+        &self,
+        forge: &str,
+        repo: &RepoName,
+        sha: &str,
+    ) -> Result<Option<PushedCommit>, DbErr> {
+        let mut read = self.conn.prepare_cached(queries::PUSHED_COMMIT).map_err(db_err)?;
+        let found = read
+            .query_row(params![forge, repo.as_str(), sha], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, Option<i64>>(3)?,
+                ))
+            })
+            .optional()
+            .map_err(db_err)?;
+        let Some((title, requested_by, clone_url, Some(pull))) = found else { return Ok(None) };
+        let Ok(number) = IssueNumber::try_from(pull) else { return Ok(None) };
+        let mut read = self.conn.prepare_cached(queries::PULL_PUSHES).map_err(db_err)?;
+        let (newest, rounds, fixed_by) = read
+            .query_row(params![forge, repo.as_str(), pull, sha], |row| {
+                Ok((row.get::<_, Option<String>>(0)?, row.get::<_, i64>(1)?, row.get::<_, Option<i64>>(2)?))
+            })
+            .map_err(db_err)?;
+        Ok(Some(PushedCommit {
+            pull: number,
+            pull_title: title,
+            requested_by,
+            clone_url,
+            newest: newest.as_deref() == Some(sha),
+            fix_rounds: rounds.try_into().unwrap_or(u32::MAX),
+            fixed_by,
+        }))
     }
 
     async fn active_task(&self, key: &IssueKey) -> Result<Option<i64>, DbErr> {
@@ -120,6 +160,7 @@ impl IntakeStore for SqliteStore<'_> {
             r.profile,
             r.priority,
             r.source,
+            r.feedback_ref,
         ];
         insert.query_row(params, |row| row.get(0)).optional().map_err(db_err)
     }

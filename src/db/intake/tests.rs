@@ -17,6 +17,7 @@ fn delivery(id: &str) -> NewDelivery {
         action: Some("created".into()),
         repo: Some("octo-org/hello-world".into()),
         number: Some(42.into()),
+        head_sha: None,
         sender: Some("alice\0".into()),
         label_present: Some(true),
     }
@@ -34,6 +35,7 @@ fn create(_: &IssueContext) -> Decision {
         instructions: "first".into(),
         branch: None,
         routing: Default::default(),
+        feedback_ref: None,
     })
 }
 

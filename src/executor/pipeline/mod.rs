@@ -2,6 +2,7 @@
 //! repository's setup, the agent and its checks (with fix rounds: `verify`), commit, push,
 //! open the pull request. Reporting the end is `finish`'s job.
 
+mod feedback;
 mod verify;
 
 use std::sync::Arc;
@@ -39,8 +40,40 @@ struct Plan {
     issue_body: String,
     /// People's comments on the issue, as the prompt shows them (implement tasks only).
     comments: String,
+    /// What a follow-up answers, as the prompt shows it (failed checks, a review's inline
+    /// comments); empty for other tasks.
+    feedback: String,
+    /// A review's inline comments, replied to once the work is pushed.
+    threads: Vec<crate::forge::client::ReviewComment>,
     /// The branch exists from an earlier task whose pull request is gone: replace it.
     force_push: bool,
+}
+
+/// A follow-up pushes to the pull request's branch: it must be open, on forgehand's
+/// branch, in the repository itself (forgehand cannot push to a fork).
+fn pushable(ctx: &Context, task: &tasks::Model, pull: &crate::forge::client::PullInfo) -> Step<()> {
+    let number = pull.number;
+    if !pull.is_open {
+        return Err(Failure::Cancelled { reason: format!("pull request #{number} is no longer open") });
+    }
+    if let Some(fork) = pull.head_repo.as_deref().filter(|head| !task.repo_name().same_as(&(*head).into())) {
+        return Err(Failure::Rejected {
+            reason: format!(
+                "pull request #{number} comes from the fork {fork}: forgehand cannot push to a fork's branch. \
+                 Ask for the change on an issue (with the trigger label) and forgehand opens its own pull request"
+            ),
+        });
+    }
+    let prefix = &ctx.settings.git.branch_prefix;
+    if !pull.head_ref.starts_with(prefix.as_str()) {
+        return Err(Failure::Rejected {
+            reason: format!(
+                "pull request #{number} is on the branch {:?}, not one of forgehand's ({prefix:?}…): forgehand only pushes to its own branches",
+                pull.head_ref
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Runs a claimed task to its end (but does not record the end).
@@ -93,18 +126,45 @@ pub async fn execute(ctx: &Arc<Context>, task: &tasks::Model, guard: &Guard) -> 
         let work = record_totals(ctx, task, &runs, std::mem::take(&mut verified.runs)).await?;
         record_checks_result(ctx, task, &work.checks).await?;
         verify::refuse_failing(ctx, task, &site, &rules, &work.checks, &verified.leftovers).await?;
-        match commit_and_push(ctx, task, &worktree, &verified.leftovers, creds, plan.force_push).await? {
-            Pushed::Nothing => {
-                recycle_workspace(ctx, task.id, &repo_key).await;
-                return Ok(Success::NoChanges { agent_text: work.summary });
-            }
-            Pushed::Branch => {}
+        let pushed =
+            commit_and_push(ctx, task, &worktree, &verified.leftovers, creds, plan.force_push).await?;
+        answer_threads(forge.as_ref(), task, &plan, &worktree, &pushed, &work.summary).await;
+        if pushed == Pushed::Nothing {
+            recycle_workspace(ctx, task.id, &repo_key).await;
+            return Ok(Success::NoChanges { agent_text: work.summary });
         }
         recycle_workspace(ctx, task.id, &repo_key).await;
         work
     };
     ensure_lease(ctx, task).await?;
     open_pull(ctx, forge.as_ref(), task, &plan, &work, started.elapsed()).await
+}
+
+/// Replies in the threads of the review a follow-up answered: what the pushed commit
+/// changed (or that nothing was). Never fatal.
+async fn answer_threads(
+    forge: &dyn Forge,
+    task: &tasks::Model,
+    plan: &Plan,
+    worktree: &Worktree,
+    pushed: &Pushed,
+    summary: &str,
+) {
+    if plan.threads.is_empty() {
+        return;
+    }
+    let tree = worktree.clone();
+    let (head, changed) = match pushed {
+        Pushed::Branch => match blocking(move || Ok((tree.head()?, tree.summary()?.files))).await {
+            Ok((head, files)) => (Some(head), files),
+            Err(err) => {
+                tracing::warn!(error = ?err, "cannot tell what the commit changed");
+                return;
+            }
+        },
+        Pushed::Nothing => (None, Vec::new()),
+    };
+    feedback::reply(forge, task, &plan.threads, head.as_deref(), &changed, summary).await;
 }
 
 /// Where a task's agent runs.
@@ -256,12 +316,9 @@ async fn plan(ctx: &Context, forge: &dyn Forge, task: &tasks::Model) -> Step<Pla
     let repo = forge.repository(&task.repo_name()).await?;
     if task.kind == "follow_up" {
         let pull = forge.pull(&task.repo_name(), number).await?;
-        let prefix = &ctx.settings.git.branch_prefix;
-        if !pull.is_open || !pull.head_ref.starts_with(prefix.as_str()) {
-            return Err(Failure::Rejected {
-                reason: format!("#{number} is not an open pull request on a {prefix:?} branch"),
-            });
-        }
+        pushable(ctx, task, &pull)?;
+        let bot_login = ctx.settings.forge(&task.forge).map(|f| f.bot_login.as_str()).unwrap_or_default();
+        let feedback = feedback::gather(forge, task, &pull, &repo.default_branch, bot_login).await?;
         return Ok(Plan {
             branch: pull.head_ref,
             start: BranchStart::Existing,
@@ -269,6 +326,8 @@ async fn plan(ctx: &Context, forge: &dyn Forge, task: &tasks::Model) -> Step<Pla
             clone_url: repo.clone_url,
             issue_body: issue.body,
             comments: String::new(),
+            feedback: feedback.text,
+            threads: feedback.threads,
             force_push: false,
         });
     }
@@ -276,6 +335,8 @@ async fn plan(ctx: &Context, forge: &dyn Forge, task: &tasks::Model) -> Step<Pla
     let bot_login = ctx.settings.forge(&task.forge).map(|f| f.bot_login.as_str()).unwrap_or_default();
     Ok(Plan {
         comments: super::prompt::thread(&comments, bot_login),
+        feedback: String::new(),
+        threads: Vec::new(),
         branch: branch_name(&ctx.settings.git.branch_prefix, number, &issue.title),
         start: BranchStart::FromBase(repo.default_branch.clone()),
         base: repo.default_branch,
@@ -428,6 +489,7 @@ async fn first_prompt(
         repo_instructions: &rules.instructions,
         checks: &rules.checks,
         comments: &plan.comments,
+        feedback: &plan.feedback,
         questions_left: questions_left(ctx, task),
         answered: &answered,
     }
@@ -606,6 +668,7 @@ async fn record_run(ctx: &Context, task: &tasks::Model, run: &AgentRun) -> Step<
     Ok(())
 }
 
+#[derive(PartialEq, Eq)]
 enum Pushed {
     Nothing,
     Branch,
@@ -633,9 +696,14 @@ async fn commit_and_push(
     crate::failpoint::hit("after_commit");
     ensure_lease(ctx, task).await?;
     let tree = worktree.clone();
-    blocking(move || tree.push(creds.as_ref(), force)).await?;
+    let head = blocking(move || {
+        tree.push(creds.as_ref(), force)?;
+        tree.head()
+    })
+    .await?;
     crate::failpoint::hit("after_push");
-    tracing::info!(branch = %worktree.branch, "pushed the branch");
+    tracing::info!(branch = %worktree.branch, %head, "pushed the branch");
+    ctx.lease(task.id).record_pushed(&head).await?;
     Ok(Pushed::Branch)
 }
 
@@ -664,16 +732,25 @@ async fn push_partial(
     let pushed = blocking(move || {
         tree.commit_all_except(&message, &identity, &leftovers)?;
         if !tree.has_new_commits()? {
-            return Ok(false);
+            return Ok(None);
         }
         tree.push(creds.as_ref(), false)?;
-        Ok(true)
+        tree.head().map(Some)
     })
     .await;
-    pushed.unwrap_or_else(|err| {
-        tracing::warn!(error = ?err, "cannot push the partial work");
-        false
-    })
+    match pushed {
+        Ok(Some(head)) => {
+            if let Err(err) = ctx.lease(task.id).record_pushed(&head).await {
+                tracing::warn!(error = %err, "cannot record the pushed commit");
+            }
+            true
+        }
+        Ok(None) => false,
+        Err(err) => {
+            tracing::warn!(error = ?err, "cannot push the partial work");
+            false
+        }
+    }
 }
 
 async fn open_pull(

@@ -136,6 +136,11 @@ impl Worktree {
         Ok(head_id(&self.open()?, self.scrub())? != self.base)
     }
 
+    /// The commit HEAD points at, as hex.
+    pub fn head(&self) -> Result<String, WorkspaceError> {
+        Ok(head_id(&self.open()?, self.scrub())?.to_string())
+    }
+
     /// The commits on HEAD since the base, and the files they change.
     pub fn summary(&self) -> Result<ChangeSummary, WorkspaceError> {
         let scrub = self.scrub();

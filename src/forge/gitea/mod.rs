@@ -31,7 +31,7 @@ pub static DIALECT: Dialect = Dialect {
         token_advice: "A token with <code>write:repository</code> and <code>write:issue</code>; make the bot an admin of the repositories so it can read collaborators' permissions.",
         webhook_steps: "Repository → Settings → Webhooks → Add webhook → Gitea (or Forgejo). HTTP method POST; under “Trigger on”, choose “Custom events” and tick:",
         events_choice: "Custom events",
-        events: &["Issues", "Issue label", "Issue comment", "Pull request reviewed"],
+        events: &["Issues", "Issue label", "Issue comment", "Pull request reviewed", "Status"],
         loopback_warning: "Gitea delivers to loopback addresses only when its app.ini allows it: [webhook] ALLOWED_HOST_LIST = loopback (or external,loopback).",
     },
     connect,
@@ -60,6 +60,8 @@ static API: Api = Api {
         "Gitea shows permissions only to repository admins: make the bot account an admin of",
     ),
     find_pull: FindPull::BaseHeadRoute,
+    check_runs: false,
+    review_replies: false,
 };
 
 fn connect(settings: &ForgeSettings) -> anyhow::Result<Arc<dyn Forge>> {

@@ -1,10 +1,14 @@
-//! The webhook events only Gitea and Forgejo send: one event per review verdict.
+//! The webhook events only Gitea and Forgejo send: one event per review verdict, and
+//! `status` (a commit status set, by Actions or any CI).
 
 use serde::Deserialize;
 
 use crate::forge::OwnEvent;
 use crate::forge::event::{ForgeEvent, ReviewVerdict};
-use crate::forge::payload::{PullPayload, ReviewFacts, ReviewPayload, null_as_empty, read, when_acted_on};
+use crate::forge::payload::{
+    CheckFacts, PullPayload, RepoPayload, ReviewFacts, ReviewPayload, UserPayload, null_as_empty, read,
+    when_acted_on,
+};
 
 #[derive(Deserialize)]
 struct Review {
@@ -12,8 +16,31 @@ struct Review {
     content: String,
 }
 
+/// A commit status: Gitea sends no action, only the state it was set to.
+#[derive(Deserialize)]
+struct StatusPayload {
+    id: u64,
+    sha: String,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    context: String,
+    state: String,
+    repository: RepoPayload,
+    sender: UserPayload,
+}
+
 /// Parses Gitea's own events; `None` for the others.
 pub fn parse_own_event(event: &str, json: &[u8]) -> OwnEvent {
+    if event == "status" {
+        return Some(read::<StatusPayload>(event, json).map(|status| {
+            let facts = CheckFacts {
+                key: format!("status:{}", status.id),
+                head_sha: status.sha,
+                name: status.context,
+                conclusion: status.state,
+            };
+            facts.into_event(status.repository, status.sender)
+        }));
+    }
     let verdict = match event {
         "pull_request_approved" => ReviewVerdict::Approved,
         "pull_request_rejected" => ReviewVerdict::ChangesRequested,

@@ -31,7 +31,7 @@ pub static DIALECT: Dialect = Dialect {
         token_advice: "A fine-grained token with Contents, Issues and Pull requests read/write on the repositories (a classic token needs <code>repo</code>).",
         webhook_steps: "Repository (or organisation) → Settings → Webhooks → Add webhook. Under “Which events”, choose “Let me select individual events” and tick:",
         events_choice: "Let me select individual events",
-        events: &["Issues", "Issue comments", "Pull request reviews"],
+        events: &["Issues", "Issue comments", "Pull request reviews", "Check runs"],
         loopback_warning: "GitHub cannot deliver to this address: put forgehand behind a reverse proxy or tunnel, and set the public URL (step 1) to the address GitHub reaches.",
     },
     connect,
@@ -57,6 +57,8 @@ static API: Api = Api {
     ],
     permission_forbidden_hint: None,
     find_pull: FindPull::HeadQuery,
+    check_runs: true,
+    review_replies: true,
 };
 
 fn connect(settings: &ForgeSettings) -> anyhow::Result<Arc<dyn Forge>> {

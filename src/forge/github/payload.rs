@@ -1,10 +1,12 @@
-//! The webhook events only GitHub sends: `pull_request_review`.
+//! The webhook events only GitHub sends: `pull_request_review`, `check_suite`, `check_run`.
 
 use serde::Deserialize;
 
 use crate::forge::OwnEvent;
 use crate::forge::event::{ForgeEvent, ReviewVerdict};
-use crate::forge::payload::{ReviewFacts, ReviewPayload, null_as_empty, read, when_acted_on};
+use crate::forge::payload::{
+    CheckFacts, RepoPayload, ReviewFacts, ReviewPayload, UserPayload, null_as_empty, read, when_acted_on,
+};
 
 #[derive(Deserialize)]
 struct Review {
@@ -15,13 +17,60 @@ struct Review {
     state: String,
 }
 
+/// A check suite (one app's checks on a commit) or a check run (one check).
+#[derive(Deserialize)]
+struct Check {
+    id: u64,
+    head_sha: String,
+    /// Check runs have a name; a suite is named by its app.
+    #[serde(default, deserialize_with = "null_as_empty")]
+    name: String,
+    #[serde(default)]
+    app: Option<App>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    conclusion: String,
+}
+
+#[derive(Deserialize)]
+struct App {
+    #[serde(default, deserialize_with = "null_as_empty")]
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct CheckPayload {
+    #[serde(alias = "check_run")]
+    check_suite: Check,
+    repository: RepoPayload,
+    sender: UserPayload,
+}
+
 /// Parses GitHub's own events; `None` for the others.
 pub fn parse_own_event(event: &str, json: &[u8]) -> OwnEvent {
-    (event == "pull_request_review").then(|| {
-        when_acted_on(event, json, &["submitted"], || {
+    match event {
+        "pull_request_review" => Some(when_acted_on(event, json, &["submitted"], || {
             read::<ReviewPayload<Review>>(event, json).map(review_event)
-        })
-    })
+        })),
+        "check_suite" | "check_run" => Some(when_acted_on(event, json, &["completed"], || {
+            read::<CheckPayload>(event, json).map(|payload| check_event(event, payload))
+        })),
+        _ => None,
+    }
+}
+
+fn check_event(event: &str, payload: CheckPayload) -> ForgeEvent {
+    let check = payload.check_suite;
+    let name = match check.app {
+        Some(app) if check.name.is_empty() => app.name,
+        _ => check.name,
+    };
+    let facts = CheckFacts {
+        key: format!("{event}:{}", check.id),
+        head_sha: check.head_sha,
+        name,
+        conclusion: check.conclusion,
+    };
+    facts.into_event(payload.repository, payload.sender)
 }
 
 fn review_event(payload: ReviewPayload<Review>) -> ForgeEvent {

@@ -189,7 +189,7 @@ pub(super) fn pull(ctx: &Ctx, repo: &FakeRepo, issue: &FakeIssue) -> Value {
         "merged_by": null,
         "allow_maintainer_edit": false,
         "base": git_ref(&part.base, &base_sha),
-        "head": git_ref(&part.head, &shown_sha(repo, &part.head, &part.head_sha)),
+        "head": with_head_repo(git_ref(&part.head, &shown_sha(repo, &part.head, &part.head_sha)), part),
         "merge_base": base_sha,
         "due_date": null,
         "created_at": time(&issue.created_at),
@@ -212,4 +212,52 @@ fn state(issue: &FakeIssue) -> &'static str {
         IssueState::Open => "open",
         IssueState::Closed => "closed",
     }
+}
+
+/// A review as `GET /pulls/{n}/reviews` lists it (Gitea's `PullReview`).
+pub(super) fn review(ctx: &Ctx, repo: &FakeRepo, issue: &FakeIssue, review: &FakeReview) -> Value {
+    let state = match review.state.as_str() {
+        "approved" => "APPROVED",
+        "changes_requested" => "REQUEST_CHANGES",
+        _ => "COMMENT",
+    };
+    let part = issue.pull.as_ref().expect("a pull request");
+    let comments = part.review_comments.iter().filter(|c| c.review_id == review.id).count();
+    json!({
+        "id": review.id,
+        "user": user(ctx, &review.user),
+        "team": null,
+        "state": state,
+        "body": review.body,
+        "commit_id": review.commit_id,
+        "stale": false,
+        "official": false,
+        "dismissed": false,
+        "comments_count": comments,
+        "submitted_at": time(&review.submitted_at),
+        "updated_at": time(&review.submitted_at),
+        "html_url": format!("{}#issuecomment-{}", ctx.html_url(repo, issue), review.id),
+        "pull_request_url": ctx.html_url(repo, issue),
+    })
+}
+
+/// An inline review comment (Gitea's `PullReviewComment`): the line is its `position`.
+pub(super) fn review_comment(ctx: &Ctx, repo: &FakeRepo, issue: &FakeIssue, c: &FakeReviewComment) -> Value {
+    json!({
+        "id": c.id,
+        "body": c.body,
+        "user": user(ctx, &c.user),
+        "resolver": null,
+        "pull_request_review_id": c.review_id,
+        "created_at": "2026-12-01T10:00:00Z",
+        "updated_at": "2026-12-01T10:00:00Z",
+        "path": c.path,
+        "commit_id": c.commit_id,
+        "original_commit_id": c.commit_id,
+        "diff_hunk": c.diff_hunk,
+        "position": c.line,
+        "original_position": 0,
+        "html_url": format!("{}#issuecomment-{}", ctx.html_url(repo, issue), c.id),
+        "pull_request_url": ctx.html_url(repo, issue),
+    })
 }

@@ -252,7 +252,7 @@ pub(super) fn listed_pull(ctx: &Ctx, repo: &FakeRepo, issue: &FakeIssue) -> Valu
         "draft": part.draft,
     });
     let more = json!({
-        "head": git_ref(ctx, repo, &part.head, &head_sha),
+        "head": with_head_repo(git_ref(ctx, repo, &part.head, &head_sha), part),
         "base": git_ref(ctx, repo, &part.base, &shown_sha(repo, &part.base, &part.base_sha)),
         "_links": {
             "self": href(url.clone()),
@@ -319,4 +319,105 @@ fn state(issue: &FakeIssue) -> &'static str {
         IssueState::Open => "open",
         IssueState::Closed => "closed",
     }
+}
+
+/// `GET /commits/{ref}/check-runs`: the check runs on `sha`.
+pub(super) fn check_runs(ctx: &Ctx, repo: &FakeRepo, sha: &str) -> Value {
+    let runs: Vec<Value> = repo
+        .checks
+        .iter()
+        .filter(|c| c.sha == sha && !c.status_only)
+        .map(|c| check_run(ctx, repo, c))
+        .collect();
+    json!({ "total_count": runs.len(), "check_runs": runs })
+}
+
+/// A check run as GitHub shows it; an Actions job when it has a log.
+pub(super) fn check_run(ctx: &Ctx, repo: &FakeRepo, check: &FakeCheck) -> Value {
+    let api = ctx.repo_api(repo);
+    let html = format!("{}/runs/{}", ctx.repo_html(repo), check.id);
+    let (slug, app_name) =
+        if check.log.is_some() { ("github-actions", "GitHub Actions") } else { ("ci", "CI") };
+    json!({
+        "id": check.id,
+        "head_sha": check.sha,
+        "node_id": format!("CR_kwDO{}", check.id),
+        "external_id": "",
+        "url": format!("{api}/check-runs/{}", check.id),
+        "html_url": html,
+        "details_url": html,
+        "status": "completed",
+        "conclusion": check.conclusion,
+        "started_at": "2026-12-01T10:00:00Z",
+        "completed_at": "2026-12-01T10:01:00Z",
+        "output": {
+            "title": check.summary,
+            "summary": check.summary,
+            "text": check.text,
+            "annotations_count": 0,
+            "annotations_url": format!("{api}/check-runs/{}/annotations", check.id),
+        },
+        "name": check.name,
+        "check_suite": { "id": check.id + 1 },
+        "app": { "id": 15368, "slug": slug, "name": app_name },
+        "pull_requests": [],
+    })
+}
+
+/// A review as `GET /pulls/{n}/reviews` lists it.
+pub(super) fn review(ctx: &Ctx, repo: &FakeRepo, issue: &FakeIssue, review: &FakeReview) -> Value {
+    let html = format!("{}#pullrequestreview-{}", ctx.html_url(repo, issue), review.id);
+    let pull_url = format!("{}/pulls/{}", ctx.repo_api(repo), issue.number);
+    json!({
+        "id": review.id,
+        "node_id": format!("PRR_kwDO{}", review.id),
+        "user": ctx.user(&review.user),
+        "body": review.body,
+        "state": review.state.to_ascii_uppercase(),
+        "html_url": html,
+        "pull_request_url": pull_url,
+        "_links": { "html": { "href": html }, "pull_request": { "href": pull_url } },
+        "submitted_at": time(&review.submitted_at),
+        "commit_id": review.commit_id,
+        "author_association": association(repo, &review.user),
+    })
+}
+
+/// An inline review comment (or a reply in its thread).
+pub(super) fn review_comment(ctx: &Ctx, repo: &FakeRepo, issue: &FakeIssue, c: &FakeReviewComment) -> Value {
+    let api = ctx.repo_api(repo);
+    let url = format!("{api}/pulls/comments/{}", c.id);
+    let html = format!("{}#discussion_r{}", ctx.html_url(repo, issue), c.id);
+    let pull_url = format!("{api}/pulls/{}", issue.number);
+    let mut json = json!({
+        "url": url,
+        "pull_request_review_id": c.review_id,
+        "id": c.id,
+        "node_id": format!("PRRC_kwDO{}", c.id),
+        "diff_hunk": c.diff_hunk,
+        "path": c.path,
+        "position": c.line,
+        "original_position": c.line,
+        "commit_id": c.commit_id,
+        "original_commit_id": c.commit_id,
+        "user": ctx.user(&c.user),
+        "body": c.body,
+        "created_at": "2026-12-01T10:00:00Z",
+        "updated_at": "2026-12-01T10:00:00Z",
+        "html_url": html,
+        "pull_request_url": pull_url,
+        "author_association": association(repo, &c.user),
+        "_links": { "self": { "href": url }, "html": { "href": html }, "pull_request": { "href": pull_url } },
+        "start_line": null,
+        "original_start_line": null,
+        "start_side": null,
+        "line": c.line,
+        "original_line": c.line,
+        "side": "RIGHT",
+        "subject_type": "line",
+    });
+    if let Some(parent) = c.in_reply_to {
+        json["in_reply_to_id"] = json!(parent);
+    }
+    json
 }

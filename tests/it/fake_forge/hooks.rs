@@ -127,3 +127,34 @@ pub(super) fn review(ctx: &Ctx, repo: &FakeRepo, issue: &FakeIssue, review: &Fak
         }
     }
 }
+
+/// A check that finished: GitHub's `check_run` completed, Gitea's `status`.
+pub(super) fn check(ctx: &Ctx, repo: &FakeRepo, check: &FakeCheck) -> Webhook {
+    match ctx.dialect {
+        Dialect::Github => {
+            let payload = json!({
+                "action": "completed",
+                "check_run": github::check_run(ctx, repo, check),
+                "repository": ctx.repo(repo),
+                "sender": ctx.user("github-actions[bot]"),
+            });
+            webhook(ctx, "check_run", None, payload)
+        }
+        Dialect::Gitea => {
+            let payload = json!({
+                "id": check.id,
+                "sha": check.sha,
+                "context": check.name,
+                "state": check.conclusion,
+                "description": check.summary,
+                "target_url": format!("{}/actions/runs/{}", ctx.repo_html(repo), check.id),
+                "created_at": "2026-12-01T10:00:00Z",
+                "updated_at": "2026-12-01T10:01:00Z",
+                "commit": null,
+                "repository": ctx.repo(repo),
+                "sender": ctx.user("gitea-actions"),
+            });
+            webhook(ctx, "status", Some("status"), payload)
+        }
+    }
+}

@@ -75,6 +75,24 @@ pub struct FakeRepo {
     pub issues: BTreeMap<u64, FakeIssue>,
     /// Login → role: `admin`, `maintain`, `write`, `triage`, `read`, `none` (Gitea: `owner`).
     pub permissions: BTreeMap<String, String>,
+    /// Check runs (GitHub) and commit statuses (both) on commits, newest last.
+    pub checks: Vec<FakeCheck>,
+}
+
+/// A check run (GitHub) or commit status (`status_only`, and every check on Gitea).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeCheck {
+    pub id: u64,
+    pub sha: String,
+    pub name: String,
+    /// `success`, `failure`, ...; a status's state.
+    pub conclusion: String,
+    pub summary: String,
+    /// A check run's `output.text`.
+    pub text: String,
+    /// The Actions job log (GitHub check runs of `github-actions`).
+    pub log: Option<String>,
+    pub status_only: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +135,24 @@ pub struct PullPart {
     pub base_sha: String,
     pub draft: bool,
     pub reviews: Vec<FakeReview>,
+    /// `owner/name` of the fork the head branch lives in; `None`: the repository itself.
+    pub fork: Option<String>,
+    /// Inline review comments and the replies in their threads, oldest first.
+    pub review_comments: Vec<FakeReviewComment>,
+}
+
+/// An inline comment of a review, or a reply in its thread (`in_reply_to`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeReviewComment {
+    pub id: u64,
+    pub review_id: u64,
+    pub in_reply_to: Option<u64>,
+    pub user: String,
+    pub path: String,
+    pub line: u32,
+    pub diff_hunk: String,
+    pub body: String,
+    pub commit_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -354,6 +390,7 @@ impl FakeForge {
             labels: Vec::new(),
             issues: BTreeMap::new(),
             permissions: BTreeMap::new(),
+            checks: Vec::new(),
         };
         self.shared.mutate(|s| {
             let mut repo = repo;
@@ -398,6 +435,12 @@ impl FakeForge {
             issue.pull = Some(new_pull_part(r, head, base, false));
             r.issues.insert(number, issue);
         });
+    }
+
+    /// Opens pull request `number` from branch `head` of the fork `fork` (`owner/name`).
+    pub fn add_fork_pull(&self, repo: &str, number: u64, head: &str, fork: &str) {
+        self.add_pull(repo, number, "A contribution", head, "main");
+        self.shared.mutate(|s| s.issue_mut(repo, number).pull.as_mut().unwrap().fork = Some(fork.into()));
     }
 
     /// Sets `login`'s role on `repo` (see [`FakeRepo::permissions`]).
@@ -592,6 +635,8 @@ fn new_pull_part(repo: &FakeRepo, head: &str, base: &str, draft: bool) -> PullPa
         base_sha: sha(base),
         draft,
         reviews: Vec::new(),
+        fork: None,
+        review_comments: Vec::new(),
     }
 }
 
@@ -693,6 +738,8 @@ struct Reply {
     status: u16,
     body: Option<Value>,
     headers: Vec<(String, String)>,
+    /// A plain-text body instead of JSON (a job log).
+    text: Option<String>,
 }
 
 /// Handlers return `Err` for refusals so `?` can short-circuit.
@@ -700,7 +747,7 @@ type Answer = Result<Reply, Reply>;
 
 impl Reply {
     fn json(status: u16, body: Value) -> Reply {
-        Reply { status, body: Some(body), headers: Vec::new() }
+        Reply { status, body: Some(body), headers: Vec::new(), text: None }
     }
 
     fn ok(body: Value) -> Reply {
@@ -708,7 +755,7 @@ impl Reply {
     }
 
     fn empty(status: u16) -> Reply {
-        Reply { status, body: None, headers: Vec::new() }
+        Reply { status, body: None, headers: Vec::new(), text: None }
     }
 
     fn header(mut self, name: &str, value: impl ToString) -> Reply {
@@ -720,9 +767,10 @@ impl Reply {
 impl IntoResponse for Reply {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response = match self.body {
-            Some(body) => (status, axum::Json(body)).into_response(),
-            None => status.into_response(),
+        let mut response = match (self.body, self.text) {
+            (_, Some(text)) => (status, text).into_response(),
+            (Some(body), None) => (status, axum::Json(body)).into_response(),
+            (None, None) => status.into_response(),
         };
         for (name, value) in self.headers {
             if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
@@ -866,7 +914,58 @@ impl Exchange<'_> {
             Route::Pull(n) => Ok(Reply::ok(ctx.pull(repo, pull(ctx, repo, &n)?))),
             Route::EditPull(n) => self.edit_pull(repo, &n),
             Route::PullByBaseHead(base, head) => self.pull_by_base_head(repo, &base, &head),
+            Route::Reviews(n) => {
+                let issue = pull(ctx, repo, &n)?;
+                let part = issue.pull.as_ref().unwrap();
+                let reviews = part.reviews.iter().map(|r| ctx.review(repo, issue, r)).collect();
+                Ok(self.page(reviews))
+            }
+            Route::ReviewComments(n, id) => {
+                let issue = pull(ctx, repo, &n)?;
+                let part = issue.pull.as_ref().unwrap();
+                if !part.reviews.iter().any(|r| r.id.to_string() == id) {
+                    return Err(ctx.not_found());
+                }
+                let comments = part
+                    .review_comments
+                    .iter()
+                    .filter(|c| c.review_id.to_string() == id)
+                    .map(|c| ctx.review_comment(repo, issue, c))
+                    .collect();
+                Ok(self.page(comments))
+            }
+            Route::ReplyToReviewComment(n, id) => self.reply_to_review_comment(repo, &n, &id),
+            Route::CheckRuns(git_ref) => {
+                Ok(Reply::ok(github::check_runs(ctx, repo, &commit_of(repo, &git_ref))))
+            }
+            Route::CombinedStatus(git_ref) => {
+                Ok(Reply::ok(ctx.combined_status(repo, &commit_of(repo, &git_ref))))
+            }
+            Route::JobLog(id) => {
+                let log = repo.checks.iter().find(|c| c.id.to_string() == id).and_then(|c| c.log.clone());
+                Ok(log.map_or_else(|| ctx.not_found(), |log| Reply { text: Some(log), ..Reply::empty(200) }))
+            }
         }
+    }
+
+    fn reply_to_review_comment(&self, repo: &mut FakeRepo, n: &str, id: &str) -> Answer {
+        let ctx = self.ctx;
+        let body = self.required("body")?.to_owned();
+        let issue = issue_mut(ctx, repo, n)?;
+        let Some(part) = issue.pull.as_mut() else { return Err(ctx.not_found()) };
+        let Some(parent) = part.review_comments.iter().find(|c| c.id.to_string() == id).cloned() else {
+            return Err(ctx.not_found());
+        };
+        let reply = FakeReviewComment {
+            id: new_id(),
+            in_reply_to: Some(parent.id),
+            user: ctx.bot.clone(),
+            body,
+            ..parent
+        };
+        part.review_comments.push(reply.clone());
+        let issue = issue_ref(ctx, repo, n)?;
+        Ok(Reply::json(201, ctx.review_comment(repo, issue, &reply)))
     }
 
     fn permission(&self, repo: &FakeRepo, login: &str) -> Answer {
@@ -1339,6 +1438,30 @@ fn commits_ahead(clone_url: &str, head: &str, base: &str) -> Option<usize> {
     git.graph_ahead_behind(head, base).ok().map(|(ahead, _)| ahead)
 }
 
+/// The commit `git_ref` (a sha, or a branch of `repo`) names.
+fn commit_of(repo: &FakeRepo, git_ref: &str) -> String {
+    if git_ref.len() == 40 && git_ref.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return git_ref.to_owned();
+    }
+    branch_tip(&repo.clone_url, git_ref).map(|oid| oid.to_string()).unwrap_or_default()
+}
+
+fn issue_ref<'r>(ctx: &Ctx, repo: &'r FakeRepo, n: &str) -> Result<&'r FakeIssue, Reply> {
+    issue(ctx, repo, n)
+}
+
+/// A pull request's `head` with its repository: the base repository's, or its fork's.
+fn with_head_repo(mut head: Value, part: &PullPart) -> Value {
+    let Some(fork) = &part.fork else { return head };
+    let (owner, name) = fork.split_once('/').expect("owner/name");
+    let repo = &mut head["repo"];
+    repo["full_name"] = json!(fork);
+    repo["name"] = json!(name);
+    repo["owner"]["login"] = json!(owner);
+    repo["fork"] = json!(true);
+    head
+}
+
 /// The sha a pull request shows for `branch`: the branch's tip now, else when opened.
 fn shown_sha(repo: &FakeRepo, branch: &str, recorded: &str) -> String {
     branch_tip(&repo.clone_url, branch).map_or_else(|| recorded.to_owned(), |oid| oid.to_string())
@@ -1477,6 +1600,53 @@ impl Ctx {
             Dialect::Github => github::pull(self, repo, issue),
             Dialect::Gitea => gitea::pull(self, repo, issue),
         }
+    }
+
+    fn review(&self, repo: &FakeRepo, issue: &FakeIssue, review: &FakeReview) -> Value {
+        match self.dialect {
+            Dialect::Github => github::review(self, repo, issue, review),
+            Dialect::Gitea => gitea::review(self, repo, issue, review),
+        }
+    }
+
+    fn review_comment(&self, repo: &FakeRepo, issue: &FakeIssue, comment: &FakeReviewComment) -> Value {
+        match self.dialect {
+            Dialect::Github => github::review_comment(self, repo, issue, comment),
+            Dialect::Gitea => gitea::review_comment(self, repo, issue, comment),
+        }
+    }
+
+    /// `GET /commits/{ref}/status`: the commit statuses on `sha` (GitHub names a state
+    /// `state`, Gitea `status`).
+    fn combined_status(&self, repo: &FakeRepo, sha: &str) -> Value {
+        let key = if self.dialect == Dialect::Github { "state" } else { "status" };
+        let statuses: Vec<Value> = repo
+            .checks
+            .iter()
+            .filter(|c| c.sha == sha && c.status_only)
+            .map(|c| {
+                let mut status = json!({
+                    "id": c.id,
+                    "url": format!("{}/statuses/{sha}", self.repo_api(repo)),
+                    "description": c.summary,
+                    "target_url": format!("{}/actions/runs/{}", self.repo_html(repo), c.id),
+                    "context": c.name,
+                    "created_at": "2026-12-01T10:00:00Z",
+                    "updated_at": "2026-12-01T10:01:00Z",
+                });
+                status[key] = json!(c.conclusion);
+                status
+            })
+            .collect();
+        let failed = statuses.iter().any(|s| s[key] == "failure" || s[key] == "error");
+        json!({
+            "state": if failed { "failure" } else { "success" },
+            "sha": sha,
+            "total_count": statuses.len(),
+            "statuses": statuses,
+            "commit_url": format!("{}/commits/{sha}", self.repo_api(repo)),
+            "url": format!("{}/commits/{sha}/status", self.repo_api(repo)),
+        })
     }
 
     /// A pull request as the forge's listing shows it: GitHub leaves out what only
@@ -1659,6 +1829,77 @@ impl FakeForge {
             let comment = issue.comments.iter().find(|c| c.id == comment_id).expect("no such comment");
             hooks::comment(ctx, r, issue, comment)
         })
+    }
+
+    /// Check `name` ended `conclusion` on `sha` (a check run on GitHub, a commit status on
+    /// Gitea, where `failure` is the state), with `log` as its Actions job log; returns the
+    /// event GitHub (`check_run` completed) or Gitea (`status`) sends.
+    pub fn finish_check(&self, repo: &str, sha: &str, name: &str, conclusion: &str, log: &str) -> Webhook {
+        let check = FakeCheck {
+            id: new_id(),
+            sha: sha.into(),
+            name: name.into(),
+            conclusion: conclusion.into(),
+            // A commit status has only its description to say why.
+            summary: if self.dialect() == Dialect::Gitea {
+                log.trim().to_owned()
+            } else {
+                format!("{name}: {conclusion}")
+            },
+            text: String::new(),
+            log: (!log.is_empty()).then(|| log.to_owned()),
+            status_only: self.dialect() == Dialect::Gitea,
+        };
+        let state = self.shared.lock();
+        let r = state.repos.get(repo).unwrap_or_else(|| panic!("no repository {repo}"));
+        let hook = hooks::check(&state.ctx(), r, &check);
+        drop(state);
+        self.shared.mutate(|s| s.repo_mut(repo).checks.push(check));
+        hook
+    }
+
+    /// The commit branch `branch` of `repo` points at now.
+    pub fn branch_sha(&self, repo: &str, branch: &str) -> String {
+        let url = self.with_state(|s| s.repos[repo].clone_url.clone());
+        branch_tip(&url, branch).map(|oid| oid.to_string()).unwrap_or_default()
+    }
+
+    /// `reviewer` submits a review of pull request `n` with inline `comments` (path, line,
+    /// text) beside its `body` (which may be empty).
+    pub fn review_with_comments(
+        &self,
+        repo: &str,
+        n: u64,
+        reviewer: &str,
+        state: &str,
+        body: &str,
+        comments: &[(&str, u32, &str)],
+    ) -> Webhook {
+        let hook = self.review_as(repo, n, reviewer, state, body);
+        self.shared.mutate(|s| {
+            let part = s.issue_mut(repo, n).pull.as_mut().unwrap();
+            let review = part.reviews.last().unwrap().clone();
+            for (path, line, text) in comments {
+                part.review_comments.push(FakeReviewComment {
+                    id: new_id(),
+                    review_id: review.id,
+                    in_reply_to: None,
+                    user: reviewer.into(),
+                    path: (*path).into(),
+                    line: *line,
+                    diff_hunk: format!("@@ -0,0 +1,{line} @@\n+{path} line {line}"),
+                    body: (*text).into(),
+                    commit_id: review.commit_id.clone(),
+                });
+            }
+        });
+        hook
+    }
+
+    /// The inline review comments and thread replies on pull request `n`.
+    pub fn review_comments(&self, repo: &str, n: u64) -> Vec<FakeReviewComment> {
+        self.with_state(|s| s.issue(repo, n).and_then(|i| i.pull.as_ref()).map(|p| p.review_comments.clone()))
+            .unwrap_or_default()
     }
 
     /// Review `review_id` of pull request `n` was submitted.

@@ -162,6 +162,35 @@ pub static ENDPOINTS: &[Endpoint] = &[
     }),
     Endpoint::github("GET", "/repos/{owner}/{repo}/labels/{name}", |p| Route::Label(p[2].clone())),
     Endpoint::both("GET", "/repos/{owner}/{repo}/pulls", "/repos/{owner}/{repo}/pulls", |_| Route::ListPulls),
+    Endpoint::both(
+        "GET",
+        "/repos/{owner}/{repo}/pulls/{pull_number}/reviews",
+        "/repos/{owner}/{repo}/pulls/{index}/reviews",
+        |p| Route::Reviews(p[2].clone()),
+    ),
+    Endpoint::both(
+        "GET",
+        "/repos/{owner}/{repo}/pulls/{pull_number}/reviews/{review_id}/comments",
+        "/repos/{owner}/{repo}/pulls/{index}/reviews/{id}/comments",
+        |p| Route::ReviewComments(p[2].clone(), p[3].clone()),
+    ),
+    Endpoint::github(
+        "POST",
+        "/repos/{owner}/{repo}/pulls/{pull_number}/comments/{comment_id}/replies",
+        |p| Route::ReplyToReviewComment(p[2].clone(), p[3].clone()),
+    ),
+    Endpoint::github("GET", "/repos/{owner}/{repo}/commits/{ref}/check-runs", |p| {
+        Route::CheckRuns(p[2].clone())
+    }),
+    Endpoint::both(
+        "GET",
+        "/repos/{owner}/{repo}/commits/{ref}/status",
+        "/repos/{owner}/{repo}/commits/{ref}/status",
+        |p| Route::CombinedStatus(p[2].clone()),
+    ),
+    Endpoint::github("GET", "/repos/{owner}/{repo}/actions/jobs/{job_id}/logs", |p| {
+        Route::JobLog(p[2].clone())
+    }),
     Endpoint::both("POST", "/repos/{owner}/{repo}/pulls", "/repos/{owner}/{repo}/pulls", |_| {
         Route::CreatePull
     }),
@@ -209,6 +238,12 @@ pub(super) enum Route {
     Pull(String),
     EditPull(String),
     PullByBaseHead(String, String),
+    Reviews(String),
+    ReviewComments(String, String),
+    ReplyToReviewComment(String, String),
+    CheckRuns(String),
+    CombinedStatus(String),
+    JobLog(String),
 }
 
 /// The repository (`owner/name`, if any) and endpoint `method path` addresses.
