@@ -7,6 +7,7 @@
 //! at once; a slow poll is the fallback and also requeues tasks whose lease expired.
 
 pub mod agent;
+pub mod attachments;
 pub mod checklist;
 pub mod checks;
 pub mod finish;

@@ -30,6 +30,9 @@ pub struct Prompt<'a> {
     /// What a follow-up answers beyond its instructions: failed checks, inline review
     /// comments (empty: none).
     pub feedback: &'a str,
+    /// The issue's attachments fetched into the checkout, and those that were not
+    /// (`executor::attachments`; empty: none linked).
+    pub attachments: &'a str,
 }
 
 /// How much of an issue's comment thread the prompt carries, in characters: the newest
@@ -99,6 +102,7 @@ mod tests {
             checks: &["cargo test".to_owned()],
             comments: "@bob wrote:\nPlease keep -v too.",
             feedback: "",
+            attachments: "Files attached to the issue, downloaded into .forgehand/attachments/ …\n- .forgehand/attachments/01-shot.png",
             questions_left: 2,
             answered: "",
         }
@@ -144,6 +148,12 @@ mod tests {
         assert!(text.contains("`ask_question` tool (at most 2 more in this task)"), "{text}");
         assert!(text.contains("Instructions for this repository:\n\nUse the existing logger."), "{text}");
         assert!(text.contains("forgehand runs these checks after you finish:\n- `cargo test`"), "{text}");
+        assert!(
+            text.contains("Comments on the issue, oldest first:")
+                && text.contains("\nFiles attached to the issue"),
+            "{text}"
+        );
+        assert!(!prompt(true, "x").contains("01-shot.png"), "follow-ups carry no attachments");
         assert!(prompt(false, "also docs").contains("Further instructions from @alice:\n\nalso docs"));
         assert!(
             text.contains("Comments on the issue, oldest first:\n\n@bob wrote:\nPlease keep -v too."),

@@ -10,6 +10,7 @@
 //! `ForgeKind` variant (with its name in `ForgeKind::ALL` and `Display`), and its arm in
 //! [`dialect`].
 
+pub mod attachments;
 pub mod client;
 pub mod event;
 mod gitea;

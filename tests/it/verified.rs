@@ -637,3 +637,49 @@ async fn github_a_command_on_a_fork_pull_request_is_refused_clearly() {
 async fn gitea_a_command_on_a_fork_pull_request_is_refused_clearly() {
     fork_command_is_refused_clearly(Dialect::Gitea).await;
 }
+
+/// Images and files pasted into the issue reach the agent's checkout (never the commit) and
+/// are named in the prompt; an oversize one and one on another host are named as skipped,
+/// and the other host is never asked.
+async fn attachments_reach_the_checkout(dialect: Dialect) {
+    let world = World::start(dialect, "look", &[], "[attachments]\nmax_file_bytes = 1000\n").await;
+    let repo = world.repo;
+    let under = if dialect == Dialect::Github { "/user-attachments/assets" } else { "/attachments" };
+    let shot = world.forge.add_attachment(&format!("{under}/5c1e-shot"), &[7u8; 100], "image/png");
+    let big = world.forge.add_attachment(&format!("{under}/9d0b-build"), &[1u8; 5000], "application/zip");
+    let elsewhere = FakeForge::github().await;
+    let foreign = elsewhere.add_attachment("/user-attachments/assets/pixel", b"GIF89a", "image/gif");
+    world.forge.set_issue_body(
+        repo,
+        42,
+        &format!("The CLI needs --verbose.\n\n![screenshot]({shot})\n![tracking]({foreign})"),
+    );
+    world.forge.comment_as(repo, 42, "bob", &format!("The build log: [build.zip]({big})"));
+
+    assert_eq!(world.run_task().await.status, "done");
+    let (seen, _) = remote_file(&world.remote, BRANCH, "SEEN.txt").expect("the agent wrote what it saw");
+    assert_eq!(seen, "01-5c1e-shot.png 100\n", "only the screenshot, in the checkout");
+    assert!(
+        remote_file(&world.remote, BRANCH, ".forgehand/attachments/01-5c1e-shot.png").is_none(),
+        "never committed"
+    );
+    let prompt = world.agent_runs().remove(0).0;
+    for expected in [
+        "- .forgehand/attachments/01-5c1e-shot.png (image/png, 100 bytes), from ".to_owned(),
+        format!("- {big}: larger than 1000 bytes"),
+        format!("- {foreign}: not on the forge's own host"),
+    ] {
+        assert!(prompt.contains(&expected), "{expected:?} missing in {prompt}");
+    }
+    assert!(elsewhere.requests().is_empty(), "another host was asked: {:?}", elsewhere.requests());
+}
+
+#[tokio::test]
+async fn github_pasted_images_reach_the_checkout_not_the_commit() {
+    attachments_reach_the_checkout(Dialect::Github).await;
+}
+
+#[tokio::test]
+async fn gitea_attachments_reach_the_checkout_not_the_commit() {
+    attachments_reach_the_checkout(Dialect::Gitea).await;
+}

@@ -120,7 +120,13 @@ pub async fn execute(ctx: &Arc<Context>, task: &tasks::Model, guard: &Guard) -> 
         verify::setup(ctx, task, &site, &rules, &mut verified).await?;
         progress(ctx, task, "the agent is working").await;
         let answers = resume.as_ref().map(|r| (r, reopened));
-        let (prompt, resume) = first_prompt(ctx, task, &plan, &rules, answers).await?;
+        let attachments = if task.kind == "implement" && !reopened {
+            let texts = [plan.issue_body.as_str(), plan.comments.as_str()];
+            super::attachments::fetch_into(&ctx.settings, &task.forge, &texts, &worktree.path).await
+        } else {
+            String::new()
+        };
+        let (prompt, resume) = first_prompt(ctx, task, &plan, &rules, answers, &attachments).await?;
         let first = run_agent(ctx, task, &site, &prompt, resume, 0, &verified.leftovers).await?;
         let runs = verify::check_and_fix(ctx, task, &site, &rules, first, &mut verified).await?;
         let work = record_totals(ctx, task, &runs, std::mem::take(&mut verified.runs)).await?;
@@ -467,6 +473,7 @@ async fn first_prompt(
     plan: &Plan,
     rules: &Verification,
     answered: Option<(&Resume, bool)>,
+    attachments: &str,
 ) -> Step<(String, Option<String>)> {
     let resumable = ctx.settings.agent.kind != crate::config::AgentKind::Command;
     if let Some((resume, true)) = answered
@@ -490,6 +497,7 @@ async fn first_prompt(
         checks: &rules.checks,
         comments: &plan.comments,
         feedback: &plan.feedback,
+        attachments,
         questions_left: questions_left(ctx, task),
         answered: &answered,
     }

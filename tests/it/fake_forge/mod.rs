@@ -222,6 +222,8 @@ pub struct ForgeState {
     pub bot_is_site_admin: bool,
     pub repos: BTreeMap<String, FakeRepo>,
     pub requests: Vec<LoggedRequest>,
+    /// Files people attached, by URL path on the web host: bytes and content type.
+    pub attachments: BTreeMap<String, (Vec<u8>, String)>,
     dialect: Dialect,
     api: String,
     web: String,
@@ -319,6 +321,7 @@ impl FakeForge {
             bot_is_site_admin: false,
             repos: BTreeMap::new(),
             requests: Vec::new(),
+            attachments: BTreeMap::new(),
             dialect,
             api: api.clone(),
             web,
@@ -740,6 +743,8 @@ struct Reply {
     headers: Vec<(String, String)>,
     /// A plain-text body instead of JSON (a job log).
     text: Option<String>,
+    /// A binary body (an attachment).
+    bytes: Option<Vec<u8>>,
 }
 
 /// Handlers return `Err` for refusals so `?` can short-circuit.
@@ -747,7 +752,7 @@ type Answer = Result<Reply, Reply>;
 
 impl Reply {
     fn json(status: u16, body: Value) -> Reply {
-        Reply { status, body: Some(body), headers: Vec::new(), text: None }
+        Reply { status, body: Some(body), headers: Vec::new(), text: None, bytes: None }
     }
 
     fn ok(body: Value) -> Reply {
@@ -755,7 +760,7 @@ impl Reply {
     }
 
     fn empty(status: u16) -> Reply {
-        Reply { status, body: None, headers: Vec::new(), text: None }
+        Reply { status, body: None, headers: Vec::new(), text: None, bytes: None }
     }
 
     fn header(mut self, name: &str, value: impl ToString) -> Reply {
@@ -767,14 +772,20 @@ impl Reply {
 impl IntoResponse for Reply {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response = match (self.body, self.text) {
-            (_, Some(text)) => (status, text).into_response(),
-            (Some(body), None) => (status, axum::Json(body)).into_response(),
-            (None, None) => status.into_response(),
+        let mut response = match (self.body, self.text, self.bytes) {
+            (_, _, Some(bytes)) => (status, bytes).into_response(),
+            (_, Some(text), None) => (status, text).into_response(),
+            (Some(body), None, None) => (status, axum::Json(body)).into_response(),
+            (None, None, None) => status.into_response(),
         };
         for (name, value) in self.headers {
             if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-                response.headers_mut().append(name, value);
+                // A body's own content type is replaced, not repeated.
+                if name == axum::http::header::CONTENT_TYPE {
+                    response.headers_mut().insert(name, value);
+                } else {
+                    response.headers_mut().append(name, value);
+                }
             }
         }
         response
@@ -837,6 +848,14 @@ impl ForgeState {
     fn reply_to(&mut self, request: &Incoming) -> (Reply, bool, bool) {
         if let Some(reply) = self.take_fault(request, false).and_then(|f| f.reply) {
             return (reply, false, true);
+        }
+        if let Some((bytes, kind)) = self.attachments.get(&request.raw_path) {
+            // Attachments of private repositories need the token, as on the forges.
+            if request.token.as_deref() != Some(TOKEN) {
+                return (self.ctx().not_found(), false, false);
+            }
+            let reply = Reply { text: None, ..Reply::empty(200) }.header("content-type", kind);
+            return (Reply { bytes: Some(bytes.clone()), ..reply }, false, false);
         }
         let Some(target) = request.api_path.as_deref().and_then(|p| route(self.dialect, &request.method, p))
         else {
@@ -1856,6 +1875,20 @@ impl FakeForge {
         drop(state);
         self.shared.mutate(|s| s.repo_mut(repo).checks.push(check));
         hook
+    }
+
+    /// Replaces the text of issue `n`.
+    pub fn set_issue_body(&self, repo: &str, n: u64, body: &str) {
+        self.shared.mutate(|s| s.issue_mut(repo, n).body = body.into());
+    }
+
+    /// A file someone attached, served at `path` on the forge's web host (GitHub:
+    /// `/user-attachments/assets/<id>`, Gitea: `/attachments/<uuid>`); returns its URL.
+    pub fn add_attachment(&self, path: &str, bytes: &[u8], content_type: &str) -> String {
+        self.shared.mutate(|s| {
+            s.attachments.insert(path.into(), (bytes.to_vec(), content_type.into()));
+            format!("{}{path}", s.web)
+        })
     }
 
     /// The commit branch `branch` of `repo` points at now.
