@@ -698,3 +698,28 @@ async fn a_follow_up_whose_session_is_gone_starts_afresh() {
     );
     assert!(refused["errors"].to_string().contains("No conversation found"), "{refused}");
 }
+
+#[tokio::test]
+async fn the_real_cli_answers_an_inline_review_and_its_thread_gets_a_reply() {
+    let world = World::start(Options::new(Dialect::Github), Behaviour::Script(two_part_script())).await;
+    let first = world.finished(world.deliver_label().await).await;
+    assert_eq!(first.status, "done", "{first:?}");
+    let pull = world.forge.pulls(world.repo).remove(0).number;
+    let comments = [("VERBOSE.md", 1, "The flag is --verbose, not --quiet.")];
+    let review = world.forge.review_with_comments(world.repo, pull, "alice", "commented", "", &comments);
+    let answer = world.app.deliver("github", review.delivery()).await;
+    assert_eq!(answer.status, 202, "{}", answer.text);
+    let second = world.finished(answer.json["task_id"].as_i64().unwrap()).await;
+    assert_eq!(second.status, "done", "{second:?}");
+    assert_eq!(remote_file(&world.remote, BRANCH, "VERBOSE.md").unwrap().0, "The CLI takes --verbose.\n");
+    // The resumed session's prompt (the third model request) carried the inline comment.
+    let prompt = world.model.turn_requests()[2]["messages"].to_string();
+    assert!(
+        prompt.contains("1. `VERBOSE.md` line 1, @alice:")
+            && prompt.contains("> The flag is --verbose, not --quiet."),
+        "{prompt}"
+    );
+    let reply = world.forge.review_comments(world.repo, pull).into_iter().find(|c| c.in_reply_to.is_some());
+    let reply = reply.expect("a reply in the thread").body;
+    assert!(reply.starts_with("Addressed in `") && reply.ends_with("Renamed the flag."), "{reply}");
+}
