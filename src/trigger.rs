@@ -299,6 +299,10 @@ pub fn decide(
         }
         ForgeEvent::Review { .. } => review(event, rules.branch_prefix, ctx),
         ForgeEvent::Check { .. } => check(event, rules.ci, ctx),
+        ForgeEvent::Unsupported { event, .. } if event == "pull_request_review_comment" => Decision::Ignore(
+            "inline comments are read with their review when it is submitted (the pull_request_review event)"
+                .into(),
+        ),
         ForgeEvent::Unsupported { event, action } => Decision::Ignore(match action {
             Some(action) => format!("event {event}/{action} is not one forgehand acts on"),
             None => format!("event {event} is not one forgehand acts on"),
@@ -897,6 +901,15 @@ mod tests {
 
     fn on(pushed: PushedCommit, active_task: Option<i64>) -> IssueContext {
         IssueContext { active_task, pushed: Some(pushed), ..NONE }
+    }
+
+    #[test]
+    fn an_inline_comment_event_points_at_its_review() {
+        let event = ForgeEvent::Unsupported {
+            event: "pull_request_review_comment".into(),
+            action: Some("created".into()),
+        };
+        assert!(ignored(run(&event, NONE)).contains("read with their review"));
     }
 
     #[test]

@@ -432,6 +432,41 @@ mod tests {
     }
 
     #[test]
+    fn gitea_statuses_and_workflow_runs_are_checks_on_a_commit() {
+        let sha = "9c2f4e1b7a3d5f60e8b1c2d3a4f5e6b7c8d9e0f1";
+        let status = parse(ForgeKind::Gitea, "status", &fixture("gitea/events/status.json")).unwrap();
+        let ForgeEvent::Check { check_key, head_sha, name, conclusion, .. } = &status else {
+            panic!("{status:?}")
+        };
+        assert_eq!(
+            (check_key.as_str(), head_sha.as_str(), name.as_str(), conclusion.as_str()),
+            ("status:12", sha, "ci / test (push)", "success")
+        );
+        assert_eq!(status.event_key().as_deref(), Some("status:12:success"));
+        let run =
+            parse(ForgeKind::Gitea, "workflow_run", &fixture("gitea/events/workflow_run_completed.json"))
+                .unwrap();
+        let ForgeEvent::Check { check_key, head_sha, name, .. } = &run else { panic!("{run:?}") };
+        assert_eq!(
+            (check_key.as_str(), head_sha.as_str(), name.as_str()),
+            ("workflow_run:5", sha, "Add a --verbose flag")
+        );
+        // A GitHub check run names itself; a suite is named by its app.
+        let suite = br#"{"action":"completed","check_suite":{"id":3,"head_sha":"abc","conclusion":"failure","app":{"name":"GitHub Actions"}},"repository":{"full_name":"o/r","clone_url":"u"},"sender":{"login":"x"}}"#;
+        let ForgeEvent::Check { name, conclusion, .. } =
+            parse(ForgeKind::Github, "check_suite", suite).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((name.as_str(), conclusion.as_str()), ("GitHub Actions", "failure"));
+        let requested = br#"{"action":"requested","check_suite":{}}"#;
+        assert!(matches!(
+            parse(ForgeKind::Github, "check_suite", requested),
+            Ok(ForgeEvent::Unsupported { .. })
+        ));
+    }
+
+    #[test]
     fn errors_name_the_json_path() {
         let err = parse(ForgeKind::Github, "issues", br#"{"action":"labeled","issue":{"number":"x"}}"#)
             .unwrap_err();
