@@ -132,7 +132,11 @@ fn init_and_fetch(
     mirror
         .remote_with_fetch("origin", clone_url, MIRROR_REFSPEC)
         .context(scrub, || format!("configuring the mirror of {url}"))?;
-    fetch_mirror(&mirror, clone_url, creds, scrub)
+    match super::cli::git_program() {
+        Some(git) => super::cli::fetch(git, path, clone_url, MIRROR_REFSPEC, creds)
+            .context(scrub, || format!("fetching {url}")),
+        None => fetch_mirror(&mirror, clone_url, creds, scrub),
+    }
 }
 
 fn fetch_mirror(

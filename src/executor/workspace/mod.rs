@@ -13,6 +13,7 @@
 //! reach git2 only through the credential callback, never a URL or a config file.
 
 mod branch;
+mod cli;
 mod errors;
 mod leftovers;
 mod mirror;
