@@ -2,6 +2,7 @@
 //! forgehand uses. SQLite by default, PostgreSQL by URL; the same code runs on both.
 
 mod answers;
+pub mod breakers;
 pub mod dashboard;
 pub mod entities;
 mod error;
@@ -16,6 +17,7 @@ pub mod transcripts;
 mod writer;
 
 pub use answers::{Answer, append_answer, parse_answers};
+pub use breakers::{BreakerChange, BreakerState};
 pub use entities::task_status::{Ending, IllegalTransition, TaskEvent, TaskStatus};
 pub use error::DbError;
 pub use lease::{Beat, Lease, PullRef, RunEnd, RunRecord};

@@ -7,6 +7,7 @@
 //! at once; a slow poll is the fallback and also requeues tasks whose lease expired.
 
 pub mod agent;
+pub mod breaker;
 pub mod checklist;
 pub mod checks;
 pub mod finish;
@@ -260,7 +261,7 @@ fn reconfigure(ctx: &Context, settings: &Settings, pool: &Arc<Semaphore>) -> Opt
 }
 
 async fn claim(ctx: &Context) -> Result<Option<tasks::Model>, DbError> {
-    ctx.db.claim_next(&ctx.owner, ctx.lease_length(), &claim_limits(&ctx.settings)).await
+    breaker::claim(ctx, claim_limits(&ctx.settings)).await
 }
 
 /// The profile and repository limits the claim enforces, from `settings`.
@@ -275,7 +276,7 @@ fn claim_limits(settings: &Settings) -> crate::db::queries::ClaimLimits {
         .iter()
         .filter_map(|entry| Some((entry.name.to_ascii_lowercase(), entry.max_running?)))
         .collect();
-    crate::db::queries::ClaimLimits { profiles, repos }
+    crate::db::queries::ClaimLimits { profiles, repos, ..Default::default() }
 }
 
 async fn requeue_expired(ctx: &Context) {

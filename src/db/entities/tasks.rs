@@ -71,6 +71,9 @@ pub struct Model {
     pub agent_model: Option<String>,
     /// Higher runs first; 0 unless a label or `p=N` says otherwise.
     pub priority: i32,
+    /// The profile the task was routed to when its breaker sent the task's current
+    /// attempt to `agent_profile`, its fallback; `None` when it runs where it was routed.
+    pub fallback_from: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::db::dashboard::{Overview, TaskQuery};
 use crate::db::queries::HOLD_ALL;
-use crate::db::{DbError, TaskStatus};
+use crate::db::{BreakerState, DbError, TaskStatus};
 use crate::server::AppState;
 use crate::server::session::CurrentSession;
 
@@ -50,6 +50,8 @@ pub struct Live {
     pub checks_failing: i64,
     /// Queues held by `forgehand hold`: what, and who held it.
     pub holds: Vec<(String, String)>,
+    /// Circuit breakers that are not closed, said as a sentence each.
+    pub breakers: Vec<String>,
     pub rows: Vec<TaskRow>,
     pub next_page: Option<String>,
     pub filtered: bool,
@@ -120,6 +122,7 @@ async fn live(state: &AppState, f: &Filters, query: &TaskQuery) -> Result<Live, 
     let overview: Arc<Overview> = state.overview.get(&state.db).await?;
     let page = state.db.dashboard_tasks(query).await?;
     let holds = state.db.holds().await?;
+    let breakers = state.db.breakers().await?;
     let pairs = [("status", &f.status), ("repo", &f.repo), ("forge", &f.forge), ("q", &f.q)];
     let next_page = page.next_before.map(|b| format!("/?{}", query_string(&pairs, Some(b))));
     Ok(Live {
@@ -149,10 +152,45 @@ async fn live(state: &AppState, f: &Filters, query: &TaskQuery) -> Result<Live, 
             .into_iter()
             .map(|(scope, by)| (if scope == HOLD_ALL { "the whole queue".to_owned() } else { scope }, by))
             .collect(),
+        breakers: {
+            let blocking: Vec<&str> = breakers
+                .iter()
+                .filter(|b| crate::db::breakers::blocks(b))
+                .map(|b| b.profile.as_str())
+                .collect();
+            let settings = state.settings();
+            breakers.iter().filter_map(|b| breaker_line(&settings, b, &blocking, now)).collect()
+        },
         rows: page.rows.iter().map(|t| task_row(state, t, now)).collect(),
         next_page,
         filtered: f.status.is_some() || f.repo.is_some() || f.forge.is_some() || f.q.is_some(),
     })
+}
+
+/// A breaker that is not closed, in words: its state, since when, its last error and
+/// where its profile's tasks go meanwhile. Its error is forgehand's own reason, never
+/// the CLI's stderr, so it carries no secret.
+pub fn breaker_line(
+    settings: &crate::config::Settings,
+    breaker: &crate::db::entities::breakers::Model,
+    blocking: &[&str],
+    now: chrono::DateTime<Utc>,
+) -> Option<String> {
+    let state = BreakerState::parse(&breaker.state);
+    let since = match state {
+        BreakerState::Closed => return None,
+        BreakerState::Open => breaker.opened_at,
+        BreakerState::HalfOpen => breaker.trial_at,
+    };
+    let what = if state == BreakerState::Open { "open" } else { "half-open (one trial task runs)" };
+    let since = since.map(|at| format!(" for {}", duration(now - at))).unwrap_or_default();
+    let error = breaker.last_error.as_deref().map(|e| format!("; last error: {e}")).unwrap_or_default();
+    let fallback_of = |name: &str| settings.profile(name).and_then(|p| p.fallback);
+    let goes = match crate::db::breakers::route(&breaker.profile, fallback_of, blocking) {
+        Some(to) => format!("its tasks run on {to}"),
+        None => "its tasks wait in the queue".to_owned(),
+    };
+    Some(format!("Circuit breaker of agent profile {}: {what}{since}{error}; {goes}.", breaker.profile))
 }
 
 /// `GET /`.
