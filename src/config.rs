@@ -62,6 +62,9 @@ pub struct Settings {
     /// `[breaker]`: when provider failures take a profile out of use (see `db::breakers`).
     #[serde(default)]
     pub breaker: BreakerSettings,
+    /// `[budget]`: spend caps over all repositories.
+    #[serde(default)]
+    pub budget: BudgetSettings,
     pub git: GitSettings,
     pub labels: LabelSettings,
     pub pr: PrSettings,
@@ -204,6 +207,15 @@ impl Default for BreakerSettings {
     fn default() -> BreakerSettings {
         BreakerSettings { failures: 3, window_secs: 600, cooldown_secs: 300 }
     }
+}
+
+/// `[budget]`: what all tasks together may spend, in US dollars, per UTC day and month
+/// (`None`: no cap). `[[repos]]` entries cap one repository the same way.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetSettings {
+    pub daily_usd: Option<f64>,
+    pub monthly_usd: Option<f64>,
 }
 
 /// `[executor]`: how tasks run.
@@ -480,6 +492,13 @@ impl Settings {
         self.validate_trigger(&mut problems);
         self.validate_limits(&mut problems);
         problems.extend(repo::problems(&self.repo_config, &self.repos));
+        for (key, cap) in
+            [("budget.daily_usd", self.budget.daily_usd), ("budget.monthly_usd", self.budget.monthly_usd)]
+        {
+            if cap.is_some_and(|usd| !(usd > 0.0 && usd.is_finite())) {
+                problems.push(format!("{key}: must be more than 0; leave it out for no cap"));
+            }
+        }
         if self.breaker.failures == 0 {
             problems.push(
                 "breaker.failures: must be at least 1 (provider failures that open a profile's breaker)"

@@ -12,6 +12,7 @@ pub mod limits;
 pub mod queries;
 mod questions;
 mod refusals;
+mod spend;
 mod steps;
 pub mod transcripts;
 mod writer;
@@ -37,6 +38,7 @@ use secrecy::ExposeSecret;
 use tokio::sync::{Notify, watch};
 
 pub use refusals::{LastDelivery, NewRefusal, REFUSALS_KEPT};
+pub use spend::{Spend, SpendReport};
 pub use steps::{ChecksCounts, ChecksResult, NewStep, StepPhase};
 
 use crate::config::{RepoName, Settings};

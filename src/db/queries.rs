@@ -319,7 +319,7 @@ pub async fn recent_deliveries(
 }
 
 /// A statement written with `?` placeholders, numbered for PostgreSQL.
-fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
+pub(super) fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
     let sql = match backend {
         DbBackend::Postgres => {
             let mut numbered = String::with_capacity(sql.len() + 8);
@@ -353,6 +353,8 @@ pub struct ClaimLimits {
     pub blocked: Vec<String>,
     /// Claim only a task of this profile, on it (a half-open breaker's trial).
     pub only_profile: Option<String>,
+    /// Repositories (`owner/name`, lower case) whose budget is spent: their tasks wait.
+    pub capped_repos: Vec<String>,
 }
 
 /// The profile a task was routed to, in statements written out by hand.
@@ -436,6 +438,11 @@ pub(super) async fn claim_next(
         values.extend(limits.blocked.iter().map(|name| Value::from(name.as_str())));
         conditions.push_str(&format!(" AND {PROFILE} NOT IN ({marks})"));
     }
+    if !limits.capped_repos.is_empty() {
+        let marks = limits.capped_repos.iter().map(|_| "?").collect::<Vec<_>>().join(", ");
+        values.extend(limits.capped_repos.iter().map(|repo| Value::from(repo.as_str())));
+        conditions.push_str(&format!(" AND LOWER(t.repo) NOT IN ({marks})"));
+    }
     if let Some(only) = &limits.only_profile {
         values.push(only.as_str().into());
         conditions.push_str(&format!(" AND {PROFILE} = ?"));
@@ -460,6 +467,29 @@ pub(super) async fn claim_next(
     let id: i64 = claimed.try_get("", "id")?;
     // Ours now (fenced by lease_owner), so reading it back races with nobody.
     tasks::Entity::find_by_id(id).one(db).await
+}
+
+/// Sets `reason` as the wait reason of the queued tasks (of `repo`, any case, or all) that
+/// do not carry it yet; their ids. Each task is returned once per reason, whichever
+/// instance asks, so that what is said about the wait is said once.
+pub(super) async fn mark_waiting(
+    db: &impl ConnectionTrait,
+    repo: Option<&str>,
+    reason: &str,
+) -> Result<Vec<i64>, DbErr> {
+    let backend = db.get_database_backend();
+    let reason = clean(reason, limits::ERROR);
+    let mut values: Vec<Value> = vec![reason.clone().into(), reason.into()];
+    let mut sql = "UPDATE tasks SET wait_reason = ? WHERE status = 'queued' \
+                   AND (wait_reason IS NULL OR wait_reason <> ?)"
+        .to_owned();
+    if let Some(repo) = repo {
+        sql.push_str(" AND LOWER(repo) = ?");
+        values.push(repo.to_ascii_lowercase().into());
+    }
+    sql.push_str(" RETURNING id");
+    let rows = db.query_all_raw(statement(backend, &sql, values)).await?;
+    rows.iter().map(|row| row.try_get("", "id")).collect()
 }
 
 /// The scope of a hold on the whole queue.

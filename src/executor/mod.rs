@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod breaker;
+pub mod budget;
 pub mod checklist;
 pub mod checks;
 pub mod finish;
@@ -261,7 +262,12 @@ fn reconfigure(ctx: &Context, settings: &Settings, pool: &Arc<Semaphore>) -> Opt
 }
 
 async fn claim(ctx: &Context) -> Result<Option<tasks::Model>, DbError> {
-    breaker::claim(ctx, claim_limits(&ctx.settings)).await
+    let stops = budget::check(ctx).await?;
+    if stops.all {
+        return Ok(None);
+    }
+    let limits = crate::db::queries::ClaimLimits { capped_repos: stops.repos, ..claim_limits(&ctx.settings) };
+    breaker::claim(ctx, limits).await
 }
 
 /// The profile and repository limits the claim enforces, from `settings`.

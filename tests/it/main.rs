@@ -9,6 +9,7 @@ mod model_server;
 mod api;
 mod breakers;
 mod browser;
+mod budgets;
 mod command_agent;
 mod corpus;
 mod dashboard;
