@@ -217,3 +217,32 @@ async fn held_tasks_stay_queued_until_released_and_profiles_keep_their_limit() {
     assert!(app.db.release_hold("b/quiet").await.unwrap());
     assert_eq!(claim_all(&app.db, &limits).await, [4]);
 }
+
+/// The dashboard's Hold and Release buttons do what `forgehand hold` and `release` do,
+/// behind the session's CSRF token.
+#[tokio::test]
+async fn the_dashboard_holds_and_releases_a_queue() {
+    let app = TestApp::spawn().await;
+    let browser = crate::dashboard::Browser::login(&app).await;
+    let (_, page) = browser.get("/").await;
+    assert!(page.contains(r#"data-testid="hold-button""#), "{page}");
+    let csrf = crate::dashboard::csrf_of(&page);
+    let (status, _) = browser.post("/queue/hold", &[("csrf", "forged"), ("scope", "a/busy")]).await;
+    assert_eq!(status, 403, "a forged token changes nothing");
+    assert!(app.db.holds().await.unwrap().is_empty());
+    let (status, location) = browser.post("/queue/hold", &[("csrf", &csrf), ("scope", "A/Busy")]).await;
+    assert_eq!((status, location.as_str()), (303, "/"));
+    assert_eq!(app.db.holds().await.unwrap(), [("a/busy".to_owned(), "the dashboard".to_owned())]);
+    let (_, page) = browser.get("/").await;
+    assert!(page.contains("Held: a/busy (by the dashboard)"), "{page}");
+    let (status, _) = browser.post("/queue/hold", &[("csrf", &csrf), ("scope", "not a repo")]).await;
+    assert_eq!(status, 400);
+    let (status, _) = browser.post("/queue/hold", &[("csrf", &csrf), ("scope", "")]).await;
+    assert_eq!(status, 303);
+    assert_eq!(app.db.holds().await.unwrap().len(), 2, "the whole queue too");
+    for scope in ["a/busy", ""] {
+        let (status, _) = browser.post("/queue/release", &[("csrf", &csrf), ("scope", scope)]).await;
+        assert_eq!(status, 303);
+    }
+    assert!(app.db.holds().await.unwrap().is_empty());
+}
