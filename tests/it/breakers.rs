@@ -229,3 +229,42 @@ async fn the_claim_sends_tasks_past_open_breakers() {
     let two = app.tasks().await.into_iter().find(|t| t.number == 2).unwrap();
     assert_eq!((two.agent_profile.as_deref(), two.fallback_from), (Some("opus"), None));
 }
+
+/// The claim statement's cost at 100,000 queued tasks of two profiles and 100
+/// repositories, with a breaker's route, a blocked profile, a capped repository and limits
+/// (`cargo test --test it -- --ignored claim_cost --nocapture`; PostgreSQL with
+/// `FORGEHAND_TEST_POSTGRES`).
+#[tokio::test]
+#[ignore = "a measurement, not a check: prints timings"]
+async fn claim_cost_at_100000_queued_tasks() {
+    use forgehand::db::queries::ClaimLimits;
+    use sea_orm::ConnectionTrait;
+    let app = TestApp::spawn().await;
+    let conn = app.db.connection_for_tests();
+    let sql = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000) \
+         INSERT INTO tasks (forge, repo, number, kind, trigger, requested_by, title, instructions, \
+         clone_url, status, attempt, cancel_requested, created_at, updated_at, priority, questions_asked, agent_profile) \
+         SELECT 'github', 'o/repo-' || (x % 100), x, 'implement', 'label', 'alice', 't', '', 'file:///r', \
+         'queued', 0, false, '2026-01-01T00:00:00+00:00', '2026-01-01T00:00:00+00:00', 0, 0, \
+         CASE WHEN x % 2 = 0 THEN 'opus' ELSE NULL END FROM c";
+    let started = std::time::Instant::now();
+    conn.execute_unprepared(sql).await.unwrap();
+    println!("filled 100,000 queued tasks in {:?}", started.elapsed());
+    let limits = ClaimLimits {
+        profiles: vec![("sonnet".into(), 50)],
+        repos: vec![("o/repo-1".into(), 2)],
+        routes: vec![("opus".into(), "sonnet".into())],
+        blocked: vec!["default".into()],
+        capped_repos: vec!["o/repo-2".into()],
+        only_profile: None,
+    };
+    for round in 0..5 {
+        let started = std::time::Instant::now();
+        let task = app.db.claim_next("me/1", chrono::Duration::minutes(5), &limits).await.unwrap().unwrap();
+        println!("claim {round}: task {} in {:?}", task.id, started.elapsed());
+        assert_eq!(task.fallback_from.as_deref(), Some("opus"));
+    }
+    let started = std::time::Instant::now();
+    let spend = app.db.spend(Utc::now()).await.unwrap();
+    println!("spend read in {:?} ({} repositories)", started.elapsed(), spend.by_repo.len());
+}
