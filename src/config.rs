@@ -59,6 +59,12 @@ pub struct Settings {
     /// `[[agents]]`: more agent profiles; `[agent]` is the one named `default`.
     #[serde(default)]
     pub agents: Vec<AgentProfileSettings>,
+    /// `[breaker]`: when provider failures take a profile out of use (see `db::breakers`).
+    #[serde(default)]
+    pub breaker: BreakerSettings,
+    /// `[budget]`: spend caps over all repositories.
+    #[serde(default)]
+    pub budget: BudgetSettings,
     pub git: GitSettings,
     pub labels: LabelSettings,
     pub pr: PrSettings,
@@ -232,6 +238,32 @@ impl Default for AttachmentSettings {
             max_files: 20,
         }
     }
+}
+
+/// `[breaker]`: each agent profile's circuit breaker.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerSettings {
+    /// Provider failures within `window_secs` that open a profile's breaker.
+    pub failures: u32,
+    pub window_secs: u64,
+    /// Seconds an open breaker waits before letting one trial task through.
+    pub cooldown_secs: u64,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> BreakerSettings {
+        BreakerSettings { failures: 3, window_secs: 600, cooldown_secs: 300 }
+    }
+}
+
+/// `[budget]`: what all tasks together may spend, in US dollars, per UTC day and month
+/// (`None`: no cap). `[[repos]]` entries cap one repository the same way.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetSettings {
+    pub daily_usd: Option<f64>,
+    pub monthly_usd: Option<f64>,
 }
 
 /// `[executor]`: how tasks run.
@@ -508,6 +540,24 @@ impl Settings {
         self.validate_trigger(&mut problems);
         self.validate_limits(&mut problems);
         problems.extend(repo::problems(&self.repo_config, &self.repos));
+        for (key, cap) in
+            [("budget.daily_usd", self.budget.daily_usd), ("budget.monthly_usd", self.budget.monthly_usd)]
+        {
+            if cap.is_some_and(|usd| !(usd > 0.0 && usd.is_finite())) {
+                problems.push(format!("{key}: must be more than 0; leave it out for no cap"));
+            }
+        }
+        if self.breaker.failures == 0 {
+            problems.push(
+                "breaker.failures: must be at least 1 (provider failures that open a profile's breaker)"
+                    .into(),
+            );
+        }
+        if self.breaker.window_secs == 0 {
+            problems.push(
+                "breaker.window_secs: must be at least 1 (the seconds failures are counted over)".into(),
+            );
+        }
         let url = self.database.url.expose_secret();
         let known = ["sqlite:", "postgres://", "postgresql://"];
         if !(url.is_empty() || known.iter().any(|scheme| url.starts_with(scheme))) {

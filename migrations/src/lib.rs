@@ -13,6 +13,7 @@ mod m20261205_000006_profiles;
 mod m20261205_000007_questions;
 mod m20261205_000008_task_steps;
 mod m20261206_000009_feedback;
+mod m20261206_000010_breakers;
 
 /// Applies forgehand's migrations in order.
 pub struct Migrator;
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000007_questions::Migration),
             Box::new(m20261205_000008_task_steps::Migration),
             Box::new(m20261206_000009_feedback::Migration),
+            Box::new(m20261206_000010_breakers::Migration),
         ]
     }
 }

@@ -59,7 +59,9 @@ impl AgentProfileSettings {
                 .unwrap_or_else(|| base.sandbox_read_only.clone()),
             max_concurrent: self.max_concurrent.or(base.max_concurrent),
             max_budget_usd: self.max_budget_usd.or(base.max_budget_usd),
-            fallback: pick(&self.fallback, &base.fallback),
+            // A fallback names another profile: inherited, it would point a profile at
+            // itself or loop back to `[agent]`.
+            fallback: self.fallback.clone(),
             fallback_model: pick(&self.fallback_model, &base.fallback_model),
             questions: self.questions.or(base.questions),
             max_questions: self.max_questions.unwrap_or(base.max_questions),

@@ -81,7 +81,7 @@ impl Default for RepoConfigSettings {
 
 /// One `[[repos]]` entry: the keys of `.forgehand.toml` for the repository `name`, set by
 /// the operator (not limited by `repo_config.allow` or the caps).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RepoSettings {
     /// `owner/name`.
@@ -97,6 +97,9 @@ pub struct RepoSettings {
     pub agent: Option<String>,
     /// Most of the repository's tasks running at once, over all instances (operator only).
     pub max_running: Option<u32>,
+    /// Most the repository's tasks may spend in a UTC day / month, in US dollars (operator only).
+    pub budget_daily_usd: Option<f64>,
+    pub budget_monthly_usd: Option<f64>,
 }
 
 /// A repository's `.forgehand.toml`, with where each key stands in the file.
@@ -253,6 +256,8 @@ impl RepoFile {
             command_timeout_secs: self.command_timeout_secs.map(Spanned::into_inner),
             agent: self.agent.map(Spanned::into_inner),
             max_running: None,
+            budget_daily_usd: None,
+            budget_monthly_usd: None,
         }
     }
 }
@@ -301,6 +306,13 @@ pub(super) fn problems(defaults: &RepoConfigSettings, entries: &[RepoSettings]) 
         if entry.command_timeout_secs == Some(0) {
             problems.push(format!("repos[{i}].command_timeout_secs: must be at least 1"));
         }
+        for (key, cap) in
+            [("budget_daily_usd", entry.budget_daily_usd), ("budget_monthly_usd", entry.budget_monthly_usd)]
+        {
+            if cap.is_some_and(|usd| !(usd > 0.0 && usd.is_finite())) {
+                problems.push(format!("repos[{i}].{key}: must be more than 0; leave it out for no cap"));
+            }
+        }
         if entry.max_running == Some(0) {
             problems.push(format!(
                 "repos[{i}].max_running: must be at least 1; hold the repository to stop its tasks"
@@ -326,6 +338,8 @@ mod tests {
             command_timeout_secs: None,
             agent: None,
             max_running: None,
+            budget_daily_usd: None,
+            budget_monthly_usd: None,
         };
         Verification::for_repo(&RepoConfigSettings::default(), &[entry], "octo/repo")
     }

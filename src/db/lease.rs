@@ -60,6 +60,9 @@ pub enum RunEnd<'a> {
     Final { ending: Ending, error: Option<&'a str>, pull: Option<PullRef<'a>> },
     /// Back to the queue after a transient failure, due at `due`.
     Retry { due: DateTime<Utc>, reason: &'a str },
+    /// Back to the queue at once on another agent `profile` (a provider failure's
+    /// fallback), the attempt given back.
+    Reroute { profile: &'a str, reason: &'a str },
     /// Waiting for an answer (`needs_input`): to a new `question`, or (`None`) still to the
     /// last one, the answers that came being ignored. The attempt is given back.
     Ask { question: Option<&'a str> },
@@ -209,6 +212,15 @@ impl Lease<'_> {
                 changes.push((Column::NextAttemptAt, Value::from(Some(due))));
                 changes.push((Column::WaitReason, Value::from(Some(reason))));
                 TaskEvent::Retry
+            }
+            RunEnd::Reroute { profile, reason } => {
+                let reason = clean(reason, limits::ERROR);
+                changes.push((Column::Error, Value::from(Some(reason.clone()))));
+                changes.push((Column::NextAttemptAt, Value::from(Option::<DateTime<Utc>>::None)));
+                changes.push((Column::WaitReason, Value::from(Some(reason))));
+                changes.push((Column::AgentProfile, Value::from(Some(profile.to_owned()))));
+                changes.push((Column::FallbackFrom, Value::from(Option::<String>::None)));
+                return Ok(queries::reroute_owned(&self.db.conn, self.task_id, self.owner, changes).await?);
             }
             RunEnd::Ask { question } => {
                 changes.push((Column::Answers, Value::from(Option::<String>::None)));

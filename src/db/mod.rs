@@ -2,6 +2,7 @@
 //! forgehand uses. SQLite by default, PostgreSQL by URL; the same code runs on both.
 
 mod answers;
+pub mod breakers;
 pub mod dashboard;
 pub mod entities;
 mod error;
@@ -11,11 +12,13 @@ pub mod limits;
 pub mod queries;
 mod questions;
 mod refusals;
+mod spend;
 mod steps;
 pub mod transcripts;
 mod writer;
 
 pub use answers::{Answer, append_answer, parse_answers};
+pub use breakers::{BreakerChange, BreakerState};
 pub use entities::task_status::{Ending, IllegalTransition, TaskEvent, TaskStatus};
 pub use error::DbError;
 pub use lease::{Beat, Lease, PullRef, RunEnd, RunRecord};
@@ -35,6 +38,7 @@ use secrecy::ExposeSecret;
 use tokio::sync::{Notify, watch};
 
 pub use refusals::{LastDelivery, NewRefusal, REFUSALS_KEPT};
+pub use spend::{Spend, SpendReport};
 pub use steps::{ChecksCounts, ChecksResult, NewStep, StepPhase};
 
 use crate::config::{RepoName, Settings};

@@ -375,7 +375,7 @@ pub async fn recent_deliveries(
 }
 
 /// A statement written with `?` (or numbered `?N`) placeholders, numbered for PostgreSQL.
-fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
+pub(super) fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
     let sql = match backend {
         DbBackend::Postgres => {
             let mut numbered = String::with_capacity(sql.len() + 8);
@@ -405,13 +405,42 @@ pub struct ClaimLimits {
     pub profiles: Vec<(String, usize)>,
     /// Repositories (`owner/name`, lower case) with a `max_running`.
     pub repos: Vec<(String, u32)>,
+    /// Profiles whose breaker is open, and the fallback their tasks run on instead: the
+    /// claimed task's `agent_profile` becomes the fallback, whose limit applies.
+    pub routes: Vec<(String, String)>,
+    /// Profiles whose breaker is open and that have no usable fallback: their tasks wait.
+    pub blocked: Vec<String>,
+    /// Claim only a task of this profile, on it (a half-open breaker's trial).
+    pub only_profile: Option<String>,
+    /// Repositories (`owner/name`, lower case) whose budget is spent: their tasks wait.
+    pub capped_repos: Vec<String>,
+}
+
+/// The profile a task was routed to, in statements written out by hand.
+const PROFILE: &str = "COALESCE(t.agent_profile, 'default')";
+
+/// The profile a task runs on: its own, or the fallback `routes` send it to. Pushes the
+/// values of the `?`s it writes onto `values`.
+fn routed_profile(routes: &[(String, String)], values: &mut Vec<Value>) -> String {
+    if routes.is_empty() {
+        return PROFILE.to_owned();
+    }
+    let mut sql = format!("(CASE {PROFILE}");
+    for (from, to) in routes {
+        sql.push_str(" WHEN ? THEN ?");
+        values.extend([from.as_str().into(), to.as_str().into()]);
+    }
+    sql.push_str(&format!(" ELSE {PROFILE} END)"));
+    sql
 }
 
 /// Claims the next queued task that is due: highest priority first, then one of a
-/// repository with nothing running, then the oldest; skipping held repositories and
-/// profiles or repositories at their limit. One statement, so two claimers never get the
-/// same task (PostgreSQL skips rows another transaction is claiming; [`super::Db`]
-/// serialises claims there so that the limits hold over instances).
+/// repository with nothing running, then the oldest; skipping held repositories, profiles
+/// whose breaker keeps their tasks waiting, and profiles or repositories at their limit.
+/// A task of a profile whose breaker is open is claimed onto its fallback. One
+/// statement, so two claimers never get the same task (PostgreSQL skips rows another
+/// transaction is claiming; [`super::Db`] serialises claims there so that the limits hold
+/// over instances).
 pub(super) async fn claim_next(
     db: &impl ConnectionTrait,
     owner: &str,
@@ -422,39 +451,70 @@ pub(super) async fn claim_next(
     let lock = if backend == DbBackend::Postgres { " FOR UPDATE OF t SKIP LOCKED" } else { "" };
     let now = Utc::now();
     let (running, queued) = (TaskEvent::Claim.target().as_str(), status_list(TaskEvent::Claim.sources()));
-    let mut values: Vec<Value> = vec![owner.into(), lease_until.into(), now.into(), now.into(), now.into()];
+    // Values in the order of their `?`s in the statement.
+    let mut values: Vec<Value> = vec![owner.into(), lease_until.into(), now.into(), now.into()];
+    let reroute = if limits.routes.is_empty() {
+        ", fallback_from = NULL".to_owned()
+    } else {
+        // The same CASE over the updated row (`tasks`, not `t`).
+        let own = "COALESCE(agent_profile, 'default')";
+        let mut to = format!("agent_profile = (CASE {own}");
+        let mut from = format!(", fallback_from = (CASE {own}");
+        for (from_profile, to_profile) in &limits.routes {
+            to.push_str(" WHEN ? THEN ?");
+            values.extend([from_profile.as_str().into(), to_profile.as_str().into()]);
+        }
+        for (from_profile, _) in &limits.routes {
+            from.push_str(" WHEN ? THEN ?");
+            values.extend([from_profile.as_str().into(), from_profile.as_str().into()]);
+        }
+        format!(", {to} ELSE agent_profile END){from} ELSE NULL END)")
+    };
+    let join_profile = routed_profile(&limits.routes, &mut values);
+    values.push(now.into());
     // Running counts are aggregated once and joined: a correlated count per queued task
     // took minutes at 100,000 queued tasks on SQLite.
     let mut conditions = String::new();
-    let mut limit_values: Vec<Value> = Vec::new();
     if !limits.profiles.is_empty() {
+        let profile = routed_profile(&limits.routes, &mut values);
         let cases = limits.profiles.iter().map(|_| " WHEN ? THEN ?").collect::<String>();
         for (name, max) in &limits.profiles {
-            limit_values.extend([name.as_str().into(), (*max as i64).into()]);
+            values.extend([name.as_str().into(), (*max as i64).into()]);
         }
-        conditions.push_str(&format!(
-            " AND COALESCE(p.n, 0) < (CASE COALESCE(t.agent_profile, 'default'){cases} ELSE {} END)",
-            i64::MAX
-        ));
+        conditions
+            .push_str(&format!(" AND COALESCE(p.n, 0) < (CASE {profile}{cases} ELSE {} END)", i64::MAX));
     }
     if !limits.repos.is_empty() {
         let cases = limits.repos.iter().map(|_| " WHEN ? THEN ?").collect::<String>();
         for (repo, max) in &limits.repos {
-            limit_values.extend([repo.as_str().into(), i64::from(*max).into()]);
+            values.extend([repo.as_str().into(), i64::from(*max).into()]);
         }
         conditions
             .push_str(&format!(" AND COALESCE(r.n, 0) < (CASE LOWER(t.repo){cases} ELSE {} END)", i64::MAX));
     }
-    values.extend(limit_values);
+    if !limits.blocked.is_empty() {
+        let marks = limits.blocked.iter().map(|_| "?").collect::<Vec<_>>().join(", ");
+        values.extend(limits.blocked.iter().map(|name| Value::from(name.as_str())));
+        conditions.push_str(&format!(" AND {PROFILE} NOT IN ({marks})"));
+    }
+    if !limits.capped_repos.is_empty() {
+        let marks = limits.capped_repos.iter().map(|_| "?").collect::<Vec<_>>().join(", ");
+        values.extend(limits.capped_repos.iter().map(|repo| Value::from(repo.as_str())));
+        conditions.push_str(&format!(" AND LOWER(t.repo) NOT IN ({marks})"));
+    }
+    if let Some(only) = &limits.only_profile {
+        values.push(only.as_str().into());
+        conditions.push_str(&format!(" AND {PROFILE} = ?"));
+    }
     let sql = format!(
         "UPDATE tasks SET status = '{running}', lease_owner = ?, lease_expires_at = ?, attempt = attempt + 1, \
-         started_at = COALESCE(started_at, ?), updated_at = ?, wait_reason = NULL \
+         started_at = COALESCE(started_at, ?), updated_at = ?, wait_reason = NULL{reroute} \
          WHERE id = (SELECT t.id FROM tasks t \
          LEFT JOIN (SELECT forge, repo, COUNT(*) AS n FROM tasks WHERE status = '{running}' \
          GROUP BY forge, repo) r ON r.forge = t.forge AND r.repo = t.repo \
          LEFT JOIN (SELECT COALESCE(agent_profile, 'default') AS profile, COUNT(*) AS n FROM tasks \
          WHERE status = '{running}' GROUP BY COALESCE(agent_profile, 'default')) p \
-         ON p.profile = COALESCE(t.agent_profile, 'default') \
+         ON p.profile = {join_profile} \
          WHERE t.status IN ({queued}) AND (t.next_attempt_at IS NULL OR t.next_attempt_at <= ?) \
          AND NOT EXISTS (SELECT 1 FROM queue_holds h WHERE h.scope = '*' OR LOWER(h.scope) = LOWER(t.repo)){conditions} \
          ORDER BY t.priority DESC, (CASE WHEN r.n IS NULL THEN 0 ELSE 1 END), t.id LIMIT 1{lock}) \
@@ -466,6 +526,29 @@ pub(super) async fn claim_next(
     let id: i64 = claimed.try_get("", "id")?;
     // Ours now (fenced by lease_owner), so reading it back races with nobody.
     tasks::Entity::find_by_id(id).one(db).await
+}
+
+/// Sets `reason` as the wait reason of the queued tasks (of `repo`, any case, or all) that
+/// do not carry it yet; their ids. Each task is returned once per reason, whichever
+/// instance asks, so that what is said about the wait is said once.
+pub(super) async fn mark_waiting(
+    db: &impl ConnectionTrait,
+    repo: Option<&str>,
+    reason: &str,
+) -> Result<Vec<i64>, DbErr> {
+    let backend = db.get_database_backend();
+    let reason = clean(reason, limits::ERROR);
+    let mut values: Vec<Value> = vec![reason.clone().into(), reason.into()];
+    let mut sql = "UPDATE tasks SET wait_reason = ? WHERE status = 'queued' \
+                   AND (wait_reason IS NULL OR wait_reason <> ?)"
+        .to_owned();
+    if let Some(repo) = repo {
+        sql.push_str(" AND LOWER(repo) = ?");
+        values.push(repo.to_ascii_lowercase().into());
+    }
+    sql.push_str(" RETURNING id");
+    let rows = db.query_all_raw(statement(backend, &sql, values)).await?;
+    rows.iter().map(|row| row.try_get("", "id")).collect()
 }
 
 /// The scope of a hold on the whole queue.
@@ -574,6 +657,24 @@ pub(super) async fn ask_owned(
         update =
             update.col_expr(tasks::Column::QuestionsAsked, Expr::col(tasks::Column::QuestionsAsked).add(1));
     }
+    for (column, value) in changes {
+        update = update.col_expr(column, Expr::value(value));
+    }
+    Ok(update.exec(db).await?.rows_affected == 1)
+}
+
+/// Puts a task the caller holds back in the queue with the attempt given back (a
+/// provider failure sends it to a fallback profile); false when the lease is lost.
+pub(super) async fn reroute_owned(
+    db: &impl ConnectionTrait,
+    id: i64,
+    owner: &str,
+    changes: Vec<(tasks::Column, Value)>,
+) -> Result<bool, DbErr> {
+    let mut update = transition(TaskEvent::Retry)
+        .col_expr(tasks::Column::Attempt, Expr::col(tasks::Column::Attempt).sub(1))
+        .filter(tasks::Column::Id.eq(id))
+        .filter(tasks::Column::LeaseOwner.eq(owner));
     for (column, value) in changes {
         update = update.col_expr(column, Expr::value(value));
     }

@@ -162,6 +162,8 @@ struct Ending {
     attempt: i32,
     max_attempts: u32,
     follow_up: bool,
+    /// The fallback profile a provider failure sends the task to.
+    reroute: Option<String>,
 }
 
 impl Ending {
@@ -177,6 +179,7 @@ impl Ending {
             attempt: task.attempt,
             max_attempts,
             follow_up: task.kind == "follow_up",
+            reroute: None,
         };
         match result {
             Ok(Success::Done { ref pr_url, .. }) => ending.message = format!("done: {pr_url}"),
@@ -195,6 +198,18 @@ impl Ending {
 
     fn fail(&mut self, ctx: &Context, task: &tasks::Model, failure: &Failure) {
         let (status, reason) = match failure {
+            Failure::Provider { reason } if ctx.settings.agent.fallback.is_some() => {
+                self.reroute = ctx.settings.agent.fallback.clone();
+                (TaskStatus::Queued, reason.clone())
+            }
+            Failure::Provider { reason } if (task.attempt as u32) < self.max_attempts => {
+                self.wait = chrono::Duration::from_std(backoff(ctx, task.attempt))
+                    .unwrap_or(chrono::Duration::minutes(15));
+                (TaskStatus::Queued, reason.clone())
+            }
+            Failure::Provider { reason } => {
+                (TaskStatus::Failed, format!("{reason} (gave up after {} attempts)", task.attempt))
+            }
             Failure::Transient { reason, after } if (task.attempt as u32) < self.max_attempts => {
                 self.wait = chrono::Duration::from_std(after.unwrap_or_else(|| backoff(ctx, task.attempt)))
                     .unwrap_or(chrono::Duration::minutes(15));
@@ -211,8 +226,11 @@ impl Ending {
             Failure::Asked { .. } => (TaskStatus::Queued, "waiting for an answer".to_owned()),
         };
         self.status = status;
-        self.message = match status {
-            TaskStatus::Queued => format!("retrying in {}s: {reason}", self.wait.num_seconds()),
+        self.message = match (status, &self.reroute) {
+            (TaskStatus::Queued, Some(fallback)) => {
+                format!("retrying on the fallback profile {fallback:?}, the attempt not counted: {reason}")
+            }
+            (TaskStatus::Queued, None) => format!("retrying in {}s: {reason}", self.wait.num_seconds()),
             _ => format!("{}: {reason}", status.as_str()),
         };
         // Cleaned here, not only when stored: the status comment shows it too.
@@ -232,7 +250,10 @@ impl Ending {
                 };
                 RunEnd::Final { ending, error, pull }
             }
-            None => RunEnd::Retry { due: Utc::now() + self.wait, reason: error.unwrap_or_default() },
+            None => match &self.reroute {
+                Some(profile) => RunEnd::Reroute { profile, reason: error.unwrap_or_default() },
+                None => RunEnd::Retry { due: Utc::now() + self.wait, reason: error.unwrap_or_default() },
+            },
         }
     }
 

@@ -8,6 +8,8 @@
 
 pub mod agent;
 pub mod attachments;
+pub mod breaker;
+pub mod budget;
 pub mod checklist;
 pub mod checks;
 pub mod finish;
@@ -261,7 +263,12 @@ fn reconfigure(ctx: &Context, settings: &Settings, pool: &Arc<Semaphore>) -> Opt
 }
 
 async fn claim(ctx: &Context) -> Result<Option<tasks::Model>, DbError> {
-    ctx.db.claim_next(&ctx.owner, ctx.lease_length(), &claim_limits(&ctx.settings)).await
+    let stops = budget::check(ctx).await?;
+    if stops.all {
+        return Ok(None);
+    }
+    let limits = crate::db::queries::ClaimLimits { capped_repos: stops.repos, ..claim_limits(&ctx.settings) };
+    breaker::claim(ctx, limits).await
 }
 
 /// The profile and repository limits the claim enforces, from `settings`.
@@ -276,7 +283,7 @@ fn claim_limits(settings: &Settings) -> crate::db::queries::ClaimLimits {
         .iter()
         .filter_map(|entry| Some((entry.name.to_ascii_lowercase(), entry.max_running?)))
         .collect();
-    crate::db::queries::ClaimLimits { profiles, repos }
+    crate::db::queries::ClaimLimits { profiles, repos, ..Default::default() }
 }
 
 async fn requeue_expired(ctx: &Context) {

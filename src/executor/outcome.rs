@@ -32,6 +32,12 @@ pub enum Failure {
         reason: String,
         partial_branch: Option<String>,
     },
+    /// The model provider failed the run (overloaded, 5xx, rate limit, credentials, no
+    /// connection: `agent::provider_failure`): retried on the profile's fallback without
+    /// counting the attempt, or like [`Failure::Transient`] where there is none.
+    Provider {
+        reason: String,
+    },
     /// The person behind the trigger may not trigger, or the issue is not workable.
     Rejected {
         reason: String,

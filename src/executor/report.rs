@@ -46,6 +46,10 @@ pub enum Status<'a> {
         requested_by: &'a str,
         hours: u64,
     },
+    /// The task has not started: a budget is spent (`reason` says which and until when).
+    Waiting {
+        reason: &'a str,
+    },
     /// Nobody answered the question in `hours`.
     Expired {
         hours: u64,
@@ -65,6 +69,7 @@ pub fn status_comment(task_id: i64, task_url: &str, status: &Status<'_>, checkli
             "⏳ forgehand hit a temporary problem on attempt {attempt} of {max_attempts} and will try again in {}: {reason} ({task}).",
             human_duration(*wait)
         ),
+        Status::Waiting { reason } => format!("⏸️ forgehand has not started this yet: {reason} ({task})."),
         Status::Done { pr_number, pr_url, follow_up: false } => {
             format!("✅ forgehand opened pull request [#{pr_number}]({pr_url}) ({task}).")
         }

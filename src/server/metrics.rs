@@ -17,7 +17,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use crate::db::TaskStatus;
+use crate::db::{BreakerState, TaskStatus};
 
 /// Upper bounds of the intake histogram's buckets, in seconds.
 const BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -132,9 +132,41 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     {
         let _ = writeln!(out, "forgehand_pull_requests_checks{{result=\"{result}\"}} {n}");
     }
+    render_breakers(&mut out, &state, &settings).await;
     state.intake.render(&mut out);
     let content_type = [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")];
     (content_type, out).into_response()
+}
+
+/// Each configured profile's circuit breaker: open (1) or not, half-open (1) or not.
+async fn render_breakers(out: &mut String, state: &AppState, settings: &crate::config::Settings) {
+    let rows = match state.db.breakers().await {
+        Ok(rows) => rows,
+        Err(err) => return tracing::warn!(error = %err, "metrics: cannot read the circuit breakers"),
+    };
+    let state_of = |profile: &str| {
+        let row = rows.iter().find(|row| row.profile == profile);
+        row.map(|row| BreakerState::parse(&row.state)).unwrap_or(BreakerState::Closed)
+    };
+    let profiles = settings.profile_names();
+    for (name, wanted, help) in [
+        (
+            "forgehand_breaker_open",
+            BreakerState::Open,
+            "1 while the agent profile's circuit breaker is open.",
+        ),
+        (
+            "forgehand_breaker_half_open",
+            BreakerState::HalfOpen,
+            "1 while the agent profile's circuit breaker lets its one trial task through.",
+        ),
+    ] {
+        family(out, name, "gauge", help);
+        for profile in &profiles {
+            let value = u8::from(state_of(profile) == wanted);
+            let _ = writeln!(out, "{name}{{profile=\"{profile}\"}} {value}");
+        }
+    }
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {

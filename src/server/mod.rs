@@ -143,6 +143,8 @@ fn dashboard(state: AppState) -> Router<AppState> {
         .route("/tasks/{id}/stream", get(pages::task_stream))
         .route("/tasks/{id}/cancel", post(pages::cancel))
         .route("/tasks/{id}/retry", post(pages::retry))
+        .route("/queue/hold", post(pages::hold_queue))
+        .route("/queue/release", post(pages::release_queue))
         .route("/deliveries", get(pages::deliveries_page))
         .route("/setup", get(pages::setup_page))
         .route("/setup/check", post(pages::setup_check))

@@ -78,7 +78,7 @@ impl Browser {
     }
 }
 
-fn csrf_of(page: &str) -> String {
+pub fn csrf_of(page: &str) -> String {
     let start = page.find("name=\"csrf\" value=\"").expect("the page has a CSRF field") + 19;
     page[start..].split('"').next().unwrap().to_owned()
 }

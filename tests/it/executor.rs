@@ -107,7 +107,7 @@ impl World {
         }
     }
 
-    async fn deliver_label(&self) -> i64 {
+    pub async fn deliver_label(&self) -> i64 {
         let (forge, delivery) = self.labeled();
         let answer = self.app.deliver(&forge, delivery).await;
         assert_eq!(answer.status, 202, "{}", answer.text);

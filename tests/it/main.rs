@@ -7,7 +7,9 @@ mod harness;
 mod model_server;
 
 mod api;
+mod breakers;
 mod browser;
+mod budgets;
 mod command_agent;
 mod corpus;
 mod dashboard;

@@ -145,7 +145,7 @@ async fn a_run_over_its_budget_fails_the_task_with_the_spend() {
     assert!(world.forge.pulls(world.repo).is_empty());
 }
 
-fn queued(repo: &str, number: u32, profile: Option<&str>, priority: i32) -> TaskRequest {
+pub fn queued(repo: &str, number: u32, profile: Option<&str>, priority: i32) -> TaskRequest {
     TaskRequest {
         kind: TaskKind::Implement,
         trigger: TriggerKind::Label,
@@ -162,7 +162,7 @@ fn queued(repo: &str, number: u32, profile: Option<&str>, priority: i32) -> Task
 }
 
 /// Claims until nothing is claimable; the numbers of the tasks claimed, in order.
-async fn claim_all(db: &forgehand::db::Db, limits: &ClaimLimits) -> Vec<i64> {
+pub async fn claim_all(db: &forgehand::db::Db, limits: &ClaimLimits) -> Vec<i64> {
     let mut claimed = Vec::new();
     while let Some(task) = db.claim_next("me/1", chrono::Duration::minutes(5), limits).await.unwrap() {
         claimed.push(task.number);
@@ -183,7 +183,7 @@ async fn the_claim_orders_by_priority_then_fairness_then_age() {
         app.db.queue_task("github", &queued("b/quiet", n, None, 0), "queued").await.unwrap();
     }
     app.db.queue_task("github", &queued("a/busy", 10, None, 5), "queued").await.unwrap();
-    let limits = ClaimLimits { profiles: vec![], repos: vec![("a/busy".into(), 3)] };
+    let limits = ClaimLimits { repos: vec![("a/busy".into(), 3)], ..Default::default() };
     let claimed = claim_all(&app.db, &limits).await;
     // 10 (priority); 7 (b/quiet has nothing running, a/busy has); then both have tasks
     // running, so age decides: 1, 2 (a/busy reaches max_running = 3), then b/quiet's 8, 9.
@@ -197,7 +197,7 @@ async fn held_tasks_stay_queued_until_released_and_profiles_keep_their_limit() {
         app.db.queue_task("github", &queued("a/busy", n, profile, 0), "queued").await.unwrap();
     }
     app.db.queue_task("github", &queued("b/quiet", 4, None, 0), "queued").await.unwrap();
-    let limits = ClaimLimits { profiles: vec![("solo".into(), 1)], repos: vec![] };
+    let limits = ClaimLimits { profiles: vec![("solo".into(), 1)], ..Default::default() };
     assert!(app.db.hold("*", "test").await.unwrap());
     assert!(!app.db.hold("*", "test").await.unwrap(), "a second hold changes nothing");
     assert!(claim_all(&app.db, &limits).await.is_empty(), "the whole queue is held");
@@ -217,4 +217,33 @@ async fn held_tasks_stay_queued_until_released_and_profiles_keep_their_limit() {
     assert!(dashboard.contains("Held: b/quiet (by test)"), "{dashboard}");
     assert!(app.db.release_hold("b/quiet").await.unwrap());
     assert_eq!(claim_all(&app.db, &limits).await, [4]);
+}
+
+/// The dashboard's Hold and Release buttons do what `forgehand hold` and `release` do,
+/// behind the session's CSRF token.
+#[tokio::test]
+async fn the_dashboard_holds_and_releases_a_queue() {
+    let app = TestApp::spawn().await;
+    let browser = crate::dashboard::Browser::login(&app).await;
+    let (_, page) = browser.get("/").await;
+    assert!(page.contains(r#"data-testid="hold-button""#), "{page}");
+    let csrf = crate::dashboard::csrf_of(&page);
+    let (status, _) = browser.post("/queue/hold", &[("csrf", "forged"), ("scope", "a/busy")]).await;
+    assert_eq!(status, 403, "a forged token changes nothing");
+    assert!(app.db.holds().await.unwrap().is_empty());
+    let (status, location) = browser.post("/queue/hold", &[("csrf", &csrf), ("scope", "A/Busy")]).await;
+    assert_eq!((status, location.as_str()), (303, "/"));
+    assert_eq!(app.db.holds().await.unwrap(), [("a/busy".to_owned(), "the dashboard".to_owned())]);
+    let (_, page) = browser.get("/").await;
+    assert!(page.contains("Held: a/busy (by the dashboard)"), "{page}");
+    let (status, _) = browser.post("/queue/hold", &[("csrf", &csrf), ("scope", "not a repo")]).await;
+    assert_eq!(status, 400);
+    let (status, _) = browser.post("/queue/hold", &[("csrf", &csrf), ("scope", "")]).await;
+    assert_eq!(status, 303);
+    assert_eq!(app.db.holds().await.unwrap().len(), 2, "the whole queue too");
+    for scope in ["a/busy", ""] {
+        let (status, _) = browser.post("/queue/release", &[("csrf", &csrf), ("scope", scope)]).await;
+        assert_eq!(status, 303);
+    }
+    assert!(app.db.holds().await.unwrap().is_empty());
 }

@@ -1,5 +1,6 @@
 //! One sea-orm entity per table; see `migrations/` for the schema itself.
 
+pub mod breakers;
 pub mod deliveries;
 pub mod label_states;
 pub mod refused_deliveries;

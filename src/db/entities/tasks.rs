@@ -76,6 +76,9 @@ pub struct Model {
     /// What a follow-up answers: a review's id (`review`), or the head commit whose checks
     /// failed (`checks`).
     pub feedback_ref: Option<String>,
+    /// The profile the task was routed to when its breaker sent the task's current
+    /// attempt to `agent_profile`, its fallback; `None` when it runs where it was routed.
+    pub fallback_from: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -19,7 +19,7 @@ pub mod verdict;
 pub use env::agent_env;
 pub use profile::launch;
 pub use stream::VERDICT_TYPE;
-pub use verdict::{AgentOutcome, outcome, resume_refused};
+pub use verdict::{AgentOutcome, outcome, provider_failure, resume_refused};
 
 use std::io;
 use std::path::PathBuf;

@@ -84,6 +84,57 @@ fn api_failure(status: Option<u16>) -> AgentOutcome {
     }
 }
 
+/// What the model provider's stderr says when it, not the task, failed the run: a
+/// lower-case fragment and the words forgehand reports for it.
+const PROVIDER_STDERR: &[(&str, &str)] = &[
+    ("econnrefused", "the model API refused the connection"),
+    ("connection refused", "the model API refused the connection"),
+    ("overloaded_error", "the model API is overloaded"),
+    ("rate_limit_error", "the model API rate-limited the run"),
+    ("too many requests", "the model API rate-limited the run"),
+    ("authentication_error", "the model API refused the credentials"),
+    ("invalid api key", "the model API refused the credentials"),
+    ("service unavailable", "the model API is unavailable"),
+    ("bad gateway", "the model API is unavailable"),
+];
+
+/// Why `run` failed for the model provider's sake (overloaded/529, 5xx, rate limit,
+/// authentication, no connection), or `None` when it did not fail so: a success, or a
+/// failure of the task's own (turns, permissions, a rejected request, a timeout). Judged
+/// from the result line's API error and, for a run without one, the CLI's stderr; the
+/// reason never quotes stderr. This is what counts against a profile's circuit breaker.
+pub fn provider_failure(run: &AgentRun) -> Option<String> {
+    if matches!(run.end, AgentEnd::Cancelled | AgentEnd::TimedOut) {
+        return None;
+    }
+    if let Some(result) = &run.result {
+        let api_error =
+            result.terminal_reason.as_deref() == Some("api_error") || result.api_error_status.is_some();
+        if result.is_error && api_error {
+            return match result.api_error_status {
+                None | Some(401 | 403 | 408 | 429 | 500..=599) => Some(api_reason(result.api_error_status)),
+                // 400, 404, 413…: the request itself, which another provider would refuse too.
+                Some(_) => None,
+            };
+        }
+        if !result.is_error {
+            return None;
+        }
+    }
+    let stderr = run.stderr_tail.to_ascii_lowercase();
+    PROVIDER_STDERR
+        .iter()
+        .find(|(fragment, _)| stderr.contains(fragment))
+        .map(|(_, words)| (*words).to_owned())
+}
+
+fn api_reason(status: Option<u16>) -> String {
+    match status {
+        Some(status @ (401 | 403)) => format!("the model API refused the credentials (HTTP {status})"),
+        status => AgentOutcome::ModelUnavailable { status }.reason(),
+    }
+}
+
 /// True when a run that was asked to `--resume` a session never started: the CLI answers
 /// an unknown session id with a non-zero exit and a zero-turn `error_during_execution`
 /// result ("No conversation found with session ID"), or with no result at all.
@@ -226,6 +277,42 @@ mod tests {
         assert_eq!(rejected, AgentOutcome::Failed("the model API rejected the request (HTTP 400)".into()));
         assert!(!rejected.is_transient());
         assert!(api_error(Some(401)).reason().contains("check the API key in agent.env"));
+    }
+
+    #[test]
+    fn provider_failures_are_the_providers_not_the_tasks() {
+        let api = |status: Option<u16>| AgentResult {
+            is_error: true,
+            terminal_reason: Some("api_error".into()),
+            api_error_status: status,
+            ..success()
+        };
+        let of = |end, result: Option<AgentResult>, stderr: &str| {
+            provider_failure(&AgentRun { result, stderr_tail: stderr.into(), ..finished(end, success()) })
+        };
+        let exit1 = AgentEnd::Exited(1);
+        assert_eq!(
+            of(exit1, Some(api(Some(529))), "").as_deref(),
+            Some("the model API is unavailable (HTTP 529 overloaded)")
+        );
+        for status in [429, 500, 503, 401, 403] {
+            assert!(of(exit1, Some(api(Some(status))), "").is_some(), "{status}");
+        }
+        assert!(of(exit1, Some(api(Some(401))), "").unwrap().contains("credentials (HTTP 401)"));
+        assert!(of(exit1, Some(api(None)), "").is_some());
+        // The request itself was refused: another provider would refuse it too.
+        assert_eq!(of(exit1, Some(api(Some(400))), ""), None);
+        // The task's own failures.
+        assert_eq!(of(AgentEnd::Exited(0), Some(success()), "overloaded_error"), None);
+        let turns = AgentResult { subtype: "error_max_turns".into(), is_error: true, ..success() };
+        assert_eq!(of(exit1, Some(turns), "tests failed"), None);
+        assert_eq!(of(AgentEnd::TimedOut, None, "ECONNREFUSED"), None);
+        assert_eq!(of(exit1, None, "segfault"), None);
+        // No result line: the CLI's stderr tells, and is never quoted.
+        let refused = of(exit1, None, "Error: connect ECONNREFUSED 127.0.0.1:9 key=sk-secret");
+        assert_eq!(refused.as_deref(), Some("the model API refused the connection"));
+        let overloaded = of(exit1, None, r#"{"type":"error","error":{"type":"overloaded_error"}}"#);
+        assert_eq!(overloaded.as_deref(), Some("the model API is overloaded"));
     }
 
     #[test]

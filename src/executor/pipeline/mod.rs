@@ -578,6 +578,7 @@ async fn run_agent(
     let run = run?;
     record_run(ctx, task, &run).await?;
     let outcome = agent::outcome(&run);
+    let provider = super::breaker::observe(ctx, task, &run).await;
     record_agent_step(ctx, task, &run, &outcome, round, started.elapsed()).await;
     let asked = tool.and_then(|(dir, _)| super::mcp::take_question(&questions::question_file(&dir)));
     match (&outcome, asked) {
@@ -592,6 +593,7 @@ async fn run_agent(
     match outcome {
         AgentOutcome::Success => Ok(run),
         AgentOutcome::Cancelled => Err(stop_if_asked(guard).err().unwrap_or(Failure::Stopped)),
+        _ if let Some(reason) = provider => Err(Failure::Provider { reason }),
         outcome if outcome.is_transient() => {
             Err(Failure::Transient { reason: outcome.reason(), after: None })
         }

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::db::dashboard::{Overview, TaskQuery};
 use crate::db::queries::HOLD_ALL;
-use crate::db::{DbError, TaskStatus};
+use crate::db::{BreakerState, DbError, TaskStatus};
 use crate::server::AppState;
 use crate::server::session::CurrentSession;
 
@@ -50,6 +50,10 @@ pub struct Live {
     pub checks_failing: i64,
     /// Queues held by `forgehand hold`: what, and who held it.
     pub holds: Vec<(String, String)>,
+    /// Circuit breakers that are not closed, said as a sentence each.
+    pub breakers: Vec<String>,
+    /// Spend today and this month against each cap configured, a sentence each.
+    pub budgets: Vec<String>,
     pub rows: Vec<TaskRow>,
     pub next_page: Option<String>,
     pub filtered: bool,
@@ -120,6 +124,8 @@ async fn live(state: &AppState, f: &Filters, query: &TaskQuery) -> Result<Live, 
     let overview: Arc<Overview> = state.overview.get(&state.db).await?;
     let page = state.db.dashboard_tasks(query).await?;
     let holds = state.db.holds().await?;
+    let breakers = state.db.breakers().await?;
+    let budgets = budget_lines(&state.settings(), &state.db).await?;
     let pairs = [("status", &f.status), ("repo", &f.repo), ("forge", &f.forge), ("q", &f.q)];
     let next_page = page.next_before.map(|b| format!("/?{}", query_string(&pairs, Some(b))));
     Ok(Live {
@@ -149,10 +155,89 @@ async fn live(state: &AppState, f: &Filters, query: &TaskQuery) -> Result<Live, 
             .into_iter()
             .map(|(scope, by)| (if scope == HOLD_ALL { "the whole queue".to_owned() } else { scope }, by))
             .collect(),
+        breakers: {
+            let blocking: Vec<&str> = breakers
+                .iter()
+                .filter(|b| crate::db::breakers::blocks(b))
+                .map(|b| b.profile.as_str())
+                .collect();
+            let settings = state.settings();
+            breakers.iter().filter_map(|b| breaker_line(&settings, b, &blocking, now)).collect()
+        },
+        budgets,
         rows: page.rows.iter().map(|t| task_row(state, t, now)).collect(),
         next_page,
         filtered: f.status.is_some() || f.repo.is_some() || f.forge.is_some() || f.q.is_some(),
     })
+}
+
+/// A breaker that is not closed, in words: its state, since when, its last error and
+/// where its profile's tasks go meanwhile. Its error is forgehand's own reason, never
+/// the CLI's stderr, so it carries no secret.
+pub fn breaker_line(
+    settings: &crate::config::Settings,
+    breaker: &crate::db::entities::breakers::Model,
+    blocking: &[&str],
+    now: chrono::DateTime<Utc>,
+) -> Option<String> {
+    let state = BreakerState::parse(&breaker.state);
+    let since = match state {
+        BreakerState::Closed => return None,
+        BreakerState::Open => breaker.opened_at,
+        BreakerState::HalfOpen => breaker.trial_at,
+    };
+    let what = if state == BreakerState::Open { "open" } else { "half-open (one trial task runs)" };
+    let since = since.map(|at| format!(" for {}", duration(now - at))).unwrap_or_default();
+    let error = breaker.last_error.as_deref().map(|e| format!("; last error: {e}")).unwrap_or_default();
+    let fallback_of = |name: &str| settings.profile(name).and_then(|p| p.fallback);
+    let goes = match crate::db::breakers::route(&breaker.profile, fallback_of, blocking) {
+        Some(to) => format!("its tasks run on {to}"),
+        None => "its tasks wait in the queue".to_owned(),
+    };
+    Some(format!("Circuit breaker of agent profile {}: {what}{since}{error}; {goes}.", breaker.profile))
+}
+
+/// Spend against each configured cap (`[budget]`, `[[repos]]` `budget_*_usd`); none
+/// without caps (the spend is then not read).
+async fn budget_lines(
+    settings: &crate::config::Settings,
+    db: &crate::db::Db,
+) -> Result<Vec<String>, DbError> {
+    let global = (settings.budget.daily_usd, settings.budget.monthly_usd);
+    let repos =
+        settings.repos.iter().filter(|r| r.budget_daily_usd.is_some() || r.budget_monthly_usd.is_some());
+    // What, its spend, and its daily and monthly caps.
+    type Cap = (String, crate::db::Spend, (Option<f64>, Option<f64>));
+    let mut caps: Vec<Cap> = Vec::new();
+    let wanted = global != (None, None) || repos.clone().next().is_some();
+    if !wanted {
+        return Ok(Vec::new());
+    }
+    let spend = db.spend(Utc::now()).await?;
+    if global != (None, None) {
+        caps.push(("All repositories".to_owned(), spend.total, global));
+    }
+    for entry in repos {
+        caps.push((
+            entry.name.clone(),
+            spend.repo(&entry.name),
+            (entry.budget_daily_usd, entry.budget_monthly_usd),
+        ));
+    }
+    let part = |spent: f64, cap: Option<f64>, period: &str| match cap {
+        Some(cap) => format!("${spent:.2} of ${cap:.2} {period}"),
+        None => format!("${spent:.2} {period}"),
+    };
+    Ok(caps
+        .into_iter()
+        .map(|(what, spent, (day, month))| {
+            format!(
+                "{what}: spent {}, {} (UTC).",
+                part(spent.day, day, "today"),
+                part(spent.month, month, "this month")
+            )
+        })
+        .collect())
 }
 
 /// `GET /`.

@@ -8,12 +8,14 @@
 mod assets;
 mod dashboard;
 mod deliveries;
+mod holds;
 mod setup;
 mod task;
 
 pub use assets::{asset_version, favicon, script, style};
 pub use dashboard::{dashboard, dashboard_live};
 pub use deliveries::{DeliveryRow, deliveries_page};
+pub use holds::{hold_queue, release_queue};
 pub use setup::{setup_check, setup_page, setup_test_delivery};
 pub use task::{cancel, retry, task_page, task_stream};
 
@@ -82,7 +84,7 @@ impl IntoResponse for Refusal {
     }
 }
 
-fn database_error(err: DbError) -> Response {
+pub(super) fn database_error(err: DbError) -> Response {
     tracing::error!(error = %err, "dashboard query failed");
     error_page(
         StatusCode::SERVICE_UNAVAILABLE,

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use super::deliveries::{DeliveryRow, delivery_row};
 use super::{CsrfForm, Refusal, TaskRow, database_error, error_page, render, task_row, time};
 use crate::db::dashboard::{RETRYABLE, Retried};
-use crate::db::entities::{task_events, task_steps, tasks};
+use crate::db::entities::{breakers, task_events, task_steps, tasks};
 use crate::db::queries::HOLD_ALL;
 use crate::db::{StepPhase, TaskStatus};
 use crate::server::AppState;
@@ -140,10 +140,10 @@ pub async fn task_page(
         Err(err) => return database_error(err),
     };
     // Held queues are said on the page of every task they keep waiting.
-    let holds = if task.status == TaskStatus::Queued {
-        state.db.holds().await.unwrap_or_default()
+    let (holds, breakers) = if task.status == TaskStatus::Queued {
+        (state.db.holds().await.unwrap_or_default(), state.db.breakers().await.unwrap_or_default())
     } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
     let steps = match state.db.task_steps(id).await {
         Ok(rows) => rows,
@@ -165,7 +165,7 @@ pub async fn task_page(
     let active = task.status.is_active();
     let page = TaskPage {
         csrf: Some(session.csrf),
-        task: task_view(&state, &task, &holds),
+        task: task_view(&state, &task, &holds, &breakers),
         events: events.iter().map(event_row).collect(),
         several_attempts: steps.iter().any(|step| step.attempt != steps[0].attempt),
         steps: steps.iter().map(step_row).collect(),
@@ -208,10 +208,35 @@ fn held(task: &tasks::Model, holds: &[(String, String)]) -> Option<String> {
     Some(format!("{what} is held (by {by}); it runs after `{release}`"))
 }
 
-fn task_view(state: &AppState, task: &tasks::Model, holds: &[(String, String)]) -> TaskView {
+/// Why a queued task waits for circuit breakers: its profile's is open and no fallback's
+/// lets it through.
+fn broken(state: &AppState, task: &tasks::Model, breakers: &[breakers::Model]) -> Option<String> {
+    let blocking: Vec<&str> =
+        breakers.iter().filter(|b| crate::db::breakers::blocks(b)).map(|b| b.profile.as_str()).collect();
+    let profile = task.agent_profile.as_deref().unwrap_or(crate::config::DEFAULT_PROFILE);
+    let settings = state.settings();
+    let fallback_of = |name: &str| settings.profile(name).and_then(|p| p.fallback);
+    if !blocking.contains(&profile) || crate::db::breakers::route(profile, fallback_of, &blocking).is_some() {
+        return None;
+    }
+    let breaker = breakers.iter().find(|b| b.profile == profile)?;
+    let line = super::dashboard::breaker_line(&settings, breaker, &blocking, Utc::now())?;
+    Some(format!(
+        "{}; it runs when the breaker lets a trial task through (after breaker.cooldown_secs)",
+        line.trim_end_matches('.')
+    ))
+}
+
+fn task_view(
+    state: &AppState,
+    task: &tasks::Model,
+    holds: &[(String, String)],
+    breakers: &[breakers::Model],
+) -> TaskView {
     let now = Utc::now();
-    let wait_reason =
-        held(task, holds).or_else(|| waiting(task, state.settings().executor.max_attempts, now));
+    let wait_reason = held(task, holds)
+        .or_else(|| broken(state, task, breakers))
+        .or_else(|| waiting(task, state.settings().executor.max_attempts, now));
     let row = task_row(state, task, now);
     let question_url = task
         .question_comment_id
