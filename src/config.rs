@@ -14,11 +14,14 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
 
 mod agents;
+mod changes;
 mod describe;
+pub mod notify;
 mod repo;
 mod repo_name;
 
 pub use agents::{AgentProfileSettings, DEFAULT_PROFILE, is_profile_name};
+pub use changes::changed_keys;
 pub use repo::{
     OnFailingChecks, OnFailingSetup, REPO_FILE, REPO_KEYS, RepoConfigSettings, RepoSettings, Verification,
 };
@@ -68,6 +71,9 @@ pub struct Settings {
     /// `[repo_config]`: defaults for every repository and what its `.forgehand.toml` may set.
     #[serde(default)]
     pub repo_config: RepoConfigSettings,
+    /// `[notify]`: notification sinks and the outbox (see `config::notify`).
+    #[serde(default)]
+    pub notify: notify::NotifySettings,
     /// The file these settings were read from, if any (not a key of the file).
     #[serde(skip)]
     pub config_file: Option<PathBuf>,
@@ -345,6 +351,8 @@ impl Settings {
             .into_iter()
             .filter(|(key, _)| key.starts_with(ENV_PREFIX))
             .partition(|(key, _)| !key.starts_with(FORGE_ENV_PREFIX));
+        let (sink_env, mut section_env): (HashMap<_, _>, HashMap<_, _>) =
+            section_env.drain().partition(|(key, _)| key.starts_with(notify::SINK_ENV_PREFIX));
         // Values stay strings (no type guessing: a token of digits must stay as written);
         // only the list keys are split, on commas.
         let mut list_overrides = Vec::new();
@@ -380,6 +388,7 @@ impl Settings {
             .try_deserialize()
             .map_err(|e| ConfigError::Load(describe::describe(e, Some(&built), &sources)))?;
         settings.apply_forge_env(forge_env)?;
+        notify::apply_env(&mut settings.notify.sinks, sink_env)?;
         settings.validate()?;
         settings.config_file = file.map(Path::to_path_buf);
         Ok(settings)
@@ -460,6 +469,7 @@ impl Settings {
         self.validate_trigger(&mut problems);
         self.validate_limits(&mut problems);
         problems.extend(repo::problems(&self.repo_config, &self.repos));
+        problems.extend(notify::problems(&self.notify));
         let url = self.database.url.expose_secret();
         let known = ["sqlite:", "postgres://", "postgresql://"];
         if !(url.is_empty() || known.iter().any(|scheme| url.starts_with(scheme))) {

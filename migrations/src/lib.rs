@@ -12,6 +12,7 @@ mod m20261205_000005_refused_deliveries;
 mod m20261205_000006_profiles;
 mod m20261205_000007_questions;
 mod m20261205_000008_task_steps;
+mod m20261206_000011_notify_audit;
 
 /// Applies forgehand's migrations in order.
 pub struct Migrator;
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000006_profiles::Migration),
             Box::new(m20261205_000007_questions::Migration),
             Box::new(m20261205_000008_task_steps::Migration),
+            Box::new(m20261206_000011_notify_audit::Migration),
         ]
     }
 }

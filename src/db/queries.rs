@@ -319,7 +319,7 @@ pub async fn recent_deliveries(
 }
 
 /// A statement written with `?` placeholders, numbered for PostgreSQL.
-fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
+pub(super) fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
     let sql = match backend {
         DbBackend::Postgres => {
             let mut numbered = String::with_capacity(sql.len() + 8);

@@ -7,6 +7,7 @@ mod harness;
 mod model_server;
 
 mod api;
+mod audit;
 mod browser;
 mod command_agent;
 mod corpus;
@@ -18,6 +19,7 @@ mod fuzz_replay;
 mod hardening;
 mod identity;
 mod intake;
+mod notify;
 mod openapi;
 mod pg_server;
 mod process;

@@ -50,6 +50,9 @@ pub struct Live {
     pub checks_failing: i64,
     /// Queues held by `forgehand hold`: what, and who held it.
     pub holds: Vec<(String, String)>,
+    /// Notification sinks whose deliveries fail: name, retrying, given up, last error
+    /// (masked when it was stored).
+    pub failing_sinks: Vec<(String, i64, i64, String)>,
     pub rows: Vec<TaskRow>,
     pub next_page: Option<String>,
     pub filtered: bool,
@@ -120,6 +123,13 @@ async fn live(state: &AppState, f: &Filters, query: &TaskQuery) -> Result<Live, 
     let overview: Arc<Overview> = state.overview.get(&state.db).await?;
     let page = state.db.dashboard_tasks(query).await?;
     let holds = state.db.holds().await?;
+    let failing_sinks = state
+        .db
+        .sink_health()
+        .await?
+        .into_iter()
+        .map(|h| (h.sink, h.failing, h.given_up, h.last_error.unwrap_or_default()))
+        .collect();
     let pairs = [("status", &f.status), ("repo", &f.repo), ("forge", &f.forge), ("q", &f.q)];
     let next_page = page.next_before.map(|b| format!("/?{}", query_string(&pairs, Some(b))));
     Ok(Live {
@@ -149,6 +159,7 @@ async fn live(state: &AppState, f: &Filters, query: &TaskQuery) -> Result<Live, 
             .into_iter()
             .map(|(scope, by)| (if scope == HOLD_ALL { "the whole queue".to_owned() } else { scope }, by))
             .collect(),
+        failing_sinks,
         rows: page.rows.iter().map(|t| task_row(state, t, now)).collect(),
         next_page,
         filtered: f.status.is_some() || f.repo.is_some() || f.forge.is_some() || f.q.is_some(),

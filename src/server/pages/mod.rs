@@ -6,12 +6,14 @@
 //! the templates.
 
 mod assets;
+mod audit;
 mod dashboard;
 mod deliveries;
 mod setup;
 mod task;
 
 pub use assets::{asset_version, favicon, script, style};
+pub use audit::audit_page;
 pub use dashboard::{dashboard, dashboard_live};
 pub use deliveries::{DeliveryRow, deliveries_page};
 pub use setup::{setup_check, setup_page, setup_test_delivery};
