@@ -866,6 +866,78 @@ mod tests {
         assert!(!format!("{settings:?}").contains("ghp_secret"));
     }
 
+    const SINKS: &str = r#"
+[[notify.sinks]]
+name = "team-chat"
+kind = "slack"
+events = ["task_done"]
+url = "https://hooks.example.com/services/T0/B0/filetoken"
+[[notify.sinks]]
+name = "hook"
+kind = "webhook"
+events = ["task_failed", "breaker_opened"]
+repos = ["octo-org/hello-world"]
+url = "https://receiver.example.com/in"
+secret = "hooksecret"
+"#;
+
+    #[test]
+    fn sink_secrets_are_env_overridable_and_masked_everywhere() {
+        let settings = load(
+            SINKS,
+            &[
+                (
+                    "FORGEHAND__NOTIFY__SINKS__TEAM_CHAT__URL",
+                    "https://hooks.example.com/services/T1/B1/envtoken",
+                ),
+                ("FORGEHAND__NOTIFY__SINKS__HOOK__SECRET", "envsecret"),
+            ],
+        )
+        .unwrap();
+        let chat = &settings.notify.sinks[0];
+        assert_eq!(chat.url.expose_secret(), "https://hooks.example.com/services/T1/B1/envtoken");
+        assert_eq!(settings.notify.sinks[1].secret.expose_secret(), "envsecret");
+        assert!(settings.notify.sinks[1].wants("task_failed", Some("Octo-Org/hello-world")));
+        assert!(!settings.notify.sinks[1].wants("task_failed", Some("someone/else")));
+        assert!(!settings.notify.sinks[1].wants("task_done", Some("octo-org/hello-world")));
+        let shown = format!("{}{settings:?}", settings.to_masked_toml());
+        for secret in ["envtoken", "envsecret", "filetoken", "hooksecret", "receiver.example.com/in"] {
+            assert!(!shown.contains(secret), "{secret} leaked in\n{shown}");
+        }
+        let err = load(SINKS, &[("FORGEHAND__NOTIFY__SINKS__NOPE__URL", "x")]).unwrap_err().to_string();
+        assert!(err.contains("no [[notify.sinks]] entry matches"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_sink_is_refused_with_what_to_fix() {
+        let text = "[[notify.sinks]]\nname = \"h\"\nkind = \"webhook\"\nevents = [\"task_dun\"]\nurl = \"ftp://x\"\n";
+        let err = load(text, &[]).unwrap_err().to_string();
+        assert!(err.contains("unknown event \"task_dun\""), "{err}");
+        assert!(err.contains("url must be an http(s) URL"), "{err}");
+        assert!(err.contains("a webhook sink needs a secret"), "{err}");
+    }
+
+    #[test]
+    fn changed_keys_name_keys_and_say_only_whether_a_secret_changed() {
+        let old = load(SINKS, &[]).unwrap();
+        let new = load(
+            &format!("{SINKS}\n[executor]\nmax_concurrent = 7\n"),
+            &[
+                ("FORGEHAND__NOTIFY__SINKS__HOOK__SECRET", "rotated"),
+                ("FORGEHAND__AUTH__ADMIN_TOKEN", "newadmin"),
+            ],
+        )
+        .unwrap();
+        let keys = changed_keys(&old, &new);
+        assert!(keys.contains(&"executor.max_concurrent".to_owned()), "{keys:?}");
+        assert!(keys.contains(&"notify.sinks[hook].secret: changed".to_owned()), "{keys:?}");
+        assert!(keys.contains(&"auth.admin_token: set".to_owned()), "{keys:?}");
+        let all = keys.join(" ");
+        for secret in ["rotated", "newadmin", "hooksecret", "7"] {
+            assert!(!all.contains(secret), "{secret} in {all}");
+        }
+    }
+
     #[test]
     fn without_a_config_file_the_one_in_data_dir_is_read() {
         let dir = tempfile::tempdir().unwrap();

@@ -374,3 +374,17 @@ impl Db {
         self.conn.get_database_backend()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::NotifyEvent;
+
+    #[test]
+    fn every_event_has_the_name_sinks_subscribe_with() {
+        let names: Vec<&str> = NotifyEvent::ALL.iter().map(|e| e.as_str()).collect();
+        assert_eq!(names, crate::config::notify::EVENT_NAMES);
+        for event in NotifyEvent::ALL {
+            assert_eq!(NotifyEvent::parse(event.as_str()), Some(event));
+        }
+    }
+}
