@@ -377,3 +377,30 @@ async fn three_instances_deliver_every_event_and_never_the_same_one_at_once() {
     }
     assert_eq!(receiver.all().len(), EVENTS * 2, "none was sent twice");
 }
+
+/// At start an instance finds the tasks its last life left running: it crashed, and the
+/// sinks that asked for `daemon_recovered` hear which tasks it requeued.
+#[tokio::test]
+async fn a_start_after_a_crash_tells_the_sinks_which_tasks_were_requeued() {
+    let receiver = Receiver::start(0, Duration::ZERO).await;
+    let app = TestApp::spawn_with(&sinks(&receiver, r#""daemon_recovered""#)).await;
+    let answer =
+        app.deliver("github", Delivery::github("issues", fixture("github/issues_labeled.json"))).await;
+    let id = answer.json["task_id"].as_i64().unwrap();
+    let lease = chrono::Duration::minutes(5);
+    app.db.claim_next("host:1234/dead", lease, &Default::default()).await.unwrap().expect("the task");
+
+    let (requeued, failed) = app.db.requeue_abandoned(Some("host:1234/"), 3).await.unwrap();
+    assert_eq!((requeued, failed), (vec![id], vec![]));
+    let got = receiver.wait(Duration::from_secs(20), |got| got.len() >= 2).await;
+    let hook = got.iter().find(|r| r.path.starts_with("/hook/")).unwrap();
+    let body: Value = serde_json::from_slice(&hook.body).unwrap();
+    assert_eq!(body["event"], "daemon_recovered");
+    assert_eq!(body["requeued"], serde_json::json!([id]));
+    let chat = got.iter().find(|r| r.path.starts_with("/chat/")).unwrap();
+    let text = String::from_utf8_lossy(&chat.body);
+    assert!(text.contains("forgehand daemon recovered: failed: [], requeued: ["), "{text}");
+    // A start with nothing left running is no crash: nothing more is sent.
+    app.db.requeue_abandoned(Some("host:1234/"), 3).await.unwrap();
+    assert_eq!(app.db.pending_notify_events(10).await.unwrap().len(), 0);
+}
