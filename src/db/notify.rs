@@ -324,9 +324,12 @@ impl Db {
             .rows_affected())
     }
 
-    /// When the next pending delivery is due, if any.
+    /// When the next pending delivery can be claimed, if any: due, and its lease (another
+    /// sender's) run out.
     pub async fn next_notification_due(&self) -> Result<Option<DateTime<Utc>>, DbError> {
-        let sql = "SELECT MIN(next_attempt_at) AS due FROM notify_deliveries WHERE status = 'pending'";
+        let sql = "SELECT MIN(CASE WHEN lease_expires_at IS NOT NULL AND lease_expires_at > next_attempt_at \
+                   THEN lease_expires_at ELSE next_attempt_at END) AS due \
+                   FROM notify_deliveries WHERE status = 'pending'";
         let row = self.conn.query_one_raw(statement(self.backend(), sql, vec![])).await?;
         Ok(row.and_then(|row| row.try_get::<Option<DateTime<Utc>>>("", "due").ok().flatten()))
     }

@@ -212,6 +212,8 @@ async fn a_receiver_failing_three_times_then_accepting_gets_it_with_one_delivery
     // Backoff: each wait is at least as long as the one before (50, 100, 200 ms).
     let gaps: Vec<Duration> = got.windows(2).map(|w| w[1].at - w[0].at).collect();
     assert!(gaps[0] >= Duration::from_millis(45) && gaps[2] >= Duration::from_millis(190), "{gaps:?}");
+    // Woken when the retry is due, not by the one-second poll.
+    assert!(gaps[0] < Duration::from_millis(600), "{gaps:?}");
     let settled = poll_db(&app, |health| health.is_empty()).await;
     assert!(settled, "the sink is healthy again once delivered");
     assert_eq!(receiver.all().len(), 4);
