@@ -17,6 +17,8 @@ command -v bwrap >/dev/null || missing+=(bubblewrap)   # agent.sandbox = "bubble
 # README's "Try it locally" is run as written (process::the_readme_try_it_locally_works_as_written).
 command -v curl >/dev/null || missing+=(curl)
 command -v openssl >/dev/null || missing+=(openssl)
+# The local SMTP server the email notification tests send to (tests/it/notify.rs).
+/usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || missing+=(python3-aiosmtpd)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   as_root apt-get update -qq

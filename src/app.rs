@@ -63,7 +63,9 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let executor = self.start_executor(stop_rx)?;
+        let executor = self.start_executor(stop_rx.clone())?;
+        let notifier =
+            tokio::spawn(crate::executor::notify::run(self.state.settings(), self.state.db.clone(), stop_rx));
         let identities = server::identity::follow(&self.state);
         let router = server::router(self.state.clone());
         let limits = ConnectionLimits::from(&self.state.settings().server);
@@ -76,6 +78,7 @@ impl App {
         if let Some(executor) = executor {
             let _ = executor.await;
         }
+        let _ = notifier.await;
         served?;
         tracing::info!("forgehand stopped");
         Ok(())

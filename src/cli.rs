@@ -91,6 +91,28 @@ pub enum Command {
         #[arg(value_name = "OWNER/NAME", value_parser = crate::config::RepoName::parse)]
         repo: Option<crate::config::RepoName>,
     },
+    /// The audit log of operator actions.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `forgehand audit ...`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Re-check the hash chain; exit code 1 and the first bad entry when it is broken.
+    Verify,
+    /// Print entries, newest first.
+    List {
+        /// Only entries with this action (e.g. login_failed, task_cancel, config_save).
+        #[arg(long)]
+        action: Option<String>,
+        /// Only entries of this actor (e.g. admin, cli:alice).
+        #[arg(long)]
+        actor: Option<String>,
+        /// How many entries to show.
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+    },
 }
 
 /// `forgehand tasks ...`
@@ -152,6 +174,10 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Mcp { .. } => unreachable!("served above"),
         Command::Hold { repo } => hold(&settings, repo.as_ref(), true).await,
         Command::Release { repo } => hold(&settings, repo.as_ref(), false).await,
+        Command::Audit(AuditCommand::Verify) => return audit_verify(&settings).await,
+        Command::Audit(AuditCommand::List { action, actor, limit }) => {
+            audit_list(&settings, crate::db::audit::AuditFilter { action, actor, before: None, limit }).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -180,11 +206,65 @@ async fn hold(settings: &Settings, repo: Option<&crate::config::RepoName>, on: b
     let what = repo.map_or_else(|| "the whole queue".to_owned(), |r| format!("the queue of {r}"));
     let by = std::env::var("USER").unwrap_or_else(|_| "the command line".into());
     let changed = if on { db.hold(scope, &by).await? } else { db.release_hold(scope).await? };
+    if changed {
+        let entry = crate::db::audit::NewAuditEntry {
+            actor: &format!("cli:{by}"),
+            action: if on { "hold" } else { "release" },
+            target: scope,
+            ..Default::default()
+        };
+        db.audit(entry).await?;
+    }
     match (on, changed) {
         (true, true) => println!("held {what}: queued tasks wait until `forgehand release`"),
         (true, false) => println!("{what} was already held"),
         (false, true) => println!("released {what}"),
         (false, false) => println!("{what} was not held"),
+    }
+    Ok(())
+}
+
+/// `forgehand audit verify`: says whether the chain holds, and names the first bad entry.
+async fn audit_verify(settings: &Settings) -> ExitCode {
+    let checked = match app::open_database(settings).await {
+        Ok(db) => db.audit_verify().await.map_err(anyhow::Error::from),
+        Err(err) => Err(err),
+    };
+    match checked {
+        Ok(crate::db::audit::ChainCheck::Intact { entries }) => {
+            println!("audit log intact: {entries} entries, every hash checks out");
+            ExitCode::SUCCESS
+        }
+        Ok(crate::db::audit::ChainCheck::Broken { id: 0, reason }) => {
+            println!("audit log BROKEN after its last entry: {reason}");
+            ExitCode::FAILURE
+        }
+        Ok(crate::db::audit::ChainCheck::Broken { id, reason }) => {
+            println!("audit log BROKEN at entry {id}: {reason}");
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("forgehand: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `forgehand audit list`: one line per entry, newest first.
+async fn audit_list(settings: &Settings, filter: crate::db::audit::AuditFilter) -> anyhow::Result<()> {
+    let db = app::open_database(settings).await?;
+    for e in db.audit_list(&filter).await? {
+        let at = e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let peer = if e.peer.is_empty() { String::new() } else { format!(" from {}", e.peer) };
+        let detail = if e.detail.is_empty() { String::new() } else { format!(" ({})", e.detail) };
+        println!(
+            "{:>6} {at} {} {} {}{detail}{peer} {}",
+            e.id,
+            e.actor,
+            e.action,
+            e.target,
+            &e.hash[..12.min(e.hash.len())]
+        );
     }
     Ok(())
 }

@@ -14,11 +14,14 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
 
 mod agents;
+mod changes;
 mod describe;
+pub mod notify;
 mod repo;
 mod repo_name;
 
 pub use agents::{AgentProfileSettings, DEFAULT_PROFILE, is_profile_name};
+pub use changes::changed_keys;
 pub use repo::{
     OnFailingChecks, OnFailingSetup, REPO_FILE, REPO_KEYS, RepoConfigSettings, RepoSettings, Verification,
 };
@@ -80,6 +83,9 @@ pub struct Settings {
     /// `[attachments]`: images and files linked in an issue, fetched for the agent.
     #[serde(default)]
     pub attachments: AttachmentSettings,
+    /// `[notify]`: notification sinks and the outbox (see `config::notify`).
+    #[serde(default)]
+    pub notify: notify::NotifySettings,
     /// The file these settings were read from, if any (not a key of the file).
     #[serde(skip)]
     pub config_file: Option<PathBuf>,
@@ -425,6 +431,8 @@ impl Settings {
             .into_iter()
             .filter(|(key, _)| key.starts_with(ENV_PREFIX))
             .partition(|(key, _)| !key.starts_with(FORGE_ENV_PREFIX));
+        let (sink_env, mut section_env): (HashMap<_, _>, HashMap<_, _>) =
+            section_env.drain().partition(|(key, _)| key.starts_with(notify::SINK_ENV_PREFIX));
         // Values stay strings (no type guessing: a token of digits must stay as written);
         // only the list keys are split, on commas.
         let mut list_overrides = Vec::new();
@@ -460,6 +468,7 @@ impl Settings {
             .try_deserialize()
             .map_err(|e| ConfigError::Load(describe::describe(e, Some(&built), &sources)))?;
         settings.apply_forge_env(forge_env)?;
+        notify::apply_env(&mut settings.notify.sinks, sink_env)?;
         settings.validate()?;
         settings.config_file = file.map(Path::to_path_buf);
         Ok(settings)
@@ -558,6 +567,7 @@ impl Settings {
                 "breaker.window_secs: must be at least 1 (the seconds failures are counted over)".into(),
             );
         }
+        problems.extend(notify::problems(&self.notify));
         let url = self.database.url.expose_secret();
         let known = ["sqlite:", "postgres://", "postgresql://"];
         if !(url.is_empty() || known.iter().any(|scheme| url.starts_with(scheme))) {
@@ -952,6 +962,78 @@ mod tests {
         );
         assert_eq!(mask_url_password("postgres://u@db/fh"), "postgres://u@db/fh");
         assert!(!format!("{settings:?}").contains("ghp_secret"));
+    }
+
+    const SINKS: &str = r#"
+[[notify.sinks]]
+name = "team-chat"
+kind = "slack"
+events = ["task_done"]
+url = "https://hooks.example.com/services/T0/B0/filetoken"
+[[notify.sinks]]
+name = "hook"
+kind = "webhook"
+events = ["task_failed", "breaker_opened"]
+repos = ["octo-org/hello-world"]
+url = "https://receiver.example.com/in"
+secret = "hooksecret"
+"#;
+
+    #[test]
+    fn sink_secrets_are_env_overridable_and_masked_everywhere() {
+        let settings = load(
+            SINKS,
+            &[
+                (
+                    "FORGEHAND__NOTIFY__SINKS__TEAM_CHAT__URL",
+                    "https://hooks.example.com/services/T1/B1/envtoken",
+                ),
+                ("FORGEHAND__NOTIFY__SINKS__HOOK__SECRET", "envsecret"),
+            ],
+        )
+        .unwrap();
+        let chat = &settings.notify.sinks[0];
+        assert_eq!(chat.url.expose_secret(), "https://hooks.example.com/services/T1/B1/envtoken");
+        assert_eq!(settings.notify.sinks[1].secret.expose_secret(), "envsecret");
+        assert!(settings.notify.sinks[1].wants("task_failed", Some("Octo-Org/hello-world")));
+        assert!(!settings.notify.sinks[1].wants("task_failed", Some("someone/else")));
+        assert!(!settings.notify.sinks[1].wants("task_done", Some("octo-org/hello-world")));
+        let shown = format!("{}{settings:?}", settings.to_masked_toml());
+        for secret in ["envtoken", "envsecret", "filetoken", "hooksecret", "receiver.example.com/in"] {
+            assert!(!shown.contains(secret), "{secret} leaked in\n{shown}");
+        }
+        let err = load(SINKS, &[("FORGEHAND__NOTIFY__SINKS__NOPE__URL", "x")]).unwrap_err().to_string();
+        assert!(err.contains("no [[notify.sinks]] entry matches"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_sink_is_refused_with_what_to_fix() {
+        let text = "[[notify.sinks]]\nname = \"h\"\nkind = \"webhook\"\nevents = [\"task_dun\"]\nurl = \"ftp://x\"\n";
+        let err = load(text, &[]).unwrap_err().to_string();
+        assert!(err.contains("unknown event \"task_dun\""), "{err}");
+        assert!(err.contains("url must be an http(s) URL"), "{err}");
+        assert!(err.contains("a webhook sink needs a secret"), "{err}");
+    }
+
+    #[test]
+    fn changed_keys_name_keys_and_say_only_whether_a_secret_changed() {
+        let old = load(SINKS, &[]).unwrap();
+        let new = load(
+            &format!("{SINKS}\n[executor]\nmax_concurrent = 7\n"),
+            &[
+                ("FORGEHAND__NOTIFY__SINKS__HOOK__SECRET", "rotated"),
+                ("FORGEHAND__AUTH__ADMIN_TOKEN", "newadmin"),
+            ],
+        )
+        .unwrap();
+        let keys = changed_keys(&old, &new);
+        assert!(keys.contains(&"executor.max_concurrent".to_owned()), "{keys:?}");
+        assert!(keys.contains(&"notify.sinks[hook].secret: changed".to_owned()), "{keys:?}");
+        assert!(keys.contains(&"auth.admin_token: set".to_owned()), "{keys:?}");
+        let all = keys.join(" ");
+        for secret in ["rotated", "newadmin", "hooksecret", "7"] {
+            assert!(!all.contains(secret), "{secret} in {all}");
+        }
     }
 
     #[test]

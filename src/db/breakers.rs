@@ -183,13 +183,30 @@ impl Db {
         provider_error: Option<&str>,
         rules: &BreakerSettings,
     ) -> Result<Option<BreakerChange>, DbError> {
-        self.change_breaker(profile, |old, now| {
-            let new = after_run(old, provider_error, rules, now);
-            // A closed breaker meeting a success has nothing to write.
-            (new.state != old.state || new.failures != old.failures || provider_error.is_some())
-                .then_some(new)
-        })
-        .await
+        let change = self
+            .change_breaker(profile, |old, now| {
+                let new = after_run(old, provider_error, rules, now);
+                // A closed breaker meeting a success has nothing to write.
+                (new.state != old.state || new.failures != old.failures || provider_error.is_some())
+                    .then_some(new)
+            })
+            .await?;
+        if let Some(change) = change.as_ref().filter(|c| c.from != c.to) {
+            let event = match change.to {
+                BreakerState::Open => Some(super::notify::NotifyEvent::BreakerOpened),
+                BreakerState::Closed => Some(super::notify::NotifyEvent::BreakerClosed),
+                BreakerState::HalfOpen => None,
+            };
+            if let Some(event) = event {
+                // Right after the change that won the compare-and-set: one instance says it.
+                let payload = serde_json::json!({
+                    "profile": change.profile,
+                    "last_error": change.last_error,
+                });
+                super::notify::enqueue(&self.conn, event, None, None, payload).await?;
+            }
+        }
+        Ok(change)
     }
 
     /// Takes the one trial of `profile`'s breaker if it lets one through now; true when

@@ -10,6 +10,7 @@ use sea_orm::Value;
 use super::entities::task_status::{Ending, TaskEvent, TaskStatus};
 use super::entities::tasks::{self, Column};
 use super::limits::{self, clean};
+use super::notify::{self, NotifyEvent};
 use super::{Db, DbError, queries};
 use sea_orm::ConnectionTrait as _;
 
@@ -119,7 +120,21 @@ impl Db {
         owner_prefix: Option<&str>,
         max_attempts: u32,
     ) -> Result<(Vec<i64>, Vec<i64>), DbError> {
-        Ok(queries::requeue_abandoned(&self.conn, owner_prefix, max_attempts).await?)
+        let txn = sea_orm::TransactionTrait::begin(&self.conn).await?;
+        let (requeued, failed) = queries::requeue_abandoned(&txn, owner_prefix, max_attempts).await?;
+        for id in &failed {
+            notify::enqueue_task(&txn, NotifyEvent::TaskFailed, *id).await?;
+        }
+        // Tasks this instance's last life left running: it did not stop, it crashed.
+        if owner_prefix.is_some() && !(requeued.is_empty() && failed.is_empty()) {
+            let detail = serde_json::json!({ "requeued": requeued, "failed": failed });
+            notify::enqueue(&txn, NotifyEvent::DaemonRecovered, None, None, detail).await?;
+        }
+        txn.commit().await?;
+        if !failed.is_empty() || owner_prefix.is_some() {
+            self.outbox_written();
+        }
+        Ok((requeued, failed))
     }
 
     /// Puts every task `owner` runs back in the queue without counting the attempt: the
@@ -229,17 +244,33 @@ impl Lease<'_> {
                     changes.push((Column::Question, Value::from(Some(clean(question, limits::QUESTION)))));
                     changes.push((Column::QuestionCommentId, Value::from(Option::<i64>::None)));
                 }
-                return Ok(queries::ask_owned(
-                    &self.db.conn,
-                    self.task_id,
-                    self.owner,
-                    question.is_some(),
-                    changes,
-                )
-                .await?);
+                let txn = sea_orm::TransactionTrait::begin(&self.db.conn).await?;
+                let asked =
+                    queries::ask_owned(&txn, self.task_id, self.owner, question.is_some(), changes).await?;
+                if asked && question.is_some() {
+                    notify::enqueue_task(&txn, NotifyEvent::TaskNeedsInput, self.task_id).await?;
+                }
+                txn.commit().await?;
+                self.db.outbox_written();
+                return Ok(asked);
             }
         };
-        Ok(queries::transition_owned(&self.db.conn, self.task_id, self.owner, event, changes).await?)
+        // The notification is written with the change, so it exists exactly when the change does.
+        let txn = sea_orm::TransactionTrait::begin(&self.db.conn).await?;
+        let ended = queries::transition_owned(&txn, self.task_id, self.owner, event, changes).await?;
+        let notice = match event {
+            TaskEvent::Finish(Ending::Done) => Some(NotifyEvent::TaskDone),
+            TaskEvent::Finish(Ending::Failed) => Some(NotifyEvent::TaskFailed),
+            _ => None,
+        };
+        if ended && let Some(notice) = notice {
+            notify::enqueue_task(&txn, notice, self.task_id).await?;
+        }
+        txn.commit().await?;
+        if ended && notice.is_some() {
+            self.db.outbox_written();
+        }
+        Ok(ended)
     }
 
     /// A resumed task no longer waits: its question is answered; false when the lease is lost.

@@ -2,6 +2,7 @@
 //! forgehand uses. SQLite by default, PostgreSQL by URL; the same code runs on both.
 
 mod answers;
+pub mod audit;
 pub mod breakers;
 pub mod dashboard;
 pub mod entities;
@@ -9,6 +10,7 @@ mod error;
 mod intake;
 mod lease;
 pub mod limits;
+pub mod notify;
 pub mod queries;
 mod questions;
 mod refusals;
@@ -132,6 +134,8 @@ pub struct Db {
     /// SQLite's group-commit writer thread for intake; PostgreSQL records each delivery in
     /// its own transaction (several instances may write, and row locks must stay short).
     writer: Option<writer::Writer>,
+    /// Woken after a commit that put a notification in the outbox (this instance's sender).
+    outbox: Arc<Notify>,
 }
 
 impl Db {
@@ -158,7 +162,7 @@ impl Db {
             })?),
             None => None,
         };
-        Ok(Db { conn, writer })
+        Ok(Db { conn, writer, outbox: Arc::new(Notify::new()) })
     }
 
     /// Applies every pending migration. A SQLite file is migrated through a connection of

@@ -9,6 +9,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 
 use super::entities::task_status::{TaskEvent, TaskStatus};
 use super::entities::tasks::{self, Column};
+use super::notify::{self, NotifyEvent};
 use super::{Db, DbError, queries};
 
 /// How many waiting tasks one housekeeping pass looks at.
@@ -47,14 +48,18 @@ impl Db {
                 .col_expr(Column::FinishedAt, Expr::value(Utc::now()))
                 .filter(Column::Id.eq(task.id))
                 .filter(Column::AskedAt.lt(cutoff));
-            if update.exec(&self.conn).await?.rows_affected == 1 {
+            let txn = sea_orm::TransactionTrait::begin(&self.conn).await?;
+            if update.exec(&txn).await?.rows_affected == 1 {
                 queries::add_task_event(
-                    &self.conn,
+                    &txn,
                     task.id,
                     TaskStatus::Expired.as_str(),
                     &format!("expired: {error}"),
                 )
                 .await?;
+                notify::enqueue_task(&txn, NotifyEvent::TaskExpired, task.id).await?;
+                txn.commit().await?;
+                self.outbox_written();
                 expired.push(task);
             }
         }

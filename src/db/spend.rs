@@ -56,7 +56,17 @@ impl Db {
     /// Marks the queued tasks (of `repo`, or all) as waiting for `reason`, a spent budget;
     /// the ids of those not marked so before (see [`super::queries::mark_waiting`]).
     pub async fn mark_budget_wait(&self, repo: Option<&str>, reason: &str) -> Result<Vec<i64>, DbError> {
-        Ok(super::queries::mark_waiting(&self.conn, repo, reason).await?)
+        use sea_orm::TransactionTrait;
+        let txn = self.conn.begin().await?;
+        let ids = super::queries::mark_waiting(&txn, repo, reason).await?;
+        if !ids.is_empty() {
+            // Once per wait, in the transaction that starts it: the sinks hear it once too.
+            let payload = serde_json::json!({ "reason": reason, "tasks": ids });
+            super::notify::enqueue(&txn, super::notify::NotifyEvent::BudgetReached, None, repo, payload)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(ids)
     }
 
     /// What tasks spent this UTC day and month: a task's cost counts in the period it was

@@ -16,6 +16,7 @@ pub mod finish;
 pub mod guard;
 pub mod launch;
 pub mod mcp;
+pub mod notify;
 pub mod outcome;
 pub mod pipeline;
 pub mod prompt;
@@ -380,7 +381,7 @@ async fn shut_down(ctx: &Context, mut running: JoinSet<()>, shutdown: watch::Sen
 }
 
 /// Names this instance so that its next life can requeue what this one left running.
-fn instance_name(settings: &Settings) -> String {
+pub(crate) fn instance_name(settings: &Settings) -> String {
     let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
     let dir = std::fs::canonicalize(&settings.data_dir).unwrap_or_else(|_| settings.data_dir.clone());
     let digest = <sha2::Sha256 as sha2::Digest>::digest(dir.to_string_lossy().as_bytes());

@@ -146,6 +146,7 @@ fn dashboard(state: AppState) -> Router<AppState> {
         .route("/queue/hold", post(pages::hold_queue))
         .route("/queue/release", post(pages::release_queue))
         .route("/deliveries", get(pages::deliveries_page))
+        .route("/audit", get(pages::audit_page))
         .route("/setup", get(pages::setup_page))
         .route("/setup/check", post(pages::setup_check))
         .route("/setup/test-delivery", post(pages::setup_test_delivery))
@@ -177,4 +178,13 @@ async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> 
 
 async fn not_found() -> impl IntoResponse {
     (StatusCode::NOT_FOUND, axum::Json(serde_json::json!({ "error": "no such endpoint" })))
+}
+
+/// Records an operator action in the audit log. A failure is logged, not shown: the
+/// action itself already happened.
+pub async fn audit(state: &AppState, actor: &str, action: &str, target: &str, detail: &str, peer: &str) {
+    let entry = crate::db::audit::NewAuditEntry { actor, action, target, detail, peer };
+    if let Err(err) = state.db.audit(entry).await {
+        tracing::error!(error = %err, action, "cannot append to the audit log");
+    }
 }

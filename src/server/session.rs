@@ -169,16 +169,30 @@ pub struct LoginForm {
 /// Bearer tokens.
 pub async fn login(State(state): State<AppState>, request: Request) -> Response {
     let trusted = state.settings().server.trusted_proxies.clone();
-    let address = Client::Address(super::client::client_ip(&request, &trusted));
+    let ip = super::client::client_ip(&request, &trusted);
+    let peer = ip.to_string();
+    let address = Client::Address(ip);
     let known_device = cookie(request.headers(), DEVICE_COOKIE).and_then(|id| state.attempts.device(&id));
     let Ok(Form(form)) = Form::<LoginForm>::from_request(request, &()).await else {
         return pages::error_page(StatusCode::BAD_REQUEST, "Bad login form", "Send the form from /login.");
     };
     let client = known_device.unwrap_or(address);
     match state.attempts.try_token(client, "login", || state.admin_token.matches(form.token.trim())) {
-        Verdict::Admin => {}
-        Verdict::Locked => return too_many_attempts(),
+        Verdict::Admin => super::audit(&state, "admin", "login", "dashboard", "", &peer).await,
+        Verdict::Locked => {
+            super::audit(
+                &state,
+                "anonymous",
+                "login_failed",
+                "dashboard",
+                "locked: too many attempts",
+                &peer,
+            )
+            .await;
+            return too_many_attempts();
+        }
         Verdict::Wrong => {
+            super::audit(&state, "anonymous", "login_failed", "dashboard", "wrong token", &peer).await;
             let page = LoginPage {
                 csrf: None,
                 error: Some(
@@ -228,6 +242,7 @@ pub async fn logout(
         state.sessions.remove(&id);
         state.drafts.forget(&session);
     }
+    super::audit(&state, "admin", "logout", "dashboard", "", "").await;
     let expired = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     see_other("/login", vec![expired])
 }

@@ -7,6 +7,7 @@ mod harness;
 mod model_server;
 
 mod api;
+mod audit;
 mod breakers;
 mod browser;
 mod budgets;
@@ -20,6 +21,7 @@ mod fuzz_replay;
 mod hardening;
 mod identity;
 mod intake;
+mod notify;
 mod openapi;
 mod pg_server;
 mod process;

@@ -329,11 +329,17 @@ async fn the_real_cli_asks_a_question_and_finishes_after_the_answer() {
     assert_eq!(waiting.question.as_deref(), Some(QUESTION));
     let told = world.model.turn_requests()[1]["messages"].to_string();
     assert!(told.contains("end your turn"), "the tool told the model to stop: {told}");
-    assert!(
-        world.bot_comments().iter().any(|c| c.contains(&format!("> {QUESTION}"))),
-        "{:?}",
-        world.bot_comments()
-    );
+    // The question is posted after the status is committed: wait for it.
+    let bot = world.forge.bot_login();
+    let quoted = format!("> {QUESTION}");
+    let asked = world
+        .forge
+        .wait_until(
+            |s| s.comments_of(world.repo, 42).iter().any(|c| c.user == bot && c.body.contains(&quoted)),
+            LONG,
+        )
+        .await;
+    assert!(asked, "{:?}", world.bot_comments());
 
     world.answer_then_done(id, "Use --verbose, please.").await;
     let turns = world.model.turn_requests();

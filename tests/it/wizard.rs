@@ -219,6 +219,28 @@ async fn the_wizard_adds_a_forge_that_takes_webhooks_at_once() {
             assert!(!page.contains(secret), "a secret in a page:\n{page}");
         }
     }
+
+    // The audit log names the keys the save changed, and secrets only as "set".
+    let filter = forgehand::db::audit::AuditFilter {
+        action: Some("config_save".into()),
+        limit: 5,
+        ..Default::default()
+    };
+    let saves = app.db.audit_list(&filter).await.unwrap();
+    assert_eq!(saves.len(), 1, "{saves:?}");
+    let detail = &saves[0].detail;
+    for key in [
+        "forges[work].api_url",
+        "forges[work].token: set",
+        "forges[work].webhook_secret: set",
+        "trigger.label",
+        "executor.max_concurrent",
+    ] {
+        assert!(detail.contains(key), "{key} missing from {detail}");
+    }
+    for secret in [forge.token(), secret.as_str()] {
+        assert!(!detail.contains(secret), "a secret in the audit log: {detail}");
+    }
 }
 
 #[tokio::test]

@@ -54,6 +54,9 @@ pub struct Live {
     pub breakers: Vec<String>,
     /// Spend today and this month against each cap configured, a sentence each.
     pub budgets: Vec<String>,
+    /// Notification sinks whose deliveries fail: name, retrying, given up, last error
+    /// (masked when it was stored).
+    pub failing_sinks: Vec<(String, i64, i64, String)>,
     pub rows: Vec<TaskRow>,
     pub next_page: Option<String>,
     pub filtered: bool,
@@ -126,6 +129,13 @@ async fn live(state: &AppState, f: &Filters, query: &TaskQuery) -> Result<Live, 
     let holds = state.db.holds().await?;
     let breakers = state.db.breakers().await?;
     let budgets = budget_lines(&state.settings(), &state.db).await?;
+    let failing_sinks = state
+        .db
+        .sink_health()
+        .await?
+        .into_iter()
+        .map(|h| (h.sink, h.failing, h.given_up, h.last_error.unwrap_or_default()))
+        .collect();
     let pairs = [("status", &f.status), ("repo", &f.repo), ("forge", &f.forge), ("q", &f.q)];
     let next_page = page.next_before.map(|b| format!("/?{}", query_string(&pairs, Some(b))));
     Ok(Live {
@@ -165,6 +175,7 @@ async fn live(state: &AppState, f: &Filters, query: &TaskQuery) -> Result<Live, 
             breakers.iter().filter_map(|b| breaker_line(&settings, b, &blocking, now)).collect()
         },
         budgets,
+        failing_sinks,
         rows: page.rows.iter().map(|t| task_row(state, t, now)).collect(),
         next_page,
         filtered: f.status.is_some() || f.repo.is_some() || f.forge.is_some() || f.q.is_some(),

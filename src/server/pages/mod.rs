@@ -6,6 +6,7 @@
 //! the templates.
 
 mod assets;
+mod audit;
 mod dashboard;
 mod deliveries;
 mod holds;
@@ -13,6 +14,7 @@ mod setup;
 mod task;
 
 pub use assets::{asset_version, favicon, script, style};
+pub use audit::audit_page;
 pub use dashboard::{dashboard, dashboard_live};
 pub use deliveries::{DeliveryRow, deliveries_page};
 pub use holds::{hold_queue, release_queue};

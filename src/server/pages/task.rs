@@ -375,6 +375,10 @@ pub async fn cancel(
     }
     let cancelled = state.db.cancel_from_dashboard(id, "cancelled from the dashboard").await;
     state.overview.invalidate().await;
+    if let Ok(Some(status)) = &cancelled {
+        let detail = format!("status after: {}", status.as_str());
+        crate::server::audit(&state, "admin", "task_cancel", &format!("task {id}"), &detail, "").await;
+    }
     match cancelled {
         Ok(None) => no_such_task(id),
         Ok(Some(TaskStatus::Cancelled)) => {
@@ -400,6 +404,10 @@ pub async fn retry(
     }
     let retried = state.db.retry_task(id, "an admin").await;
     state.overview.invalidate().await;
+    if let Ok(Retried::Queued(new_id)) = &retried {
+        let detail = format!("queued as task {new_id}");
+        crate::server::audit(&state, "admin", "task_retry", &format!("task {id}"), &detail, "").await;
+    }
     match retried {
         Ok(Retried::Queued(new_id)) => {
             state.wake.notify_one();

@@ -330,6 +330,9 @@ async fn save(state: &AppState, session: &CurrentSession, draft: Draft, settings
             return page(session, Step::Review, &draft, settings, problems, None, review, None);
         }
     };
+    let changed = crate::config::changed_keys(settings, &saved.settings);
+    let detail = if changed.is_empty() { "no key changed".to_owned() } else { changed.join(", ") };
+    crate::server::audit(state, "admin", "config_save", &path.display().to_string(), &detail, "").await;
     let done = Done {
         path: path.display().to_string(),
         backup: saved.backup.as_ref().map(|b| b.display().to_string()),
