@@ -17,6 +17,8 @@ command -v bwrap >/dev/null || missing+=(bubblewrap)   # agent.sandbox = "bubble
 # README's "Try it locally" is run as written (process::the_readme_try_it_locally_works_as_written).
 command -v curl >/dev/null || missing+=(curl)
 command -v openssl >/dev/null || missing+=(openssl)
+# git.signing_key signs with ssh-keygen -Y sign (attribution::commits_signed_...).
+command -v ssh-keygen >/dev/null || missing+=(openssh-client)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   as_root apt-get update -qq

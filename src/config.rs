@@ -318,6 +318,10 @@ pub struct GitSettings {
     pub author_name: String,
     pub author_email: String,
     pub branch_prefix: String,
+    /// An SSH private key that signs every commit forgehand makes (`ssh-keygen -Y sign`);
+    /// unset, commits are not signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<PathBuf>,
 }
 
 /// Why the configuration could not be used.
@@ -460,6 +464,7 @@ impl Settings {
         self.validate_trigger(&mut problems);
         self.validate_limits(&mut problems);
         problems.extend(repo::problems(&self.repo_config, &self.repos));
+        problems.extend(self.signing_key_problem());
         let url = self.database.url.expose_secret();
         let known = ["sqlite:", "postgres://", "postgresql://"];
         if !(url.is_empty() || known.iter().any(|scheme| url.starts_with(scheme))) {
@@ -540,6 +545,25 @@ impl Settings {
                 self.git.branch_prefix
             ));
         }
+    }
+
+    fn signing_key_problem(&self) -> Option<String> {
+        let key = self.git.signing_key.as_ref()?;
+        let text = match std::fs::read_to_string(key) {
+            Ok(text) => text,
+            Err(err) => {
+                return Some(format!(
+                    "git.signing_key: cannot read {}: {err}; give the path of an SSH private key (make one with `ssh-keygen -t ed25519 -N '' -f PATH`)",
+                    key.display()
+                ));
+            }
+        };
+        (!text.contains("PRIVATE KEY-----")).then(|| {
+            format!(
+                "git.signing_key: {} is not an SSH private key; give the private key file, not the .pub",
+                key.display()
+            )
+        })
     }
 
     fn validate_limits(&self, problems: &mut Vec<String>) {

@@ -21,6 +21,15 @@ pub struct RepoInfo {
     pub clone_url: String,
 }
 
+/// An account as its public profile shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInfo {
+    pub id: u64,
+    pub login: String,
+    /// The e-mail the profile shows, if any (Gitea shows a placeholder for a private one).
+    pub email: Option<String>,
+}
+
 /// An issue (or pull request) read back from the forge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssueInfo {
@@ -149,6 +158,8 @@ pub trait Forge: Send + Sync {
     fn kind(&self) -> ForgeKind;
     /// The login of the account the token belongs to.
     async fn current_login(&self) -> ForgeResult<String>;
+    /// The public profile of account `login`.
+    async fn user(&self, login: &str) -> ForgeResult<UserInfo>;
     /// Default branch and clone URL.
     async fn repository(&self, repo: &RepoName) -> ForgeResult<RepoInfo>;
     /// The permission `login` has on `repo`.

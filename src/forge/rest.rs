@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 use super::IssueNumber;
 use super::client::{
     Answer, ErrorKind, Forge, ForgeError, ForgeResult, IssueComment, IssueInfo, MAX_PAGES, NewPull, PullInfo,
-    RepoInfo, repo_path, segment,
+    RepoInfo, UserInfo, repo_path, segment,
 };
-use super::models::{Comment, Id, Issue, Label, Login, PermissionAnswer, Pull, Repository};
+use super::models::{Comment, Id, Issue, Label, Login, PermissionAnswer, Pull, Repository, User};
 use crate::config::{ForgeKind, Permission, RepoName};
 
 /// What differs between the REST APIs of forges with GitHub's shape.
@@ -273,6 +273,12 @@ impl Forge for RestForge {
     async fn current_login(&self) -> ForgeResult<String> {
         let operation = "reading the bot account";
         Ok(self.send(Method::GET, "/user", None, operation).await?.json::<Login>(operation)?.login)
+    }
+
+    async fn user(&self, login: &str) -> ForgeResult<UserInfo> {
+        let operation = format!("reading {login}'s profile");
+        let answer = self.send(Method::GET, &format!("/users/{}", segment(login)), None, &operation).await?;
+        Ok(answer.json::<User>(&operation)?.into())
     }
 
     async fn repository(&self, repo: &RepoName) -> ForgeResult<RepoInfo> {

@@ -26,6 +26,8 @@ pub struct Setup {
     pub executor_enabled: bool,
     /// More configuration, appended to the file.
     pub extra: String,
+    /// More keys of `[git]`.
+    pub git_extra: String,
 }
 
 impl Setup {
@@ -43,6 +45,7 @@ impl Setup {
             lease_secs: 15,
             executor_enabled: true,
             extra: String::new(),
+            git_extra: String::new(),
         }
     }
 
@@ -56,7 +59,7 @@ impl Setup {
 pub struct World {
     pub app: TestApp,
     pub forge: FakeForge,
-    remote: PathBuf,
+    pub remote: PathBuf,
     pub repo: &'static str,
     pub log: PathBuf,
     pidfile: PathBuf,
@@ -107,7 +110,7 @@ impl World {
         }
     }
 
-    async fn deliver_label(&self) -> i64 {
+    pub async fn deliver_label(&self) -> i64 {
         let (forge, delivery) = self.labeled();
         let answer = self.app.deliver(&forge, delivery).await;
         assert_eq!(answer.status, 202, "{}", answer.text);
@@ -194,6 +197,7 @@ env = {{ FAKE_CLAUDE_MODE = "{mode}", FAKE_CLAUDE_LOG = "{log}", FAKE_CLAUDE_PID
 [git]
 author_name = "forgehand-test"
 author_email = "forgehand@test"
+{git_extra}
 {forge}
 {extra}"#,
         data = dir.path().join("data").display(),
@@ -212,6 +216,7 @@ author_email = "forgehand@test"
         hold = setup.hold_ms,
         forge = forge.config_toml(name),
         extra = setup.extra,
+        git_extra = setup.git_extra,
     )
 }
 

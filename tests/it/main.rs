@@ -7,6 +7,7 @@ mod harness;
 mod model_server;
 
 mod api;
+mod attribution;
 mod browser;
 mod command_agent;
 mod corpus;

@@ -11,7 +11,7 @@
 mod description;
 mod fields;
 
-use forgehand::forge::models::{Comment, Id, Issue, Label, Login, PermissionAnswer, Pull, Repository};
+use forgehand::forge::models::{Comment, Id, Issue, Label, Login, PermissionAnswer, Pull, Repository, User};
 use serde_json::json;
 
 use crate::fake_forge::Dialect;
@@ -62,6 +62,7 @@ impl Read {
 fn reads() -> Vec<Read> {
     vec![
         Read::both::<Login>("GET", "/user", "/user"),
+        Read::both::<User>("GET", "/users/{username}", "/users/{username}"),
         Read::both::<Repository>("GET", "/repos/{owner}/{repo}", "/repos/{owner}/{repo}"),
         Read::both::<PermissionAnswer>(
             "GET",

@@ -395,7 +395,12 @@ async fn prepare(
 }
 
 fn identity(ctx: &Context) -> Identity {
-    Identity { name: ctx.settings.git.author_name.clone(), email: ctx.settings.git.author_email.clone() }
+    let git = &ctx.settings.git;
+    Identity {
+        name: git.author_name.clone(),
+        email: git.author_email.clone(),
+        signing_key: git.signing_key.clone(),
+    }
 }
 
 /// The first run's prompt, and the session it continues (a follow-up's, or the one that
@@ -619,7 +624,7 @@ async fn commit_and_push(
     creds: Option<GitCredentials>,
     force: bool,
 ) -> Step<Pushed> {
-    let message = commit_message(task);
+    let message = commit_message(ctx, task).await;
     let identity = identity(ctx);
     let (tree, leftovers) = (worktree.clone(), leftovers.clone());
     let changed = blocking(move || {
@@ -639,8 +644,33 @@ async fn commit_and_push(
     Ok(Pushed::Branch)
 }
 
-fn commit_message(task: &tasks::Model) -> String {
-    format!("{} (#{})\n\n{}", task.title.lines().next().unwrap_or("forgehand"), task.number, trailer(task))
+async fn commit_message(ctx: &Context, task: &tasks::Model) -> String {
+    let title = task.title.lines().next().unwrap_or("forgehand");
+    let mut trailers = trailer(task);
+    if let Some(co_author) = co_author(ctx, task).await {
+        trailers = format!("{trailers}\n{co_author}");
+    }
+    format!("{title} (#{})\n\n{trailers}", task.number)
+}
+
+/// The `Co-authored-by:` trailer crediting the person who asked for the task; `None` for
+/// forgehand's own account and when the forge cannot say who they are (logged: the commit
+/// goes on without the credit rather than failing the task).
+async fn co_author(ctx: &Context, task: &tasks::Model) -> Option<String> {
+    let settings = ctx.settings.forge(&task.forge)?;
+    let login = task.requested_by.as_str();
+    let own = !settings.bot_login.is_empty() && login.eq_ignore_ascii_case(&settings.bot_login);
+    if login.is_empty() || own || login.ends_with("[bot]") {
+        return None;
+    }
+    let forge = ctx.forges.get(&task.forge)?;
+    match forge.user(login).await {
+        Ok(user) => Some(crate::forge::co_author_trailer(settings, &user)),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read the requester's profile; the commit names no co-author");
+            None
+        }
+    }
 }
 
 /// The trailer that marks forgehand's commits as a task's.
@@ -659,7 +689,7 @@ async fn push_partial(
         return false;
     }
     let (message, identity, tree, creds) =
-        (commit_message(task), identity(ctx), worktree.clone(), credentials(ctx, task));
+        (commit_message(ctx, task).await, identity(ctx), worktree.clone(), credentials(ctx, task));
     let leftovers = leftovers.clone();
     let pushed = blocking(move || {
         tree.commit_all_except(&message, &identity, &leftovers)?;

@@ -802,7 +802,12 @@ impl ForgeState {
     }
 
     fn execute(&mut self, ctx: &Ctx, request: &Incoming, (repo, route): (Option<String>, Route)) -> Reply {
-        let Some(full_name) = repo else { return Reply::ok(ctx.current_user()) };
+        let Some(full_name) = repo else {
+            return match route {
+                Route::User(login) => Reply::ok(ctx.user(&login)),
+                _ => Reply::ok(ctx.current_user()),
+            };
+        };
         let Some(repo) = self.repos.get_mut(&full_name) else { return ctx.not_found() };
         let exchange = Exchange { ctx, request };
         exchange.run(repo, route).unwrap_or_else(|refusal| refusal)
@@ -840,6 +845,7 @@ impl Exchange<'_> {
         let ctx = self.ctx;
         match route {
             Route::CurrentUser => Ok(Reply::ok(ctx.current_user())),
+            Route::User(login) => Ok(Reply::ok(ctx.user(&login))),
             Route::Repo => Ok(Reply::ok(ctx.repo(repo))),
             Route::Permission(login) => self.permission(repo, &login),
             Route::Issue(n) => Ok(Reply::ok(ctx.issue(repo, issue(ctx, repo, &n)?))),
@@ -1692,7 +1698,8 @@ fn new_id() -> u64 {
 }
 
 /// A stable id per login, so the same user looks the same everywhere.
-fn user_id(login: &str) -> u64 {
+/// The id the fake forge gives account `login`.
+pub fn user_id(login: &str) -> u64 {
     let hash = login
         .bytes()
         .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
