@@ -464,6 +464,8 @@ mod tests {
             token: "".into(),
             webhook_secret: WebhookSecrets::default(),
             bot_login: "forgehand-bot".into(),
+            app_id: None,
+            private_key: String::new().into(),
         }
     }
 

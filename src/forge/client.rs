@@ -158,6 +158,11 @@ pub trait Forge: Send + Sync {
     fn kind(&self) -> ForgeKind;
     /// The login of the account the token belongs to.
     async fn current_login(&self) -> ForgeResult<String>;
+    /// The token git pushes to `repo` with when it is not the configured `token` (a GitHub
+    /// App's installation token, fresh for at least a few minutes); `None` otherwise.
+    async fn git_token(&self, _repo: &RepoName) -> ForgeResult<Option<secrecy::SecretString>> {
+        Ok(None)
+    }
     /// The public profile of account `login`.
     async fn user(&self, login: &str) -> ForgeResult<UserInfo>;
     /// Default branch and clone URL.
@@ -341,6 +346,8 @@ mod tests {
                 token: "t".to_owned().into(),
                 webhook_secret: Default::default(),
                 bot_login: String::new(),
+                app_id: None,
+                private_key: String::new().into(),
             };
             let err = connect(&settings).unwrap().issue(&"o/r".into(), 1.into()).await.unwrap_err();
             assert!(err.is_transient(), "{kind}");

@@ -174,6 +174,8 @@ mod tests {
             token: String::new().into(),
             webhook_secret: Default::default(),
             bot_login: String::new(),
+            app_id: None,
+            private_key: String::new().into(),
         };
         let github = forge(ForgeKind::Github, "https://api.github.com");
         assert_eq!(

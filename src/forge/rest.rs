@@ -8,6 +8,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use axum::http::Method;
+use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use super::IssueNumber;
@@ -100,6 +101,12 @@ pub trait Transport: Send + Sync {
         body: Option<&Value>,
         operation: &str,
     ) -> ForgeResult<Answer>;
+
+    /// The token git pushes to `repo` with, when it is not the configured one (a GitHub
+    /// App's installation token); `None` means the configured token.
+    async fn git_token(&self, _repo: &RepoName) -> ForgeResult<Option<SecretString>> {
+        Ok(None)
+    }
 }
 
 /// A forge client: the shared routes over a forge's [`Api`] table and [`Transport`].
@@ -273,6 +280,10 @@ impl Forge for RestForge {
     async fn current_login(&self) -> ForgeResult<String> {
         let operation = "reading the bot account";
         Ok(self.send(Method::GET, "/user", None, operation).await?.json::<Login>(operation)?.login)
+    }
+
+    async fn git_token(&self, repo: &RepoName) -> ForgeResult<Option<SecretString>> {
+        self.transport.git_token(repo).await
     }
 
     async fn user(&self, login: &str) -> ForgeResult<UserInfo> {

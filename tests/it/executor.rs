@@ -28,6 +28,9 @@ pub struct Setup {
     pub extra: String,
     /// More keys of `[git]`.
     pub git_extra: String,
+    /// GitHub: forgehand connects as GitHub App 4242 (`forgehand-app[bot]`), installed on
+    /// the repository as installation 77.
+    pub app: bool,
 }
 
 impl Setup {
@@ -46,6 +49,7 @@ impl Setup {
             executor_enabled: true,
             extra: String::new(),
             git_extra: String::new(),
+            app: false,
         }
     }
 
@@ -77,6 +81,9 @@ impl World {
             Dialect::Github => "octo-org/hello-world",
             Dialect::Gitea => "acme/widgets",
         };
+        if setup.app {
+            forge.enable_app(4242, "forgehand-app", &[(repo, 77)]);
+        }
         let remote = dir.path().join("remote.git");
         bare_remote(&remote);
         forge.add_repo(repo, &format!("file://{}", remote.display()), "main");

@@ -227,6 +227,8 @@ mod tests {
             token: secrecy::SecretString::from(""),
             webhook_secret: Default::default(),
             bot_login: String::new(),
+            app_id: None,
+            private_key: String::new().into(),
         };
         let remote = check_reachability(&forge("https://api.github.com"), "http://127.0.0.1:8080").unwrap();
         assert_eq!(remote.level, super::super::Level::Warn);

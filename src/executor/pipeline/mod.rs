@@ -55,7 +55,7 @@ pub async fn execute(ctx: &Arc<Context>, task: &tasks::Model, guard: &Guard) -> 
     announce(ctx, forge.as_ref(), task, resume.is_some()).await;
     let mut plan = plan(ctx, forge.as_ref(), task).await?;
     stop_if_asked(guard)?;
-    let creds = credentials(ctx, task);
+    let creds = credentials(ctx, task).await?;
     let repo_key = format!("{}/{}", task.forge, task.repo);
     let remote_head = remote_branch(ctx, &repo_key, &plan, creds.as_ref()).await?;
     crate::failpoint::hit("after_fetch");
@@ -93,6 +93,8 @@ pub async fn execute(ctx: &Arc<Context>, task: &tasks::Model, guard: &Guard) -> 
         let work = record_totals(ctx, task, &runs, std::mem::take(&mut verified.runs)).await?;
         record_checks_result(ctx, task, &work.checks).await?;
         verify::refuse_failing(ctx, task, &site, &rules, &work.checks, &verified.leftovers).await?;
+        // The run may have outlived the token fetched before it.
+        let creds = credentials(ctx, task).await?;
         match commit_and_push(ctx, task, &worktree, &verified.leftovers, creds, plan.force_push).await? {
             Pushed::Nothing => {
                 recycle_workspace(ctx, task.id, &repo_key).await;
@@ -317,15 +319,21 @@ fn stop_if_asked(guard: &Guard) -> Step<()> {
     }
 }
 
-/// The forge token, offered to git only through the credential callback.
-fn credentials(ctx: &Context, task: &tasks::Model) -> Option<GitCredentials> {
-    let forge = ctx.settings.forge(&task.forge)?;
+/// The forge token (a GitHub App's: its installation's, fresh for some minutes), offered
+/// to git only through the credential callback.
+async fn credentials(ctx: &Context, task: &tasks::Model) -> Step<Option<GitCredentials>> {
+    let Some(forge) = ctx.settings.forge(&task.forge) else { return Ok(None) };
+    let username = crate::forge::dialect(forge.kind).git_user.name(&forge.bot_login);
+    if let Some(client) = ctx.forges.get(&task.forge)
+        && let Some(token) = client.git_token(&task.repo_name()).await?
+    {
+        return Ok(Some(GitCredentials { username, token }));
+    }
     let token: &str = secrecy::ExposeSecret::expose_secret(&forge.token);
     if token.is_empty() {
-        return None;
+        return Ok(None);
     }
-    let username = crate::forge::dialect(forge.kind).git_user.name(&forge.bot_login);
-    Some(GitCredentials { username, token: SecretString::from(token.to_owned()) })
+    Ok(Some(GitCredentials { username, token: SecretString::from(token.to_owned()) }))
 }
 
 /// Syncs the mirror; the message of the head commit of the task's branch on the remote, if
@@ -688,8 +696,8 @@ async fn push_partial(
     if ensure_lease(ctx, task).await.is_err() {
         return false;
     }
-    let (message, identity, tree, creds) =
-        (commit_message(ctx, task).await, identity(ctx), worktree.clone(), credentials(ctx, task));
+    let Ok(creds) = credentials(ctx, task).await else { return false };
+    let (message, identity, tree) = (commit_message(ctx, task).await, identity(ctx), worktree.clone());
     let leftovers = leftovers.clone();
     let pushed = blocking(move || {
         tree.commit_all_except(&message, &identity, &leftovers)?;

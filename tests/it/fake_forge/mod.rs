@@ -20,6 +20,7 @@
 // A toolkit: every test uses only some of it.
 #![allow(dead_code)]
 
+pub mod app;
 mod gitea;
 mod github;
 mod hooks;
@@ -191,6 +192,8 @@ pub struct ForgeState {
     web: String,
     faults: Vec<Fault>,
     unexpected_seen: usize,
+    /// Set when forgehand connects to this fake GitHub as a GitHub App.
+    pub app: Option<app::FakeApp>,
 }
 
 impl ForgeState {
@@ -288,6 +291,7 @@ impl FakeForge {
             web,
             faults: Vec::new(),
             unexpected_seen: 0,
+            app: None,
         };
         let shared = Arc::new(Shared { dialect, state: Mutex::new(state), changed: Notify::new() });
         let router = axum::Router::new().fallback(serve).with_state(shared.clone());
@@ -324,16 +328,42 @@ impl FakeForge {
         self.shared.mutate(|s| s.bot_is_site_admin = admin);
     }
 
+    /// Makes this fake GitHub the home of GitHub App `id` (bot `<slug>[bot]`, which becomes
+    /// the bot login) whose public key is `public_key`; `installations` maps repositories to
+    /// the installation holding them. Forgehand must then use the App's tokens.
+    /// The App's private key is made afresh (`FakeApp::private_key_pem`).
+    pub fn enable_app(&self, id: u64, slug: &str, installations: &[(&str, u64)]) {
+        let (pem, public_key) = app::app_key();
+        let mut app = app::FakeApp::new(id, slug, public_key);
+        app.private_key_pem = pem;
+        app.installations = installations.iter().map(|(repo, id)| ((*repo).to_owned(), *id)).collect();
+        self.shared.mutate(|s| {
+            s.bot_login = format!("{slug}[bot]");
+            s.app = Some(app);
+        });
+    }
+
+    /// Reads (or changes) the App's side of the fake.
+    pub fn with_app<T>(&self, look: impl FnOnce(&mut app::FakeApp) -> T) -> T {
+        self.shared.mutate(|s| look(s.app.as_mut().expect("enable_app was called")))
+    }
+
     /// A `[[forges]]` entry pointing forgehand at this fake, with the harness's webhook
-    /// secret of the dialect, so `Webhook::delivery()` passes its signature check.
+    /// secret of the dialect, so `Webhook::delivery()` passes its signature check. With an
+    /// App, its id and private key stand where the token would.
     pub fn config_toml(&self, name: &str) -> String {
         use crate::harness::{GITEA_SECRET, GITHUB_SECRET};
+        let app = self.shared.lock().app.as_ref().map(|a| (a.id, a.private_key_pem.clone()));
+        let credential = match app {
+            Some((id, pem)) => format!("app_id = {id}\nprivate_key = '''\n{pem}'''"),
+            None => format!("token = \"{TOKEN}\""),
+        };
         let (kind, secret) = match self.dialect() {
             Dialect::Github => ("github", GITHUB_SECRET),
             Dialect::Gitea => ("gitea", GITEA_SECRET),
         };
         format!(
-            "[[forges]]\nname = \"{name}\"\nkind = \"{kind}\"\napi_url = \"{}\"\ntoken = \"{TOKEN}\"\n\
+            "[[forges]]\nname = \"{name}\"\nkind = \"{kind}\"\napi_url = \"{}\"\n{credential}\n\
              webhook_secret = \"{secret}\"\nbot_login = \"{}\"\n",
             self.base_url,
             self.bot_login()
@@ -790,12 +820,21 @@ impl ForgeState {
         if let Some(reply) = self.take_fault(request, false).and_then(|f| f.reply) {
             return (reply, false, true);
         }
+        if let (Some(app), Some(path)) = (self.app.as_mut(), request.api_path.as_deref())
+            && let Some(reply) = app.answer(&request.method, path, request.token.as_deref())
+        {
+            return (reply, false, false);
+        }
         let Some(target) = request.api_path.as_deref().and_then(|p| route(self.dialect, &request.method, p))
         else {
             return (Reply::json(404, json!({ "message": "Not Found" })), true, false);
         };
         let ctx = self.ctx();
-        if request.token.as_deref() != Some(TOKEN) {
+        let authorized = match self.app.as_mut() {
+            Some(app) => app.accepts(request.path(), request.token.as_deref(), target.0.as_deref()),
+            None => request.token.as_deref() == Some(TOKEN),
+        };
+        if !authorized {
             return (ctx.unauthorized(request.token.is_some()), false, false);
         }
         (self.execute(&ctx, request, target), false, false)

@@ -1,0 +1,171 @@
+//! forgehand as a GitHub App: JWTs the fake GitHub checks against the App's public key,
+//! one installation token per installation, renewed before it expires and when refused,
+//! and a whole task run through the App.
+
+use forgehand::config::{ForgeKind, ForgeSettings};
+use forgehand::forge::client::{ErrorKind, Forge, connect};
+use secrecy::ExposeSecret;
+use serde_json::json;
+
+use crate::executor::{Setup, World};
+use crate::fake_forge::{Dialect, FakeForge, app::app_key};
+use crate::harness::{Delivery, edited};
+
+const ONE: &str = "octo-org/one";
+const TWO: &str = "octo-org/two";
+
+/// A fake GitHub where App 4242 is installed on `one` (installation 1) and `two` (2), and
+/// a client connected to it as the App with `pem` (the App's own key when `None`).
+async fn installed(pem: Option<String>) -> (FakeForge, std::sync::Arc<dyn Forge>) {
+    let forge = FakeForge::github().await;
+    forge.enable_app(4242, "forgehand-app", &[(ONE, 1), (TWO, 2)]);
+    for repo in [ONE, TWO, "octo-org/elsewhere"] {
+        forge.add_repo(repo, "file:///nowhere", "main");
+        forge.add_issue(repo, 1, "An issue", "", &[], "alice");
+    }
+    let pem = pem.unwrap_or_else(|| forge.with_app(|app| app.private_key_pem.clone()));
+    let settings = ForgeSettings {
+        name: "github".into(),
+        kind: ForgeKind::Github,
+        api_url: forge.base_url().into(),
+        token: String::new().into(),
+        webhook_secret: Default::default(),
+        bot_login: String::new(),
+        app_id: Some(4242),
+        private_key: pem.into(),
+    };
+    let client = connect(&settings).unwrap();
+    (forge, client)
+}
+
+fn installation_calls(forge: &FakeForge) -> Vec<(String, String)> {
+    forge.with_app(|app| app.calls.iter().filter(|(_, by)| by != "jwt").cloned().collect())
+}
+
+#[tokio::test]
+async fn each_repository_is_called_with_its_installations_token() {
+    let (forge, client) = installed(None).await;
+    assert_eq!(client.current_login().await.unwrap(), "forgehand-app[bot]");
+    client.issue(&ONE.into(), 1.into()).await.unwrap();
+    client.issue(&TWO.into(), 1.into()).await.unwrap();
+    client.issue(&ONE.into(), 1.into()).await.unwrap();
+
+    assert_eq!(
+        installation_calls(&forge),
+        [
+            ("/repos/octo-org/one/issues/1".to_owned(), "installation 1".to_owned()),
+            ("/repos/octo-org/two/issues/1".into(), "installation 2".into()),
+            ("/repos/octo-org/one/issues/1".into(), "installation 1".into()),
+        ]
+    );
+    let issued = forge.with_app(|app| app.issued.clone());
+    assert_eq!(issued.len(), 2, "one token per installation, kept while it lives: {issued:?}");
+    let push_token = client.git_token(&TWO.into()).await.unwrap().expect("an App pushes with its token");
+    assert_eq!(push_token.expose_secret(), issued[1].token, "git pushes to two with installation 2's token");
+    let jwt_calls = forge.with_app(|app| app.calls.iter().filter(|(_, by)| by == "jwt").count());
+    assert_eq!(jwt_calls, 5, "/app, two installation look-ups, two tokens: each with a JWT");
+}
+
+#[tokio::test]
+async fn a_key_that_is_not_the_apps_gets_no_token() {
+    let (other_key, _) = app_key();
+    let (forge, client) = installed(Some(other_key)).await;
+    let err = client.issue(&ONE.into(), 1.into()).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unauthorized, "{err}");
+    assert!(forge.with_app(|app| app.issued.is_empty()));
+}
+
+#[tokio::test]
+async fn a_repository_the_app_is_not_installed_on_says_so() {
+    let (_forge, client) = installed(None).await;
+    let err = client.issue(&"octo-org/elsewhere".into(), 1.into()).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotFound);
+    assert!(
+        err.to_string().contains("the GitHub App is not installed on octo-org/elsewhere; install it"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_token_refused_mid_task_is_replaced_and_the_call_goes_through() {
+    let (forge, client) = installed(None).await;
+    client.issue(&ONE.into(), 1.into()).await.unwrap();
+    forge.with_app(|app| app.revoke_all());
+    client.issue(&ONE.into(), 1.into()).await.expect("renewed after the 401");
+    let issued = forge.with_app(|app| app.issued.clone());
+    assert_eq!(issued.len(), 2, "{issued:?}");
+    let calls = installation_calls(&forge);
+    assert_eq!(calls.len(), 3, "the refused call, then the same call with the new token: {calls:?}");
+}
+
+#[tokio::test]
+async fn a_token_about_to_expire_is_renewed_before_it_is_used() {
+    let (forge, client) = installed(None).await;
+    // Less than the five minutes forgehand wants left: never reused.
+    forge.with_app(|app| app.token_ttl = chrono::Duration::minutes(4));
+    client.issue(&ONE.into(), 1.into()).await.unwrap();
+    client.issue(&ONE.into(), 1.into()).await.unwrap();
+    assert_eq!(forge.with_app(|app| app.issued.len()), 2);
+    forge.with_app(|app| app.token_ttl = chrono::Duration::hours(1));
+    client.issue(&ONE.into(), 1.into()).await.unwrap();
+    client.issue(&ONE.into(), 1.into()).await.unwrap();
+    assert_eq!(forge.with_app(|app| app.issued.len()), 3, "a token with an hour left is kept");
+}
+
+#[tokio::test]
+async fn a_labelled_issue_becomes_a_pull_request_through_the_app() {
+    let mut setup = Setup::new(Dialect::Github);
+    setup.app = true;
+    let world = World::start(setup).await;
+    let id = world.deliver_label().await;
+    let task = world.finished(id).await;
+    assert_eq!(task.status, "done", "{task:?}");
+    assert_eq!(world.forge.pulls(world.repo).len(), 1);
+    let calls = installation_calls(&world.forge);
+    assert!(!calls.is_empty());
+    assert!(calls.iter().all(|(_, by)| by == "installation 77"), "{calls:?}");
+    assert!(world.forge.unexpected().is_empty(), "{:?}", world.forge.unexpected());
+
+    // The App's bot account is forgehand's own: its label changes start nothing.
+    let own = edited("github/issues_labeled.json", "/sender/login", json!("forgehand-app[bot]"));
+    let answer = world.deliver(Delivery::github("issues", own)).await;
+    assert!(answer.json["reason"].as_str().unwrap_or_default().contains("own account"), "{}", answer.text);
+}
+
+#[tokio::test]
+async fn app_settings_are_checked_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("forgehand.toml");
+    let text = crate::harness::config_text(&dir.path().join("data"), "").await;
+    let pem_file = dir.path().join("app.pem");
+    std::fs::write(&pem_file, app_key().0).unwrap();
+    let app = |extra: &str| {
+        format!(
+            "{text}\n[[forges]]\nname = \"app\"\nkind = \"github\"\napi_url = \"https://api.github.com\"\n{extra}\n"
+        )
+    };
+    let load = |toml: String| {
+        std::fs::write(&config, toml).unwrap();
+        forgehand::config::Settings::load_with_env(Some(&config), Default::default())
+    };
+    let settings = load(app(&format!("app_id = 1\nprivate_key = \"{}\"", pem_file.display()))).unwrap();
+    assert!(
+        settings.forge("app").unwrap().app_private_key().unwrap().expose_secret().contains("PRIVATE KEY")
+    );
+    for (extra, said) in [
+        (
+            "app_id = 1\nprivate_key = \"/no/such.pem\"",
+            "private_key: cannot read the private key file /no/such.pem",
+        ),
+        ("app_id = 1\nprivate_key = \"-----BEGIN oops\"", "not a PEM private key"),
+        (
+            "app_id = 1\ntoken = \"t\"\nprivate_key = \"x\"",
+            "set either token or app_id and private_key, not both",
+        ),
+        ("private_key = \"x\"", "set app_id too"),
+    ] {
+        let err = load(app(extra)).unwrap_err().to_string();
+        assert!(err.contains(said), "{extra}: {err}");
+        assert!(!err.contains("oops"), "a key is never echoed: {err}");
+    }
+}
