@@ -163,6 +163,11 @@ pub trait Forge: Send + Sync {
     async fn git_token(&self, _repo: &RepoName) -> ForgeResult<Option<secrecy::SecretString>> {
         Ok(None)
     }
+    /// Every repository the credentials reach when they define that set (a GitHub App's
+    /// installations); `None` for a token, which reaches whatever its account can see.
+    async fn installed_repos(&self) -> ForgeResult<Option<Vec<RepoName>>> {
+        Ok(None)
+    }
     /// The public profile of account `login`.
     async fn user(&self, login: &str) -> ForgeResult<UserInfo>;
     /// Default branch and clone URL.

@@ -107,6 +107,11 @@ pub trait Transport: Send + Sync {
     async fn git_token(&self, _repo: &RepoName) -> ForgeResult<Option<SecretString>> {
         Ok(None)
     }
+
+    /// The repositories the credentials define, if they do (see `Forge::installed_repos`).
+    async fn installed_repos(&self) -> ForgeResult<Option<Vec<RepoName>>> {
+        Ok(None)
+    }
 }
 
 /// A forge client: the shared routes over a forge's [`Api`] table and [`Transport`].
@@ -284,6 +289,10 @@ impl Forge for RestForge {
 
     async fn git_token(&self, repo: &RepoName) -> ForgeResult<Option<SecretString>> {
         self.transport.git_token(repo).await
+    }
+
+    async fn installed_repos(&self) -> ForgeResult<Option<Vec<RepoName>>> {
+        self.transport.installed_repos().await
     }
 
     async fn user(&self, login: &str) -> ForgeResult<UserInfo> {

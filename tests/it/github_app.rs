@@ -133,6 +133,38 @@ async fn a_labelled_issue_becomes_a_pull_request_through_the_app() {
 }
 
 #[tokio::test]
+async fn the_sweep_covers_every_installed_repository_when_trigger_repos_is_empty() {
+    use forgehand::executor::{Executor, sweep};
+    let forge = FakeForge::github().await;
+    forge.enable_app(4242, "forgehand-app", &[(ONE, 1), (TWO, 2)]);
+    for repo in [ONE, TWO, "octo-org/elsewhere"] {
+        forge.add_repo(repo, "file:///nowhere", "main");
+        forge.add_issue(repo, 1, "Missed", "", &["forgehand"], "bob");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "data_dir = \"{}\"\n{}\n[server]\nlisten = \"127.0.0.1:0\"\n[auth]\nadmin_token = \"{}\"\n\
+         [executor]\nenabled = false\n{}",
+        dir.path().join("data").display(),
+        crate::harness::database_section().await,
+        crate::harness::ADMIN_TOKEN,
+        forge.config_toml("github")
+    );
+    let path = dir.path().join("sweep.toml");
+    std::fs::write(&path, &text).unwrap();
+    let settings = forgehand::config::Settings::load_with_env(Some(&path), Default::default()).unwrap();
+    let app = crate::harness::TestApp::spawn_config(tempfile::tempdir().unwrap(), &text).await;
+    let notify = std::sync::Arc::new(tokio::sync::Notify::new());
+    let executor = Executor::new(settings, app.db.clone(), notify).unwrap();
+
+    // No delivery ever named a repository: only the installations say where to look.
+    assert_eq!(sweep::sweep_once(executor.context()).await, 2);
+    let mut swept: Vec<String> = app.tasks().await.into_iter().map(|t| t.repo).collect();
+    swept.sort();
+    assert_eq!(swept, [ONE, TWO], "the repository the App is not installed on is left alone");
+}
+
+#[tokio::test]
 async fn app_settings_are_checked_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("forgehand.toml");

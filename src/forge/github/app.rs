@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use crate::config::{ForgeSettings, RepoName};
-use crate::forge::client::{Answer, ErrorKind, ForgeError, ForgeResult, repo_path};
+use crate::forge::client::{Answer, ErrorKind, ForgeError, ForgeResult, MAX_PAGES, repo_path};
 use crate::forge::rest::Transport;
 
 /// A token is renewed when less than this is left of it, so that no call or push starts
@@ -67,6 +67,16 @@ struct Installation {
 struct AccessToken {
     token: String,
     expires_at: DateTime<Utc>,
+}
+
+#[derive(Deserialize)]
+struct InstalledRepos {
+    repositories: Vec<FullName>,
+}
+
+#[derive(Deserialize)]
+struct FullName {
+    full_name: String,
 }
 
 #[derive(Deserialize)]
@@ -159,6 +169,36 @@ impl AppTransport {
         Ok(id)
     }
 
+    /// Every installation of the App.
+    async fn installations(&self) -> ForgeResult<Vec<u64>> {
+        let operation = "listing the GitHub App's installations";
+        let answer = self.as_app(Method::GET, "/app/installations?per_page=100", operation).await?;
+        Ok(answer.json::<Vec<Installation>>(operation)?.into_iter().map(|i| i.id).collect())
+    }
+
+    /// The repositories installation `id` holds (at most `MAX_PAGES` pages), remembered as
+    /// its own.
+    async fn repos_of(&self, installation: u64) -> ForgeResult<Vec<RepoName>> {
+        let operation = format!("listing the repositories of the GitHub App's installation {installation}");
+        let mut repos = Vec::new();
+        for page in 1..=MAX_PAGES {
+            let token = self.token(installation).await?;
+            let path = format!("/installation/repositories?per_page=100&page={page}");
+            let answer = self
+                .request(Method::GET, &path, None, &format!("Bearer {}", token.expose_secret()), &operation)
+                .await?;
+            let listed = answer.json::<InstalledRepos>(&operation)?.repositories;
+            let done = listed.len() < 100;
+            repos.extend(listed.into_iter().map(|r| r.full_name));
+            if done {
+                break;
+            }
+        }
+        let mut known = self.tokens.lock().await;
+        known.installations.extend(repos.iter().map(|r| (r.to_lowercase(), installation)));
+        Ok(repos.into_iter().map(RepoName::from).collect())
+    }
+
     /// Any installation: for calls that name no repository.
     async fn any_installation(&self) -> ForgeResult<u64> {
         if let Some(id) = self.tokens.lock().await.installations.values().next() {
@@ -244,6 +284,14 @@ impl Transport for AppTransport {
         let token = self.token(installation).await?;
         let auth = format!("Bearer {}", token.expose_secret());
         self.request(method, path, body, &auth, operation).await
+    }
+
+    async fn installed_repos(&self) -> ForgeResult<Option<Vec<RepoName>>> {
+        let mut repos = Vec::new();
+        for installation in self.installations().await? {
+            repos.extend(self.repos_of(installation).await?);
+        }
+        Ok(Some(repos))
     }
 
     async fn git_token(&self, repo: &RepoName) -> ForgeResult<Option<SecretString>> {

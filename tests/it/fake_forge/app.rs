@@ -117,6 +117,9 @@ impl FakeApp {
     /// The answer to an App endpoint (`/app...`, `/repos/{o}/{r}/installation`), or `None`
     /// when `path` is not one.
     pub(super) fn answer(&mut self, method: &str, path: &str, bearer: Option<&str>) -> Option<Reply> {
+        if path.split('?').next() == Some("/installation/repositories") && method == "GET" {
+            return Some(self.installed_repositories(path, bearer));
+        }
         let installation_of_repo = path.strip_prefix("/repos/").and_then(|p| p.strip_suffix("/installation"));
         if !(path.starts_with("/app") || installation_of_repo.is_some()) {
             return None;
@@ -133,6 +136,7 @@ impl FakeApp {
             ("GET", "/app") => Reply::ok(json!({ "id": self.id, "slug": self.slug, "name": self.slug })),
             ("GET", "/app/installations") => {
                 let mut ids: Vec<u64> = self.installations.values().copied().collect();
+                ids.sort_unstable();
                 ids.dedup();
                 Reply::ok(json!(
                     ids.iter().map(|id| json!({ "id": id, "app_id": self.id })).collect::<Vec<_>>()
@@ -156,6 +160,20 @@ impl FakeApp {
             }
             _ => not_found(),
         })
+    }
+
+    /// `GET /installation/repositories` with an installation token: its repositories.
+    fn installed_repositories(&mut self, path: &str, token: Option<&str>) -> Reply {
+        let path = path.split('?').next().unwrap_or(path);
+        if !self.accepts(path, token, None) {
+            return Reply::json(401, json!({ "message": "Bad credentials" }));
+        }
+        let installation = self.issued.iter().find(|t| Some(t.token.as_str()) == token).unwrap().installation;
+        let repos: Vec<Value> = (self.installations.iter())
+            .filter(|(_, id)| **id == installation)
+            .map(|(repo, _)| json!({ "full_name": repo, "name": repo.split('/').nth(1) }))
+            .collect();
+        Reply::ok(json!({ "total_count": repos.len(), "repositories": repos }))
     }
 
     fn issue(&mut self, installation: u64) -> Reply {
