@@ -201,3 +201,40 @@ async fn app_settings_are_checked_at_start() {
         assert!(!err.contains("oops"), "a key is never echoed: {err}");
     }
 }
+
+#[tokio::test]
+async fn doctor_checks_the_jwt_the_installations_and_a_token_for_the_repository() {
+    let (forge, _client) = installed(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("forgehand.toml");
+    let text = format!(
+        "data_dir = \"{}\"\n{}\n[agent]\ncommand = \"true\"\n{}",
+        dir.path().join("data").display(),
+        crate::harness::database_section().await,
+        forge.config_toml("github")
+    );
+    std::fs::write(&config, text).unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_forgehand"))
+        .args(["--config", config.to_str().unwrap(), "doctor", "--skip-agent-run"])
+        .args(["--repo", ONE, "--repo", "octo-org/elsewhere"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let api = forge.base_url();
+    for expected in [
+        format!("OK   forge github ({api}): the App's JWT works; its account is forgehand-app[bot]"),
+        "OK   forge github: the App is installed on 2 repositories (octo-org/one, octo-org/two)".into(),
+        "OK   forge github: an installation token for octo-org/one was issued".into(),
+        "FAIL forge github: no installation token for octo-org/elsewhere: finding the GitHub App's installation on \
+         octo-org/elsewhere: the GitHub App is not installed on octo-org/elsewhere"
+            .into(),
+    ] {
+        assert!(stdout.lines().any(|l| l.starts_with(&expected)), "no {expected:?} in\n{stdout}");
+    }
+    let issued = forge.with_app(|app| app.issued.clone());
+    assert!(issued.iter().all(|t| !stdout.contains(&t.token)), "a token was printed:\n{stdout}");
+    assert!(!stdout.contains("PRIVATE KEY"), "{stdout}");
+}
