@@ -130,6 +130,26 @@ async fn a_labelled_issue_becomes_a_pull_request_through_the_app() {
     let own = edited("github/issues_labeled.json", "/sender/login", json!("forgehand-app[bot]"));
     let answer = world.deliver(Delivery::github("issues", own)).await;
     assert!(answer.json["reason"].as_str().unwrap_or_default().contains("own account"), "{}", answer.text);
+
+    // The App's installation events come through the same webhook and are recorded.
+    let added = json!({
+        "action": "added",
+        "installation": { "id": 77, "account": { "login": "octo-org", "id": 1, "type": "Organization" } },
+        "repository_selection": "selected",
+        "repositories_added": [{ "id": 2, "name": "two", "full_name": "octo-org/two", "private": false }],
+        "repositories_removed": [],
+        "sender": { "login": "alice", "id": 583231, "type": "User" },
+    });
+    let delivery = Delivery::github("installation_repositories", serde_json::to_vec(&added).unwrap());
+    let answer = world.deliver(delivery).await;
+    assert_eq!(answer.outcome(), "ignored", "{}", answer.text);
+    assert!(
+        answer.json["reason"].as_str().unwrap_or_default().contains("the GitHub App's installations changed"),
+        "{}",
+        answer.text
+    );
+    let deliveries = world.app.deliveries().await;
+    assert!(deliveries.iter().any(|d| d.event == "installation_repositories"), "{deliveries:?}");
 }
 
 #[tokio::test]

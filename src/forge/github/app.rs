@@ -195,6 +195,8 @@ impl AppTransport {
             }
         }
         let mut known = self.tokens.lock().await;
+        // What GitHub lists now replaces what was known of this installation.
+        known.installations.retain(|_, id| *id != installation);
         known.installations.extend(repos.iter().map(|r| (r.to_lowercase(), installation)));
         Ok(repos.into_iter().map(RepoName::from).collect())
     }
@@ -227,6 +229,10 @@ impl AppTransport {
         let operation = format!("asking for an access token of the GitHub App's installation {installation}");
         let path = format!("/app/installations/{installation}/access_tokens");
         let answer = self.as_app(Method::POST, &path, &operation).await?;
+        if answer.status.as_u16() == 404 {
+            // Uninstalled: look the repositories up again next time.
+            self.tokens.lock().await.installations.retain(|_, id| *id != installation);
+        }
         let access = answer.json::<AccessToken>(&operation)?;
         let secret = SecretString::from(access.token);
         let token = Token { secret: secret.clone(), expires_at: access.expires_at };
