@@ -31,6 +31,8 @@ pub struct Setup {
     /// GitHub: forgehand connects as GitHub App 4242 (`forgehand-app[bot]`), installed on
     /// the repository as installation 77.
     pub app: bool,
+    /// The remote is served over smart HTTP and demands credentials (`World::git_http`).
+    pub git_http: bool,
 }
 
 impl Setup {
@@ -50,6 +52,7 @@ impl Setup {
             extra: String::new(),
             git_extra: String::new(),
             app: false,
+            git_http: false,
         }
     }
 
@@ -68,6 +71,8 @@ pub struct World {
     pub log: PathBuf,
     pidfile: PathBuf,
     setup_dialect: Dialect,
+    /// The HTTP server in front of the remote, when `Setup::git_http`.
+    pub git_http: Option<crate::git_http::GitHttp>,
 }
 
 impl World {
@@ -86,7 +91,14 @@ impl World {
         }
         let remote = dir.path().join("remote.git");
         bare_remote(&remote);
+        let git_http = match setup.git_http {
+            true => Some(crate::git_http::GitHttp::start(dir.path().to_owned()).await),
+            false => None,
+        };
         forge.add_repo(repo, &format!("file://{}", remote.display()), "main");
+        if let Some(server) = &git_http {
+            forge.serve_clone_url(repo, &format!("{}/remote.git", server.url));
+        }
         forge.add_issue(
             repo,
             42,
@@ -101,7 +113,7 @@ impl World {
         let (log, pidfile) = (dir.path().join("agent.log"), dir.path().join("agent.pid"));
         let config = config(&dir, &forge, &setup, &log, &pidfile).await;
         let app = TestApp::spawn_config(dir, &config).await;
-        World { app, forge, remote, repo, log, pidfile, setup_dialect: setup.dialect }
+        World { app, forge, remote, repo, log, pidfile, setup_dialect: setup.dialect, git_http }
     }
 
     /// The label webhook for issue 42, as the forge sends it.

@@ -115,12 +115,32 @@ async fn a_token_about_to_expire_is_renewed_before_it_is_used() {
 #[tokio::test]
 async fn a_labelled_issue_becomes_a_pull_request_through_the_app() {
     let mut setup = Setup::new(Dialect::Github);
-    setup.app = true;
+    (setup.app, setup.git_http) = (true, true);
     let world = World::start(setup).await;
     let id = world.deliver_label().await;
     let task = world.finished(id).await;
     assert_eq!(task.status, "done", "{task:?}");
     assert_eq!(world.forge.pulls(world.repo).len(), 1);
+    assert!(
+        crate::executor::remote_file(&world.remote, crate::executor::BRANCH, "FORGEHAND_DEMO.md").is_some()
+    );
+
+    // The fetch and the push went with installation 77's tokens, as GitHub's git expects.
+    let issued = world.forge.with_app(|app| app.issued.clone());
+    let used = world.git_http.as_ref().unwrap().credentials();
+    assert!(!used.is_empty());
+    for (user, password) in &used {
+        assert_eq!(user, "x-access-token");
+        assert!(
+            issued.iter().any(|t| &t.token == password && t.installation == 77),
+            "{password} was not issued"
+        );
+    }
+    // No token was written anywhere under data_dir (checkouts' git config, the database, logs).
+    let data = world.app.config_path().parent().unwrap().join("data");
+    for token in &issued {
+        assert_eq!(files_containing(&data, token.token.as_bytes()), Vec::<std::path::PathBuf>::new());
+    }
     let calls = installation_calls(&world.forge);
     assert!(!calls.is_empty());
     assert!(calls.iter().all(|(_, by)| by == "installation 77"), "{calls:?}");
@@ -257,4 +277,18 @@ async fn doctor_checks_the_jwt_the_installations_and_a_token_for_the_repository(
     let issued = forge.with_app(|app| app.issued.clone());
     assert!(issued.iter().all(|t| !stdout.contains(&t.token)), "a token was printed:\n{stdout}");
     assert!(!stdout.contains("PRIVATE KEY"), "{stdout}");
+}
+
+/// The files under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_containing(&path, needle));
+        } else if std::fs::read(&path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle)) {
+            found.push(path);
+        }
+    }
+    found
 }

@@ -16,6 +16,7 @@ mod doctor;
 mod executor;
 mod faults;
 mod fuzz_replay;
+mod git_http;
 mod github_app;
 mod hardening;
 mod identity;

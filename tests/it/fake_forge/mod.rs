@@ -69,6 +69,8 @@ pub struct FakeRepo {
     pub name: String,
     /// A `file://` URL of a bare repository on disk (a plain path is turned into one).
     pub clone_url: String,
+    /// The clone URL the API shows instead, when git is served another way (over HTTP).
+    pub served_clone_url: Option<String>,
     pub default_branch: String,
     pub private: bool,
     pub labels: Vec<FakeLabel>,
@@ -370,6 +372,11 @@ impl FakeForge {
         )
     }
 
+    /// Makes the API show `url` as `repo`'s clone URL (its git data stays where it is).
+    pub fn serve_clone_url(&self, repo: &str, url: &str) {
+        self.shared.mutate(|s| s.repo_mut(repo).served_clone_url = Some(url.into()));
+    }
+
     /// Adds `owner/name`, public, whose git data lives at `clone_url` (a bare repository's
     /// path or `file://` URL). The bot gets `write` on it.
     pub fn add_repo(&self, full_name: &str, clone_url: &str, default_branch: &str) {
@@ -379,6 +386,7 @@ impl FakeForge {
             owner: owner.into(),
             name: name.into(),
             clone_url: file_url(clone_url),
+            served_clone_url: None,
             default_branch: default_branch.into(),
             private: false,
             labels: Vec::new(),
