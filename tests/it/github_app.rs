@@ -72,6 +72,7 @@ async fn a_key_that_is_not_the_apps_gets_no_token() {
     let (forge, client) = installed(Some(other_key)).await;
     let err = client.issue(&ONE.into(), 1.into()).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Unauthorized, "{err}");
+    assert!(err.to_string().contains("GitHub refused the App's JWT (401); check app_id and that private_key"), "{err}");
     assert!(forge.with_app(|app| app.issued.is_empty()));
 }
 

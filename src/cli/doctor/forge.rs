@@ -77,9 +77,7 @@ async fn check_app(forge: &ForgeSettings, client: &dyn Forge, repos: &[RepoName]
     let login = match call(forge, client.current_login()).await {
         Ok(login) => login,
         Err(err) => {
-            return vec![Finding::fail(format!(
-                "{name}: GitHub refused the App's JWT: {err}; check app_id and that private_key is a key of that App"
-            ))];
+            return vec![Finding::fail(format!("{name}: the App's JWT does not work: {err}"))];
         }
     };
     let mut found = vec![Finding::ok(format!("{name}: the App's JWT works; its account is {login}"))];

@@ -146,7 +146,16 @@ impl AppTransport {
     /// A request as the App itself (JWT).
     async fn as_app(&self, method: Method, path: &str, operation: &str) -> ForgeResult<Answer> {
         let jwt = self.jwt()?;
-        self.request(method, path, None, &format!("Bearer {jwt}"), operation).await
+        let answer = self.request(method, path, None, &format!("Bearer {jwt}"), operation).await?;
+        if answer.status.as_u16() == 401 {
+            return Err(ForgeError {
+                operation: operation.into(),
+                kind: ErrorKind::Unauthorized,
+                message: "GitHub refused the App's JWT (401); check app_id and that private_key is a key of that App"
+                    .into(),
+            });
+        }
+        Ok(answer)
     }
 
     /// The installation that holds `repo`.
