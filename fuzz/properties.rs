@@ -83,6 +83,8 @@ fn forge(kind: ForgeKind) -> ForgeSettings {
         token: SecretString::from(String::new()),
         webhook_secret: WebhookSecrets(vec![SecretString::from("secret".to_owned())]),
         bot_login: "forgehand-bot".into(),
+        app_id: None,
+        private_key: SecretString::from(String::new()),
     }
 }
 

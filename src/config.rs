@@ -149,6 +149,40 @@ pub struct ForgeSettings {
     /// Login of the bot account; events it causes are ignored.
     #[serde(default)]
     pub bot_login: String,
+    /// GitHub only: the GitHub App's id, when forgehand connects as an App instead of
+    /// with `token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<u64>,
+    /// The App's private key: the PEM itself, or the path of the `.pem` file.
+    #[serde(default = "empty_secret", serialize_with = "serialize_secret")]
+    pub private_key: SecretString,
+}
+
+impl ForgeSettings {
+    /// The App's private key as PEM: `private_key` itself, or the file it names.
+    pub fn app_private_key(&self) -> Result<SecretString, String> {
+        let value = self.private_key.expose_secret().trim();
+        if value.contains("PRIVATE KEY-----") {
+            return Ok(SecretString::from(value.to_owned()));
+        }
+        if value.is_empty() {
+            return Err("private_key is empty; paste the App's .pem or give its path".into());
+        }
+        // Never echo what might be a mangled key.
+        if value.contains('\n') || value.contains("-----") {
+            return Err(
+                "not a PEM private key; paste the whole .pem the App's settings page generated".into()
+            );
+        }
+        let pem = std::fs::read_to_string(value)
+            .map_err(|err| format!("cannot read the private key file {value}: {err}"))?;
+        if !pem.contains("PRIVATE KEY-----") {
+            return Err(format!(
+                "{value} is not a PEM private key; use the .pem the App's settings page generated"
+            ));
+        }
+        Ok(SecretString::from(pem))
+    }
 }
 
 /// One webhook secret, or several while rotating; empty strings count as absent.
@@ -404,6 +438,10 @@ pub struct GitSettings {
     pub author_name: String,
     pub author_email: String,
     pub branch_prefix: String,
+    /// An SSH private key that signs every commit forgehand makes (`ssh-keygen -Y sign`);
+    /// unset, commits are not signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<PathBuf>,
 }
 
 /// Why the configuration could not be used.
@@ -533,8 +571,13 @@ impl Settings {
                 }
                 "API_URL" => forge.api_url = value,
                 "BOT_LOGIN" => forge.bot_login = value,
+                "APP_ID" => match value.trim().parse() {
+                    Ok(id) => forge.app_id = Some(id),
+                    Err(_) => problems.push(format!("{var}: {value:?} is not an App id (a number)")),
+                },
+                "PRIVATE_KEY" => forge.private_key = SecretString::from(value),
                 _ => problems.push(format!(
-                    "{var}: unknown forge key {key}; use TOKEN, WEBHOOK_SECRET, API_URL or BOT_LOGIN"
+                    "{var}: unknown forge key {key}; use TOKEN, WEBHOOK_SECRET, API_URL, BOT_LOGIN, APP_ID or PRIVATE_KEY"
                 )),
             }
         }
@@ -568,6 +611,7 @@ impl Settings {
             );
         }
         problems.extend(notify::problems(&self.notify));
+        problems.extend(self.signing_key_problem());
         let url = self.database.url.expose_secret();
         let known = ["sqlite:", "postgres://", "postgresql://"];
         if !(url.is_empty() || known.iter().any(|scheme| url.starts_with(scheme))) {
@@ -617,6 +661,7 @@ impl Settings {
                     forge.name
                 ));
             }
+            problems.extend(app_problem(&key, forge));
             if !is_http_url(&forge.api_url) {
                 problems.push(format!(
                     "{key}.api_url: {:?} is not an http(s) URL; use https://api.github.com for GitHub or https://HOST/api/v1 for Gitea/Forgejo",
@@ -648,6 +693,25 @@ impl Settings {
                 self.git.branch_prefix
             ));
         }
+    }
+
+    fn signing_key_problem(&self) -> Option<String> {
+        let key = self.git.signing_key.as_ref()?;
+        let text = match std::fs::read_to_string(key) {
+            Ok(text) => text,
+            Err(err) => {
+                return Some(format!(
+                    "git.signing_key: cannot read {}: {err}; give the path of an SSH private key (make one with `ssh-keygen -t ed25519 -N '' -f PATH`)",
+                    key.display()
+                ));
+            }
+        };
+        (!text.contains("PRIVATE KEY-----")).then(|| {
+            format!(
+                "git.signing_key: {} is not an SSH private key; give the private key file, not the .pub",
+                key.display()
+            )
+        })
     }
 
     fn validate_limits(&self, problems: &mut Vec<String>) {
@@ -738,6 +802,25 @@ impl fmt::Display for Permission {
 
 fn env_name(forge_name: &str) -> String {
     forge_name.to_ascii_uppercase().replace('-', "_")
+}
+
+/// What is wrong with a forge's GitHub App settings, if anything.
+fn app_problem(key: &str, forge: &ForgeSettings) -> Option<String> {
+    let pem = forge.private_key.expose_secret();
+    match forge.app_id {
+        None if !pem.is_empty() => {
+            Some(format!("{key}.private_key: set app_id too (the GitHub App's id, on its settings page)"))
+        }
+        None => None,
+        Some(_) if forge.kind != ForgeKind::Github => Some(format!(
+            "{key}.app_id: only a GitHub forge connects as a GitHub App; use token for {}",
+            forge.kind
+        )),
+        Some(_) if !forge.token.expose_secret().is_empty() => {
+            Some(format!("{key}: set either token or app_id and private_key, not both"))
+        }
+        Some(_) => forge.app_private_key().err().map(|err| format!("{key}.private_key: {err}")),
+    }
 }
 
 fn empty_secret() -> SecretString {

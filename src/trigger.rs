@@ -304,6 +304,12 @@ pub fn decide(
                 .into(),
         ),
         ForgeEvent::Unsupported { event, action } => Decision::Ignore(match action {
+            // The App's installation tokens are found per repository when first needed,
+            // and each sweep lists the installations afresh: nothing to do now.
+            Some(action) if event.starts_with("installation") => format!(
+                "event {event}/{action}: the GitHub App's installations changed; forgehand looks up a \
+                 repository's installation when it needs it, and the sweep lists them afresh"
+            ),
             Some(action) => format!("event {event}/{action} is not one forgehand acts on"),
             None => format!("event {event} is not one forgehand acts on"),
         }),
@@ -565,6 +571,8 @@ mod tests {
             token: "".into(),
             webhook_secret: WebhookSecrets::default(),
             bot_login: "forgehand-bot".into(),
+            app_id: None,
+            private_key: String::new().into(),
         }
     }
 

@@ -68,6 +68,15 @@ async fn repos_to_sweep(ctx: &Context, forge: &ForgeSettings) -> BTreeSet<RepoNa
         return ctx.settings.trigger.repos.iter().cloned().collect();
     }
     let mut repos = BTreeSet::new();
+    // A GitHub App knows exactly which repositories it is installed on.
+    if let Some(client) = ctx.forges.get(&forge.name) {
+        match client.installed_repos().await {
+            Ok(installed) => repos.extend(installed.unwrap_or_default()),
+            Err(err) => {
+                tracing::warn!(forge = %forge.name, error = %err, "sweep cannot list the App's repositories")
+            }
+        }
+    }
     let filter = TaskFilter { forge: Some(forge.name.clone()), limit: RECENT, ..Default::default() };
     match ctx.db.list_tasks(&filter).await {
         Ok(tasks) => repos.extend(tasks.iter().map(tasks::Model::repo_name)),

@@ -211,6 +211,8 @@ mod tests {
             token: "t".to_owned().into(),
             webhook_secret: Default::default(),
             bot_login: String::new(),
+            app_id: None,
+            private_key: String::new().into(),
         };
         Attachments::new(&settings).unwrap()
     }

@@ -21,6 +21,15 @@ pub struct RepoInfo {
     pub clone_url: String,
 }
 
+/// An account as its public profile shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInfo {
+    pub id: u64,
+    pub login: String,
+    /// The e-mail the profile shows, if any (Gitea shows a placeholder for a private one).
+    pub email: Option<String>,
+}
+
 /// An issue (or pull request) read back from the forge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssueInfo {
@@ -196,6 +205,18 @@ pub trait Forge: Send + Sync {
     fn kind(&self) -> ForgeKind;
     /// The login of the account the token belongs to.
     async fn current_login(&self) -> ForgeResult<String>;
+    /// The token git pushes to `repo` with when it is not the configured `token` (a GitHub
+    /// App's installation token, fresh for at least a few minutes); `None` otherwise.
+    async fn git_token(&self, _repo: &RepoName) -> ForgeResult<Option<secrecy::SecretString>> {
+        Ok(None)
+    }
+    /// Every repository the credentials reach when they define that set (a GitHub App's
+    /// installations); `None` for a token, which reaches whatever its account can see.
+    async fn installed_repos(&self) -> ForgeResult<Option<Vec<RepoName>>> {
+        Ok(None)
+    }
+    /// The public profile of account `login`.
+    async fn user(&self, login: &str) -> ForgeResult<UserInfo>;
     /// Default branch and clone URL.
     async fn repository(&self, repo: &RepoName) -> ForgeResult<RepoInfo>;
     /// The permission `login` has on `repo`.
@@ -396,6 +417,8 @@ mod tests {
                 token: "t".to_owned().into(),
                 webhook_secret: Default::default(),
                 bot_login: String::new(),
+                app_id: None,
+                private_key: String::new().into(),
             };
             let err = connect(&settings).unwrap().issue(&"o/r".into(), 1.into()).await.unwrap_err();
             assert!(err.is_transient(), "{kind}");

@@ -59,6 +59,9 @@ pub struct Dialect {
     pub git_user: GitUser,
     /// What the setup pages tell people about this forge.
     pub setup: SetupFacts,
+    /// The address a `Co-authored-by:` trailer names `user` by, on the forge at `api_url`:
+    /// one the forge links to that account.
+    pub co_author_email: fn(user: &client::UserInfo, api_url: &str) -> String,
     /// Builds the REST client for a configured forge.
     pub connect: fn(&ForgeSettings) -> anyhow::Result<Arc<dyn Forge>>,
 }
@@ -129,6 +132,24 @@ pub struct Hosted {
     pub web: &'static str,
 }
 
+/// The host name of `url`, without port, e.g. `git.example.com` for
+/// `https://git.example.com:3000/api/v1`.
+pub(crate) fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+/// The `Co-authored-by:` trailer naming `user` on the forge of `settings`.
+pub fn co_author_trailer(settings: &ForgeSettings, user: &client::UserInfo) -> String {
+    let email = (dialect(settings.kind).co_author_email)(user, &settings.api_url);
+    format!("Co-authored-by: {} <{email}>", user.login)
+}
+
 impl Dialect {
     /// The web site's base URL when `api_url` is the hosted service's API.
     pub fn hosted_web(&self, api_url: &str) -> Option<&'static str> {
@@ -139,6 +160,44 @@ impl Dialect {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn co_authors_are_named_by_an_address_the_forge_links_to_them() {
+        let user = |email: Option<&str>| client::UserInfo {
+            id: 583231,
+            login: "octocat".into(),
+            email: email.map(str::to_owned),
+        };
+        let forge = |kind, api_url: &str| ForgeSettings {
+            name: "f".into(),
+            kind,
+            api_url: api_url.into(),
+            token: String::new().into(),
+            webhook_secret: Default::default(),
+            bot_login: String::new(),
+            app_id: None,
+            private_key: String::new().into(),
+        };
+        let github = forge(ForgeKind::Github, "https://api.github.com");
+        assert_eq!(
+            co_author_trailer(&github, &user(Some("public@example.com"))),
+            "Co-authored-by: octocat <583231+octocat@users.noreply.github.com>"
+        );
+        let enterprise = forge(ForgeKind::Github, "https://ghe.example.com/api/v3");
+        assert_eq!(
+            co_author_trailer(&enterprise, &user(None)),
+            "Co-authored-by: octocat <583231+octocat@users.noreply.ghe.example.com>"
+        );
+        let gitea = forge(ForgeKind::Gitea, "https://git.example.com:3000/api/v1");
+        assert_eq!(
+            co_author_trailer(&gitea, &user(Some("cat@example.com"))),
+            "Co-authored-by: octocat <cat@example.com>"
+        );
+        assert_eq!(
+            co_author_trailer(&gitea, &user(Some(""))),
+            "Co-authored-by: octocat <octocat@noreply.git.example.com>"
+        );
+    }
 
     #[test]
     fn git_user_names() {

@@ -4,12 +4,27 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::IssueNumber;
-use super::client::{IssueComment, IssueInfo, PullInfo, RepoInfo, ReviewComment};
+use super::client::{IssueComment, IssueInfo, PullInfo, RepoInfo, ReviewComment, UserInfo};
 
 /// `GET /user`.
 #[derive(Deserialize)]
 pub struct Login {
     pub login: String,
+}
+
+/// `GET /users/{login}`.
+#[derive(Deserialize)]
+pub struct User {
+    id: u64,
+    login: String,
+    #[serde(default)]
+    email: Option<String>,
+}
+
+impl From<User> for UserInfo {
+    fn from(user: User) -> UserInfo {
+        UserInfo { id: user.id, login: user.login, email: user.email }
+    }
 }
 
 /// `GET /repos/{o}/{r}`.

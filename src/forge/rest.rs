@@ -8,16 +8,17 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use axum::http::Method;
+use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use super::IssueNumber;
 use super::client::{
     Answer, ErrorKind, FailedCheck, Forge, ForgeError, ForgeResult, IssueComment, IssueInfo, MAX_PAGES,
-    NewPull, PullInfo, RepoInfo, ReviewComment, ReviewRef, repo_path, segment,
+    NewPull, PullInfo, RepoInfo, ReviewComment, ReviewRef, UserInfo, repo_path, segment,
 };
 use super::models::{
     CheckOutput, CheckRuns, Comment, GiteaReviewComment, GithubReviewComment, Id, Issue, Label, Login,
-    PermissionAnswer, Pull, Repository, Review,
+    PermissionAnswer, Pull, Repository, Review, User,
 };
 use crate::config::{ForgeKind, Permission, RepoName};
 
@@ -127,6 +128,17 @@ pub trait Transport: Send + Sync {
         body: Option<&Value>,
         operation: &str,
     ) -> ForgeResult<Answer>;
+
+    /// The token git pushes to `repo` with, when it is not the configured one (a GitHub
+    /// App's installation token); `None` means the configured token.
+    async fn git_token(&self, _repo: &RepoName) -> ForgeResult<Option<SecretString>> {
+        Ok(None)
+    }
+
+    /// The repositories the credentials define, if they do (see `Forge::installed_repos`).
+    async fn installed_repos(&self) -> ForgeResult<Option<Vec<RepoName>>> {
+        Ok(None)
+    }
 }
 
 /// A forge client: the shared routes over a forge's [`Api`] table and [`Transport`].
@@ -368,6 +380,20 @@ impl Forge for RestForge {
     async fn current_login(&self) -> ForgeResult<String> {
         let operation = "reading the bot account";
         Ok(self.send(Method::GET, "/user", None, operation).await?.json::<Login>(operation)?.login)
+    }
+
+    async fn git_token(&self, repo: &RepoName) -> ForgeResult<Option<SecretString>> {
+        self.transport.git_token(repo).await
+    }
+
+    async fn installed_repos(&self) -> ForgeResult<Option<Vec<RepoName>>> {
+        self.transport.installed_repos().await
+    }
+
+    async fn user(&self, login: &str) -> ForgeResult<UserInfo> {
+        let operation = format!("reading {login}'s profile");
+        let answer = self.send(Method::GET, &format!("/users/{}", segment(login)), None, &operation).await?;
+        Ok(answer.json::<User>(&operation)?.into())
     }
 
     async fn repository(&self, repo: &RepoName) -> ForgeResult<RepoInfo> {

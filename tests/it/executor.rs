@@ -26,6 +26,13 @@ pub struct Setup {
     pub executor_enabled: bool,
     /// More configuration, appended to the file.
     pub extra: String,
+    /// More keys of `[git]`.
+    pub git_extra: String,
+    /// GitHub: forgehand connects as GitHub App 4242 (`forgehand-app[bot]`), installed on
+    /// the repository as installation 77.
+    pub app: bool,
+    /// The remote is served over smart HTTP and demands credentials (`World::git_http`).
+    pub git_http: bool,
 }
 
 impl Setup {
@@ -43,6 +50,9 @@ impl Setup {
             lease_secs: 15,
             executor_enabled: true,
             extra: String::new(),
+            git_extra: String::new(),
+            app: false,
+            git_http: false,
         }
     }
 
@@ -56,11 +66,13 @@ impl Setup {
 pub struct World {
     pub app: TestApp,
     pub forge: FakeForge,
-    remote: PathBuf,
+    pub remote: PathBuf,
     pub repo: &'static str,
     pub log: PathBuf,
     pidfile: PathBuf,
     setup_dialect: Dialect,
+    /// The HTTP server in front of the remote, when `Setup::git_http`.
+    pub git_http: Option<crate::git_http::GitHttp>,
 }
 
 impl World {
@@ -74,9 +86,19 @@ impl World {
             Dialect::Github => "octo-org/hello-world",
             Dialect::Gitea => "acme/widgets",
         };
+        if setup.app {
+            forge.enable_app(4242, "forgehand-app", &[(repo, 77)]);
+        }
         let remote = dir.path().join("remote.git");
         bare_remote(&remote);
+        let git_http = match setup.git_http {
+            true => Some(crate::git_http::GitHttp::start(dir.path().to_owned()).await),
+            false => None,
+        };
         forge.add_repo(repo, &format!("file://{}", remote.display()), "main");
+        if let Some(server) = &git_http {
+            forge.serve_clone_url(repo, &format!("{}/remote.git", server.url));
+        }
         forge.add_issue(
             repo,
             42,
@@ -91,7 +113,7 @@ impl World {
         let (log, pidfile) = (dir.path().join("agent.log"), dir.path().join("agent.pid"));
         let config = config(&dir, &forge, &setup, &log, &pidfile).await;
         let app = TestApp::spawn_config(dir, &config).await;
-        World { app, forge, remote, repo, log, pidfile, setup_dialect: setup.dialect }
+        World { app, forge, remote, repo, log, pidfile, setup_dialect: setup.dialect, git_http }
     }
 
     /// The label webhook for issue 42, as the forge sends it.
@@ -194,6 +216,7 @@ env = {{ FAKE_CLAUDE_MODE = "{mode}", FAKE_CLAUDE_LOG = "{log}", FAKE_CLAUDE_PID
 [git]
 author_name = "forgehand-test"
 author_email = "forgehand@test"
+{git_extra}
 {forge}
 {extra}"#,
         data = dir.path().join("data").display(),
@@ -212,6 +235,7 @@ author_email = "forgehand@test"
         hold = setup.hold_ms,
         forge = forge.config_toml(name),
         extra = setup.extra,
+        git_extra = setup.git_extra,
     )
 }
 

@@ -7,6 +7,7 @@ mod harness;
 mod model_server;
 
 mod api;
+mod attribution;
 mod audit;
 mod breakers;
 mod browser;
@@ -18,6 +19,8 @@ mod doctor;
 mod executor;
 mod faults;
 mod fuzz_replay;
+mod git_http;
+mod github_app;
 mod hardening;
 mod identity;
 mod intake;

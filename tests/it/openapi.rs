@@ -13,7 +13,7 @@ mod fields;
 
 use forgehand::forge::models::{
     CheckRuns, Comment, GiteaReviewComment, GithubReviewComment, Id, Issue, Label, Login, PermissionAnswer,
-    Pull, Repository, Review,
+    Pull, Repository, Review, User,
 };
 use serde_json::json;
 
@@ -65,6 +65,7 @@ impl Read {
 fn reads() -> Vec<Read> {
     vec![
         Read::both::<Login>("GET", "/user", "/user"),
+        Read::both::<User>("GET", "/users/{username}", "/users/{username}"),
         Read::both::<Repository>("GET", "/repos/{owner}/{repo}", "/repos/{owner}/{repo}"),
         Read::both::<PermissionAnswer>(
             "GET",

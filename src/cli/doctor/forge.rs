@@ -39,6 +39,9 @@ async fn check_token(forge: &ForgeSettings, repos: &[RepoName], several: bool) -
         Ok(client) => client,
         Err(err) => return vec![Finding::fail(format!("{name}: cannot build its API client: {err:#}"))],
     };
+    if forge.app_id.is_some() {
+        return check_app(forge, client.as_ref(), repos).await;
+    }
     let login = match call(forge, client.current_login()).await {
         Ok(login) => login,
         Err(err) => {
@@ -63,6 +66,50 @@ async fn check_token(forge: &ForgeSettings, repos: &[RepoName], several: bool) -
     }
     for repo in repos {
         found.push(check_permission(forge, client.as_ref(), repo, &login, several).await);
+    }
+    found
+}
+
+/// A GitHub App: its JWT (the App's account), its installations, and an installation
+/// token for each of `repos`.
+async fn check_app(forge: &ForgeSettings, client: &dyn Forge, repos: &[RepoName]) -> Vec<Finding> {
+    let name = format!("forge {} ({})", forge.name, forge.api_url);
+    let login = match call(forge, client.current_login()).await {
+        Ok(login) => login,
+        Err(err) => {
+            return vec![Finding::fail(format!("{name}: the App's JWT does not work: {err}"))];
+        }
+    };
+    let mut found = vec![Finding::ok(format!("{name}: the App's JWT works; its account is {login}"))];
+    found.extend(bot_login_mismatch(forge, &login));
+    match call(forge, client.installed_repos()).await {
+        Ok(Some(installed)) if installed.is_empty() => found.push(Finding::fail(format!(
+            "forge {}: the App is installed on no repository; install it (the App's page → Install App)",
+            forge.name
+        ))),
+        Ok(installed) => {
+            let installed = installed.unwrap_or_default();
+            let shown: Vec<String> = installed.iter().take(5).map(ToString::to_string).collect();
+            let more = if installed.len() > 5 { ", ..." } else { "" };
+            found.push(Finding::ok(format!(
+                "forge {}: the App is installed on {} repositories ({}{more})",
+                forge.name,
+                installed.len(),
+                shown.join(", ")
+            )));
+        }
+        Err(err) => found
+            .push(Finding::fail(format!("forge {}: cannot list the App's installations: {err}", forge.name))),
+    }
+    for repo in repos {
+        found.push(match call(forge, client.git_token(repo)).await {
+            Ok(_) => {
+                Finding::ok(format!("forge {}: an installation token for {repo} was issued", forge.name))
+            }
+            Err(err) => {
+                Finding::fail(format!("forge {}: no installation token for {repo}: {err}", forge.name))
+            }
+        });
     }
     found
 }
@@ -227,6 +274,8 @@ mod tests {
             token: secrecy::SecretString::from(""),
             webhook_secret: Default::default(),
             bot_login: String::new(),
+            app_id: None,
+            private_key: String::new().into(),
         };
         let remote = check_reachability(&forge("https://api.github.com"), "http://127.0.0.1:8080").unwrap();
         assert_eq!(remote.level, super::super::Level::Warn);

@@ -88,7 +88,7 @@ pub async fn execute(ctx: &Arc<Context>, task: &tasks::Model, guard: &Guard) -> 
     announce(ctx, forge.as_ref(), task, resume.is_some()).await;
     let mut plan = plan(ctx, forge.as_ref(), task).await?;
     stop_if_asked(guard)?;
-    let creds = credentials(ctx, task);
+    let creds = credentials(ctx, task).await?;
     let repo_key = format!("{}/{}", task.forge, task.repo);
     let remote_head = remote_branch(ctx, &repo_key, &plan, creds.as_ref()).await?;
     crate::failpoint::hit("after_fetch");
@@ -132,6 +132,8 @@ pub async fn execute(ctx: &Arc<Context>, task: &tasks::Model, guard: &Guard) -> 
         let work = record_totals(ctx, task, &runs, std::mem::take(&mut verified.runs)).await?;
         record_checks_result(ctx, task, &work.checks).await?;
         verify::refuse_failing(ctx, task, &site, &rules, &work.checks, &verified.leftovers).await?;
+        // The run may have outlived the token fetched before it.
+        let creds = credentials(ctx, task).await?;
         let pushed =
             commit_and_push(ctx, task, &worktree, &verified.leftovers, creds, plan.force_push).await?;
         answer_threads(forge.as_ref(), task, &plan, &worktree, &pushed, &work.summary).await;
@@ -384,15 +386,21 @@ fn stop_if_asked(guard: &Guard) -> Step<()> {
     }
 }
 
-/// The forge token, offered to git only through the credential callback.
-fn credentials(ctx: &Context, task: &tasks::Model) -> Option<GitCredentials> {
-    let forge = ctx.settings.forge(&task.forge)?;
+/// The forge token (a GitHub App's: its installation's, fresh for some minutes), offered
+/// to git only through the credential callback.
+async fn credentials(ctx: &Context, task: &tasks::Model) -> Step<Option<GitCredentials>> {
+    let Some(forge) = ctx.settings.forge(&task.forge) else { return Ok(None) };
+    let username = crate::forge::dialect(forge.kind).git_user.name(&forge.bot_login);
+    if let Some(client) = ctx.forges.get(&task.forge)
+        && let Some(token) = client.git_token(&task.repo_name()).await?
+    {
+        return Ok(Some(GitCredentials { username, token }));
+    }
     let token: &str = secrecy::ExposeSecret::expose_secret(&forge.token);
     if token.is_empty() {
-        return None;
+        return Ok(None);
     }
-    let username = crate::forge::dialect(forge.kind).git_user.name(&forge.bot_login);
-    Some(GitCredentials { username, token: SecretString::from(token.to_owned()) })
+    Ok(Some(GitCredentials { username, token: SecretString::from(token.to_owned()) }))
 }
 
 /// Syncs the mirror; the message of the head commit of the task's branch on the remote, if
@@ -462,7 +470,12 @@ async fn prepare(
 }
 
 fn identity(ctx: &Context) -> Identity {
-    Identity { name: ctx.settings.git.author_name.clone(), email: ctx.settings.git.author_email.clone() }
+    let git = &ctx.settings.git;
+    Identity {
+        name: git.author_name.clone(),
+        email: git.author_email.clone(),
+        signing_key: git.signing_key.clone(),
+    }
 }
 
 /// The first run's prompt, and the session it continues (a follow-up's, or the one that
@@ -692,7 +705,7 @@ async fn commit_and_push(
     creds: Option<GitCredentials>,
     force: bool,
 ) -> Step<Pushed> {
-    let message = commit_message(task);
+    let message = commit_message(ctx, task).await;
     let identity = identity(ctx);
     let (tree, leftovers) = (worktree.clone(), leftovers.clone());
     let changed = blocking(move || {
@@ -717,8 +730,33 @@ async fn commit_and_push(
     Ok(Pushed::Branch)
 }
 
-fn commit_message(task: &tasks::Model) -> String {
-    format!("{} (#{})\n\n{}", task.title.lines().next().unwrap_or("forgehand"), task.number, trailer(task))
+async fn commit_message(ctx: &Context, task: &tasks::Model) -> String {
+    let title = task.title.lines().next().unwrap_or("forgehand");
+    let mut trailers = trailer(task);
+    if let Some(co_author) = co_author(ctx, task).await {
+        trailers = format!("{trailers}\n{co_author}");
+    }
+    format!("{title} (#{})\n\n{trailers}", task.number)
+}
+
+/// The `Co-authored-by:` trailer crediting the person who asked for the task; `None` for
+/// forgehand's own account and when the forge cannot say who they are (logged: the commit
+/// goes on without the credit rather than failing the task).
+async fn co_author(ctx: &Context, task: &tasks::Model) -> Option<String> {
+    let settings = ctx.settings.forge(&task.forge)?;
+    let login = task.requested_by.as_str();
+    let own = !settings.bot_login.is_empty() && login.eq_ignore_ascii_case(&settings.bot_login);
+    if login.is_empty() || own || login.ends_with("[bot]") {
+        return None;
+    }
+    let forge = ctx.forges.get(&task.forge)?;
+    match forge.user(login).await {
+        Ok(user) => Some(crate::forge::co_author_trailer(settings, &user)),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read the requester's profile; the commit names no co-author");
+            None
+        }
+    }
 }
 
 /// The trailer that marks forgehand's commits as a task's.
@@ -736,8 +774,8 @@ async fn push_partial(
     if ensure_lease(ctx, task).await.is_err() {
         return false;
     }
-    let (message, identity, tree, creds) =
-        (commit_message(task), identity(ctx), worktree.clone(), credentials(ctx, task));
+    let Ok(creds) = credentials(ctx, task).await else { return false };
+    let (message, identity, tree) = (commit_message(ctx, task).await, identity(ctx), worktree.clone());
     let leftovers = leftovers.clone();
     let pushed = blocking(move || {
         tree.commit_all_except(&message, &identity, &leftovers)?;

@@ -51,6 +51,9 @@ pub enum WorkspaceError {
         /// Why it is refused.
         reason: &'static str,
     },
+    /// The commit could not be signed with `git.signing_key`.
+    #[error("signing the commit with git.signing_key failed: {0}")]
+    Signing(String),
     /// The remote (or git2, for a non-fast-forward update) refused the push.
     #[error("the remote refused the push of {branch}: {message}")]
     PushRejected {

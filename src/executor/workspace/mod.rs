@@ -18,6 +18,7 @@ mod errors;
 mod leftovers;
 mod mirror;
 mod recycle;
+mod signing;
 mod worktree;
 
 use std::collections::HashMap;
@@ -52,6 +53,8 @@ pub struct Identity {
     pub name: String,
     /// E-mail address.
     pub email: String,
+    /// The SSH private key that signs commits, if any.
+    pub signing_key: Option<PathBuf>,
 }
 
 /// The git workspaces under `<data_dir>/workspaces`.

@@ -163,7 +163,7 @@ fn from_main() -> BranchStart {
 }
 
 fn bot() -> Identity {
-    Identity { name: "forgehand[bot]".into(), email: "bot@forgehand.invalid".into() }
+    Identity { name: "forgehand[bot]".into(), email: "bot@forgehand.invalid".into(), signing_key: None }
 }
 
 fn is_clean(repo: &Repository) -> bool {

@@ -113,9 +113,21 @@ impl Worktree {
             return Ok(None);
         }
         let signature = git2::Signature::now(&identity.name, &identity.email).context(scrub, action)?;
-        let oid = repo
-            .commit(Some("HEAD"), &signature, &signature, message, &tree, &[&head])
+        let Some(key) = identity.signing_key.as_deref() else {
+            let oid = repo
+                .commit(Some("HEAD"), &signature, &signature, message, &tree, &[&head])
+                .context(scrub, action)?;
+            return Ok(Some(oid));
+        };
+        let buffer = repo
+            .commit_create_buffer(&signature, &signature, message, &tree, &[&head])
             .context(scrub, action)?;
+        let content = std::str::from_utf8(&buffer)
+            .map_err(|_| WorkspaceError::Signing("the commit message is not UTF-8".into()))?;
+        let armored = super::signing::ssh_sign(key, content)?;
+        let oid = repo.commit_signed(content, &armored, None).context(scrub, action)?;
+        let mut branch = repo.head().context(scrub, action)?;
+        branch.set_target(oid, "forgehand: signed commit").context(scrub, action)?;
         Ok(Some(oid))
     }
 

@@ -34,8 +34,18 @@ pub static DIALECT: Dialect = Dialect {
         events: &["Issues", "Issue label", "Issue comment", "Pull request reviewed", "Status"],
         loopback_warning: "Gitea delivers to loopback addresses only when its app.ini allows it: [webhook] ALLOWED_HOST_LIST = loopback (or external,loopback).",
     },
+    co_author_email,
     connect,
 };
+
+/// The address Gitea's API shows: the public one, or its placeholder when the user keeps
+/// theirs private; the placeholder's default form when the API shows none.
+fn co_author_email(user: &super::client::UserInfo, api_url: &str) -> String {
+    match user.email.as_deref().filter(|email| !email.is_empty()) {
+        Some(email) => email.to_owned(),
+        None => format!("{}@noreply.{}", user.login.to_lowercase(), super::host_of(api_url)),
+    }
+}
 
 /// How Gitea's REST API differs from GitHub's.
 static API: Api = Api {

@@ -79,5 +79,8 @@ impl Transport for Octocrab {
 
 /// A GitHub client: the shared REST routes over GitHub's table and octocrab.
 pub fn connect(api: &'static Api, settings: &ForgeSettings) -> anyhow::Result<RestForge> {
+    if settings.app_id.is_some() {
+        return Ok(RestForge::new(api, Box::new(super::app::AppTransport::new(settings)?)));
+    }
     Ok(RestForge::new(api, Box::new(Octocrab::new(settings)?)))
 }

@@ -2,6 +2,7 @@
 //! this folder: its webhook headers and own events, its REST API's differences, and what
 //! the setup pages say about it.
 
+mod app;
 mod client;
 mod payload;
 
@@ -34,8 +35,19 @@ pub static DIALECT: Dialect = Dialect {
         events: &["Issues", "Issue comments", "Pull request reviews", "Check runs"],
         loopback_warning: "GitHub cannot deliver to this address: put forgehand behind a reverse proxy or tunnel, and set the public URL (step 1) to the address GitHub reaches.",
     },
+    co_author_email,
     connect,
 };
+
+/// GitHub's no-reply address, which it links to the account whatever its e-mail settings
+/// (`ID+login@users.noreply.github.com`; Enterprise Server uses its own host).
+fn co_author_email(user: &super::client::UserInfo, api_url: &str) -> String {
+    let host = match DIALECT.hosted_web(api_url) {
+        Some(web) => super::host_of(web),
+        None => super::host_of(api_url),
+    };
+    format!("{}+{}@users.noreply.{host}", user.id, user.login)
+}
 
 /// How GitHub's REST API differs from Gitea's.
 static API: Api = Api {

@@ -161,6 +161,8 @@ impl Draft {
             token,
             webhook_secret,
             bot_login: self.bot_login(existing),
+            app_id: existing.and_then(|f| f.app_id),
+            private_key: existing.map_or_else(|| SecretString::from(""), |f| f.private_key.clone()),
         }
     }
 

@@ -55,7 +55,7 @@ pub(super) fn repo(ctx: &Ctx, repo: &FakeRepo) -> Value {
         "url": ctx.repo_api(repo),
         "link": "",
         "ssh_url": format!("git@{host}:{}.git", repo.full_name()),
-        "clone_url": repo.clone_url,
+        "clone_url": repo.served_clone_url.as_ref().unwrap_or(&repo.clone_url),
         "original_url": "",
         "website": "",
         "stars_count": 0,

@@ -55,7 +55,7 @@ pub(super) fn repo(ctx: &Ctx, repo: &FakeRepo) -> Value {
         "description": null,
         "fork": false,
         "url": url,
-        "clone_url": repo.clone_url,
+        "clone_url": repo.served_clone_url.as_ref().unwrap_or(&repo.clone_url),
         "default_branch": repo.default_branch,
         "permissions": permissions(bot),
         "visibility": if repo.private { "private" } else { "public" },

@@ -20,6 +20,7 @@
 // A toolkit: every test uses only some of it.
 #![allow(dead_code)]
 
+pub mod app;
 mod gitea;
 mod github;
 mod hooks;
@@ -68,6 +69,8 @@ pub struct FakeRepo {
     pub name: String,
     /// A `file://` URL of a bare repository on disk (a plain path is turned into one).
     pub clone_url: String,
+    /// The clone URL the API shows instead, when git is served another way (over HTTP).
+    pub served_clone_url: Option<String>,
     pub default_branch: String,
     pub private: bool,
     pub labels: Vec<FakeLabel>,
@@ -229,6 +232,8 @@ pub struct ForgeState {
     web: String,
     faults: Vec<Fault>,
     unexpected_seen: usize,
+    /// Set when forgehand connects to this fake GitHub as a GitHub App.
+    pub app: Option<app::FakeApp>,
 }
 
 impl ForgeState {
@@ -327,6 +332,7 @@ impl FakeForge {
             web,
             faults: Vec::new(),
             unexpected_seen: 0,
+            app: None,
         };
         let shared = Arc::new(Shared { dialect, state: Mutex::new(state), changed: Notify::new() });
         let router = axum::Router::new().fallback(serve).with_state(shared.clone());
@@ -363,20 +369,51 @@ impl FakeForge {
         self.shared.mutate(|s| s.bot_is_site_admin = admin);
     }
 
+    /// Makes this fake GitHub the home of GitHub App `id` (bot `<slug>[bot]`, which becomes
+    /// the bot login) whose public key is `public_key`; `installations` maps repositories to
+    /// the installation holding them. Forgehand must then use the App's tokens.
+    /// The App's private key is made afresh (`FakeApp::private_key_pem`).
+    pub fn enable_app(&self, id: u64, slug: &str, installations: &[(&str, u64)]) {
+        let (pem, public_key) = app::app_key();
+        let mut app = app::FakeApp::new(id, slug, public_key);
+        app.private_key_pem = pem;
+        app.installations = installations.iter().map(|(repo, id)| ((*repo).to_owned(), *id)).collect();
+        self.shared.mutate(|s| {
+            s.bot_login = format!("{slug}[bot]");
+            s.app = Some(app);
+        });
+    }
+
+    /// Reads (or changes) the App's side of the fake.
+    pub fn with_app<T>(&self, look: impl FnOnce(&mut app::FakeApp) -> T) -> T {
+        self.shared.mutate(|s| look(s.app.as_mut().expect("enable_app was called")))
+    }
+
     /// A `[[forges]]` entry pointing forgehand at this fake, with the harness's webhook
-    /// secret of the dialect, so `Webhook::delivery()` passes its signature check.
+    /// secret of the dialect, so `Webhook::delivery()` passes its signature check. With an
+    /// App, its id and private key stand where the token would.
     pub fn config_toml(&self, name: &str) -> String {
         use crate::harness::{GITEA_SECRET, GITHUB_SECRET};
+        let app = self.shared.lock().app.as_ref().map(|a| (a.id, a.private_key_pem.clone()));
+        let credential = match app {
+            Some((id, pem)) => format!("app_id = {id}\nprivate_key = '''\n{pem}'''"),
+            None => format!("token = \"{TOKEN}\""),
+        };
         let (kind, secret) = match self.dialect() {
             Dialect::Github => ("github", GITHUB_SECRET),
             Dialect::Gitea => ("gitea", GITEA_SECRET),
         };
         format!(
-            "[[forges]]\nname = \"{name}\"\nkind = \"{kind}\"\napi_url = \"{}\"\ntoken = \"{TOKEN}\"\n\
+            "[[forges]]\nname = \"{name}\"\nkind = \"{kind}\"\napi_url = \"{}\"\n{credential}\n\
              webhook_secret = \"{secret}\"\nbot_login = \"{}\"\n",
             self.base_url,
             self.bot_login()
         )
+    }
+
+    /// Makes the API show `url` as `repo`'s clone URL (its git data stays where it is).
+    pub fn serve_clone_url(&self, repo: &str, url: &str) {
+        self.shared.mutate(|s| s.repo_mut(repo).served_clone_url = Some(url.into()));
     }
 
     /// Adds `owner/name`, public, whose git data lives at `clone_url` (a bare repository's
@@ -388,6 +425,7 @@ impl FakeForge {
             owner: owner.into(),
             name: name.into(),
             clone_url: file_url(clone_url),
+            served_clone_url: None,
             default_branch: default_branch.into(),
             private: false,
             labels: Vec::new(),
@@ -857,19 +895,33 @@ impl ForgeState {
             let reply = Reply { text: None, ..Reply::empty(200) }.header("content-type", kind);
             return (Reply { bytes: Some(bytes.clone()), ..reply }, false, false);
         }
+        if let (Some(app), Some(path)) = (self.app.as_mut(), request.api_path.as_deref())
+            && let Some(reply) = app.answer(&request.method, path, request.token.as_deref())
+        {
+            return (reply, false, false);
+        }
         let Some(target) = request.api_path.as_deref().and_then(|p| route(self.dialect, &request.method, p))
         else {
             return (Reply::json(404, json!({ "message": "Not Found" })), true, false);
         };
         let ctx = self.ctx();
-        if request.token.as_deref() != Some(TOKEN) {
+        let authorized = match self.app.as_mut() {
+            Some(app) => app.accepts(request.path(), request.token.as_deref(), target.0.as_deref()),
+            None => request.token.as_deref() == Some(TOKEN),
+        };
+        if !authorized {
             return (ctx.unauthorized(request.token.is_some()), false, false);
         }
         (self.execute(&ctx, request, target), false, false)
     }
 
     fn execute(&mut self, ctx: &Ctx, request: &Incoming, (repo, route): (Option<String>, Route)) -> Reply {
-        let Some(full_name) = repo else { return Reply::ok(ctx.current_user()) };
+        let Some(full_name) = repo else {
+            return match route {
+                Route::User(login) => Reply::ok(ctx.user(&login)),
+                _ => Reply::ok(ctx.current_user()),
+            };
+        };
         let Some(repo) = self.repos.get_mut(&full_name) else { return ctx.not_found() };
         let exchange = Exchange { ctx, request };
         exchange.run(repo, route).unwrap_or_else(|refusal| refusal)
@@ -907,6 +959,7 @@ impl Exchange<'_> {
         let ctx = self.ctx;
         match route {
             Route::CurrentUser => Ok(Reply::ok(ctx.current_user())),
+            Route::User(login) => Ok(Reply::ok(ctx.user(&login))),
             Route::Repo => Ok(Reply::ok(ctx.repo(repo))),
             Route::Permission(login) => self.permission(repo, &login),
             Route::Issue(n) => Ok(Reply::ok(ctx.issue(repo, issue(ctx, repo, &n)?))),
@@ -1966,7 +2019,8 @@ fn new_id() -> u64 {
 }
 
 /// A stable id per login, so the same user looks the same everywhere.
-fn user_id(login: &str) -> u64 {
+/// The id the fake forge gives account `login`.
+pub fn user_id(login: &str) -> u64 {
     let hash = login
         .bytes()
         .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));

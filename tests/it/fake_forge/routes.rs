@@ -84,6 +84,7 @@ impl Endpoint {
 /// both could fit.
 pub static ENDPOINTS: &[Endpoint] = &[
     Endpoint::both("GET", "/user", "/user", |_| Route::CurrentUser),
+    Endpoint::both("GET", "/users/{username}", "/users/{username}", |p| Route::User(p[0].clone())),
     Endpoint::both("GET", "/repos/{owner}/{repo}", "/repos/{owner}/{repo}", |_| Route::Repo),
     Endpoint::both(
         "GET",
@@ -218,6 +219,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
 #[derive(Debug)]
 pub(super) enum Route {
     CurrentUser,
+    User(String),
     Repo,
     Permission(String),
     Issue(String),
