@@ -202,7 +202,7 @@ fn check(event: &ForgeEvent, ci: &CiSettings, ctx: &IssueContext) -> Decision {
     let ForgeEvent::Check { repo, head_sha, name, conclusion, .. } = event else {
         unreachable!("check() is only called with checks")
     };
-    let short = &head_sha[..head_sha.len().min(7)];
+    let short = crate::forge::event::short_sha(head_sha);
     if !FAILING.contains(&conclusion.as_str()) {
         return Decision::Ignore(format!("check {name:?} on {short} ended {conclusion}: nothing to fix"));
     }

@@ -125,15 +125,28 @@ pub async fn pushed_commit(
         }
         None => (None, 0, None),
     };
-    Ok(Some(PushedCommit {
-        pull: number,
-        pull_title: row.try_get_by_index(0)?,
-        requested_by: row.try_get_by_index(1)?,
-        clone_url: row.try_get_by_index(2)?,
-        newest: newest.as_deref() == Some(sha),
+    let task = (row.try_get_by_index(0)?, row.try_get_by_index(1)?, row.try_get_by_index(2)?);
+    Ok(Some(pushed(sha, number, task, (newest, rounds, fixed_by))))
+}
+
+/// What both stores read for `pushed_commit`, put together: the pushing task's title,
+/// requester and clone URL, and the pull request's last pushed commit, check-fix rounds and
+/// the fix of `sha`, if any.
+pub(super) fn pushed(
+    sha: &str,
+    pull: IssueNumber,
+    (pull_title, requested_by, clone_url): (String, String, String),
+    (last_pushed, rounds, fixed_by): (Option<String>, i64, Option<i64>),
+) -> PushedCommit {
+    PushedCommit {
+        pull,
+        pull_title,
+        requested_by,
+        clone_url,
+        newest: last_pushed.as_deref() == Some(sha),
         fix_rounds: rounds.try_into().unwrap_or(u32::MAX),
         fixed_by,
-    }))
+    }
 }
 
 /// Whether a comment on the task's issue answers its question: the task waits for an

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::config::{AttachmentSettings, Settings};
-use crate::forge::attachments::{Attachments, Link, Skipped};
+use crate::forge::attachments::{AttachmentLinks, Attachments, Link, Skipped};
 
 /// Where they go, relative to the checkout.
 pub const DIR: &str = ".forgehand/attachments";
@@ -17,15 +17,9 @@ pub const DIR: &str = ".forgehand/attachments";
 pub async fn fetch_into(settings: &Settings, forge_name: &str, texts: &[&str], checkout: &Path) -> String {
     let limits = &settings.attachments;
     let Some(forge) = settings.forge(forge_name).filter(|_| limits.enabled) else { return String::new() };
-    let client = match Attachments::new(forge) {
-        Ok(client) => client,
-        Err(err) => {
-            tracing::warn!(error = %err, "cannot fetch attachments");
-            return String::new();
-        }
-    };
+    let finder = AttachmentLinks::new(forge);
     let mut links: Vec<Link> = Vec::new();
-    for link in texts.iter().flat_map(|text| client.links(text)) {
+    for link in texts.iter().flat_map(|text| finder.find(text)) {
         if !links.contains(&link) {
             links.push(link);
         }
@@ -33,6 +27,13 @@ pub async fn fetch_into(settings: &Settings, forge_name: &str, texts: &[&str], c
     if links.is_empty() {
         return String::new();
     }
+    let client = match Attachments::new(forge, &finder) {
+        Ok(client) => client,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot fetch attachments");
+            return String::new();
+        }
+    };
     let mut report = Report::default();
     let mut budget = limits.max_task_bytes;
     for link in links {

@@ -40,45 +40,32 @@ pub struct Fetched {
     pub content_type: String,
 }
 
-/// Finds and fetches a forge's attachments.
-pub struct Attachments {
-    http: reqwest::Client,
-    token: SecretString,
+/// Finds a forge's attachments in text: no client needed, so an issue without links costs
+/// nothing more.
+#[derive(Debug, Clone)]
+pub struct AttachmentLinks {
     kind: ForgeKind,
     /// `host[:port]` of the forge's web pages and attachment storage.
     hosts: Vec<String>,
 }
 
+/// Fetches a forge's attachments.
+pub struct Attachments {
+    http: reqwest::Client,
+    token: SecretString,
+}
+
 /// Most redirects followed (GitHub sends private images through one).
 const MAX_REDIRECTS: usize = 3;
 
-impl Attachments {
+impl AttachmentLinks {
     /// For the forge `settings` describes.
-    pub fn new(settings: &ForgeSettings) -> anyhow::Result<Attachments> {
-        let hosts = own_hosts(settings.kind, &settings.api_url);
-        let allowed = hosts.clone();
-        // Only to the forge's own hosts; reqwest drops the token on a change of host.
-        let policy = Policy::custom(move |attempt| {
-            if attempt.previous().len() >= MAX_REDIRECTS
-                || !allowed.contains(&host_of(attempt.url().as_str()))
-            {
-                attempt.stop()
-            } else {
-                attempt.follow()
-            }
-        });
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60))
-            .redirect(policy)
-            .user_agent(concat!("forgehand/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("cannot build the attachment client")?;
-        Ok(Attachments { http, token: settings.token.clone(), kind: settings.kind, hosts })
+    pub fn new(settings: &ForgeSettings) -> AttachmentLinks {
+        AttachmentLinks { kind: settings.kind, hosts: own_hosts(settings.kind, &settings.api_url) }
     }
 
     /// The attachments and foreign images linked in `text`, in order, each once.
-    pub fn links(&self, text: &str) -> Vec<Link> {
+    pub fn find(&self, text: &str) -> Vec<Link> {
         let mut found: Vec<Link> = Vec::new();
         for (url, image) in urls(text) {
             let link = if self.is_attachment(&url) {
@@ -108,6 +95,32 @@ impl Attachments {
             }
             ForgeKind::Gitea => path.contains("/attachments/"),
         }
+    }
+}
+
+impl Attachments {
+    /// A client that sends `settings`' token to the hosts `links` accepts, and follows
+    /// redirects only among them.
+    pub fn new(settings: &ForgeSettings, links: &AttachmentLinks) -> anyhow::Result<Attachments> {
+        let allowed = links.hosts.clone();
+        // Only to the forge's own hosts; reqwest drops the token on a change of host.
+        let policy = Policy::custom(move |attempt| {
+            if attempt.previous().len() >= MAX_REDIRECTS
+                || !allowed.contains(&host_of(attempt.url().as_str()))
+            {
+                attempt.stop()
+            } else {
+                attempt.follow()
+            }
+        });
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60))
+            .redirect(policy)
+            .user_agent(concat!("forgehand/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("cannot build the attachment client")?;
+        Ok(Attachments { http, token: settings.token.clone() })
     }
 
     /// Fetches `url` (one [`Attachments::links`] found as its own), at most `max_bytes`.
@@ -203,7 +216,7 @@ fn urls(text: &str) -> Vec<(String, bool)> {
 mod tests {
     use super::*;
 
-    fn attachments(kind: ForgeKind, api_url: &str) -> Attachments {
+    fn attachments(kind: ForgeKind, api_url: &str) -> AttachmentLinks {
         let settings = ForgeSettings {
             name: "f".into(),
             kind,
@@ -214,7 +227,7 @@ mod tests {
             app_id: None,
             private_key: String::new().into(),
         };
-        Attachments::new(&settings).unwrap()
+        AttachmentLinks::new(&settings)
     }
 
     #[test]
@@ -225,7 +238,7 @@ mod tests {
                     ![remote](https://evil.example/pixel.png), [docs](https://example.com/guide), \
                     https://github.com/user-attachments/files/7/log.txt. Again: ![same](https://github.com/user-attachments/assets/1f2e)";
         assert_eq!(
-            github.links(text),
+            github.find(text),
             [
                 Link::Own("https://github.com/user-attachments/assets/1f2e".into()),
                 Link::Own("https://private-user-images.githubusercontent.com/9/x.png?jwt=a".into()),
@@ -234,10 +247,10 @@ mod tests {
             ]
         );
         // An issue link on github.com is no attachment.
-        assert!(github.links("https://github.com/o/r/issues/1").is_empty());
+        assert!(github.find("https://github.com/o/r/issues/1").is_empty());
         let gitea = attachments(ForgeKind::Gitea, "https://git.example.org:3000/api/v1");
         assert_eq!(
-            gitea.links("![a](https://git.example.org:3000/attachments/abc-123) ![b](https://git.example.org/attachments/x)"),
+            gitea.find("![a](https://git.example.org:3000/attachments/abc-123) ![b](https://git.example.org/attachments/x)"),
             [
                 Link::Own("https://git.example.org:3000/attachments/abc-123".into()),
                 // Another port is another host.
@@ -245,7 +258,7 @@ mod tests {
             ]
         );
         let ghes = attachments(ForgeKind::Github, "https://ghe.corp/api/v3");
-        assert_eq!(ghes.links("![a](https://ghe.corp/user-attachments/assets/9)").len(), 1);
+        assert_eq!(ghes.find("![a](https://ghe.corp/user-attachments/assets/9)").len(), 1);
         assert_eq!(host_of("https://user:pw@Evil.example:8/x"), "evil.example:8");
     }
 }

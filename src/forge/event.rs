@@ -3,6 +3,12 @@
 use super::IssueNumber;
 use crate::config::RepoName;
 
+/// A commit id cut to the seven characters people read; whole when it is shorter, or
+/// when the seventh byte is not a character boundary (ids come from payloads).
+pub fn short_sha(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
+}
+
 /// The repository an event happened in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Repo {
@@ -193,5 +199,15 @@ impl ForgeEvent {
             },
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn short_shas_never_split_a_character() {
+        assert_eq!(super::short_sha("9c2f4e1b7a3d"), "9c2f4e1");
+        assert_eq!(super::short_sha("abc"), "abc");
+        assert_eq!(super::short_sha("abcdefé1"), "abcdefé1");
     }
 }

@@ -219,7 +219,7 @@ pub struct CheckRun {
 }
 
 /// What a check run reports.
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct CheckOutput {
     #[serde(default)]
     pub title: Option<String>,

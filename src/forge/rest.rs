@@ -17,8 +17,8 @@ use super::client::{
     NewPull, PullInfo, RepoInfo, ReviewComment, ReviewRef, UserInfo, repo_path, segment,
 };
 use super::models::{
-    CheckOutput, CheckRuns, Comment, GiteaReviewComment, GithubReviewComment, Id, Issue, Label, Login,
-    PermissionAnswer, Pull, Repository, Review, User,
+    CheckRuns, Comment, GiteaReviewComment, GithubReviewComment, Id, Issue, Label, Login, PermissionAnswer,
+    Pull, Repository, Review, User,
 };
 use crate::config::{ForgeKind, Permission, RepoName};
 
@@ -276,18 +276,16 @@ impl RestForge {
             if !FAILED.contains(&conclusion.as_str()) {
                 continue;
             }
-            let output = run.output.as_ref();
-            let said = |f: fn(&CheckOutput) -> &Option<String>| {
-                output.and_then(|o| f(o).clone()).unwrap_or_default()
-            };
-            let summary = [said(|o| &o.title), said(|o| &o.summary)]
+            let output = run.output.unwrap_or_default();
+            let summary = [output.title, output.summary]
                 .into_iter()
+                .flatten()
                 .filter(|t| !t.trim().is_empty())
                 .collect::<Vec<_>>()
                 .join("\n");
             let actions = run.app.as_ref().and_then(|a| a.slug.as_deref()) == Some("github-actions");
             let job_log = if actions { self.job_log(repo, run.id).await } else { None };
-            let log_tail = log_tail(&job_log.unwrap_or_else(|| said(|o| &o.text)));
+            let log_tail = log_tail(&job_log.or(output.text).unwrap_or_default());
             failed.push(FailedCheck {
                 name: run.name,
                 conclusion,
@@ -559,7 +557,7 @@ impl Forge for RestForge {
         let operation = format!("reading the comments of review {id} on {repo}#{number}");
         let path = format!("{pulls}/{id}/comments");
         // GitHub names the lines in the new file; Gitea gives a position.
-        Ok(if self.api.review_replies {
+        Ok(if self.api.kind == ForgeKind::Github {
             let comments: Vec<GithubReviewComment> = self.all_pages(&path, &operation).await?;
             comments.into_iter().map(ReviewComment::from).collect()
         } else {

@@ -123,20 +123,12 @@ impl IntakeStore for SqliteStore<'_> {
         let Some((title, requested_by, clone_url, Some(pull))) = found else { return Ok(None) };
         let Ok(number) = IssueNumber::try_from(pull) else { return Ok(None) };
         let mut read = self.conn.prepare_cached(queries::PULL_PUSHES).map_err(db_err)?;
-        let (newest, rounds, fixed_by) = read
+        let pushes = read
             .query_row(params![forge, repo.as_str(), pull, sha], |row| {
-                Ok((row.get::<_, Option<String>>(0)?, row.get::<_, i64>(1)?, row.get::<_, Option<i64>>(2)?))
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
             })
             .map_err(db_err)?;
-        Ok(Some(PushedCommit {
-            pull: number,
-            pull_title: title,
-            requested_by,
-            clone_url,
-            newest: newest.as_deref() == Some(sha),
-            fix_rounds: rounds.try_into().unwrap_or(u32::MAX),
-            fixed_by,
-        }))
+        Ok(Some(queries::pushed(sha, number, (title, requested_by, clone_url), pushes)))
     }
 
     async fn active_task(&self, key: &IssueKey) -> Result<Option<i64>, DbErr> {

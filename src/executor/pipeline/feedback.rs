@@ -5,6 +5,7 @@
 use super::{Failure, Step};
 use crate::db::entities::tasks;
 use crate::forge::client::{ErrorKind, FailedCheck, Forge, PullInfo, ReviewComment, ReviewRef};
+use crate::forge::event::short_sha;
 
 /// What a follow-up answers.
 #[derive(Debug, Default)]
@@ -144,11 +145,11 @@ pub(super) fn thread_reply(
     let detail = if said.is_empty() { String::new() } else { format!(" {said}") };
     match head {
         Some(head) if changed.contains(&comment.path) => {
-            format!("Addressed in `{}`.{detail}", &head[..head.len().min(7)])
+            format!("Addressed in `{}`.{detail}", short_sha(head))
         }
         Some(head) => format!(
             "Not changed in `{}`: that commit does not touch `{}`; please check whether this still needs doing.{detail}",
-            &head[..head.len().min(7)],
+            short_sha(head),
             comment.path
         ),
         None => format!("forgehand changed nothing for this.{detail}"),
@@ -162,7 +163,7 @@ async fn failed_checks(
     sha: &str,
     base: &str,
 ) -> Step<String> {
-    let short = &sha[..sha.len().min(7)];
+    let short = short_sha(sha);
     let number = pull.number;
     if !pull.head_sha.is_empty() && pull.head_sha != sha {
         return Err(Failure::Cancelled {

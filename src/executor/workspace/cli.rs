@@ -98,7 +98,8 @@ fn classify(said: &str) -> git2::Error {
     git2::Error::new(code, class, message.trim_start_matches("fatal: "))
 }
 
-fn base64(bytes: &[u8]) -> String {
+/// Standard base64 with padding, for a Basic `Authorization` header.
+pub(super) fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {

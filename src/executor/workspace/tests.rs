@@ -594,18 +594,7 @@ fn refusing_forge() -> RefusingForge {
     RefusingForge { url, requests }
 }
 
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-        for i in 0..4 {
-            let c = if i <= chunk.len() { ALPHABET[(n >> (18 - 6 * i) & 63) as usize] } else { b'=' };
-            out.push(c.into());
-        }
-    }
-    out
-}
+use super::cli::base64;
 
 #[test]
 fn a_refused_token_is_a_permanent_error_and_goes_only_through_the_callback() {

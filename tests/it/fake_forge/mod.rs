@@ -1023,8 +1023,8 @@ impl Exchange<'_> {
     fn reply_to_review_comment(&self, repo: &mut FakeRepo, n: &str, id: &str) -> Answer {
         let ctx = self.ctx;
         let body = self.required("body")?.to_owned();
-        let issue = issue_mut(ctx, repo, n)?;
-        let Some(part) = issue.pull.as_mut() else { return Err(ctx.not_found()) };
+        let pull = issue_mut(ctx, repo, n)?;
+        let Some(part) = pull.pull.as_mut() else { return Err(ctx.not_found()) };
         let Some(parent) = part.review_comments.iter().find(|c| c.id.to_string() == id).cloned() else {
             return Err(ctx.not_found());
         };
@@ -1036,7 +1036,7 @@ impl Exchange<'_> {
             ..parent
         };
         part.review_comments.push(reply.clone());
-        let issue = issue_ref(ctx, repo, n)?;
+        let issue = issue(ctx, repo, n)?;
         Ok(Reply::json(201, ctx.review_comment(repo, issue, &reply)))
     }
 
@@ -1516,10 +1516,6 @@ fn commit_of(repo: &FakeRepo, git_ref: &str) -> String {
         return git_ref.to_owned();
     }
     branch_tip(&repo.clone_url, git_ref).map(|oid| oid.to_string()).unwrap_or_default()
-}
-
-fn issue_ref<'r>(ctx: &Ctx, repo: &'r FakeRepo, n: &str) -> Result<&'r FakeIssue, Reply> {
-    issue(ctx, repo, n)
 }
 
 /// A pull request's `head` with its repository: the base repository's, or its fork's.
