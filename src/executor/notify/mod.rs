@@ -40,10 +40,7 @@ pub async fn run(settings: Arc<Settings>, db: Db, mut stop: watch::Receiver<bool
         Ok(n) => tracing::info!(claims = n, "notifications interrupted by the last stop will be sent again"),
         Err(err) => tracing::warn!(error = %err, "cannot free the notification claims of the last run"),
     }
-    let sender = match sinks::Sender::new(&settings) {
-        Ok(sender) => sender,
-        Err(err) => return tracing::error!(error = %err, "cannot start the notification sender"),
-    };
+    let sender = sinks::Sender::new(&settings);
     let wake = db.outbox_wake();
     let mut last_prune: Option<tokio::time::Instant> = None;
     loop {

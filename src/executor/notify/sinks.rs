@@ -21,21 +21,34 @@ pub const DELIVERY_HEADER: &str = "X-Forgehand-Delivery";
 /// The header carrying the event name.
 pub const EVENT_HEADER: &str = "X-Forgehand-Event";
 
-/// Sends notifications; one HTTP client for every webhook and Slack sink.
+/// Sends notifications; one HTTP client for every webhook and Slack sink, built on the
+/// first send: a TLS client loads the system's certificates, memory an instance without
+/// webhook sinks should not hold.
 pub struct Sender {
-    http: reqwest::Client,
+    timeout: Duration,
+    http: std::sync::OnceLock<reqwest::Client>,
 }
 
 impl Sender {
     /// A sender whose attempts each take at most `notify.timeout_secs`.
-    pub fn new(settings: &Settings) -> anyhow::Result<Sender> {
+    pub fn new(settings: &Settings) -> Sender {
+        Sender {
+            timeout: Duration::from_secs(settings.notify.timeout_secs),
+            http: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn http(&self) -> anyhow::Result<&reqwest::Client> {
+        if let Some(http) = self.http.get() {
+            return Ok(http);
+        }
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(settings.notify.timeout_secs))
+            .timeout(self.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("forgehand/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("cannot build the HTTP client")?;
-        Ok(Sender { http })
+        Ok(self.http.get_or_init(|| http))
     }
 
     /// One attempt: `Ok` when the sink accepted the notification.
@@ -51,7 +64,7 @@ impl Sender {
                 let raw = serde_json::to_vec(&body)?;
                 let signature = crate::forge::signature::sign(sink.secret.expose_secret().as_bytes(), &raw);
                 let request = self
-                    .http
+                    .http()?
                     .post(sink.url.expose_secret())
                     .header("Content-Type", "application/json")
                     .header(SIGNATURE_HEADER, format!("sha256={signature}"))
@@ -63,7 +76,7 @@ impl Sender {
             SinkKind::Slack => {
                 let text = slack_text(&body);
                 let request = self
-                    .http
+                    .http()?
                     .post(sink.url.expose_secret())
                     .header(DELIVERY_HEADER, claimed.delivery_key())
                     .json(&serde_json::json!({ "text": text }));
