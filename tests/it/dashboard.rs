@@ -630,3 +630,34 @@ async fn the_login_limit_believes_forwarded_for_only_from_a_trusted_proxy() {
     assert_eq!(forged.status(), 429, "a client cannot escape by prepending addresses");
     assert_eq!(login(&proxied, ADMIN_TOKEN, "203.0.113.8").await.unwrap().status(), 303);
 }
+
+#[tokio::test]
+async fn delivery_counters_do_not_go_down_when_old_deliveries_are_deleted() {
+    use sea_orm::ConnectionTrait;
+    let app = TestApp::spawn().await;
+    queue_task(&app, 31, "one").await;
+    let push = app.deliver("gitea", Delivery::gitea("push", "push", fixture("gitea/push.json"))).await;
+    assert_eq!(push.outcome(), "ignored");
+    let counted = |text: &str, outcome: &str| {
+        let prefix = format!("forgehand_deliveries_total{{outcome=\"{outcome}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(&prefix)).map(str::to_owned)
+    };
+    let metrics = || async {
+        client().get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap()
+    };
+    let before = metrics().await;
+    assert_eq!(counted(&before, "task_created").as_deref(), Some("1"), "{before}");
+    assert_eq!(counted(&before, "ignored").as_deref(), Some("1"), "{before}");
+
+    // What a retention sweep does: the rows go, what was counted stays.
+    let db = app.db.connection_for_tests();
+    db.execute_unprepared("UPDATE deliveries SET task_id = NULL").await.unwrap();
+    db.execute_unprepared("DELETE FROM deliveries").await.unwrap();
+    let after = metrics().await;
+    assert_eq!(counted(&after, "task_created").as_deref(), Some("1"), "{after}");
+    assert_eq!(counted(&after, "ignored").as_deref(), Some("1"), "{after}");
+
+    let again = app.deliver("gitea", Delivery::gitea("push", "push", fixture("gitea/push.json"))).await;
+    assert_eq!(again.outcome(), "ignored", "a new delivery id, so recorded again");
+    assert_eq!(counted(&metrics().await, "ignored").as_deref(), Some("2"));
+}

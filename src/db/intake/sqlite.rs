@@ -249,6 +249,11 @@ impl IntakeStore for SqliteStore<'_> {
             .prepare_cached("UPDATE deliveries SET outcome = ?1, reason = ?2, task_id = ?3 WHERE id = ?4")
             .and_then(|mut s| s.execute(params![outcome.as_str(), reason, task_id, row_id]))
             .map_err(db_err)?;
+        let shard = queries::delivery_total_shard(row_id);
+        self.conn
+            .prepare_cached(queries::count_delivery_sql(sea_orm::DbBackend::Sqlite))
+            .and_then(|mut s| s.execute(params![outcome.as_str(), shard]))
+            .map_err(db_err)?;
         Ok(())
     }
 }
