@@ -1,6 +1,6 @@
 //! The dashboard and the scale curve: for each database size, a fresh database filled with
 //! that many tasks (one every 10 s of history, so the last day and week hold the same
-//! number of tasks whatever the size), the latency of the pages people open, and intake
+//! number of tasks whatever the size) and ten times as many deliveries, the latency of the pages people open, and intake
 //! throughput on that database.
 
 use std::path::Path;
@@ -15,6 +15,9 @@ use crate::{SECRET, db};
 
 /// The admin token of every benchmark config (a benchmark value, not a credential).
 const ADMIN_TOKEN: &str = "bench-admin-token-not-a-secret";
+
+/// Deliveries in the database for each task in it (most deliveries start nothing).
+pub const DELIVERIES_PER_TASK: u64 = 10;
 
 /// Lines in the transcript of the newest task.
 pub const TRANSCRIPT_LINES: u64 = 50_000;
@@ -54,6 +57,7 @@ pub async fn run(
         let file = dir.0.join("data").join("forgehand.db");
         let filling = Instant::now();
         db::fill_history(&file, tasks).await?;
+        db::fill_deliveries(&file, tasks * DELIVERIES_PER_TASK).await?;
         db::fill_transcript(&file, tasks, TRANSCRIPT_LINES).await?;
         let fill_secs = filling.elapsed().as_secs_f64();
         let server = procs::start_forgehand(binary, &config).await?;
@@ -99,6 +103,9 @@ fn pages(last: u64) -> Vec<(&'static str, String)> {
         ("/api/tasks", "/api/tasks".into()),
         ("/api/tasks?status=queued", "/api/tasks?status=queued".into()),
         ("task page, 50k-line transcript", format!("/tasks/{last}")),
+        ("/deliveries", "/deliveries".into()),
+        ("/deliveries?outcome=task_created", "/deliveries?outcome=task_created".into()),
+        ("/metrics", "/metrics".into()),
     ]
 }
 

@@ -62,6 +62,25 @@ pub async fn fill_history(file: &Path, n: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Adds `n` deliveries, one a second of history up to now, in one statement: one in ten
+/// created a task (linked to task `x / 10`, which `fill_history` made), the others ignored.
+pub async fn fill_deliveries(file: &Path, n: u64) -> anyhow::Result<()> {
+    let conn = open(file).await?;
+    let now = chrono::Utc::now().timestamp();
+    let sql = format!(
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n}) \
+         INSERT INTO deliveries (forge, delivery_id, event_key, event, action, repo, number, sender, received_at, \
+         outcome, reason, task_id) \
+         SELECT 'github', 'filled-' || x, NULL, 'issues', 'labeled', 'octo-org/repo-' || (x / 10 % 100), x / 10, \
+         'alice', strftime('%Y-%m-%dT%H:%M:%S+00:00', {now} - ({n} - x), 'unixepoch'), \
+         CASE WHEN x % 10 = 0 THEN 'task_created' ELSE 'ignored' END, 'filled by the benchmark', \
+         CASE WHEN x % 10 = 0 THEN x / 10 END FROM c"
+    );
+    conn.execute_unprepared(&sql).await?;
+    conn.close().await?;
+    Ok(())
+}
+
 /// Gives task `task_id` a transcript of `lines` stream-json lines, in 64 KiB chunks as the
 /// executor ships them.
 pub async fn fill_transcript(file: &Path, task_id: u64, lines: u64) -> anyhow::Result<()> {

@@ -1,8 +1,10 @@
 //! Executor overhead with the stand-in agent (tests/agent/fake-claude) and the fake forge
-//! of the test suite: generated repositories of 10,000 files with 20,000 commits and with
-//! 200, the first task on each (the clone) and the next ones (warm mirror), from the
-//! webhook to the agent's start, and from the agent's end to the pull request (commit,
-//! push, PR). The two depths show whether a task's cost follows the history's.
+//! of the test suite: generated repositories (10,000 files with 20,000 commits and with
+//! 200; in a full run also 100,000 files with 200,000 commits), the first task on each
+//! (the clone) and the next ones (warm mirror), from the webhook to the agent's start, and
+//! from the agent's end to the pull request (commit, push, PR). The depths show whether a
+//! task's cost follows the history's. Beside each first task, `git clone --mirror` of the
+//! same repository over the same transport, and the peak memory of both.
 
 #[path = "../../tests/it/fake_forge/mod.rs"]
 mod fake_forge;
@@ -17,30 +19,43 @@ use anyhow::{Context, bail};
 use crate::procs::{self, TempDir};
 use fake_forge::FakeForge;
 
-/// Files in each generated repository's tree.
-pub const FILES: usize = 10_000;
-/// Commits in the deep repository's history.
-pub const COMMITS: usize = 20_000;
-/// Commits in the shallow one's.
-pub const SHALLOW_COMMITS: usize = 200;
+/// A generated repository: its name on the fake forge, its commits and files.
+#[derive(Debug, Clone, Copy)]
+pub struct RepoSpec {
+    pub name: &'static str,
+    pub commits: usize,
+    pub files: usize,
+}
 
-const DEEP: &str = "octo-org/deep";
-const SHALLOW: &str = "octo-org/shallow";
+/// The repositories of a quick run; a full run adds `HUGE`.
+pub const REPOS: [RepoSpec; 2] = [
+    RepoSpec { name: "octo-org/deep", commits: 20_000, files: 10_000 },
+    RepoSpec { name: "octo-org/shallow", commits: 200, files: 10_000 },
+];
+/// The big repository of a full run.
+pub const HUGE: RepoSpec = RepoSpec { name: "octo-org/huge", commits: 200_000, files: 100_000 };
+
 const ADMIN_TOKEN: &str = "bench-admin-token-not-a-secret";
 
 /// What the executor benchmark measured.
 #[derive(Debug, Clone, Default)]
 pub struct ExecFigures {
     pub generate_secs: f64,
-    /// The repository with `COMMITS` commits.
-    pub deep: RepoFigures,
-    /// The repository with `SHALLOW_COMMITS` commits.
-    pub shallow: RepoFigures,
+    /// One per repository, in the order of `REPOS` (then `HUGE`).
+    pub repos: Vec<RepoFigures>,
 }
 
 /// The tasks run on one repository.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RepoFigures {
+    pub spec: RepoSpec,
+    /// `git clone --mirror` of the repository over `file://`: time and peak RSS (KiB) of
+    /// its process tree.
+    pub git_mirror_ms: f64,
+    pub git_mirror_peak_kib: u64,
+    /// Peak RSS (KiB) of forgehand's process tree (the daemon and the git it runs) from the
+    /// first task's webhook to its agent's start.
+    pub first_task_peak_kib: u64,
     /// Webhook sent → agent process started, first task (clone) then the next ones.
     pub start_ms: Vec<f64>,
     /// Agent process ended → pull request open on the fake forge, per task.
@@ -51,26 +66,36 @@ fn unix_ns() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
 }
 
-/// Runs `tasks` tasks one after the other on each generated repository.
-pub async fn run(binary: &Path, agent: &Path, tasks: usize) -> anyhow::Result<ExecFigures> {
+/// Runs `tasks` tasks one after the other on each generated repository (`huge`: also on
+/// `HUGE`, two tasks).
+pub async fn run(binary: &Path, agent: &Path, tasks: usize, huge: bool) -> anyhow::Result<ExecFigures> {
     let dir = TempDir::new("executor")?;
     let generating = Instant::now();
-    let repos = [(DEEP, COMMITS), (SHALLOW, SHALLOW_COMMITS)];
+    let mut specs: Vec<(RepoSpec, usize)> = REPOS.iter().map(|spec| (*spec, tasks)).collect();
+    if huge {
+        specs.push((HUGE, tasks.min(2)));
+    }
     let forge = FakeForge::github().await;
-    for (repo, commits) in repos {
-        let remote = dir.0.join(format!("{}.git", repo.replace('/', "-")));
-        generate_repo(&remote, commits)?;
-        forge.add_repo(repo, &format!("file://{}", remote.display()), "main");
-        for n in 1..=tasks as u64 {
-            forge.add_issue(repo, n, &format!("Benchmark issue {n}"), "Change something.", &[], "alice");
+    let mut remotes = Vec::new();
+    for (spec, tasks) in &specs {
+        let remote = dir.0.join(format!("{}.git", spec.name.replace('/', "-")));
+        generate_repo(&remote, spec)?;
+        forge.add_repo(spec.name, &format!("file://{}", remote.display()), "main");
+        for n in 1..=*tasks as u64 {
+            forge.add_issue(spec.name, n, &format!("Benchmark issue {n}"), "Change something.", &[], "alice");
         }
-        forge.set_permission(repo, "alice", "write");
-        forge.set_permission(repo, &forge.bot_login(), "admin");
+        forge.set_permission(spec.name, "alice", "write");
+        forge.set_permission(spec.name, &forge.bot_login(), "admin");
+        remotes.push(remote);
     }
     let generate_secs = generating.elapsed().as_secs_f64();
-    eprintln!(
-        "executor: {FILES} files, {COMMITS} and {SHALLOW_COMMITS} commits generated in {generate_secs:.1} s"
-    );
+    eprintln!("executor: {} repositories generated in {generate_secs:.1} s", specs.len());
+    let mut mirrors = Vec::new();
+    for ((spec, _), remote) in specs.iter().zip(&remotes) {
+        let (ms, peak) = git_mirror_clone(remote, &dir.0.join("git-mirror")).await?;
+        eprintln!("executor: {} git clone --mirror {ms:.0} ms, peak RSS {} KiB", spec.name, peak);
+        mirrors.push((ms, peak));
+    }
 
     let marks = dir.0.join("agent-marks");
     let wrapper = write_wrapper(&dir.0, agent)?;
@@ -78,11 +103,46 @@ pub async fn run(binary: &Path, agent: &Path, tasks: usize) -> anyhow::Result<Ex
     std::fs::write(&config, config_text(&dir.0, &wrapper, &marks, &forge.config_toml("github")))?;
     let server = procs::start_forgehand(binary, &config).await?;
     let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
-    let mut run = Run { forge: &forge, client: &client, addr: &server.addr, marks: &marks, agent_runs: 0 };
-    let deep = run.tasks_on(DEEP, tasks).await?;
-    let shallow = run.tasks_on(SHALLOW, tasks).await?;
+    let pid = server.child.id().context("forgehand has exited")?;
+    let mut run =
+        Run { forge: &forge, client: &client, addr: &server.addr, marks: &marks, agent_runs: 0, pid };
+    let mut repos = Vec::new();
+    for ((spec, tasks), (git_mirror_ms, git_mirror_peak_kib)) in specs.iter().zip(mirrors) {
+        let mut figures = RepoFigures {
+            spec: *spec,
+            git_mirror_ms,
+            git_mirror_peak_kib,
+            first_task_peak_kib: 0,
+            start_ms: Vec::new(),
+            publish_ms: Vec::new(),
+        };
+        run.tasks_on(spec.name, *tasks, &mut figures).await?;
+        repos.push(figures);
+    }
     server.kill().await;
-    Ok(ExecFigures { generate_secs, deep, shallow })
+    Ok(ExecFigures { generate_secs, repos })
+}
+
+/// `git clone --mirror` of `remote` into `into` (removed after): milliseconds and the
+/// peak RSS of git's process tree, sampled as forgehand's is.
+async fn git_mirror_clone(remote: &Path, into: &Path) -> anyhow::Result<(f64, u64)> {
+    let _ = std::fs::remove_dir_all(into);
+    let began = Instant::now();
+    let mut child = tokio::process::Command::new("git")
+        .args(["clone", "--mirror", "--quiet"])
+        .arg(format!("file://{}", remote.display()))
+        .arg(into)
+        .spawn()
+        .context("cannot run git clone")?;
+    let sampler = procs::PeakSampler::start(child.id().context("git exited at once")?);
+    let status = child.wait().await?;
+    let ms = began.elapsed().as_secs_f64() * 1000.0;
+    let peak = sampler.stop().await;
+    if !status.success() {
+        bail!("git clone --mirror failed ({status})");
+    }
+    let _ = std::fs::remove_dir_all(into);
+    Ok((ms, peak))
 }
 
 /// What a series of tasks needs.
@@ -93,13 +153,15 @@ struct Run<'a> {
     marks: &'a Path,
     /// Agent runs so far, over every repository.
     agent_runs: usize,
+    /// forgehand's process id.
+    pid: u32,
 }
 
 impl Run<'_> {
     /// Labels issues 1..=tasks of `repo` one after the other, each once the last is done.
-    async fn tasks_on(&mut self, repo: &str, tasks: usize) -> anyhow::Result<RepoFigures> {
-        let mut figures = RepoFigures::default();
+    async fn tasks_on(&mut self, repo: &str, tasks: usize, figures: &mut RepoFigures) -> anyhow::Result<()> {
         for n in 1..=tasks {
+            let sampler = (n == 1).then(|| procs::PeakSampler::start(self.pid));
             let hook = self.forge.label_issue(repo, n as u64, "forgehand", "alice").delivery();
             let sent = unix_ns();
             let mut request =
@@ -111,6 +173,9 @@ impl Run<'_> {
             let task = answer["task_id"].as_i64().with_context(|| format!("no task queued: {answer}"))?;
             self.agent_runs += 1;
             let started = wait_for_mark(self.marks, "start", self.agent_runs).await?;
+            if let Some(sampler) = sampler {
+                figures.first_task_peak_kib = sampler.stop().await;
+            }
             let ended = wait_for_mark(self.marks, "end", self.agent_runs).await?;
             let opened =
                 self.forge.wait_until(|s| s.pulls_of(repo).len() >= n, Duration::from_secs(120)).await;
@@ -127,18 +192,19 @@ impl Run<'_> {
                 figures.publish_ms[n - 1]
             );
         }
-        Ok(figures)
+        Ok(())
     }
 }
 
-/// A bare repository with `FILES` files and `commits` commits on `main`, written by
+/// A bare repository with the spec's files and commits on `main`, written by
 /// `git fast-import` in one stream.
-fn generate_repo(remote: &Path, commits: usize) -> anyhow::Result<()> {
+fn generate_repo(remote: &Path, spec: &RepoSpec) -> anyhow::Result<()> {
+    let (files, commits) = (spec.files, spec.commits);
     let init = Command::new("git").args(["init", "--quiet", "--bare", "-b", "main"]).arg(remote).status()?;
     if !init.success() {
         bail!("git init failed ({init})");
     }
-    let mut stream = Vec::with_capacity(FILES * 120 + commits * 200);
+    let mut stream = Vec::with_capacity(files * 120 + commits * 200);
     let inline = |stream: &mut Vec<u8>, path: &str, content: &str| {
         let _ = write!(stream, "M 100644 inline {path}\ndata {}\n{content}\n", content.len());
     };
@@ -152,13 +218,15 @@ fn generate_repo(remote: &Path, commits: usize) -> anyhow::Result<()> {
         );
     };
     commit(&mut stream, 0);
-    for f in 0..FILES {
-        inline(&mut stream, &format!("src/m{:02}/f{f:05}.txt", f % 100), &format!("file {f}\nversion 0\n"));
+    // A hundred files a directory, whatever the size.
+    let path = |f: usize| format!("src/m{:04}/f{f:06}.txt", f % (files / 100).max(1));
+    for f in 0..files {
+        inline(&mut stream, &path(f), &format!("file {f}\nversion 0\n"));
     }
     for n in 1..commits {
         commit(&mut stream, n);
-        let f = n % FILES;
-        inline(&mut stream, &format!("src/m{:02}/f{f:05}.txt", f % 100), &format!("file {f}\nversion {n}\n"));
+        let f = n % files;
+        inline(&mut stream, &path(f), &format!("file {f}\nversion {n}\n"));
     }
     let mut child = Command::new("git")
         .arg("-C")

@@ -6,6 +6,7 @@
 mod ceiling;
 mod dashboard;
 mod db;
+mod durable;
 mod executor;
 mod harness;
 mod load;
@@ -41,6 +42,12 @@ struct Cli {
 enum Cmd {
     /// Serve the ceiling (HMAC check, 200, nothing else) on an ephemeral loopback port.
     Ceiling,
+    /// Serve the durable ceiling (HMAC, parse, one group-committed SQLite insert, 200 after
+    /// the commit) on an ephemeral loopback port, its database in `dir`.
+    DurableCeiling {
+        #[arg(long)]
+        dir: PathBuf,
+    },
 }
 
 /// What to run and where to write the report.
@@ -139,6 +146,10 @@ async fn main() -> anyhow::Result<()> {
             let secret = std::env::var("FORGEHAND_BENCH_SECRET").unwrap_or_else(|_| SECRET.to_owned());
             ceiling::serve(secret).await
         }
+        Some(Cmd::DurableCeiling { dir }) => {
+            let secret = std::env::var("FORGEHAND_BENCH_SECRET").unwrap_or_else(|_| SECRET.to_owned());
+            durable::serve(secret, dir).await
+        }
         None if cli.run.only == Some(Section::Dashboard) => only_dashboard(cli.run.effective()).await,
         None => run(cli.run.effective()).await,
     }
@@ -193,6 +204,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let idle_rss_kib = forgehand.rss_kib().unwrap_or(0);
     let idle_rss_anon_kib = forgehand.rss_anon_kib().unwrap_or(0);
     let ceiling = procs::start_ceiling(SECRET).await?;
+    let durable = procs::start_durable_ceiling(&dir.0.join("durable"), SECRET).await?;
     let webhook = procs::start_webhook(&dir.0, SECRET).await?;
     let before_dir = TempDir::new("before")?;
     let before = match &args.compare {
@@ -204,6 +216,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let mut targets = vec![
         target("forgehand", &forgehand.addr, "/webhooks/github"),
+        target("durable", &durable.addr, "/webhooks/github"),
         target("ceiling", &ceiling.addr, "/webhooks/github"),
     ];
     if let Some(before) = &before {
@@ -250,6 +263,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let fixed_rate =
         fixed_rate_runs(&args, &templates[0], &targets, webhook.as_ref(), &mut serial, &mut answered).await;
     drop(ceiling);
+    drop(durable);
     drop(webhook);
     drop(before);
 
@@ -269,7 +283,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     .await?;
     let executor = match args.executor_tasks {
         0 => None,
-        tasks => Some(executor::run(&args.forgehand, &args.agent, tasks).await?),
+        tasks => Some(executor::run(&args.forgehand, &args.agent, tasks, !args.quick).await?),
     };
     let figures = Figures {
         binary_bytes: std::fs::metadata(&args.forgehand)?.len(),

@@ -152,13 +152,23 @@ fn listening_addr(line: &str) -> Option<String> {
 
 /// Starts the ceiling (this binary, `ceiling` subcommand).
 pub async fn start_ceiling(secret: &str) -> anyhow::Result<Server> {
+    let mut command = Command::new(std::env::current_exe()?);
+    command.arg("ceiling");
+    start_bench_server(command, secret).await
+}
+
+/// Starts the durable ceiling (this binary, `durable-ceiling`) with its database in `dir`.
+pub async fn start_durable_ceiling(dir: &Path, secret: &str) -> anyhow::Result<Server> {
+    let mut command = Command::new(std::env::current_exe()?);
+    command.arg("durable-ceiling").arg("--dir").arg(dir);
+    start_bench_server(command, secret).await
+}
+
+/// Starts a server of this binary and waits for its `listening <addr>` line.
+async fn start_bench_server(mut command: Command, secret: &str) -> anyhow::Result<Server> {
     let started = Instant::now();
-    let mut child = Command::new(std::env::current_exe()?)
-        .arg("ceiling")
-        .env("FORGEHAND_BENCH_SECRET", secret)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
+    let mut child =
+        command.env("FORGEHAND_BENCH_SECRET", secret).stdout(Stdio::piped()).kill_on_drop(true).spawn()?;
     let mut lines = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
     let line = lines.next_line().await?.context("the ceiling exited before it listened")?;
     let addr =
@@ -209,6 +219,65 @@ fn cpu_ticks(pid: u32) -> u64 {
     let rest = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
     // utime and stime are fields 14 and 15; `rest` starts at field 3.
     rest.split_whitespace().skip(11).take(2).filter_map(|t| t.parse::<u64>().ok()).sum()
+}
+
+/// Samples the resident set of a process and its descendants every 10 ms, keeping the
+/// largest sum, until stopped.
+pub struct PeakSampler {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<u64>,
+}
+
+impl PeakSampler {
+    /// Starts sampling `pid`'s process tree.
+    pub fn start(pid: u32) -> PeakSampler {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut peak = 0;
+            loop {
+                peak = peak.max(tree_rss_kib(pid));
+                tokio::select! {
+                    _ = &mut stopped => return peak.max(tree_rss_kib(pid)),
+                    _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+                }
+            }
+        });
+        PeakSampler { stop, task }
+    }
+
+    /// Stops sampling; the peak in KiB.
+    pub async fn stop(self) -> u64 {
+        let _ = self.stop.send(());
+        self.task.await.unwrap_or(0)
+    }
+}
+
+/// The resident set (KiB) of `pid` and every process below it.
+fn tree_rss_kib(pid: u32) -> u64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
+    // (pid, parent, resident pages) of every process; `rest` starts at stat's field 3.
+    let processes: Vec<(u32, u32, u64)> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+            let rest: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
+            Some((p, rest.get(1)?.parse().ok()?, rest.get(21)?.parse().ok()?))
+        })
+        .collect();
+    let mut tree = vec![pid];
+    let mut pages = 0;
+    while let Some(parent) = tree.pop() {
+        for &(child, ppid, resident) in &processes {
+            if child == parent {
+                pages += resident;
+            }
+            if ppid == parent {
+                tree.push(child);
+            }
+        }
+    }
+    pages * 4
 }
 
 /// How many processes have `pid` as their parent.
