@@ -288,7 +288,7 @@ env = {{ FAKE_CLAUDE_MODE = "edit", BENCH_AGENT_MARKS = "{marks}" }}
 
 /// The time (ns since the epoch) of the `n`th `kind` line in `marks`, once written.
 async fn wait_for_mark(marks: &Path, kind: &str, n: usize) -> anyhow::Result<u128> {
-    let deadline = Instant::now() + Duration::from_secs(180);
+    let deadline = Instant::now() + Duration::from_secs(900);
     loop {
         let text = std::fs::read_to_string(marks).unwrap_or_default();
         let found = text.lines().filter_map(|l| l.strip_prefix(kind)).nth(n - 1);
@@ -296,7 +296,7 @@ async fn wait_for_mark(marks: &Path, kind: &str, n: usize) -> anyhow::Result<u12
             return Ok(ns);
         }
         if Instant::now() > deadline {
-            bail!("the agent of task {n} did not {kind} within 180 s");
+            bail!("the agent of task {n} did not {kind} within 900 s");
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }

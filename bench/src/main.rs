@@ -110,6 +110,8 @@ pub struct RunArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Section {
     Dashboard,
+    /// The executor figures (with the 200,000-commit repository unless `--quick`).
+    Executor,
 }
 
 impl RunArgs {
@@ -151,6 +153,7 @@ async fn main() -> anyhow::Result<()> {
             durable::serve(secret, dir).await
         }
         None if cli.run.only == Some(Section::Dashboard) => only_dashboard(cli.run.effective()).await,
+        None if cli.run.only == Some(Section::Executor) => only_executor(cli.run.effective()).await,
         None => run(cli.run.effective()).await,
     }
 }
@@ -343,6 +346,13 @@ async fn only_dashboard(args: RunArgs) -> anyhow::Result<()> {
             println!("| {} | {} | {:.2} | {:.2} |", point.tasks, page.name, page.median_ms, page.p99_ms);
         }
     }
+    Ok(())
+}
+
+/// `--only executor`: the executor table, printed, no report written.
+async fn only_executor(args: RunArgs) -> anyhow::Result<()> {
+    let figures = executor::run(&args.forgehand, &args.agent, args.executor_tasks.max(2), !args.quick).await?;
+    println!("{}", report::executor_text(&figures));
     Ok(())
 }
 

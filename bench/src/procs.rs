@@ -138,8 +138,18 @@ pub async fn start_forgehand(binary: &Path, config: &Path) -> anyhow::Result<Ser
     .await
     .context("forgehand did not listen within 60 s")??;
     let ready_after = started.elapsed();
-    // Keep draining its log so that it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // Keep draining its log so that it never blocks on a full pipe; with
+    // FORGEHAND_BENCH_LOG set, into that file (to see where a figure's time went).
+    let mut keep = std::env::var_os("FORGEHAND_BENCH_LOG")
+        .and_then(|path| std::fs::OpenOptions::new().create(true).append(true).open(path).ok());
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(file) = keep.as_mut() {
+                use std::io::Write as _;
+                let _ = writeln!(file, "{line}");
+            }
+        }
+    });
     Ok(Server { child, addr, ready_after })
 }
 

@@ -310,7 +310,15 @@ fn fixed_rate_table(out: &mut String, f: &Figures) {
 }
 
 fn executor_table(out: &mut String, f: &Figures) {
-    let Some(x) = &f.executor else { return };
+    if let Some(x) = &f.executor {
+        out.push_str(&executor_text(x));
+    }
+}
+
+/// The executor section of the report.
+pub fn executor_text(x: &crate::executor::ExecFigures) -> String {
+    let mut out = String::new();
+    let out = &mut out;
     let repos = &x.repos;
     let _ = writeln!(out, "## Executor overhead\n");
     let shapes: Vec<String> =
@@ -361,6 +369,7 @@ fn executor_table(out: &mut String, f: &Figures) {
         median_max(&r.publish_ms)
     });
     let _ = writeln!(out);
+    std::mem::take(out)
 }
 
 /// "median / max ms" of `values`, or a dash when there are none.
