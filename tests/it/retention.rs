@@ -199,6 +199,12 @@ async fn old_rows_go_in_batches_recent_ones_and_an_active_tasks_stay() {
     let (old, _) = app.db.task(seeded.old_done).await.unwrap().expect("the task row stays");
     assert_eq!(old.status, "done");
     assert!(old.detail_removed_at.is_some());
+    let browser = Browser::login(&app).await;
+    let (status, page) = browser.get(&format!("/tasks/{}", seeded.old_done)).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("id=\"detail-removed\""), "the page says why the timeline is empty: {page}");
+    let (_, recent) = browser.get(&format!("/tasks/{}", seeded.recent_done)).await;
+    assert!(!recent.contains("detail-removed"), "{recent}");
     let refused = refused_deliveries::Entity::find().count(app.db.connection_for_tests()).await.unwrap();
     assert_eq!(refused, 1);
 
