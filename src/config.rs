@@ -972,6 +972,20 @@ mod tests {
     }
 
     #[test]
+    fn storage_keeps_a_month_of_deliveries_by_default_and_takes_the_environment() {
+        let settings =
+            load("[storage]\nmirror_days = 0\n", &[("FORGEHAND__STORAGE__DELIVERY_DAYS", "7")]).unwrap();
+        let storage = &settings.storage;
+        assert_eq!((storage.delivery_days, storage.task_detail_days, storage.mirror_days), (7, 90, 0));
+        assert_eq!((storage.spare_checkouts_mb, storage.cleanup_interval_secs), (2048, 3600));
+        assert!(settings.executor.recycle_checkouts);
+        let defaults = Settings::load_with_env(None, HashMap::new()).unwrap();
+        assert_eq!(defaults.storage, storage::StorageSettings::default());
+        let err = load("[storage]\ndelivery_day = 3\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("delivery_day"), "{err}");
+    }
+
+    #[test]
     fn unknown_keys_are_named() {
         let err = load("[server]\nlisen = \"x\"\n", &[]).unwrap_err().to_string();
         assert!(err.contains("lisen"), "{err}");
