@@ -64,6 +64,12 @@ impl App {
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let executor = self.start_executor(stop_rx.clone())?;
+        let cleanup = tokio::spawn(crate::executor::cleanup::run(
+            self.state.db.clone(),
+            self.state.watch_settings(),
+            self.state.cleanup.clone(),
+            stop_rx.clone(),
+        ));
         let notifier =
             tokio::spawn(crate::executor::notify::run(self.state.settings(), self.state.db.clone(), stop_rx));
         let identities = server::identity::follow(&self.state);
@@ -79,6 +85,7 @@ impl App {
             let _ = executor.await;
         }
         let _ = notifier.await;
+        let _ = cleanup.await;
         served?;
         tracing::info!("forgehand stopped");
         Ok(())

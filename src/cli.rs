@@ -1,5 +1,5 @@
 //! The command line: `serve` (the default), `check-config`, `doctor`, `migrate`,
-//! `send-test`, `tasks list`.
+//! `send-test`, `tasks list`, `cleanup`.
 //!
 //! The read-only commands (`check-config`, `tasks list`) never create `data_dir` or a
 //! database: they say which configuration and database they read, and fail when there is
@@ -94,6 +94,14 @@ pub enum Command {
     /// The audit log of operator actions.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Remove what `[storage]` no longer keeps (old deliveries, finished tasks' detail,
+    /// transcripts, unused mirrors, spare checkouts beyond their budget) once, and print
+    /// what was removed.
+    Cleanup {
+        /// Only count what would be removed; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// `forgehand audit ...`
@@ -175,6 +183,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Hold { repo } => hold(&settings, repo.as_ref(), true).await,
         Command::Release { repo } => hold(&settings, repo.as_ref(), false).await,
         Command::Audit(AuditCommand::Verify) => return audit_verify(&settings).await,
+        Command::Cleanup { dry_run } => cleanup(&settings, dry_run).await,
         Command::Audit(AuditCommand::List { action, actor, limit }) => {
             audit_list(&settings, crate::db::audit::AuditFilter { action, actor, before: None, limit }).await
         }
@@ -266,6 +275,26 @@ async fn audit_list(settings: &Settings, filter: crate::db::audit::AuditFilter) 
             &e.hash[..12.min(e.hash.len())]
         );
     }
+    Ok(())
+}
+
+/// `forgehand cleanup [--dry-run]`: one cleanup, one line per kind.
+async fn cleanup(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
+    use crate::executor::cleanup::{self, files};
+    let db = app::open_database(settings).await?;
+    let report = cleanup::run_once(settings, &db, dry_run).await;
+    let verb = if dry_run { "would remove" } else { "removed" };
+    let d = &report.detail;
+    println!("{verb}:");
+    println!("  deliveries: {}", report.deliveries);
+    println!("  refused deliveries: {}", report.refusals);
+    println!(
+        "  finished tasks' detail: {} tasks (timeline rows {}, steps {}, transcript chunks {})",
+        d.tasks, d.events, d.steps, d.transcript_chunks
+    );
+    println!("  transcript files: {}", files(report.transcript_files));
+    println!("  mirrors: {}", files(report.mirrors));
+    println!("  spare checkouts: {}", files(report.spares));
     Ok(())
 }
 

@@ -19,6 +19,7 @@ mod describe;
 pub mod notify;
 mod repo;
 mod repo_name;
+pub mod storage;
 
 pub use agents::{AgentProfileSettings, DEFAULT_PROFILE, is_profile_name};
 pub use changes::changed_keys;
@@ -86,6 +87,9 @@ pub struct Settings {
     /// `[notify]`: notification sinks and the outbox (see `config::notify`).
     #[serde(default)]
     pub notify: notify::NotifySettings,
+    /// `[storage]`: retention and cleanup (see `config::storage`).
+    #[serde(default)]
+    pub storage: storage::StorageSettings,
     /// The file these settings were read from, if any (not a key of the file).
     #[serde(skip)]
     pub config_file: Option<PathBuf>,
@@ -319,10 +323,18 @@ pub struct ExecutorSettings {
     pub poll_interval_secs: u64,
     pub retry_base_secs: u64,
     pub keep_failed_workspaces: usize,
+    /// Whether a fully committed checkout waits in `workspaces/spares` for the next task on
+    /// its repository (at most `max_concurrent` per repository).
+    #[serde(default = "recycle_by_default")]
+    pub recycle_checkouts: bool,
     /// Seconds between sweeps for labelled issues whose webhook was missed; 0 disables.
     pub sweep_interval_secs: u64,
     /// Hours a question waits for an answer before its task ends `expired`.
     pub question_timeout_hours: u64,
+}
+
+fn recycle_by_default() -> bool {
+    true
 }
 
 /// `[agent]`: the coding agent CLI and how it is run (see docs/agents.md).
@@ -957,6 +969,20 @@ mod tests {
         assert_eq!(gitea.token.expose_secret(), "tok");
         assert_eq!(gitea.webhook_secret.0.len(), 2, "empty secrets are dropped");
         assert_eq!(settings.auth.admin_token.expose_secret(), "0123456789", "digits stay as written");
+    }
+
+    #[test]
+    fn storage_keeps_a_month_of_deliveries_by_default_and_takes_the_environment() {
+        let settings =
+            load("[storage]\nmirror_days = 0\n", &[("FORGEHAND__STORAGE__DELIVERY_DAYS", "7")]).unwrap();
+        let storage = &settings.storage;
+        assert_eq!((storage.delivery_days, storage.task_detail_days, storage.mirror_days), (7, 90, 0));
+        assert_eq!((storage.spare_checkouts_mb, storage.cleanup_interval_secs), (2048, 3600));
+        assert!(settings.executor.recycle_checkouts);
+        let defaults = Settings::load_with_env(None, HashMap::new()).unwrap();
+        assert_eq!(defaults.storage, storage::StorageSettings::default());
+        let err = load("[storage]\ndelivery_day = 3\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("delivery_day"), "{err}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod m20261205_000008_task_steps;
 mod m20261206_000009_feedback;
 mod m20261206_000010_breakers;
 mod m20261206_000011_notify_audit;
+mod m20261206_000012_retention;
 mod m20261206_000015_metric_totals;
 
 /// Applies forgehand's migrations in order.
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000009_feedback::Migration),
             Box::new(m20261206_000010_breakers::Migration),
             Box::new(m20261206_000011_notify_audit::Migration),
+            Box::new(m20261206_000012_retention::Migration),
             Box::new(m20261206_000015_metric_totals::Migration),
         ]
     }

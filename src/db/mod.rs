@@ -14,6 +14,7 @@ pub mod notify;
 pub mod queries;
 mod questions;
 mod refusals;
+pub mod retention;
 mod spend;
 mod steps;
 pub mod transcripts;

@@ -373,7 +373,7 @@ impl Db {
         Ok(health)
     }
 
-    fn backend(&self) -> sea_orm::DbBackend {
+    pub(super) fn backend(&self) -> sea_orm::DbBackend {
         self.conn.get_database_backend()
     }
 }

@@ -12,6 +12,7 @@ pub mod breaker;
 pub mod budget;
 pub mod checklist;
 pub mod checks;
+pub mod cleanup;
 pub mod finish;
 pub mod guard;
 pub mod launch;

@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use crate::db::{BreakerState, TaskStatus};
+use crate::executor::cleanup::CleanupStats;
 
 /// Upper bounds of the intake histogram's buckets, in seconds.
 const BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -134,6 +135,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     }
     render_breakers(&mut out, &state, &settings).await;
     state.intake.render(&mut out);
+    render_cleanup(&mut out, &state.cleanup.stats);
     let content_type = [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")];
     (content_type, out).into_response()
 }
@@ -166,6 +168,36 @@ async fn render_breakers(out: &mut String, state: &AppState, settings: &crate::c
             let value = u8::from(state_of(profile) == wanted);
             let _ = writeln!(out, "{name}{{profile=\"{profile}\"}} {value}");
         }
+    }
+}
+
+/// What this process's cleanups removed (`[storage]`).
+fn render_cleanup(out: &mut String, stats: &CleanupStats) {
+    family(out, "forgehand_cleanup_runs_total", "counter", "Cleanups run (this process).");
+    let _ = writeln!(out, "forgehand_cleanup_runs_total {}", stats.runs.load(Ordering::Relaxed));
+    family(
+        out,
+        "forgehand_cleanup_removed_total",
+        "counter",
+        "Rows, files and directories the cleanup removed, by kind (this process).",
+    );
+    for (kind, n) in CleanupStats::KINDS.iter().zip(&stats.removed) {
+        let _ =
+            writeln!(out, "forgehand_cleanup_removed_total{{kind=\"{kind}\"}} {}", n.load(Ordering::Relaxed));
+    }
+    family(
+        out,
+        "forgehand_cleanup_removed_bytes_total",
+        "counter",
+        "Bytes on disk the cleanup freed, by kind (this process).",
+    );
+    let file_kinds = &CleanupStats::KINDS[CleanupStats::KINDS.len() - stats.bytes.len()..];
+    for (kind, n) in file_kinds.iter().zip(&stats.bytes) {
+        let _ = writeln!(
+            out,
+            "forgehand_cleanup_removed_bytes_total{{kind=\"{kind}\"}} {}",
+            n.load(Ordering::Relaxed)
+        );
     }
 }
 

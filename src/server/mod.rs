@@ -56,6 +56,8 @@ pub struct Inner {
     pub identities: Arc<identity::Identities>,
     /// Refused deliveries on their way to the database.
     pub refusals: refusals::Refusals,
+    /// The cleanup's counters and the last measurement of `data_dir` (`/metrics`, `/setup`).
+    pub cleanup: Arc<crate::executor::cleanup::CleanupState>,
     /// The address the server listens on, once bound (the setup page's test delivery
     /// goes there).
     pub local_addr: std::sync::OnceLock<std::net::SocketAddr>,
@@ -89,6 +91,7 @@ impl AppState {
             intake: Default::default(),
             overview: Default::default(),
             identities: Default::default(),
+            cleanup: Default::default(),
             local_addr: Default::default(),
         }))
     }

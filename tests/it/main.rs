@@ -33,6 +33,7 @@ mod questions;
 mod real_claude;
 mod real_codex;
 mod refusals;
+mod retention;
 mod sandbox;
 mod scale_out;
 mod security;

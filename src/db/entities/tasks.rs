@@ -79,6 +79,9 @@ pub struct Model {
     /// The profile the task was routed to when its breaker sent the task's current
     /// attempt to `agent_profile`, its fallback; `None` when it runs where it was routed.
     pub fallback_from: Option<String>,
+    /// When the cleanup removed the task's timeline, steps and transcript (`[storage]`
+    /// `task_detail_days`); the row itself stays.
+    pub detail_removed_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

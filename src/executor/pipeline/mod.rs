@@ -862,7 +862,8 @@ pub async fn ensure_lease(ctx: &Context, task: &tasks::Model) -> Step<()> {
 /// `workspace/recycle.rs`), one per task that may run at once.
 async fn recycle_workspace(ctx: &Arc<Context>, task_id: i64, repo_key: &str) {
     let (ctx, repo_key) = (ctx.clone(), repo_key.to_owned());
-    let keep = ctx.settings.executor.max_concurrent;
+    let executor = &ctx.settings.executor;
+    let keep = if executor.recycle_checkouts { executor.max_concurrent } else { 0 };
     if let Err(err) = blocking(move || ctx.workspaces.recycle_task(task_id, &repo_key, keep)).await {
         tracing::warn!(error = ?err, "cannot recycle the workspace");
     }

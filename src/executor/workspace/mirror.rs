@@ -42,6 +42,7 @@ impl Workspaces {
             }
             Err(error) => Err(error).context(scrub, || format!("opening the mirror of {repo_key}"))?,
         }
+        super::storage::touch_used(&path);
         Ok(path)
     }
 
@@ -77,8 +78,8 @@ impl Workspaces {
         Ok(self.root.join("mirrors").join(mirror_dir_name(repo_key)?))
     }
 
-    fn mirror_lock(&self, path: &Path) -> Arc<Mutex<()>> {
-        let mut locks = self.mirror_locks.lock().unwrap_or_else(PoisonError::into_inner);
+    pub(super) fn mirror_lock(&self, path: &Path) -> Arc<Mutex<()>> {
+        let mut locks = super::MIRROR_LOCKS.lock().unwrap_or_else(PoisonError::into_inner);
         locks.entry(path.to_path_buf()).or_default().clone()
     }
 }

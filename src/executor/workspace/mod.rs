@@ -8,7 +8,8 @@
 //!   `git clone --shared` does). Preparing a task costs one checkout, whatever the depth
 //!   of history, and its `origin` is the real remote.
 //!
-//! Nothing here ever deletes objects from a mirror: task repositories depend on them.
+//! Nothing here ever deletes objects from a mirror: task repositories depend on them. A
+//! whole mirror is deleted only when no checkout borrows from it (`storage.rs`).
 //! Everything blocks; callers run it inside `tokio::task::spawn_blocking`. Credentials
 //! reach git2 only through the credential callback, never a URL or a config file.
 
@@ -19,12 +20,13 @@ mod leftovers;
 mod mirror;
 mod recycle;
 mod signing;
+mod storage;
 mod worktree;
 
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use git2::Repository;
 use secrecy::SecretString;
@@ -33,6 +35,7 @@ pub use branch::branch_name;
 pub use errors::WorkspaceError;
 use errors::{Context as _, Scrub};
 pub use leftovers::{Leftovers, PathState, Snapshot};
+pub use storage::{Tally, WorkspaceUsage, disk_usage};
 pub use worktree::{ChangeSummary, Worktree};
 
 /// Credentials for the forge's git remote: username + token, handed to git2 only through
@@ -57,19 +60,22 @@ pub struct Identity {
     pub signing_key: Option<PathBuf>,
 }
 
+/// One lock per mirror path, so two tasks on one repository never fetch into it at once
+/// and a cleanup never deletes it meanwhile. Shared by every [`Workspaces`] of the process
+/// (the executor's and the cleanup's).
+static MIRROR_LOCKS: LazyLock<Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>> = LazyLock::new(Mutex::default);
+
 /// The git workspaces under `<data_dir>/workspaces`.
 #[derive(Debug)]
 pub struct Workspaces {
     root: PathBuf,
-    /// One lock per mirror, so two tasks on one repository never fetch into it at once.
-    mirror_locks: Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
 }
 
 impl Workspaces {
     /// Workspaces rooted at `root` (normally `<data_dir>/workspaces`); nothing is created
     /// until it is needed.
     pub fn new(root: PathBuf) -> Workspaces {
-        Workspaces { root, mirror_locks: Mutex::default() }
+        Workspaces { root }
     }
 
     /// Prepares the working directory `root/tasks/task-<id>` on `spec.branch`, after

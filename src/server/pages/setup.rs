@@ -10,6 +10,8 @@ use serde::Deserialize;
 use super::{database_error, duration, error_page, render};
 use crate::config::{ForgeSettings, RepoName};
 use crate::db::LastDelivery;
+use crate::executor::cleanup::{DataDirUsage, human_bytes};
+use crate::executor::workspace::Tally;
 use crate::server::AppState;
 use crate::server::identity::Identity;
 use crate::server::session::{CurrentSession, check_csrf};
@@ -79,6 +81,59 @@ struct SetupPage {
     timeout: String,
     /// A warning about a proxy forwarding without being trusted.
     untrusted_proxy: Option<String>,
+    /// What `data_dir` holds, by kind.
+    storage: Vec<StorageRow>,
+    storage_note: String,
+}
+
+/// One kind of what `data_dir` holds.
+pub struct StorageRow {
+    pub id: &'static str,
+    pub kind: String,
+    pub count: String,
+    pub size: String,
+}
+
+fn storage_rows(usage: &DataDirUsage, data_dir: &std::path::Path) -> (Vec<StorageRow>, String) {
+    let row = |id, kind: &str, count: String, bytes: u64| StorageRow {
+        id,
+        kind: kind.to_owned(),
+        count,
+        size: human_bytes(bytes),
+    };
+    let tally = |id, kind: &str, t: Tally| row(id, kind, t.count.to_string(), t.bytes);
+    let database = match usage.database.kind {
+        "postgres" => StorageRow {
+            id: "storage-database",
+            kind: "Database (PostgreSQL, external; pg_database_size)".into(),
+            count: "-".into(),
+            size: usage.database.bytes.map_or_else(|| "unknown".into(), human_bytes),
+        },
+        _ if usage.database_files.count > 0 => {
+            tally("storage-database", "Database (SQLite file, WAL and shared memory)", usage.database_files)
+        }
+        _ => row(
+            "storage-database",
+            "Database (SQLite, outside data_dir)",
+            "-".into(),
+            usage.database.bytes.unwrap_or(0),
+        ),
+    };
+    let ws = &usage.workspaces;
+    let rows = vec![
+        database,
+        tally("storage-mirrors", "Repository mirrors", ws.mirrors),
+        tally("storage-spares", "Spare checkouts (recycled)", ws.spares),
+        tally("storage-tasks", "Task checkouts (running, waiting, kept after failure)", ws.tasks),
+        tally("storage-transcripts", "Transcript files", usage.transcripts),
+    ];
+    let partial = if ws.partial { " The walk stopped early: sizes are at least these." } else { "" };
+    let note = format!(
+        "{} as measured {} ago (measured after each cleanup, or when older than 5 minutes).{partial}",
+        data_dir.display(),
+        duration(chrono::Utc::now() - usage.measured_at)
+    );
+    (rows, note)
 }
 
 /// The account line of a forge: its `bot_login`, or what asking the forge found.
@@ -217,6 +272,8 @@ async fn setup_with(
         };
         forges.push(setup);
     }
+    let usage = state.cleanup.usage(&settings, &state.db).await;
+    let (storage, storage_note) = storage_rows(&usage, &settings.data_dir);
     let page = SetupPage {
         csrf: Some(session.csrf),
         check,
@@ -228,6 +285,8 @@ async fn setup_with(
         max_concurrent: settings.executor.max_concurrent,
         timeout: duration(chrono::Duration::seconds(settings.executor.timeout_secs as i64)),
         untrusted_proxy: state.forwarding.last_untrusted().map(|proxy| untrusted_proxy_warning(&proxy)),
+        storage,
+        storage_note,
     };
     render(status, &page)
 }

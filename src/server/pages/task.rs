@@ -82,6 +82,8 @@ struct TaskPage {
     shown_lines: usize,
     stream_url: Option<String>,
     notice: Option<&'static str>,
+    /// When the cleanup removed the timeline, steps and transcript (`[storage]`).
+    detail_removed: Option<String>,
 }
 
 #[derive(Template)]
@@ -177,6 +179,7 @@ pub async fn task_page(
         stream_url: active
             .then(|| format!("/tasks/{id}/stream?from={}&status={}", chunk.offset, task.status)),
         notice: notice(query.done.as_deref()),
+        detail_removed: task.detail_removed_at.map(|at| at.format("%Y-%m-%d %H:%M UTC").to_string()),
     };
     render(StatusCode::OK, &page)
 }
