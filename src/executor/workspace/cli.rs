@@ -1,6 +1,7 @@
-//! The first fetch of a repository through the `git` program when it is installed: git's
-//! own pack indexing is multi-threaded and several times faster than libgit2's on a large
-//! history (docs/benchmarks.md). Every later fetch, and all other work, stays with git2.
+//! The first fetch of a repository, and the first checkout of a task's directory, through
+//! the `git` program when it is installed: git's own pack indexing and checkout are
+//! multi-threaded and several times faster than libgit2's on a large history or tree
+//! (docs/benchmarks.md). Every later fetch, and all other work, stays with git2.
 //!
 //! The token reaches git only through its environment (`GIT_CONFIG_*`, readable by this
 //! user alone), as an `Authorization` header scoped to the remote's own scheme and host:
@@ -40,18 +41,15 @@ pub(super) fn fetch(
     refspec: &str,
     creds: Option<&GitCredentials>,
 ) -> Result<(), git2::Error> {
-    let mut command = Command::new(git);
-    command
-        .arg("--git-dir")
-        .arg(git_dir)
-        .args(["fetch", "--quiet", "--no-tags", "--prune", "origin", refspec])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("LANG", "C")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("HOME", git_dir);
+    let mut command = bare_git(git, git_dir);
+    command.arg("--git-dir").arg(git_dir).args([
+        "fetch",
+        "--quiet",
+        "--no-tags",
+        "--prune",
+        "origin",
+        refspec,
+    ]);
     if let (Some(creds), Some(scope)) = (creds, url_scope(url)) {
         let pair = format!("{}:{}", creds.username, creds.token.expose_secret());
         command
@@ -59,14 +57,42 @@ pub(super) fn fetch(
             .env("GIT_CONFIG_KEY_0", format!("http.{scope}.extraHeader"))
             .env("GIT_CONFIG_VALUE_0", format!("Authorization: Basic {}", base64(pair.as_bytes())));
     }
+    run(command, classify)
+}
+
+/// Writes the files of the branch HEAD names into the new, empty working directory of the
+/// repository at `path` (its index is empty), with as many checkout workers as cores.
+pub(super) fn check_out_new(git: &Path, path: &Path, branch: &str) -> Result<(), git2::Error> {
+    let mut command = bare_git(git, path);
+    command.arg("-C").arg(path).args(["-c", "checkout.workers=0", "checkout", "--force", "--quiet", branch]);
+    run(command, |said| {
+        let message = said.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("git checkout failed");
+        git2::Error::new(ErrorCode::GenericError, ErrorClass::Checkout, message.trim_start_matches("fatal: "))
+    })
+}
+
+/// git with no system or user configuration and no environment but its path and `home`.
+fn bare_git(git: &Path, home: &Path) -> Command {
+    let mut command = Command::new(git);
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("LANG", "C")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("HOME", home);
+    command
+}
+
+fn run(mut command: Command, classify: impl Fn(&str) -> git2::Error) -> Result<(), git2::Error> {
     let output = command.output().map_err(|err| {
         git2::Error::new(ErrorCode::GenericError, ErrorClass::Os, format!("cannot run git: {err}"))
     })?;
     if output.status.success() {
         return Ok(());
     }
-    let said = String::from_utf8_lossy(&output.stderr);
-    Err(classify(said.trim()))
+    Err(classify(String::from_utf8_lossy(&output.stderr).trim()))
 }
 
 /// `scheme://host[:port]/` of an http(s) URL: where the header may go, and nowhere else

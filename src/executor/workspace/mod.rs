@@ -94,12 +94,12 @@ impl Workspaces {
         let base = mirror::mirror_head(&mirror, start, scrub)?;
         self.remove_task(spec.task_id)?;
         let path = self.task_path(spec.task_id);
-        let check_out_here = || {
+        let check_out_here = |fresh: bool| {
             let repo = worktree::attach_to_mirror(&path, &mirror, spec.clone_url, scrub)?;
-            worktree::check_out(&repo, spec.branch, start, base, scrub)
+            worktree::check_out(&repo, spec.branch, start, base, fresh, scrub)
         };
         let recycled = self.take_spare(&mirror, &path)
-            && match check_out_here() {
+            && match check_out_here(false) {
                 Ok(()) => true,
                 Err(error) => {
                     // A checkout the agent left unusable (a broken index, odd file types).
@@ -110,7 +110,7 @@ impl Workspaces {
             };
         if !recycled {
             Repository::init(&path).context(scrub, || "creating the task repository".to_owned())?;
-            check_out_here()?;
+            check_out_here(true)?;
         }
         tracing::info!(
             task_id = spec.task_id,

@@ -52,12 +52,14 @@ pub(super) fn attach_to_mirror(
 }
 
 /// Puts `branch` at `base`, records the mirror's `start` as `origin/<start>`, and checks
-/// the branch out.
+/// the branch out. A new, empty directory (`fresh`) is filled by the `git` program when
+/// there is one: on a tree of 100,000 files it is several times faster than libgit2.
 pub(super) fn check_out(
     repo: &Repository,
     branch: &str,
     start: &str,
     base: git2::Oid,
+    fresh: bool,
     scrub: Scrub<'_>,
 ) -> Result<(), WorkspaceError> {
     let action = || format!("checking out {branch}");
@@ -69,6 +71,10 @@ pub(super) fn check_out(
         local.set_upstream(Some(&format!("origin/{branch}"))).context(scrub, action)?;
     }
     repo.set_head(&format!("refs/heads/{branch}")).context(scrub, action)?;
+    if let (true, Some(git)) = (fresh, super::cli::git_program()) {
+        let path = repo.workdir().unwrap_or_else(|| repo.path());
+        return super::cli::check_out_new(git, path, branch).context(scrub, action);
+    }
     let mut checkout = git2::build::CheckoutBuilder::new();
     // Untracked and ignored files only exist in a recycled checkout: the last task's.
     checkout.force().remove_untracked(true).remove_ignored(true);
