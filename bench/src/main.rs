@@ -351,7 +351,8 @@ async fn only_dashboard(args: RunArgs) -> anyhow::Result<()> {
 
 /// `--only executor`: the executor table, printed, no report written.
 async fn only_executor(args: RunArgs) -> anyhow::Result<()> {
-    let figures = executor::run(&args.forgehand, &args.agent, args.executor_tasks.max(2), !args.quick).await?;
+    let figures =
+        executor::run(&args.forgehand, &args.agent, args.executor_tasks.max(2), !args.quick).await?;
     println!("{}", report::executor_text(&figures));
     Ok(())
 }
