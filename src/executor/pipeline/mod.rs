@@ -115,6 +115,7 @@ pub async fn execute(ctx: &Arc<Context>, task: &tasks::Model, guard: &Guard) -> 
             None => prepare(ctx, task, &repo_key, &plan, creds.clone()).await?,
         };
         let rules = verify::rules(ctx, task, &repo_key, &plan).await?;
+        verify::file_profile(ctx, forge.as_ref(), task, &rules).await?;
         let mut verified = verify::Verified::default();
         let site = Site { plan: &plan, worktree: &worktree, guard };
         verify::setup(ctx, task, &site, &rules, &mut verified).await?;
