@@ -64,6 +64,14 @@ async fn a_label_routes_to_its_profile_and_the_pull_request_names_it() {
     let browser = crate::dashboard::Browser::login(&world.app).await;
     let (_, page) = browser.get(&format!("/tasks/{id}")).await;
     assert!(page.contains(r#"<dd id="agent">opus (opus-x)</dd>"#), "{page}");
+    let (_, dashboard) = browser.get("/").await;
+    for line in [
+        "Agent profile opus (opus-x): 0 running, no limit of its own; breaker closed",
+        "Agent profile solo (",
+    ] {
+        assert!(dashboard.contains(line), "{line:?} not on the dashboard: {dashboard}");
+    }
+    assert!(dashboard.contains("0 running, at most 1; breaker closed"), "{dashboard}");
 }
 
 #[tokio::test]
