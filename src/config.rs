@@ -24,7 +24,8 @@ pub mod storage;
 pub use agents::{AgentProfileSettings, DEFAULT_PROFILE, is_profile_name};
 pub use changes::changed_keys;
 pub use repo::{
-    OnFailingChecks, OnFailingSetup, REPO_FILE, REPO_KEYS, RepoConfigSettings, RepoSettings, Verification,
+    FileAgent, OnFailingChecks, OnFailingSetup, REPO_FILE, REPO_KEYS, RepoConfigSettings, RepoSettings,
+    Verification,
 };
 pub use repo_name::{RepoName, check_repo_name};
 
@@ -746,6 +747,20 @@ impl Settings {
             if let Some(agent) = entry.agent.as_deref().filter(|agent| !profiles.contains(agent)) {
                 problems.push(format!(
                     "repos[{i}].agent: no agent profile is named {agent:?}; the profiles are {}",
+                    profiles.join(", ")
+                ));
+            }
+        }
+        let choosable = std::iter::once(("repo_config.agents".to_owned(), &self.repo_config.agents)).chain(
+            self.repos
+                .iter()
+                .enumerate()
+                .filter_map(|(i, e)| Some((format!("repos[{i}].agents"), e.agents.as_ref()?))),
+        );
+        for (key, names) in choosable {
+            for name in names.iter().filter(|name| !profiles.contains(&name.as_str())) {
+                problems.push(format!(
+                    "{key}: no agent profile is named {name:?}; the profiles are {}",
                     profiles.join(", ")
                 ));
             }

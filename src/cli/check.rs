@@ -131,15 +131,44 @@ fn agent(settings: &Settings, found: &mut Vec<Finding>) {
     if !settings.executor.enabled {
         return;
     }
-    let command = &settings.agent.command;
-    if find_program(command).is_none() {
-        let searched = std::env::var("PATH").unwrap_or_default();
-        let text = if command.contains('/') {
-            format!("{command:?} is not an executable file")
-        } else {
-            format!("{command:?} is not found on PATH ({searched}); install it or give its full path")
-        };
-        found.push(error("agent.command", text));
+    // Each profile's program, once: entries that inherit `[agent]`'s are covered by it.
+    let mut programs = vec![("agent.command".to_owned(), settings.agent.command.clone())];
+    for (i, entry) in settings.agents.iter().enumerate() {
+        if let Some(command) = &entry.command {
+            // An entry named `default` replaces `[agent]`'s program.
+            if entry.name == crate::config::DEFAULT_PROFILE {
+                programs.remove(0);
+            }
+            programs.push((format!("agents[{i}].command"), command.clone()));
+        }
+    }
+    for (key, command) in programs {
+        if find_program(&command).is_none() {
+            let searched = std::env::var("PATH").unwrap_or_default();
+            let text = if command.contains('/') {
+                format!("{command:?} is not an executable file")
+            } else {
+                format!("{command:?} is not found on PATH ({searched}); install it or give its full path")
+            };
+            found.push(error(key, text));
+        }
+    }
+    profile_limits(settings, found);
+}
+
+/// Profile limits that cannot bind as written.
+fn profile_limits(settings: &Settings, found: &mut Vec<Finding>) {
+    let per_instance = settings.executor.max_concurrent;
+    for (i, entry) in settings.agents.iter().enumerate() {
+        if let Some(limit) = entry.max_concurrent.filter(|limit| *limit > per_instance) {
+            found.push(warning(
+                format!("agents[{i}].max_concurrent"),
+                format!(
+                    "{limit} is more than executor.max_concurrent ({per_instance}): one instance runs at most {per_instance} tasks of any profile, so profile {:?} reaches {limit} only over several instances; lower it or raise executor.max_concurrent",
+                    entry.name
+                ),
+            ));
+        }
     }
 }
 
@@ -236,5 +265,42 @@ mod tests {
         assert_eq!(host_of("http://127.0.0.1:8080"), Some("127.0.0.1"));
         assert!(is_example_host("forgehand.example.com") && !is_example_host("notexample.com"));
         assert!(is_loopback("127.0.0.1") && is_loopback("localhost") && !is_loopback("10.0.0.1"));
+    }
+
+    #[test]
+    fn profiles_are_checked_by_name_program_and_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("forgehand.toml");
+        let text = "[executor]\nmax_concurrent = 2\n[agent]\ncommand = \"sh\"\n\
+                    [[agents]]\nname = \"opus\"\nmax_concurrent = 5\n\
+                    [[agents]]\nname = \"other\"\nkind = \"command\"\ncommand = \"no-such-agent-program\"\n";
+        std::fs::write(&path, text).unwrap();
+        let settings = Settings::load_with_env(Some(&path), Default::default()).unwrap();
+        let said: Vec<String> = findings(&settings).iter().map(ToString::to_string).collect();
+        let said = said.join("\n");
+        assert!(
+            said.contains("error: agents[1].command: \"no-such-agent-program\" is not found on PATH"),
+            "{said}"
+        );
+        assert!(
+            said.contains("warning: agents[0].max_concurrent: 5 is more than executor.max_concurrent (2)"),
+            "{said}"
+        );
+        assert!(!said.contains("agent.command"), "[agent]'s sh is found: {said}");
+        let broken = "[[agents]]\nname = \"a\"\nfallback = \"b\"\n[[agents]]\nname = \"b\"\nfallback = \"a\"\n\
+                      [[agents]]\nname = \"a\"\n[[agents]]\nname = \"c\"\nfallback = \"nope\"\n\
+                      [[repos]]\nname = \"o/r\"\nagent = \"gone\"\nagents = [\"gone2\"]\n[repo_config]\nagents = [\"x\"]\n";
+        std::fs::write(&path, broken).unwrap();
+        let err = Settings::load_with_env(Some(&path), Default::default()).unwrap_err().to_string();
+        for expected in [
+            "agents[2].name: \"a\" names two profiles; names must be unique",
+            "agents[3].fallback: no profile is named \"nope\"; the profiles are default, a, b, c",
+            "agents: the fallback chain",
+            "repos[0].agent: no agent profile is named \"gone\"",
+            "repos[0].agents: no agent profile is named \"gone2\"",
+            "repo_config.agents: no agent profile is named \"x\"",
+        ] {
+            assert!(err.contains(expected), "{expected:?} not in {err}");
+        }
     }
 }

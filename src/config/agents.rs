@@ -82,7 +82,12 @@ pub fn profile(base: &AgentSettings, entries: &[AgentProfileSettings], name: &st
 /// Every profile's name, `default` first.
 pub fn names(entries: &[AgentProfileSettings]) -> Vec<&str> {
     let mut names = vec![DEFAULT_PROFILE];
-    names.extend(entries.iter().map(|e| e.name.as_str()).filter(|n| *n != DEFAULT_PROFILE));
+    for entry in entries {
+        // A name given twice is refused by `problems`; listed once meanwhile.
+        if !names.contains(&entry.name.as_str()) {
+            names.push(&entry.name);
+        }
+    }
     names
 }
 

@@ -23,6 +23,7 @@ pub const REPO_KEYS: &[&str] = &[
     "on_failing_checks",
     "on_failing_setup",
     "command_timeout_secs",
+    "agent",
 ];
 
 /// What happens when checks still fail after the last fix round.
@@ -63,6 +64,8 @@ pub struct RepoConfigSettings {
     pub max_command_timeout_secs: u64,
     pub on_failing_checks: OnFailingChecks,
     pub on_failing_setup: OnFailingSetup,
+    /// Agent profiles a repository's file may choose with `agent = "…"`; empty: none.
+    pub agents: Vec<String>,
 }
 
 impl Default for RepoConfigSettings {
@@ -75,6 +78,7 @@ impl Default for RepoConfigSettings {
             max_command_timeout_secs: 1800,
             on_failing_checks: OnFailingChecks::Draft,
             on_failing_setup: OnFailingSetup::Fail,
+            agents: Vec::new(),
         }
     }
 }
@@ -95,6 +99,9 @@ pub struct RepoSettings {
     pub command_timeout_secs: Option<u64>,
     /// The agent profile the repository's tasks run with unless a comment or label names one.
     pub agent: Option<String>,
+    /// Agent profiles the repository's file may choose (operator only); unset:
+    /// `repo_config.agents`.
+    pub agents: Option<Vec<String>>,
     /// Most of the repository's tasks running at once, over all instances (operator only).
     pub max_running: Option<u32>,
     /// Most the repository's tasks may spend in a UTC day / month, in US dollars (operator only).
@@ -130,8 +137,14 @@ pub struct Verification {
     pub on_failing_setup: OnFailingSetup,
     /// Time limit of each command.
     pub command_timeout: Duration,
-    /// The agent profile the repository asks for (`[[repos]]`, then its file).
+    /// The agent profile the operator's `[[repos]]` entry routes the repository's tasks to.
     pub agent: Option<String>,
+    /// The agent profile the repository's file asks for (`agent = "…"`), and its line:
+    /// not applied here, as only the executor knows where the task was routed.
+    pub file_agent: Option<(String, usize)>,
+    /// The profiles the repository's file may choose (`[[repos]] agents`, else
+    /// `repo_config.agents`).
+    pub file_agents: Vec<String>,
 }
 
 impl Verification {
@@ -146,6 +159,8 @@ impl Verification {
             on_failing_setup: defaults.on_failing_setup,
             command_timeout: Duration::from_secs(defaults.command_timeout_secs),
             agent: None,
+            file_agent: None,
+            file_agents: defaults.agents.clone(),
         };
         if let Some(entry) = entries.iter().find(|e| e.name.eq_ignore_ascii_case(repo)) {
             rules.apply_entry(entry);
@@ -172,6 +187,9 @@ impl Verification {
         if let Some(agent) = &entry.agent {
             self.agent = Some(agent.clone());
         }
+        if let Some(agents) = &entry.agents {
+            self.file_agents.clone_from(agents);
+        }
     }
 
     /// True when there is nothing to run: the task goes as it did before checks existed.
@@ -191,7 +209,9 @@ impl Verification {
         };
         let allowed = |key: &str| limits.allow.iter().any(|k| k == key);
         for (key, span) in file.spans() {
-            if !allowed(key) {
+            // `agent` is governed by `repo_config.agents` / `[[repos]] agents`, and a
+            // profile the file may not choose does not fail the task (see `file_agent`).
+            if key != "agent" && !allowed(key) {
                 return refuse(
                     key,
                     span,
@@ -223,8 +243,48 @@ impl Verification {
             );
             return refuse("command_timeout_secs", secs.span(), why);
         }
+        self.file_agent = file.agent.as_ref().map(|a| (a.get_ref().clone(), line_of(text, a.span().start)));
         self.apply_entry(&file.into_entry());
         Ok(())
+    }
+}
+
+/// What a repository file's `agent = "…"` does to a task routed to a profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileAgent {
+    /// Nothing: no such key, the comment or a label chose, or it names the routed profile.
+    Keep,
+    /// The task moves to this profile before its agent starts.
+    Switch(String),
+    /// The file names a profile it may not choose; why, to be said on the issue. The task
+    /// runs where it was routed.
+    Refused(String),
+}
+
+impl Verification {
+    /// What the file's `agent` does to a task routed to `routed` (`by_request`: the comment
+    /// or a label chose it, which the file cannot override); `profiles`: those there are.
+    pub fn file_agent_choice(&self, routed: &str, by_request: bool, profiles: &[&str]) -> FileAgent {
+        let Some((name, line)) = &self.file_agent else { return FileAgent::Keep };
+        if by_request || name == routed {
+            return FileAgent::Keep;
+        }
+        let place = format!("{REPO_FILE} line {line}: agent = {name:?}");
+        if !profiles.contains(&name.as_str()) {
+            return FileAgent::Refused(format!(
+                "{place}: no agent profile has that name (the profiles are {}); the task runs on {routed:?}",
+                profiles.join(", ")
+            ));
+        }
+        if !self.file_agents.contains(name) {
+            let allowed =
+                if self.file_agents.is_empty() { "none".to_owned() } else { self.file_agents.join(", ") };
+            return FileAgent::Refused(format!(
+                "{place}: the operator does not let this repository choose that profile (allowed: {allowed}; \
+                 repo_config.agents or [[repos]] agents); the task runs on {routed:?}"
+            ));
+        }
+        FileAgent::Switch(name.clone())
     }
 }
 
@@ -254,7 +314,9 @@ impl RepoFile {
             on_failing_checks: self.on_failing_checks.map(Spanned::into_inner),
             on_failing_setup: self.on_failing_setup.map(Spanned::into_inner),
             command_timeout_secs: self.command_timeout_secs.map(Spanned::into_inner),
-            agent: self.agent.map(Spanned::into_inner),
+            // Kept apart in `file_agent`: the executor decides whether it may apply.
+            agent: None,
+            agents: None,
             max_running: None,
             budget_daily_usd: None,
             budget_monthly_usd: None,
@@ -281,7 +343,11 @@ fn line_of(text: &str, offset: usize) -> usize {
 pub(super) fn problems(defaults: &RepoConfigSettings, entries: &[RepoSettings]) -> Vec<String> {
     let mut problems = Vec::new();
     for key in &defaults.allow {
-        if !REPO_KEYS.contains(&key.as_str()) {
+        if key == "agent" {
+            problems.push(
+                "repo_config.allow: \"agent\" is not needed here; list the profiles a repository's file may choose in repo_config.agents".into(),
+            );
+        } else if !REPO_KEYS.contains(&key.as_str()) {
             problems.push(format!(
                 "repo_config.allow: {key:?} is not a key of {REPO_FILE}; use some of {}",
                 REPO_KEYS.join(", ")
@@ -337,6 +403,7 @@ mod tests {
             on_failing_setup: None,
             command_timeout_secs: None,
             agent: None,
+            agents: None,
             max_running: None,
             budget_daily_usd: None,
             budget_monthly_usd: None,
@@ -387,5 +454,37 @@ mod tests {
         let wide = RepoConfigSettings { allow: vec!["command_timeout_secs".into()], ..limits };
         let err = operator().apply_repo_file("command_timeout_secs = 99999\n", &wide).unwrap_err();
         assert!(err.contains("max_command_timeout_secs = 1800"), "{err}");
+    }
+
+    #[test]
+    fn a_file_chooses_a_profile_only_within_what_the_operator_allows() {
+        let limits = RepoConfigSettings { agents: vec!["fast".into()], ..RepoConfigSettings::default() };
+        let profiles = ["default", "fast", "opus"];
+        let mut rules = Verification::for_repo(&limits, &[], "o/r");
+        rules.apply_repo_file("checks = []\nagent = \"fast\"\n", &limits).unwrap();
+        assert_eq!(rules.agent, None, "the file's choice is not applied as the operator's");
+        assert_eq!(rules.file_agent_choice("default", false, &profiles), FileAgent::Switch("fast".into()));
+        assert_eq!(rules.file_agent_choice("fast", false, &profiles), FileAgent::Keep);
+        assert_eq!(rules.file_agent_choice("opus", true, &profiles), FileAgent::Keep);
+        let mut rules = Verification::for_repo(&limits, &[], "o/r");
+        rules.apply_repo_file("agent = \"opus\"\n", &limits).unwrap();
+        let FileAgent::Refused(why) = rules.file_agent_choice("default", false, &profiles) else { panic!() };
+        assert!(
+            why.starts_with(".forgehand.toml line 1: agent = \"opus\": the operator does not let"),
+            "{why}"
+        );
+        assert!(why.contains("(allowed: fast;") && why.ends_with("the task runs on \"default\""), "{why}");
+        let mut rules = Verification::for_repo(&limits, &[], "o/r");
+        rules.apply_repo_file("agent = \"nope\"\n", &limits).unwrap();
+        let FileAgent::Refused(why) = rules.file_agent_choice("default", false, &profiles) else { panic!() };
+        assert!(
+            why.contains("no agent profile has that name (the profiles are default, fast, opus)"),
+            "{why}"
+        );
+        let entry =
+            RepoSettings { name: "o/r".into(), agents: Some(vec!["opus".into()]), ..Default::default() };
+        let mut rules = Verification::for_repo(&limits, &[entry], "o/r");
+        rules.apply_repo_file("agent = \"opus\"\n", &limits).unwrap();
+        assert_eq!(rules.file_agent_choice("default", false, &profiles), FileAgent::Switch("opus".into()));
     }
 }

@@ -63,7 +63,9 @@ pub enum RunEnd<'a> {
     Retry { due: DateTime<Utc>, reason: &'a str },
     /// Back to the queue at once on another agent `profile` (a provider failure's
     /// fallback), the attempt given back.
-    Reroute { profile: &'a str, reason: &'a str },
+    /// `source`: who chose the profile when it is not a fallback (`file`: the repository's
+    /// `.forgehand.toml`).
+    Reroute { profile: &'a str, reason: &'a str, source: Option<&'a str> },
     /// Waiting for an answer (`needs_input`): to a new `question`, or (`None`) still to the
     /// last one, the answers that came being ignored. The attempt is given back.
     Ask { question: Option<&'a str> },
@@ -228,7 +230,10 @@ impl Lease<'_> {
                 changes.push((Column::WaitReason, Value::from(Some(reason))));
                 TaskEvent::Retry
             }
-            RunEnd::Reroute { profile, reason } => {
+            RunEnd::Reroute { profile, reason, source } => {
+                if let Some(source) = source {
+                    changes.push((Column::AgentSource, Value::from(Some(source.to_owned()))));
+                }
                 let reason = clean(reason, limits::ERROR);
                 changes.push((Column::Error, Value::from(Some(reason.clone()))));
                 changes.push((Column::NextAttemptAt, Value::from(Option::<DateTime<Utc>>::None)));

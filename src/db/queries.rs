@@ -477,17 +477,33 @@ fn routed_profile(routes: &[(String, String)], values: &mut Vec<Value>) -> Strin
 /// repository with nothing running, then the oldest; skipping held repositories, profiles
 /// whose breaker keeps their tasks waiting, and profiles or repositories at their limit.
 /// A task of a profile whose breaker is open is claimed onto its fallback. One
-/// statement, so two claimers never get the same task (PostgreSQL skips rows another
-/// transaction is claiming; [`super::Db`] serialises claims there so that the limits hold
-/// over instances).
+/// statement, so two claimers never get the same task: on PostgreSQL [`super::Db`]
+/// serialises claims with an advisory lock (so that the limits hold over instances), and
+/// the outer `status IN (queued)` is checked again on the row the UPDATE locks, so a task
+/// cancelled meanwhile is not claimed. No `FOR UPDATE SKIP LOCKED` in the subquery: between
+/// `LIMIT` and `ORDER BY` it kept PostgreSQL from a top-N sort, and it sorted every queued
+/// task (on disk at 100,000; see design.md, "The claim statement").
 pub(super) async fn claim_next(
     db: &impl ConnectionTrait,
     owner: &str,
     lease_until: DateTime<Utc>,
     limits: &ClaimLimits,
 ) -> Result<Option<tasks::Model>, DbErr> {
-    let backend = db.get_database_backend();
-    let lock = if backend == DbBackend::Postgres { " FOR UPDATE OF t SKIP LOCKED" } else { "" };
+    let claim = claim_statement(db.get_database_backend(), owner, lease_until, limits);
+    let Some(claimed) = db.query_one_raw(claim).await? else { return Ok(None) };
+    let id: i64 = claimed.try_get("", "id")?;
+    // Ours now (fenced by lease_owner), so reading it back races with nobody.
+    tasks::Entity::find_by_id(id).one(db).await
+}
+
+/// The one claim statement [`claim_next`] runs, for `backend` (public so that its plan can
+/// be shown with `EXPLAIN`).
+pub fn claim_statement(
+    backend: DbBackend,
+    owner: &str,
+    lease_until: DateTime<Utc>,
+    limits: &ClaimLimits,
+) -> Statement {
     let now = Utc::now();
     let (running, queued) = (TaskEvent::Claim.target().as_str(), status_list(TaskEvent::Claim.sources()));
     // Values in the order of their `?`s in the statement.
@@ -556,15 +572,12 @@ pub(super) async fn claim_next(
          ON p.profile = {join_profile} \
          WHERE t.status IN ({queued}) AND (t.next_attempt_at IS NULL OR t.next_attempt_at <= ?) \
          AND NOT EXISTS (SELECT 1 FROM queue_holds h WHERE h.scope = '*' OR LOWER(h.scope) = LOWER(t.repo)){conditions} \
-         ORDER BY t.priority DESC, (CASE WHEN r.n IS NULL THEN 0 ELSE 1 END), t.id LIMIT 1{lock}) \
+         ORDER BY t.priority DESC, (CASE WHEN r.n IS NULL THEN 0 ELSE 1 END), t.id LIMIT 1) \
          AND status IN ({queued}) RETURNING id"
     );
     // `RETURNING id`, not `*`: sqlx's SQLite driver caches a statement's columns and read
     // past them when a migration had added a column to the table (it panicked here).
-    let Some(claimed) = db.query_one_raw(statement(backend, &sql, values)).await? else { return Ok(None) };
-    let id: i64 = claimed.try_get("", "id")?;
-    // Ours now (fenced by lease_owner), so reading it back races with nobody.
-    tasks::Entity::find_by_id(id).one(db).await
+    statement(backend, &sql, values)
 }
 
 /// Sets `reason` as the wait reason of the queued tasks (of `repo`, any case, or all) that

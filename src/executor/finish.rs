@@ -162,8 +162,11 @@ struct Ending {
     attempt: i32,
     max_attempts: u32,
     follow_up: bool,
-    /// The fallback profile a provider failure sends the task to.
+    /// The fallback profile a provider failure sends the task to, or the profile the
+    /// repository's file chose.
     reroute: Option<String>,
+    /// Who chose `reroute` when it is not a fallback (`file`).
+    reroute_source: Option<&'static str>,
 }
 
 impl Ending {
@@ -180,6 +183,7 @@ impl Ending {
             max_attempts,
             follow_up: task.kind == "follow_up",
             reroute: None,
+            reroute_source: None,
         };
         match result {
             Ok(Success::Done { ref pr_url, .. }) => ending.message = format!("done: {pr_url}"),
@@ -198,6 +202,11 @@ impl Ending {
 
     fn fail(&mut self, ctx: &Context, task: &tasks::Model, failure: &Failure) {
         let (status, reason) = match failure {
+            Failure::Switch { profile, reason } => {
+                self.reroute = Some(profile.clone());
+                self.reroute_source = Some("file");
+                (TaskStatus::Queued, reason.clone())
+            }
             Failure::Provider { reason } if ctx.settings.agent.fallback.is_some() => {
                 self.reroute = ctx.settings.agent.fallback.clone();
                 (TaskStatus::Queued, reason.clone())
@@ -227,6 +236,7 @@ impl Ending {
         };
         self.status = status;
         self.message = match (status, &self.reroute) {
+            (TaskStatus::Queued, Some(_)) if self.reroute_source.is_some() => reason.clone(),
             (TaskStatus::Queued, Some(fallback)) => {
                 format!("retrying on the fallback profile {fallback:?}, the attempt not counted: {reason}")
             }
@@ -251,7 +261,11 @@ impl Ending {
                 RunEnd::Final { ending, error, pull }
             }
             None => match &self.reroute {
-                Some(profile) => RunEnd::Reroute { profile, reason: error.unwrap_or_default() },
+                Some(profile) => RunEnd::Reroute {
+                    profile,
+                    reason: error.unwrap_or_default(),
+                    source: self.reroute_source,
+                },
                 None => RunEnd::Retry { due: Utc::now() + self.wait, reason: error.unwrap_or_default() },
             },
         }
@@ -264,6 +278,7 @@ impl Ending {
                 Status::Done { pr_number: *pr_number, pr_url, follow_up: self.follow_up }
             }
             (Some(Success::NoChanges { agent_text }), _) => Status::NoChanges { agent_text },
+            (_, Some(Failure::Switch { .. })) => Status::Waiting { reason },
             (_, Some(Failure::Permanent { partial_branch, .. })) if self.status == TaskStatus::Failed => {
                 Status::Failed { reason, partial_branch: partial_branch.as_deref() }
             }

@@ -38,6 +38,13 @@ pub enum Failure {
     Provider {
         reason: String,
     },
+    /// Not a failure: the repository's file chose agent `profile`; the task goes back to
+    /// the queue on it, the attempt given back, so that the claim applies that profile's
+    /// limit and breaker.
+    Switch {
+        profile: String,
+        reason: String,
+    },
     /// The person behind the trigger may not trigger, or the issue is not workable.
     Rejected {
         reason: String,

@@ -114,6 +114,17 @@ async fn an_overloaded_model_opens_the_breaker_tasks_fall_back_and_a_trial_close
     let note = "the circuit breaker of profile \"default\" is open: runs on its fallback \"backup\"";
     assert!(said.iter().any(|m| m == note), "{said:#?}");
     assert_eq!(world.model.turn_requests().len(), 1, "the open breaker kept the task off the model");
+    // The pull request and the task page name the profile and model that ran, and why.
+    let pull = world
+        .forge
+        .pulls(world.repo)
+        .into_iter()
+        .find(|p| second.pr_url.as_deref() == Some(p.html_url.as_str()));
+    let body = pull.expect("the second task's pull request").body;
+    assert!(body.contains("agent `backup` (the CLI's default model), the fallback of `default`"), "{body}");
+    let (_, page) = browser.get(&format!("/tasks/{}", second.id)).await;
+    let shown = r#"<dd id="agent">backup (the CLI&#39;s default model), the fallback of default</dd>"#;
+    assert!(page.contains(shown), "{page}");
 
     // The cool-down is over: one trial task runs on the default profile, the model
     // answers, and the breaker closes.

@@ -167,7 +167,7 @@ impl World {
         task
     }
 
-    fn bot_comments(&self, number: u64) -> Vec<String> {
+    pub fn bot_comments(&self, number: u64) -> Vec<String> {
         let bot = self.forge.bot_login();
         self.forge.comments(self.repo, number).into_iter().filter(|c| c.user == bot).map(|c| c.body).collect()
     }

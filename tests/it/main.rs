@@ -12,6 +12,7 @@ mod audit;
 mod breakers;
 mod browser;
 mod budgets;
+mod claim_plan;
 mod command_agent;
 mod corpus;
 mod dashboard;

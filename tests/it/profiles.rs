@@ -64,6 +64,14 @@ async fn a_label_routes_to_its_profile_and_the_pull_request_names_it() {
     let browser = crate::dashboard::Browser::login(&world.app).await;
     let (_, page) = browser.get(&format!("/tasks/{id}")).await;
     assert!(page.contains(r#"<dd id="agent">opus (opus-x)</dd>"#), "{page}");
+    let (_, dashboard) = browser.get("/").await;
+    for line in [
+        "Agent profile opus (opus-x): 0 running, no limit of its own; breaker closed",
+        "Agent profile solo (",
+    ] {
+        assert!(dashboard.contains(line), "{line:?} not on the dashboard: {dashboard}");
+    }
+    assert!(dashboard.contains("0 running, at most 1; breaker closed"), "{dashboard}");
 }
 
 #[tokio::test]
@@ -143,6 +151,71 @@ async fn a_run_over_its_budget_fails_the_task_with_the_spend() {
     assert!(args.windows(2).any(|w| w == ["--max-budget-usd", "0.01"]), "{args:?}");
     assert!(args.windows(2).any(|w| w == ["--fallback-model", "haiku-y"]), "{args:?}");
     assert!(world.forge.pulls(world.repo).is_empty());
+}
+
+/// Commits `path` = `content` on top of `main` in the bare repository `remote`.
+fn commit_on_main(remote: &std::path::Path, path: &str, content: &str) {
+    let repo = git2::Repository::open_bare(remote).unwrap();
+    let parent = repo.find_reference("refs/heads/main").unwrap().peel_to_commit().unwrap();
+    let mut tree = repo.treebuilder(Some(&parent.tree().unwrap())).unwrap();
+    tree.insert(path, repo.blob(content.as_bytes()).unwrap(), 0o100644).unwrap();
+    let tree = repo.find_tree(tree.write().unwrap()).unwrap();
+    let sig = git2::Signature::now("someone", "someone@test").unwrap();
+    repo.commit(Some("refs/heads/main"), &sig, &sig, "a person's change", &tree, &[&parent]).unwrap();
+}
+
+/// The repository's `.forgehand.toml` says `agent = "opus"`, which `repo_config.agents`
+/// allows: a task nobody routed moves to `opus` before its agent starts (one agent run,
+/// on `opus`); a task a label routed to `solo` stays there.
+#[tokio::test]
+async fn the_repository_file_chooses_an_allowed_profile_unless_a_label_did() {
+    let world = World::start(setup("[repo_config]\nagents = [\"opus\"]\n")).await;
+    commit_on_main(&world.remote, ".forgehand.toml", "agent = \"opus\"\n");
+    world.forge.add_issue(world.repo, 42, "Add a --verbose flag to the CLI", "", &[], "alice");
+    let id = label(&world, 7, &["forgehand"]).await;
+    let task = world.finished(id).await;
+    assert_eq!(task.status, "done", "{task:?}");
+    assert_eq!((task.agent_profile.as_deref(), task.agent_model.as_deref()), (Some("opus"), Some("opus-x")));
+    assert_eq!((task.agent_source.as_deref(), task.attempt), (Some("file"), 1), "the switch is no attempt");
+    let runs = world.agent_runs();
+    assert_eq!(runs.len(), 1, "the agent ran once, on the file's profile: {runs:?}");
+    let args: Vec<&str> = runs[0]["argv"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert!(args.windows(2).any(|w| w == ["--model", "opus-x"]), "{args:?}");
+    let (_, events) = world.app.db.task(id).await.unwrap().unwrap();
+    assert!(
+        events.iter().any(|e| e
+            .message
+            .contains(".forgehand.toml chose the agent profile \"opus\" (routed to \"default\")")),
+        "{events:?}"
+    );
+    let pull = &world.forge.pulls(world.repo)[0];
+    assert!(pull.body.contains("agent `opus` (model `opus-x`)"), "{}", pull.body);
+    let labelled = label(&world, 8, &["forgehand", "forgehand:solo"]).await;
+    let task = world.finished(labelled).await;
+    assert_eq!((task.status.as_str(), task.agent_profile.as_deref()), ("done", Some("solo")));
+    assert_eq!(world.agent_runs().len(), 2);
+}
+
+/// A file naming a profile the operator does not let it choose: said once on the issue
+/// and on the task page; the task runs on the profile it was routed to.
+#[tokio::test]
+async fn a_repository_file_naming_a_profile_it_may_not_choose_is_told_so() {
+    let world = World::start(setup("[repo_config]\nagents = [\"opus\"]\n")).await;
+    commit_on_main(&world.remote, ".forgehand.toml", "checks = []\nagent = \"solo\"\n");
+    world.forge.add_issue(world.repo, 42, "Add a --verbose flag to the CLI", "", &[], "alice");
+    let id = label(&world, 7, &["forgehand"]).await;
+    let task = world.finished(id).await;
+    assert_eq!((task.status.as_str(), task.agent_profile.as_deref()), ("done", Some("default")), "{task:?}");
+    let said = ".forgehand.toml line 2: agent = \"solo\": the operator does not let this repository choose that profile (allowed: opus;";
+    let comments = world.bot_comments(7);
+    assert_eq!(comments.iter().filter(|c| c.contains(said)).count(), 1, "{comments:?}");
+    let (_, page) = crate::dashboard::Browser::login(&world.app).await.get(&format!("/tasks/{id}")).await;
+    assert!(
+        page.contains(
+            "(allowed: opus; repo_config.agents or [[repos]] agents); the task runs on &#34;default&#34;"
+        ),
+        "{page}"
+    );
 }
 
 pub fn queued(repo: &str, number: u32, profile: Option<&str>, priority: i32) -> TaskRequest {

@@ -371,3 +371,195 @@ async fn every_instance_shows_the_transcript_of_any_task() {
     assert_eq!(status, 200);
     assert!(page.contains("I will record the request in FORGEHAND_DEMO.md."), "{page}");
 }
+
+/// The agent of `three_instances_never_pass_a_profile_or_repository_limit`: marks its start
+/// and end (profile, worktree, nanoseconds) in `$MARK_LOG`, one short appended line each.
+const MARKING_AGENT: &str = r#"#!/bin/sh
+cat >/dev/null
+echo "start $PROFILE_MARK $(pwd) $(date +%s%N)" >> "$MARK_LOG"
+sleep 0.3
+echo "end $PROFILE_MARK $(pwd) $(date +%s%N)" >> "$MARK_LOG"
+"#;
+
+/// The most runs in progress at once per key, from `(key, start, end)` intervals.
+fn most_at_once(runs: &[(String, u128, u128)]) -> std::collections::BTreeMap<String, usize> {
+    let mut events: Vec<(u128, i32, &str)> = Vec::new();
+    for (key, start, end) in runs {
+        events.push((*start, 1, key));
+        events.push((*end, -1, key));
+    }
+    // At equal times an end comes first: the next run starts only after a run ended.
+    events.sort();
+    let (mut now, mut most) = (std::collections::BTreeMap::new(), std::collections::BTreeMap::new());
+    for (_, change, key) in events {
+        let n: &mut i64 = now.entry(key.to_owned()).or_default();
+        *n += i64::from(change);
+        let best: &mut usize = most.entry(key.to_owned()).or_default();
+        *best = (*best).max(*n as usize);
+    }
+    most
+}
+
+/// Three instances on one database, 36 tasks over three repositories and three profiles,
+/// each instance able to run four at once: as the agents saw it, no profile ever ran more
+/// than its `max_concurrent` and no repository more than its `max_running`, while tasks did
+/// run side by side; and a half-open breaker lets exactly one trial run, alone.
+#[tokio::test]
+async fn three_instances_never_pass_a_profile_or_repository_limit() {
+    let cluster = Cluster::new(0).await;
+    let dir = cluster._remote_dir.path();
+    let (script, marks) = (dir.join("marking-agent.sh"), dir.join("marks.log"));
+    std::fs::write(&script, MARKING_AGENT).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let repos = [
+        (REPO, cluster.remote.clone()),
+        ("octo-org/second", dir.join("second.git")),
+        ("octo-org/third", dir.join("third.git")),
+    ];
+    for (repo, remote) in &repos[1..] {
+        bare_remote(remote);
+        cluster.forge.add_repo(repo, &format!("file://{}", remote.display()), "main");
+        cluster.forge.set_permission(repo, "alice", "write");
+    }
+    let profile = |name: &str, limit: &str| {
+        format!(
+            "[[agents]]\nname = \"{name}\"\nkind = \"command\"\ncommand = \"{}\"\n{limit}env = {{ PROFILE_MARK = \"{name}\", MARK_LOG = \"{}\" }}\n",
+            script.display(),
+            marks.display()
+        )
+    };
+    let mut setup = cluster.setup();
+    setup.max_concurrent = 4;
+    setup.extra = [
+        profile("default", ""),
+        profile("solo", "max_concurrent = 1\n"),
+        profile("pair", "max_concurrent = 2\n"),
+        "[[repos]]\nname = \"octo-org/hello-world\"\nmax_running = 2\n".into(),
+        "[[repos]]\nname = \"octo-org/second\"\nmax_running = 1\n".into(),
+    ]
+    .concat();
+    let instances =
+        [cluster.instance(&setup).await, cluster.instance(&setup).await, cluster.instance(&setup).await];
+    let profiles = ["solo", "pair", "default"];
+    let mut ids = std::collections::HashMap::new();
+    for n in 1..=12u64 {
+        for (r, (repo, remote)) in repos.iter().enumerate() {
+            cluster.forge.add_issue(repo, n, &format!("Issue {n}"), "", &["forgehand"], "alice");
+            let request = forgehand::trigger::TaskRequest {
+                clone_url: format!("file://{}", remote.display()),
+                ..crate::profiles::queued(repo, n as u32, Some(profiles[n as usize % 3]), 0)
+            };
+            let request = forgehand::trigger::TaskRequest {
+                routing: forgehand::trigger::Routing {
+                    source: Some(forgehand::trigger::RoutedBy::Request),
+                    ..request.routing
+                },
+                ..request
+            };
+            let id = instances[(n as usize + r) % 3]
+                .db
+                .queue_task("github", &request, "queued")
+                .await
+                .unwrap()
+                .unwrap();
+            ids.insert(id, repo.to_string());
+        }
+    }
+    let tasks = all_ended(&instances[0], 36).await;
+    assert_eq!(tasks.len(), 36);
+    let runs = marked_runs(&marks, &ids);
+    assert_eq!(runs.len(), 36, "every task's agent ran once");
+    let by = |key: fn(&Run) -> String| {
+        most_at_once(&runs.iter().map(|run| (key(run), run.2, run.3)).collect::<Vec<_>>())
+    };
+    let (by_profile, by_repo) = (by(|run| run.0.clone()), by(|run| run.1.clone()));
+    let everything = by(|_| "all".to_owned());
+    println!("most at once: by profile {by_profile:?}, by repository {by_repo:?}, in all {everything:?}");
+    assert_eq!(by_profile["solo"], 1, "{by_profile:?}");
+    assert!(by_profile["pair"] <= 2, "{by_profile:?}");
+    assert!(by_repo["octo-org/hello-world"] <= 2, "{by_repo:?}");
+    assert_eq!(by_repo["octo-org/second"], 1, "{by_repo:?}");
+    assert!(everything["all"] >= 3, "the instances ran tasks side by side: {everything:?}");
+
+    // The breaker of `pair` (no fallback) opens; four `pair` tasks wait. When its cool-down
+    // is over, exactly one of them runs, alone, as the trial, whichever instance claims;
+    // its success closes the breaker and the others follow, two at a time.
+    use forgehand::db::entities::breakers;
+    use sea_orm::{EntityTrait, sea_query::Expr};
+    let rules = forgehand::config::BreakerSettings { failures: 1, window_secs: 60, cooldown_secs: 600 };
+    let opened = instances[0].db.record_breaker_run("pair", Some("HTTP 529"), &rules).await.unwrap().unwrap();
+    assert_eq!(opened.to, forgehand::db::BreakerState::Open);
+    let since = runs.iter().map(|run| run.3).max().unwrap();
+    let mut trial_ids = Vec::new();
+    for n in 13..=16u64 {
+        cluster.forge.add_issue(REPO, n, &format!("Issue {n}"), "", &["forgehand"], "alice");
+        let request = forgehand::trigger::TaskRequest {
+            clone_url: format!("file://{}", cluster.remote.display()),
+            ..crate::profiles::queued(REPO, n as u32, Some("pair"), 0)
+        };
+        let id =
+            instances[n as usize % 3].db.queue_task("github", &request, "queued").await.unwrap().unwrap();
+        ids.insert(id, REPO.to_owned());
+        trial_ids.push(id);
+    }
+    breakers::Entity::update_many()
+        .col_expr(
+            breakers::Column::OpenedAt,
+            Expr::value(Some(chrono::Utc::now() - chrono::Duration::hours(2))),
+        )
+        .exec(instances[0].db.connection_for_tests())
+        .await
+        .unwrap();
+    all_ended(&instances[0], 40).await;
+    let mut after: Vec<Run> = marked_runs(&marks, &ids).into_iter().filter(|run| run.2 > since).collect();
+    after.sort_by_key(|run| run.2);
+    assert_eq!(after.len(), 4, "{after:?}");
+    let trial = &after[0];
+    assert!(after[1..].iter().all(|run| run.2 >= trial.3), "a second task ran during the trial: {after:?}");
+    let mut trials = 0;
+    for id in trial_ids {
+        let (_, events) = instances[1].db.task(id).await.unwrap().unwrap();
+        trials += events
+            .iter()
+            .filter(|e| e.message.contains("circuit breaker of profile \"pair\" is half-open"))
+            .count();
+    }
+    assert_eq!(trials, 1, "one trial run");
+    let row = instances[2].db.breakers().await.unwrap().into_iter().find(|b| b.profile == "pair").unwrap();
+    assert_eq!(forgehand::db::BreakerState::parse(&row.state), forgehand::db::BreakerState::Closed);
+}
+
+/// One agent run as the marks show it: profile, repository, start and end (ns).
+type Run = (String, String, u128, u128);
+
+/// The runs in the marks log; `repos`: each task id's repository.
+fn marked_runs(marks: &Path, repos: &std::collections::HashMap<i64, String>) -> Vec<Run> {
+    let text = std::fs::read_to_string(marks).unwrap();
+    let (mut starts, mut runs) = (std::collections::HashMap::new(), Vec::new());
+    for line in text.lines() {
+        let [what, profile, cwd, at] = line.split(' ').collect::<Vec<_>>()[..] else { panic!("{line}") };
+        let id: i64 =
+            cwd.split("task-").nth(1).and_then(|rest| rest.split('/').next()).unwrap().parse().unwrap();
+        let at: u128 = at.parse().unwrap();
+        if what == "start" {
+            assert!(starts.insert(id, (profile.to_owned(), at)).is_none(), "task {id} ran twice at once");
+        } else {
+            let (profile, start) = starts.remove(&id).unwrap();
+            runs.push((profile, repos[&id].clone(), start, at));
+        }
+    }
+    runs
+}
+
+/// Waits until `count` tasks exist and all ended.
+async fn all_ended(app: &TestApp, count: usize) -> Vec<forgehand::db::entities::tasks::Model> {
+    let deadline = tokio::time::Instant::now() + LONG;
+    loop {
+        let tasks = app.tasks().await;
+        if tasks.len() == count && tasks.iter().all(|t| ["done", "no_changes"].contains(&t.status.as_str())) {
+            return tasks;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not all ended: {}", summary(&tasks));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -247,7 +247,9 @@ async fn the_wizard_adds_a_forge_that_takes_webhooks_at_once() {
 async fn a_configured_forge_keeps_its_secrets_and_a_broken_file_is_left_alone() {
     let forge = FakeForge::github().await;
     forge.add_repo("octo/app", "https://fake.invalid/octo/app.git", "main");
-    let app = TestApp::spawn_with(&forge.config_toml("fake")).await;
+    let profiles =
+        "[[agents]]\nname = \"opus\"\nmodel = \"opus-x\"\nmax_concurrent = 1\nfallback = \"default\"\n";
+    let app = TestApp::spawn_with(&format!("{}{profiles}", forge.config_toml("fake"))).await;
     let browser = Browser::login(&app).await;
     browser.get("/setup/wizard?forge=fake").await;
     let answers =
@@ -271,6 +273,12 @@ async fn a_configured_forge_keeps_its_secrets_and_a_broken_file_is_left_alone() 
         "the configured secret is kept"
     );
     assert_eq!(browser.step("trigger", &[("label", "forgehand"), ("command", "/forgehand")]).await.0, 303);
+    let (_, page) = browser.get("/setup/wizard/agent").await;
+    assert!(
+        page.contains("<tr><td>opus</td><td>claude</td><td>opus-x</td><td>1</td><td>default</td></tr>"),
+        "the agent step lists the profiles: {page}"
+    );
+    assert!(page.contains("More profiles are <code>[[agents]]</code> entries"), "{page}");
     let agent = [("agent_command", AGENT), ("max_concurrent", "2"), ("timeout_secs", "600")];
     assert_eq!(browser.step("agent", &agent).await.0, 303);
 
@@ -293,6 +301,11 @@ async fn a_configured_forge_keeps_its_secrets_and_a_broken_file_is_left_alone() 
     assert_eq!(fake.webhook_secret.0[0].expose_secret(), GITHUB_SECRET, "the secret was kept as it was");
     assert_eq!(fake.token.expose_secret(), forge.token());
     assert_eq!(loaded.server.public_url, "https://fh.example.com");
+    let opus = loaded.profile("opus").expect("the wizard kept the profile");
+    assert_eq!(
+        (opus.model.as_str(), opus.max_concurrent, opus.fallback.as_deref()),
+        ("opus-x", Some(1), Some("default"))
+    );
     let answer = app.deliver("fake", Delivery::github("issues", fixture("github/issues_labeled.json"))).await;
     assert_eq!(answer.status, 202, "{}", answer.text);
 }

@@ -115,6 +115,7 @@ pub async fn execute(ctx: &Arc<Context>, task: &tasks::Model, guard: &Guard) -> 
             None => prepare(ctx, task, &repo_key, &plan, creds.clone()).await?,
         };
         let rules = verify::rules(ctx, task, &repo_key, &plan).await?;
+        verify::file_profile(ctx, forge.as_ref(), task, &rules).await?;
         let mut verified = verify::Verified::default();
         let site = Site { plan: &plan, worktree: &worktree, guard };
         verify::setup(ctx, task, &site, &rules, &mut verified).await?;
@@ -815,7 +816,8 @@ async fn open_pull(
         return Ok(Success::Done { pr_number: pull.number, pr_url: pull.url });
     }
     let task_url = task_url(ctx, task.id);
-    let agent = agent_line(task.agent_profile.as_deref(), &ctx.settings.agent.model);
+    let agent =
+        agent_line(task.agent_profile.as_deref(), &ctx.settings.agent.model, task.fallback_from.as_deref());
     let body = report::pull_body(&PullFacts {
         agent: &agent,
         summary: &work.summary,
@@ -842,11 +844,16 @@ async fn open_pull(
 }
 
 /// How the pull request names the agent profile and model a task ran with.
-fn agent_line(profile: Option<&str>, model: &str) -> String {
+fn agent_line(profile: Option<&str>, model: &str, fallback_from: Option<&str>) -> String {
     let profile = profile.unwrap_or(crate::config::DEFAULT_PROFILE);
-    match model {
+    let line = match model {
         "" => format!("agent `{profile}` (the CLI's default model)"),
         model => format!("agent `{profile}` (model `{model}`)"),
+    };
+    match fallback_from {
+        // The circuit breaker of the profile the task was routed to was open.
+        Some(from) => format!("{line}, the fallback of `{from}`"),
+        None => line,
     }
 }
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::{Site, Step, blocking, push_partial, run_agent, stop_if_asked};
-use crate::config::{OnFailingChecks, OnFailingSetup, REPO_FILE, Verification};
+use crate::config::{DEFAULT_PROFILE, FileAgent, OnFailingChecks, OnFailingSetup, REPO_FILE, Verification};
 use crate::db::entities::tasks;
 use crate::db::{NewStep, StepPhase};
 use crate::executor::Context;
@@ -14,6 +14,8 @@ use crate::executor::checks::{CommandRun, POSTED_TAIL_CHARS, Phase, Runner, fix_
 use crate::executor::outcome::Failure;
 use crate::executor::report::still_failing;
 use crate::executor::workspace::{Leftovers, Snapshot, Worktree};
+use crate::forge::client::Forge;
+use crate::trigger::RoutedBy;
 
 /// What the commands did so far.
 #[derive(Default)]
@@ -44,6 +46,43 @@ pub(super) async fn rules(
     let text = String::from_utf8(bytes).map_err(|_| refuse(format!("{REPO_FILE} is not UTF-8 text")))?;
     rules.apply_repo_file(&text, &ctx.settings.repo_config).map_err(refuse)?;
     Ok(rules)
+}
+
+/// Applies the profile the repository's file chooses (`agent = "…"`) when the comment or
+/// a label did not choose one and the operator allows it: the task goes back to the
+/// queue on that profile (`Failure::Switch`), so that the claim statement applies the
+/// profile's `max_concurrent` and its breaker (and fallback) as for any task. A profile
+/// the file may not choose is said once on the issue and the task runs where it is.
+pub(super) async fn file_profile(
+    ctx: &Context,
+    forge: &dyn Forge,
+    task: &tasks::Model,
+    rules: &Verification,
+) -> Step<()> {
+    // On a fallback, the task was routed to `fallback_from`: that is what the file replaces.
+    let routed = task.fallback_from.as_deref().or(task.agent_profile.as_deref()).unwrap_or(DEFAULT_PROFILE);
+    let by_request = task.agent_source.as_deref() == Some(RoutedBy::Request.as_str());
+    match rules.file_agent_choice(routed, by_request, &ctx.settings.profile_names()) {
+        FileAgent::Keep => Ok(()),
+        FileAgent::Switch(profile) => {
+            let reason = format!(
+                "{REPO_FILE} chose the agent profile {profile:?} (routed to {routed:?}); the task waits for a place on it, the attempt not counted"
+            );
+            Err(Failure::Switch { profile, reason })
+        }
+        FileAgent::Refused(why) => {
+            tracing::warn!(task = task.id, why, "the repository file chose a profile it may not");
+            let _ = ctx.lease(task.id).add_note(&why).await;
+            // Once per task, not on every retry.
+            if task.attempt <= 1
+                && let Err(err) =
+                    forge.create_comment(&task.repo_name(), task.issue_number(), &format!("⚠️ {why}.")).await
+            {
+                tracing::warn!(error = %err, "cannot say that the repository file's profile was refused");
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Runs the setup commands. A failing one ends the task with its output, unless the

@@ -52,6 +52,9 @@ pub struct Live {
     pub holds: Vec<(String, String)>,
     /// Circuit breakers that are not closed, said as a sentence each.
     pub breakers: Vec<String>,
+    /// The agent profiles, when `[[agents]]` adds any: each with its model, running tasks
+    /// against its own limit, fallback and breaker, a sentence each.
+    pub profiles: Vec<String>,
     /// Spend today and this month against each cap configured, a sentence each.
     pub budgets: Vec<String>,
     /// Notification sinks whose deliveries fail: name, retrying, given up, last error
@@ -122,6 +125,38 @@ fn filters(query: DashboardQuery) -> Result<(Filters, TaskQuery), Refusal> {
     Ok((f, q))
 }
 
+/// One sentence per agent profile (none with `[agent]` alone): model, running tasks and
+/// its limit, fallback, breaker state.
+fn profile_lines(
+    settings: &crate::config::Settings,
+    running: &[crate::db::entities::tasks::Model],
+    breakers: &[crate::db::entities::breakers::Model],
+) -> Vec<String> {
+    if settings.agents.is_empty() {
+        return Vec::new();
+    }
+    let default = crate::config::DEFAULT_PROFILE;
+    settings
+        .profile_names()
+        .into_iter()
+        .filter_map(|name| {
+            let agent = settings.profile(name)?;
+            let busy =
+                running.iter().filter(|t| t.agent_profile.as_deref().unwrap_or(default) == name).count();
+            let model =
+                if agent.model.is_empty() { "the CLI's default model".to_owned() } else { agent.model };
+            let limit =
+                agent.max_concurrent.map_or("no limit of its own".to_owned(), |n| format!("at most {n}"));
+            let fallback = agent.fallback.map(|f| format!(", falls back to {f}")).unwrap_or_default();
+            let state = breakers
+                .iter()
+                .find(|b| b.profile == name)
+                .map_or(crate::db::BreakerState::Closed, |b| crate::db::BreakerState::parse(&b.state));
+            Some(format!("{name} ({model}): {busy} running, {limit}{fallback}; breaker {}", state.as_str()))
+        })
+        .collect()
+}
+
 async fn live(state: &AppState, f: &Filters, query: &TaskQuery) -> Result<Live, DbError> {
     let now = Utc::now();
     let overview: Arc<Overview> = state.overview.get(&state.db).await?;
@@ -174,6 +209,7 @@ async fn live(state: &AppState, f: &Filters, query: &TaskQuery) -> Result<Live, 
             let settings = state.settings();
             breakers.iter().filter_map(|b| breaker_line(&settings, b, &blocking, now)).collect()
         },
+        profiles: profile_lines(&state.settings(), &overview.running, &breakers),
         budgets,
         failing_sinks,
         rows: page.rows.iter().map(|t| task_row(state, t, now)).collect(),

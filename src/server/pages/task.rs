@@ -250,9 +250,15 @@ fn task_view(
         branch: task.branch.clone(),
         attempt: task.attempt,
         turns: task.turns,
-        agent: task.agent_profile.as_ref().map(|profile| match task.agent_model.as_deref() {
-            Some(model) if !model.is_empty() => format!("{profile} ({model})"),
-            _ => profile.clone(),
+        agent: task.agent_profile.as_ref().map(|profile| {
+            let used = match task.agent_model.as_deref() {
+                Some(model) if !model.is_empty() => format!("{profile} ({model})"),
+                _ => format!("{profile} (the CLI's default model)"),
+            };
+            match &task.fallback_from {
+                Some(from) => format!("{used}, the fallback of {from}"),
+                None => used,
+            }
         }),
         created: time(task.created_at),
         started: task.started_at.map(time),

@@ -68,6 +68,33 @@ pub struct StepLink {
     pub state: &'static str,
 }
 
+/// One agent profile as the agent step lists it: name, kind, model, own limit, fallback.
+pub struct ProfileView {
+    pub name: String,
+    pub kind: String,
+    pub model: String,
+    pub max_concurrent: String,
+    pub fallback: String,
+}
+
+/// The configured profiles, as the agent step lists them (the wizard keeps them as they are).
+fn profile_views(settings: &Settings) -> Vec<ProfileView> {
+    settings
+        .profile_names()
+        .into_iter()
+        .filter_map(|name| {
+            let agent = settings.profile(name)?;
+            Some(ProfileView {
+                name: name.to_owned(),
+                kind: format!("{:?}", agent.kind).to_lowercase(),
+                model: if agent.model.is_empty() { "(the CLI's default)".into() } else { agent.model },
+                max_concurrent: agent.max_concurrent.map_or("-".into(), |n| n.to_string()),
+                fallback: agent.fallback.unwrap_or_else(|| "-".into()),
+            })
+        })
+        .collect()
+}
+
 /// The draft as the pages show it: no secret in here except a generated webhook secret
 /// on the one page that shows it.
 pub struct DraftView {
@@ -98,6 +125,8 @@ pub struct DraftView {
     pub max_concurrent: usize,
     pub timeout_secs: u64,
     pub timeout_human: String,
+    /// The agent profiles configured now (`[agent]` as `default`, then `[[agents]]`).
+    pub profiles: Vec<ProfileView>,
 }
 
 /// One forge kind offered in the first step.
@@ -417,6 +446,7 @@ fn view(draft: &Draft, settings: &Settings, secret_once: Option<String>) -> Draf
         max_concurrent: draft.max_concurrent,
         timeout_secs: draft.timeout_secs,
         timeout_human: pages::duration(chrono::Duration::seconds(draft.timeout_secs as i64)),
+        profiles: profile_views(settings),
     }
 }
 
