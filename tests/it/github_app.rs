@@ -177,6 +177,48 @@ async fn a_labelled_issue_becomes_a_pull_request_through_the_app() {
 }
 
 #[tokio::test]
+async fn a_token_that_runs_out_during_the_agents_run_is_renewed_before_the_push() {
+    let mut setup = Setup::new(Dialect::Github);
+    (setup.app, setup.git_http, setup.hold_ms) = (true, true, 4000);
+    let world = World::start(setup).await;
+    // Fresh enough for forgehand (more than five minutes left) for three seconds only:
+    // the token the fetch used is too old by the time the agent is done.
+    world.forge.with_app(|app| app.token_ttl = chrono::Duration::seconds(5 * 60 + 3));
+    let id = world.deliver_label().await;
+    assert_eq!(world.finished(id).await.status, "done");
+
+    let used = world.git_http.as_ref().unwrap().credentials();
+    let (first, last) = (&used.first().unwrap().1, &used.last().unwrap().1);
+    assert_ne!(first, last, "the push asked for a new token: {used:?}");
+    let issued = world.forge.with_app(|app| app.issued.clone());
+    for token in [first, last] {
+        assert!(issued.iter().any(|t| &t.token == token && t.installation == 77), "{token} was not issued");
+    }
+    assert!(
+        crate::executor::remote_file(&world.remote, crate::executor::BRANCH, "FORGEHAND_DEMO.md").is_some()
+    );
+}
+
+#[tokio::test]
+async fn attachments_are_fetched_with_the_installation_token_of_the_tasks_repository() {
+    let mut setup = Setup::new(Dialect::Github);
+    setup.app = true;
+    let world = World::start(setup).await;
+    let path = "/user-attachments/assets/5c1e-shot";
+    let shot = world.forge.add_attachment(path, &[7u8; 100], "image/png");
+    world.forge.set_issue_body(world.repo, 42, &format!("The CLI needs --verbose.\n\n![screenshot]({shot})"));
+    let id = world.deliver_label().await;
+    assert_eq!(world.finished(id).await.status, "done");
+
+    let fetched: Vec<u16> =
+        world.forge.requests().iter().filter(|r| r.path == path).map(|r| r.status).collect();
+    assert_eq!(fetched, [200], "the fake serves it only with a live installation token");
+    let by =
+        world.forge.with_app(|app| app.calls.iter().filter(|(p, _)| p == path).cloned().collect::<Vec<_>>());
+    assert_eq!(by, [(path.to_owned(), "installation 77".to_owned())]);
+}
+
+#[tokio::test]
 async fn the_sweep_covers_every_installed_repository_when_trigger_repos_is_empty() {
     use forgehand::executor::{Executor, sweep};
     let forge = FakeForge::github().await;

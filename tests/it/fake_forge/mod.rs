@@ -888,8 +888,13 @@ impl ForgeState {
             return (reply, false, true);
         }
         if let Some((bytes, kind)) = self.attachments.get(&request.raw_path) {
-            // Attachments of private repositories need the token, as on the forges.
-            if request.token.as_deref() != Some(TOKEN) {
+            // Attachments of private repositories need the token, as on the forges; with an
+            // App, a live installation token.
+            let authorized = match self.app.as_mut() {
+                Some(app) => app.accepts(&request.raw_path, request.token.as_deref(), None),
+                None => request.token.as_deref() == Some(TOKEN),
+            };
+            if !authorized {
                 return (self.ctx().not_found(), false, false);
             }
             let reply = Reply { text: None, ..Reply::empty(200) }.header("content-type", kind);
