@@ -67,6 +67,35 @@ async fn each_repository_is_called_with_its_installations_token() {
 }
 
 #[tokio::test]
+async fn an_enterprise_server_api_url_with_a_path_serves_the_app_too() {
+    let forge = FakeForge::github_enterprise().await;
+    forge.enable_app(4242, "forgehand-app", &[(ONE, 1)]);
+    forge.add_repo(ONE, "file:///nowhere", "main");
+    forge.add_issue(ONE, 1, "An issue", "", &[], "alice");
+    assert!(forge.base_url().ends_with("/api/v3"));
+    let settings = ForgeSettings {
+        name: "ghe".into(),
+        kind: ForgeKind::Github,
+        api_url: forge.base_url().into(),
+        token: String::new().into(),
+        webhook_secret: Default::default(),
+        bot_login: String::new(),
+        app_id: Some(4242),
+        private_key: forge.with_app(|app| app.private_key_pem.clone()).into(),
+    };
+    let client = connect(&settings).unwrap();
+    assert_eq!(client.current_login().await.unwrap(), "forgehand-app[bot]");
+    client.issue(&ONE.into(), 1.into()).await.unwrap();
+    assert!(client.git_token(&ONE.into()).await.unwrap().is_some());
+    assert_eq!(client.installed_repos().await.unwrap().unwrap(), [forgehand::config::RepoName::from(ONE)]);
+    assert!(forge.unexpected().is_empty(), "calls outside /api/v3: {:?}", forge.unexpected());
+    assert!(
+        installation_calls(&forge)
+            .contains(&("/repos/octo-org/one/issues/1".to_owned(), "installation 1".to_owned()))
+    );
+}
+
+#[tokio::test]
 async fn a_key_that_is_not_the_apps_gets_no_token() {
     let (other_key, _) = app_key();
     let (forge, client) = installed(Some(other_key)).await;
@@ -216,6 +245,56 @@ async fn attachments_are_fetched_with_the_installation_token_of_the_tasks_reposi
     let by =
         world.forge.with_app(|app| app.calls.iter().filter(|(p, _)| p == path).cloned().collect::<Vec<_>>());
     assert_eq!(by, [(path.to_owned(), "installation 77".to_owned())]);
+}
+
+#[tokio::test]
+async fn installation_events_move_a_repository_to_its_new_installation_at_once() {
+    let mut setup = Setup::new(Dialect::Github);
+    setup.app = true;
+    let world = World::start(setup).await;
+    let id = world.deliver_label().await;
+    assert_eq!(world.finished(id).await.status, "done");
+    assert!(world.forge.with_app(|app| app.issued.iter().all(|t| t.installation == 77)));
+
+    // The App is uninstalled (GitHub revokes installation 77's tokens) and installed again
+    // as installation 78. forgehand still holds a token of 77 and knows the repository as
+    // 77's: only the events tell it otherwise.
+    let repo = world.repo;
+    world.forge.with_app(|app| {
+        app.installations.insert(repo.to_owned(), 78);
+        app.revoke_all();
+    });
+    let seen = world.forge.with_app(|app| app.calls.len());
+    let installation = |action: &str, id: u64| {
+        let body = json!({
+            "action": action,
+            "installation": { "id": id, "account": { "login": "octo-org", "id": 1, "type": "Organization" } },
+            "repositories": [{ "id": 2, "name": "hello-world", "full_name": repo, "private": false }],
+            "sender": { "login": "alice", "id": 583231, "type": "User" },
+        });
+        Delivery::github("installation", serde_json::to_vec(&body).unwrap())
+    };
+    for (action, id) in [("deleted", 77), ("created", 78)] {
+        let answer = world.deliver(installation(action, id)).await;
+        assert_eq!(answer.outcome(), "ignored", "{}", answer.text);
+        let reason = answer.json["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains("forgehand updated which installation holds which repository"), "{reason}");
+    }
+
+    world.forge.add_issue(repo, 43, "Another one", "More.", &["forgehand"], "alice");
+    let labeled = edited("github/issues_labeled.json", "/issue/number", json!(43));
+    let answer = world.deliver(Delivery::github("issues", labeled)).await;
+    let second = answer.json["task_id"].as_i64().unwrap_or_else(|| panic!("{}", answer.text));
+    let task = world.finished(second).await;
+    assert_eq!(task.status, "done", "{task:?}");
+    let after: Vec<(String, String)> = world.forge.with_app(|app| app.calls[seen..].to_vec());
+    let by_token: Vec<&(String, String)> = after.iter().filter(|(_, by)| by != "jwt").collect();
+    assert!(!by_token.is_empty());
+    assert!(by_token.iter().all(|(_, by)| by == "installation 78"), "a stale token was tried: {after:?}");
+    assert!(
+        after.iter().all(|(path, _)| path != "/app/installations/77/access_tokens"),
+        "the deleted installation was asked for a token: {after:?}"
+    );
 }
 
 #[tokio::test]

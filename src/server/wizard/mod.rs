@@ -28,7 +28,7 @@ use super::pages::{self, render};
 use super::session::{CurrentSession, SESSION_TTL, check_csrf};
 use crate::config::{ForgeKind, Settings};
 
-use draft::{AgentAnswers, Draft, ForgeAnswers, Problems, Step};
+use draft::{AgentAnswers, Auth, CredentialAnswers, Draft, ForgeAnswers, Problems, Step};
 
 /// Held while a config file is planned and written.
 static SAVING: Mutex<()> = Mutex::new(());
@@ -82,6 +82,14 @@ pub struct DraftView {
     /// What the bot's token needs, for this kind (may hold markup).
     pub token_advice: &'static str,
     pub token_set: bool,
+    /// GitHub: an App may stand in for the token.
+    pub app_possible: bool,
+    /// The App is chosen (else the token).
+    pub app_chosen: bool,
+    pub app_id: String,
+    pub private_key_set: bool,
+    /// The App's permissions and events, for the page.
+    pub app_permissions: Vec<String>,
     pub token_report: Vec<String>,
     pub repo: String,
     pub secret_set: bool,
@@ -168,6 +176,12 @@ pub struct WizardForm {
     api_url: String,
     #[serde(default)]
     token: String,
+    #[serde(default)]
+    auth: String,
+    #[serde(default)]
+    app_id: String,
+    #[serde(default)]
+    private_key: String,
     #[serde(default)]
     repo: String,
     #[serde(default)]
@@ -283,7 +297,16 @@ async fn answer(
             };
             draft.set_forge(settings, answers).map(|()| Step::Token)
         }
-        Step::Token => draft.set_token(settings, &form.token, &form.repo).await.map(|()| Step::Webhook),
+        Step::Token => {
+            let answers = CredentialAnswers {
+                auth: form.auth,
+                token: form.token,
+                app_id: form.app_id,
+                private_key: form.private_key,
+                repo: form.repo,
+            };
+            draft.set_credentials(settings, answers).await.map(|()| Step::Webhook)
+        }
         Step::Webhook if form.action == "generate" => {
             draft.generate_secret().map_err(|e| vec![format!("Cannot generate a secret: {e}")])?;
             Ok(Step::Webhook)
@@ -401,6 +424,14 @@ fn view(draft: &Draft, settings: &Settings, secret_once: Option<String>) -> Draf
         kinds: kind_choices(),
         token_advice: setup.token_advice,
         token_set: draft.token_set(settings),
+        app_possible: draft.kind == ForgeKind::Github,
+        app_chosen: draft.auth == Auth::App,
+        app_id: draft.forge(settings).app_id.map(|id| id.to_string()).unwrap_or_default(),
+        private_key_set: draft.auth == Auth::App && draft.private_key_set(settings),
+        app_permissions: crate::forge::github_app::NEEDED_PERMISSIONS
+            .iter()
+            .map(|(_, _, shown)| format!("{shown}: read & write"))
+            .collect(),
         token_report: draft.checked.as_ref().map(|r| r.lines()).unwrap_or_default(),
         repo: draft.repo.clone(),
         secret_set: draft.secret_set(settings),
