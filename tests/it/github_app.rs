@@ -392,9 +392,11 @@ async fn doctor_checks_the_jwt_the_installations_and_a_token_for_the_repository(
     for expected in [
         format!("OK   forge github ({api}): the App's JWT works; its account is forgehand-app[bot]"),
         "OK   forge github: the App is installed on 2 repositories (octo-org/one, octo-org/two)".into(),
-        "OK   forge github: an installation token for octo-org/one was issued".into(),
-        "FAIL forge github: no installation token for octo-org/elsewhere: finding the GitHub App's installation on \
-         octo-org/elsewhere: the GitHub App is not installed on octo-org/elsewhere"
+        "OK   forge github: an installation token for octo-org/one was issued (contents: write, issues: write, \
+         metadata: read, pull_requests: write)"
+            .into(),
+        "FAIL forge github: no installation token for octo-org/elsewhere: The App forgehand-app[bot] is installed \
+         (2 installations) but not on octo-org/elsewhere"
             .into(),
     ] {
         assert!(stdout.lines().any(|l| l.starts_with(&expected)), "no {expected:?} in\n{stdout}");

@@ -45,18 +45,20 @@ pub struct AppTransport {
     tokens: Arc<Mutex<Tokens>>,
 }
 
-/// What this process knows of each App, by API URL and App id: every client of one App
+/// What this process knows of each App, by API URL, App id and key: every client of one App
 /// (the executor's, the sweep's, the identity check's) shares it, so that an installation
 /// event the webhook receives reaches them all.
 static KNOWN: LazyLock<std::sync::Mutex<HashMap<AppKey, Arc<Mutex<Tokens>>>>> =
     LazyLock::new(Default::default);
 
-/// An App: its API URL (lower case, no trailing slash) and its id.
-type AppKey = (String, u64);
+/// An App: its API URL (lower case, no trailing slash), its id, and the SHA-256 of its
+/// public key (a new key may be a new registration of the App).
+type AppKey = (String, u64, [u8; 32]);
 
-/// The shared knowledge of App `app_id` at `api_url`.
-fn known(api_url: &str, app_id: u64) -> Arc<Mutex<Tokens>> {
-    let key = (api_url.trim_end_matches('/').to_lowercase(), app_id);
+/// The shared knowledge of App `app_id` at `api_url` with `key`.
+fn known(api_url: &str, app_id: u64, key: &PKey<Private>) -> Arc<Mutex<Tokens>> {
+    let fingerprint = key.public_key_to_der().map(|der| openssl::sha::sha256(&der)).unwrap_or_default();
+    let key = (api_url.trim_end_matches('/').to_lowercase(), app_id, fingerprint);
     let mut known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
     known.entry(key).or_default().clone()
 }
@@ -105,9 +107,7 @@ impl AppTransport {
     /// A transport for the App of `settings` (`app_id`, `private_key`) at `api_url`.
     pub fn new(settings: &ForgeSettings) -> anyhow::Result<AppTransport> {
         let app_id = settings.app_id.context("forges: app_id is not set")?;
-        let pem = settings.app_private_key().map_err(|err| anyhow::anyhow!("forges: private_key: {err}"))?;
-        let key = PKey::private_key_from_pem(pem.expose_secret().as_bytes())
-            .map_err(|_| anyhow::anyhow!("forges: private_key is not an RSA private key in PEM form"))?;
+        let key = private_key(settings)?;
         let client = octocrab::Octocrab::builder()
             .base_uri(settings.api_url.as_str())
             .with_context(|| format!("forges: api_url {:?} is not a valid URL", settings.api_url))?
@@ -115,7 +115,7 @@ impl AppTransport {
             .set_read_timeout(Some(Duration::from_secs(30)))
             .build()
             .context("cannot build the GitHub client")?;
-        let tokens = known(&settings.api_url, app_id);
+        let tokens = known(&settings.api_url, app_id, &key);
         Ok(AppTransport { client, base: settings.api_url.clone(), app_id, key, tokens })
     }
 
@@ -283,6 +283,13 @@ impl AppTransport {
     }
 }
 
+/// The App's private key of `settings`.
+fn private_key(settings: &ForgeSettings) -> anyhow::Result<PKey<Private>> {
+    let pem = settings.app_private_key().map_err(|err| anyhow::anyhow!("forges: private_key: {err}"))?;
+    PKey::private_key_from_pem(pem.expose_secret().as_bytes())
+        .map_err(|_| anyhow::anyhow!("forges: private_key is not an RSA private key in PEM form"))
+}
+
 /// `owner/name` when `path` is under `/repos/{owner}/{name}`.
 fn repo_of(path: &str) -> Option<String> {
     let mut parts = path.strip_prefix("/repos/")?.split(['/', '?']);
@@ -399,8 +406,8 @@ impl Tokens {
 
 /// Brings what this process knows of the App of `settings` up to date with `change`.
 pub async fn apply_installation_change(settings: &ForgeSettings, change: &InstallationChange) {
-    let Some(app_id) = settings.app_id else { return };
-    known(&settings.api_url, app_id).lock().await.apply(change);
+    let (Some(app_id), Ok(key)) = (settings.app_id, private_key(settings)) else { return };
+    known(&settings.api_url, app_id, &key).lock().await.apply(change);
     tracing::info!(
         forge = %settings.name,
         installation = change.installation,
