@@ -51,6 +51,26 @@ async fn the_tokens_own_account_never_triggers_without_bot_login() {
 }
 
 #[tokio::test]
+async fn a_github_apps_bot_never_triggers_without_bot_login() {
+    let forge = FakeForge::github().await;
+    forge.enable_app(4242, "forgehand-app", &[("octo-org/hello-world", 77)]);
+    let app = TestApp::spawn_with(&config_without_bot_login(&forge)).await;
+    let browser = Browser::login(&app).await;
+    let bot = "forgehand-app[bot]";
+    assert_eq!(forge.bot_login(), bot);
+    let page = setup_page_once(&browser, &format!("{bot} (the")).await;
+    assert!(page.contains(&format!("{bot} (the")), "learned from GET /app: {page}");
+
+    // Even sent as a person (type User): the App's own account.
+    let mut body: serde_json::Value = serde_json::from_slice(&fixture("github/issues_labeled.json")).unwrap();
+    body["sender"]["login"] = serde_json::json!(bot);
+    let answer = app.deliver("fake", Delivery::github("issues", serde_json::to_vec(&body).unwrap())).await;
+    assert_eq!((answer.status, answer.outcome()), (200, "ignored"), "{}", answer.text);
+    assert_eq!(answer.json["reason"], format!("caused by forgehand's own account {bot}"));
+    assert!(app.tasks().await.is_empty());
+}
+
+#[tokio::test]
 async fn a_wrong_token_still_starts_and_says_so() {
     let forge = FakeForge::github().await;
     let config = config_without_bot_login(&forge)
