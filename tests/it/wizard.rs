@@ -464,8 +464,8 @@ async fn the_wizard_connects_github_as_an_app_and_names_the_step_that_fails() {
         "Pull requests: read &#38; write",
         "Metadata: read",
         "http://fh.test/webhooks/ghe",
-        "Issue comments",
-        "Pull request reviews",
+        "Issue comment",
+        "Pull request review",
     ] {
         assert!(page.contains(said), "{said:?} missing in {page}");
     }
@@ -522,6 +522,7 @@ async fn the_wizard_connects_github_as_an_app_and_names_the_step_that_fails() {
         "{page}"
     );
     assert!(page.contains("octo-org/one is in installation 7"), "{page}");
+    assert!(page.contains("Subscribe to events") && page.contains("<strong>Check run</strong>"), "{page}");
     pages.push(page);
     let (_, page) = browser.get("/setup/wizard/token").await;
     assert!(page.contains("Private key <span class=\"badge s-done\">set</span>"), "{page}");

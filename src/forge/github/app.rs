@@ -431,6 +431,13 @@ pub struct AppCheck {
     pub permissions: Vec<(String, String)>,
 }
 
+/// Where an App's webhook is set, for the setup pages.
+pub const WEBHOOK_STEPS: &str = "On the App's settings page: under General → Webhook, tick Active and set the Webhook URL and secret below; under Permissions & events → Subscribe to events, tick:";
+
+/// The events an App subscribes to, as its settings page names them (its installation
+/// events come without being ticked).
+pub const EVENTS: &[&str] = &["Issues", "Issue comment", "Pull request review", "Check run"];
+
 /// The repository permissions forgehand needs, and at what level.
 pub const NEEDED_PERMISSIONS: &[(&str, &str, &str)] = &[
     ("contents", "write", "Contents"),

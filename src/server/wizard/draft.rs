@@ -38,7 +38,7 @@ impl Step {
     pub fn title(self) -> &'static str {
         match self {
             Step::Forge => "Forge",
-            Step::Token => "API token",
+            Step::Token => "API access",
             Step::Webhook => "Webhook",
             Step::Trigger => "Trigger",
             Step::Agent => "Agent",
@@ -90,8 +90,10 @@ pub struct Draft {
     pub auth: Auth,
     /// A token typed in the wizard, replacing the configured one.
     pub new_token: Option<SecretString>,
-    /// A GitHub App's id typed in the wizard.
+    /// A GitHub App's id typed in the wizard (once its check passed).
     pub new_app_id: Option<u64>,
+    /// The App id last typed, shown again when its check failed (not a secret).
+    pub typed_app_id: String,
     /// A GitHub App's private key (PEM or path) typed in the wizard.
     pub new_private_key: Option<SecretString>,
     /// The last successful token check.
@@ -152,6 +154,7 @@ impl Draft {
             auth: if existing.is_some_and(|f| f.app_id.is_some()) { Auth::App } else { Auth::Token },
             new_token: None,
             new_app_id: None,
+            typed_app_id: String::new(),
             new_private_key: None,
             checked: None,
             repo: current.trigger.repos.first().map(RepoName::to_string).unwrap_or_default(),
@@ -366,6 +369,7 @@ impl Draft {
         self.repo = repo.to_owned();
         let mut forge = self.forge(current);
         let mut problems = Vec::new();
+        self.typed_app_id = answers.app_id.trim().to_owned();
         match answers.app_id.trim() {
             "" if forge.app_id.is_some() => {}
             "" => problems.push("Enter the App's id (the App's settings page, App ID).".to_owned()),

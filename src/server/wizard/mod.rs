@@ -98,6 +98,8 @@ pub struct DraftView {
     pub webhook_url: String,
     pub where_to: &'static str,
     pub events: Vec<&'static str>,
+    /// The events a GitHub App subscribes to.
+    pub app_events: Vec<&'static str>,
     pub reachability: Option<&'static str>,
     pub label: String,
     pub command: String,
@@ -426,7 +428,11 @@ fn view(draft: &Draft, settings: &Settings, secret_once: Option<String>) -> Draf
         token_set: draft.token_set(settings),
         app_possible: draft.kind == ForgeKind::Github,
         app_chosen: draft.auth == Auth::App,
-        app_id: draft.forge(settings).app_id.map(|id| id.to_string()).unwrap_or_default(),
+        app_id: match draft.forge(settings).app_id {
+            _ if !draft.typed_app_id.is_empty() => draft.typed_app_id.clone(),
+            Some(id) => id.to_string(),
+            None => String::new(),
+        },
         private_key_set: draft.auth == Auth::App && draft.private_key_set(settings),
         app_permissions: crate::forge::github_app::NEEDED_PERMISSIONS
             .iter()
@@ -438,8 +444,17 @@ fn view(draft: &Draft, settings: &Settings, secret_once: Option<String>) -> Draf
         secret_generated: draft.new_secret.is_some(),
         secret_once,
         webhook_url: webhook_url(&draft.public_url, &draft.name),
-        where_to: setup.webhook_steps,
-        events: setup.events.to_vec(),
+        where_to: if draft.auth == Auth::App {
+            crate::forge::github_app::WEBHOOK_STEPS
+        } else {
+            setup.webhook_steps
+        },
+        events: if draft.auth == Auth::App {
+            crate::forge::github_app::EVENTS.to_vec()
+        } else {
+            setup.events.to_vec()
+        },
+        app_events: crate::forge::github_app::EVENTS.to_vec(),
         reachability: reachability(&draft.public_url, draft.kind),
         label: draft.label.clone(),
         command: draft.command.clone(),
