@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::dashboard::Browser;
+use crate::dashboard::{Browser, FormBody};
 use crate::fake_forge::FakeForge;
 use crate::harness::*;
 
@@ -68,6 +68,26 @@ async fn a_github_apps_bot_never_triggers_without_bot_login() {
     assert_eq!((answer.status, answer.outcome()), (200, "ignored"), "{}", answer.text);
     assert_eq!(answer.json["reason"], format!("caused by forgehand's own account {bot}"));
     assert!(app.tasks().await.is_empty());
+
+    // The setup page shows the App, not a missing token, and checks it as the wizard does.
+    let shown =
+        page.split("id=\"app-fake\">").nth(1).unwrap_or_else(|| panic!("no App shown for fake: {page}"));
+    assert!(shown.starts_with("App ID <code>4242</code>, private key"), "{page}");
+    let form = [("csrf", browser.csrf.as_str()), ("forge", "fake"), ("repo", "octo-org/hello-world")];
+    let response = browser
+        .client
+        .post(format!("{}/setup/check", app.base))
+        .header("cookie", &browser.cookie)
+        .form_body(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let page = response.text().await.unwrap();
+    let said =
+        page.split("role=\"status\">").nth(1).unwrap_or(&page).split("</div>").next().unwrap_or_default();
+    assert!(said.contains("JWT works: the App is forgehand-app[bot]"), "{said}");
+    assert!(page.contains("octo-org/hello-world is in installation 77"), "{page}");
 }
 
 #[tokio::test]
