@@ -304,11 +304,11 @@ pub fn decide(
                 .into(),
         ),
         ForgeEvent::Unsupported { event, action } => Decision::Ignore(match action {
-            // The App's installation tokens are found per repository when first needed,
-            // and each sweep lists the installations afresh: nothing to do now.
+            // The webhook edge has already updated which installation holds which
+            // repository (`forge::github_app`); no task comes of it.
             Some(action) if event.starts_with("installation") => format!(
-                "event {event}/{action}: the GitHub App's installations changed; forgehand looks up a \
-                 repository's installation when it needs it, and the sweep lists them afresh"
+                "event {event}/{action}: the GitHub App's installations changed; forgehand updated which \
+                 installation holds which repository, and the sweep lists them afresh"
             ),
             Some(action) => format!("event {event}/{action} is not one forgehand acts on"),
             None => format!("event {event} is not one forgehand acts on"),

@@ -69,6 +69,10 @@ fn secret_pairs(old: &Settings, new: &Settings) -> Vec<(String, String, String)>
                 .unwrap_or_default()
         };
         pairs.push((format!("forges[{name}].token"), token(&o), token(&n)));
+        let key = |f: &Option<super::ForgeSettings>| {
+            f.as_ref().map(|f| f.private_key.expose_secret().to_owned()).unwrap_or_default()
+        };
+        pairs.push((format!("forges[{name}].private_key"), key(&o), key(&n)));
         pairs.push((format!("forges[{name}].webhook_secret"), secret(&o), secret(&n)));
     }
     let sink_names = old.notify.sinks.iter().chain(&new.notify.sinks).map(|s| s.name.clone());

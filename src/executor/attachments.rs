@@ -5,6 +5,8 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use secrecy::SecretString;
+
 use crate::config::{AttachmentSettings, Settings};
 use crate::forge::attachments::{AttachmentLinks, Attachments, Link, Skipped};
 
@@ -12,9 +14,17 @@ use crate::forge::attachments::{AttachmentLinks, Attachments, Link, Skipped};
 pub const DIR: &str = ".forgehand/attachments";
 
 /// Fetches what `texts` (the body and comments) link on the forge `forge_name` into
-/// `checkout`, and returns the prompt's account of it (empty when nothing is linked).
-/// Nothing here fails the task: an attachment that cannot be fetched is named as such.
-pub async fn fetch_into(settings: &Settings, forge_name: &str, texts: &[&str], checkout: &Path) -> String {
+/// `checkout` with `token` (the one git uses for the task's repository: a GitHub App's
+/// installation token), and returns the prompt's account of it (empty when nothing is
+/// linked). Nothing here fails the task: an attachment that cannot be fetched is named as
+/// such.
+pub async fn fetch_into(
+    settings: &Settings,
+    forge_name: &str,
+    token: Option<SecretString>,
+    texts: &[&str],
+    checkout: &Path,
+) -> String {
     let limits = &settings.attachments;
     let Some(forge) = settings.forge(forge_name).filter(|_| limits.enabled) else { return String::new() };
     let finder = AttachmentLinks::new(forge);
@@ -27,7 +37,8 @@ pub async fn fetch_into(settings: &Settings, forge_name: &str, texts: &[&str], c
     if links.is_empty() {
         return String::new();
     }
-    let client = match Attachments::new(forge, &finder) {
+    let token = token.unwrap_or_else(|| SecretString::from(""));
+    let client = match Attachments::new(token, &finder) {
         Ok(client) => client,
         Err(err) => {
             tracing::warn!(error = %err, "cannot fetch attachments");

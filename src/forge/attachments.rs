@@ -1,6 +1,7 @@
 //! Images and files people attach to issues (GitHub's user-attachments, Gitea's
-//! attachments), found in the issue's text and fetched with the forge's token — from the
-//! forge's own hosts only, size-capped, the token never sent anywhere else.
+//! attachments), found in the issue's text and fetched with the forge's token (a GitHub
+//! App's: the installation token of the task's repository) — from the forge's own hosts
+//! only, size-capped, the token never sent anywhere else.
 
 use std::time::Duration;
 
@@ -99,9 +100,9 @@ impl AttachmentLinks {
 }
 
 impl Attachments {
-    /// A client that sends `settings`' token to the hosts `links` accepts, and follows
+    /// A client that sends `token` (empty: none) to the hosts `links` accepts, and follows
     /// redirects only among them.
-    pub fn new(settings: &ForgeSettings, links: &AttachmentLinks) -> anyhow::Result<Attachments> {
+    pub fn new(token: SecretString, links: &AttachmentLinks) -> anyhow::Result<Attachments> {
         let allowed = links.hosts.clone();
         // Only to the forge's own hosts; reqwest drops the token on a change of host.
         let policy = Policy::custom(move |attempt| {
@@ -120,7 +121,7 @@ impl Attachments {
             .user_agent(concat!("forgehand/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("cannot build the attachment client")?;
-        Ok(Attachments { http, token: settings.token.clone() })
+        Ok(Attachments { http, token })
     }
 
     /// Fetches `url` (one [`Attachments::links`] found as its own), at most `max_bytes`.

@@ -23,6 +23,8 @@ pub mod payload;
 mod rest;
 pub mod signature;
 
+/// A GitHub App's live check and its installation events (`forge::github_app`).
+pub use github::app as github_app;
 pub use number::IssueNumber;
 
 use std::sync::Arc;

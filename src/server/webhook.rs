@@ -182,6 +182,12 @@ async fn verify_and_parse(
         .ok_or_else(|| WebhookError::MissingHeader(alternatives(names.delivery)))?;
     let json = json_payload(headers, &body)?;
     let event = payload::parse(forge.kind, event_name, &json)?;
+    // An App's installations changed: what this process knows of them follows at once.
+    if forge.app_id.is_some()
+        && let Some(change) = crate::forge::github_app::installation_change(event_name, &json)
+    {
+        crate::forge::github_app::apply_installation_change(forge, &change).await;
+    }
     Ok(Verified { delivery_id: delivery_id.to_owned(), event_name: event_name.to_owned(), event })
 }
 

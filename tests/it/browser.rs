@@ -159,6 +159,39 @@ async fn a_new_user_runs_the_setup_wizard_in_chromium() {
 }
 
 #[tokio::test]
+async fn github_is_connected_as_an_app_in_the_wizard_in_chromium() {
+    use crate::fake_forge::FakeForge;
+    require_tools();
+    let forge = FakeForge::github_enterprise().await;
+    forge.enable_app(4242, "forgehand-app", &[("octo-org/one", 7)]);
+    forge.add_repo("octo-org/one", "https://fake.invalid/octo-org/one.git", "main");
+    let dir = tempfile::tempdir().unwrap();
+    // The key as a path on forgehand's machine, the other way to give it.
+    let pem = dir.path().join("app.pem");
+    std::fs::write(&pem, forge.with_app(|app| app.private_key_pem.clone())).unwrap();
+    let app = TestApp::spawn().await;
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    let run = tokio::process::Command::new("node")
+        .arg(browser_dir().join("wizard-app.mjs"))
+        .args([&app.base, ADMIN_TOKEN, shots.to_str().unwrap(), forge.base_url(), "4242"])
+        .arg(&pem)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the wizard script did not finish in 120 s")
+        .expect("cannot start node");
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "the wizard script failed: {stderr}\nstdout: {stdout}");
+    assert_eq!(stdout.lines().last(), Some("OK"), "{stdout} {stderr}");
+    for shot in ["19-wizard-app-refused", "20-wizard-app-checked"] {
+        assert!(shots.join(format!("{shot}.png")).exists(), "{shot}.png was not saved");
+    }
+    let issued = forge.with_app(|app| app.issued.len());
+    assert_eq!(issued, 1, "one installation token, for the check that passed");
+}
+
+#[tokio::test]
 async fn a_person_sees_a_refused_delivery_and_sends_a_test_one_in_chromium() {
     require_tools();
     let app = TestApp::spawn().await;

@@ -67,6 +67,35 @@ async fn each_repository_is_called_with_its_installations_token() {
 }
 
 #[tokio::test]
+async fn an_enterprise_server_api_url_with_a_path_serves_the_app_too() {
+    let forge = FakeForge::github_enterprise().await;
+    forge.enable_app(4242, "forgehand-app", &[(ONE, 1)]);
+    forge.add_repo(ONE, "file:///nowhere", "main");
+    forge.add_issue(ONE, 1, "An issue", "", &[], "alice");
+    assert!(forge.base_url().ends_with("/api/v3"));
+    let settings = ForgeSettings {
+        name: "ghe".into(),
+        kind: ForgeKind::Github,
+        api_url: forge.base_url().into(),
+        token: String::new().into(),
+        webhook_secret: Default::default(),
+        bot_login: String::new(),
+        app_id: Some(4242),
+        private_key: forge.with_app(|app| app.private_key_pem.clone()).into(),
+    };
+    let client = connect(&settings).unwrap();
+    assert_eq!(client.current_login().await.unwrap(), "forgehand-app[bot]");
+    client.issue(&ONE.into(), 1.into()).await.unwrap();
+    assert!(client.git_token(&ONE.into()).await.unwrap().is_some());
+    assert_eq!(client.installed_repos().await.unwrap().unwrap(), [forgehand::config::RepoName::from(ONE)]);
+    assert!(forge.unexpected().is_empty(), "calls outside /api/v3: {:?}", forge.unexpected());
+    assert!(
+        installation_calls(&forge)
+            .contains(&("/repos/octo-org/one/issues/1".to_owned(), "installation 1".to_owned()))
+    );
+}
+
+#[tokio::test]
 async fn a_key_that_is_not_the_apps_gets_no_token() {
     let (other_key, _) = app_key();
     let (forge, client) = installed(Some(other_key)).await;
@@ -177,6 +206,98 @@ async fn a_labelled_issue_becomes_a_pull_request_through_the_app() {
 }
 
 #[tokio::test]
+async fn a_token_that_runs_out_during_the_agents_run_is_renewed_before_the_push() {
+    let mut setup = Setup::new(Dialect::Github);
+    (setup.app, setup.git_http, setup.hold_ms) = (true, true, 4000);
+    let world = World::start(setup).await;
+    // Fresh enough for forgehand (more than five minutes left) for three seconds only:
+    // the token the fetch used is too old by the time the agent is done.
+    world.forge.with_app(|app| app.token_ttl = chrono::Duration::seconds(5 * 60 + 3));
+    let id = world.deliver_label().await;
+    assert_eq!(world.finished(id).await.status, "done");
+
+    let used = world.git_http.as_ref().unwrap().credentials();
+    let (first, last) = (&used.first().unwrap().1, &used.last().unwrap().1);
+    assert_ne!(first, last, "the push asked for a new token: {used:?}");
+    let issued = world.forge.with_app(|app| app.issued.clone());
+    for token in [first, last] {
+        assert!(issued.iter().any(|t| &t.token == token && t.installation == 77), "{token} was not issued");
+    }
+    assert!(
+        crate::executor::remote_file(&world.remote, crate::executor::BRANCH, "FORGEHAND_DEMO.md").is_some()
+    );
+}
+
+#[tokio::test]
+async fn attachments_are_fetched_with_the_installation_token_of_the_tasks_repository() {
+    let mut setup = Setup::new(Dialect::Github);
+    setup.app = true;
+    let world = World::start(setup).await;
+    let path = "/user-attachments/assets/5c1e-shot";
+    let shot = world.forge.add_attachment(path, &[7u8; 100], "image/png");
+    world.forge.set_issue_body(world.repo, 42, &format!("The CLI needs --verbose.\n\n![screenshot]({shot})"));
+    let id = world.deliver_label().await;
+    assert_eq!(world.finished(id).await.status, "done");
+
+    let fetched: Vec<u16> =
+        world.forge.requests().iter().filter(|r| r.path == path).map(|r| r.status).collect();
+    assert_eq!(fetched, [200], "the fake serves it only with a live installation token");
+    let by =
+        world.forge.with_app(|app| app.calls.iter().filter(|(p, _)| p == path).cloned().collect::<Vec<_>>());
+    assert_eq!(by, [(path.to_owned(), "installation 77".to_owned())]);
+}
+
+#[tokio::test]
+async fn installation_events_move_a_repository_to_its_new_installation_at_once() {
+    let mut setup = Setup::new(Dialect::Github);
+    setup.app = true;
+    let world = World::start(setup).await;
+    let id = world.deliver_label().await;
+    assert_eq!(world.finished(id).await.status, "done");
+    assert!(world.forge.with_app(|app| app.issued.iter().all(|t| t.installation == 77)));
+
+    // The App is uninstalled (GitHub revokes installation 77's tokens) and installed again
+    // as installation 78. forgehand still holds a token of 77 and knows the repository as
+    // 77's: only the events tell it otherwise.
+    let repo = world.repo;
+    world.forge.with_app(|app| {
+        app.installations.insert(repo.to_owned(), 78);
+        app.revoke_all();
+    });
+    let seen = world.forge.with_app(|app| app.calls.len());
+    let installation = |action: &str, id: u64| {
+        let body = json!({
+            "action": action,
+            "installation": { "id": id, "account": { "login": "octo-org", "id": 1, "type": "Organization" } },
+            "repositories": [{ "id": 2, "name": "hello-world", "full_name": repo, "private": false }],
+            "sender": { "login": "alice", "id": 583231, "type": "User" },
+        });
+        Delivery::github("installation", serde_json::to_vec(&body).unwrap())
+    };
+    for (action, id) in [("deleted", 77), ("created", 78)] {
+        let answer = world.deliver(installation(action, id)).await;
+        assert_eq!(answer.outcome(), "ignored", "{}", answer.text);
+        let reason = answer.json["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains("forgehand updated which installation holds which repository"), "{reason}");
+    }
+
+    world.forge.add_issue(repo, 43, "Another one", "More.", &["forgehand"], "alice");
+    let labeled = edited("github/issues_labeled.json", "/issue/number", json!(43));
+    let answer = world.deliver(Delivery::github("issues", labeled)).await;
+    let second = answer.json["task_id"].as_i64().unwrap_or_else(|| panic!("{}", answer.text));
+    let task = world.finished(second).await;
+    assert_eq!(task.status, "done", "{task:?}");
+    let after: Vec<(String, String)> = world.forge.with_app(|app| app.calls[seen..].to_vec());
+    let by_token: Vec<&(String, String)> = after.iter().filter(|(_, by)| by != "jwt").collect();
+    assert!(!by_token.is_empty());
+    assert!(by_token.iter().all(|(_, by)| by == "installation 78"), "a stale token was tried: {after:?}");
+    assert!(
+        after.iter().all(|(path, _)| path != "/app/installations/77/access_tokens"),
+        "the deleted installation was asked for a token: {after:?}"
+    );
+}
+
+#[tokio::test]
 async fn the_sweep_covers_every_installed_repository_when_trigger_repos_is_empty() {
     use forgehand::executor::{Executor, sweep};
     let forge = FakeForge::github().await;
@@ -271,9 +392,11 @@ async fn doctor_checks_the_jwt_the_installations_and_a_token_for_the_repository(
     for expected in [
         format!("OK   forge github ({api}): the App's JWT works; its account is forgehand-app[bot]"),
         "OK   forge github: the App is installed on 2 repositories (octo-org/one, octo-org/two)".into(),
-        "OK   forge github: an installation token for octo-org/one was issued".into(),
-        "FAIL forge github: no installation token for octo-org/elsewhere: finding the GitHub App's installation on \
-         octo-org/elsewhere: the GitHub App is not installed on octo-org/elsewhere"
+        "OK   forge github: an installation token for octo-org/one was issued (contents: write, issues: write, \
+         metadata: read, pull_requests: write)"
+            .into(),
+        "FAIL forge github: no installation token for octo-org/elsewhere: The App forgehand-app[bot] is installed \
+         (2 installations) but not on octo-org/elsewhere"
             .into(),
     ] {
         assert!(stdout.lines().any(|l| l.starts_with(&expected)), "no {expected:?} in\n{stdout}");

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::dashboard::Browser;
+use crate::dashboard::{Browser, FormBody};
 use crate::fake_forge::FakeForge;
 use crate::harness::*;
 
@@ -48,6 +48,46 @@ async fn the_tokens_own_account_never_triggers_without_bot_login() {
     let other = edited("github/issues_labeled.json", "/issue/number", serde_json::json!(7));
     let answer = app.deliver("fake", Delivery::github("issues", other)).await;
     assert_eq!((answer.status, answer.outcome()), (202, "task_created"), "{}", answer.text);
+}
+
+#[tokio::test]
+async fn a_github_apps_bot_never_triggers_without_bot_login() {
+    let forge = FakeForge::github().await;
+    forge.enable_app(4242, "forgehand-app", &[("octo-org/hello-world", 77)]);
+    let app = TestApp::spawn_with(&config_without_bot_login(&forge)).await;
+    let browser = Browser::login(&app).await;
+    let bot = "forgehand-app[bot]";
+    assert_eq!(forge.bot_login(), bot);
+    let page = setup_page_once(&browser, &format!("{bot} (the")).await;
+    assert!(page.contains(&format!("{bot} (the")), "learned from GET /app: {page}");
+
+    // Even sent as a person (type User): the App's own account.
+    let mut body: serde_json::Value = serde_json::from_slice(&fixture("github/issues_labeled.json")).unwrap();
+    body["sender"]["login"] = serde_json::json!(bot);
+    let answer = app.deliver("fake", Delivery::github("issues", serde_json::to_vec(&body).unwrap())).await;
+    assert_eq!((answer.status, answer.outcome()), (200, "ignored"), "{}", answer.text);
+    assert_eq!(answer.json["reason"], format!("caused by forgehand's own account {bot}"));
+    assert!(app.tasks().await.is_empty());
+
+    // The setup page shows the App, not a missing token, and checks it as the wizard does.
+    let shown =
+        page.split("id=\"app-fake\">").nth(1).unwrap_or_else(|| panic!("no App shown for fake: {page}"));
+    assert!(shown.starts_with("App ID <code>4242</code>, private key"), "{page}");
+    let form = [("csrf", browser.csrf.as_str()), ("forge", "fake"), ("repo", "octo-org/hello-world")];
+    let response = browser
+        .client
+        .post(format!("{}/setup/check", app.base))
+        .header("cookie", &browser.cookie)
+        .form_body(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let page = response.text().await.unwrap();
+    let said =
+        page.split("role=\"status\">").nth(1).unwrap_or(&page).split("</div>").next().unwrap_or_default();
+    assert!(said.contains("JWT works: the App is forgehand-app[bot]"), "{said}");
+    assert!(page.contains("octo-org/hello-world is in installation 77"), "{page}");
 }
 
 #[tokio::test]

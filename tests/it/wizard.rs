@@ -439,3 +439,143 @@ async fn the_real_daemon_started_without_a_config_keeps_what_the_wizard_wrote() 
     let answer = deliver_signed(&again.base, "gitea", &secret).await;
     assert_eq!(answer.status(), 202, "the forge survived the restart");
 }
+
+/// GitHub as an App, on an Enterprise Server (`/api/v3`): the wizard explains the App's
+/// permissions and events, tries the id and key live and names the step that fails (a key
+/// of another App, a wrong id, a repository it is not installed on, a permission it lacks),
+/// never shows the key again, and writes `app_id` and `private_key` in place of `token`.
+#[tokio::test]
+async fn the_wizard_connects_github_as_an_app_and_names_the_step_that_fails() {
+    use crate::fake_forge::app::app_key;
+    use secrecy::ExposeSecret;
+
+    let forge = FakeForge::github_enterprise().await;
+    forge.enable_app(4242, "forgehand-app", &[("octo-org/one", 7)]);
+    for repo in ["octo-org/one", "octo-org/other"] {
+        forge.add_repo(repo, &format!("https://fake.invalid/{repo}.git"), "main");
+    }
+    let pem = forge.with_app(|app| app.private_key_pem.clone());
+    let key_line = pem.lines().nth(1).unwrap().to_owned();
+    let (other_pem, _) = app_key();
+    let app = TestApp::spawn().await;
+    let browser = Browser::login(&app).await;
+    let mut pages = Vec::new();
+
+    browser.get("/setup/wizard").await;
+    let answers = [
+        ("public_url", "http://fh.test"),
+        ("name", "ghe"),
+        ("kind", "github"),
+        ("api_url", forge.base_url()),
+    ];
+    assert_eq!(browser.step("forge", &answers).await.1, "/setup/wizard/token");
+    let (_, page) = browser.get("/setup/wizard/token").await;
+    for said in [
+        "a GitHub App",
+        "Contents: read &#38; write",
+        "Issues: read &#38; write",
+        "Pull requests: read &#38; write",
+        "Metadata: read",
+        "http://fh.test/webhooks/ghe",
+        "Issue comment",
+        "Pull request review",
+    ] {
+        assert!(page.contains(said), "{said:?} missing in {page}");
+    }
+    let session = &browser;
+    let try_app = |id: &'static str, key: String, repo: &'static str| async move {
+        let form = [("auth", "app"), ("app_id", id), ("private_key", key.as_str()), ("repo", repo)];
+        session.step("token", &form).await
+    };
+
+    let failing = [
+        (
+            "4242",
+            other_pem.clone(),
+            "octo-org/one",
+            "GitHub did not accept the App&#39;s JWT at http://127.0.0.1",
+        ),
+        (
+            "4243",
+            pem.clone(),
+            "octo-org/one",
+            "either the App id 4243 and the private key do not belong together",
+        ),
+        ("4242", "-----BEGIN oops".to_owned(), "octo-org/one", "Private key: not a PEM private key"),
+        ("x", pem.clone(), "octo-org/one", "App ID: not a number"),
+        ("4242", pem.clone(), "octo-org/other", "is installed (1 installations) but not on octo-org/other"),
+    ];
+    for (id, key, repo, said) in failing {
+        let (status, _, page) = try_app(id, key, repo).await;
+        assert!(status == 400 && page.contains(said), "{said:?} missing ({status}) in {page}");
+        pages.push(page);
+    }
+    forge.with_app(|app| {
+        app.permissions = serde_json::json!({ "contents": "read", "issues": "write", "metadata": "read" })
+    });
+    let (status, _, page) = try_app("4242", pem.clone(), "octo-org/one").await;
+    assert_eq!(status, 400);
+    assert!(
+        page.contains("lacks Contents: write (it has read), Pull requests: write (it has none)"),
+        "{page}"
+    );
+    pages.push(page);
+    forge.with_app(|app| {
+        app.permissions =
+            serde_json::json!({ "contents": "write", "issues": "write", "pull_requests": "write" })
+    });
+
+    // Pasted from a browser: CRLF line ends.
+    let (status, next, _) = try_app("4242", pem.replace('\n', "\r\n"), "octo-org/one").await;
+    assert_eq!((status, next.as_str()), (303, "/setup/wizard/webhook"));
+    let (_, page) = browser.get("/setup/wizard/webhook").await;
+    assert!(
+        page.contains("The App&#39;s JWT works: the App is forgehand-app[bot].")
+            || page.contains("The App's JWT works: the App is forgehand-app[bot]."),
+        "{page}"
+    );
+    assert!(page.contains("octo-org/one is in installation 7"), "{page}");
+    assert!(page.contains("Subscribe to events") && page.contains("<strong>Check run</strong>"), "{page}");
+    pages.push(page);
+    let (_, page) = browser.get("/setup/wizard/token").await;
+    assert!(page.contains("Private key <span class=\"badge s-done\">set</span>"), "{page}");
+    pages.push(page);
+
+    browser.step("webhook", &[("action", "generate")]).await;
+    assert_eq!(browser.step("webhook", &[("action", "continue")]).await.1, "/setup/wizard/trigger");
+    assert_eq!(
+        browser.step("trigger", &[("label", "forgehand"), ("command", "/forgehand")]).await.1,
+        "/setup/wizard/agent"
+    );
+    let agent = [("agent_command", AGENT), ("max_concurrent", "2"), ("timeout_secs", "600")];
+    assert_eq!(browser.step("agent", &agent).await.1, "/setup/wizard/review");
+    let (_, review) = browser.get("/setup/wizard/review").await;
+    assert!(
+        review.contains("app_id = 4242") && review.contains("private_key = &#34;********&#34;"),
+        "{review}"
+    );
+    pages.push(review);
+    let (status, _, done) = browser.step("review", &[]).await;
+    assert!(status == 200 && done.contains("Saved and applied"), "{done}");
+
+    let loaded =
+        forgehand::config::Settings::load_with_env(Some(&app.config_path()), Default::default()).unwrap();
+    let ghe = loaded.forge("ghe").unwrap();
+    assert_eq!(
+        (ghe.app_id, ghe.token.expose_secret(), ghe.bot_login.as_str()),
+        (Some(4242), "", "forgehand-app[bot]")
+    );
+    assert_eq!(ghe.api_url, forge.base_url());
+    assert!(ghe.app_private_key().unwrap().expose_secret().contains(&key_line));
+    for page in &pages {
+        assert!(!page.contains(&key_line), "the key is in a page:\n{page}");
+    }
+    let filter = forgehand::db::audit::AuditFilter {
+        action: Some("config_save".into()),
+        limit: 5,
+        ..Default::default()
+    };
+    let detail = app.db.audit_list(&filter).await.unwrap()[0].detail.clone();
+    assert!(detail.contains("forges[ghe].private_key: set") && !detail.contains(&key_line), "{detail}");
+    assert!(forge.unexpected().is_empty(), "calls outside /api/v3: {:?}", forge.unexpected());
+}

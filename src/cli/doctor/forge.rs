@@ -101,14 +101,27 @@ async fn check_app(forge: &ForgeSettings, client: &dyn Forge, repos: &[RepoName]
         Err(err) => found
             .push(Finding::fail(format!("forge {}: cannot list the App's installations: {err}", forge.name))),
     }
+    // The same steps as the setup wizard's check, permissions included.
     for repo in repos {
-        found.push(match call(forge, client.git_token(repo)).await {
-            Ok(_) => {
-                Finding::ok(format!("forge {}: an installation token for {repo} was issued", forge.name))
+        let checked = tokio::time::timeout(CALL_TIMEOUT, crate::forge::github_app::check(forge, repo)).await;
+        found.push(match checked {
+            Ok(Ok(app)) => {
+                let granted: Vec<String> = app.permissions.iter().map(|(n, l)| format!("{n}: {l}")).collect();
+                Finding::ok(format!(
+                    "forge {}: an installation token for {repo} was issued ({})",
+                    forge.name,
+                    granted.join(", ")
+                ))
             }
-            Err(err) => {
+            Ok(Err(err)) => {
                 Finding::fail(format!("forge {}: no installation token for {repo}: {err}", forge.name))
             }
+            Err(_) => Finding::fail(format!(
+                "forge {}: no installation token for {repo}: {} did not answer within {} s",
+                forge.name,
+                forge.api_url,
+                CALL_TIMEOUT.as_secs()
+            )),
         });
     }
     found

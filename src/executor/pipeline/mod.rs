@@ -123,7 +123,9 @@ pub async fn execute(ctx: &Arc<Context>, task: &tasks::Model, guard: &Guard) -> 
         let answers = resume.as_ref().map(|r| (r, reopened));
         let attachments = if task.kind == "implement" && !reopened {
             let texts = [plan.issue_body.as_str(), plan.comments.as_str()];
-            super::attachments::fetch_into(&ctx.settings, &task.forge, &texts, &worktree.path).await
+            // Asked again: setup may have outlived the token fetched before it.
+            let token = credentials(ctx, task).await?.map(|c| c.token);
+            super::attachments::fetch_into(&ctx.settings, &task.forge, token, &texts, &worktree.path).await
         } else {
             String::new()
         };

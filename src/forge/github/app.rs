@@ -8,6 +8,7 @@
 //! own (RustCrypto's `rsa` or aws-lc), a second RSA implementation for one signature.
 
 use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -41,7 +42,25 @@ pub struct AppTransport {
     base: String,
     app_id: u64,
     key: PKey<Private>,
-    tokens: Mutex<Tokens>,
+    tokens: Arc<Mutex<Tokens>>,
+}
+
+/// What this process knows of each App, by API URL, App id and key: every client of one App
+/// (the executor's, the sweep's, the identity check's) shares it, so that an installation
+/// event the webhook receives reaches them all.
+static KNOWN: LazyLock<std::sync::Mutex<HashMap<AppKey, Arc<Mutex<Tokens>>>>> =
+    LazyLock::new(Default::default);
+
+/// An App: its API URL (lower case, no trailing slash), its id, and the SHA-256 of its
+/// public key (a new key may be a new registration of the App).
+type AppKey = (String, u64, [u8; 32]);
+
+/// The shared knowledge of App `app_id` at `api_url` with `key`.
+fn known(api_url: &str, app_id: u64, key: &PKey<Private>) -> Arc<Mutex<Tokens>> {
+    let fingerprint = key.public_key_to_der().map(|der| openssl::sha::sha256(&der)).unwrap_or_default();
+    let key = (api_url.trim_end_matches('/').to_lowercase(), app_id, fingerprint);
+    let mut known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+    known.entry(key).or_default().clone()
 }
 
 /// What forgehand knows of the App's installations.
@@ -88,9 +107,7 @@ impl AppTransport {
     /// A transport for the App of `settings` (`app_id`, `private_key`) at `api_url`.
     pub fn new(settings: &ForgeSettings) -> anyhow::Result<AppTransport> {
         let app_id = settings.app_id.context("forges: app_id is not set")?;
-        let pem = settings.app_private_key().map_err(|err| anyhow::anyhow!("forges: private_key: {err}"))?;
-        let key = PKey::private_key_from_pem(pem.expose_secret().as_bytes())
-            .map_err(|_| anyhow::anyhow!("forges: private_key is not an RSA private key in PEM form"))?;
+        let key = private_key(settings)?;
         let client = octocrab::Octocrab::builder()
             .base_uri(settings.api_url.as_str())
             .with_context(|| format!("forges: api_url {:?} is not a valid URL", settings.api_url))?
@@ -98,7 +115,8 @@ impl AppTransport {
             .set_read_timeout(Some(Duration::from_secs(30)))
             .build()
             .context("cannot build the GitHub client")?;
-        Ok(AppTransport { client, base: settings.api_url.clone(), app_id, key, tokens: Mutex::default() })
+        let tokens = known(&settings.api_url, app_id, &key);
+        Ok(AppTransport { client, base: settings.api_url.clone(), app_id, key, tokens })
     }
 
     /// A JWT that authenticates as the App itself, valid for nine minutes.
@@ -265,6 +283,13 @@ impl AppTransport {
     }
 }
 
+/// The App's private key of `settings`.
+fn private_key(settings: &ForgeSettings) -> anyhow::Result<PKey<Private>> {
+    let pem = settings.app_private_key().map_err(|err| anyhow::anyhow!("forges: private_key: {err}"))?;
+    PKey::private_key_from_pem(pem.expose_secret().as_bytes())
+        .map_err(|_| anyhow::anyhow!("forges: private_key is not an RSA private key in PEM form"))
+}
+
 /// `owner/name` when `path` is under `/repos/{owner}/{name}`.
 fn repo_of(path: &str) -> Option<String> {
     let mut parts = path.strip_prefix("/repos/")?.split(['/', '?']);
@@ -315,6 +340,201 @@ impl Transport for AppTransport {
     }
 }
 
+/// What an `installation` or `installation_repositories` event says changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallationChange {
+    pub installation: u64,
+    /// The installation is gone (deleted) or may not be used (suspended).
+    pub gone: bool,
+    /// `owner/name` of repositories it holds now (created, or added).
+    pub added: Vec<String>,
+    /// `owner/name` of repositories it no longer holds.
+    pub removed: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct InstallationEvent {
+    action: String,
+    installation: Installation,
+    #[serde(default)]
+    repositories: Vec<FullName>,
+    #[serde(default)]
+    repositories_added: Vec<FullName>,
+    #[serde(default)]
+    repositories_removed: Vec<FullName>,
+}
+
+/// Reads an `installation` or `installation_repositories` payload; `None` for any other
+/// event, or a payload without an installation id.
+pub fn installation_change(event: &str, json: &[u8]) -> Option<InstallationChange> {
+    if event != "installation" && event != "installation_repositories" {
+        return None;
+    }
+    let payload = serde_json::from_slice::<InstallationEvent>(json).ok()?;
+    let names = |repos: Vec<FullName>| repos.into_iter().map(|r| r.full_name).collect::<Vec<_>>();
+    let gone = event == "installation" && matches!(payload.action.as_str(), "deleted" | "suspend");
+    let mut added = names(payload.repositories_added);
+    if event == "installation" && !gone {
+        added.extend(names(payload.repositories));
+    }
+    Some(InstallationChange {
+        installation: payload.installation.id,
+        gone,
+        added,
+        removed: names(payload.repositories_removed),
+    })
+}
+
+impl Tokens {
+    /// Applies `change`: repositories move to or from the installation, and its token is
+    /// dropped, since one issued before the change may not cover what it holds now (and
+    /// one of a deleted or suspended installation is refused).
+    fn apply(&mut self, change: &InstallationChange) {
+        let id = change.installation;
+        self.tokens.remove(&id);
+        if change.gone {
+            self.installations.retain(|_, holder| *holder != id);
+        }
+        for repo in &change.removed {
+            self.installations.remove(&repo.to_lowercase());
+        }
+        for repo in &change.added {
+            self.installations.insert(repo.to_lowercase(), id);
+        }
+    }
+}
+
+/// Brings what this process knows of the App of `settings` up to date with `change`.
+pub async fn apply_installation_change(settings: &ForgeSettings, change: &InstallationChange) {
+    let (Some(app_id), Ok(key)) = (settings.app_id, private_key(settings)) else { return };
+    known(&settings.api_url, app_id, &key).lock().await.apply(change);
+    tracing::info!(
+        forge = %settings.name,
+        installation = change.installation,
+        gone = change.gone,
+        added = change.added.len(),
+        removed = change.removed.len(),
+        "the GitHub App's installations changed"
+    );
+}
+
+/// What a live check of an App's settings found.
+#[derive(Debug, Clone)]
+pub struct AppCheck {
+    /// The App's bot account, `<slug>[bot]`.
+    pub login: String,
+    /// How many installations the App has.
+    pub installations: usize,
+    /// The installation holding the repository checked.
+    pub installation: u64,
+    /// The permissions of the token issued for it, `(name, level)`.
+    pub permissions: Vec<(String, String)>,
+}
+
+/// Where an App's webhook is set, for the setup pages.
+pub const WEBHOOK_STEPS: &str = "On the App's settings page: under General → Webhook, tick Active and set the Webhook URL and secret below; under Permissions & events → Subscribe to events, tick:";
+
+/// The events an App subscribes to, as its settings page names them (its installation
+/// events come without being ticked).
+pub const EVENTS: &[&str] = &["Issues", "Issue comment", "Pull request review", "Check run"];
+
+/// The repository permissions forgehand needs, and at what level.
+pub const NEEDED_PERMISSIONS: &[(&str, &str, &str)] = &[
+    ("contents", "write", "Contents"),
+    ("issues", "write", "Issues"),
+    ("pull_requests", "write", "Pull requests"),
+];
+
+#[derive(Deserialize)]
+struct IssuedToken {
+    #[serde(default)]
+    permissions: HashMap<String, String>,
+}
+
+/// Checks an App's settings live, one step after the other, each failure saying what to
+/// fix: the JWT (the App's account), its installations, the installation holding `repo`,
+/// and a token for it with the permissions forgehand needs. Uses nothing cached: a key
+/// typed in the setup wizard is tried itself. The first step's failure reads the same
+/// whether GitHub refused the JWT or the address is no GitHub (the log has the details).
+pub async fn check(settings: &ForgeSettings, repo: &RepoName) -> Result<AppCheck, String> {
+    let transport = AppTransport::new(settings).map_err(|e| format!("{e:#}"))?;
+    let transport = AppTransport { tokens: Arc::default(), ..transport };
+    let app_id = transport.app_id;
+    let refused = |why: String| {
+        tracing::info!(api_url = %settings.api_url, error = %why, "GitHub App check: the JWT did not work");
+        jwt_not_accepted(&settings.api_url, app_id)
+    };
+    let operation = "reading the GitHub App";
+    let answer = transport.bot_account(operation).await.map_err(|e| refused(e.to_string()))?;
+    if !answer.status.is_success() {
+        return Err(refused(format!("{} answered {}", settings.api_url, answer.status)));
+    }
+    let login = answer.json::<FullLogin>(operation).map_err(|e| refused(e.to_string()))?.login;
+    let installations = transport.installations().await.map_err(|e| e.to_string())?;
+    if installations.is_empty() {
+        return Err(format!(
+            "The App {login} works but is installed nowhere: install it on {repo} (the App's page → Install App)."
+        ));
+    }
+    let installation = transport.installation_of(&repo.to_string()).await.map_err(|e| match e.kind {
+        ErrorKind::NotFound => format!(
+            "The App {login} is installed ({} installations) but not on {repo}: add {repo} to its installation \
+             (the App's page → Install App → Configure → Repository access).",
+            installations.len()
+        ),
+        _ => e.to_string(),
+    })?;
+    let operation = format!("asking for an access token of the GitHub App's installation {installation}");
+    let path = format!("/app/installations/{installation}/access_tokens");
+    let answer = transport.as_app(Method::POST, &path, &operation).await.map_err(|e| e.to_string())?;
+    if !answer.status.is_success() {
+        return Err(format!(
+            "GitHub issued no token for the installation on {repo}: it answered {}.",
+            answer.status
+        ));
+    }
+    let mut permissions: Vec<(String, String)> =
+        answer.json::<IssuedToken>(&operation).map_err(|e| e.to_string())?.permissions.into_iter().collect();
+    permissions.sort();
+    let missing = missing_permissions(&permissions);
+    if !missing.is_empty() {
+        return Err(format!(
+            "The App's installation on {repo} lacks {}: give the App these repository permissions (the App's \
+             page → Permissions & events), then accept the new permissions on the installation.",
+            missing.join(", ")
+        ));
+    }
+    Ok(AppCheck { login, installations: installations.len(), installation, permissions })
+}
+
+/// What the first step of [`check`] says when it fails, whatever the reason: the same
+/// words whether GitHub refused the JWT, the address is no GitHub, or it did not answer.
+pub fn jwt_not_accepted(api_url: &str, app_id: u64) -> String {
+    format!(
+        "GitHub did not accept the App's JWT at {api_url}: either the App id {app_id} and the private key do not \
+         belong together (a key of another App, or one deleted on the App's page), or this is not the API \
+         address of GitHub. Check the App id (the App's settings page, App ID) and the key; forgehand's log \
+         says what the address answered."
+    )
+}
+
+#[derive(Deserialize)]
+struct FullLogin {
+    login: String,
+}
+
+/// The needed permissions `granted` lacks, as the App's settings page names them.
+fn missing_permissions(granted: &[(String, String)]) -> Vec<String> {
+    NEEDED_PERMISSIONS
+        .iter()
+        .filter(|(name, level, _)| !granted.iter().any(|(n, l)| n == name && l == level))
+        .map(|(name, level, shown)| {
+            let has = granted.iter().find(|(n, _)| n == name).map(|(_, l)| l.as_str()).unwrap_or("none");
+            format!("{shown}: {level} (it has {has})")
+        })
+        .collect()
+}
+
 /// Base64url without padding, as JWTs are written.
 fn base64url(bytes: &[u8]) -> String {
     openssl::base64::encode_block(bytes)
@@ -336,6 +556,43 @@ mod tests {
     fn base64url_has_no_padding_nor_url_unsafe_characters() {
         assert_eq!(base64url(b"\xfb\xff"), "-_8");
         assert_eq!(base64url(br#"{"alg":"RS256","typ":"JWT"}"#), "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9");
+    }
+
+    #[test]
+    fn installation_events_move_repositories_and_drop_tokens() {
+        let token = || Token { secret: SecretString::from("t"), expires_at: Utc::now() };
+        let mut known = Tokens::default();
+        known.installations.extend([("o/a".to_owned(), 1), ("o/b".to_owned(), 1), ("o/c".to_owned(), 2)]);
+        known.tokens.extend([(1, token()), (2, token())]);
+        let removed = br#"{"action":"removed","installation":{"id":1},"repositories_added":[],
+            "repositories_removed":[{"full_name":"o/A"}]}"#;
+        let change = installation_change("installation_repositories", removed).unwrap();
+        known.apply(&change);
+        assert!(!known.installations.contains_key("o/a") && !known.tokens.contains_key(&1));
+        assert_eq!(known.installations.get("o/b"), Some(&1));
+        let created = br#"{"action":"created","installation":{"id":3},"repositories":[{"full_name":"o/A"}]}"#;
+        known.apply(&installation_change("installation", created).unwrap());
+        assert_eq!(known.installations.get("o/a"), Some(&3));
+        let deleted = br#"{"action":"deleted","installation":{"id":2},"repositories":[{"full_name":"o/c"}]}"#;
+        let change = installation_change("installation", deleted).unwrap();
+        assert!(change.gone && change.added.is_empty());
+        known.apply(&change);
+        assert!(!known.installations.contains_key("o/c") && !known.tokens.contains_key(&2));
+        assert_eq!(installation_change("issues", removed), None);
+    }
+
+    #[test]
+    fn missing_permissions_are_named_with_what_the_app_has() {
+        let granted = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+            list.iter().map(|(n, l)| ((*n).to_owned(), (*l).to_owned())).collect()
+        };
+        let all = granted(&[("contents", "write"), ("issues", "write"), ("pull_requests", "write")]);
+        assert!(missing_permissions(&all).is_empty());
+        let some = granted(&[("contents", "read"), ("issues", "write"), ("metadata", "read")]);
+        assert_eq!(
+            missing_permissions(&some),
+            ["Contents: write (it has read)", "Pull requests: write (it has none)"]
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! this folder: its webhook headers and own events, its REST API's differences, and what
 //! the setup pages say about it.
 
-mod app;
+pub mod app;
 mod client;
 mod payload;
 

@@ -25,6 +25,8 @@ pub struct ForgeSetup {
     pub events: String,
     pub secret_set: bool,
     pub token_set: bool,
+    /// A GitHub App's id, when the forge connects as one (its key is then set).
+    pub app_id: Option<u64>,
     /// forgehand's own account on the forge (its events never trigger), and whether it is
     /// known: configured as `bot_login`, or learned from the token.
     pub account: String,
@@ -163,6 +165,7 @@ fn forge_setup(public_url: &str, forge: &ForgeSettings, identity: Option<Identit
         events,
         secret_set: !forge.webhook_secret.is_empty(),
         token_set: !forge.token.expose_secret().is_empty(),
+        app_id: forge.app_id,
         account,
         account_known,
         last_delivery: None,
@@ -213,7 +216,12 @@ pub async fn setup_check(
             return setup_with(&state, session, Some(check), None, StatusCode::BAD_REQUEST).await;
         }
     };
-    let check = match crate::server::wizard::checks::check_token(forge, repo.as_ref()).await {
+    let checked = match (forge.app_id, repo.as_ref()) {
+        // An App is checked the way the wizard and doctor check it.
+        (Some(_), Some(repo)) => crate::server::wizard::checks::check_app(forge, repo).await,
+        _ => crate::server::wizard::checks::check_token(forge, repo.as_ref()).await,
+    };
+    let check = match checked {
         Ok(report) => TokenCheck { forge: forge.name.clone(), ok: true, lines: report.lines() },
         Err(message) => TokenCheck { forge: forge.name.clone(), ok: false, lines: vec![message] },
     };

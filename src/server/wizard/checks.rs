@@ -17,11 +17,16 @@ pub struct TokenReport {
     pub login: String,
     /// The repository asked about and the account's permission on it.
     pub permission: Option<(String, Permission)>,
+    /// For a GitHub App: what its check found, as sentences (in place of the token's).
+    pub app: Vec<String>,
 }
 
 impl TokenReport {
     /// The report as sentences.
     pub fn lines(&self) -> Vec<String> {
+        if !self.app.is_empty() {
+            return self.app.clone();
+        }
         let mut lines = vec![format!("The token authenticates as {}.", self.login)];
         if let Some((repo, permission)) = &self.permission {
             lines.push(format!("{} has {permission} permission on {repo}.", self.login));
@@ -69,7 +74,7 @@ pub async fn check_token(forge: &ForgeSettings, repo: Option<&RepoName>) -> Resu
             },
             None => None,
         };
-        Ok(TokenReport { login, permission })
+        Ok(TokenReport { login, permission, app: Vec::new() })
     };
     match tokio::time::timeout(CHECK_TIMEOUT, check).await {
         Ok(result) => result,
@@ -78,6 +83,36 @@ pub async fn check_token(forge: &ForgeSettings, repo: Option<&RepoName>) -> Resu
             Err(token_does_not_work(forge))
         }
     }
+}
+
+/// Tries a GitHub App's settings live on `repo` (`forge::github_app::check`): each failing
+/// step says what to fix; the key is never part of a message.
+pub async fn check_app(forge: &ForgeSettings, repo: &RepoName) -> Result<TokenReport, String> {
+    let checked = tokio::time::timeout(CHECK_TIMEOUT, crate::forge::github_app::check(forge, repo)).await;
+    let found = match checked {
+        Ok(result) => result?,
+        Err(_) => {
+            tracing::info!(api_url = %forge.api_url, "GitHub App check: no answer within {} s", CHECK_TIMEOUT.as_secs());
+            return Err(crate::forge::github_app::jwt_not_accepted(
+                &forge.api_url,
+                forge.app_id.unwrap_or_default(),
+            ));
+        }
+    };
+    let granted: Vec<String> =
+        found.permissions.iter().map(|(name, level)| format!("{name}: {level}")).collect();
+    let app = vec![
+        format!("The App's JWT works: the App is {}.", found.login),
+        format!(
+            "It has {} installation(s); {repo} is in installation {}.",
+            found.installations, found.installation
+        ),
+        format!(
+            "An installation token for {repo} was issued with {}: enough to push branches, comment and open pull requests.",
+            granted.join(", ")
+        ),
+    ];
+    Ok(TokenReport { login: found.login, permission: Some((repo.to_string(), Permission::Write)), app })
 }
 
 fn token_does_not_work(forge: &ForgeSettings) -> String {

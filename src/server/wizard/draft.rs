@@ -3,7 +3,7 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::checks::{AgentCheck, TokenReport, check_agent, check_token};
+use super::checks::{AgentCheck, TokenReport, check_agent, check_app, check_token};
 use crate::config::{ForgeKind, ForgeSettings, RepoName, Settings, WebhookSecrets};
 
 /// The wizard's steps, in order.
@@ -38,7 +38,7 @@ impl Step {
     pub fn title(self) -> &'static str {
         match self {
             Step::Forge => "Forge",
-            Step::Token => "API token",
+            Step::Token => "API access",
             Step::Webhook => "Webhook",
             Step::Trigger => "Trigger",
             Step::Agent => "Agent",
@@ -56,6 +56,25 @@ impl Step {
     }
 }
 
+/// How the forge's API is reached: a bot account's token, or (GitHub) a GitHub App.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    Token,
+    App,
+}
+
+/// The credentials step's answers.
+#[derive(Debug, Clone, Default)]
+pub struct CredentialAnswers {
+    /// `token` or `app`.
+    pub auth: String,
+    pub token: String,
+    pub app_id: String,
+    /// The App's PEM, pasted, or the path of its `.pem` file.
+    pub private_key: String,
+    pub repo: String,
+}
+
 /// The wizard's answers so far. Secrets typed or generated here live only in this draft
 /// (server-side, per session) until they are written to the file; pages only say
 /// whether one is set.
@@ -67,8 +86,16 @@ pub struct Draft {
     pub name: String,
     pub kind: ForgeKind,
     pub api_url: String,
+    /// A token or a GitHub App.
+    pub auth: Auth,
     /// A token typed in the wizard, replacing the configured one.
     pub new_token: Option<SecretString>,
+    /// A GitHub App's id typed in the wizard (once its check passed).
+    pub new_app_id: Option<u64>,
+    /// The App id last typed, shown again when its check failed (not a secret).
+    pub typed_app_id: String,
+    /// A GitHub App's private key (PEM or path) typed in the wizard.
+    pub new_private_key: Option<SecretString>,
     /// The last successful token check.
     pub checked: Option<TokenReport>,
     pub repo: String,
@@ -124,7 +151,11 @@ impl Draft {
             name,
             kind,
             api_url,
+            auth: if existing.is_some_and(|f| f.app_id.is_some()) { Auth::App } else { Auth::Token },
             new_token: None,
+            new_app_id: None,
+            typed_app_id: String::new(),
+            new_private_key: None,
             checked: None,
             repo: current.trigger.repos.first().map(RepoName::to_string).unwrap_or_default(),
             new_secret: None,
@@ -154,6 +185,17 @@ impl Draft {
             (None, Some(f)) => f.webhook_secret.clone(),
             (None, None) => WebhookSecrets::default(),
         };
+        let (token, app_id, private_key) = match self.auth {
+            Auth::Token => (token, None, SecretString::from("")),
+            Auth::App => {
+                let key = match (&self.new_private_key, stored) {
+                    (Some(key), _) => key.clone(),
+                    (None, Some(f)) => f.private_key.clone(),
+                    (None, None) => SecretString::from(""),
+                };
+                (SecretString::from(""), self.new_app_id.or(existing.and_then(|f| f.app_id)), key)
+            }
+        };
         ForgeSettings {
             name: self.name.clone(),
             kind: self.kind,
@@ -161,8 +203,8 @@ impl Draft {
             token,
             webhook_secret,
             bot_login: self.bot_login(existing),
-            app_id: existing.and_then(|f| f.app_id),
-            private_key: existing.map_or_else(|| SecretString::from(""), |f| f.private_key.clone()),
+            app_id,
+            private_key,
         }
     }
 
@@ -195,6 +237,11 @@ impl Draft {
     /// Whether the forge has an API token, typed here or configured.
     pub fn token_set(&self, current: &Settings) -> bool {
         !self.forge(current).token.expose_secret().is_empty()
+    }
+
+    /// Whether the forge has a GitHub App's private key, typed here or configured.
+    pub fn private_key_set(&self, current: &Settings) -> bool {
+        !self.forge(current).private_key.expose_secret().is_empty()
     }
 
     /// Whether the forge has a webhook secret, generated here or configured.
@@ -249,10 +296,15 @@ impl Draft {
         if let Ok(kind) = kind {
             self.kind = kind;
         }
+        if self.kind != ForgeKind::Github {
+            // Only GitHub has Apps.
+            self.auth = Auth::Token;
+        }
         if (self.kind, &self.api_url) != (before.0, &before.1) {
             // Secrets typed or generated for the old address stay with it.
             self.checked = None;
             self.new_token = None;
+            self.new_private_key = None;
             self.new_secret = None;
             self.secret_shown = false;
         }
@@ -286,8 +338,82 @@ impl Draft {
         Ok(())
     }
 
-    /// Step 2: tests the token (a new one, or the one in force) live against the forge:
-    /// who it is and its permission on `repo`.
+    /// Step 2: a token or (GitHub) an App, tested live.
+    pub async fn set_credentials(
+        &mut self,
+        current: &Settings,
+        answers: CredentialAnswers,
+    ) -> Result<(), Problems> {
+        if answers.auth == "app" && self.kind == ForgeKind::Github {
+            self.set_app(current, &answers).await
+        } else {
+            if self.auth == Auth::App {
+                // From an App to a token: the App's check no longer stands.
+                self.checked = None;
+            }
+            self.auth = Auth::Token;
+            self.set_token(current, &answers.token, &answers.repo).await
+        }
+    }
+
+    /// Step 2 as a GitHub App: its id and private key (typed, or the ones in force), tried
+    /// live: JWT → installations → the installation of `repo` → a token with the
+    /// permissions forgehand needs. A typed key is kept only once it passed, and never
+    /// shown again.
+    async fn set_app(&mut self, current: &Settings, answers: &CredentialAnswers) -> Result<(), Problems> {
+        if self.auth != Auth::App {
+            self.checked = None;
+        }
+        self.auth = Auth::App;
+        let repo = answers.repo.trim();
+        self.repo = repo.to_owned();
+        let mut forge = self.forge(current);
+        let mut problems = Vec::new();
+        self.typed_app_id = answers.app_id.trim().to_owned();
+        match answers.app_id.trim() {
+            "" if forge.app_id.is_some() => {}
+            "" => problems.push("Enter the App's id (the App's settings page, App ID).".to_owned()),
+            typed => match typed.parse::<u64>() {
+                Ok(id) if id > 0 => forge.app_id = Some(id),
+                _ => problems
+                    .push("App ID: not a number; copy it from the App's settings page (App ID).".to_owned()),
+            },
+        }
+        // A key pasted in a browser comes with CRLF line ends.
+        let typed_key = answers.private_key.trim().replace("\r\n", "\n");
+        if !typed_key.is_empty() {
+            forge.private_key = SecretString::from(typed_key.clone());
+        }
+        if forge.private_key.expose_secret().is_empty() {
+            problems.push(if self.editing.is_some() && self.stored_secrets(current).is_none() {
+                format!(
+                    "The API URL or kind changed, so the stored private key is not used with {}: paste the key again.",
+                    self.api_url
+                )
+            } else {
+                "Paste the App's private key (the .pem its settings page generated) or give the path of the file."
+                    .to_owned()
+            });
+        } else if let Err(problem) = forge.app_private_key() {
+            problems.push(format!("Private key: {problem}"));
+        }
+        let parsed = RepoName::parse(repo);
+        if let Err(problem) = &parsed {
+            problems.push(problem.clone());
+        }
+        let (Ok(repo), true) = (parsed, problems.is_empty()) else { return Err(problems) };
+        let report = check_app(&forge, &repo).await.map_err(|message| vec![message])?;
+        self.new_app_id = forge.app_id;
+        if !typed_key.is_empty() {
+            self.new_private_key = Some(forge.private_key);
+        }
+        self.checked = Some(report);
+        self.advance(Step::Token);
+        Ok(())
+    }
+
+    /// Step 2 with a token: tests it (a new one, or the one in force) live against the
+    /// forge: who it is and its permission on `repo`.
     pub async fn set_token(&mut self, current: &Settings, token: &str, repo: &str) -> Result<(), Problems> {
         let repo = repo.trim();
         let mut forge = self.forge(current);
@@ -380,6 +506,8 @@ const FIELDS: &[(&str, &str)] = &[
     ("].name", "Name"),
     ("].api_url", "API URL"),
     ("].token", "Token"),
+    ("].app_id", "App ID"),
+    ("].private_key", "Private key"),
     ("trigger.label", "Trigger label"),
     ("trigger.command", "Trigger command"),
     ("agent.command", "Claude Code command"),

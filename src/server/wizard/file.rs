@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::draft::{Draft, Problems};
+use super::draft::{Auth, Draft, Problems};
 use crate::config::{MASK, Settings, mask_url_password};
 
 /// The config file the answers make, and where it goes.
@@ -105,8 +105,24 @@ fn apply_forge(table: &mut toml::Table, draft: &Draft) {
     if let Some(report) = &draft.checked {
         forge.insert("bot_login".into(), Value::String(report.login.clone()));
     }
-    if let Some(token) = &draft.new_token {
-        forge.insert("token".into(), Value::String(token.expose_secret().to_owned()));
+    match draft.auth {
+        Auth::Token => {
+            // A forge that connected as an App connects with the token from now on.
+            forge.remove("app_id");
+            forge.remove("private_key");
+            if let Some(token) = &draft.new_token {
+                forge.insert("token".into(), Value::String(token.expose_secret().to_owned()));
+            }
+        }
+        Auth::App => {
+            forge.remove("token");
+            if let Some(id) = draft.new_app_id {
+                forge.insert("app_id".into(), Value::Integer(id as i64));
+            }
+            if let Some(key) = &draft.new_private_key {
+                forge.insert("private_key".into(), Value::String(key.expose_secret().to_owned()));
+            }
+        }
     }
     if let Some(secret) = &draft.new_secret {
         forge.insert("webhook_secret".into(), Value::String(secret.expose_secret().to_owned()));
@@ -122,8 +138,10 @@ fn mask_table(table: &mut toml::Table) {
     };
     if let Some(Value::Array(forges)) = table.get_mut("forges") {
         for forge in forges.iter_mut().filter_map(Value::as_table_mut) {
-            if let Some(token) = forge.get_mut("token") {
-                *token = masked(token);
+            for key in ["token", "private_key"] {
+                if let Some(secret) = forge.get_mut(key) {
+                    *secret = masked(secret);
+                }
             }
             match forge.get_mut("webhook_secret") {
                 Some(Value::Array(all)) => all.iter_mut().for_each(|s| *s = masked(s)),

@@ -33,7 +33,7 @@ pub(super) fn github_draft(current: &Settings) -> Draft {
     };
     draft.set_forge(current, answers).unwrap();
     draft.new_token = Some(SecretString::from("ghp_new"));
-    draft.checked = Some(TokenReport { login: "bot".into(), permission: None });
+    draft.checked = Some(TokenReport { login: "bot".into(), permission: None, app: Vec::new() });
     draft.generate_secret().unwrap();
     draft
 }

@@ -28,7 +28,7 @@ use super::pages::{self, render};
 use super::session::{CurrentSession, SESSION_TTL, check_csrf};
 use crate::config::{ForgeKind, Settings};
 
-use draft::{AgentAnswers, Draft, ForgeAnswers, Problems, Step};
+use draft::{AgentAnswers, Auth, CredentialAnswers, Draft, ForgeAnswers, Problems, Step};
 
 /// Held while a config file is planned and written.
 static SAVING: Mutex<()> = Mutex::new(());
@@ -109,6 +109,14 @@ pub struct DraftView {
     /// What the bot's token needs, for this kind (may hold markup).
     pub token_advice: &'static str,
     pub token_set: bool,
+    /// GitHub: an App may stand in for the token.
+    pub app_possible: bool,
+    /// The App is chosen (else the token).
+    pub app_chosen: bool,
+    pub app_id: String,
+    pub private_key_set: bool,
+    /// The App's permissions and events, for the page.
+    pub app_permissions: Vec<String>,
     pub token_report: Vec<String>,
     pub repo: String,
     pub secret_set: bool,
@@ -117,6 +125,8 @@ pub struct DraftView {
     pub webhook_url: String,
     pub where_to: &'static str,
     pub events: Vec<&'static str>,
+    /// The events a GitHub App subscribes to.
+    pub app_events: Vec<&'static str>,
     pub reachability: Option<&'static str>,
     pub label: String,
     pub command: String,
@@ -197,6 +207,12 @@ pub struct WizardForm {
     api_url: String,
     #[serde(default)]
     token: String,
+    #[serde(default)]
+    auth: String,
+    #[serde(default)]
+    app_id: String,
+    #[serde(default)]
+    private_key: String,
     #[serde(default)]
     repo: String,
     #[serde(default)]
@@ -312,7 +328,16 @@ async fn answer(
             };
             draft.set_forge(settings, answers).map(|()| Step::Token)
         }
-        Step::Token => draft.set_token(settings, &form.token, &form.repo).await.map(|()| Step::Webhook),
+        Step::Token => {
+            let answers = CredentialAnswers {
+                auth: form.auth,
+                token: form.token,
+                app_id: form.app_id,
+                private_key: form.private_key,
+                repo: form.repo,
+            };
+            draft.set_credentials(settings, answers).await.map(|()| Step::Webhook)
+        }
         Step::Webhook if form.action == "generate" => {
             draft.generate_secret().map_err(|e| vec![format!("Cannot generate a secret: {e}")])?;
             Ok(Step::Webhook)
@@ -430,14 +455,35 @@ fn view(draft: &Draft, settings: &Settings, secret_once: Option<String>) -> Draf
         kinds: kind_choices(),
         token_advice: setup.token_advice,
         token_set: draft.token_set(settings),
+        app_possible: draft.kind == ForgeKind::Github,
+        app_chosen: draft.auth == Auth::App,
+        app_id: match draft.forge(settings).app_id {
+            _ if !draft.typed_app_id.is_empty() => draft.typed_app_id.clone(),
+            Some(id) => id.to_string(),
+            None => String::new(),
+        },
+        private_key_set: draft.auth == Auth::App && draft.private_key_set(settings),
+        app_permissions: crate::forge::github_app::NEEDED_PERMISSIONS
+            .iter()
+            .map(|(_, _, shown)| format!("{shown}: read & write"))
+            .collect(),
         token_report: draft.checked.as_ref().map(|r| r.lines()).unwrap_or_default(),
         repo: draft.repo.clone(),
         secret_set: draft.secret_set(settings),
         secret_generated: draft.new_secret.is_some(),
         secret_once,
         webhook_url: webhook_url(&draft.public_url, &draft.name),
-        where_to: setup.webhook_steps,
-        events: setup.events.to_vec(),
+        where_to: if draft.auth == Auth::App {
+            crate::forge::github_app::WEBHOOK_STEPS
+        } else {
+            setup.webhook_steps
+        },
+        events: if draft.auth == Auth::App {
+            crate::forge::github_app::EVENTS.to_vec()
+        } else {
+            setup.events.to_vec()
+        },
+        app_events: crate::forge::github_app::EVENTS.to_vec(),
         reachability: reachability(&draft.public_url, draft.kind),
         label: draft.label.clone(),
         command: draft.command.clone(),

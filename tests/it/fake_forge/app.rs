@@ -29,6 +29,8 @@ pub struct FakeApp {
     pub token_ttl: Duration,
     /// What was called with which credential: `(path, "jwt" | "installation <id>")`.
     pub calls: Vec<(String, String)>,
+    /// The repository permissions the installations granted (each token carries them).
+    pub permissions: Value,
 }
 
 /// An installation access token the fake handed out.
@@ -81,6 +83,9 @@ impl FakeApp {
             issued: Vec::new(),
             token_ttl: Duration::hours(1),
             calls: Vec::new(),
+            permissions: json!({
+                "contents": "write", "issues": "write", "pull_requests": "write", "metadata": "read",
+            }),
         }
     }
 
@@ -180,7 +185,11 @@ impl FakeApp {
         let token = format!("ghs_fake{}x{installation}", self.issued.len() + 1);
         let expires_at = Utc::now() + self.token_ttl;
         self.issued.push(IssuedToken { token: token.clone(), installation, expires_at, revoked: false });
-        Reply::json(201, json!({ "token": token, "expires_at": expires_at.to_rfc3339(), "permissions": {} }))
+        let permissions = self.permissions.clone();
+        Reply::json(
+            201,
+            json!({ "token": token, "expires_at": expires_at.to_rfc3339(), "permissions": permissions }),
+        )
     }
 
     /// True when `token` is a live installation token for `repo` (any repository of its

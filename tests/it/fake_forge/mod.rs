@@ -286,6 +286,9 @@ pub struct FakeForge {
 
 struct Shared {
     dialect: Dialect,
+    /// Where the API lives under the web host: `` (github.com), `/api/v3` (Enterprise
+    /// Server), `/api/v1` (Gitea).
+    api_prefix: &'static str,
     state: Mutex<ForgeState>,
     changed: Notify,
 }
@@ -314,13 +317,23 @@ impl FakeForge {
         FakeForge::start(Dialect::Gitea).await
     }
 
+    /// A fake GitHub Enterprise Server: its API lives at `http://127.0.0.1:PORT/api/v3`.
+    pub async fn github_enterprise() -> FakeForge {
+        FakeForge::start_at(Dialect::Github, "/api/v3").await
+    }
+
     async fn start(dialect: Dialect) -> FakeForge {
+        let prefix = match dialect {
+            Dialect::Github => "",
+            Dialect::Gitea => "/api/v1",
+        };
+        FakeForge::start_at(dialect, prefix).await
+    }
+
+    async fn start_at(dialect: Dialect, api_prefix: &'static str) -> FakeForge {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the fake forge");
         let web = format!("http://{}", listener.local_addr().unwrap());
-        let api = match dialect {
-            Dialect::Github => web.clone(),
-            Dialect::Gitea => format!("{web}/api/v1"),
-        };
+        let api = format!("{web}{api_prefix}");
         let state = ForgeState {
             bot_login: BOT_LOGIN.into(),
             bot_is_site_admin: false,
@@ -334,7 +347,8 @@ impl FakeForge {
             unexpected_seen: 0,
             app: None,
         };
-        let shared = Arc::new(Shared { dialect, state: Mutex::new(state), changed: Notify::new() });
+        let shared =
+            Arc::new(Shared { dialect, api_prefix, state: Mutex::new(state), changed: Notify::new() });
         let router = axum::Router::new().fallback(serve).with_state(shared.clone());
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
@@ -727,11 +741,7 @@ struct Incoming {
 }
 
 impl Incoming {
-    fn new(dialect: Dialect, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Incoming {
-        let prefix = match dialect {
-            Dialect::Github => "",
-            Dialect::Gitea => "/api/v1",
-        };
+    fn new(prefix: &str, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Incoming {
         let raw_query = uri.query().unwrap_or_default().to_owned();
         Incoming {
             method: method.as_str().to_owned(),
@@ -837,7 +847,7 @@ async fn serve(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let request = Incoming::new(shared.dialect, &method, &uri, &headers, &body);
+    let request = Incoming::new(shared.api_prefix, &method, &uri, &headers, &body);
     if let Some(delay) = shared.mutate(|s| s.take_fault(&request, true)).map(|f| f.delay) {
         tokio::time::sleep(delay).await;
     }
@@ -888,8 +898,13 @@ impl ForgeState {
             return (reply, false, true);
         }
         if let Some((bytes, kind)) = self.attachments.get(&request.raw_path) {
-            // Attachments of private repositories need the token, as on the forges.
-            if request.token.as_deref() != Some(TOKEN) {
+            // Attachments of private repositories need the token, as on the forges; with an
+            // App, a live installation token.
+            let authorized = match self.app.as_mut() {
+                Some(app) => app.accepts(&request.raw_path, request.token.as_deref(), None),
+                None => request.token.as_deref() == Some(TOKEN),
+            };
+            if !authorized {
                 return (self.ctx().not_found(), false, false);
             }
             let reply = Reply { text: None, ..Reply::empty(200) }.header("content-type", kind);
