@@ -53,6 +53,8 @@ pub struct RepoFigures {
     /// its process tree.
     pub git_mirror_ms: f64,
     pub git_mirror_peak_kib: u64,
+    /// `git clone` with its checkout (what a person does to get the files): milliseconds.
+    pub git_clone_ms: f64,
     /// Peak RSS (KiB) of forgehand's process tree (the daemon and the git it runs) from the
     /// first task's webhook to its agent's start.
     pub first_task_peak_kib: u64,
@@ -92,9 +94,11 @@ pub async fn run(binary: &Path, agent: &Path, tasks: usize, huge: bool) -> anyho
     eprintln!("executor: {} repositories generated in {generate_secs:.1} s", specs.len());
     let mut mirrors = Vec::new();
     for ((spec, _), remote) in specs.iter().zip(&remotes) {
-        let (ms, peak) = git_mirror_clone(remote, &dir.0.join("git-mirror")).await?;
+        let (ms, peak) = git_clone(remote, &dir.0.join("git-mirror"), true).await?;
         eprintln!("executor: {} git clone --mirror {ms:.0} ms, peak RSS {} KiB", spec.name, peak);
-        mirrors.push((ms, peak));
+        let (clone_ms, _) = git_clone(remote, &dir.0.join("git-clone"), false).await?;
+        eprintln!("executor: {} git clone (with its checkout) {clone_ms:.0} ms", spec.name);
+        mirrors.push((ms, peak, clone_ms));
     }
 
     let marks = dir.0.join("agent-marks");
@@ -107,11 +111,12 @@ pub async fn run(binary: &Path, agent: &Path, tasks: usize, huge: bool) -> anyho
     let mut run =
         Run { forge: &forge, client: &client, addr: &server.addr, marks: &marks, agent_runs: 0, pid };
     let mut repos = Vec::new();
-    for ((spec, tasks), (git_mirror_ms, git_mirror_peak_kib)) in specs.iter().zip(mirrors) {
+    for ((spec, tasks), (git_mirror_ms, git_mirror_peak_kib, git_clone_ms)) in specs.iter().zip(mirrors) {
         let mut figures = RepoFigures {
             spec: *spec,
             git_mirror_ms,
             git_mirror_peak_kib,
+            git_clone_ms,
             first_task_peak_kib: 0,
             start_ms: Vec::new(),
             publish_ms: Vec::new(),
@@ -123,13 +128,13 @@ pub async fn run(binary: &Path, agent: &Path, tasks: usize, huge: bool) -> anyho
     Ok(ExecFigures { generate_secs, repos })
 }
 
-/// `git clone --mirror` of `remote` into `into` (removed after): milliseconds and the
+/// `git clone [--mirror]` of `remote` into `into` (removed after): milliseconds and the
 /// peak RSS of git's process tree, sampled as forgehand's is.
-async fn git_mirror_clone(remote: &Path, into: &Path) -> anyhow::Result<(f64, u64)> {
+async fn git_clone(remote: &Path, into: &Path, mirror: bool) -> anyhow::Result<(f64, u64)> {
     let _ = std::fs::remove_dir_all(into);
     let began = Instant::now();
     let mut child = tokio::process::Command::new("git")
-        .args(["clone", "--mirror", "--quiet"])
+        .args(if mirror { &["clone", "--mirror", "--quiet"][..] } else { &["clone", "--quiet"][..] })
         .arg(format!("file://{}", remote.display()))
         .arg(into)
         .spawn()
@@ -139,7 +144,7 @@ async fn git_mirror_clone(remote: &Path, into: &Path) -> anyhow::Result<(f64, u6
     let ms = began.elapsed().as_secs_f64() * 1000.0;
     let peak = sampler.stop().await;
     if !status.success() {
-        bail!("git clone --mirror failed ({status})");
+        bail!("git clone failed ({status})");
     }
     let _ = std::fs::remove_dir_all(into);
     Ok((ms, peak))

@@ -352,6 +352,12 @@ pub fn executor_text(x: &crate::executor::ExecFigures) -> String {
     row(out, "first task / `git clone --mirror`", "≤ 2×", &|r| {
         first(r).map_or("–".to_owned(), |ms| format!("{:.2}×", ms / r.git_mirror_ms.max(1e-9)))
     });
+    row(out, "`git clone` with its checkout (the files a task needs too)", "", &|r| {
+        format!("{:.0} ms", r.git_clone_ms)
+    });
+    row(out, "first task / `git clone` with checkout", "", &|r| {
+        first(r).map_or("–".to_owned(), |ms| format!("{:.2}×", ms / r.git_clone_ms.max(1e-9)))
+    });
     row(out, "peak RSS: forgehand's first task (daemon + git) vs `git clone --mirror`", "", &|r| {
         format!(
             "{:.0} vs {:.0} MB",

@@ -78,7 +78,14 @@ fn open(path: &std::path::Path) -> rusqlite::Result<Connection> {
     // temp_store: in a batch run again, each delivery's savepoint copies the pages it
     // changes to a sub-journal, which otherwise spills to a temporary file (a third of the
     // writer's time in perf when every delivery had one).
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;")?;
+    // cache_size: 16 MiB (SQLite's default is 2), grown only as pages are read. Each delivery
+    // walks the table and six indexes from root to leaf; at ten million deliveries their
+    // inner pages alone outgrow 2 MiB, and every delivery read them again from the file:
+    // intake fell to half its rate on such a database (docs/benchmarks.md).
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
+         PRAGMA cache_size = -16384;",
+    )?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
 }
