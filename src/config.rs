@@ -455,6 +455,37 @@ pub struct GitSettings {
     /// unset, commits are not signed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_key: Option<PathBuf>,
+    /// Whether commits reach a GitHub repository through the REST API (so that GitHub
+    /// signs them as the App) rather than by a git push.
+    #[serde(default)]
+    pub commit_via_api: CommitViaApi,
+}
+
+/// `git.commit_via_api`: when forgehand's commits are made on GitHub through the REST
+/// API (signed by GitHub) instead of pushed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CommitViaApi {
+    /// On a GitHub forge connected as an App, when `git.signing_key` is not set.
+    #[default]
+    Auto,
+    /// On every GitHub forge connected as an App, even with `git.signing_key`.
+    Always,
+    /// Never: always a git push.
+    Never,
+}
+
+impl GitSettings {
+    /// Whether commits to `forge` go through GitHub's REST API. Only a GitHub App's
+    /// commits are signed by GitHub, so token mode and Gitea always push.
+    pub fn commits_via_api(&self, forge: &ForgeSettings) -> bool {
+        let app = forge.kind == ForgeKind::Github && forge.app_id.is_some();
+        match self.commit_via_api {
+            CommitViaApi::Auto => app && self.signing_key.is_none(),
+            CommitViaApi::Always => app,
+            CommitViaApi::Never => false,
+        }
+    }
 }
 
 /// Why the configuration could not be used.

@@ -28,6 +28,8 @@ pub struct Setup {
     pub extra: String,
     /// More keys of `[git]`.
     pub git_extra: String,
+    /// More entries of the agent's environment table: `, KEY = 'value'` each.
+    pub agent_env: String,
     /// GitHub: forgehand connects as GitHub App 4242 (`forgehand-app[bot]`), installed on
     /// the repository as installation 77.
     pub app: bool,
@@ -51,6 +53,7 @@ impl Setup {
             executor_enabled: true,
             extra: String::new(),
             git_extra: String::new(),
+            agent_env: String::new(),
             app: false,
             git_http: false,
         }
@@ -212,7 +215,7 @@ retry_base_secs = 1
 shutdown_grace_secs = 1
 [agent]
 command = "{AGENT}"
-env = {{ FAKE_CLAUDE_MODE = "{mode}", FAKE_CLAUDE_LOG = "{log}", FAKE_CLAUDE_PIDFILE = "{pidfile}", FAKE_CLAUDE_HOLD_MS = "{hold}" }}
+env = {{ FAKE_CLAUDE_MODE = "{mode}", FAKE_CLAUDE_LOG = "{log}", FAKE_CLAUDE_PIDFILE = "{pidfile}", FAKE_CLAUDE_HOLD_MS = "{hold}"{agent_env} }}
 [git]
 author_name = "forgehand-test"
 author_email = "forgehand@test"
@@ -236,6 +239,7 @@ author_email = "forgehand@test"
         forge = forge.config_toml(name),
         extra = setup.extra,
         git_extra = setup.git_extra,
+        agent_env = setup.agent_env,
     )
 }
 
