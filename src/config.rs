@@ -985,6 +985,29 @@ mod tests {
     "#;
 
     #[test]
+    fn only_a_github_apps_commits_go_through_the_api() {
+        let settings = load(TWO_FORGES, &[]).unwrap();
+        let (github, gitea) = (&settings.forges[0], &settings.forges[1]);
+        let app = ForgeSettings { app_id: Some(7), ..github.clone() };
+        let gitea_app = ForgeSettings { app_id: Some(7), ..gitea.clone() };
+        let mut git = settings.git.clone();
+        assert_eq!(git.commit_via_api, CommitViaApi::Auto, "the default");
+        assert!(git.commits_via_api(&app));
+        assert!(!git.commits_via_api(github), "a token pushes");
+        assert!(!git.commits_via_api(&gitea_app), "Gitea pushes");
+        git.signing_key = Some("/etc/key".into());
+        assert!(!git.commits_via_api(&app), "auto: the SSH key signs, the push carries it");
+        git.commit_via_api = CommitViaApi::Always;
+        assert!(git.commits_via_api(&app));
+        assert!(!git.commits_via_api(github));
+        git.commit_via_api = CommitViaApi::Never;
+        assert!(!git.commits_via_api(&app));
+        let never = load("[git]\ncommit_via_api = \"never\"\n", &[]).unwrap();
+        assert_eq!(never.git.commit_via_api, CommitViaApi::Never);
+        assert!(load("[git]\ncommit_via_api = \"sometimes\"\n", &[]).is_err());
+    }
+
+    #[test]
     fn defaults_alone_are_valid() {
         let settings = Settings::load_with_env(None, HashMap::new()).unwrap();
         assert_eq!(settings.server.listen.to_string(), "127.0.0.1:8080");
