@@ -430,15 +430,16 @@ async fn api_world(git_extra: &str) -> World {
     (setup.app, setup.git_http) = (true, true);
     setup.agent_env = CHANGES.into();
     setup.git_extra = git_extra.into();
-    let world = World::start(setup).await;
-    let repo = git2::Repository::open_bare(&world.remote).unwrap();
-    let main = repo.find_reference("refs/heads/main").unwrap().peel_to_commit().unwrap();
-    let mut tree = repo.treebuilder(Some(&main.tree().unwrap())).unwrap();
-    tree.insert("OLD.txt", repo.blob(b"old\n").unwrap(), 0o100644).unwrap();
-    let tree = repo.find_tree(tree.write().unwrap()).unwrap();
-    let sig = git2::Signature::now("upstream", "upstream@test").unwrap();
-    repo.commit(Some("refs/heads/main"), &sig, &sig, "add OLD.txt", &tree, &[&main]).unwrap();
-    world
+    setup.seed = Some(|remote| {
+        let repo = git2::Repository::open_bare(remote).unwrap();
+        let main = repo.find_reference("refs/heads/main").unwrap().peel_to_commit().unwrap();
+        let mut tree = repo.treebuilder(Some(&main.tree().unwrap())).unwrap();
+        tree.insert("OLD.txt", repo.blob(b"old\n").unwrap(), 0o100644).unwrap();
+        let tree = repo.find_tree(tree.write().unwrap()).unwrap();
+        let sig = git2::Signature::now("upstream", "upstream@test").unwrap();
+        repo.commit(Some("refs/heads/main"), &sig, &sig, "add OLD.txt", &tree, &[&main]).unwrap();
+    });
+    World::start(setup).await
 }
 
 fn branch_commit<'r>(repo: &'r git2::Repository, branch: &str) -> git2::Commit<'r> {
