@@ -426,9 +426,13 @@ const CHANGES: &str = ", FAKE_CLAUDE_BLOB_KB = '300', FAKE_CLAUDE_SHELL = 'print
 
 /// A world whose remote's `main` also holds OLD.txt, for the agent to delete.
 async fn api_world(git_extra: &str) -> World {
+    api_world_with(git_extra, CHANGES).await
+}
+
+async fn api_world_with(git_extra: &str, agent_env: &str) -> World {
     let mut setup = Setup::new(Dialect::Github);
     (setup.app, setup.git_http) = (true, true);
-    setup.agent_env = CHANGES.into();
+    setup.agent_env = agent_env.into();
     setup.git_extra = git_extra.into();
     setup.seed = Some(|remote| {
         let repo = git2::Repository::open_bare(remote).unwrap();
@@ -509,4 +513,41 @@ async fn commit_via_api_never_keeps_the_git_push() {
     assert_eq!(head.author().name().ok(), Some("forgehand-test"), "pushed as [git] says");
     assert!(world.forge.signed_commits(world.repo).is_empty());
     assert!(!world.forge.requests().iter().any(|r| r.path.contains("/git/")));
+}
+
+#[tokio::test]
+async fn the_agents_own_commits_are_made_again_in_order_through_the_api() {
+    let shell = ", FAKE_CLAUDE_SHELL = 'git add -A && git commit -qm \"agent: first step\" && printf \"more\\n\" > more.txt'";
+    let world = api_world_with("", shell).await;
+    let task = world.finished(world.deliver_label().await).await;
+    assert_eq!(task.status, "done", "{task:?}");
+    let repo = git2::Repository::open_bare(&world.remote).unwrap();
+    let (head, main) = (branch_commit(&repo, BRANCH), branch_commit(&repo, "main"));
+    let first = head.parent(0).unwrap();
+    assert_eq!(first.message().ok().map(str::trim_end), Some("agent: first step"));
+    assert_eq!(first.parent_ids().collect::<Vec<_>>(), vec![main.id()]);
+    assert!(first.tree().unwrap().get_name("FORGEHAND_DEMO.md").is_some());
+    assert!(first.tree().unwrap().get_name("more.txt").is_none());
+    assert!(head.message().unwrap().contains(&format!("forgehand-task: {}", task.id)));
+    assert!(head.tree().unwrap().get_name("more.txt").is_some());
+    let signed = world.forge.signed_commits(world.repo);
+    assert!(
+        signed.contains(&head.id().to_string()) && signed.contains(&first.id().to_string()),
+        "{signed:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_upload_fails_the_task_naming_the_file_and_what_github_said() {
+    let world = api_world("").await;
+    world.forge.fail_next("POST", &format!("/repos/{}/git/blobs", world.repo), 422, &[], 1);
+    let task = world.finished(world.deliver_label().await).await;
+    assert_eq!(task.status, "failed", "{task:?}");
+    let error = task.error.unwrap_or_default();
+    assert!(error.contains("uploading FORGEHAND_DEMO.md") && error.contains("422"), "{error}");
+    let repo = git2::Repository::open_bare(&world.remote).unwrap();
+    assert!(repo.find_reference(&format!("refs/heads/{BRANCH}")).is_err(), "nothing published");
+    for token in world.forge.with_app(|app| app.issued.clone()) {
+        assert!(!error.contains(&token.token));
+    }
 }
