@@ -301,13 +301,15 @@ pub trait Forge: Send + Sync {
     }
 }
 
-/// One entry of a tree made through the API: `sha` `None` removes `path`.
+/// One entry of a tree made through the API: `path` holds `content` (text GitHub writes
+/// as a blob) or the object `sha`; neither removes `path`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TreeEntry {
     pub path: String,
     /// `100644`, `100755`, `120000` (a symbolic link) or `160000` (a submodule).
     pub mode: String,
     pub sha: Option<String>,
+    pub content: Option<String>,
 }
 
 /// The most pages a listing reads, so that a forge answering in circles cannot hold the

@@ -612,7 +612,11 @@ impl Forge for RestForge {
             .iter()
             .map(|e| {
                 let kind = if e.mode == "160000" { "commit" } else { "blob" };
-                json!({ "path": e.path, "mode": e.mode, "type": kind, "sha": e.sha })
+                match &e.content {
+                    // `sha` must be absent, not null (null removes the path).
+                    Some(text) => json!({ "path": e.path, "mode": e.mode, "type": kind, "content": text }),
+                    None => json!({ "path": e.path, "mode": e.mode, "type": kind, "sha": e.sha }),
+                }
             })
             .collect();
         let body = json!({ "base_tree": base_tree, "tree": entries });

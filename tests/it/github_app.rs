@@ -483,7 +483,7 @@ async fn an_apps_commits_are_made_through_the_api_so_that_github_signs_them() {
     assert_eq!(content("blob.bin").len(), 300 * 1024, "a binary file, base64 on the way");
     assert!(file("FORGEHAND_DEMO.md").is_some());
     let uploads = world.forge.requests().into_iter().filter(|r| r.path.ends_with("/git/blobs")).count();
-    assert_eq!(uploads, 6, "one upload per new content");
+    assert_eq!(uploads, 1, "only the binary file is uploaded; text goes inside the tree request");
     assert!(world.forge.unexpected().is_empty(), "{:?}", world.forge.unexpected());
 
     // A review's follow-up builds on the commit the API made, and is made the same way.
@@ -544,7 +544,7 @@ async fn a_refused_upload_fails_the_task_naming_the_file_and_what_github_said() 
     let task = world.finished(world.deliver_label().await).await;
     assert_eq!(task.status, "failed", "{task:?}");
     let error = task.error.unwrap_or_default();
-    assert!(error.contains("uploading FORGEHAND_DEMO.md") && error.contains("422"), "{error}");
+    assert!(error.contains("uploading blob.bin (307200 bytes)") && error.contains("422"), "{error}");
     let repo = git2::Repository::open_bare(&world.remote).unwrap();
     assert!(repo.find_reference(&format!("refs/heads/{BRANCH}")).is_err(), "nothing published");
     for token in world.forge.with_app(|app| app.issued.clone()) {

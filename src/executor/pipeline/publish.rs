@@ -53,14 +53,26 @@ async fn through_api(
     let mut uploaded = HashSet::new();
     for commit in commits {
         let mut entries = Vec::with_capacity(commit.changes.len());
+        let mut inline_bytes = 0;
         for change in &commit.changes {
-            let sha = match change.object {
-                Some(id) if !change.known && uploaded.insert(id) => {
-                    Some(upload(forge, task, worktree, id, &change.path).await?)
-                }
-                other => other.map(|id| id.to_string()),
+            let mut entry = TreeEntry {
+                path: change.path.clone(),
+                mode: change.mode.clone(),
+                sha: change.object.map(|id| id.to_string()),
+                content: None,
             };
-            entries.push(TreeEntry { path: change.path.clone(), mode: change.mode.clone(), sha });
+            if let Some(id) = change.object.filter(|id| !change.known && !uploaded.contains(id)) {
+                let (tree, path) = (worktree.clone(), change.path.clone());
+                let content = blocking(move || tree.blob(id, &path)).await?;
+                match inline(content, &mut inline_bytes) {
+                    Ok(text) => (entry.sha, entry.content) = (None, Some(text)),
+                    Err(content) => {
+                        upload(forge, task, id, &change.path, content).await?;
+                        uploaded.insert(id);
+                    }
+                }
+            }
+            entries.push(entry);
         }
         // The remote parent has the local parent's tree: checked when it was made.
         let tree = forge.create_tree(&repo, &commit.parent_tree.to_string(), &entries).await?;
@@ -77,16 +89,30 @@ async fn through_api(
     Ok(parent)
 }
 
+/// Text files up to this size go inside the tree request (GitHub writes their blobs):
+/// one call fewer each, and GitHub limits how many objects an App may create per minute.
+const INLINE_MAX: usize = 64 * 1024;
+/// The most text one tree request carries inline.
+const INLINE_BUDGET: usize = 1024 * 1024;
+
+/// `content` as text for the tree request when it is UTF-8 and fits, else back.
+fn inline(content: Vec<u8>, used: &mut usize) -> Result<String, Vec<u8>> {
+    if content.len() > INLINE_MAX || *used + content.len() > INLINE_BUDGET {
+        return Err(content);
+    }
+    let text = String::from_utf8(content).map_err(|err| err.into_bytes())?;
+    *used += text.len();
+    Ok(text)
+}
+
 /// Uploads blob `id` (at `path`); the error names the file.
 async fn upload(
     forge: &dyn Forge,
     task: &tasks::Model,
-    worktree: &Worktree,
     id: git2::Oid,
     path: &str,
-) -> Step<String> {
-    let (tree, name) = (worktree.clone(), path.to_owned());
-    let content = blocking(move || tree.blob(id, &name)).await?;
+    content: Vec<u8>,
+) -> Step<()> {
     let sha = forge.create_blob(&task.repo_name(), &content).await.map_err(|err| ForgeError {
         operation: format!("uploading {path} ({} bytes) to {}", content.len(), task.repo_name()),
         ..err
@@ -94,7 +120,7 @@ async fn upload(
     if sha != id.to_string() {
         return Err(mismatch(&format!("the blob GitHub stored for {path}"), &sha, &id.to_string()));
     }
-    Ok(sha)
+    Ok(())
 }
 
 fn mismatch(what: &str, got: &str, want: &str) -> super::Failure {

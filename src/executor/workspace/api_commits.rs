@@ -12,7 +12,7 @@ use super::{GitCredentials, WorkspaceError, Worktree};
 
 /// The most commits one publication makes again (each costs at least three calls).
 const MAX_COMMITS: usize = 50;
-/// The most files one publication uploads: one call each.
+/// The most new files one publication sends (inside tree requests, or one upload each).
 const MAX_UPLOADS: usize = 2_000;
 /// The largest file the API takes (GitHub refuses blobs over 100 MB).
 const MAX_BLOB_BYTES: usize = 100 * 1024 * 1024;
@@ -71,7 +71,7 @@ impl Worktree {
             commits.iter().flat_map(|c| &c.changes).filter(|c| c.object.is_some() && !c.known).count();
         if uploads > MAX_UPLOADS {
             return Err(WorkspaceError::NotForApi(format!(
-                "{uploads} files to upload, more than the {MAX_UPLOADS} forgehand sends through the API at once; \
+                "{uploads} new files, more than the {MAX_UPLOADS} forgehand sends through the API at once; \
                  set git.commit_via_api = \"never\""
             )));
         }

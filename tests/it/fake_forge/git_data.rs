@@ -37,8 +37,8 @@ impl Exchange<'_> {
         Ok(self.created(repo, "blobs", oid))
     }
 
-    /// `POST /repos/{o}/{r}/git/trees {base_tree, tree: [{path, mode, type, sha}]}`; a
-    /// `null` sha removes the path.
+    /// `POST /repos/{o}/{r}/git/trees {base_tree, tree: [{path, mode, type, sha|content}]}`;
+    /// a `null` sha removes the path, `content` is written as a blob.
     pub(super) fn create_tree(&self, repo: &FakeRepo) -> Answer {
         let git = self.git(repo)?;
         let invalid = |what: &str| self.ctx.error(422, &format!("Invalid request.\n\n{what}"));
@@ -72,6 +72,14 @@ impl Exchange<'_> {
                 .as_str()
                 .and_then(file_mode)
                 .ok_or_else(|| invalid("tree.mode is not valid"))?;
+            if let Some(text) = entry.get("content").and_then(Value::as_str) {
+                if entry.get("sha").is_some() {
+                    return Err(invalid("tree entries take either sha or content"));
+                }
+                let oid = git.blob(text.as_bytes()).map_err(|e| invalid(&e.to_string()))?;
+                update.upsert(path, oid, mode);
+                continue;
+            }
             match entry["sha"].as_str() {
                 None if entry["sha"].is_null() => {
                     update.remove(path);
