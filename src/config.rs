@@ -455,6 +455,37 @@ pub struct GitSettings {
     /// unset, commits are not signed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_key: Option<PathBuf>,
+    /// Whether commits reach a GitHub repository through the REST API (so that GitHub
+    /// signs them as the App) rather than by a git push.
+    #[serde(default)]
+    pub commit_via_api: CommitViaApi,
+}
+
+/// `git.commit_via_api`: when forgehand's commits are made on GitHub through the REST
+/// API (signed by GitHub) instead of pushed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CommitViaApi {
+    /// On a GitHub forge connected as an App, when `git.signing_key` is not set.
+    #[default]
+    Auto,
+    /// On every GitHub forge connected as an App, even with `git.signing_key`.
+    Always,
+    /// Never: always a git push.
+    Never,
+}
+
+impl GitSettings {
+    /// Whether commits to `forge` go through GitHub's REST API. Only a GitHub App's
+    /// commits are signed by GitHub, so token mode and Gitea always push.
+    pub fn commits_via_api(&self, forge: &ForgeSettings) -> bool {
+        let app = forge.kind == ForgeKind::Github && forge.app_id.is_some();
+        match self.commit_via_api {
+            CommitViaApi::Auto => app && self.signing_key.is_none(),
+            CommitViaApi::Always => app,
+            CommitViaApi::Never => false,
+        }
+    }
 }
 
 /// Why the configuration could not be used.
@@ -952,6 +983,29 @@ mod tests {
         api_url = "https://gitea.example.com/api/v1"
         webhook_secret = ["new", "old", ""]
     "#;
+
+    #[test]
+    fn only_a_github_apps_commits_go_through_the_api() {
+        let settings = load(TWO_FORGES, &[]).unwrap();
+        let (github, gitea) = (&settings.forges[0], &settings.forges[1]);
+        let app = ForgeSettings { app_id: Some(7), ..github.clone() };
+        let gitea_app = ForgeSettings { app_id: Some(7), ..gitea.clone() };
+        let mut git = settings.git.clone();
+        assert_eq!(git.commit_via_api, CommitViaApi::Auto, "the default");
+        assert!(git.commits_via_api(&app));
+        assert!(!git.commits_via_api(github), "a token pushes");
+        assert!(!git.commits_via_api(&gitea_app), "Gitea pushes");
+        git.signing_key = Some("/etc/key".into());
+        assert!(!git.commits_via_api(&app), "auto: the SSH key signs, the push carries it");
+        git.commit_via_api = CommitViaApi::Always;
+        assert!(git.commits_via_api(&app));
+        assert!(!git.commits_via_api(github));
+        git.commit_via_api = CommitViaApi::Never;
+        assert!(!git.commits_via_api(&app));
+        let never = load("[git]\ncommit_via_api = \"never\"\n", &[]).unwrap();
+        assert_eq!(never.git.commit_via_api, CommitViaApi::Never);
+        assert!(load("[git]\ncommit_via_api = \"sometimes\"\n", &[]).is_err());
+    }
 
     #[test]
     fn defaults_alone_are_valid() {

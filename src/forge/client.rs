@@ -172,6 +172,14 @@ impl ForgeError {
         }
     }
 
+    fn no_git_api(operation: &str) -> ForgeError {
+        ForgeError {
+            operation: operation.to_owned(),
+            kind: ErrorKind::Rejected,
+            message: "this forge takes commits only by a git push; set git.commit_via_api = \"never\"".into(),
+        }
+    }
+
     pub(crate) fn invalid_answer(operation: &str, message: impl std::fmt::Display) -> ForgeError {
         ForgeError {
             operation: operation.to_owned(),
@@ -262,6 +270,46 @@ pub trait Forge: Send + Sync {
     ) -> ForgeResult<bool>;
     /// Every open issue (never a pull request) that carries `label`, all pages.
     async fn open_issues_with_label(&self, repo: &RepoName, label: &str) -> ForgeResult<Vec<IssueInfo>>;
+    /// Stores `content` as a blob in `repo` (GitHub's Git database API); its sha.
+    async fn create_blob(&self, _repo: &RepoName, _content: &[u8]) -> ForgeResult<String> {
+        Err(ForgeError::no_git_api("uploading a file"))
+    }
+    /// A tree made of `base_tree` with `entries` replaced or removed; its sha.
+    async fn create_tree(
+        &self,
+        _repo: &RepoName,
+        _base_tree: &str,
+        _entries: &[TreeEntry],
+    ) -> ForgeResult<String> {
+        Err(ForgeError::no_git_api("creating a tree"))
+    }
+    /// A commit of `tree` on `parent` with no author nor committer given, so that GitHub
+    /// makes them the token's account and signs it; its sha.
+    async fn create_commit(
+        &self,
+        _repo: &RepoName,
+        _message: &str,
+        _tree: &str,
+        _parent: &str,
+    ) -> ForgeResult<String> {
+        Err(ForgeError::no_git_api("creating a commit"))
+    }
+    /// Points branch `branch` at `sha`, creating it when missing; without `force`, only
+    /// a fast-forward (else [`ErrorKind::Rejected`]).
+    async fn set_branch(&self, _repo: &RepoName, _branch: &str, _sha: &str, _force: bool) -> ForgeResult<()> {
+        Err(ForgeError::no_git_api("moving a branch"))
+    }
+}
+
+/// One entry of a tree made through the API: `path` holds `content` (text GitHub writes
+/// as a blob) or the object `sha`; neither removes `path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeEntry {
+    pub path: String,
+    /// `100644`, `100755`, `120000` (a symbolic link) or `160000` (a submodule).
+    pub mode: String,
+    pub sha: Option<String>,
+    pub content: Option<String>,
 }
 
 /// The most pages a listing reads, so that a forge answering in circles cannot hold the

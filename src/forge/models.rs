@@ -103,6 +103,12 @@ impl From<Comment> for IssueComment {
     }
 }
 
+/// A blob, tree or commit the Git database API made.
+#[derive(Deserialize)]
+pub struct GitObject {
+    pub sha: String,
+}
+
 /// Anything created with an id (a comment, a label).
 #[derive(Deserialize)]
 pub struct Id {

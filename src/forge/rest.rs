@@ -14,11 +14,11 @@ use serde_json::{Value, json};
 use super::IssueNumber;
 use super::client::{
     Answer, ErrorKind, FailedCheck, Forge, ForgeError, ForgeResult, IssueComment, IssueInfo, MAX_PAGES,
-    NewPull, PullInfo, RepoInfo, ReviewComment, ReviewRef, UserInfo, repo_path, segment,
+    NewPull, PullInfo, RepoInfo, ReviewComment, ReviewRef, TreeEntry, UserInfo, repo_path, segment,
 };
 use super::models::{
-    CheckRuns, Comment, GiteaReviewComment, GithubReviewComment, Id, Issue, Label, Login, PermissionAnswer,
-    Pull, Repository, Review, User,
+    CheckRuns, Comment, GitObject, GiteaReviewComment, GithubReviewComment, Id, Issue, Label, Login,
+    PermissionAnswer, Pull, Repository, Review, User,
 };
 use crate::config::{ForgeKind, Permission, RepoName};
 
@@ -592,6 +592,67 @@ impl Forge for RestForge {
         );
         let issues: Vec<Issue> = self.all_pages(&path, &operation).await?;
         Ok(issues.into_iter().map(IssueInfo::from).filter(|issue| !issue.is_pull_request).collect())
+    }
+
+    async fn create_blob(&self, repo: &RepoName, content: &[u8]) -> ForgeResult<String> {
+        let operation = format!("uploading a file of {} bytes to {repo}", content.len());
+        let body = json!({ "content": openssl::base64::encode_block(content), "encoding": "base64" });
+        let path = format!("/repos/{}/git/blobs", repo_path(repo));
+        Ok(self.send(Method::POST, &path, Some(&body), &operation).await?.json::<GitObject>(&operation)?.sha)
+    }
+
+    async fn create_tree(
+        &self,
+        repo: &RepoName,
+        base_tree: &str,
+        entries: &[TreeEntry],
+    ) -> ForgeResult<String> {
+        let operation = format!("creating a tree of {} changed paths in {repo}", entries.len());
+        let entries: Vec<Value> = entries
+            .iter()
+            .map(|e| {
+                let kind = if e.mode == "160000" { "commit" } else { "blob" };
+                match &e.content {
+                    // `sha` must be absent, not null (null removes the path).
+                    Some(text) => json!({ "path": e.path, "mode": e.mode, "type": kind, "content": text }),
+                    None => json!({ "path": e.path, "mode": e.mode, "type": kind, "sha": e.sha }),
+                }
+            })
+            .collect();
+        let body = json!({ "base_tree": base_tree, "tree": entries });
+        let path = format!("/repos/{}/git/trees", repo_path(repo));
+        Ok(self.send(Method::POST, &path, Some(&body), &operation).await?.json::<GitObject>(&operation)?.sha)
+    }
+
+    async fn create_commit(
+        &self,
+        repo: &RepoName,
+        message: &str,
+        tree: &str,
+        parent: &str,
+    ) -> ForgeResult<String> {
+        let operation = format!("creating a commit on {parent} in {repo}");
+        let body = json!({ "message": message, "tree": tree, "parents": [parent] });
+        let path = format!("/repos/{}/git/commits", repo_path(repo));
+        Ok(self.send(Method::POST, &path, Some(&body), &operation).await?.json::<GitObject>(&operation)?.sha)
+    }
+
+    async fn set_branch(&self, repo: &RepoName, branch: &str, sha: &str, force: bool) -> ForgeResult<()> {
+        let operation = format!("moving the branch {branch} of {repo} to {sha}");
+        // A ref's name keeps its slashes in the path (`git/ref/heads/forgehand/issue-1`).
+        let name: Vec<String> = branch.split('/').map(segment).collect();
+        let name = format!("heads/{}", name.join("/"));
+        let base = format!("/repos/{}/git", repo_path(repo));
+        let found = self.send(Method::GET, &format!("{base}/ref/{name}"), None, &operation).await?;
+        let answer = if found.status.as_u16() == 404 {
+            let body = json!({ "ref": format!("refs/heads/{branch}"), "sha": sha });
+            self.send(Method::POST, &format!("{base}/refs"), Some(&body), &operation).await?
+        } else {
+            found.ok(&operation)?;
+            let body = json!({ "sha": sha, "force": force });
+            self.send(Method::PATCH, &format!("{base}/refs/{name}"), Some(&body), &operation).await?
+        };
+        answer.ok(&operation).map(drop)
     }
 }
 

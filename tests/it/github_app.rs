@@ -7,7 +7,7 @@ use forgehand::forge::client::{ErrorKind, Forge, connect};
 use secrecy::ExposeSecret;
 use serde_json::json;
 
-use crate::executor::{Setup, World};
+use crate::executor::{BRANCH, Setup, World};
 use crate::fake_forge::{Dialect, FakeForge, app::app_key};
 use crate::harness::{Delivery, edited};
 
@@ -418,4 +418,136 @@ fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::Path
         }
     }
     found
+}
+
+/// What the agent does in the API commit tests: modifies, deletes, adds a file, an
+/// executable, a link and a nested file (and, through FAKE_CLAUDE_BLOB_KB, binary blob.bin).
+const CHANGES: &str = ", FAKE_CLAUDE_BLOB_KB = '300', FAKE_CLAUDE_SHELL = 'printf \"changed\\n\" > README.md && rm -f OLD.txt && printf \"#!/bin/sh\\necho hi\\n\" > run.sh && chmod +x run.sh && ln -sf README.md link && mkdir -p src/deep && echo x > src/deep/new.rs'";
+
+/// A world whose remote's `main` also holds OLD.txt, for the agent to delete.
+async fn api_world(git_extra: &str) -> World {
+    api_world_with(git_extra, CHANGES).await
+}
+
+async fn api_world_with(git_extra: &str, agent_env: &str) -> World {
+    let mut setup = Setup::new(Dialect::Github);
+    (setup.app, setup.git_http) = (true, true);
+    setup.agent_env = agent_env.into();
+    setup.git_extra = git_extra.into();
+    setup.seed = Some(|remote| {
+        let repo = git2::Repository::open_bare(remote).unwrap();
+        let main = repo.find_reference("refs/heads/main").unwrap().peel_to_commit().unwrap();
+        let mut tree = repo.treebuilder(Some(&main.tree().unwrap())).unwrap();
+        tree.insert("OLD.txt", repo.blob(b"old\n").unwrap(), 0o100644).unwrap();
+        let tree = repo.find_tree(tree.write().unwrap()).unwrap();
+        let sig = git2::Signature::now("upstream", "upstream@test").unwrap();
+        repo.commit(Some("refs/heads/main"), &sig, &sig, "add OLD.txt", &tree, &[&main]).unwrap();
+    });
+    World::start(setup).await
+}
+
+fn branch_commit<'r>(repo: &'r git2::Repository, branch: &str) -> git2::Commit<'r> {
+    repo.find_reference(&format!("refs/heads/{branch}")).unwrap().peel_to_commit().unwrap()
+}
+
+#[tokio::test]
+async fn an_apps_commits_are_made_through_the_api_so_that_github_signs_them() {
+    let world = api_world("").await;
+    let id = world.deliver_label().await;
+    let task = world.finished(id).await;
+    assert_eq!(task.status, "done", "{task:?}");
+    assert_eq!(world.forge.pulls(world.repo).len(), 1);
+
+    let repo = git2::Repository::open_bare(&world.remote).unwrap();
+    let (head, main) = (branch_commit(&repo, BRANCH), branch_commit(&repo, "main"));
+    let signed = world.forge.signed_commits(world.repo);
+    assert!(signed.contains(&head.id().to_string()), "{} not made through the API: {signed:?}", head.id());
+    assert_eq!(head.parent_ids().collect::<Vec<_>>(), vec![main.id()], "one commit, on the base");
+    assert_eq!(head.author().name().ok(), Some("forgehand-app[bot]"), "GitHub's account, not [git]'s");
+    let message = head.message().unwrap();
+    assert!(message.contains(&format!("forgehand-task: {id}")), "{message}");
+    assert!(message.contains("Co-authored-by: alice"), "{message}");
+    assert_eq!(task.pushed_sha.as_deref(), Some(head.id().to_string().as_str()));
+
+    // The tree is what the agent left.
+    let tree = head.tree().unwrap();
+    let file = |path: &str| tree.get_path(std::path::Path::new(path)).ok();
+    let content = |path: &str| repo.find_blob(file(path).unwrap().id()).unwrap().content().to_vec();
+    assert_eq!(content("README.md"), b"changed\n");
+    assert!(file("OLD.txt").is_none(), "deleted");
+    assert_eq!(file("run.sh").unwrap().filemode(), 0o100755);
+    assert_eq!(content("run.sh"), b"#!/bin/sh\necho hi\n");
+    assert_eq!(file("link").unwrap().filemode(), 0o120000);
+    assert_eq!(content("link"), b"README.md");
+    assert_eq!(content("src/deep/new.rs"), b"x\n");
+    assert_eq!(content("blob.bin").len(), 300 * 1024, "a binary file, base64 on the way");
+    assert!(file("FORGEHAND_DEMO.md").is_some());
+    let uploads = world.forge.requests().into_iter().filter(|r| r.path.ends_with("/git/blobs")).count();
+    assert_eq!(uploads, 1, "only the binary file is uploaded; text goes inside the tree request");
+    assert!(world.forge.unexpected().is_empty(), "{:?}", world.forge.unexpected());
+
+    // A review's follow-up builds on the commit the API made, and is made the same way.
+    let pull = world.forge.pulls(world.repo).remove(0);
+    let mut review: serde_json::Value =
+        serde_json::from_slice(&crate::harness::fixture("github/pull_request_review.json")).unwrap();
+    review["pull_request"]["number"] = json!(pull.number);
+    review["pull_request"]["head"]["ref"] = json!(BRANCH);
+    let answer =
+        world.deliver(Delivery::github("pull_request_review", serde_json::to_vec(&review).unwrap())).await;
+    assert_eq!(answer.status, 202, "{}", answer.text);
+    let follow_up = world.finished(answer.json["task_id"].as_i64().unwrap()).await;
+    assert_eq!(follow_up.status, "done", "{follow_up:?}");
+    let second = branch_commit(&repo, BRANCH);
+    assert_ne!(second.id(), head.id());
+    assert_eq!(second.parent_ids().collect::<Vec<_>>(), vec![head.id()], "on the API's commit");
+    assert!(world.forge.signed_commits(world.repo).contains(&second.id().to_string()));
+}
+
+#[tokio::test]
+async fn commit_via_api_never_keeps_the_git_push() {
+    let world = api_world("commit_via_api = \"never\"").await;
+    let task = world.finished(world.deliver_label().await).await;
+    assert_eq!(task.status, "done", "{task:?}");
+    let repo = git2::Repository::open_bare(&world.remote).unwrap();
+    let head = branch_commit(&repo, BRANCH);
+    assert_eq!(head.author().name().ok(), Some("forgehand-test"), "pushed as [git] says");
+    assert!(world.forge.signed_commits(world.repo).is_empty());
+    assert!(!world.forge.requests().iter().any(|r| r.path.contains("/git/")));
+}
+
+#[tokio::test]
+async fn the_agents_own_commits_are_made_again_in_order_through_the_api() {
+    let shell = ", FAKE_CLAUDE_SHELL = 'git add -A && git commit -qm \"agent: first step\" && printf \"more\\n\" > more.txt'";
+    let world = api_world_with("", shell).await;
+    let task = world.finished(world.deliver_label().await).await;
+    assert_eq!(task.status, "done", "{task:?}");
+    let repo = git2::Repository::open_bare(&world.remote).unwrap();
+    let (head, main) = (branch_commit(&repo, BRANCH), branch_commit(&repo, "main"));
+    let first = head.parent(0).unwrap();
+    assert_eq!(first.message().ok().map(str::trim_end), Some("agent: first step"));
+    assert_eq!(first.parent_ids().collect::<Vec<_>>(), vec![main.id()]);
+    assert!(first.tree().unwrap().get_name("FORGEHAND_DEMO.md").is_some());
+    assert!(first.tree().unwrap().get_name("more.txt").is_none());
+    assert!(head.message().unwrap().contains(&format!("forgehand-task: {}", task.id)));
+    assert!(head.tree().unwrap().get_name("more.txt").is_some());
+    let signed = world.forge.signed_commits(world.repo);
+    assert!(
+        signed.contains(&head.id().to_string()) && signed.contains(&first.id().to_string()),
+        "{signed:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_upload_fails_the_task_naming_the_file_and_what_github_said() {
+    let world = api_world("").await;
+    world.forge.fail_next("POST", &format!("/repos/{}/git/blobs", world.repo), 422, &[], 1);
+    let task = world.finished(world.deliver_label().await).await;
+    assert_eq!(task.status, "failed", "{task:?}");
+    let error = task.error.unwrap_or_default();
+    assert!(error.contains("uploading blob.bin (307200 bytes)") && error.contains("422"), "{error}");
+    let repo = git2::Repository::open_bare(&world.remote).unwrap();
+    assert!(repo.find_reference(&format!("refs/heads/{BRANCH}")).is_err(), "nothing published");
+    for token in world.forge.with_app(|app| app.issued.clone()) {
+        assert!(!error.contains(&token.token));
+    }
 }

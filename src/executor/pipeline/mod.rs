@@ -3,6 +3,7 @@
 //! open the pull request. Reporting the end is `finish`'s job.
 
 mod feedback;
+mod publish;
 mod verify;
 
 use std::sync::Arc;
@@ -721,12 +722,7 @@ async fn commit_and_push(
     }
     crate::failpoint::hit("after_commit");
     ensure_lease(ctx, task).await?;
-    let tree = worktree.clone();
-    let head = blocking(move || {
-        tree.push(creds.as_ref(), force)?;
-        tree.head()
-    })
-    .await?;
+    let head = publish::publish(ctx, task, worktree, creds, force).await?;
     crate::failpoint::hit("after_push");
     tracing::info!(branch = %worktree.branch, %head, "pushed the branch");
     ctx.lease(task.id).record_pushed(&head).await?;
@@ -780,15 +776,16 @@ async fn push_partial(
     let Ok(creds) = credentials(ctx, task).await else { return false };
     let (message, identity, tree) = (commit_message(ctx, task).await, identity(ctx), worktree.clone());
     let leftovers = leftovers.clone();
-    let pushed = blocking(move || {
+    let committed = blocking(move || {
         tree.commit_all_except(&message, &identity, &leftovers)?;
-        if !tree.has_new_commits()? {
-            return Ok(None);
-        }
-        tree.push(creds.as_ref(), false)?;
-        tree.head().map(Some)
+        tree.has_new_commits()
     })
     .await;
+    let pushed = match committed {
+        Ok(true) => publish::publish(ctx, task, worktree, creds, false).await.map(Some),
+        Ok(false) => Ok(None),
+        Err(err) => Err(err),
+    };
     match pushed {
         Ok(Some(head)) => {
             if let Err(err) = ctx.lease(task.id).record_pushed(&head).await {

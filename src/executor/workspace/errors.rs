@@ -54,6 +54,9 @@ pub enum WorkspaceError {
     /// The commit could not be signed with `git.signing_key`.
     #[error("signing the commit with git.signing_key failed: {0}")]
     Signing(String),
+    /// The commits cannot be made again through the forge's API (too many, too big).
+    #[error("the commits cannot be made through the API: {0}")]
+    NotForApi(String),
     /// The remote (or git2, for a non-fast-forward update) refused the push.
     #[error("the remote refused the push of {branch}: {message}")]
     PushRejected {

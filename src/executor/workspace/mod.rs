@@ -13,6 +13,7 @@
 //! Everything blocks; callers run it inside `tokio::task::spawn_blocking`. Credentials
 //! reach git2 only through the credential callback, never a URL or a config file.
 
+mod api_commits;
 mod branch;
 mod cli;
 mod errors;
@@ -31,6 +32,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use git2::Repository;
 use secrecy::SecretString;
 
+pub use api_commits::{Change, LocalCommit};
 pub use branch::branch_name;
 pub use errors::WorkspaceError;
 use errors::{Context as _, Scrub};

@@ -657,3 +657,33 @@ fn what_commands_left_stays_out_of_the_commit_unless_the_agent_changed_it() {
     assert_eq!(readme.content(), b"hello\n", "setup's rewrite stayed out");
     assert_eq!(fs::read_to_string(dir.join("README.md")).unwrap(), "rewritten by setup\n");
 }
+
+#[test]
+fn local_commits_list_what_the_api_must_make_again() {
+    let f = fixture();
+    let worktree = f.workspaces.prepare(&spec(&f, 1, from_main())).unwrap();
+    let dir = &worktree.path;
+    // A file that becomes a link, one deleted, one renamed (its blob known to the remote).
+    fs::remove_file(dir.join("README.md")).unwrap();
+    std::os::unix::fs::symlink("src/lib.rs", dir.join("README.md")).unwrap();
+    fs::rename(dir.join("src/lib.rs"), dir.join("lib.rs")).unwrap();
+    let first = worktree.commit_all("one", &bot()).unwrap().unwrap();
+    fs::write(dir.join("new.txt"), "new\n").unwrap();
+    let second = worktree.commit_all("two", &bot()).unwrap().unwrap();
+
+    let commits = worktree.local_commits().unwrap();
+    assert_eq!(commits.iter().map(|c| c.id).collect::<Vec<_>>(), [first, second], "oldest first");
+    assert_eq!(commits[0].message, "one");
+    let repo = Repository::open(dir).unwrap();
+    assert_eq!(commits[1].parent_tree, repo.find_commit(first).unwrap().tree_id());
+    let change = |i: usize, path: &str| commits[i].changes.iter().find(|c| c.path == path).cloned().unwrap();
+    let link = change(0, "README.md");
+    assert_eq!((link.mode.as_str(), link.known), ("120000", false), "one entry for a typechange");
+    let deleted = change(0, "src/lib.rs");
+    assert_eq!((deleted.mode.as_str(), deleted.object), ("100644", None));
+    let moved = change(0, "lib.rs");
+    assert!(moved.known, "the parent had that blob at a changed path: no upload");
+    assert_eq!(commits[0].changes.len(), 3);
+    assert_eq!(commits[1].changes.len(), 1);
+    assert!(!change(1, "new.txt").known);
+}

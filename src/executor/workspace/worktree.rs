@@ -218,14 +218,14 @@ impl Worktree {
         }
     }
 
-    fn open(&self) -> Result<Repository, WorkspaceError> {
+    pub(super) fn open(&self) -> Result<Repository, WorkspaceError> {
         Repository::open(&self.path)
             .context(self.scrub(), || format!("opening the checkout of {}", self.branch))
     }
 
     /// Scrubs like [`super::Workspaces`] does; the root is two levels above the task
     /// directory.
-    fn scrub(&self) -> Scrub<'_> {
+    pub(super) fn scrub(&self) -> Scrub<'_> {
         let root = self.path.parent().and_then(Path::parent).unwrap_or(&self.path);
         Scrub::new(root, None)
     }

@@ -21,6 +21,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+mod git_data;
 mod gitea;
 mod github;
 mod hooks;
@@ -28,7 +29,7 @@ pub mod routes;
 
 use routes::{Route, route};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -80,6 +81,9 @@ pub struct FakeRepo {
     pub permissions: BTreeMap<String, String>,
     /// Check runs (GitHub) and commit statuses (both) on commits, newest last.
     pub checks: Vec<FakeCheck>,
+    /// Commits made through the Git database API with no author, committer nor
+    /// signature given: GitHub signs those as the token's account (verified).
+    pub signed_commits: BTreeSet<String>,
 }
 
 /// A check run (GitHub) or commit status (`status_only`, and every check on Gitea).
@@ -446,6 +450,7 @@ impl FakeForge {
             issues: BTreeMap::new(),
             permissions: BTreeMap::new(),
             checks: Vec::new(),
+            signed_commits: BTreeSet::new(),
         };
         self.shared.mutate(|s| {
             let mut repo = repo;
@@ -520,6 +525,11 @@ impl FakeForge {
     /// Reactions on issue or pull request `n` itself.
     pub fn reactions(&self, repo: &str, n: u64) -> Vec<FakeReaction> {
         self.shared.lock().issue(repo, n).map(|i| i.reactions.clone()).unwrap_or_default()
+    }
+
+    /// The commits GitHub signed in `repo`: those made through the Git database API.
+    pub fn signed_commits(&self, repo: &str) -> BTreeSet<String> {
+        self.shared.lock().repos.get(repo).map(|r| r.signed_commits.clone()).unwrap_or_default()
     }
 
     pub fn pulls(&self, repo: &str) -> Vec<FakePull> {
@@ -998,6 +1008,12 @@ impl Exchange<'_> {
             Route::IssueReaction(n) => self.react_to_issue(repo, &n),
             Route::ListPulls => self.list_pulls(repo),
             Route::CreatePull => self.create_pull(repo),
+            Route::CreateBlob => self.create_blob(repo),
+            Route::CreateTree => self.create_tree(repo),
+            Route::CreateCommit => self.create_commit(repo),
+            Route::GitRef(name) => self.git_ref(repo, &name),
+            Route::CreateRef => self.create_ref(repo),
+            Route::UpdateRef(name) => self.update_ref(repo, &name),
             Route::Pull(n) => Ok(Reply::ok(ctx.pull(repo, pull(ctx, repo, &n)?))),
             Route::EditPull(n) => self.edit_pull(repo, &n),
             Route::PullByBaseHead(base, head) => self.pull_by_base_head(repo, &base, &head),

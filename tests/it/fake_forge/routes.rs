@@ -207,6 +207,20 @@ pub static ENDPOINTS: &[Endpoint] = &[
         "/repos/{owner}/{repo}/pulls/{index}",
         |p| Route::EditPull(p[2].clone()),
     ),
+    Endpoint::github("POST", "/repos/{owner}/{repo}/git/blobs", |_| Route::CreateBlob),
+    Endpoint::github("POST", "/repos/{owner}/{repo}/git/trees", |_| Route::CreateTree),
+    Endpoint::github("POST", "/repos/{owner}/{repo}/git/commits", |_| Route::CreateCommit),
+    Endpoint {
+        rest_of_path: true,
+        ..Endpoint::github("GET", "/repos/{owner}/{repo}/git/ref/{ref}", |p| Route::GitRef(p[2].clone()))
+    },
+    Endpoint::github("POST", "/repos/{owner}/{repo}/git/refs", |_| Route::CreateRef),
+    Endpoint {
+        rest_of_path: true,
+        ..Endpoint::github("PATCH", "/repos/{owner}/{repo}/git/refs/{ref}", |p| {
+            Route::UpdateRef(p[2].clone())
+        })
+    },
     Endpoint {
         rest_of_path: true,
         ..Endpoint::gitea("GET", "/repos/{owner}/{repo}/pulls/{base}/{head}", |p| {
@@ -246,6 +260,12 @@ pub(super) enum Route {
     CheckRuns(String),
     CombinedStatus(String),
     JobLog(String),
+    CreateBlob,
+    CreateTree,
+    CreateCommit,
+    GitRef(String),
+    CreateRef,
+    UpdateRef(String),
 }
 
 /// The repository (`owner/name`, if any) and endpoint `method path` addresses.
