@@ -91,6 +91,18 @@ impl Db {
         Ok(claimed)
     }
 
+    /// Counts one pass of this process's executor looking for a task to start (whether it
+    /// found one, or budgets, breakers and limits held every queued task back).
+    pub fn count_claim_pass(&self) {
+        self.claims.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The passes [`Db::count_claim_pass`] counted: what shows that the executor goes on
+    /// looking while a task stays queued.
+    pub fn claims_run(&self) -> u64 {
+        self.claims.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Holds the queue of repository `scope` (`owner/name`) or, with
     /// [`queries::HOLD_ALL`], all of it: its queued tasks wait until [`Db::release_hold`].
     /// False when it was already held.

@@ -137,6 +137,8 @@ pub struct Db {
     writer: Option<writer::Writer>,
     /// Woken after a commit that put a notification in the outbox (this instance's sender).
     outbox: Arc<Notify>,
+    /// Passes this process's executor made looking for a task (`Db::count_claim_pass`).
+    claims: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Db {
@@ -163,7 +165,7 @@ impl Db {
             })?),
             None => None,
         };
-        Ok(Db { conn, writer, outbox: Arc::new(Notify::new()) })
+        Ok(Db { conn, writer, outbox: Arc::new(Notify::new()), claims: Default::default() })
     }
 
     /// Applies every pending migration. A SQLite file is migrated through a connection of

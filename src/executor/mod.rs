@@ -265,6 +265,12 @@ fn reconfigure(ctx: &Context, settings: &Settings, pool: &Arc<Semaphore>) -> Opt
 }
 
 async fn claim(ctx: &Context) -> Result<Option<tasks::Model>, DbError> {
+    let claimed = claim_within_limits(ctx).await;
+    ctx.db.count_claim_pass();
+    claimed
+}
+
+async fn claim_within_limits(ctx: &Context) -> Result<Option<tasks::Model>, DbError> {
     let stops = budget::check(ctx).await?;
     if stops.all {
         return Ok(None);

@@ -133,6 +133,13 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     {
         let _ = writeln!(out, "forgehand_pull_requests_checks{{result=\"{result}\"}} {n}");
     }
+    family(
+        &mut out,
+        "forgehand_claim_passes_total",
+        "counter",
+        "Passes of this process's executor looking for a queued task to start, whether it found one or not.",
+    );
+    let _ = writeln!(out, "forgehand_claim_passes_total {}", state.db.claims_run());
     render_breakers(&mut out, &state, &settings).await;
     state.intake.render(&mut out);
     render_cleanup(&mut out, &state.cleanup.stats);

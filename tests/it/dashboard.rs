@@ -580,6 +580,7 @@ async fn metrics_are_open_bounded_and_count_what_happened() {
         "forgehand_deliveries_total{outcome=\"ignored\"} 1",
         "forgehand_agents_running 0",
         "forgehand_agents_max 0",
+        "forgehand_claim_passes_total 0",
         "forgehand_task_duration_seconds{quantile=\"0.5\"} 90.000",
         "forgehand_tasks_finished_recent 1",
         "forgehand_intake_duration_seconds_count 4",

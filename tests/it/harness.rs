@@ -35,6 +35,14 @@ pub async fn poll_until(within: std::time::Duration, mut done: impl FnMut() -> b
     true
 }
 
+/// Waits until `db`'s executor has run `more` claims from now (each a claim statement that
+/// found nothing to start, when a test holds its only task back); whether it did within a
+/// minute. What shows that a task left queued stays so over claims, not over time.
+pub async fn claims_go_on(db: &Db, more: u64) -> bool {
+    let target = db.claims_run() + more;
+    poll_until(std::time::Duration::from_secs(60), || db.claims_run() >= target).await
+}
+
 /// With `FORGEHAND_TEST_POSTGRES=postgres://USER@HOST:PORT` set, every test app gets a
 /// fresh PostgreSQL database there instead of an SQLite file: the suite's one switch.
 pub async fn database_section() -> String {
