@@ -104,6 +104,10 @@ pub struct RunArgs {
     /// (`dashboard`: the dashboard pages and scale curve at `--scale-sizes`).
     #[arg(long, value_enum)]
     only: Option<Section>,
+    /// The connection counts of the intake runs (all of them by default), e.g. `16` to
+    /// profile one.
+    #[arg(long, value_delimiter = ',', default_values_t = CONNECTIONS)]
+    connections: Vec<usize>,
 }
 
 /// A part of the benchmarks that `--only` can run alone.
@@ -112,6 +116,8 @@ pub enum Section {
     Dashboard,
     /// The executor figures (with the 200,000-commit repository unless `--quick`).
     Executor,
+    /// The intake runs of forgehand, the durable ceiling and `--compare`.
+    Intake,
 }
 
 impl RunArgs {
@@ -154,6 +160,7 @@ async fn main() -> anyhow::Result<()> {
         }
         None if cli.run.only == Some(Section::Dashboard) => only_dashboard(cli.run.effective()).await,
         None if cli.run.only == Some(Section::Executor) => only_executor(cli.run.effective()).await,
+        None if cli.run.only == Some(Section::Intake) => only_intake(cli.run.effective()).await,
         None => run(cli.run.effective()).await,
     }
 }
@@ -231,38 +238,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let mut serial = 0u64;
     let mut answered = (0u64, 0u64);
-    let mut intake = Intake::new();
-    for (index, template) in templates.iter().enumerate() {
-        let requests = if index == 0 { args.requests } else { (args.requests / 10).max(1) };
-        for connections in CONNECTIONS {
-            for repeat in 0..args.repeats {
-                for target in &targets {
-                    let deliveries: Vec<_> = (0..requests)
-                        .map(|i| template.delivery(SECRET.as_bytes(), serial + i as u64))
-                        .collect();
-                    serial += requests as u64;
-                    let result =
-                        load::run(target, deliveries, connections, Duration::from_secs(args.run_secs)).await;
-                    settle(webhook.as_ref()).await;
-                    eprintln!(
-                        "{:>6} {:>2} conns run {} {:>9}: {:>7.0} req/s, {} ok, {} failed",
-                        template.name,
-                        connections,
-                        repeat + 1,
-                        target.name,
-                        result.rps(),
-                        result.ok,
-                        result.failed
-                    );
-                    if target.name == "forgehand" {
-                        answered.0 += result.ok as u64;
-                        answered.1 += result.accepted as u64;
-                    }
-                    intake.entry((index, connections, target.name)).or_default().push(result);
-                }
-            }
-        }
-    }
+    let intake = intake_runs(&args, &templates, &targets, webhook.as_ref(), &mut serial, &mut answered).await;
     let fixed_rate =
         fixed_rate_runs(&args, &templates[0], &targets, webhook.as_ref(), &mut serial, &mut answered).await;
     drop(ceiling);
@@ -322,6 +298,81 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             figures.recorded.1
         );
     }
+    Ok(())
+}
+
+/// Every intake run: each payload at each connection count, `repeats` times, the servers
+/// taking turns within a repeat so that they share the machine's noise.
+async fn intake_runs(
+    args: &RunArgs,
+    templates: &[Template],
+    targets: &[Target],
+    webhook: Option<&Server>,
+    serial: &mut u64,
+    answered: &mut (u64, u64),
+) -> Intake {
+    let mut intake = Intake::new();
+    for (index, template) in templates.iter().enumerate() {
+        let requests = if index == 0 { args.requests } else { (args.requests / 10).max(1) };
+        for &connections in &args.connections {
+            for repeat in 0..args.repeats {
+                for target in targets {
+                    let deliveries: Vec<_> = (0..requests)
+                        .map(|i| template.delivery(SECRET.as_bytes(), *serial + i as u64))
+                        .collect();
+                    *serial += requests as u64;
+                    let result =
+                        load::run(target, deliveries, connections, Duration::from_secs(args.run_secs)).await;
+                    settle(webhook).await;
+                    eprintln!(
+                        "{:>6} {:>2} conns run {} {:>9}: {:>7.0} req/s, {} ok, {} failed",
+                        template.name,
+                        connections,
+                        repeat + 1,
+                        target.name,
+                        result.rps(),
+                        result.ok,
+                        result.failed
+                    );
+                    if target.name == "forgehand" {
+                        answered.0 += result.ok as u64;
+                        answered.1 += result.accepted as u64;
+                    }
+                    intake.entry((index, connections, target.name)).or_default().push(result);
+                }
+            }
+        }
+    }
+    intake
+}
+
+/// `--only intake`: forgehand, the durable ceiling and `--compare` (no webhook, no bare
+/// ceiling) in the intake runs; the ratios printed, no report written.
+async fn only_intake(args: RunArgs) -> anyhow::Result<()> {
+    let recorded =
+        std::fs::read(&args.payload).with_context(|| format!("cannot read {}", args.payload.display()))?;
+    let templates = [Template::small(&recorded)?, Template::padded(&recorded, 200_000)?];
+    let dir = TempDir::new("intake")?;
+    let config = procs::forgehand_config(&dir.0, SECRET)?;
+    let forgehand = procs::start_forgehand(&args.forgehand, &config).await?;
+    let durable = procs::start_durable_ceiling(&dir.0.join("durable"), SECRET).await?;
+    let before_dir = TempDir::new("before")?;
+    let before = match &args.compare {
+        Some(binary) => {
+            Some(procs::start_forgehand(binary, &procs::forgehand_config(&before_dir.0, SECRET)?).await?)
+        }
+        None => None,
+    };
+    let mut targets = vec![
+        target("forgehand", &forgehand.addr, "/webhooks/github"),
+        target("durable", &durable.addr, "/webhooks/github"),
+    ];
+    if let Some(before) = &before {
+        targets.push(target("before", &before.addr, "/webhooks/github"));
+    }
+    let (mut serial, mut answered) = (0, (0, 0));
+    let intake = intake_runs(&args, &templates, &targets, None, &mut serial, &mut answered).await;
+    println!("{}", report::intake_ratios(&intake, &templates.map(|t| t.name)));
     Ok(())
 }
 

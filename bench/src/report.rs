@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::executor::RepoFigures;
 use crate::load::quantile;
-use crate::{CONNECTIONS, Figures};
+use crate::{CONNECTIONS, Figures, Intake};
 
 /// Notes written by people below this line survive a new `make bench`.
 const MARKER: &str = "<!-- Notes below this line are kept when make bench rewrites this file. -->";
@@ -21,7 +21,11 @@ struct Cell {
 }
 
 fn cell(figures: &Figures, payload: usize, connections: usize, target: &str) -> Option<Cell> {
-    let runs = figures.intake.iter().find(|(k, _)| **k == (payload, connections, target)).map(|(_, v)| v)?;
+    intake_cell(&figures.intake, payload, connections, target)
+}
+
+fn intake_cell(intake: &Intake, payload: usize, connections: usize, target: &str) -> Option<Cell> {
+    let runs = intake.iter().find(|(k, _)| **k == (payload, connections, target)).map(|(_, v)| v)?;
     let mut rps: Vec<f64> = runs.iter().map(|r| r.rps()).collect();
     rps.sort_by(f64::total_cmp);
     let mut latencies: Vec<u32> = runs.iter().flat_map(|r| r.latencies_us.iter().copied()).collect();
@@ -34,6 +38,38 @@ fn cell(figures: &Figures, payload: usize, connections: usize, target: &str) -> 
         p99_ms: f64::from(quantile(&latencies, 0.99)) / 1000.0,
         failed: runs.iter().map(|r| r.failed).sum(),
     })
+}
+
+/// `--only intake`: each cell's median rate and p99, and forgehand's ratios to the durable
+/// ceiling and to `before`.
+pub fn intake_ratios(intake: &Intake, payloads: &[&str]) -> String {
+    let mut out = String::from(
+        "| payload | conns | forgehand req/s (p99 ms) | durable | before | forgehand / durable | forgehand / before |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let show = |x: &Option<Cell>| {
+        x.as_ref().map_or("—".to_owned(), |x| format!("{:.0} ({:.2})", x.rps_median, x.p99_ms))
+    };
+    for (p, name) in payloads.iter().enumerate() {
+        for c in CONNECTIONS {
+            let [fh, durable, before] =
+                ["forgehand", "durable", "before"].map(|t| intake_cell(intake, p, c, t));
+            let ratio = |other: &Option<Cell>| match (&fh, other) {
+                (Some(a), Some(b)) => format!("{:.2}", a.rps_median / b.rps_median),
+                _ => "—".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "| {name} | {c} | {} | {} | {} | {} | {} |",
+                show(&fh),
+                show(&durable),
+                show(&before),
+                ratio(&durable),
+                ratio(&before)
+            );
+        }
+    }
+    out
 }
 
 /// The whole report.
