@@ -41,5 +41,25 @@ pub const ANSWER: usize = 16_384;
 /// Makes forge-supplied text safe to store on every backend: PostgreSQL refuses NUL
 /// characters, and the text is cut to `max_chars`.
 pub fn clean(text: &str, max_chars: usize) -> String {
+    // The common case, copied whole: a char is at least one byte, so a text of at most
+    // `max_chars` bytes without NUL is already clean (issue bodies pass here per delivery).
+    if text.len() <= max_chars && !text.as_bytes().contains(&0) {
+        return text.to_owned();
+    }
     text.chars().filter(|&c| c != '\0').take(max_chars).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clean;
+
+    #[test]
+    fn clean_drops_nul_and_cuts_at_characters_not_bytes() {
+        assert_eq!(clean("plain text", 100), "plain text");
+        assert_eq!(clean("a\0b\0c", 100), "abc");
+        assert_eq!(clean("héllo wörld", 4), "héll");
+        // Eight bytes but five characters: within a limit of 5 characters, kept whole.
+        assert_eq!(clean("ééé12", 5), "ééé12");
+        assert_eq!(clean("abcdef", 3), "abc");
+    }
 }

@@ -24,17 +24,17 @@ pub use super::intake::NOTE;
 /// or review, exists; returns its row id, or `None` for a duplicate.
 pub(super) async fn insert_delivery(
     db: &impl ConnectionTrait,
-    d: DeliveryRow<'_>,
+    d: &DeliveryRow<'_>,
 ) -> Result<Option<i64>, DbErr> {
     let row = deliveries::ActiveModel {
         forge: Set(d.forge.to_owned()),
-        delivery_id: Set(d.delivery_id),
+        delivery_id: Set(d.delivery_id.clone()),
         event_key: Set(d.event_key.map(str::to_owned)),
-        event: Set(d.event),
-        action: Set(d.action),
-        repo: Set(d.repo),
+        event: Set(d.event.clone()),
+        action: Set(d.action.clone()),
+        repo: Set(d.repo.clone()),
         number: Set(d.number.map(i64::from)),
-        sender: Set(d.sender),
+        sender: Set(d.sender.clone()),
         received_at: Set(Utc::now()),
         outcome: Set("pending".to_owned()),
         reason: Set(String::new()),

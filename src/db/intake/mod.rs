@@ -31,9 +31,16 @@ pub const NOTE: &str = "note";
 
 /// The statements the intake rules need. Text arrives cleaned ([`limits`]).
 pub(super) trait IntakeStore {
-    /// Inserts the delivery unless it is a duplicate (by delivery id, or by the comment or
-    /// review it carries); its row id, `None` for a duplicate.
-    async fn insert_delivery(&self, row: DeliveryRow<'_>) -> Result<Option<i64>, DbErr>;
+    /// What [`IntakeStore::claim_delivery`] hands to [`IntakeStore::store_outcome`]: the
+    /// row id of a delivery inserted as pending, or nothing when the store writes the
+    /// delivery only with its outcome.
+    type Claim;
+    /// Claims the delivery unless it is a duplicate (by delivery id, or by the comment or
+    /// review it carries); `None` for a duplicate. Nothing can record the same delivery
+    /// between the claim and its outcome: either the claim inserted the row (the unique
+    /// indexes make a concurrent transaction wait), or the transaction holds the write
+    /// lock from its start (the SQLite writer).
+    async fn claim_delivery(&self, row: &DeliveryRow<'_>) -> Result<Option<Self::Claim>, DbErr>;
     /// The issue's active task and trigger-label state.
     async fn issue_context(&self, key: &IssueKey) -> Result<IssueContext, DbErr>;
     /// The pull request forgehand pushed commit `sha` to, and what it knows of its pushes.
@@ -62,9 +69,11 @@ pub(super) trait IntakeStore {
     async fn answer(&self, task_id: i64, answers: &str) -> Result<bool, DbErr>;
     /// Remembers whether the issue carries the trigger label now.
     async fn set_label_state(&self, key: &IssueKey, present: bool) -> Result<(), DbErr>;
-    async fn set_outcome(
+    /// Stores the claimed delivery's outcome, and counts it.
+    async fn store_outcome(
         &self,
-        row_id: i64,
+        claim: Self::Claim,
+        row: &DeliveryRow<'_>,
         outcome: Outcome,
         reason: &str,
         task_id: Option<i64>,
@@ -152,9 +161,8 @@ pub(super) async fn record(
     delivery: &NewDelivery,
     decide: impl FnOnce(&IssueContext) -> Decision,
 ) -> Result<Recorded, DbErr> {
-    // The insert comes first so that the transaction holds the write lock from its
-    // start: on SQLite a read-then-write transaction can fail instead of waiting.
-    let Some(row_id) = store.insert_delivery(DeliveryRow::of(delivery)).await? else {
+    let row = DeliveryRow::of(delivery);
+    let Some(claim) = store.claim_delivery(&row).await? else {
         return Ok(Recorded::Duplicate);
     };
     let (key, pushed) = match (issue_key(delivery), &delivery.repo, &delivery.head_sha) {
@@ -179,7 +187,7 @@ pub(super) async fn record(
     if let (Some(key), Some(present)) = (&key, delivery.label_present) {
         store.set_label_state(key, present).await?;
     }
-    store.set_outcome(row_id, outcome, &clean(&reason, limits::REASON), task_id).await?;
+    store.store_outcome(claim, &row, outcome, &clean(&reason, limits::REASON), task_id).await?;
     Ok(Recorded::Outcome { outcome, reason, task_id })
 }
 

@@ -20,7 +20,13 @@ pub(in crate::db) async fn cancel_task(
 }
 
 impl<C: ConnectionTrait> IntakeStore for SeaStore<'_, C> {
-    async fn insert_delivery(&self, row: DeliveryRow<'_>) -> Result<Option<i64>, DbErr> {
+    /// The pending row's id. The insert comes first so that the transaction holds the
+    /// write lock from its start: on SQLite a read-then-write transaction can fail instead
+    /// of waiting, and on PostgreSQL a second instance with the same delivery waits on the
+    /// unique index.
+    type Claim = i64;
+
+    async fn claim_delivery(&self, row: &DeliveryRow<'_>) -> Result<Option<i64>, DbErr> {
         queries::insert_delivery(self.0, row).await
     }
 
@@ -77,9 +83,10 @@ impl<C: ConnectionTrait> IntakeStore for SeaStore<'_, C> {
         queries::set_label_state(self.0, key, present).await
     }
 
-    async fn set_outcome(
+    async fn store_outcome(
         &self,
         row_id: i64,
+        _row: &DeliveryRow<'_>,
         outcome: Outcome,
         reason: &str,
         task_id: Option<i64>,

@@ -47,45 +47,40 @@ static ISSUE_CONTEXT: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// Whether a delivery with this id, or carrying this comment or review, is recorded.
+pub(in crate::db) const SEEN_DELIVERY: &str = "SELECT EXISTS (SELECT 1 FROM deliveries WHERE forge = ?1 AND delivery_id = ?2) \
+     OR (?3 IS NOT NULL AND EXISTS (SELECT 1 FROM deliveries WHERE forge = ?1 AND event_key = ?3))";
+
 /// `TaskEvent::Answer` as a statement (see `queries::answer_statement`).
 static ANSWER: LazyLock<String> = LazyLock::new(queries::answer_statement);
 
 /// A queued task, unless the issue has an active one: the partial unique index decides,
-/// its predicate spelled out so that SQLite matches the index.
+/// its predicate spelled out so that SQLite matches the index. No `RETURNING`: SQLite runs
+/// it as a trigger, which makes the statement keep a statement journal (a copy of every
+/// page it changes); the row id is read from the connection instead.
 static INSERT_TASK: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO tasks (forge, repo, number, kind, trigger, requested_by, title, instructions, \
          clone_url, status, attempt, branch, cancel_requested, created_at, updated_at, agent_profile, priority, agent_source, \
          feedback_ref) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, '{}', 0, ?10, 0, ?11, ?11, ?12, ?13, ?14, ?15) \
-         ON CONFLICT (forge, repo, number) WHERE {} DO NOTHING RETURNING id",
+         ON CONFLICT (forge, repo, number) WHERE {} DO NOTHING",
         TaskStatus::Queued.as_str(),
         queries::ACTIVE_TASK_PREDICATE
     )
 });
 
 impl IntakeStore for SqliteStore<'_> {
-    async fn insert_delivery(&self, d: DeliveryRow<'_>) -> Result<Option<i64>, DbErr> {
-        // No conflict target: either unique index (delivery id, event key) makes a duplicate.
-        let mut insert = self
-            .conn
-            .prepare_cached(
-                "INSERT INTO deliveries (forge, delivery_id, event_key, event, action, repo, number, sender, \
-                 received_at, outcome, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', '') \
-                 ON CONFLICT DO NOTHING RETURNING id",
-            )
-            .map_err(db_err)?;
-        let params = params![
-            d.forge,
-            d.delivery_id,
-            d.event_key,
-            d.event,
-            d.action,
-            d.repo,
-            d.number.map(i64::from),
-            d.sender,
-            self.now
-        ];
-        insert.query_row(params, |row| row.get(0)).optional().map_err(db_err)
+    /// Nothing: the delivery is inserted once, with its outcome. The writer's transaction
+    /// holds the write lock from its start, so no other connection can insert it between
+    /// the check and the insert; a pending insert updated later cost an
+    /// UPDATE that moved the row in two indexes, per delivery.
+    type Claim = ();
+
+    async fn claim_delivery(&self, d: &DeliveryRow<'_>) -> Result<Option<()>, DbErr> {
+        let mut read = self.conn.prepare_cached(SEEN_DELIVERY).map_err(db_err)?;
+        let seen: bool =
+            read.query_row(params![d.forge, d.delivery_id, d.event_key], |row| row.get(0)).map_err(db_err)?;
+        Ok((!seen).then_some(()))
     }
 
     async fn issue_context(&self, key: &IssueKey) -> Result<IssueContext, DbErr> {
@@ -154,7 +149,8 @@ impl IntakeStore for SqliteStore<'_> {
             r.source,
             r.feedback_ref,
         ];
-        insert.query_row(params, |row| row.get(0)).optional().map_err(db_err)
+        let inserted = insert.execute(params).map_err(db_err)?;
+        Ok((inserted == 1).then(|| self.conn.last_insert_rowid()))
     }
 
     async fn add_event(&self, task_id: i64, kind: &str, message: &str) -> Result<(), DbErr> {
@@ -238,18 +234,39 @@ impl IntakeStore for SqliteStore<'_> {
         Ok(())
     }
 
-    async fn set_outcome(
+    async fn store_outcome(
         &self,
-        row_id: i64,
+        _claim: (),
+        d: &DeliveryRow<'_>,
         outcome: Outcome,
         reason: &str,
         task_id: Option<i64>,
     ) -> Result<(), DbErr> {
-        self.conn
-            .prepare_cached("UPDATE deliveries SET outcome = ?1, reason = ?2, task_id = ?3 WHERE id = ?4")
-            .and_then(|mut s| s.execute(params![outcome.as_str(), reason, task_id, row_id]))
+        // No conflict clause: the claim found no duplicate under the same write lock.
+        let mut insert = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO deliveries (forge, delivery_id, event_key, event, action, repo, number, sender, \
+                 received_at, outcome, reason, task_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )
             .map_err(db_err)?;
-        let shard = queries::delivery_total_shard(row_id);
+        insert
+            .execute(params![
+                d.forge,
+                d.delivery_id,
+                d.event_key,
+                d.event,
+                d.action,
+                d.repo,
+                d.number.map(i64::from),
+                d.sender,
+                self.now,
+                outcome.as_str(),
+                reason,
+                task_id
+            ])
+            .map_err(db_err)?;
+        let shard = queries::delivery_total_shard(self.conn.last_insert_rowid());
         self.conn
             .prepare_cached(queries::count_delivery_sql(sea_orm::DbBackend::Sqlite))
             .and_then(|mut s| s.execute(params![outcome.as_str(), shard]))

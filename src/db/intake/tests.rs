@@ -137,3 +137,57 @@ async fn both_stores_apply_the_same_rules() {
         ]
     );
 }
+
+fn ignore(_: &IssueContext) -> Decision {
+    Decision::Ignore("not a trigger".into())
+}
+
+/// A redelivery of the same comment under a new delivery id is a duplicate on both stores;
+/// deliveries that carry no comment never collide (the partial unique index of migration 16).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_comment_under_a_new_delivery_id_is_a_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, by_writer) = migrated(dir.path(), "writer.db").await;
+    let (_, by_sea) = migrated(dir.path(), "sea.db").await;
+    let writer = Writer::start(path).unwrap();
+    let keyed = |id: &str| NewDelivery { event_key: Some("comment:77".into()), ..delivery(id) };
+    let script = [keyed("k-1"), keyed("k-2"), delivery("n-1"), delivery("n-2")];
+    let mut answers = (Vec::new(), Vec::new());
+    for d in script {
+        answers.0.push(writer.record(d.clone(), Box::new(ignore)).await.unwrap());
+        let txn = by_sea.begin().await.unwrap();
+        answers.1.push(record(&sea::SeaStore(&txn), &d, ignore).await.unwrap());
+        txn.commit().await.unwrap();
+    }
+    assert_eq!(answers.0, answers.1);
+    let duplicates: Vec<bool> = answers.0.iter().map(|a| *a == Recorded::Duplicate).collect();
+    assert_eq!(duplicates, [false, true, false, false]);
+    assert_eq!(rows(&by_writer).await, rows(&by_sea).await);
+}
+
+/// The writer's duplicate check and a task's deliveries find their rows through indexes,
+/// the partial ones included, never by reading the table.
+#[tokio::test]
+async fn delivery_lookups_use_their_indexes() {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (_, conn) = migrated(dir.path(), "plan.db").await;
+    let plan = |sql: &str, values: Vec<sea_orm::Value>| {
+        let statement =
+            Statement::from_sql_and_values(DbBackend::Sqlite, format!("EXPLAIN QUERY PLAN {sql}"), values);
+        let conn = &conn;
+        async move {
+            let rows = conn.query_all_raw(statement).await.unwrap();
+            rows.iter().map(|row| row.try_get::<String>("", "detail").unwrap()).collect::<Vec<_>>().join("\n")
+        }
+    };
+    let seen = plan(sqlite::SEEN_DELIVERY, vec!["github".into(), "d-1".into(), "comment:1".into()]).await;
+    assert!(seen.contains("deliveries_forge_delivery_id"), "{seen}");
+    assert!(seen.contains("deliveries_forge_event_key"), "{seen}");
+    let of_task = plan("SELECT id FROM deliveries WHERE task_id = ?1 ORDER BY id", vec![7i64.into()]).await;
+    assert!(of_task.contains("deliveries_task_id"), "{of_task}");
+    for detail in [&seen, &of_task] {
+        assert!(!detail.contains("SCAN deliveries"), "{detail}");
+    }
+}

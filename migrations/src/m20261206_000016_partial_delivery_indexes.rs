@@ -1,0 +1,46 @@
+//! Deliveries index only what is looked up: the comment or review a delivery carries
+//! (`event_key`) and the task it created or joined (`task_id`). Most deliveries carry
+//! neither, and each of their NULL entries cost intake a B-tree page in every commit
+//! (docs/benchmarks.md, issue 20). Lookups are by value (`event_key = ?`, `task_id = ?`),
+//! which both databases match to the partial indexes; the unique index still refuses a
+//! second delivery of the same comment.
+
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+const EVENT_KEY: &str = "deliveries_forge_event_key";
+const TASK_ID: &str = "deliveries_task_id";
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let conn = manager.get_connection();
+        conn.execute_unprepared(&format!("DROP INDEX {EVENT_KEY}")).await?;
+        conn.execute_unprepared(&format!(
+            "CREATE UNIQUE INDEX {EVENT_KEY} ON deliveries (forge, event_key) WHERE event_key IS NOT NULL"
+        ))
+        .await?;
+        conn.execute_unprepared(&format!("DROP INDEX {TASK_ID}")).await?;
+        conn.execute_unprepared(&format!(
+            "CREATE INDEX {TASK_ID} ON deliveries (task_id) WHERE task_id IS NOT NULL"
+        ))
+        .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let conn = manager.get_connection();
+        conn.execute_unprepared(&format!("DROP INDEX {EVENT_KEY}")).await?;
+        conn.execute_unprepared(&format!("CREATE UNIQUE INDEX {EVENT_KEY} ON deliveries (forge, event_key)"))
+            .await?;
+        conn.execute_unprepared(&format!("DROP INDEX {TASK_ID}")).await?;
+        conn.execute_unprepared(&format!("CREATE INDEX {TASK_ID} ON deliveries (task_id)")).await?;
+        Ok(())
+    }
+}
