@@ -17,7 +17,7 @@ mod m20261206_000010_breakers;
 mod m20261206_000011_notify_audit;
 mod m20261206_000012_retention;
 mod m20261206_000015_metric_totals;
-mod m20261206_000016_partial_delivery_indexes;
+mod m20261206_000016_delivery_indexes;
 
 /// Applies forgehand's migrations in order.
 pub struct Migrator;
@@ -39,7 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000011_notify_audit::Migration),
             Box::new(m20261206_000012_retention::Migration),
             Box::new(m20261206_000015_metric_totals::Migration),
-            Box::new(m20261206_000016_partial_delivery_indexes::Migration),
+            Box::new(m20261206_000016_delivery_indexes::Migration),
         ]
     }
 }

@@ -190,4 +190,10 @@ async fn delivery_lookups_use_their_indexes() {
     for detail in [&seen, &of_task] {
         assert!(!detail.contains("SCAN deliveries"), "{detail}");
     }
+    // Retention, without an index on received_at: a range of ids, bounded by the first
+    // delivery received after the cutoff.
+    let old = format!("SELECT d.id {} ORDER BY d.id LIMIT 1000", crate::db::retention::old_deliveries());
+    let cutoff = sea_orm::Value::from(chrono::Utc::now());
+    let retention = plan(&old, vec![cutoff.clone(), cutoff]).await;
+    assert!(retention.contains("SEARCH d USING INTEGER PRIMARY KEY (rowid<?)"), "{retention}");
 }

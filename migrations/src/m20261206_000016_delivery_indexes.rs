@@ -1,9 +1,10 @@
-//! Deliveries index only what is looked up: the comment or review a delivery carries
-//! (`event_key`) and the task it created or joined (`task_id`). Most deliveries carry
-//! neither, and each of their NULL entries cost intake a B-tree page in every commit
-//! (docs/benchmarks.md, issue 20). Lookups are by value (`event_key = ?`, `task_id = ?`),
-//! which both databases match to the partial indexes; the unique index still refuses a
-//! second delivery of the same comment.
+//! Deliveries index only what is looked up, since every index costs intake a B-tree page
+//! in every commit (docs/benchmarks.md, issue 20): the comment or review a delivery carries
+//! (`event_key`) and the task it created or joined (`task_id`) only where set — most
+//! deliveries carry neither; lookups are by value (`event_key = ?`, `task_id = ?`), which
+//! both databases match to the partial indexes, and the unique index still refuses a second
+//! delivery of the same comment. No index on `received_at`: retention finds old deliveries
+//! by id (`db::retention::old_deliveries`).
 
 use sea_orm_migration::prelude::*;
 
@@ -12,6 +13,7 @@ pub struct Migration;
 
 const EVENT_KEY: &str = "deliveries_forge_event_key";
 const TASK_ID: &str = "deliveries_task_id";
+const RECEIVED_AT: &str = "deliveries_received_at";
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
@@ -31,6 +33,7 @@ impl MigrationTrait for Migration {
             "CREATE INDEX {TASK_ID} ON deliveries (task_id) WHERE task_id IS NOT NULL"
         ))
         .await?;
+        conn.execute_unprepared(&format!("DROP INDEX {RECEIVED_AT}")).await?;
         Ok(())
     }
 
@@ -41,6 +44,7 @@ impl MigrationTrait for Migration {
             .await?;
         conn.execute_unprepared(&format!("DROP INDEX {TASK_ID}")).await?;
         conn.execute_unprepared(&format!("CREATE INDEX {TASK_ID} ON deliveries (task_id)")).await?;
+        conn.execute_unprepared(&format!("CREATE INDEX {RECEIVED_AT} ON deliveries (received_at)")).await?;
         Ok(())
     }
 }
