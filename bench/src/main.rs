@@ -203,9 +203,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             args.forgehand.display()
         );
     }
-    let recorded =
-        std::fs::read(&args.payload).with_context(|| format!("cannot read {}", args.payload.display()))?;
-    let templates = [Template::small(&recorded)?, Template::padded(&recorded, 200_000)?];
+    let templates = templates(&args)?;
 
     let dir = TempDir::new("intake")?;
     let config = procs::forgehand_config(&dir.0, SECRET)?;
@@ -346,12 +344,17 @@ async fn intake_runs(
     intake
 }
 
+/// The intake payloads: the recorded 3 KB one and the same padded to 200 KB.
+fn templates(args: &RunArgs) -> anyhow::Result<[Template; 2]> {
+    let recorded =
+        std::fs::read(&args.payload).with_context(|| format!("cannot read {}", args.payload.display()))?;
+    Ok([Template::small(&recorded)?, Template::padded(&recorded, 200_000)?])
+}
+
 /// `--only intake`: forgehand, the durable ceiling and `--compare` (no webhook, no bare
 /// ceiling) in the intake runs; the ratios printed, no report written.
 async fn only_intake(args: RunArgs) -> anyhow::Result<()> {
-    let recorded =
-        std::fs::read(&args.payload).with_context(|| format!("cannot read {}", args.payload.display()))?;
-    let templates = [Template::small(&recorded)?, Template::padded(&recorded, 200_000)?];
+    let templates = templates(&args)?;
     let dir = TempDir::new("intake")?;
     let config = procs::forgehand_config(&dir.0, SECRET)?;
     let forgehand = procs::start_forgehand(&args.forgehand, &config).await?;
