@@ -72,8 +72,8 @@ static INSERT_TASK: LazyLock<String> = LazyLock::new(|| {
 impl IntakeStore for SqliteStore<'_> {
     /// Nothing: the delivery is inserted once, with its outcome. The writer's transaction
     /// holds the write lock from its start, so no other connection can insert it between
-    /// the check and the insert; a pending insert updated later cost an
-    /// UPDATE that moved the row in two indexes, per delivery.
+    /// the check and the insert. (A pending row updated later cost an `UPDATE` per delivery
+    /// that moved the row in two indexes.)
     type Claim = ();
 
     async fn claim_delivery(&self, d: &DeliveryRow<'_>) -> Result<Option<()>, DbErr> {
