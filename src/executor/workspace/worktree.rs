@@ -71,9 +71,14 @@ pub(super) fn check_out(
         local.set_upstream(Some(&format!("origin/{branch}"))).context(scrub, action)?;
     }
     repo.set_head(&format!("refs/heads/{branch}")).context(scrub, action)?;
-    if let (true, Some(git)) = (fresh, super::cli::git_program()) {
+    if let Some(git) = super::cli::git_program() {
         let path = repo.workdir().unwrap_or_else(|| repo.path());
-        return super::cli::check_out_new(git, path, branch).context(scrub, action);
+        let checked_out = if fresh {
+            super::cli::check_out_new(git, path, branch)
+        } else {
+            super::cli::check_out_recycled(git, path, branch)
+        };
+        return checked_out.context(scrub, action);
     }
     let mut checkout = git2::build::CheckoutBuilder::new();
     // Untracked and ignored files only exist in a recycled checkout: the last task's.
