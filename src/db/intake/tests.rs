@@ -101,6 +101,21 @@ async fn rows(conn: &DatabaseConnection) -> Vec<String> {
     out
 }
 
+/// `d` recorded through the writer and, in a transaction of its own, through the sea-orm
+/// store on `by_sea`: what each answered.
+async fn record_on_both(
+    writer: &Writer,
+    by_sea: &DatabaseConnection,
+    d: &NewDelivery,
+    decide: Decider,
+) -> (Recorded, Recorded) {
+    let written = writer.record(d.clone(), Box::new(decide)).await.unwrap();
+    let txn = by_sea.begin().await.unwrap();
+    let by_rules = record(&sea::SeaStore(&txn), d, decide).await.unwrap();
+    txn.commit().await.unwrap();
+    (written, by_rules)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_stores_apply_the_same_rules() {
     let dir = tempfile::tempdir().unwrap();
@@ -109,10 +124,9 @@ async fn both_stores_apply_the_same_rules() {
     let writer = Writer::start(path).unwrap();
     let mut answers = (Vec::new(), Vec::new());
     for (id, decide, claim_after) in SCRIPT {
-        answers.0.push(writer.record(delivery(id), Box::new(decide)).await.unwrap());
-        let txn = by_sea.begin().await.unwrap();
-        answers.1.push(record(&sea::SeaStore(&txn), &delivery(id), decide).await.unwrap());
-        txn.commit().await.unwrap();
+        let (written, by_rules) = record_on_both(&writer, &by_sea, &delivery(id), decide).await;
+        answers.0.push(written);
+        answers.1.push(by_rules);
         if claim_after {
             let until = chrono::Utc::now() + chrono::Duration::minutes(5);
             for conn in [&by_writer, &by_sea] {
@@ -154,10 +168,9 @@ async fn the_same_comment_under_a_new_delivery_id_is_a_duplicate() {
     let script = [keyed("k-1"), keyed("k-2"), delivery("n-1"), delivery("n-2")];
     let mut answers = (Vec::new(), Vec::new());
     for d in script {
-        answers.0.push(writer.record(d.clone(), Box::new(ignore)).await.unwrap());
-        let txn = by_sea.begin().await.unwrap();
-        answers.1.push(record(&sea::SeaStore(&txn), &d, ignore).await.unwrap());
-        txn.commit().await.unwrap();
+        let (written, by_rules) = record_on_both(&writer, &by_sea, &d, ignore).await;
+        answers.0.push(written);
+        answers.1.push(by_rules);
     }
     assert_eq!(answers.0, answers.1);
     let duplicates: Vec<bool> = answers.0.iter().map(|a| *a == Recorded::Duplicate).collect();

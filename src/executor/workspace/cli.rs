@@ -60,22 +60,21 @@ pub(super) fn fetch(
     run(command, classify)
 }
 
-/// Writes the files of the branch HEAD names into the new, empty working directory of the
-/// repository at `path` (its index is empty), with as many checkout workers as cores.
-pub(super) fn check_out_new(git: &Path, path: &Path, branch: &str) -> Result<(), git2::Error> {
+/// Writes the files of the branch HEAD names into the working directory of the repository
+/// at `path`, with as many checkout workers as cores: all of them into a new task's empty
+/// directory, only those that differ over a recycled one (the index the last task left
+/// lets git compare the rest by a parallel stat: 216 ms on 100,000 files where libgit2's
+/// forced checkout took 449, docs/benchmarks.md, issue 20).
+pub(super) fn check_out(git: &Path, path: &Path, branch: &str) -> Result<(), git2::Error> {
     let mut command = bare_git(git, path);
     command.arg("-C").arg(path).args(["-c", "checkout.workers=0", "checkout", "--force", "--quiet", branch]);
     run(command, checkout_error)
 }
 
-/// Makes the recycled working directory at `path` the branch HEAD names and nothing else:
-/// its files (the index the last task left lets git write only what differs, comparing the
-/// rest by a parallel stat), then no untracked or ignored file and no nested repository.
-/// On 100,000 files this took 216 ms against 449 for libgit2's forced checkout
-/// (docs/benchmarks.md, issue 20). The `.git` around it is forgehand's own (`recycle`):
-/// no hook, no configuration of the agent's runs here.
-pub(super) fn check_out_recycled(git: &Path, path: &Path, branch: &str) -> Result<(), git2::Error> {
-    check_out_new(git, path, branch)?;
+/// Removes every untracked and ignored file and nested repository a recycled checkout
+/// kept of the last task. The `.git` around it is forgehand's own (`recycle`): no hook
+/// and no configuration of the agent's runs here.
+pub(super) fn clean(git: &Path, path: &Path) -> Result<(), git2::Error> {
     let mut command = bare_git(git, path);
     command.arg("-C").arg(path).args(["clean", "-ffdxq"]);
     run(command, checkout_error)

@@ -73,12 +73,11 @@ pub(super) fn check_out(
     repo.set_head(&format!("refs/heads/{branch}")).context(scrub, action)?;
     if let Some(git) = super::cli::git_program() {
         let path = repo.workdir().unwrap_or_else(|| repo.path());
-        let checked_out = if fresh {
-            super::cli::check_out_new(git, path, branch)
-        } else {
-            super::cli::check_out_recycled(git, path, branch)
-        };
-        return checked_out.context(scrub, action);
+        super::cli::check_out(git, path, branch).context(scrub, action)?;
+        if !fresh {
+            super::cli::clean(git, path).context(scrub, action)?;
+        }
+        return Ok(());
     }
     let mut checkout = git2::build::CheckoutBuilder::new();
     // Untracked and ignored files only exist in a recycled checkout: the last task's.
