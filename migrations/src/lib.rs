@@ -1,6 +1,7 @@
 //! Database schema for forgehand, as sea-orm migrations.
 //!
-//! Every statement here must run unchanged on SQLite and PostgreSQL.
+//! Every statement here runs unchanged on SQLite and PostgreSQL, except where a migration
+//! branches on the backend for what the two spell differently (triggers, in migration 17).
 
 pub use sea_orm_migration::prelude::*;
 
@@ -18,6 +19,7 @@ mod m20261206_000011_notify_audit;
 mod m20261206_000012_retention;
 mod m20261206_000015_metric_totals;
 mod m20261206_000016_delivery_indexes;
+mod m20261207_000017_task_totals;
 
 /// Applies forgehand's migrations in order.
 pub struct Migrator;
@@ -40,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000012_retention::Migration),
             Box::new(m20261206_000015_metric_totals::Migration),
             Box::new(m20261206_000016_delivery_indexes::Migration),
+            Box::new(m20261207_000017_task_totals::Migration),
         ]
     }
 }

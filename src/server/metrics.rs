@@ -23,7 +23,7 @@ use crate::executor::cleanup::CleanupStats;
 /// Upper bounds of the intake histogram's buckets, in seconds.
 const BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 /// The delivery outcomes reported; anything else counts as `other`.
-const OUTCOMES: [&str; 6] = ["task_created", "ignored", "coalesced", "cancelled_task", "answered", "pending"];
+const OUTCOMES: [&str; 5] = ["task_created", "ignored", "coalesced", "cancelled_task", "answered"];
 /// The window the task duration quantiles are taken over.
 const DURATION_WINDOW_HOURS: i64 = 24;
 
@@ -114,7 +114,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     );
     let max = if settings.executor.enabled { settings.executor.max_concurrent } else { 0 };
     let _ = writeln!(out, "forgehand_agents_max {max}");
-    render_durations(&mut out, counts.recent_durations);
+    render_durations(&mut out, counts.recent_durations, counts.finished_recent);
     family(
         &mut out,
         "forgehand_questions_asked_total",
@@ -229,25 +229,20 @@ fn render_deliveries(out: &mut String, rows: Vec<(String, i64)>) {
     }
 }
 
-fn render_durations(out: &mut String, mut seconds: Vec<f64>) {
+fn render_durations(out: &mut String, mut seconds: Vec<f64>, finished: u64) {
     seconds.sort_by(f64::total_cmp);
     family(
         out,
         "forgehand_task_duration_seconds",
         "gauge",
-        "Start-to-end time of the tasks finished in the last 24 hours (at most the latest 10000), by quantile.",
+        "Start-to-end time of the tasks finished in the last 24 hours (at most the latest 2000), by quantile.",
     );
     for q in [0.5, 0.9, 0.99] {
         let value = quantile(&seconds, q).map(|v| format!("{v:.3}")).unwrap_or_else(|| "NaN".into());
         let _ = writeln!(out, "forgehand_task_duration_seconds{{quantile=\"{q}\"}} {value}");
     }
-    family(
-        out,
-        "forgehand_tasks_finished_recent",
-        "gauge",
-        "Tasks finished in the last 24 hours (at most 10000 counted).",
-    );
-    let _ = writeln!(out, "forgehand_tasks_finished_recent {}", seconds.len());
+    family(out, "forgehand_tasks_finished_recent", "gauge", "Tasks finished in the last 24 hours.");
+    let _ = writeln!(out, "forgehand_tasks_finished_recent {finished}");
 }
 
 /// The `q` quantile of sorted `values` (nearest rank).

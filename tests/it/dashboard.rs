@@ -600,6 +600,110 @@ async fn metrics_are_open_bounded_and_count_what_happened() {
     }
 }
 
+/// Tasks by status as a GROUP BY over every task counts them, sorted.
+async fn counted_by_status(app: &TestApp) -> Vec<(String, i64)> {
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = app.db.connection_for_tests();
+    let sql = "SELECT status, CAST(COUNT(*) AS BIGINT) AS n FROM tasks GROUP BY status ORDER BY status";
+    let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap();
+    rows.iter().map(|row| (row.try_get("", "status").unwrap(), row.try_get("", "n").unwrap())).collect()
+}
+
+/// What `/metrics` reports as `forgehand_tasks`, zeros left out, sorted.
+async fn metrics_by_status(app: &TestApp) -> Vec<(String, i64)> {
+    let text = client().get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+    let mut counts: Vec<(String, i64)> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("forgehand_tasks{status=\""))
+        .map(|rest| rest.split_once("\"} ").unwrap())
+        .map(|(status, n)| (status.to_owned(), n.parse().unwrap()))
+        .filter(|(_, n)| *n != 0)
+        .collect();
+    counts.sort();
+    counts
+}
+
+/// Tasks that ended are counted by the database's triggers (migration 17), seeded from
+/// the tasks a database of the previous release holds; every way a status changes — the
+/// dashboard's cancel and retry, an `UPDATE` by hand, a deleted row — keeps `/metrics`
+/// equal to counting every task.
+#[tokio::test]
+async fn the_task_counts_follow_every_status_change_from_the_previous_release_on() {
+    use migrations::{Migrator, MigratorTrait};
+    use sea_orm::ConnectionTrait;
+    let dir = tempfile::tempdir().unwrap();
+    let url = shared_database(dir.path()).await;
+    let sqlite_url = if url.starts_with("sqlite:") { format!("{url}?mode=rwc") } else { url.clone() };
+    let old = sea_orm::Database::connect(&sqlite_url).await.unwrap();
+    let before = Migrator::migrations().len() as u32 - 1;
+    Migrator::up(&old, Some(before)).await.unwrap();
+    for (number, status) in [(1, "done"), (2, "done"), (3, "failed"), (4, "no_changes"), (5, "queued")] {
+        old.execute_unprepared(&format!(
+            "INSERT INTO tasks (forge, repo, number, kind, trigger, requested_by, title, instructions, clone_url, \
+             status, created_at, updated_at) VALUES ('github', 'octo-org/old', {number}, 'issue', 'label', 'alice', \
+             'old', 'old', 'https://example.invalid/old.git', '{status}', '2026-11-30 10:00:00+00:00', \
+             '2026-11-30 10:00:00+00:00')"
+        ))
+        .await
+        .unwrap();
+    }
+    old.close().await.unwrap();
+    let config = config_text_on(&dir.path().join("data"), &format!("[database]\nurl = \"{url}\"\n"), "");
+    let app = TestApp::spawn_config(dir, &config).await;
+    let owned = |counts: &[(&str, i64)]| counts.iter().map(|(s, n)| (s.to_string(), *n)).collect::<Vec<_>>();
+    assert_eq!(
+        metrics_by_status(&app).await,
+        owned(&[("done", 2), ("failed", 1), ("no_changes", 1), ("queued", 1)]),
+        "seeded from the tasks already there"
+    );
+    let db = app.db.connection_for_tests();
+    let rows = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT status FROM task_totals",
+        ))
+        .await
+        .unwrap();
+    let mut kept: Vec<String> = rows.iter().map(|row| row.try_get("", "status").unwrap()).collect();
+    kept.sort();
+    let mut ended: Vec<String> = forgehand::db::TaskStatus::ALL
+        .into_iter()
+        .filter(|status| !status.is_active())
+        .map(|status| status.as_str().to_owned())
+        .collect();
+    ended.sort();
+    assert_eq!(kept, ended, "every status is counted one way: kept in task_totals or counted when read");
+
+    let queued = queue_task(&app, 31, "to cancel").await;
+    app.db.cancel_from_dashboard(queued, "test").await.unwrap();
+    let failed = app.tasks().await.into_iter().find(|t| t.status.as_str() == "failed").unwrap().id;
+    assert!(matches!(
+        app.db.retry_task(failed, "alice").await.unwrap(),
+        forgehand::db::dashboard::Retried::Queued(_)
+    ));
+    for by_hand in [
+        "UPDATE tasks SET status = 'rejected' WHERE number = 4",
+        "UPDATE tasks SET status = 'expired' WHERE number = 5",
+        "UPDATE tasks SET title = 'renamed' WHERE number = 1",
+        "DELETE FROM tasks WHERE number = 2",
+    ] {
+        db.execute_unprepared(by_hand).await.unwrap();
+    }
+    let counted = counted_by_status(&app).await;
+    assert_eq!(
+        counted,
+        owned(&[
+            ("cancelled", 1),
+            ("done", 1),
+            ("expired", 1),
+            ("failed", 1),
+            ("queued", 1),
+            ("rejected", 1)
+        ])
+    );
+    assert_eq!(metrics_by_status(&app).await, counted);
+}
+
 #[tokio::test]
 async fn the_login_limit_believes_forwarded_for_only_from_a_trusted_proxy() {
     let login = |app: &TestApp, token: &'static str, forwarded: &'static str| {
