@@ -417,8 +417,9 @@ async fn remote_branch(
 ) -> Step<Option<String>> {
     let (ctx, key, url, branch, creds) =
         (ctx.clone(), repo_key.to_owned(), plan.clone_url.clone(), plan.branch.clone(), creds.cloned());
+    let base = plan.base.clone();
     blocking(move || {
-        ctx.workspaces.sync_mirror(&key, &url, creds.as_ref())?;
+        ctx.workspaces.sync_mirror(&key, &url, creds.as_ref(), &[&base, &branch])?;
         ctx.workspaces.mirror_head_message(&key, &branch)
     })
     .await

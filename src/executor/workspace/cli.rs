@@ -1,7 +1,8 @@
 //! The first fetch of a repository, and the first checkout of a task's directory, through
 //! the `git` program when it is installed: git's own pack indexing and checkout are
 //! multi-threaded and several times faster than libgit2's on a large history or tree
-//! (docs/benchmarks.md). Every later fetch, and all other work, stays with git2.
+//! (docs/benchmarks.md). Every later fetch (skipped when the branches a task needs have
+//! not moved: `Workspaces::sync_mirror`), and all other work, stays with git2.
 //!
 //! The token reaches git only through its environment (`GIT_CONFIG_*`, readable by this
 //! user alone), as an `Authorization` header scoped to the remote's own scheme and host:

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use git2::{
-    AutotagOption, Cred, CredentialType, ErrorClass, ErrorCode, FetchOptions, FetchPrune, RemoteCallbacks,
-    Repository,
+    AutotagOption, Cred, CredentialType, Direction, ErrorClass, ErrorCode, FetchOptions, FetchPrune,
+    RemoteCallbacks, RemoteHead, Repository,
 };
 use secrecy::ExposeSecret;
 
@@ -22,11 +22,21 @@ impl Workspaces {
     /// Ensures the bare mirror for `repo_key` (e.g. `github/octo-org/hello-world`) exists
     /// under `root/mirrors/`: cloned the first time, fetched incrementally (pruning
     /// deleted branches) afterwards. Returns the mirror's path.
+    ///
+    /// When every branch in `needed` (e.g. a task's base and its own branch) is already
+    /// where the remote has it — absent where the remote has no such branch — nothing is
+    /// downloaded: the other branches (other tasks' pushes, people's) wait for the next
+    /// fetch a task needs. Fetching one new branch made libgit2 mark the whole tree of
+    /// the branches the mirror has as known, 150–170 ms on 100,000 files
+    /// (docs/benchmarks.md); listing the remote's branches is the first step of a fetch
+    /// anyway, and the fetch that follows reuses that connection. An empty `needed`
+    /// always fetches.
     pub fn sync_mirror(
         &self,
         repo_key: &str,
         clone_url: &str,
         creds: Option<&GitCredentials>,
+        needed: &[&str],
     ) -> Result<PathBuf, WorkspaceError> {
         let scrub = Scrub::new(&self.root, creds);
         check_url(clone_url)?;
@@ -34,7 +44,7 @@ impl Workspaces {
         let lock = self.mirror_lock(&path);
         let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
         match Repository::open_bare(&path) {
-            Ok(mirror) => fetch_mirror(&mirror, clone_url, creds, scrub)?,
+            Ok(mirror) => fetch_mirror(&mirror, clone_url, creds, needed, scrub)?,
             // Only what is certainly not a repository is replaced: running tasks read
             // the mirror's objects.
             Err(error) if error.code() == ErrorCode::NotFound => {
@@ -136,7 +146,7 @@ fn init_and_fetch(
     match super::cli::git_program() {
         Some(git) => super::cli::fetch(git, path, clone_url, MIRROR_REFSPEC, creds)
             .context(scrub, || format!("fetching {url}")),
-        None => fetch_mirror(&mirror, clone_url, creds, scrub),
+        None => fetch_mirror(&mirror, clone_url, creds, &[], scrub),
     }
 }
 
@@ -144,6 +154,7 @@ fn fetch_mirror(
     mirror: &Repository,
     clone_url: &str,
     creds: Option<&GitCredentials>,
+    needed: &[&str],
     scrub: Scrub<'_>,
 ) -> Result<(), WorkspaceError> {
     let url = display_url(clone_url);
@@ -156,11 +167,26 @@ fn fetch_mirror(
             .context(scrub, || format!("updating the mirror's URL to {url}"))?;
         remote = mirror.find_remote("origin").context(scrub, || format!("opening the mirror of {url}"))?;
     }
+    let mut connection = remote
+        .connect_auth(Direction::Fetch, Some(callbacks(creds)), None)
+        .context(scrub, || format!("fetching {url}"))?;
+    let advertised = connection.list().context(scrub, || format!("fetching {url}"))?;
+    if !needed.is_empty() && needed.iter().all(|branch| same_head(mirror, advertised, branch)) {
+        return Ok(());
+    }
     let mut options = FetchOptions::new();
     options.remote_callbacks(callbacks(creds)).prune(FetchPrune::On).download_tags(AutotagOption::None);
-    remote
+    connection
+        .remote()
         .fetch(&[MIRROR_REFSPEC], Some(&mut options), Some("forgehand: sync"))
         .context(scrub, || format!("fetching {url}"))
+}
+
+/// Whether the mirror's `branch` points where the remote's does, or both lack it.
+fn same_head(mirror: &Repository, advertised: &[RemoteHead<'_>], branch: &str) -> bool {
+    let name = format!("refs/heads/{branch}");
+    let remote = advertised.iter().find(|head| head.name() == name).map(RemoteHead::oid);
+    remote == mirror.refname_to_id(&name).ok()
 }
 
 /// Callbacks that answer a credential request once; a second request means the forge

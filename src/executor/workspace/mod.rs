@@ -91,7 +91,7 @@ impl Workspaces {
         branch::check_branch(spec.branch)?;
         branch::check_branch(start)?;
         let started = std::time::Instant::now();
-        let mirror = self.sync_mirror(spec.repo_key, spec.clone_url, spec.creds)?;
+        let mirror = self.sync_mirror(spec.repo_key, spec.clone_url, spec.creds, &[start, spec.branch])?;
         let synced = started.elapsed();
         let base = mirror::mirror_head(&mirror, start, scrub)?;
         self.remove_task(spec.task_id)?;

@@ -78,7 +78,7 @@ const KEY: &str = "github/octo-org/hello-world";
 #[test]
 fn first_sync_clones_later_syncs_only_fetch() {
     let f = fixture();
-    let mirror = f.workspaces.sync_mirror(KEY, &f.url, None).unwrap();
+    let mirror = f.workspaces.sync_mirror(KEY, &f.url, None, &[]).unwrap();
     assert!(Repository::open_bare(&mirror).unwrap().is_bare());
     assert_eq!(origin_url(&mirror), f.url);
     let main = branch_head(&f.upstream, "main");
@@ -88,7 +88,7 @@ fn first_sync_clones_later_syncs_only_fetch() {
 
     let newer = upstream_commit(&f.upstream, "main", &[("a.txt", "a")], &[], "more");
     let feature = upstream_commit(&f.upstream, "feature", &[("b", "b")], &[], "b");
-    assert_eq!(f.workspaces.sync_mirror(KEY, &f.url, None).unwrap(), mirror);
+    assert_eq!(f.workspaces.sync_mirror(KEY, &f.url, None, &[]).unwrap(), mirror);
 
     assert_eq!(fs::metadata(&mirror).unwrap().ino(), inode);
     assert!(mirror.join("marker").exists(), "the second sync cloned again");
@@ -96,18 +96,45 @@ fn first_sync_clones_later_syncs_only_fetch() {
     assert_eq!(branch_head(&mirror, "feature"), Some(feature));
 }
 
+/// A task's sync downloads nothing while its base and branch are where the mirror has
+/// them, whatever else was pushed; once one of them moves, appears or goes, it fetches
+/// everything (and prunes).
+#[test]
+fn a_sync_fetches_only_when_a_branch_the_task_needs_changed() {
+    let f = fixture();
+    let needed = ["main", "forgehand/issue-1"];
+    let mirror = f.workspaces.sync_mirror(KEY, &f.url, None, &needed).unwrap();
+    let other = upstream_commit(&f.upstream, "someone-else", &[("c", "c")], &[], "elsewhere");
+    f.workspaces.sync_mirror(KEY, &f.url, None, &needed).unwrap();
+    assert_eq!(branch_head(&mirror, "someone-else"), None, "nothing the task needs changed");
+
+    let newer = upstream_commit(&f.upstream, "main", &[("a.txt", "a")], &[], "more");
+    f.workspaces.sync_mirror(KEY, &f.url, None, &needed).unwrap();
+    assert_eq!(branch_head(&mirror, "main"), Some(newer), "the base moved");
+    assert_eq!(branch_head(&mirror, "someone-else"), Some(other), "the fetch takes every branch");
+
+    let pushed = upstream_commit(&f.upstream, "forgehand/issue-1", &[("b", "b")], &[], "earlier attempt");
+    f.workspaces.sync_mirror(KEY, &f.url, None, &needed).unwrap();
+    assert_eq!(branch_head(&mirror, "forgehand/issue-1"), Some(pushed), "the branch appeared");
+
+    let upstream = Repository::open_bare(&f.upstream).unwrap();
+    upstream.find_reference("refs/heads/forgehand/issue-1").unwrap().delete().unwrap();
+    f.workspaces.sync_mirror(KEY, &f.url, None, &needed).unwrap();
+    assert_eq!(branch_head(&mirror, "forgehand/issue-1"), None, "the branch went: pruned");
+}
+
 #[test]
 fn sync_prunes_deleted_branches_and_follows_a_new_url() {
     let f = fixture();
     upstream_commit(&f.upstream, "gone", &[("g", "g")], &[], "g");
-    let mirror = f.workspaces.sync_mirror(KEY, &f.url, None).unwrap();
+    let mirror = f.workspaces.sync_mirror(KEY, &f.url, None, &[]).unwrap();
     assert!(branch_head(&mirror, "gone").is_some());
     let upstream = Repository::open_bare(&f.upstream).unwrap();
     upstream.find_reference("refs/heads/gone").unwrap().delete().unwrap();
 
     // A plain path works as well, and the stored URL follows the one given.
     let path_url = f.upstream.to_str().unwrap();
-    f.workspaces.sync_mirror(KEY, path_url, None).unwrap();
+    f.workspaces.sync_mirror(KEY, path_url, None, &[]).unwrap();
     assert_eq!(branch_head(&mirror, "gone"), None);
     assert_eq!(origin_url(&mirror), path_url);
 }
@@ -116,7 +143,7 @@ fn sync_prunes_deleted_branches_and_follows_a_new_url() {
 fn a_failed_first_sync_leaves_nothing_behind() {
     let f = fixture();
     let missing = format!("file://{}", f.tmp.path().join("nope.git").display());
-    let err = f.workspaces.sync_mirror(KEY, &missing, None).unwrap_err();
+    let err = f.workspaces.sync_mirror(KEY, &missing, None, &[]).unwrap_err();
     assert!(err.to_string().starts_with("fetching file://"), "{err}");
     let mirrors = fs::read_dir(f.workspaces.root.join("mirrors")).unwrap();
     assert_eq!(mirrors.count(), 0);
@@ -130,7 +157,7 @@ fn leftovers_of_a_crashed_clone_are_replaced() {
     fs::create_dir_all(mirrors.join(&name)).unwrap();
     fs::create_dir_all(mirrors.join(format!("{name}.partial/objects"))).unwrap();
 
-    let mirror = f.workspaces.sync_mirror(KEY, &f.url, None).unwrap();
+    let mirror = f.workspaces.sync_mirror(KEY, &f.url, None, &[]).unwrap();
     assert_eq!(branch_head(&mirror, "main"), branch_head(&f.upstream, "main"));
     assert_eq!(fs::read_dir(&mirrors).unwrap().count(), 1);
 }
@@ -139,12 +166,12 @@ fn leftovers_of_a_crashed_clone_are_replaced() {
 fn urls_with_passwords_or_ssh_are_refused() {
     let f = fixture();
     let with_token = "https://x-access-token:ghp_SECRET@github.com/o/r.git";
-    let err = f.workspaces.sync_mirror(KEY, with_token, None).unwrap_err();
+    let err = f.workspaces.sync_mirror(KEY, with_token, None, &[]).unwrap_err();
     assert!(matches!(err, WorkspaceError::InvalidUrl { .. }));
     assert!(!format!("{err} {err:?}").contains("ghp_SECRET"));
     assert!(!err.is_transient());
     for url in ["git@github.com:o/r.git", "ssh://git@github.com/o/r.git", ""] {
-        let err = f.workspaces.sync_mirror(KEY, url, None).unwrap_err();
+        let err = f.workspaces.sync_mirror(KEY, url, None, &[]).unwrap_err();
         assert!(matches!(err, WorkspaceError::InvalidUrl { .. }), "{url}");
     }
     assert!(check_url("https://github.com/o/r.git").is_ok());
@@ -559,7 +586,7 @@ fn credentials_never_reach_a_config_file() {
     worktree.commit_all("fix", &bot()).unwrap();
     worktree.push(Some(&creds), false).unwrap();
 
-    let mirror = f.workspaces.sync_mirror(KEY, &f.url, Some(&creds)).unwrap();
+    let mirror = f.workspaces.sync_mirror(KEY, &f.url, Some(&creds), &[]).unwrap();
     assert_eq!(origin_url(&mirror), f.url);
     assert_eq!(origin_url(&worktree.path), f.url);
     assert!(fs::read_to_string(mirror.join("config")).unwrap().contains(&f.url));
@@ -602,7 +629,7 @@ fn a_refused_token_is_a_permanent_error_and_goes_only_through_the_callback() {
     let forge = refusing_forge();
     let creds = creds("ghp_REFUSED");
 
-    let err = f.workspaces.sync_mirror(KEY, &forge.url, Some(&creds)).unwrap_err();
+    let err = f.workspaces.sync_mirror(KEY, &forge.url, Some(&creds), &[]).unwrap_err();
 
     assert!(!err.is_transient(), "{err:?}");
     let text = format!("{err} {err:?}");
@@ -622,7 +649,7 @@ fn a_refused_token_is_a_permanent_error_and_goes_only_through_the_callback() {
 fn a_forge_asking_for_credentials_without_any_is_a_permanent_error() {
     let f = fixture();
     let forge = refusing_forge();
-    let err = f.workspaces.sync_mirror(KEY, &forge.url, None).unwrap_err();
+    let err = f.workspaces.sync_mirror(KEY, &forge.url, None, &[]).unwrap_err();
     assert!(!err.is_transient(), "{err:?}");
 }
 
