@@ -629,14 +629,9 @@ async fn metrics_by_status(app: &TestApp) -> Vec<(String, i64)> {
 /// equal to counting every task.
 #[tokio::test]
 async fn the_task_counts_follow_every_status_change_from_the_previous_release_on() {
-    use migrations::{Migrator, MigratorTrait};
     use sea_orm::ConnectionTrait;
     let dir = tempfile::tempdir().unwrap();
-    let url = shared_database(dir.path()).await;
-    let sqlite_url = if url.starts_with("sqlite:") { format!("{url}?mode=rwc") } else { url.clone() };
-    let old = sea_orm::Database::connect(&sqlite_url).await.unwrap();
-    let before = Migrator::migrations().len() as u32 - 1;
-    Migrator::up(&old, Some(before)).await.unwrap();
+    let (url, old) = database_migrated_to(dir.path(), previous_release()).await;
     for (number, status) in [(1, "done"), (2, "done"), (3, "failed"), (4, "no_changes"), (5, "queued")] {
         old.execute_unprepared(&format!(
             "INSERT INTO tasks (forge, repo, number, kind, trigger, requested_by, title, instructions, clone_url, \

@@ -72,6 +72,24 @@ pub async fn shared_database(dir: &Path) -> String {
     }
 }
 
+/// A shared database (see [`shared_database`]) with only the first `applied` migrations
+/// run, as an older release left it: its URL, for the upgraded app's configuration, and a
+/// connection to fill it through.
+pub async fn database_migrated_to(dir: &Path, applied: u32) -> (String, sea_orm::DatabaseConnection) {
+    use migrations::{Migrator, MigratorTrait};
+    let url = shared_database(dir).await;
+    let sqlite_url = if url.starts_with("sqlite:") { format!("{url}?mode=rwc") } else { url.clone() };
+    let old = sea_orm::Database::connect(&sqlite_url).await.unwrap();
+    Migrator::up(&old, Some(applied)).await.unwrap();
+    (url, old)
+}
+
+/// The migrations the previous release had run: all but the newest.
+pub fn previous_release() -> u32 {
+    use migrations::{Migrator, MigratorTrait};
+    Migrator::migrations().len() as u32 - 1
+}
+
 /// Whether the suite runs on PostgreSQL.
 pub fn on_postgres() -> bool {
     std::env::var("FORGEHAND_TEST_POSTGRES").is_ok()

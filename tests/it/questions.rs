@@ -251,12 +251,9 @@ async fn a_question_survives_a_restart() {
 async fn the_migration_upgrades_a_database_of_the_previous_release() {
     use migrations::{Migrator, MigratorTrait};
     use sea_orm::ConnectionTrait;
-    let dir = tempfile::tempdir().unwrap();
-    let url = shared_database(dir.path()).await;
-    let sqlite_url = if url.starts_with("sqlite:") { format!("{url}?mode=rwc") } else { url.clone() };
-    let old = sea_orm::Database::connect(&sqlite_url).await.unwrap();
     let questions = Migrator::migrations().iter().position(|m| m.name().contains("questions")).unwrap();
-    Migrator::up(&old, Some(questions as u32)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (url, old) = database_migrated_to(dir.path(), questions as u32).await;
     old.execute_unprepared(
         "INSERT INTO tasks (forge, repo, number, kind, trigger, requested_by, title, instructions, clone_url, \
          status, attempt, cancel_requested, created_at, updated_at) VALUES ('github', 'o/r', 7, 'implement', \

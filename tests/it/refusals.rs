@@ -165,14 +165,9 @@ fn percentile(times: &[Duration], p: f64) -> Duration {
 /// delivery in it, is upgraded at the next start and keeps what it had.
 #[tokio::test]
 async fn the_migration_upgrades_a_database_of_the_previous_release() {
-    use migrations::{Migrator, MigratorTrait};
     use sea_orm::ConnectionTrait;
     let dir = tempfile::tempdir().unwrap();
-    let url = shared_database(dir.path()).await;
-    let sqlite_url = if url.starts_with("sqlite:") { format!("{url}?mode=rwc") } else { url.clone() };
-    let old = sea_orm::Database::connect(&sqlite_url).await.unwrap();
-    let before = Migrator::migrations().len() as u32 - 1;
-    Migrator::up(&old, Some(before)).await.unwrap();
+    let (url, old) = database_migrated_to(dir.path(), previous_release()).await;
     old.execute_unprepared(
         "INSERT INTO deliveries (forge, delivery_id, event, received_at, outcome, reason) \
          VALUES ('github', 'old-1', 'issues', '2026-11-30 10:00:00+00:00', 'ignored', 'from before')",
