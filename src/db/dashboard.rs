@@ -430,7 +430,7 @@ const MAX_DURATION_SAMPLES: u64 = 2_000;
 
 impl Db {
     /// Tasks by status, deliveries by outcome, and the run time of tasks finished since
-    /// `since` (at most the latest 10,000).
+    /// `since` (at most the latest [`MAX_DURATION_SAMPLES`]).
     pub async fn metric_counts(&self, since: DateTime<Utc>) -> Result<MetricCounts, DbError> {
         let db = &self.conn;
         let tasks = self.tasks_by_status().await?;
@@ -499,7 +499,7 @@ impl Db {
     /// Tasks by status: those that ended as the database's triggers counted them
     /// (`task_totals`, migration 17), the active ones counted now. Grouping every task by
     /// status read a million index entries at a million tasks.
-    pub async fn tasks_by_status(&self) -> Result<Vec<(String, i64)>, DbError> {
+    async fn tasks_by_status(&self) -> Result<Vec<(String, i64)>, DbError> {
         let db = &self.conn;
         let totals = Statement::from_string(db.get_database_backend(), "SELECT status, n FROM task_totals");
         let mut counts = db
