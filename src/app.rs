@@ -24,6 +24,7 @@ use crate::server::{self, AppState, auth};
 pub struct App {
     listener: TcpListener,
     state: AppState,
+    release_start_up_pages: bool,
 }
 
 impl App {
@@ -40,10 +41,18 @@ impl App {
                 settings.server.listen
             )
         })?;
-        let app = App { listener, state: AppState::new(settings, db, admin_token) };
+        let app =
+            App { listener, state: AppState::new(settings, db, admin_token), release_start_up_pages: false };
         let _ = app.state.local_addr.set(app.local_addr());
         app.announce(&source);
         Ok(app)
+    }
+
+    /// Once everything has started, releases the pages of code that only start-up ran
+    /// (`footprint`). For the daemon's own process: a test binary would release its own.
+    pub fn releasing_start_up_pages(mut self) -> App {
+        self.release_start_up_pages = true;
+        self
     }
 
     /// The address the server listens on.
@@ -75,6 +84,10 @@ impl App {
         let identities = server::identity::follow(&self.state);
         let router = server::router(self.state.clone());
         let limits = ConnectionLimits::from(&self.state.settings().server);
+        if self.release_start_up_pages {
+            let kib = crate::footprint::release_start_up_pages();
+            tracing::info!(released_kib = kib, "start-up code released from memory");
+        }
         let served = serve(self.listener, router, limits, async move {
             shutdown.await;
             let _ = stop_tx.send(true);

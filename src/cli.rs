@@ -198,7 +198,7 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    App::build(settings).await?.run_until_stopped(app::shutdown_signal()).await
+    App::build(settings).await?.releasing_start_up_pages().run_until_stopped(app::shutdown_signal()).await
 }
 
 async fn run_doctor(settings: &Settings, options: doctor::Options) -> ExitCode {

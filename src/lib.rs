@@ -11,6 +11,7 @@ pub mod config;
 pub mod db;
 pub mod executor;
 pub mod failpoint;
+pub mod footprint;
 pub mod forge;
 pub mod server;
 pub mod telemetry;

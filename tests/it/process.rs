@@ -75,6 +75,20 @@ pub async fn start_via(cwd: &Path, wrapper: &[&str], args: &[&str], env: &[(&str
     Daemon { child, stdout, base: format!("http://{addr}"), printed }
 }
 
+/// The `released_kib` of the daemon's "start-up code released from memory" line.
+async fn released_kib(daemon: &mut Daemon) -> u64 {
+    let wait = async {
+        while let Some(line) = daemon.stdout.next_line().await.unwrap() {
+            let json: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if json["message"] == "start-up code released from memory" {
+                return json["released_kib"].as_u64().unwrap();
+            }
+        }
+        panic!("forgehand exited before it released its start-up code")
+    };
+    tokio::time::timeout(Duration::from_secs(30), wait).await.expect("no release within 30 s")
+}
+
 async fn write_config(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("forgehand.toml");
     std::fs::write(&path, config_text(&dir.join("data"), "").await).unwrap();
@@ -167,6 +181,10 @@ async fn first_start_with_no_config_creates_database_and_admin_token() {
     let shown = daemon.printed.join("\n");
     assert!(shown.contains("generated an admin token and stored it in data/admin_token"), "{shown}");
     assert!(!shown.contains(&token), "the token reached the output: {shown}");
+    // Once started, the code only start-up ran is released from memory; the daemon goes on
+    // serving (the pages it needs come back) through the request below.
+    let released = released_kib(&mut daemon).await;
+    assert!(released >= 1024, "start-up code resident after start: {released} KiB");
 
     let api = reqwest::Client::new()
         .get(format!("{}/api/tasks", daemon.base))
