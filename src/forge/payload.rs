@@ -28,16 +28,10 @@ pub struct PayloadError {
 pub fn parse(kind: ForgeKind, event: &str, json: &[u8]) -> Result<ForgeEvent, PayloadError> {
     match event {
         "ping" => read::<IgnoredAny>(event, json).map(|_| ForgeEvent::Ping),
-        "issues" => when_acted_on(event, json, ISSUE_ACTIONS, || {
-            read::<IssuesPayload>(event, json).map(IssuesPayload::into_event)
-        }),
-        "issue_comment" => when_acted_on(event, json, &["created"], || {
-            read::<CommentPayload>(event, json).map(CommentPayload::into_event)
-        }),
+        "issues" => when_acted_on(event, json, ISSUE_ACTIONS, IssuesPayload::into_event),
+        "issue_comment" => when_acted_on(event, json, &["created"], CommentPayload::into_event),
         // GitHub, and Gitea/Forgejo with Actions, send it in GitHub's shape.
-        "workflow_run" => when_acted_on(event, json, &["completed"], || {
-            read::<WorkflowRunPayload>(event, json).map(WorkflowRunPayload::into_event)
-        }),
+        "workflow_run" => when_acted_on(event, json, &["completed"], WorkflowRunPayload::into_event),
         _ => (super::dialect(kind).parse_own_event)(event, json).unwrap_or_else(|| {
             read::<Envelope>(event, json)
                 .map(|envelope| ForgeEvent::Unsupported { event: event.to_owned(), action: envelope.action })
@@ -49,21 +43,33 @@ pub fn parse(kind: ForgeKind, event: &str, json: &[u8]) -> Result<ForgeEvent, Pa
 const ISSUE_ACTIONS: &[&str] =
     &["labeled", "unlabeled", "label_updated", "label_cleared", "opened", "closed"];
 
-/// Parses the whole payload with `parse` when its `action` is one of `actions`; any other
-/// action is [`ForgeEvent::Unsupported`] without reading further. An action-less payload
-/// of an event that must have one is malformed.
-pub(crate) fn when_acted_on(
+/// A payload with an `action`, read whole only when forgehand acts on that action.
+pub(crate) trait Acted: DeserializeOwned {
+    fn action(&self) -> &str;
+}
+
+/// The event of a payload whose `action` is one of `actions`; any other action is
+/// [`ForgeEvent::Unsupported`], whatever the shape of its other fields. An action-less
+/// payload of an event that must have one is malformed.
+pub(crate) fn when_acted_on<T: Acted>(
     event: &str,
     json: &[u8],
     actions: &[&str],
-    parse: impl FnOnce() -> Result<ForgeEvent, PayloadError>,
+    into_event: impl FnOnce(T) -> ForgeEvent,
 ) -> Result<ForgeEvent, PayloadError> {
-    let envelope = read::<ActionEnvelope>(event, json)?;
-    if actions.contains(&envelope.action.as_str()) {
-        parse()
-    } else {
-        Ok(ForgeEvent::Unsupported { event: event.to_owned(), action: Some(envelope.action) })
+    // The whole payload first, so that a delivery acted on is read once (reading its
+    // action alone first cost a second pass over every payload). Only when that fails
+    // does the action decide between malformed and not acted on.
+    let action = match serde_json::from_slice::<T>(json) {
+        Ok(payload) if actions.contains(&payload.action()) => return Ok(into_event(payload)),
+        Ok(payload) => payload.action().to_owned(),
+        Err(_) => read::<ActionEnvelope>(event, json)?.action,
+    };
+    if actions.contains(&action.as_str()) {
+        // Acted on but unreadable: this names the field.
+        return read_with_path::<T>(event, json).map(into_event);
     }
+    Ok(ForgeEvent::Unsupported { event: event.to_owned(), action: Some(action) })
 }
 
 /// Reads a payload, naming the JSON path of a field that cannot be read.
@@ -238,6 +244,7 @@ impl<R> ReviewPayload<R> {
 /// A workflow run (GitHub Actions, Gitea/Forgejo Actions).
 #[derive(Deserialize)]
 struct WorkflowRunPayload {
+    action: String,
     workflow_run: WorkflowRun,
     repository: RepoPayload,
     sender: UserPayload,
@@ -321,6 +328,30 @@ impl IssuePayload {
             is_open: self.state == "open",
             is_pull_request: is_pull_request || self.pull_request.is_some(),
         }
+    }
+}
+
+impl Acted for IssuesPayload {
+    fn action(&self) -> &str {
+        &self.action
+    }
+}
+
+impl Acted for CommentPayload {
+    fn action(&self) -> &str {
+        &self.action
+    }
+}
+
+impl Acted for WorkflowRunPayload {
+    fn action(&self) -> &str {
+        &self.action
+    }
+}
+
+impl<R: serde::de::DeserializeOwned> Acted for ReviewPayload<R> {
+    fn action(&self) -> &str {
+        &self.action
     }
 }
 
@@ -493,6 +524,12 @@ mod tests {
         let dismissed = br#"{"action":"dismissed","review":null}"#;
         let event = parse(ForgeKind::Github, "pull_request_review", dismissed).unwrap();
         assert_eq!(event.action(), Some("dismissed"));
+        // A whole, well-formed payload of such an action is not acted on either.
+        let whole = String::from_utf8(fixture("github/issues_labeled.json")).unwrap();
+        let edited = whole.replacen(r#""action":"labeled""#, r#""action":"edited""#, 1);
+        assert_ne!(edited, whole);
+        let event = parse(ForgeKind::Github, "issues", edited.as_bytes()).unwrap();
+        assert_eq!(event, ForgeEvent::Unsupported { event: "issues".into(), action: Some("edited".into()) });
         // The actions it acts on are read whole, and an event that has actions needs one.
         let labeled = br#"{"action":"labeled","issue":{"number":1,"title":"x"}}"#;
         assert!(parse(ForgeKind::Github, "issues", labeled).is_err());

@@ -47,8 +47,8 @@ pub fn parse_own_event(event: &str, json: &[u8]) -> OwnEvent {
         "pull_request_comment" => ReviewVerdict::Commented,
         _ => return None,
     };
-    Some(when_acted_on(event, json, &["reviewed"], || {
-        read::<ReviewPayload<Review>>(event, json).map(|payload| review_event(payload, verdict))
+    Some(when_acted_on(event, json, &["reviewed"], |payload: ReviewPayload<Review>| {
+        review_event(payload, verdict)
     }))
 }
 

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use crate::forge::OwnEvent;
 use crate::forge::event::{ForgeEvent, ReviewVerdict};
 use crate::forge::payload::{
-    CheckFacts, RepoPayload, ReviewFacts, ReviewPayload, UserPayload, null_as_empty, read, when_acted_on,
+    Acted, CheckFacts, RepoPayload, ReviewFacts, ReviewPayload, UserPayload, null_as_empty, when_acted_on,
 };
 
 #[derive(Deserialize)]
@@ -39,6 +39,7 @@ struct App {
 
 #[derive(Deserialize)]
 struct CheckPayload {
+    action: String,
     #[serde(alias = "check_run")]
     check_suite: Check,
     repository: RepoPayload,
@@ -48,13 +49,17 @@ struct CheckPayload {
 /// Parses GitHub's own events; `None` for the others.
 pub fn parse_own_event(event: &str, json: &[u8]) -> OwnEvent {
     match event {
-        "pull_request_review" => Some(when_acted_on(event, json, &["submitted"], || {
-            read::<ReviewPayload<Review>>(event, json).map(review_event)
-        })),
-        "check_suite" | "check_run" => Some(when_acted_on(event, json, &["completed"], || {
-            read::<CheckPayload>(event, json).map(|payload| check_event(event, payload))
-        })),
+        "pull_request_review" => Some(when_acted_on(event, json, &["submitted"], review_event)),
+        "check_suite" | "check_run" => {
+            Some(when_acted_on(event, json, &["completed"], |payload| check_event(event, payload)))
+        }
         _ => None,
+    }
+}
+
+impl Acted for CheckPayload {
+    fn action(&self) -> &str {
+        &self.action
     }
 }
 
