@@ -1,7 +1,8 @@
 //! Database schema for forgehand, as sea-orm migrations.
 //!
 //! Every statement here runs unchanged on SQLite and PostgreSQL, except where a migration
-//! branches on the backend for what the two spell differently (triggers, in migration 17).
+//! branches on the backend for what the two spell differently (triggers, in migration 17) or
+//! for what only one of them has (`WITHOUT ROWID`, in migration 18).
 
 pub use sea_orm_migration::prelude::*;
 
@@ -20,6 +21,7 @@ mod m20261206_000012_retention;
 mod m20261206_000015_metric_totals;
 mod m20261206_000016_delivery_indexes;
 mod m20261207_000017_task_totals;
+mod m20261207_000018_intake_pages;
 
 /// Applies forgehand's migrations in order.
 pub struct Migrator;
@@ -43,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000015_metric_totals::Migration),
             Box::new(m20261206_000016_delivery_indexes::Migration),
             Box::new(m20261207_000017_task_totals::Migration),
+            Box::new(m20261207_000018_intake_pages::Migration),
         ]
     }
 }

@@ -631,7 +631,7 @@ async fn metrics_by_status(app: &TestApp) -> Vec<(String, i64)> {
 async fn the_task_counts_follow_every_status_change_from_the_previous_release_on() {
     use sea_orm::ConnectionTrait;
     let dir = tempfile::tempdir().unwrap();
-    let (url, old) = database_migrated_to(dir.path(), previous_release()).await;
+    let (url, old) = database_migrated_to(dir.path(), migrations_before("task_totals")).await;
     for (number, status) in [(1, "done"), (2, "done"), (3, "failed"), (4, "no_changes"), (5, "queued")] {
         old.execute_unprepared(&format!(
             "INSERT INTO tasks (forge, repo, number, kind, trigger, requested_by, title, instructions, clone_url, \

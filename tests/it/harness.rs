@@ -90,6 +90,14 @@ pub fn previous_release() -> u32 {
     Migrator::migrations().len() as u32 - 1
 }
 
+/// How many migrations ran before the one whose name contains `name`: a database of the
+/// release before it.
+pub fn migrations_before(name: &str) -> u32 {
+    use migrations::{Migrator, MigratorTrait};
+    let position = Migrator::migrations().iter().position(|m| m.name().contains(name));
+    position.unwrap_or_else(|| panic!("no migration named like {name:?}")) as u32
+}
+
 /// Whether the suite runs on PostgreSQL.
 pub fn on_postgres() -> bool {
     std::env::var("FORGEHAND_TEST_POSTGRES").is_ok()

@@ -249,11 +249,9 @@ async fn a_question_survives_a_restart() {
 /// the issue's active task (the index covers `needs_input`).
 #[tokio::test]
 async fn the_migration_upgrades_a_database_of_the_previous_release() {
-    use migrations::{Migrator, MigratorTrait};
     use sea_orm::ConnectionTrait;
-    let questions = Migrator::migrations().iter().position(|m| m.name().contains("questions")).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (url, old) = database_migrated_to(dir.path(), questions as u32).await;
+    let (url, old) = database_migrated_to(dir.path(), migrations_before("questions")).await;
     old.execute_unprepared(
         "INSERT INTO tasks (forge, repo, number, kind, trigger, requested_by, title, instructions, clone_url, \
          status, attempt, cancel_requested, created_at, updated_at) VALUES ('github', 'o/r', 7, 'implement', \

@@ -150,6 +150,51 @@ async fn gitea_label_edits_start_a_task_only_when_the_trigger_label_is_new() {
     assert_eq!(app.tasks().await.len(), 2);
 }
 
+/// Label states a database of the previous release holds still decide after migration 18
+/// (on SQLite `label_states` is rebuilt `WITHOUT ROWID`; `tasks_status_finished` becomes
+/// an index of finished tasks only), and new ones are written to the rebuilt table.
+#[tokio::test]
+async fn label_states_from_the_release_before_fewer_intake_pages_still_decide() {
+    use sea_orm::ConnectionTrait;
+    let dir = tempfile::tempdir().unwrap();
+    let (url, old) = database_migrated_to(dir.path(), migrations_before("intake_pages")).await;
+    old.execute_unprepared(
+        "INSERT INTO label_states (forge, repo, number, present, updated_at) \
+         VALUES ('gitea', 'acme/widgets', 42, TRUE, '2026-11-30 10:00:00+00:00')",
+    )
+    .await
+    .unwrap();
+    old.close().await.unwrap();
+    let config = config_text_on(&dir.path().join("data"), &format!("[database]\nurl = \"{url}\"\n"), "");
+    let app = TestApp::spawn_config(dir, &config).await;
+
+    let label_set = || Delivery::gitea("issues", "issue_label", fixture("gitea/issues_label_updated.json"));
+    let edit = app.deliver("gitea", label_set()).await;
+    assert_eq!(edit.outcome(), "ignored", "{}", edit.text);
+    assert!(edit.json["reason"].as_str().unwrap().contains("already on the issue"), "{}", edit.text);
+    let cleared = Delivery::gitea("issues", "issue_label", fixture("gitea/issues_label_cleared.json"));
+    assert_eq!(app.deliver("gitea", cleared).await.outcome(), "ignored");
+    assert_eq!(app.deliver("gitea", label_set()).await.outcome(), "task_created");
+
+    let db = sea_orm::Database::connect(&url).await.unwrap();
+    let text = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            let row = db.query_one_raw(sea_orm::Statement::from_string(db.get_database_backend(), sql));
+            let row = row.await.unwrap().expect("one row");
+            row.try_get_by_index::<String>(0).unwrap()
+        }
+    };
+    let (index, without_rowid) = if on_postgres() {
+        (text("SELECT indexdef FROM pg_indexes WHERE indexname = 'tasks_status_finished'").await, None)
+    } else {
+        let wr = text("SELECT CAST(wr AS TEXT) FROM pragma_table_list WHERE name = 'label_states'").await;
+        (text("SELECT sql FROM sqlite_master WHERE name = 'tasks_status_finished'").await, Some(wr))
+    };
+    assert!(index.contains("WHERE") && index.contains("finished_at IS NOT NULL"), "{index}");
+    assert!(without_rowid.is_none_or(|wr| wr == "1"), "label_states is WITHOUT ROWID on SQLite");
+}
+
 #[tokio::test]
 async fn events_from_bots_and_other_repositories_are_ignored() {
     let app = TestApp::spawn_with("[trigger]\nrepos = [\"octo-org/hello-world\"]\n").await;
