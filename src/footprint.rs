@@ -10,10 +10,10 @@
 
 /// One mapping of the program's file that may be released: `len` bytes from `start`.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Releasable {
-    pub start: usize,
-    pub len: usize,
-    pub resident_kib: u64,
+struct Releasable {
+    start: usize,
+    len: usize,
+    resident_kib: u64,
 }
 
 /// Releases the resident pages of forgehand's own read-only file mappings (code and
@@ -40,7 +40,7 @@ pub fn release_start_up_pages() -> u64 {
 
 /// The mappings of `exe` in `smaps` (the text of `/proc/<pid>/smaps`) that are private,
 /// not writable, resident, and hold no anonymous (privately copied) page.
-pub fn releasable(smaps: &str, exe: &str) -> Vec<Releasable> {
+fn releasable(smaps: &str, exe: &str) -> Vec<Releasable> {
     let mut found = Vec::new();
     let mut current: Option<(Releasable, Option<u64>)> = None;
     for line in smaps.lines() {

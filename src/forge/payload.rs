@@ -331,23 +331,19 @@ impl IssuePayload {
     }
 }
 
-impl Acted for IssuesPayload {
-    fn action(&self) -> &str {
-        &self.action
-    }
+/// `Acted` for payload types whose `action: String` field is their action.
+macro_rules! acted_by_field {
+    ($($payload:ty),+ $(,)?) => {
+        $(impl crate::forge::payload::Acted for $payload {
+            fn action(&self) -> &str {
+                &self.action
+            }
+        })+
+    };
 }
+pub(crate) use acted_by_field;
 
-impl Acted for CommentPayload {
-    fn action(&self) -> &str {
-        &self.action
-    }
-}
-
-impl Acted for WorkflowRunPayload {
-    fn action(&self) -> &str {
-        &self.action
-    }
-}
+acted_by_field!(IssuesPayload, CommentPayload, WorkflowRunPayload);
 
 impl<R: serde::de::DeserializeOwned> Acted for ReviewPayload<R> {
     fn action(&self) -> &str {

@@ -5,7 +5,8 @@ use serde::Deserialize;
 use crate::forge::OwnEvent;
 use crate::forge::event::{ForgeEvent, ReviewVerdict};
 use crate::forge::payload::{
-    Acted, CheckFacts, RepoPayload, ReviewFacts, ReviewPayload, UserPayload, null_as_empty, when_acted_on,
+    CheckFacts, RepoPayload, ReviewFacts, ReviewPayload, UserPayload, acted_by_field, null_as_empty,
+    when_acted_on,
 };
 
 #[derive(Deserialize)]
@@ -57,11 +58,7 @@ pub fn parse_own_event(event: &str, json: &[u8]) -> OwnEvent {
     }
 }
 
-impl Acted for CheckPayload {
-    fn action(&self) -> &str {
-        &self.action
-    }
-}
+acted_by_field!(CheckPayload);
 
 fn check_event(event: &str, payload: CheckPayload) -> ForgeEvent {
     let check = payload.check_suite;
