@@ -386,6 +386,35 @@ fn the_next_task_reuses_a_recycled_checkout_and_keeps_nothing_of_the_last() {
     assert_eq!(upstream_file(&f, BRANCH, "new.txt"), None);
 }
 
+/// Whether the git on PATH checks out (it does when present) and writes the index without
+/// its hash (`index.skipHash`, git 2.40 and later).
+fn git_writes_indexes_without_hash() -> bool {
+    let Some(git) = super::cli::git_program() else { return false };
+    let Ok(out) = std::process::Command::new(git).arg("--version").output() else { return false };
+    let said = String::from_utf8_lossy(&out.stdout);
+    let mut version = said.trim().trim_start_matches("git version ").split('.').map(|n| n.parse::<u32>());
+    matches!((version.next(), version.next()), (Some(Ok(major)), Some(Ok(minor))) if (major, minor) >= (2, 40))
+}
+
+#[test]
+fn libgit2_commits_in_the_index_git_wrote_without_its_hash() {
+    let f = fixture();
+    finished_task_with_leftovers(&f);
+    f.workspaces.recycle_task(1, KEY, 1).unwrap();
+    let second = f.workspaces.prepare(&spec(&f, 2, from_main())).unwrap();
+    let index = fs::read(second.path.join(".git/index")).unwrap();
+    let trailer = &index[index.len() - 20..];
+    assert_eq!(trailer == [0; 20], git_writes_indexes_without_hash(), "the index ends with {trailer:?}");
+
+    fs::write(second.path.join("src/lib.rs"), "pub fn answer() -> u32 { 44 }\n").unwrap();
+    let commit = second.commit_all("44", &bot()).unwrap().expect("a commit");
+    let repo = Repository::open(&second.path).unwrap();
+    assert!(is_clean(&repo), "libgit2 read the index: nothing but the change was committed");
+    assert_eq!(repo.find_commit(commit).unwrap().tree().unwrap().len(), 2, "README.md and src");
+    second.push(None, false).unwrap();
+    assert_eq!(upstream_file(&f, BRANCH, "src/lib.rs").as_deref(), Some("pub fn answer() -> u32 { 44 }\n"));
+}
+
 #[test]
 fn recycling_keeps_at_most_the_given_number_of_checkouts() {
     let f = fixture();
