@@ -66,6 +66,7 @@ pub async fn run(
             name: "forgehand",
             url: format!("http://{}/webhooks/github", server.addr),
             warm_url: format!("http://{}/", server.addr),
+            pid: None,
         };
         let batch: Vec<_> =
             (0..deliveries).map(|i| template.delivery(SECRET.as_bytes(), *serial + i as u64)).collect();

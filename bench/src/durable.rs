@@ -41,7 +41,10 @@ pub async fn serve(secret: String, dir: PathBuf) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let conn = open(&dir.join("durable.db"))?;
     let (queue, receiver) = mpsc::channel(1024);
-    std::thread::spawn(move || write(conn, receiver));
+    // Named as forgehand's writer, so that the CPU figures split both servers alike.
+    std::thread::Builder::new()
+        .name(crate::procs::WRITER_THREAD.into())
+        .spawn(move || write(conn, receiver))?;
     let state = Ceiling { secret: secret.into_bytes().into(), queue };
     let app = Router::new()
         .route("/webhooks/{forge}", post(receive))

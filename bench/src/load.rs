@@ -16,6 +16,8 @@ pub struct Target {
     pub url: String,
     /// A cheap GET that opens each connection before the clock starts.
     pub warm_url: String,
+    /// The server's process, whose threads' CPU time the intake runs read.
+    pub pid: Option<u32>,
 }
 
 /// What one run measured.
@@ -29,6 +31,8 @@ pub struct RunResult {
     pub elapsed: Duration,
     /// Latency of every answered request, in microseconds.
     pub latencies_us: Vec<u32>,
+    /// CPU the server used during the run, when its process is known.
+    pub cpu: Option<crate::procs::ThreadCpu>,
 }
 
 impl RunResult {

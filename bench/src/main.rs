@@ -23,7 +23,7 @@ use clap::{Parser, Subcommand};
 
 use load::{RunResult, Target};
 use payload::Template;
-use procs::{Server, TempDir};
+use procs::{Server, TempDir, ThreadCpu};
 
 /// The secret every server under test shares; a benchmark value, not a credential.
 const SECRET: &str = "forgehand-bench-webhook-secret";
@@ -223,15 +223,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         None => None,
     };
     let mut targets = vec![
-        target("forgehand", &forgehand.addr, "/webhooks/github"),
-        target("durable", &durable.addr, "/webhooks/github"),
-        target("ceiling", &ceiling.addr, "/webhooks/github"),
+        target("forgehand", &forgehand, "/webhooks/github"),
+        target("durable", &durable, "/webhooks/github"),
+        target("ceiling", &ceiling, "/webhooks/github"),
     ];
     if let Some(before) = &before {
-        targets.push(target("before", &before.addr, "/webhooks/github"));
+        targets.push(target("before", before, "/webhooks/github"));
     }
     if let Some(webhook) = &webhook {
-        targets.push(target("webhook", &webhook.addr, "/hooks/github"));
+        targets.push(target("webhook", webhook, "/hooks/github"));
     }
 
     let mut serial = 0u64;
@@ -319,8 +319,11 @@ async fn intake_runs(
                         .map(|i| template.delivery(SECRET.as_bytes(), *serial + i as u64))
                         .collect();
                     *serial += requests as u64;
-                    let result =
+                    let cpu_before = target.pid.map(ThreadCpu::of);
+                    let mut result =
                         load::run(target, deliveries, connections, Duration::from_secs(args.run_secs)).await;
+                    result.cpu =
+                        target.pid.zip(cpu_before).map(|(pid, before)| ThreadCpu::of(pid).since(before));
                     settle(webhook).await;
                     eprintln!(
                         "{:>6} {:>2} conns run {} {:>9}: {:>7.0} req/s, {} ok, {} failed",
@@ -367,11 +370,11 @@ async fn only_intake(args: RunArgs) -> anyhow::Result<()> {
         None => None,
     };
     let mut targets = vec![
-        target("forgehand", &forgehand.addr, "/webhooks/github"),
-        target("durable", &durable.addr, "/webhooks/github"),
+        target("forgehand", &forgehand, "/webhooks/github"),
+        target("durable", &durable, "/webhooks/github"),
     ];
     if let Some(before) = &before {
-        targets.push(target("before", &before.addr, "/webhooks/github"));
+        targets.push(target("before", before, "/webhooks/github"));
     }
     let (mut serial, mut answered) = (0, (0, 0));
     let intake = intake_runs(&args, &templates, &targets, None, &mut serial, &mut answered).await;
@@ -411,8 +414,14 @@ async fn only_executor(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn target(name: &'static str, addr: &str, path: &str) -> Target {
-    Target { name, url: format!("http://{addr}{path}"), warm_url: format!("http://{addr}/") }
+fn target(name: &'static str, server: &Server, path: &str) -> Target {
+    let addr = &server.addr;
+    Target {
+        name,
+        url: format!("http://{addr}{path}"),
+        warm_url: format!("http://{addr}/"),
+        pid: server.child.id(),
+    }
 }
 
 /// Sends up to `footprint_deliveries` 3 KB deliveries at 64 connections, sampling RSS.

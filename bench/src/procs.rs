@@ -223,9 +223,60 @@ pub async fn start_webhook(dir: &Path, secret: &str) -> anyhow::Result<Option<Se
     Ok(Some(Server { child, addr, ready_after: started.elapsed() }))
 }
 
+/// The name of the database writer thread, in forgehand and in the durable ceiling.
+pub const WRITER_THREAD: &str = "sqlite-writer";
+
+/// CPU time a server used, split between its database writer thread and the others.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ThreadCpu {
+    pub writer_ticks: u64,
+    pub other_ticks: u64,
+}
+
+impl ThreadCpu {
+    /// What `pid`'s threads have used so far (threads that ended are not counted: the
+    /// servers measured keep theirs).
+    pub fn of(pid: u32) -> ThreadCpu {
+        let mut cpu = ThreadCpu::default();
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return cpu };
+        for task in tasks.flatten() {
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            let name = stat.split_once(" (").and_then(|(_, rest)| rest.rsplit_once(") ")).map(|(n, _)| n);
+            let ticks = ticks_of_stat(&stat);
+            if name == Some(WRITER_THREAD) {
+                cpu.writer_ticks += ticks;
+            } else {
+                cpu.other_ticks += ticks;
+            }
+        }
+        cpu
+    }
+
+    /// The CPU used between `earlier` and `self`.
+    pub fn since(self, earlier: ThreadCpu) -> ThreadCpu {
+        ThreadCpu {
+            writer_ticks: self.writer_ticks.saturating_sub(earlier.writer_ticks),
+            other_ticks: self.other_ticks.saturating_sub(earlier.other_ticks),
+        }
+    }
+
+    /// Adds another run's CPU.
+    pub fn add(&mut self, other: ThreadCpu) {
+        self.writer_ticks += other.writer_ticks;
+        self.other_ticks += other.other_ticks;
+    }
+}
+
+/// Microseconds per clock tick of /proc's CPU times (`USER_HZ`, 100 on Linux).
+pub const MICROS_PER_TICK: f64 = 10_000.0;
+
 /// The user and system CPU time `pid` has used, in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    ticks_of_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default())
+}
+
+/// utime + stime of a `/proc/…/stat` line.
+fn ticks_of_stat(stat: &str) -> u64 {
     let rest = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
     // utime and stime are fields 14 and 15; `rest` starts at field 3.
     rest.split_whitespace().skip(11).take(2).filter_map(|t| t.parse::<u64>().ok()).sum()
@@ -313,4 +364,42 @@ fn free_port() -> anyhow::Result<u16> {
 /// The first `name` on PATH.
 pub fn which(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?).map(|dir| dir.join(name)).find(|path| path.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A thread named as the writer is counted as the writer, and only it: the test's own
+    /// thread waits while the named one spins.
+    #[test]
+    fn the_writer_threads_cpu_is_told_apart_from_the_others() {
+        let pid = std::process::id();
+        let start = ThreadCpu::of(pid);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let spinning = stop.clone();
+        let writer = std::thread::Builder::new()
+            .name(WRITER_THREAD.into())
+            .spawn(move || {
+                while !spinning.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let used = loop {
+            let used = ThreadCpu::of(pid).since(start);
+            if used.writer_ticks >= 5 || Instant::now() > deadline {
+                break used;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        writer.join().unwrap();
+        assert!(used.writer_ticks >= 5, "the spinning writer thread was not counted: {used:?}");
+        assert!(
+            used.other_ticks < used.writer_ticks,
+            "the waiting threads counted as the writer's: {used:?}"
+        );
+    }
 }

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use crate::executor::RepoFigures;
 use crate::load::quantile;
+use crate::procs::{MICROS_PER_TICK, ThreadCpu};
 use crate::{CONNECTIONS, Figures, Intake};
 
 /// Notes written by people below this line survive a new `make bench`.
@@ -67,6 +68,39 @@ pub fn intake_ratios(intake: &Intake, payloads: &[&str]) -> String {
                 ratio(&durable),
                 ratio(&before)
             );
+        }
+    }
+    out.push('\n');
+    out.push_str(&cpu_per_delivery(intake, payloads));
+    out
+}
+
+/// Where each server's CPU went per delivery, from its threads' times in /proc summed over
+/// the runs: the database writer thread (one, serial: what a batch waits for) and the
+/// others (HTTP, signature, parsing, answering). 10 ms ticks: read with that grain.
+pub fn cpu_per_delivery(intake: &Intake, payloads: &[&str]) -> String {
+    let mut out = String::from(
+        "CPU per delivery, µs (the servers' threads, from /proc; the writer thread commits every batch):\n\n\
+         | payload | conns | server | writer thread | other threads | all |\n|---|---:|---|---:|---:|---:|\n",
+    );
+    for (p, name) in payloads.iter().enumerate() {
+        for c in CONNECTIONS {
+            for server in ["forgehand", "durable", "before"] {
+                let Some(runs) = intake.get(&(p, c, server)) else { continue };
+                let summed = runs.iter().try_fold((ThreadCpu::default(), 0usize), |(mut cpu, sent), r| {
+                    cpu.add(r.cpu?);
+                    Some((cpu, sent + r.sent))
+                });
+                let Some((cpu, sent)) = summed.filter(|(_, sent)| *sent > 0) else { continue };
+                let per = |ticks: u64| ticks as f64 * MICROS_PER_TICK / sent as f64;
+                let _ = writeln!(
+                    out,
+                    "| {name} | {c} | {server} | {:.1} | {:.1} | {:.1} |",
+                    per(cpu.writer_ticks),
+                    per(cpu.other_ticks),
+                    per(cpu.writer_ticks + cpu.other_ticks)
+                );
+            }
         }
     }
     out
@@ -209,6 +243,7 @@ fn intake_table(out: &mut String, f: &Figures) {
         "\nDurability: forgehand answered {ok} deliveries 2xx ({accepted} of them 202, a task queued); after SIGKILL its \
          database holds {rows} deliveries and {tasks} tasks: {verdict}.\n"
     );
+    out.push_str(&cpu_per_delivery(&f.intake, &f.payload_names));
 }
 
 fn footprint_table(out: &mut String, f: &Figures) {
