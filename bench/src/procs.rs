@@ -226,11 +226,12 @@ pub async fn start_webhook(dir: &Path, secret: &str) -> anyhow::Result<Option<Se
 /// The name of the database writer thread, in forgehand and in the durable ceiling.
 pub const WRITER_THREAD: &str = "sqlite-writer";
 
-/// CPU time a server used, split between its database writer thread and the others.
+/// CPU time a server used, in nanoseconds, split between its database writer thread and
+/// the others.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ThreadCpu {
-    pub writer_ticks: u64,
-    pub other_ticks: u64,
+    pub writer_ns: u64,
+    pub other_ns: u64,
 }
 
 impl ThreadCpu {
@@ -242,11 +243,11 @@ impl ThreadCpu {
         for task in tasks.flatten() {
             let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
             let name = stat.split_once(" (").and_then(|(_, rest)| rest.rsplit_once(") ")).map(|(n, _)| n);
-            let ticks = ticks_of_stat(&stat);
+            let ns = on_cpu_ns(&task.path()).unwrap_or_else(|| ticks_of_stat(&stat) * NANOS_PER_TICK);
             if name == Some(WRITER_THREAD) {
-                cpu.writer_ticks += ticks;
+                cpu.writer_ns += ns;
             } else {
-                cpu.other_ticks += ticks;
+                cpu.other_ns += ns;
             }
         }
         cpu
@@ -255,20 +256,26 @@ impl ThreadCpu {
     /// The CPU used between `earlier` and `self`.
     pub fn since(self, earlier: ThreadCpu) -> ThreadCpu {
         ThreadCpu {
-            writer_ticks: self.writer_ticks.saturating_sub(earlier.writer_ticks),
-            other_ticks: self.other_ticks.saturating_sub(earlier.other_ticks),
+            writer_ns: self.writer_ns.saturating_sub(earlier.writer_ns),
+            other_ns: self.other_ns.saturating_sub(earlier.other_ns),
         }
     }
 
     /// Adds another run's CPU.
     pub fn add(&mut self, other: ThreadCpu) {
-        self.writer_ticks += other.writer_ticks;
-        self.other_ticks += other.other_ticks;
+        self.writer_ns += other.writer_ns;
+        self.other_ns += other.other_ns;
     }
 }
 
-/// Microseconds per clock tick of /proc's CPU times (`USER_HZ`, 100 on Linux).
-pub const MICROS_PER_TICK: f64 = 10_000.0;
+/// Nanoseconds per clock tick of /proc's `stat` CPU times (`USER_HZ`, 100 on Linux).
+const NANOS_PER_TICK: u64 = 10_000_000;
+
+/// A thread's time on a CPU in nanoseconds (`schedstat`'s first field, exact where
+/// `stat`'s times come in 10 ms ticks); `None` where the kernel keeps no schedstat.
+fn on_cpu_ns(task: &Path) -> Option<u64> {
+    std::fs::read_to_string(task.join("schedstat")).ok()?.split_whitespace().next()?.parse().ok()
+}
 
 /// The user and system CPU time `pid` has used, in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
@@ -389,17 +396,14 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(20);
         let used = loop {
             let used = ThreadCpu::of(pid).since(start);
-            if used.writer_ticks >= 5 || Instant::now() > deadline {
+            if used.writer_ns >= 50_000_000 || Instant::now() > deadline {
                 break used;
             }
             std::thread::sleep(Duration::from_millis(20));
         };
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         writer.join().unwrap();
-        assert!(used.writer_ticks >= 5, "the spinning writer thread was not counted: {used:?}");
-        assert!(
-            used.other_ticks < used.writer_ticks,
-            "the waiting threads counted as the writer's: {used:?}"
-        );
+        assert!(used.writer_ns >= 50_000_000, "the spinning writer thread was not counted: {used:?}");
+        assert!(used.other_ns < used.writer_ns, "the waiting threads counted as the writer's: {used:?}");
     }
 }

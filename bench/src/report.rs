@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::executor::RepoFigures;
 use crate::load::quantile;
-use crate::procs::{MICROS_PER_TICK, ThreadCpu};
+use crate::procs::ThreadCpu;
 use crate::{CONNECTIONS, Figures, Intake};
 
 /// Notes written by people below this line survive a new `make bench`.
@@ -77,10 +77,10 @@ pub fn intake_ratios(intake: &Intake, payloads: &[&str]) -> String {
 
 /// Where each server's CPU went per delivery, from its threads' times in /proc summed over
 /// the runs: the database writer thread (one, serial: what a batch waits for) and the
-/// others (HTTP, signature, parsing, answering). 10 ms ticks: read with that grain.
+/// others (HTTP, signature, parsing, answering).
 pub fn cpu_per_delivery(intake: &Intake, payloads: &[&str]) -> String {
     let mut out = String::from(
-        "CPU per delivery, µs (the servers' threads, from /proc; the writer thread commits every batch):\n\n\
+        "CPU per delivery, µs (each server thread's time on a CPU, `/proc/…/task/*/schedstat`; the writer thread commits every batch):\n\n\
          | payload | conns | server | writer thread | other threads | all |\n|---|---:|---|---:|---:|---:|\n",
     );
     for (p, name) in payloads.iter().enumerate() {
@@ -92,13 +92,13 @@ pub fn cpu_per_delivery(intake: &Intake, payloads: &[&str]) -> String {
                     Some((cpu, sent + r.sent))
                 });
                 let Some((cpu, sent)) = summed.filter(|(_, sent)| *sent > 0) else { continue };
-                let per = |ticks: u64| ticks as f64 * MICROS_PER_TICK / sent as f64;
+                let per = |ns: u64| ns as f64 / 1000.0 / sent as f64;
                 let _ = writeln!(
                     out,
                     "| {name} | {c} | {server} | {:.1} | {:.1} | {:.1} |",
-                    per(cpu.writer_ticks),
-                    per(cpu.other_ticks),
-                    per(cpu.writer_ticks + cpu.other_ticks)
+                    per(cpu.writer_ns),
+                    per(cpu.other_ns),
+                    per(cpu.writer_ns + cpu.other_ns)
                 );
             }
         }
