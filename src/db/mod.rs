@@ -18,6 +18,7 @@ pub mod retention;
 mod spend;
 mod steps;
 pub mod transcripts;
+mod wal_writes;
 mod writer;
 
 pub use answers::{Answer, append_answer, parse_answers};

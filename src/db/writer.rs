@@ -20,7 +20,9 @@ use rusqlite::Connection;
 use sea_orm::DbErr;
 use tokio::sync::{mpsc, oneshot};
 
-use super::intake::{self, sqlite::SqliteStore, sqlite::db_err};
+use super::intake;
+use super::intake::sqlite::{SqliteStore, db_err};
+use super::wal_writes;
 use super::{NewDelivery, Recorded};
 use crate::trigger::{Decision, IssueContext};
 
@@ -69,12 +71,24 @@ fn stopped() -> DbErr {
     DbErr::Custom("the database writer stopped; restart forgehand".into())
 }
 
-/// Opens the writer's connection with the settings of the pool's (see `sqlite_options`).
-fn open(path: &std::path::Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+/// Opens the writer's connection with the settings of the pool's (see `sqlite_options`),
+/// through the VFS that hands each commit's WAL frames to the file in one write
+/// (`wal_writes`), or SQLite's own when that VFS cannot be registered.
+fn open(path: &std::path::Path) -> Result<Connection, String> {
+    let gathering = wal_writes::register()
+        .inspect_err(|err| tracing::warn!(error = %err, "the intake writer writes its WAL frame by frame"))
+        .is_ok();
+    let conn = if gathering {
+        Connection::open_with_flags_and_vfs(path, rusqlite::OpenFlags::default(), wal_writes::NAME)
+    } else {
+        Connection::open(path)
+    };
+    let conn = conn.map_err(|err| err.to_string())?;
+    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(|err| err.to_string())?;
     // The pool already put the file in WAL mode, which persists. FULL: a commit is on disk
     // before forgehand answers the forge.
+    // cache_spill OFF: no page reaches the WAL before its commit (a batch changes a few
+    // hundred pages at most), which `wal_writes` relies on.
     // temp_store: in a batch run again, each delivery's savepoint copies the pages it
     // changes to a sub-journal, which otherwise spills to a temporary file (a third of the
     // writer's time in perf when every delivery had one).
@@ -83,9 +97,13 @@ fn open(path: &std::path::Path) -> rusqlite::Result<Connection> {
     // inner pages alone outgrow 2 MiB, and every delivery read them again from the file:
     // intake fell to half its rate on such a database (docs/benchmarks.md).
     conn.execute_batch(
-        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
-         PRAGMA cache_size = -16384;",
-    )?;
+        "PRAGMA synchronous = FULL; PRAGMA cache_spill = OFF; PRAGMA foreign_keys = ON; \
+         PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16384;",
+    )
+    .map_err(|err| err.to_string())?;
+    if gathering {
+        wal_writes::check_connection(&conn)?;
+    }
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
 }
