@@ -21,7 +21,7 @@ use sea_orm::DbErr;
 use tokio::sync::{mpsc, oneshot};
 
 use super::intake;
-use super::intake::sqlite::{SqliteStore, db_err};
+use super::intake::sqlite::{SqliteStore, count_outcomes, db_err};
 use super::wal_writes;
 use super::{NewDelivery, Recorded};
 use crate::trigger::{Decision, IssueContext};
@@ -177,6 +177,11 @@ fn run_batch(
         }
         results.push(result);
     }
+    let recorded = results.iter().filter_map(|result| match result {
+        Ok(Recorded::Outcome { outcome, .. }) => Some(*outcome),
+        _ => None,
+    });
+    count_outcomes(&txn, recorded).map_err(|err| err.to_string())?;
     txn.commit().map_err(|err| err.to_string())?;
     Ok(Some(results))
 }
@@ -287,8 +292,22 @@ mod tests {
         let duplicates = results.iter().filter(|r| matches!(r, Ok(Recorded::Duplicate))).count();
         assert_eq!((ignored, duplicates), (38, 1), "{results:?}");
         assert_eq!(deliveries::Entity::find().count(&conn).await.unwrap(), 38);
+        // Counted once per batch and outcome: neither the failed one nor the duplicate.
+        assert_eq!(counted(&path, "ignored"), 38);
         // The failed delivery left nothing behind: a redelivery is recorded, not a duplicate.
         let again = writer.record(delivery("d-7"), Box::new(ignore)).await.unwrap();
         assert!(matches!(again, Recorded::Outcome { outcome: Outcome::Ignored, .. }), "{again:?}");
+        assert_eq!(counted(&path, "ignored"), 39);
+    }
+
+    /// The deliveries `delivery_totals` counts with `outcome`.
+    fn counted(path: &std::path::Path, outcome: &str) -> i64 {
+        let conn = Connection::open(path).unwrap();
+        conn.query_row(
+            "SELECT COALESCE(SUM(n), 0) FROM delivery_totals WHERE outcome = ?1",
+            [outcome],
+            |row| row.get(0),
+        )
+        .unwrap()
     }
 }

@@ -69,7 +69,8 @@ pub(super) trait IntakeStore {
     async fn answer(&self, task_id: i64, answers: &str) -> Result<bool, DbErr>;
     /// Remembers whether the issue carries the trigger label now.
     async fn set_label_state(&self, key: &IssueKey, present: bool) -> Result<(), DbErr>;
-    /// Stores the claimed delivery's outcome, and counts it.
+    /// Stores the claimed delivery's outcome, and counts it (the SQLite writer counts its
+    /// whole batch at once instead: `sqlite::count_outcomes`).
     async fn store_outcome(
         &self,
         claim: Self::Claim,
