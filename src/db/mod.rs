@@ -296,10 +296,15 @@ impl Db {
         Ok(queries::last_session_for_pull(&self.conn, forge, repo, pr_number).await?)
     }
 
+    /// Whether [`Db::announce_task`] tells other instances anything (PostgreSQL only).
+    pub fn announces_tasks(&self) -> bool {
+        self.conn.get_database_backend() == DbBackend::Postgres
+    }
+
     /// Wakes the executors of every instance sharing this PostgreSQL database: a task was
     /// queued. On SQLite (one instance) the in-process wake is enough.
     pub async fn announce_task(&self) {
-        if self.conn.get_database_backend() != DbBackend::Postgres {
+        if !self.announces_tasks() {
             return;
         }
         let notify = format!("SELECT pg_notify('{TASK_CHANNEL}', '')");

@@ -337,8 +337,10 @@ fn answer(
         Recorded::Outcome { outcome, reason, task_id } => {
             if matches!(outcome, Outcome::TaskCreated | Outcome::Answered) {
                 wake.notify_one();
-                let db = db.clone();
-                tokio::spawn(async move { db.announce_task().await });
+                if db.announces_tasks() {
+                    let db = db.clone();
+                    tokio::spawn(async move { db.announce_task().await });
+                }
             }
             let task = task_id.map(|id| id.to_string()).unwrap_or_default();
             tracing::info!(%delivery, forge, %event, %repo, outcome = outcome.as_str(), %task, %reason, "delivery recorded");
