@@ -33,6 +33,14 @@ const MAX_BATCH: usize = 128;
 /// Deliveries waiting for the writer; senders wait beyond this (back-pressure).
 const QUEUE: usize = 1024;
 
+/// Deliveries between two checkpoints asked of the checkpointer thread (about 600 WAL
+/// pages at 16 connections).
+const CHECKPOINT_EVERY: usize = 128;
+
+/// WAL pages after which the writer checkpoints itself, should the checkpointer fall
+/// behind (SQLite's default is 1000).
+const CHECKPOINT_FALLBACK_PAGES: i64 = 8000;
+
 /// What the trigger rules make of a delivery, given what the database knows about its
 /// issue. Owned, so that the writer thread decides without a round trip to the request.
 pub(super) type Decide = Box<dyn Fn(&IssueContext) -> Decision + Send + Sync>;
@@ -104,6 +112,9 @@ fn open(path: &std::path::Path) -> Result<Connection, String> {
     if gathering {
         wal_writes::check_connection(&conn)?;
     }
+    // Checkpoints are the checkpointer thread's (`Checkpointer`), off the commits' path.
+    conn.pragma_update(None, "wal_autocheckpoint", CHECKPOINT_FALLBACK_PAGES)
+        .map_err(|err| err.to_string())?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
 }
@@ -116,6 +127,8 @@ fn run(path: &std::path::Path, mut receiver: mpsc::Receiver<Item>) {
             None
         }
     };
+    let checkpoints = conn.as_ref().and_then(|_| Checkpointer::start(path));
+    let mut since_checkpoint = 0;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(item) = receiver.blocking_recv() {
         batch.push(item);
@@ -125,9 +138,16 @@ fn run(path: &std::path::Path, mut receiver: mpsc::Receiver<Item>) {
             batch.push(item);
         }
         let items = std::mem::take(&mut batch);
+        since_checkpoint += items.len();
         match conn.as_mut() {
             Some(conn) => write_batch(conn, items),
             None => fail_all(items, "the intake writer could not open the database file; see the log"),
+        }
+        if since_checkpoint >= CHECKPOINT_EVERY
+            && let Some(checkpoints) = &checkpoints
+        {
+            checkpoints.nudge();
+            since_checkpoint = 0;
         }
     }
 }
@@ -184,6 +204,42 @@ fn run_batch(
     count_outcomes(&txn, recorded).map_err(|err| err.to_string())?;
     txn.commit().map_err(|err| err.to_string())?;
     Ok(Some(results))
+}
+
+/// Copies the WAL's pages into the database file on a thread of its own, when the writer
+/// asks. SQLite otherwise checkpoints inside the commit that crosses 1000 WAL pages: every
+/// delivery waiting for that commit waited for the copy and two fsyncs too. A passive
+/// checkpoint never blocks the writer, and the writer starts the WAL over at its next
+/// commit once everything in it is copied. Durability is the commits' (synced to the WAL).
+struct Checkpointer {
+    nudge: std::sync::mpsc::SyncSender<()>,
+}
+
+impl Checkpointer {
+    /// Starts the thread on its own connection to `path`; `None` (the writer checkpoints
+    /// itself) when either cannot be had.
+    fn start(path: &std::path::Path) -> Option<Checkpointer> {
+        let conn = Connection::open(path)
+            .and_then(|conn| conn.pragma_update(None, "synchronous", "FULL").map(|()| conn))
+            .inspect_err(|err| tracing::warn!(error = %err, "the intake writer checkpoints its WAL itself"))
+            .ok()?;
+        let (nudge, nudged) = std::sync::mpsc::sync_channel(1);
+        let spawned = std::thread::Builder::new().name("sqlite-checkpoint".into()).spawn(move || {
+            // Ends when the writer, the only sender, ends.
+            while nudged.recv().is_ok() {
+                if let Err(err) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %err, "cannot checkpoint the intake WAL; the writer will");
+                }
+            }
+        });
+        spawned.inspect_err(|err| tracing::warn!(error = %err, "no checkpointer thread")).ok()?;
+        Some(Checkpointer { nudge })
+    }
+
+    /// Asks for a checkpoint; one already asked for and not begun covers this one too.
+    fn nudge(&self) {
+        let _ = self.nudge.try_send(());
+    }
 }
 
 fn committed_err(err: &str) -> DbErr {
@@ -298,6 +354,47 @@ mod tests {
         let again = writer.record(delivery("d-7"), Box::new(ignore)).await.unwrap();
         assert!(matches!(again, Recorded::Outcome { outcome: Outcome::Ignored, .. }), "{again:?}");
         assert_eq!(counted(&path, "ignored"), 39);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_checkpointer_copies_the_wal_into_the_database_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("writer.db");
+        let conn = Database::connect(super::super::sqlite_options(
+            format!("sqlite://{}", path.display()),
+            Some(path.clone()),
+        ))
+        .await
+        .unwrap();
+        Migrator::up(&conn, None).await.unwrap();
+        // The pool's connections write nothing more: what reaches the file is the writer's.
+        conn.close().await.unwrap();
+        let before = pages_in_file(&path);
+        let writer = Writer::start(path.clone()).unwrap();
+
+        // One at a time: 300 commits of one delivery, far below the writer's own
+        // checkpoint (CHECKPOINT_FALLBACK_PAGES), past two of the checkpointer's.
+        for i in 0..300 {
+            writer.record(delivery(&format!("c-{i}")), Box::new(ignore)).await.unwrap();
+        }
+
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while pages_in_file(&path) <= before {
+            assert!(std::time::Instant::now() < deadline, "no checkpoint: {before} pages in the file");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let copied: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM deliveries", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(copied, 300);
+    }
+
+    /// The database size in pages its file's header gives (offset 28, big-endian), which
+    /// a checkpoint updates.
+    fn pages_in_file(path: &std::path::Path) -> u32 {
+        let bytes = std::fs::read(path).unwrap();
+        u32::from_be_bytes(bytes[28..32].try_into().unwrap())
     }
 
     /// The deliveries `delivery_totals` counts with `outcome`.
