@@ -318,13 +318,7 @@ mod tests {
     async fn one_failing_delivery_leaves_the_rest_of_its_batch_recorded() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("writer.db");
-        let conn = Database::connect(super::super::sqlite_options(
-            format!("sqlite://{}", path.display()),
-            Some(path.clone()),
-        ))
-        .await
-        .unwrap();
-        Migrator::up(&conn, None).await.unwrap();
+        let conn = migrated(&path).await;
         let writer = Writer::start(path.clone()).unwrap();
 
         let calls = (0..40).map(|i| {
@@ -360,13 +354,7 @@ mod tests {
     async fn the_checkpointer_copies_the_wal_into_the_database_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("writer.db");
-        let conn = Database::connect(super::super::sqlite_options(
-            format!("sqlite://{}", path.display()),
-            Some(path.clone()),
-        ))
-        .await
-        .unwrap();
-        Migrator::up(&conn, None).await.unwrap();
+        let conn = migrated(&path).await;
         // The pool's connections write nothing more: what reaches the file is the writer's.
         conn.close().await.unwrap();
         let before = pages_in_file(&path);
@@ -388,6 +376,14 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM deliveries", [], |row| row.get(0))
             .unwrap();
         assert_eq!(copied, 300);
+    }
+
+    /// A migrated database at `path`, through the pool's settings.
+    async fn migrated(path: &std::path::Path) -> sea_orm::DatabaseConnection {
+        let options = super::super::sqlite_options(format!("sqlite://{}", path.display()), Some(path.into()));
+        let conn = Database::connect(options).await.unwrap();
+        Migrator::up(&conn, None).await.unwrap();
+        conn
     }
 
     /// The database size in pages its file's header gives (offset 28, big-endian), which
