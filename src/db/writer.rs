@@ -38,8 +38,11 @@ const QUEUE: usize = 1024;
 const CHECKPOINT_EVERY: usize = 128;
 
 /// WAL pages after which the writer checkpoints itself, should the checkpointer fall
-/// behind (SQLite's default is 1000).
+/// behind.
 const CHECKPOINT_FALLBACK_PAGES: i64 = 8000;
+
+/// SQLite's own threshold, the writer's when no checkpointer thread could start.
+const SQLITE_CHECKPOINT_PAGES: i64 = 1000;
 
 /// What the trigger rules make of a delivery, given what the database knows about its
 /// issue. Owned, so that the writer thread decides without a round trip to the request.
@@ -127,7 +130,9 @@ fn run(path: &std::path::Path, mut receiver: mpsc::Receiver<Item>) {
             None
         }
     };
-    let checkpoints = conn.as_ref().and_then(|_| Checkpointer::start(path));
+    // Started at the first checkpoint asked for: a daemon that records nothing has no
+    // such thread. `Some(None)`: it could not start.
+    let mut checkpoints: Option<Option<Checkpointer>> = None;
     let mut since_checkpoint = 0;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(item) = receiver.blocking_recv() {
@@ -144,9 +149,12 @@ fn run(path: &std::path::Path, mut receiver: mpsc::Receiver<Item>) {
             None => fail_all(items, "the intake writer could not open the database file; see the log"),
         }
         if since_checkpoint >= CHECKPOINT_EVERY
-            && let Some(checkpoints) = &checkpoints
+            && let Some(conn) = &conn
         {
-            checkpoints.nudge();
+            let started = checkpoints.get_or_insert_with(|| Checkpointer::start(path, conn));
+            if let Some(checkpointer) = started {
+                checkpointer.nudge();
+            }
             since_checkpoint = 0;
         }
     }
@@ -216,9 +224,19 @@ struct Checkpointer {
 }
 
 impl Checkpointer {
-    /// Starts the thread on its own connection to `path`; `None` (the writer checkpoints
-    /// itself) when either cannot be had.
-    fn start(path: &std::path::Path) -> Option<Checkpointer> {
+    /// Starts the thread on its own connection to `path`; `None` when either cannot be
+    /// had, and the `writer` connection then checkpoints as SQLite does.
+    fn start(path: &std::path::Path, writer: &Connection) -> Option<Checkpointer> {
+        let started = Checkpointer::spawn(path);
+        if started.is_none()
+            && let Err(err) = writer.pragma_update(None, "wal_autocheckpoint", SQLITE_CHECKPOINT_PAGES)
+        {
+            tracing::warn!(error = %err, "the intake writer checkpoints past {CHECKPOINT_FALLBACK_PAGES} pages");
+        }
+        started
+    }
+
+    fn spawn(path: &std::path::Path) -> Option<Checkpointer> {
         let conn = Connection::open(path)
             .and_then(|conn| conn.pragma_update(None, "synchronous", "FULL").map(|()| conn))
             .inspect_err(|err| tracing::warn!(error = %err, "the intake writer checkpoints its WAL itself"))
