@@ -33,17 +33,6 @@ const MAX_BATCH: usize = 128;
 /// Deliveries waiting for the writer; senders wait beyond this (back-pressure).
 const QUEUE: usize = 1024;
 
-/// Deliveries between two checkpoints asked of the checkpointer thread (about 600 WAL
-/// pages at 16 connections).
-const CHECKPOINT_EVERY: usize = 128;
-
-/// WAL pages after which the writer checkpoints itself, should the checkpointer fall
-/// behind.
-const CHECKPOINT_FALLBACK_PAGES: i64 = 8000;
-
-/// SQLite's own threshold, the writer's when no checkpointer thread could start.
-const SQLITE_CHECKPOINT_PAGES: i64 = 1000;
-
 /// What the trigger rules make of a delivery, given what the database knows about its
 /// issue. Owned, so that the writer thread decides without a round trip to the request.
 pub(super) type Decide = Box<dyn Fn(&IssueContext) -> Decision + Send + Sync>;
@@ -115,9 +104,6 @@ fn open(path: &std::path::Path) -> Result<Connection, String> {
     if gathering {
         wal_writes::check_connection(&conn)?;
     }
-    // Checkpoints are the checkpointer thread's (`Checkpointer`), off the commits' path.
-    conn.pragma_update(None, "wal_autocheckpoint", CHECKPOINT_FALLBACK_PAGES)
-        .map_err(|err| err.to_string())?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
 }
@@ -130,10 +116,6 @@ fn run(path: &std::path::Path, mut receiver: mpsc::Receiver<Item>) {
             None
         }
     };
-    // Started at the first checkpoint asked for: a daemon that records nothing has no
-    // such thread. `Some(None)`: it could not start.
-    let mut checkpoints: Option<Option<Checkpointer>> = None;
-    let mut since_checkpoint = 0;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(item) = receiver.blocking_recv() {
         batch.push(item);
@@ -143,19 +125,9 @@ fn run(path: &std::path::Path, mut receiver: mpsc::Receiver<Item>) {
             batch.push(item);
         }
         let items = std::mem::take(&mut batch);
-        since_checkpoint += items.len();
         match conn.as_mut() {
             Some(conn) => write_batch(conn, items),
             None => fail_all(items, "the intake writer could not open the database file; see the log"),
-        }
-        if since_checkpoint >= CHECKPOINT_EVERY
-            && let Some(conn) = &conn
-        {
-            let started = checkpoints.get_or_insert_with(|| Checkpointer::start(path, conn));
-            if let Some(checkpointer) = started {
-                checkpointer.nudge();
-            }
-            since_checkpoint = 0;
         }
     }
 }
@@ -212,52 +184,6 @@ fn run_batch(
     count_outcomes(&txn, recorded).map_err(|err| err.to_string())?;
     txn.commit().map_err(|err| err.to_string())?;
     Ok(Some(results))
-}
-
-/// Copies the WAL's pages into the database file on a thread of its own, when the writer
-/// asks. SQLite otherwise checkpoints inside the commit that crosses 1000 WAL pages: every
-/// delivery waiting for that commit waited for the copy and two fsyncs too. A passive
-/// checkpoint never blocks the writer, and the writer starts the WAL over at its next
-/// commit once everything in it is copied. Durability is the commits' (synced to the WAL).
-struct Checkpointer {
-    nudge: std::sync::mpsc::SyncSender<()>,
-}
-
-impl Checkpointer {
-    /// Starts the thread on its own connection to `path`; `None` when either cannot be
-    /// had, and the `writer` connection then checkpoints as SQLite does.
-    fn start(path: &std::path::Path, writer: &Connection) -> Option<Checkpointer> {
-        let started = Checkpointer::spawn(path);
-        if started.is_none()
-            && let Err(err) = writer.pragma_update(None, "wal_autocheckpoint", SQLITE_CHECKPOINT_PAGES)
-        {
-            tracing::warn!(error = %err, "the intake writer checkpoints past {CHECKPOINT_FALLBACK_PAGES} pages");
-        }
-        started
-    }
-
-    fn spawn(path: &std::path::Path) -> Option<Checkpointer> {
-        let conn = Connection::open(path)
-            .and_then(|conn| conn.pragma_update(None, "synchronous", "FULL").map(|()| conn))
-            .inspect_err(|err| tracing::warn!(error = %err, "the intake writer checkpoints its WAL itself"))
-            .ok()?;
-        let (nudge, nudged) = std::sync::mpsc::sync_channel(1);
-        let spawned = std::thread::Builder::new().name("sqlite-checkpoint".into()).spawn(move || {
-            // Ends when the writer, the only sender, ends.
-            while nudged.recv().is_ok() {
-                if let Err(err) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::warn!(error = %err, "cannot checkpoint the intake WAL; the writer will");
-                }
-            }
-        });
-        spawned.inspect_err(|err| tracing::warn!(error = %err, "no checkpointer thread")).ok()?;
-        Some(Checkpointer { nudge })
-    }
-
-    /// Asks for a checkpoint; one already asked for and not begun covers this one too.
-    fn nudge(&self) {
-        let _ = self.nudge.try_send(());
-    }
 }
 
 fn committed_err(err: &str) -> DbErr {
@@ -336,7 +262,13 @@ mod tests {
     async fn one_failing_delivery_leaves_the_rest_of_its_batch_recorded() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("writer.db");
-        let conn = migrated(&path).await;
+        let conn = Database::connect(super::super::sqlite_options(
+            format!("sqlite://{}", path.display()),
+            Some(path.clone()),
+        ))
+        .await
+        .unwrap();
+        Migrator::up(&conn, None).await.unwrap();
         let writer = Writer::start(path.clone()).unwrap();
 
         let calls = (0..40).map(|i| {
@@ -366,49 +298,6 @@ mod tests {
         let again = writer.record(delivery("d-7"), Box::new(ignore)).await.unwrap();
         assert!(matches!(again, Recorded::Outcome { outcome: Outcome::Ignored, .. }), "{again:?}");
         assert_eq!(counted(&path, "ignored"), 39);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_checkpointer_copies_the_wal_into_the_database_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("writer.db");
-        let conn = migrated(&path).await;
-        // The pool's connections write nothing more: what reaches the file is the writer's.
-        conn.close().await.unwrap();
-        let before = pages_in_file(&path);
-        let writer = Writer::start(path.clone()).unwrap();
-
-        // One at a time: 300 commits of one delivery, far below the writer's own
-        // checkpoint (CHECKPOINT_FALLBACK_PAGES), past two of the checkpointer's.
-        for i in 0..300 {
-            writer.record(delivery(&format!("c-{i}")), Box::new(ignore)).await.unwrap();
-        }
-
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while pages_in_file(&path) <= before {
-            assert!(std::time::Instant::now() < deadline, "no checkpoint: {before} pages in the file");
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        let copied: i64 = Connection::open(&path)
-            .unwrap()
-            .query_row("SELECT COUNT(*) FROM deliveries", [], |row| row.get(0))
-            .unwrap();
-        assert_eq!(copied, 300);
-    }
-
-    /// A migrated database at `path`, through the pool's settings.
-    async fn migrated(path: &std::path::Path) -> sea_orm::DatabaseConnection {
-        let options = super::super::sqlite_options(format!("sqlite://{}", path.display()), Some(path.into()));
-        let conn = Database::connect(options).await.unwrap();
-        Migrator::up(&conn, None).await.unwrap();
-        conn
-    }
-
-    /// The database size in pages its file's header gives (offset 28, big-endian), which
-    /// a checkpoint updates.
-    fn pages_in_file(path: &std::path::Path) -> u32 {
-        let bytes = std::fs::read(path).unwrap();
-        u32::from_be_bytes(bytes[28..32].try_into().unwrap())
     }
 
     /// The deliveries `delivery_totals` counts with `outcome`.
