@@ -185,7 +185,10 @@ pub(super) async fn record(
     };
     context.pushed = pushed;
     let (outcome, reason, task_id) = apply_decision(store, delivery, key.as_ref(), decide(&context)).await?;
-    if let (Some(key), Some(present)) = (&key, delivery.label_present) {
+    // Most events on an issue leave its trigger label as it was: no row to rewrite then.
+    if let (Some(key), Some(present)) = (&key, delivery.label_present)
+        && context.label_was_present != Some(present)
+    {
         store.set_label_state(key, present).await?;
     }
     store.store_outcome(claim, &row, outcome, &clean(&reason, limits::REASON), task_id).await?;

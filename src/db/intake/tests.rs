@@ -210,3 +210,41 @@ async fn delivery_lookups_use_their_indexes() {
     let retention = plan(&old, vec![cutoff.clone(), cutoff]).await;
     assert!(retention.contains("SEARCH d USING INTEGER PRIMARY KEY (rowid<?)"), "{retention}");
 }
+
+/// An event that leaves the trigger label as it was writes no label state; one that
+/// changes it does, on both stores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_label_state_is_not_written_again() {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (path, by_writer) = migrated(dir.path(), "writer.db").await;
+    let (_, by_sea) = migrated(dir.path(), "sea.db").await;
+    let writer = Writer::start(path).unwrap();
+    let state = |conn: &DatabaseConnection| {
+        let conn = conn.clone();
+        async move {
+            let sql = "SELECT present, updated_at FROM label_states WHERE number = 42";
+            let row = conn.query_one_raw(Statement::from_string(DbBackend::Sqlite, sql)).await.unwrap();
+            let row = row.expect("a label state");
+            (row.try_get::<bool>("", "present").unwrap(), row.try_get::<String>("", "updated_at").unwrap())
+        }
+    };
+    let marked = "2000-01-01T00:00:00Z";
+    let mark = format!("UPDATE label_states SET updated_at = '{marked}'");
+    record_on_both(&writer, &by_sea, &delivery("l-1"), ignore).await;
+    for conn in [&by_writer, &by_sea] {
+        conn.execute_unprepared(&mark).await.unwrap();
+    }
+    record_on_both(&writer, &by_sea, &delivery("l-2"), ignore).await;
+    for conn in [&by_writer, &by_sea] {
+        assert_eq!(state(conn).await, (true, marked.to_owned()));
+    }
+    let removed = NewDelivery { label_present: Some(false), ..delivery("l-3") };
+    record_on_both(&writer, &by_sea, &removed, ignore).await;
+    for conn in [&by_writer, &by_sea] {
+        let (present, updated_at) = state(conn).await;
+        assert!(!present);
+        assert_ne!(updated_at, marked);
+    }
+}
