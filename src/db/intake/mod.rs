@@ -185,9 +185,10 @@ pub(super) async fn record(
     };
     context.pushed = pushed;
     let (outcome, reason, task_id) = apply_decision(store, delivery, key.as_ref(), decide(&context)).await?;
-    // Most events on an issue leave its trigger label as it was: no row to rewrite then.
+    // Most events leave an issue's trigger label as it was: no row to write then. The rules
+    // read a missing row as an absent label, so an issue that never had it gets no row.
     if let (Some(key), Some(present)) = (&key, delivery.label_present)
-        && context.label_was_present != Some(present)
+        && context.label_was_present.unwrap_or(false) != present
     {
         store.set_label_state(key, present).await?;
     }

@@ -212,7 +212,7 @@ async fn delivery_lookups_use_their_indexes() {
 }
 
 /// An event that leaves the trigger label as it was writes no label state; one that
-/// changes it does, on both stores.
+/// changes it does, on both stores. An issue that never carried it has no row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unchanged_label_state_is_not_written_again() {
     use sea_orm::{ConnectionTrait, DbBackend, Statement};
@@ -246,5 +246,12 @@ async fn an_unchanged_label_state_is_not_written_again() {
         let (present, updated_at) = state(conn).await;
         assert!(!present);
         assert_ne!(updated_at, marked);
+    }
+    let unlabelled = NewDelivery { label_present: Some(false), number: Some(43.into()), ..delivery("l-4") };
+    record_on_both(&writer, &by_sea, &unlabelled, ignore).await;
+    for conn in [&by_writer, &by_sea] {
+        let sql = "SELECT COUNT(*) AS n FROM label_states";
+        let row = conn.query_one_raw(Statement::from_string(DbBackend::Sqlite, sql)).await.unwrap().unwrap();
+        assert_eq!(row.try_get::<i64>("", "n").unwrap(), 1);
     }
 }
