@@ -73,6 +73,16 @@ async fn migrated(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, Dat
     (path, conn)
 }
 
+/// A database for the writer and one for the sea-orm store, migrated, in a directory
+/// that lives as long as the first value.
+async fn both_stores() -> (tempfile::TempDir, Writer, DatabaseConnection, DatabaseConnection) {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, by_writer) = migrated(dir.path(), "writer.db").await;
+    let (_, by_sea) = migrated(dir.path(), "sea.db").await;
+    let writer = Writer::start(path).unwrap();
+    (dir, writer, by_writer, by_sea)
+}
+
 /// What the rows say, without times.
 async fn rows(conn: &DatabaseConnection) -> Vec<String> {
     let mut out = Vec::new();
@@ -118,10 +128,7 @@ async fn record_on_both(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_stores_apply_the_same_rules() {
-    let dir = tempfile::tempdir().unwrap();
-    let (path, by_writer) = migrated(dir.path(), "writer.db").await;
-    let (_, by_sea) = migrated(dir.path(), "sea.db").await;
-    let writer = Writer::start(path).unwrap();
+    let (_dir, writer, by_writer, by_sea) = both_stores().await;
     let mut answers = (Vec::new(), Vec::new());
     for (id, decide, claim_after) in SCRIPT {
         let (written, by_rules) = record_on_both(&writer, &by_sea, &delivery(id), decide).await;
@@ -160,10 +167,7 @@ fn ignore(_: &IssueContext) -> Decision {
 /// deliveries that carry no comment never collide (the partial unique index of migration 16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_comment_under_a_new_delivery_id_is_a_duplicate() {
-    let dir = tempfile::tempdir().unwrap();
-    let (path, by_writer) = migrated(dir.path(), "writer.db").await;
-    let (_, by_sea) = migrated(dir.path(), "sea.db").await;
-    let writer = Writer::start(path).unwrap();
+    let (_dir, writer, by_writer, by_sea) = both_stores().await;
     let keyed = |id: &str| NewDelivery { event_key: Some("comment:77".into()), ..delivery(id) };
     let script = [keyed("k-1"), keyed("k-2"), delivery("n-1"), delivery("n-2")];
     let mut answers = (Vec::new(), Vec::new());
@@ -217,10 +221,7 @@ async fn delivery_lookups_use_their_indexes() {
 async fn an_unchanged_label_state_is_not_written_again() {
     use sea_orm::{ConnectionTrait, DbBackend, Statement};
 
-    let dir = tempfile::tempdir().unwrap();
-    let (path, by_writer) = migrated(dir.path(), "writer.db").await;
-    let (_, by_sea) = migrated(dir.path(), "sea.db").await;
-    let writer = Writer::start(path).unwrap();
+    let (_dir, writer, by_writer, by_sea) = both_stores().await;
     let state = |conn: &DatabaseConnection| {
         let conn = conn.clone();
         async move {
