@@ -65,23 +65,24 @@ pub(super) async fn set_delivery_outcome(
         .await?;
     let count = Statement::from_sql_and_values(
         db.get_database_backend(),
-        count_delivery_sql(db.get_database_backend()),
-        [outcome.into(), delivery_total_shard(id).into()],
+        count_deliveries_sql(db.get_database_backend()),
+        [outcome.into(), delivery_total_shard(id).into(), 1i64.into()],
     );
     db.execute_raw(count).await?;
     Ok(())
 }
 
-/// Adds one to `delivery_totals` for an outcome and shard (migration 15).
-pub(super) fn count_delivery_sql(backend: DbBackend) -> &'static str {
+/// Adds a number of deliveries to `delivery_totals` for an outcome and shard (migration
+/// 15); the parameters are the outcome, the shard and the number.
+pub(super) fn count_deliveries_sql(backend: DbBackend) -> &'static str {
     match backend {
         DbBackend::Postgres => {
-            "INSERT INTO delivery_totals (outcome, shard, n) VALUES ($1, $2, 1) \
-             ON CONFLICT (outcome, shard) DO UPDATE SET n = delivery_totals.n + 1"
+            "INSERT INTO delivery_totals (outcome, shard, n) VALUES ($1, $2, $3) \
+             ON CONFLICT (outcome, shard) DO UPDATE SET n = delivery_totals.n + excluded.n"
         }
         _ => {
-            "INSERT INTO delivery_totals (outcome, shard, n) VALUES (?1, ?2, 1) \
-             ON CONFLICT (outcome, shard) DO UPDATE SET n = delivery_totals.n + 1"
+            "INSERT INTO delivery_totals (outcome, shard, n) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (outcome, shard) DO UPDATE SET n = delivery_totals.n + excluded.n"
         }
     }
 }

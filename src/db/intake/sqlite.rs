@@ -271,11 +271,6 @@ impl IntakeStore for SqliteStore<'_> {
     }
 }
 
-/// Adds a batch's deliveries of one outcome to `delivery_totals`. One shard: on SQLite a
-/// single writer counts, with nobody to wait for.
-const COUNT_OUTCOME: &str = "INSERT INTO delivery_totals (outcome, shard, n) VALUES (?1, 0, ?2) \
-     ON CONFLICT (outcome, shard) DO UPDATE SET n = delivery_totals.n + excluded.n";
-
 /// Counts the outcomes of a batch's recorded deliveries, one statement per outcome
 /// instead of one per delivery (what `IntakeStore::store_outcome` does elsewhere).
 pub(in crate::db) fn count_outcomes(
@@ -289,9 +284,11 @@ pub(in crate::db) fn count_outcomes(
             None => counts.push((outcome, 1)),
         }
     }
-    let mut count = conn.prepare_cached(COUNT_OUTCOME).map_err(db_err)?;
+    let mut count =
+        conn.prepare_cached(queries::count_deliveries_sql(sea_orm::DbBackend::Sqlite)).map_err(db_err)?;
     for (outcome, n) in counts {
-        count.execute(params![outcome.as_str(), n]).map_err(db_err)?;
+        // One shard: on SQLite a single writer counts, with nobody to wait for.
+        count.execute(params![outcome.as_str(), 0, n]).map_err(db_err)?;
     }
     Ok(())
 }
